@@ -1,0 +1,75 @@
+"""fleetbox: a PostgreSQL job-queue appliance.
+
+The public surface: :class:`Client` to enqueue and manage jobs, :class:`Appliance` to run them
+(embedded in your own asyncio program, or as ``fleetbox run``), :class:`Settings`, the domain
+values and the errors handlers raise.
+"""
+
+from __future__ import annotations
+
+from fleetbox.app import Appliance
+from fleetbox.client import Client, NewJob
+from fleetbox.config import Settings, load_settings
+from fleetbox.errors import (
+    AuthenticationError,
+    ConfigError,
+    Conflict,
+    DatabaseError,
+    FleetboxError,
+    InvalidInput,
+    JobError,
+    NetworkError,
+    NoProcessorError,
+    NotFound,
+    PermanentError,
+    RateLimitError,
+    TransientError,
+    UnknownQueue,
+    ValidationError,
+)
+from fleetbox.models import (
+    DeadLetter,
+    EnqueueResult,
+    Job,
+    JobInfo,
+    JobPriority,
+    JobState,
+    ManualClock,
+    QueueDepth,
+    Tier,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Appliance",
+    "AuthenticationError",
+    "Client",
+    "ConfigError",
+    "Conflict",
+    "DatabaseError",
+    "DeadLetter",
+    "EnqueueResult",
+    "FleetboxError",
+    "InvalidInput",
+    "Job",
+    "JobError",
+    "JobInfo",
+    "JobPriority",
+    "JobState",
+    "ManualClock",
+    "NetworkError",
+    "NewJob",
+    "NoProcessorError",
+    "NotFound",
+    "PermanentError",
+    "QueueDepth",
+    "RateLimitError",
+    "Settings",
+    "Tier",
+    "TransientError",
+    "UnknownQueue",
+    "ValidationError",
+    "__version__",
+    "load_settings",
+]

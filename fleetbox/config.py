@@ -1,0 +1,367 @@
+"""Settings: command-line flags > environment > TOML file > defaults, built with pydantic-settings.
+
+Environment variables are ``FLEETBOX_<SECTION>__<KEY>`` (for example ``FLEETBOX_POOLS__HIGH=40``)
+plus the spec's own names (``DB_HOST``, ``DB_PORT``, ``DB_NAME``, ``DB_USER``, ``DB_PASSWORD``,
+``DATABASE_URL``, ``ADMIN_KEY``, ``QUEUE_ARCHIVE_HOURS``, ``QUEUE_DELETE_DAYS``,
+``QUEUE_MONITOR_INTERVAL``); a ``FLEETBOX_`` variable wins over the spec's name for the same key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from fleetbox.errors import ConfigError
+
+ENV_PREFIX = "FLEETBOX_"
+DEFAULT_CONFIG_FILES = ("fleetbox.toml",)
+
+#: The spec's environment variables and the setting each one sets.
+SPEC_ENV: dict[str, tuple[str, ...]] = {
+    "DATABASE_URL": ("database", "dsn"),
+    "DB_HOST": ("database", "host"),
+    "DB_PORT": ("database", "port"),
+    "DB_NAME": ("database", "name"),
+    "DB_USER": ("database", "user"),
+    "DB_PASSWORD": ("database", "password"),
+    "ADMIN_KEY": ("admin", "key"),
+    "QUEUE_ARCHIVE_HOURS": ("retention", "archive_hours"),
+    "QUEUE_DELETE_DAYS": ("retention", "delete_days"),
+    "QUEUE_MONITOR_INTERVAL": ("monitor", "interval_seconds"),
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    """Where PostgreSQL is. With neither ``dsn`` nor ``host`` set, an embedded server is used."""
+
+    dsn: SecretStr | None = None
+    host: str | None = None
+    port: int = Field(5432, ge=1, le=65535)
+    name: str = "postgres"
+    user: str = "postgres"
+    password: SecretStr | None = None
+    schema_name: str = Field("fleetbox", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    pool_min: int = Field(2, ge=1)
+    pool_max: int = Field(10, ge=2)
+
+    @property
+    def configured(self) -> bool:
+        return self.dsn is not None or self.host is not None
+
+    def resolved_dsn(self) -> str | None:
+        """The DSN to connect with (holds the password: never log it)."""
+        if self.dsn is not None:
+            return self.dsn.get_secret_value()
+        if self.host is None:
+            return None
+        auth = quote(self.user, safe="")
+        if self.password is not None:
+            auth += ":" + quote(self.password.get_secret_value(), safe="")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.name, safe='')}"
+
+
+def redact_dsn(dsn: str) -> str:
+    """A DSN with its password replaced, safe to print."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<unparseable dsn>"
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class ApplianceSettings(_Section):
+    """The appliance process."""
+
+    name: str = Field(default_factory=lambda: os.uname().nodename)
+    data_dir: Path = Field(
+        default_factory=lambda: Path(
+            os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")
+        )
+        / "fleetbox"
+    )
+    lease_seconds: float = Field(30.0, gt=0)
+    heartbeat_seconds: float = Field(10.0, gt=0)
+    poll_seconds: float = Field(1.0, gt=0)
+    reap_seconds: float = Field(5.0, gt=0)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    claim_batch: int = Field(100, ge=1)
+    completion_batch: int = Field(500, ge=1)
+    completion_flush_ms: float = Field(5.0, ge=0)
+    max_payload_bytes: int = Field(1_048_576, ge=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> ApplianceSettings:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be shorter than lease_seconds")
+        return self
+
+
+class PoolSettings(_Section):
+    """Worker slots per priority tier: a flood in one tier never takes another tier's slots."""
+
+    high: int = Field(20, ge=1, le=10_000)
+    medium: int = Field(10, ge=1, le=10_000)
+    low: int = Field(5, ge=1, le=10_000)
+
+
+class RetryRule(_Section):
+    """Retries for one error class: delay = base * factor**(retry-1), capped at max_seconds."""
+
+    max_retries: int = Field(ge=0, le=100)
+    base_seconds: float = Field(ge=0)
+    factor: float = Field(2.0, ge=1)
+    max_seconds: float = Field(3600.0, ge=0)
+
+
+class RetryRuleOverride(_Section):
+    max_retries: int | None = Field(None, ge=0, le=100)
+    base_seconds: float | None = Field(None, ge=0)
+    factor: float | None = Field(None, ge=1)
+    max_seconds: float | None = Field(None, ge=0)
+
+
+class RetrySettings(_Section):
+    """The spec's retry rules by error class (validation/permanent errors never retry)."""
+
+    rate_limited: RetryRule = RetryRule(max_retries=5, base_seconds=2, factor=2, max_seconds=300)
+    transient: RetryRule = RetryRule(max_retries=5, base_seconds=1, factor=2, max_seconds=16)
+    authentication: RetryRule = RetryRule(max_retries=1, base_seconds=0, factor=1, max_seconds=0)
+    lease_expired: RetryRule = RetryRule(max_retries=3, base_seconds=0, factor=1, max_seconds=0)
+
+
+class RetryOverrides(_Section):
+    rate_limited: RetryRuleOverride | None = None
+    transient: RetryRuleOverride | None = None
+    authentication: RetryRuleOverride | None = None
+    lease_expired: RetryRuleOverride | None = None
+
+
+_HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class QueueSettings(_Section):
+    """A queue declared in the config file (a custom queue, or settings for one of the spec's)."""
+
+    tier: Literal["high", "medium", "low"] | None = None
+    #: ``package.module:function``, an ``async def handler(job)``
+    handler: str | None = None
+    max_attempts: int | None = Field(None, ge=1)
+    retry: RetryOverrides = RetryOverrides()
+
+    @field_validator("handler")
+    @classmethod
+    def _handler_path(cls, value: str | None) -> str | None:
+        if value is not None and not _HANDLER.match(value):
+            raise ValueError("must look like package.module:function")
+        return value
+
+
+class AdminSettings(_Section):
+    key: SecretStr | None = None
+    read_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class RetentionSettings(_Section):
+    archive_hours: float = Field(24, gt=0)
+    delete_days: float = Field(7, gt=0)
+
+
+class MonitorSettings(_Section):
+    interval_seconds: float = Field(60, gt=0)
+
+
+class Settings(BaseSettings):
+    """The effective configuration. Build it with :func:`load_settings` (or directly in tests)."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    database: DatabaseSettings = DatabaseSettings()
+    appliance: ApplianceSettings = ApplianceSettings()
+    pools: PoolSettings = PoolSettings()
+    retry: RetrySettings = RetrySettings()
+    queues: dict[str, QueueSettings] = {}
+    admin: AdminSettings = AdminSettings()
+    retention: RetentionSettings = RetentionSettings()
+    monitor: MonitorSettings = MonitorSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings() merges the layers itself (to know each value's source) and passes the
+        # result as keyword arguments; Settings(...) in code reads nothing else.
+        return (init_settings,)
+
+
+class SpecEnvSource(PydanticBaseSettingsSource):
+    """The spec's environment variable names (DB_HOST, ADMIN_KEY, ...)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ below builds the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for var, (section, key) in SPEC_ENV.items():
+            if var in self._environ and self._environ[var] != "":
+                data.setdefault(section, {})[key] = self._environ[var]
+        return data
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """``section.key=value`` (from ``--set``) as a nested mapping; the value is parsed as TOML."""
+    path, sep, raw = text.partition("=")
+    keys = path.strip().split(".")
+    if not sep or not all(re.fullmatch(r"[A-Za-z0-9_-]+", k) for k in keys):
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word is a string
+    nested: dict[str, Any] = {keys[-1]: value}
+    for key in reversed(keys[:-1]):
+        nested = {key: nested}
+    return nested
+
+
+class LoadedSettings:
+    """Settings plus where each value came from (for ``fleetbox config show``)."""
+
+    def __init__(self, settings: Settings, sources: dict[str, str], config_file: Path | None) -> None:
+        self.settings = settings
+        self.sources = sources
+        self.config_file = config_file
+
+
+def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit is not None:
+        return Path(explicit)
+    if environ.get("FLEETBOX_CONFIG"):
+        return Path(environ["FLEETBOX_CONFIG"])
+    for name in DEFAULT_CONFIG_FILES:
+        if Path(name).is_file():
+            return Path(name)
+    return None
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedSettings:
+    """Build the settings from every layer; a bad value raises ConfigError naming key and source."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(config_file, environ)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        try:
+            file_data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        layers.append((f"file {path}", file_data))
+    layers.append(("environment (spec name)", SpecEnvSource(Settings, environ)()))
+    fleetbox_env = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and k != "FLEETBOX_CONFIG"}
+    env_source = EnvSettingsSource(
+        Settings, env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
+    )
+    env_source.env_vars = {k.lower(): v for k, v in fleetbox_env.items()}  # injected, not os.environ
+    layers.append(("environment", env_source()))
+    if flags:
+        layers.append(("flag", dict(flags)))
+
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for label, data in layers:
+        merged = _merge(merged, data)
+        for key in _flatten(data):
+            sources[key] = label
+    try:
+        settings = Settings(**merged)
+    except PydanticValidationError as exc:
+        raise ConfigError(_describe(exc, sources)) from None
+    return LoadedSettings(settings, sources, path)
+
+
+def _describe(exc: PydanticValidationError, sources: Mapping[str, str]) -> str:
+    lines = []
+    for error in exc.errors(include_input=False):
+        key = ".".join(str(part) for part in error["loc"])
+        origin = next(
+            (src for k, src in sources.items() if k == key or k.startswith(key + ".") or key.startswith(k + ".")),
+            "default",
+        )
+        lines.append(f"{key}: {error['msg']} (from {origin})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def effective_values(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
+    """``(key, value, source)`` for every setting, secrets redacted."""
+    dumped = loaded.settings.model_dump(mode="python")
+    rows = []
+    for key, value in sorted(_flatten(dumped).items()):
+        if isinstance(value, SecretStr):
+            shown = "(set, redacted)"
+        elif value is None:
+            shown = "(not set)"
+        else:
+            shown = str(value)
+        rows.append((key, shown, loaded.sources.get(key, "default")))
+    return rows

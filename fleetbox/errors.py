@@ -1,0 +1,137 @@
+"""The one exception tree of fleetbox.
+
+::
+
+    FleetboxError                    unexpected fleetbox error
+    ├── ConfigError                  a configuration value is wrong (names the key)
+    ├── DatabaseError                the database failed or is unreachable (driver error in __cause__)
+    │   └── SchemaNotReady           migrations have not been applied
+    ├── InvalidInput                 a caller gave a bad value (names the field); nothing was written
+    │   └── UnknownQueue             no queue by that name
+    ├── NotFound                     no job or dead letter with that id
+    ├── Conflict                     the object is not in a state that allows the action
+    └── JobError                     raised by handlers: says how the attempt failed
+        ├── RateLimitError           throttled; retried after retry_after or with backoff (5 retries)
+        ├── TransientError           network or server hiccup; backoff 1, 2, 4, 8, 16 s (5 retries)
+        │   └── NetworkError
+        ├── AuthenticationError      token rejected; the token-refresh hook runs, then one retry
+        └── PermanentError           retrying cannot help: straight to the dead-letter queue
+            ├── ValidationError      the payload is wrong
+            └── NoProcessorError     the queue has no handler configured
+
+Handlers raise the ``JobError`` classes; any other exception a handler raises counts as transient.
+Driver errors are translated to ``DatabaseError`` in ``fleetbox.db`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FleetboxError(Exception):
+    """Unexpected fleetbox error."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(FleetboxError):
+    """The configuration is invalid."""
+
+
+class DatabaseError(FleetboxError):
+    """The database failed or could not be reached."""
+
+
+class SchemaNotReady(DatabaseError):
+    """The fleetbox schema is missing or out of date: run `fleetbox migrate`."""
+
+
+class InvalidInput(FleetboxError):
+    """A value given by the caller is invalid; nothing was written."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class UnknownQueue(InvalidInput):
+    """No queue by that name."""
+
+    def __init__(self, queue: str, known: list[str] | None = None) -> None:
+        self.queue = queue
+        hint = f" (known queues: {', '.join(known)})" if known else ""
+        super().__init__(f"unknown queue {queue!r}{hint}", field="queue")
+
+
+class NotFound(FleetboxError):
+    """No such object."""
+
+
+class Conflict(FleetboxError):
+    """The object is not in a state that allows this action."""
+
+
+class ErrorClass(StrEnum):
+    """How an attempt failed; decides the retry policy."""
+
+    RATE_LIMITED = "rate_limited"  #: throttled by the remote side
+    TRANSIENT = "transient"  #: network error, timeout, 5xx, or any unexpected exception
+    AUTHENTICATION = "authentication"  #: credentials rejected; refresh and retry once
+    PERMANENT = "permanent"  #: retrying cannot help (validation, no processor, 4xx)
+    LEASE_EXPIRED = "lease_expired"  #: the process running the attempt stopped heartbeating
+
+
+class JobError(FleetboxError):
+    """A job attempt failed."""
+
+    error_class: ErrorClass = ErrorClass.TRANSIENT
+
+
+class RateLimitError(JobError):
+    """The remote service throttled the request."""
+
+    error_class = ErrorClass.RATE_LIMITED
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
+        if retry_after is not None and not retry_after >= 0:
+            raise ValueError("retry_after must be a non-negative number of seconds")
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TransientError(JobError):
+    """A transient failure; the attempt may succeed later."""
+
+    error_class = ErrorClass.TRANSIENT
+
+
+class NetworkError(TransientError):
+    """The network failed (connection refused, reset, timeout)."""
+
+
+class AuthenticationError(JobError):
+    """Authentication was rejected; the token will be refreshed and the job retried once."""
+
+    error_class = ErrorClass.AUTHENTICATION
+
+
+class PermanentError(JobError):
+    """A permanent failure; the job goes to the dead-letter queue without retry."""
+
+    error_class = ErrorClass.PERMANENT
+
+
+class ValidationError(PermanentError):
+    """The job payload is invalid."""
+
+
+class NoProcessorError(PermanentError):
+    """No processor is configured for this queue."""
+
+
+def classify(exc: BaseException) -> ErrorClass:
+    """The error class of an exception raised by a handler (unknown exceptions are transient)."""
+    if isinstance(exc, JobError):
+        return exc.error_class
+    return ErrorClass.TRANSIENT

@@ -1,0 +1,98 @@
+"""The queue registry: the spec's nine queues, custom queues from config, tiers and handlers."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from fleetbox.config import QueueSettings, Settings
+from fleetbox.errors import ConfigError
+from fleetbox.models import Job, Tier
+
+Handler = Callable[[Job], Awaitable[object]]
+
+DEAD_LETTER_QUEUE = "dead-letter"
+
+#: The spec's queues and their tiers. Their processors talk to Microsoft Graph.
+SPEC_QUEUES: dict[str, Tier] = {
+    "teams-outbound": Tier.HIGH,
+    "outlook-outbound": Tier.HIGH,
+    "notifications": Tier.HIGH,
+    "teams-inbound": Tier.MEDIUM,
+    "outlook-inbound": Tier.MEDIUM,
+    "webhooks": Tier.MEDIUM,
+    "attachments": Tier.LOW,
+    "sync": Tier.LOW,
+    DEAD_LETTER_QUEUE: Tier.DEAD,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A queue the appliance serves."""
+
+    name: str
+    tier: Tier
+    #: None: the queue has no processor, and its jobs dead-letter with a clear error
+    handler: Handler | None
+    settings: QueueSettings
+
+
+def import_handler(path: str) -> Handler:
+    """Resolve ``package.module:function`` to an async callable."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"handler {path!r}: cannot import {module_name!r}: {exc}") from None
+    func = getattr(module, attr, None)
+    if func is None:
+        raise ConfigError(f"handler {path!r}: {module_name!r} has no attribute {attr!r}")
+    if not callable(func):
+        raise ConfigError(f"handler {path!r} is not callable")
+    if not inspect.iscoroutinefunction(func):
+        raise ConfigError(f"handler {path!r} must be an async function (async def)")
+    return func  # type: ignore[no-any-return]
+
+
+def build_registry(
+    settings: Settings, handlers: Mapping[str, Handler] | None = None
+) -> dict[str, QueueSpec]:
+    """Every queue: the spec's, then the config's; handlers given in code win over config paths."""
+    handlers = dict(handlers or {})
+    registry: dict[str, QueueSpec] = {}
+    names = list(SPEC_QUEUES) + [n for n in settings.queues if n not in SPEC_QUEUES]
+    for name in handlers:
+        if name not in names:
+            raise ConfigError(f"handler given for unknown queue {name!r}; declare it under [queues.{name}]")
+    for name in names:
+        qs = settings.queues.get(name, QueueSettings())
+        if name == DEAD_LETTER_QUEUE:
+            if name in settings.queues or name in handlers:
+                raise ConfigError("queues.dead-letter: the dead-letter queue cannot be configured")
+            registry[name] = QueueSpec(name, Tier.DEAD, None, qs)
+            continue
+        if name in SPEC_QUEUES:
+            tier = Tier.parse(qs.tier) if qs.tier else SPEC_QUEUES[name]
+        elif qs.tier is None:
+            raise ConfigError(f"queues.{name}.tier: a custom queue needs a tier (high, medium or low)")
+        else:
+            tier = Tier.parse(qs.tier)
+        if not _valid_name(name):
+            raise ConfigError(
+                f"queues.{name}: a queue name is 1-63 lowercase letters, digits, '-', '_' or '.'"
+            )
+        handler = handlers.get(name)
+        if handler is None and qs.handler is not None:
+            handler = import_handler(qs.handler)
+        registry[name] = QueueSpec(name, tier, handler, qs)
+    return registry
+
+
+def _valid_name(name: str) -> bool:
+
+
+    return re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", name) is not None

@@ -1,0 +1,53 @@
+-- name: dead_letter_get
+SELECT id, job_id, queue, priority, data, singleton_key, error_class, error, attempts, history,
+       job_created_at, failed_at, status, reviewed_at, reviewed_by, resolution_notes,
+       retried_job_id, retried_at, discarded_at
+  FROM dead_letters WHERE id = $1
+
+-- name: dead_letter_by_job
+SELECT id FROM dead_letters WHERE job_id = $1
+
+-- name: dead_letter_lock
+SELECT id, status, retried_job_id FROM dead_letters WHERE id = $1 FOR UPDATE
+
+-- name: dead_letter_list
+-- Newest first, with optional filters; keyset paging on (failed_at, id).
+-- params: $1 queue|null, $2 reviewed|null, $3 status|null, $4 before failed_at|null, $5 before id|null, $6 limit
+SELECT id, job_id, queue, priority, data, singleton_key, error_class, error, attempts, history,
+       job_created_at, failed_at, status, reviewed_at, reviewed_by, resolution_notes,
+       retried_job_id, retried_at, discarded_at
+  FROM dead_letters
+ WHERE ($1::text IS NULL OR queue = $1)
+   AND ($2::boolean IS NULL OR (reviewed_at IS NOT NULL) = $2)
+   AND ($3::text IS NULL OR status = $3)
+   AND ($4::timestamptz IS NULL OR (failed_at, id) < ($4, $5::bigint))
+ ORDER BY failed_at DESC, id DESC
+ LIMIT $6
+
+-- name: dead_letter_requeue
+-- A new job on the dead letter's original queue, linked back to it.
+INSERT INTO jobs (queue, tier, priority, data, singleton_key, dead_letter_id, run_at)
+SELECT d.queue, q.tier, d.priority, d.data, d.singleton_key, d.id, $2
+  FROM dead_letters d JOIN queues q ON q.name = d.queue
+ WHERE d.id = $1
+ON CONFLICT (queue, singleton_key) WHERE singleton_key IS NOT NULL DO NOTHING
+RETURNING id
+
+-- name: dead_letter_mark_retried
+UPDATE dead_letters SET status = 'retried', retried_job_id = $2, retried_at = $3 WHERE id = $1
+
+-- name: dead_letter_review
+UPDATE dead_letters SET reviewed_at = $4, reviewed_by = $2, resolution_notes = $3
+ WHERE id = $1
+RETURNING id
+
+-- name: dead_letter_discard
+UPDATE dead_letters SET status = 'discarded', discarded_at = $2
+ WHERE id = $1 AND status = 'open'
+RETURNING id
+
+-- name: audit
+INSERT INTO audit_log (actor, action, target, details) VALUES ($1, $2, $3, $4)
+
+-- name: audit_for_target
+SELECT at, actor, action, target, details FROM audit_log WHERE target = $1 ORDER BY at, id

@@ -1,0 +1,15 @@
+-- name: enqueue_one
+-- The SQL function validates again and resolves singleton keys under concurrency.
+SELECT job_id, created FROM enqueue($1, $2, $3, $4, $5, $6)
+
+-- name: enqueue_many
+-- Bulk insert of jobs without singleton keys: one statement, one NOTIFY.
+-- params: $1 queue[], $2 tier[], $3 priority[], $4 run_at[], $5 data[], $6 max_attempts[]
+INSERT INTO jobs (queue, tier, priority, run_at, data, max_attempts)
+SELECT * FROM unnest($1::text[], $2::smallint[], $3::smallint[], $4::timestamptz[], $5::jsonb[],
+                     $6::integer[])
+RETURNING id
+
+-- name: reserve_job_ids
+-- Ids for a bulk load by COPY (COPY returns nothing, so the ids are taken first).
+SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, $1::integer)

@@ -1,0 +1,23 @@
+-- name: job_get
+-- One job wherever it is: waiting or running (hot table) or finished (jobs_done).
+SELECT id, queue, priority,
+       CASE WHEN state = 'running' THEN 'running'
+            WHEN attempt > 0 THEN 'retrying'
+            WHEN run_at > $2 THEN 'scheduled'
+            ELSE 'ready' END AS state,
+       data, singleton_key, attempt AS attempts, max_attempts, run_at, created_at,
+       NULL::timestamptz AS finished_at, last_error_class, last_error, dead_letter_id
+  FROM jobs WHERE id = $1
+UNION ALL
+SELECT id, queue, priority, state, data, singleton_key, attempts, NULL, run_at, created_at,
+       finished_at, NULL, NULL, dead_letter_id
+  FROM jobs_done WHERE id = $1
+
+-- name: job_attempts
+SELECT job_id, attempt, queue, worker_id, started_at, finished_at, duration_ms, outcome,
+       error_class, error
+  FROM job_attempts WHERE job_id = $1 ORDER BY attempt
+
+-- name: job_run_now
+-- A job waiting for its next retry runs now.
+UPDATE jobs SET run_at = $2 WHERE id = $1 AND state = 'waiting' AND attempt > 0 RETURNING id, tier

@@ -1,0 +1,31 @@
+-- name: queue_upsert
+-- Registers a queue from the configuration; keeps its pause flag, follows a change of tier.
+INSERT INTO queues (name, tier) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET tier = EXCLUDED.tier, updated_at = now()
+WHERE queues.tier <> EXCLUDED.tier
+
+-- name: queue_retier_jobs
+-- Waiting and running jobs follow their queue to a new tier.
+UPDATE jobs SET tier = $2 WHERE queue = $1 AND tier <> $2
+
+-- name: queue_list
+SELECT name, tier, paused, paused_at, paused_by FROM queues ORDER BY tier, name
+
+-- name: queue_set_paused
+UPDATE queues SET paused = $2, paused_at = CASE WHEN $2 THEN now() END,
+       paused_by = CASE WHEN $2 THEN $3::text END, updated_at = now()
+ WHERE name = $1
+RETURNING name, tier, paused, paused_at, paused_by
+
+-- name: queue_depth
+-- Jobs in the hot table by queue and state (the table holds only unfinished jobs, so this is cheap).
+-- params: $1 now
+SELECT queue,
+       count(*) FILTER (WHERE state = 'waiting' AND run_at <= $1 AND attempt = 0) AS ready,
+       count(*) FILTER (WHERE state = 'waiting' AND run_at > $1 AND attempt = 0)  AS scheduled,
+       count(*) FILTER (WHERE state = 'waiting' AND attempt > 0)                 AS retrying,
+       count(*) FILTER (WHERE state = 'running')                                 AS running
+  FROM jobs GROUP BY queue
+
+-- name: dead_letter_depth
+SELECT queue, count(*) AS dead FROM dead_letters WHERE status = 'open' GROUP BY queue
