@@ -32,7 +32,7 @@ from fleetbox.errors import DatabaseError, SchemaNotReady
 from fleetbox.migrate import current_version, latest_version, migrate
 from fleetbox.models import Clock, Job, QueueDepth, SystemClock, Tier
 from fleetbox.pools import AuthHook, Executor, RunningJob, TierPool
-from fleetbox.queues import Handler, QueueSpec, build_registry
+from fleetbox.queues import Handler, QueueSpec, build_registry, sync_queues
 from fleetbox.retry import RetryPolicy
 
 log = logging.getLogger("fleetbox.app")
@@ -124,7 +124,7 @@ class Appliance:
                     f"the database schema is at version {version}, this fleetbox needs {latest_version()}: "
                     "run `fleetbox migrate`"
                 )
-            await self._sync_queues()
+            await sync_queues(self.db, self.registry)
         except BaseException:
             await self.db.close()
             raise
@@ -222,12 +222,6 @@ class Appliance:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-
-    async def _sync_queues(self) -> None:
-        async with self.db.transaction() as conn:
-            for spec in self.registry.values():
-                await conn.execute("queue_upsert", spec.name, int(spec.tier))
-                await conn.execute("queue_retier_jobs", spec.name, int(spec.tier))
 
     def _start_job(self, pool: TierPool, job: Job) -> None:
         entry = RunningJob(job, pool.tier, time.monotonic() + self.settings.appliance.lease_seconds)

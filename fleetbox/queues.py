@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from fleetbox.config import QueueSettings, Settings
+from fleetbox.db import Database
 from fleetbox.errors import ConfigError
 from fleetbox.models import Job, Tier
 
@@ -59,7 +60,7 @@ def import_handler(path: str) -> Handler:
 
 
 def build_registry(
-    settings: Settings, handlers: Mapping[str, Handler] | None = None
+    settings: Settings, handlers: Mapping[str, Handler] | None = None, *, import_handlers: bool = True
 ) -> dict[str, QueueSpec]:
     """Every queue: the spec's, then the config's; handlers given in code win over config paths."""
     handlers = dict(handlers or {})
@@ -86,7 +87,7 @@ def build_registry(
                 f"queues.{name}: a queue name is 1-63 lowercase letters, digits, '-', '_' or '.'"
             )
         handler = handlers.get(name)
-        if handler is None and qs.handler is not None:
+        if handler is None and qs.handler is not None and import_handlers:
             handler = import_handler(qs.handler)
         registry[name] = QueueSpec(name, tier, handler, qs)
     return registry
@@ -96,3 +97,11 @@ def _valid_name(name: str) -> bool:
 
 
     return re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", name) is not None
+
+
+async def sync_queues(db: Database, registry: Mapping[str, QueueSpec]) -> None:
+    """Record the queues in the database (new ones, changed tiers); pause flags are kept."""
+    async with db.transaction() as conn:
+        for spec in registry.values():
+            await conn.execute("queue_upsert", spec.name, int(spec.tier))
+            await conn.execute("queue_retier_jobs", spec.name, int(spec.tier))

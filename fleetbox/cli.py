@@ -1,0 +1,246 @@
+"""The ``fleetbox`` command: run, migrate, enqueue, config show, queues, job, dead, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from fleetbox import logs
+from fleetbox.config import ConfigError, LoadedSettings, effective_values, load_settings, parse_assignment, redact_dsn
+from fleetbox.db import Database
+from fleetbox.errors import Conflict, DatabaseError, FleetboxError, InvalidInput, NotFound
+
+EXIT_CODES: list[tuple[type[FleetboxError], int]] = [
+    (ConfigError, 2),
+    (InvalidInput, 2),
+    (NotFound, 4),
+    (Conflict, 5),
+    (DatabaseError, 3),
+    (FleetboxError, 1),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML config file (default: $FLEETBOX_CONFIG or ./fleetbox.toml)")
+    common.add_argument("--dsn", help="PostgreSQL DSN (overrides the config and environment)")
+    common.add_argument("--schema", help="PostgreSQL schema for fleetbox's tables (default fleetbox)")
+    common.add_argument("--data-dir", help="where the embedded PostgreSQL keeps its files")
+    common.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    common.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="set any config key, e.g. --set pools.high=40 (repeatable)")  # fmt: skip
+
+    parser = argparse.ArgumentParser(prog="fleetbox", description="PostgreSQL job-queue appliance")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="run the appliance until SIGTERM or SIGINT")
+    run.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
+
+    sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
+
+    enq = sub.add_parser("enqueue", parents=[common], help="enqueue one job and print its id")
+    enq.add_argument("queue")
+    enq.add_argument("--data", required=True, help="the payload, a JSON object")
+    enq.add_argument("--priority", type=int, default=5, help="1 (first) to 10 (default 5)")
+    when = enq.add_mutually_exclusive_group()
+    when.add_argument("--delay", type=float, metavar="MS", help="run no earlier than MS milliseconds from now")
+    when.add_argument("--run-at", metavar="ISO", help="run no earlier than this time (ISO 8601 with zone)")
+    enq.add_argument("--singleton-key", metavar="KEY")
+    enq.add_argument("--max-attempts", type=int)
+
+    cfg = sub.add_parser("config", help="configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    show = cfg_sub.add_parser("show", parents=[common], help="print the effective configuration and sources")
+    show.add_argument("--json", action="store_true")
+
+    queues = sub.add_parser("queues", parents=[common], help="jobs per queue by state")
+    queues.add_argument("--json", action="store_true")
+
+    job = sub.add_parser("job", parents=[common], help="show a job and its attempts")
+    job.add_argument("job_id", type=int)
+
+    retry = sub.add_parser("retry", parents=[common], help="retry a failed job by id")
+    retry.add_argument("job_id", type=int)
+
+    dead = sub.add_parser("dead", help="the dead-letter queue")
+    dead_sub = dead.add_subparsers(dest="dead_command", required=True)
+    dl = dead_sub.add_parser("list", parents=[common])
+    dl.add_argument("--queue")
+    dl.add_argument("--reviewed", choices=["yes", "no"])
+    dl.add_argument("--limit", type=int, default=50)
+    dr = dead_sub.add_parser("retry", parents=[common])
+    dr.add_argument("dead_letter_id", type=int)
+    dr.add_argument("--by", default="cli")
+    dv = dead_sub.add_parser("review", parents=[common])
+    dv.add_argument("dead_letter_id", type=int)
+    dv.add_argument("--by", required=True, help="who reviewed it")
+    dv.add_argument("--notes", help="resolution notes")
+    dd = dead_sub.add_parser("discard", parents=[common])
+    dd.add_argument("dead_letter_id", type=int)
+    dd.add_argument("--by", default="cli")
+
+    bench = sub.add_parser("bench", parents=[common], help="measure enqueue, drain and pickup latency")
+    bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    bench.add_argument("--jobs", type=int, default=50_000, help="jobs to drain (default 50000)")
+    bench.add_argument("--latency-jobs", type=int, default=500, help="trickled jobs for pickup latency")
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    flags: dict[str, Any] = {}
+    for assignment in args.set:
+        flags = _deep(flags, parse_assignment(assignment))
+    direct = {
+        ("database", "dsn"): args.dsn, ("database", "schema_name"): args.schema,
+        ("appliance", "data_dir"): args.data_dir, ("appliance", "log_level"): args.log_level,
+    }  # fmt: skip
+    for (section, key), value in direct.items():
+        if value is not None:
+            flags.setdefault(section, {})[key] = value
+    return flags
+
+
+def _deep(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        loaded = load_settings(args.config, _flags(args))
+        logs.setup(loaded.settings.appliance.log_level, loaded.settings.appliance.log_format)
+        return asyncio.run(_dispatch(args, loaded))
+    except FleetboxError as exc:
+        print(f"fleetbox: error: {exc}", file=sys.stderr)
+        return next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
+    if args.command == "config":
+        return _config_show(loaded, as_json=args.json)
+    from fleetbox.embedded import resolve_dsn
+
+    settings = loaded.settings
+    dsn, embedded = await resolve_dsn(settings)
+    if embedded:
+        print(f"fleetbox: embedded PostgreSQL in {settings.appliance.data_dir / 'pgdata'} ({dsn})", file=sys.stderr)
+    if args.command == "run":
+        from fleetbox.app import Appliance
+
+        app = Appliance(settings, dsn=dsn, migrate=not args.no_migrate)
+        print(f"fleetbox: appliance {app.worker_id} on {redact_dsn(dsn)} schema {settings.database.schema_name}",
+              file=sys.stderr)  # fmt: skip
+        await app.run_until_stopped()
+        return 0
+    if args.command == "bench":
+        from fleetbox.bench import run_bench
+
+        return await run_bench(settings, dsn, jobs=args.jobs, latency_jobs=args.latency_jobs, as_json=args.json)
+    async with Database(dsn, schema=settings.database.schema_name, min_size=1, max_size=2) as db:
+        if args.command == "migrate":
+            from fleetbox.migrate import migrate
+
+            from fleetbox.queues import build_registry, sync_queues
+
+            applied = await migrate(db)
+            await sync_queues(db, build_registry(settings, import_handlers=False))
+            print(f"applied migrations {applied}" if applied else "schema up to date")
+            return 0
+        from fleetbox.client import Client
+
+        client = Client(db, max_payload_bytes=settings.appliance.max_payload_bytes, actor="cli")
+        return await _client_command(args, client)
+
+
+async def _client_command(args: argparse.Namespace, client: Any) -> int:
+    if args.command == "enqueue":
+        try:
+            data = json.loads(args.data)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"not valid JSON: {exc}", field="--data") from None
+        run_at = None
+        if args.run_at is not None:
+            try:
+                run_at = dt.datetime.fromisoformat(args.run_at)
+            except ValueError:
+                raise InvalidInput("not an ISO 8601 time", field="--run-at") from None
+        result = await client.enqueue(
+            args.queue, data, priority=args.priority, run_at=run_at, delay=args.delay,
+            singleton_key=args.singleton_key, max_attempts=args.max_attempts,
+        )  # fmt: skip
+        print(result.id)
+        if not result.created:
+            print(f"fleetbox: job {result.id} with singleton key {args.singleton_key!r} is already waiting or running; "
+                  "returned its id", file=sys.stderr)  # fmt: skip
+        return 0
+    if args.command == "queues":
+        depth = await client.queue_depth()
+        if args.json:
+            print(json.dumps([{"queue": d.queue, "tier": d.tier.name.lower(), "paused": d.paused, "ready": d.ready,
+                               "scheduled": d.scheduled, "retrying": d.retrying, "running": d.running,
+                               "dead": d.dead} for d in depth]))  # fmt: skip
+            return 0
+        print(f"{'queue':<20} {'tier':<7} {'state':<7} {'ready':>8} {'sched':>8} {'retry':>8} {'running':>8} {'dead':>6}")
+        for d in depth:
+            state = "paused" if d.paused else "active"
+            print(f"{d.queue:<20} {d.tier.name.lower():<7} {state:<7} {d.ready:>8} {d.scheduled:>8} {d.retrying:>8} "
+                  f"{d.running:>8} {d.dead:>6}")  # fmt: skip
+        return 0
+    if args.command == "job":
+        info = await client.get_job(args.job_id)
+        print(json.dumps(_jsonable(info), indent=2, default=str))
+        return 0
+    if args.command == "retry":
+        print(await client.retry_failed_job(args.job_id, actor="cli"))
+        return 0
+    dead = client.dead_letters
+    if args.dead_command == "list":
+        reviewed = None if args.reviewed is None else args.reviewed == "yes"
+        for d in await dead.list(queue=args.queue, reviewed=reviewed, limit=args.limit):
+            mark = "reviewed" if d.reviewed else "open"
+            print(f"{d.id:>6} job {d.job_id:<8} {d.queue:<18} {d.status:<9} {mark:<8} {d.failed_at:%Y-%m-%d %H:%M:%S} "
+                  f"{d.error_class}: {d.error[:80]}")  # fmt: skip
+        return 0
+    if args.dead_command == "retry":
+        print(await dead.retry(args.dead_letter_id, actor=args.by))
+        return 0
+    if args.dead_command == "review":
+        await dead.review(args.dead_letter_id, reviewed_by=args.by, resolution_notes=args.notes)
+        print(f"dead letter {args.dead_letter_id} reviewed by {args.by}")
+        return 0
+    await dead.discard(args.dead_letter_id, actor=args.by)
+    print(f"dead letter {args.dead_letter_id} discarded")
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+
+
+def _config_show(loaded: LoadedSettings, *, as_json: bool) -> int:
+    rows = effective_values(loaded)
+    if as_json:
+        print(json.dumps({key: {"value": value, "source": source} for key, value, source in rows}, indent=2))
+        return 0
+    if loaded.config_file is not None:
+        print(f"# config file: {loaded.config_file}")
+    width = max(len(k) for k, _, _ in rows)
+    for key, value, source in rows:
+        print(f"{key:<{width}}  {value:<40}  [{source}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
