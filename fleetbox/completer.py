@@ -65,6 +65,8 @@ class Completer:
         self._idle = asyncio.Event()
         self._idle.set()
         self.written = 0
+        #: transactions written (each holds up to ``batch`` outcomes)
+        self.batches = 0
         #: outcomes the database refused because the attempt no longer held its job
         self.stale = 0
 
@@ -142,6 +144,7 @@ class Completer:
                 for r in rows:
                     log.warning("job dead-lettered", extra={"event": "job_dead_lettered", "job_id": r["job_id"],
                                                             "queue": r["queue"], "dead_letter_id": r["id"]})  # fmt: skip
+        self.batches += 1
         self.written += written
         self.stale += len(items) - written
         if written < len(items):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,10 @@ _servers: dict[Path, Any] = {}
 
 
 def _start(pgdata: Path) -> str:
-    import pgserver  # imported here: only the embedded default needs the server binaries
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back to /tmp.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported here: only the embedded default needs the server binaries
 
     pgdata.mkdir(parents=True, exist_ok=True)
     if pgdata not in _servers:

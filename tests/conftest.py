@@ -1,0 +1,167 @@
+"""Shared fixtures: a real PostgreSQL for every test that touches SQL.
+
+The server is ``FLEETBOX_TEST_DSN`` when set, otherwise an embedded one (pgserver) in a temporary
+directory. A template database gets the schema once per session; each test gets its own database
+cloned from it (``CREATE DATABASE ... TEMPLATE``), which takes a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from fleetbox.app import Appliance
+from fleetbox.client import Client
+from fleetbox.config import Settings
+from fleetbox.db import Database
+from fleetbox.migrate import migrate
+from fleetbox.models import ManualClock
+from fleetbox.queues import build_registry, sync_queues
+
+SCHEMA = "fleetbox"
+TEMPLATE = "fleetbox_test_template"
+
+# Settings in tests are built in code; nothing from the developer's environment leaks in.
+for _key in list(os.environ):
+    if _key.startswith("FLEETBOX_") and _key != "FLEETBOX_TEST_DSN":
+        os.environ.pop(_key)
+
+
+def with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    """A DSN of the test server's maintenance database."""
+    configured = os.environ.get("FLEETBOX_TEST_DSN")
+    if configured:
+        yield configured
+        return
+    import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="fleetbox-test-pg-") as tmp:
+        server = pgserver.get_server(Path(tmp), cleanup_mode="stop")
+        yield server.get_uri("postgres")
+        server.cleanup()
+
+
+async def _admin(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_dsn(server_dsn: str) -> str:
+    """The template database, migrated once per session, with the spec's queues registered."""
+
+    async def build() -> None:
+        await _admin(server_dsn, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)", f"CREATE DATABASE {TEMPLATE}")
+        async with Database(with_database(server_dsn, TEMPLATE), schema=SCHEMA, min_size=1, max_size=2) as db:
+            await migrate(db)
+            await sync_queues(db, build_registry(Settings()))
+
+    asyncio.run(build())
+    return with_database(server_dsn, TEMPLATE)
+
+
+@pytest.fixture
+async def dsn(server_dsn: str, template_dsn: str) -> AsyncIterator[str]:
+    """A fresh database for this test, cloned from the migrated template."""
+    name = f"fleetbox_test_{uuid.uuid4().hex[:12]}"
+    await _admin(server_dsn, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    yield with_database(server_dsn, name)
+    await _admin(server_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def make_settings(dsn: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for this test's database; keyword arguments are sections to override.
+
+    Defaults are tuned for tests: short poll, lease and heartbeat intervals, short grace.
+    """
+
+    def make(**sections: Any) -> Settings:
+        base: dict[str, Any] = {
+            "database": {"dsn": dsn, "pool_min": 1, "pool_max": 6},
+            "appliance": {
+                "name": "test", "data_dir": str(tmp_path / "data"), "poll_seconds": 0.2,
+                "lease_seconds": 5, "heartbeat_seconds": 1, "reap_seconds": 0.5,
+                "shutdown_grace_seconds": 5, "completion_flush_ms": 1,
+            },
+        }  # fmt: skip
+        for section, values in sections.items():
+            if isinstance(values, dict) and isinstance(base.get(section), dict):
+                base[section] = {**base[section], **values}
+            else:
+                base[section] = values
+        return Settings(**base)
+
+    return make
+
+
+@pytest.fixture
+async def db(dsn: str) -> AsyncIterator[Database]:
+    async with Database(dsn, schema=SCHEMA, min_size=1, max_size=4) as database:
+        yield database
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def client(db: Database) -> Client:
+    return Client(db)
+
+
+@pytest.fixture
+async def appliance_factory(
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Awaitable[Appliance]]]:
+    """Start appliances in this test (registering their queues); all are stopped at the end.
+
+    ``await appliance_factory(handlers={...}, queues={...}, pools={...}, clock=...)``.
+    """
+    started: list[Appliance] = []
+
+    async def start(*, handlers: dict[str, Any] | None = None, clock: Any = None,
+                    on_auth_error: Any = None, **sections: Any) -> Appliance:  # fmt: skip
+        app = Appliance(make_settings(**sections), handlers=handlers, clock=clock, on_auth_error=on_auth_error)
+        await app.start()
+        started.append(app)
+        return app
+
+    yield start
+    for app in reversed(started):
+        await app.stop()
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool] | bool], *, timeout: float = 10.0, interval: float = 0.02) -> None:
+    """Wait until ``predicate()`` is true, failing after ``timeout`` seconds (no fixed sleeps)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
