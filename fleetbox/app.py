@@ -135,8 +135,8 @@ class Appliance:
         self._spawn("fleetbox.dispatcher", self.dispatcher.run())
         self._spawn("fleetbox.listener", self.listener.run(self._listener_error))
         self.started_at = time.monotonic()
-        log.info("appliance started", extra={"event": "appliance_started", "worker_id": self.worker_id,
-                                             "pools": {t.name.lower(): p.size for t, p in self.pools.items()}})  # fmt: skip
+        pools = {t.name.lower(): p.size for t, p in self.pools.items()}
+        log.info("appliance started", extra={"event": "appliance_started", "worker_id": self.worker_id, "pools": pools})
         return self
 
     async def stop(self) -> None:
@@ -158,7 +158,10 @@ class Appliance:
                         entry.cancel_reason = "shutdown"
                         entry.task.cancel()
             if late:
-                log.warning("jobs interrupted after the grace period", extra={"event": "shutdown_interrupted", "count": len(late)})
+                log.warning(
+                    "jobs interrupted after the grace period",
+                    extra={"event": "shutdown_interrupted", "count": len(late)},
+                )
                 await asyncio.wait(late, timeout=5)
         await self._cancel("fleetbox.completer")
         if not await self.completer.drain(timeout=30):
@@ -287,7 +290,11 @@ class Appliance:
         # Without a heartbeat getting through, stop a job before its lease can run out, because
         # another appliance may then claim it.
         for e in [e for p in self.pools.values() for e in p.running.values()]:
-            if time.monotonic() >= e.lease_deadline - cfg.heartbeat_seconds and e.task is not None and not e.task.done():
+            if (
+                time.monotonic() >= e.lease_deadline - cfg.heartbeat_seconds
+                and e.task is not None
+                and not e.task.done()
+            ):
                 self._lose(e)
 
     def _lose(self, entry: RunningJob) -> None:

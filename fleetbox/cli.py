@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from fleetbox import logs
-from fleetbox.config import ConfigError, LoadedSettings, effective_values, load_settings, parse_assignment, redact_dsn
+from fleetbox.config import LoadedSettings, effective_values, load_settings, parse_assignment, redact_dsn
 from fleetbox.db import Database
-from fleetbox.errors import Conflict, DatabaseError, FleetboxError, InvalidInput, NotFound
+from fleetbox.errors import ConfigError, Conflict, DatabaseError, FleetboxError, InvalidInput, NotFound
 
 EXIT_CODES: list[tuple[type[FleetboxError], int]] = [
     (ConfigError, 2),
@@ -27,7 +27,9 @@ EXIT_CODES: list[tuple[type[FleetboxError], int]] = [
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="TOML config file (default: $FLEETBOX_CONFIG or ./fleetbox.toml)")
+    common.add_argument(
+        "--config", metavar="FILE", help="TOML config file (default: $FLEETBOX_CONFIG or ./fleetbox.toml)"
+    )
     common.add_argument("--dsn", help="PostgreSQL DSN (overrides the config and environment)")
     common.add_argument("--schema", help="PostgreSQL schema for fleetbox's tables (default fleetbox)")
     common.add_argument("--data-dir", help="where the embedded PostgreSQL keeps its files")
@@ -149,7 +151,6 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     async with Database(dsn, schema=settings.database.schema_name, min_size=1, max_size=2) as db:
         if args.command == "migrate":
             from fleetbox.migrate import migrate
-
             from fleetbox.queues import build_registry, sync_queues
 
             applied = await migrate(db)
@@ -190,7 +191,9 @@ async def _client_command(args: argparse.Namespace, client: Any) -> int:
                                "scheduled": d.scheduled, "retrying": d.retrying, "running": d.running,
                                "dead": d.dead} for d in depth]))  # fmt: skip
             return 0
-        print(f"{'queue':<20} {'tier':<7} {'state':<7} {'ready':>8} {'sched':>8} {'retry':>8} {'running':>8} {'dead':>6}")
+        print(
+            f"{'queue':<20} {'tier':<7} {'state':<7} {'ready':>8} {'sched':>8} {'retry':>8} {'running':>8} {'dead':>6}"
+        )
         for d in depth:
             state = "paused" if d.paused else "active"
             print(f"{d.queue:<20} {d.tier.name.lower():<7} {state:<7} {d.ready:>8} {d.scheduled:>8} {d.retrying:>8} "

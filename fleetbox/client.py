@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -231,7 +231,8 @@ class Client:
         if max_attempts is not None and (not _is_int(max_attempts) or not 1 <= max_attempts <= 1000):  # type: ignore[operator]
             raise InvalidInput(f"must be an integer from 1 to 1000, got {max_attempts!r}", field=f"{prefix}max_attempts")
         encoded = encode_data(data, limit=self.max_payload_bytes, field=f"{prefix}data")
-        return _Checked(queue, tier, encoded, int(priority), due, singleton_key, max_attempts)  # type: ignore[arg-type]
+        return _Checked(queue, tier, encoded, cast(int, priority), due, singleton_key,
+                        cast(int | None, max_attempts))  # fmt: skip
 
     async def enqueue(
         self,

@@ -22,6 +22,7 @@ from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
+    SettingsError,
     SettingsConfigDict,
 )
 
@@ -95,10 +96,7 @@ class ApplianceSettings(_Section):
 
     name: str = Field(default_factory=lambda: os.uname().nodename)
     data_dir: Path = Field(
-        default_factory=lambda: Path(
-            os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")
-        )
-        / "fleetbox"
+        default_factory=lambda: Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "fleetbox"
     )
     lease_seconds: float = Field(30.0, gt=0)
     heartbeat_seconds: float = Field(10.0, gt=0)
@@ -150,6 +148,19 @@ class RetrySettings(_Section):
     transient: RetryRule = RetryRule(max_retries=5, base_seconds=1, factor=2, max_seconds=16)
     authentication: RetryRule = RetryRule(max_retries=1, base_seconds=0, factor=1, max_seconds=0)
     lease_expired: RetryRule = RetryRule(max_retries=3, base_seconds=0, factor=1, max_seconds=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_rules(cls, data: Any) -> Any:
+        # A rule given in part (say only max_retries) keeps this class's defaults for the rest.
+        if not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        for name, value in data.items():
+            default = cls.model_fields[name].default if name in cls.model_fields else None
+            if isinstance(value, Mapping) and isinstance(default, RetryRule):
+                out[name] = {**default.model_dump(), **value}
+        return out
 
 
 class RetryOverrides(_Section):
@@ -266,8 +277,11 @@ def parse_assignment(text: str) -> dict[str, Any]:
     """``section.key=value`` (from ``--set``) as a nested mapping; the value is parsed as TOML."""
     path, sep, raw = text.partition("=")
     keys = path.strip().split(".")
-    if not sep or not all(re.fullmatch(r"[A-Za-z0-9_-]+", k) for k in keys):
-        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    if not sep:
+        # Without '=', key and value cannot be told apart: echo nothing (it may hold a secret).
+        raise ConfigError("--set: expected section.key=value (no '=' found)")
+    if not all(re.fullmatch(r"[A-Za-z0-9_-]+", k) for k in keys):
+        raise ConfigError(f"--set {path.strip()!r}: expected section.key=value")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -319,11 +333,17 @@ def load_settings(
         layers.append((f"file {path}", file_data))
     layers.append(("environment (spec name)", SpecEnvSource(Settings, environ)()))
     fleetbox_env = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and k != "FLEETBOX_CONFIG"}
-    env_source = EnvSettingsSource(
-        Settings, env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
-    )
+    env_source = EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False)
     env_source.env_vars = {k.lower(): v for k, v in fleetbox_env.items()}  # injected, not os.environ
-    layers.append(("environment", env_source()))
+    for var in fleetbox_env:
+        section = var[len(ENV_PREFIX) :].partition("__")[0].lower()
+        if "__" in var[len(ENV_PREFIX) :] and section not in Settings.model_fields:
+            raise ConfigError(f"{var}: unknown setting section {section!r} (from environment)")
+    try:
+        layers.append(("environment", env_source()))
+    except SettingsError as exc:
+        # pydantic-settings names the field, never the value (which may be a secret).
+        raise ConfigError(f"environment: {exc} (FLEETBOX_ values of a whole section must be JSON)") from None
     if flags:
         layers.append(("flag", dict(flags)))
 

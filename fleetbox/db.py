@@ -121,7 +121,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 class Conn:
     """One connection: run named queries on it."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection[Row] | asyncpg.pool.PoolConnectionProxy[Row]) -> None:
         self._conn = conn
 
     async def fetch(self, query: str, *args: Any) -> list[Row]:

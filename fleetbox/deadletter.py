@@ -5,6 +5,7 @@ Each operator action is a conditional change in PostgreSQL and is written to the
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import logging
 
@@ -49,7 +50,7 @@ class DeadLetters:
         status: DeadLetterStatus | str | None = None,
         before: tuple[dt.datetime, int] | None = None,
         limit: int = 100,
-    ) -> list[DeadLetter]:
+    ) -> builtins.list[DeadLetter]:
         """Newest first; pass the last item's ``(failed_at, id)`` as ``before`` for the next page."""
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIST:
             raise InvalidInput(f"must be from 1 to {MAX_LIST}", field="limit")
@@ -114,7 +115,7 @@ class DeadLetters:
         log.info("dead letter discarded", extra={"event": "audit.dead.discard", "actor": actor,
                                                  "dead_letter_id": dead_letter_id})  # fmt: skip
 
-    async def audit_trail(self, dead_letter_id: int) -> list[dict[str, object]]:
+    async def audit_trail(self, dead_letter_id: int) -> builtins.list[dict[str, object]]:
         """Every operator action on this dead letter, oldest first."""
         rows = await self.db.fetch("audit_for_target", f"dead:{_id(dead_letter_id)}")
         return [dict(r) for r in rows]

@@ -25,12 +25,13 @@ def _start(pgdata: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back to /tmp.
         warnings.simplefilter("ignore")
-        import pgserver  # imported here: only the embedded default needs the server binaries
+        # Imported here: only the embedded default needs the server binaries.
+        from pgserver.postgres_server import get_server
 
     pgdata.mkdir(parents=True, exist_ok=True)
     if pgdata not in _servers:
         try:
-            _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")
+            _servers[pgdata] = get_server(pgdata, cleanup_mode="stop")
         except Exception as exc:
             raise DatabaseError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
     return str(_servers[pgdata].get_uri("postgres"))

@@ -32,7 +32,9 @@ async def migrate(db: Database) -> list[int]:
                 async with conn.transaction():
                     await conn.run_script(sql)
                     await conn.execute("migrate_record_version", version, name)
-                log.info("migration applied", extra={"event": "migration_applied", "version": version, "migration": name})
+                log.info(
+                    "migration applied", extra={"event": "migration_applied", "version": version, "migration": name}
+                )
                 applied.append(version)
             return applied
         finally:

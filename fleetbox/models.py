@@ -9,6 +9,12 @@ from enum import IntEnum, StrEnum
 from typing import Any, Protocol
 
 
+class RowLike(Protocol):
+    """A database row: read by column name (asyncpg records, mappings)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
 class Tier(IntEnum):
     """Priority tier of a queue; each tier has its own bounded worker pool."""
 
@@ -66,7 +72,7 @@ class DeadLetterStatus(StrEnum):
     DISCARDED = "discarded"  #: dropped by an operator
 
 
-def _row(row: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+def _row(row: RowLike, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: row[name] for name in names}
 
 
@@ -91,7 +97,7 @@ class Job:
     dead_letter_id: int | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: RowLike) -> Job:
         return cls(**_row(row, _JOB_FIELDS))
 
 
@@ -117,7 +123,7 @@ class Attempt:
     error: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Attempt:
+    def from_row(cls, row: RowLike) -> Attempt:
         values = _row(row, _ATTEMPT_FIELDS)
         values["outcome"] = Outcome(values["outcome"])
         return cls(**values)
@@ -150,7 +156,7 @@ class JobInfo:
     history: tuple[Attempt, ...] = ()
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], history: tuple[Attempt, ...] = ()) -> JobInfo:
+    def from_row(cls, row: RowLike, history: tuple[Attempt, ...] = ()) -> JobInfo:
         values = _row(row, _JOBINFO_FIELDS)
         values["state"] = JobState(values["state"])
         return cls(**values, history=history)
@@ -193,7 +199,7 @@ class DeadLetter:
         return self.reviewed_at is not None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> DeadLetter:
+    def from_row(cls, row: RowLike) -> DeadLetter:
         values = _row(row, _DEAD_FIELDS)
         values["status"] = DeadLetterStatus(values["status"])
         values["history"] = tuple(values["history"])

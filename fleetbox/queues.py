@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import re
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -49,6 +49,10 @@ def import_handler(path: str) -> Handler:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"handler {path!r}: cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # the module itself is broken (SyntaxError, NameError, ...)
+        raise ConfigError(
+            f"handler {path!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     func = getattr(module, attr, None)
     if func is None:
         raise ConfigError(f"handler {path!r}: {module_name!r} has no attribute {attr!r}")
@@ -83,9 +87,7 @@ def build_registry(
         else:
             tier = Tier.parse(qs.tier)
         if not _valid_name(name):
-            raise ConfigError(
-                f"queues.{name}: a queue name is 1-63 lowercase letters, digits, '-', '_' or '.'"
-            )
+            raise ConfigError(f"queues.{name}: a queue name is 1-63 lowercase letters, digits, '-', '_' or '.'")
         handler = handlers.get(name)
         if handler is None and qs.handler is not None and import_handlers:
             handler = import_handler(qs.handler)
@@ -94,7 +96,6 @@ def build_registry(
 
 
 def _valid_name(name: str) -> bool:
-
 
     return re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", name) is not None
 

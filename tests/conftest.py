@@ -152,7 +152,9 @@ async def appliance_factory(
         await app.stop()
 
 
-async def wait_for(predicate: Callable[[], Awaitable[bool] | bool], *, timeout: float = 10.0, interval: float = 0.02) -> None:
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool] | bool], *, timeout: float = 10.0, interval: float = 0.02
+) -> None:
     """Wait until ``predicate()`` is true, failing after ``timeout`` seconds (no fixed sleeps)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -1,0 +1,311 @@
+"""``fleetbox bench``: enqueue rates, drain throughput and pickup latency, measured in one run.
+
+Nothing touches the user's queues: the benchmark builds a schema of its own next to the
+configured one (``<schema_name>_bench``, dropped and migrated fresh), registers a ``bench`` queue
+in the high tier with a no-op handler, and runs an :class:`~fleetbox.app.Appliance` in this
+process against it. The schema is dropped again at the end.
+
+Figures (the same phases as the peers' benchmarks, so the numbers compare side by side):
+
+* bulk enqueue: ``Client.enqueue_many`` in chunks of 1,000 (these jobs are then drained);
+* single enqueue: sequential ``Client.enqueue`` calls;
+* drain: one appliance runs the pre-enqueued no-op jobs, from its start (the first claim) to
+  the last outcome written (a ``job_attempts`` row and a ``jobs_done`` row per job);
+* pickup latency: jobs trickled at 50/s from a separate connection into the idle appliance,
+  from the enqueue call to the handler's start (so it includes the NOTIFY wake-up);
+* with ``backlog``: the claim rate with a 10k and with a 1M backlog behind the claimed jobs
+  (``claim_flatness`` is their ratio, 1.0 when the claim cost does not grow with the backlog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import SecretStr
+
+from fleetbox.app import Appliance
+from fleetbox.client import Client, NewJob
+from fleetbox.config import QueueSettings, Settings
+from fleetbox.db import Database
+from fleetbox.migrate import migrate
+from fleetbox.models import Job
+from fleetbox.queues import build_registry, sync_queues
+
+QUEUE = "bench"
+CHUNK = 1_000
+SINGLE_JOBS = 2_000
+TRICKLE_RATE = 50.0
+BACKLOG_SMALL = 10_000
+BACKLOG_LARGE = 1_000_000
+BACKLOG_SAMPLE = 10_000
+
+
+def bench_schema(schema_name: str) -> str:
+    """The benchmark's own schema, beside the configured one (kept within 63 characters)."""
+    return schema_name[:57] + "_bench"
+
+
+def bench_settings(settings: Settings, dsn: str, schema: str) -> Settings:
+    """The user's settings, pointed at the bench schema, with a large high pool and big batches."""
+    database = settings.database.model_copy(
+        update={"dsn": SecretStr(dsn), "schema_name": schema, "pool_min": 2, "pool_max": 10}
+    )
+    appliance = settings.appliance.model_copy(
+        update={"claim_batch": 500, "completion_batch": 1_000, "completion_flush_ms": 5.0,
+                "shutdown_grace_seconds": 5.0}
+    )  # fmt: skip
+    pools = settings.pools.model_copy(update={"high": 500})
+    # Only the spec's queues and the bench queue: the user's handlers are not imported.
+    return settings.model_copy(
+        update={"database": database, "appliance": appliance, "pools": pools,
+                "queues": {QUEUE: QueueSettings(tier="high")}}
+    )  # fmt: skip
+
+
+def _pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100), as the peers' benchmarks compute it."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, round(p / 100.0 * len(s) + 0.5) - 1))
+    return s[k]
+
+
+async def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.001) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(interval)
+    return True
+
+
+class _Bench:
+    def __init__(self, settings: Settings, dsn: str, schema: str) -> None:
+        self.settings = bench_settings(settings, dsn, schema)
+        self.dsn = dsn
+        self.schema = schema
+        self.db = Database(dsn, schema=schema, min_size=1, max_size=2)
+        self.client = Client(self.db, max_payload_bytes=self.settings.appliance.max_payload_bytes)
+        self.handled = 0
+        self.latencies: list[float] = []
+
+    async def handler(self, job: Job) -> None:
+        self.handled += 1
+        sent = job.data.get("t")
+        if sent is not None:
+            self.latencies.append(time.perf_counter() - sent)
+
+    async def reset_schema(self) -> None:
+        conn = await self.db.connect_raw()
+        try:
+            # The schema name is built from the validated settings, never from request input.
+            await conn.run_script(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        finally:
+            await self.db.close_raw(conn)
+
+    async def script(self, sql: str) -> None:
+        conn = await self.db.connect_raw()
+        try:
+            await conn.run_script(sql)
+        finally:
+            await self.db.close_raw(conn)
+
+    async def setup(self) -> None:
+        await self.reset_schema()
+        await migrate(self.db)
+        await sync_queues(self.db, build_registry(self.settings, import_handlers=False))
+
+    def appliance(self) -> Appliance:
+        return Appliance(self.settings, dsn=self.dsn, handlers={QUEUE: self.handler})
+
+    async def enqueue_bulk(self, n: int, data: dict[str, Any] | None = None) -> float:
+        """Seconds to enqueue n jobs with enqueue_many in chunks of CHUNK."""
+        payload = data if data is not None else {}
+        t0 = time.perf_counter()
+        for start in range(0, n, CHUNK):
+            k = min(CHUNK, n - start)
+            await self.client.enqueue_many([NewJob(queue=QUEUE, data=payload)] * k)
+        return time.perf_counter() - t0
+
+    async def enqueue_single(self, n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await self.client.enqueue(QUEUE, {})
+        return time.perf_counter() - t0
+
+    async def counts(self) -> dict[str, int]:
+        row = await self.db.fetchrow("bench_counts")
+        assert row is not None
+        return dict(row)
+
+    async def drain(self, n: int) -> dict[str, Any]:
+        """Run n pre-enqueued jobs with one appliance: first claim to last outcome written."""
+        self.handled = 0
+        app = self.appliance()
+        await app.start()
+        try:
+            # start() returns with the dispatcher spawned: its first claim goes out now.
+            t0 = time.perf_counter()
+            done = await _wait_until(lambda: app.completer.written >= n, timeout=max(60.0, n / 500))
+            elapsed = time.perf_counter() - t0
+            claims = app.dispatcher.claims
+            batches = app.completer.batches
+        finally:
+            await app.stop()
+        if not done:
+            raise RuntimeError(f"drain did not finish: {app.completer.written} of {n} written")
+        return {"seconds": elapsed, "jobs_s": n / elapsed, "claims": claims, "completion_batches": batches}
+
+    async def pickup(self, count: int) -> dict[str, Any]:
+        """Trickle count jobs at TRICKLE_RATE/s into an idle appliance, from another connection."""
+        self.latencies = []
+        app = self.appliance()
+        await app.start()
+        try:
+            async with Client.connect(self.dsn, schema=self.schema) as producer:
+                await producer.queues()  # learn the tiers before the clock starts
+                await asyncio.sleep(1.0)  # let the appliance sit idle
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                for i in range(count):
+                    delay = t0 + i / TRICKLE_RATE - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await producer.enqueue(QUEUE, {"t": time.perf_counter()})
+                ok = await _wait_until(lambda: len(self.latencies) >= count, timeout=30, interval=0.01)
+        finally:
+            await app.stop()
+        if not ok:
+            raise RuntimeError(f"pickup: {len(self.latencies)} of {count} jobs ran")
+        ms = [x * 1000 for x in self.latencies]
+        return {"p50_ms": _pct(ms, 50), "p90_ms": _pct(ms, 90), "p99_ms": _pct(ms, 99), "max_ms": max(ms)}
+
+    async def claim_rate(self, backlog: int, sample: int) -> float:
+        """Jobs/s claimed and finished for the first ``sample`` jobs of a ``backlog`` deep queue."""
+        await self.script(f'TRUNCATE "{self.schema}".jobs, "{self.schema}".jobs_done, '
+                          f'"{self.schema}".job_attempts')  # fmt: skip
+        await self.enqueue_bulk(backlog)
+        await self.script(f'VACUUM ANALYZE "{self.schema}".jobs')
+        app = self.appliance()
+        await app.start()
+        try:
+            t0 = time.perf_counter()
+            await _wait_until(lambda: app.completer.written >= sample, timeout=120)
+            elapsed = time.perf_counter() - t0
+        finally:
+            await app.stop()
+        return app.completer.written / elapsed if elapsed > 0 else 0.0
+
+
+async def run_bench(
+    settings: Settings,
+    dsn: str,
+    *,
+    jobs: int,
+    latency_jobs: int,
+    as_json: bool,
+    backlog: bool = False,
+    single_jobs: int | None = None,
+) -> int:
+    """Measure and print the figures; returns the exit code (0)."""
+    if jobs < 1 or latency_jobs < 1:
+        raise ValueError("jobs and latency_jobs must be at least 1")
+    single = single_jobs if single_jobs is not None else min(SINGLE_JOBS, max(jobs, 100))
+
+    def say(text: str) -> None:
+        if not as_json:
+            print(f"  {text} ...", file=sys.stderr, flush=True)
+
+    schema = bench_schema(settings.database.schema_name)
+    b = _Bench(settings, dsn, schema)
+    await b.db.open()
+    results: dict[str, Any] = {}
+    try:
+        await b.setup()
+        version = await b.db.fetchval("bench_server_version")
+
+        say(f"single enqueue of {single} jobs")
+        single_s = await b.enqueue_single(single)
+        await b.script(f'TRUNCATE "{schema}".jobs')
+
+        say(f"bulk enqueue of {jobs} jobs in chunks of {CHUNK}")
+        bulk_s = await b.enqueue_bulk(jobs)
+        await b.script(f'VACUUM ANALYZE "{schema}".jobs')
+
+        say(f"drain of {jobs} no-op jobs")
+        drain = await b.drain(jobs)
+        counts = await b.counts()
+        if counts != {"waiting": 0, "done": jobs, "attempts": jobs}:
+            raise RuntimeError(f"drain left the tables inconsistent: {counts}")
+
+        say(f"pickup latency of {latency_jobs} jobs at {TRICKLE_RATE:g}/s")
+        pickup = await b.pickup(latency_jobs)
+
+        results = {
+            "bulk_enqueue_jobs_s": round(jobs / bulk_s, 1),
+            "single_enqueue_jobs_s": round(single / single_s, 1),
+            "drain_jobs_s": round(drain["jobs_s"], 1),
+            "pickup_p50_ms": round(pickup["p50_ms"], 3),
+            "pickup_p99_ms": round(pickup["p99_ms"], 3),
+            "pickup_p90_ms": round(pickup["p90_ms"], 3),
+            "pickup_max_ms": round(pickup["max_ms"], 3),
+            "jobs": jobs,
+            "single_jobs": single,
+            "latency_jobs": latency_jobs,
+            "drain_seconds": round(drain["seconds"], 3),
+            "drain_claims": drain["claims"],
+            "drain_completion_batches": drain["completion_batches"],
+            "postgres_version": version,
+            "python": platform.python_version(),
+            "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+        }
+        if backlog:
+            say(f"claim rate behind a {BACKLOG_SMALL} job backlog")
+            small = await b.claim_rate(BACKLOG_SMALL, min(BACKLOG_SAMPLE, BACKLOG_SMALL))
+            say(f"claim rate behind a {BACKLOG_LARGE} job backlog")
+            large = await b.claim_rate(BACKLOG_LARGE, BACKLOG_SAMPLE)
+            results.update({
+                "claim_jobs_s_backlog_10k": round(small, 1),
+                "claim_jobs_s_backlog_1m": round(large, 1),
+                "claim_flatness": round(large / small, 3) if small else None,
+            })  # fmt: skip
+    finally:
+        try:
+            await b.reset_schema()
+        finally:
+            await b.db.close()
+
+    if as_json:
+        print(json.dumps(results))
+    else:
+        _print_table(results)
+    return 0
+
+
+def _print_table(r: dict[str, Any]) -> None:
+    rows = [
+        ("bulk enqueue", f"{r['bulk_enqueue_jobs_s']:,.0f} jobs/s", f"{r['jobs']:,} jobs, enqueue_many x {CHUNK:,}"),
+        ("single enqueue", f"{r['single_enqueue_jobs_s']:,.0f} jobs/s", f"{r['single_jobs']:,} sequential calls"),
+        ("drain", f"{r['drain_jobs_s']:,.0f} jobs/s",
+         f"{r['jobs']:,} no-op jobs in {r['drain_seconds']:.2f} s, every attempt recorded"),
+        ("pickup p50", f"{r['pickup_p50_ms']:.2f} ms", f"{r['latency_jobs']:,} jobs at {TRICKLE_RATE:g}/s, enqueue -> start"),
+        ("pickup p99", f"{r['pickup_p99_ms']:.2f} ms", f"max {r['pickup_max_ms']:.2f} ms"),
+    ]  # fmt: skip
+    if "claim_flatness" in r:
+        rows += [
+            ("claim, 10k backlog", f"{r['claim_jobs_s_backlog_10k']:,.0f} jobs/s", ""),
+            ("claim, 1M backlog", f"{r['claim_jobs_s_backlog_1m']:,.0f} jobs/s",
+             f"flatness {r['claim_flatness']:.2f} (1.00 = flat)"),
+        ]  # fmt: skip
+    print(f"fleetbox bench: PostgreSQL {r['postgres_version']}, Python {r['python']}, {r['event_loop']} loop")
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, note in rows:
+        print(f"  {name:<{width}}  {value:>16}  {note}")
