@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 import os
 import secrets
 import signal
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 from fleetbox.client import Client
 from fleetbox.completer import Completer
@@ -128,6 +130,7 @@ class Appliance:
         except BaseException:
             await self.db.close()
             raise
+        self._loop = asyncio.get_running_loop()
         self._accepting = True
         self._spawn("fleetbox.completer", self.completer.run())
         self._spawn("fleetbox.heartbeat", self._heartbeat_loop())
@@ -146,7 +149,8 @@ class Appliance:
         self._accepting = False
         grace = self.settings.appliance.shutdown_grace_seconds
         log.info("appliance stopping", extra={"event": "appliance_stopping", "grace_seconds": grace})
-        await self._cancel("fleetbox.listener", "fleetbox.dispatcher")
+        await self._cancel("fleetbox.listener")
+        await self._stop_dispatcher()
         await self._hand_back_unstarted()
         running = [e.task for p in self.pools.values() for e in p.running.values() if e.task is not None]
         if running:
@@ -164,7 +168,7 @@ class Appliance:
                 )
                 await asyncio.wait(late, timeout=5)
         await self._cancel("fleetbox.completer")
-        if not await self.completer.drain(timeout=30):
+        if not await self.completer.drain(within=30):
             log.error("outcomes not written; their jobs return when the leases expire",
                       extra={"event": "shutdown_outcomes_lost", "pending": self.completer.pending})  # fmt: skip
         await self._cancel("fleetbox.heartbeat", "fleetbox.reaper")
@@ -188,6 +192,9 @@ class Appliance:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
         await self.start()
+        # This process is the appliance: move what start-up allocated out of the collector's
+        # way, so the per-job garbage is scanned without it (a measurable share of drain CPU).
+        gc.freeze()
         try:
             await self._stop_requested.wait()
         finally:
@@ -206,9 +213,8 @@ class Appliance:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _spawn(self, name: str, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         task.add_done_callback(self._task_done)
         self._tasks[name] = task
 
@@ -229,8 +235,18 @@ class Appliance:
     def _start_job(self, pool: TierPool, job: Job) -> None:
         entry = RunningJob(job, pool.tier, time.monotonic() + self.settings.appliance.lease_seconds)
         pool.add(entry)
-        entry.task = asyncio.ensure_future(self.executor.run(pool, entry))
-        entry.task.set_name(f"fleetbox.job.{job.id}")
+        if not self._accepting:
+            return  # claimed while stopping: stop() hands it back without starting it
+        entry.task = self._loop.create_task(self.executor.run(pool, entry), name=f"fleetbox.job.{job.id}")
+
+    async def _stop_dispatcher(self) -> None:
+        # Cancelling a claim in flight would lose its reply while the database has already
+        # marked the jobs running under our lease; let it finish, then hand those jobs back.
+        task = self._tasks.get("fleetbox.dispatcher")
+        if task is not None:
+            self.dispatcher.stop()
+            await asyncio.wait({task}, timeout=10)
+        await self._cancel("fleetbox.dispatcher")
 
     async def _hand_back_unstarted(self) -> None:
         unstarted = [e for p in self.pools.values() for e in p.running.values() if not e.started]

@@ -86,7 +86,7 @@ def _translate(exc: BaseException) -> Exception:
 def _translated() -> Iterator[None]:
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raise _translate(exc) from exc
 
 
@@ -107,8 +107,18 @@ def _encode_jsonb(value: Any) -> bytes:
     return b"\x01" + _encode_json(value).encode()
 
 
+#: The C scanner behind json.loads, without its per-call checks: jsonb output is always one valid
+#: JSON value with no surrounding whitespace, so those checks are not needed here.
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_EMPTY_OBJECT = b"\x01{}"
+
+
 def _decode_jsonb(data: bytes) -> Any:
-    return json.loads(data[1:])
+    # Every claimed job carries two jsonb values (its payload and its retries, nearly always
+    # "{}"), so this runs twice per job on the hot path.
+    if data == _EMPTY_OBJECT:
+        return {}
+    return _scan_json(data[1:].decode(), 0)[0]
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -116,6 +126,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
     )
     await conn.set_type_codec("json", encoder=_encode_json, decoder=json.loads, schema="pg_catalog")
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing beyond the rollback asyncpg always does."""
 
 
 class Conn:
@@ -152,9 +166,7 @@ class Conn:
     async def copy_jobs(self, schema: str, columns: Sequence[str], records: Sequence[tuple[Any, ...]]) -> None:
         """Bulk-load job rows with COPY (the fastest way in)."""
         with _translated():
-            await self._conn.copy_records_to_table(
-                "jobs", records=records, columns=list(columns), schema_name=schema
-            )
+            await self._conn.copy_records_to_table("jobs", records=records, columns=list(columns), schema_name=schema)
 
     async def prepare(self, query: str) -> None:
         """Parse and plan a named query against the schema (a test checks every query)."""
@@ -191,6 +203,11 @@ class Database:
                 init=_init_connection,
                 # Named queries are few and reused: let asyncpg keep them prepared.
                 statement_cache_size=256,
+                # By default every release sends "SELECT pg_advisory_unlock_all(); CLOSE ALL;
+                # UNLISTEN *; RESET ALL", a round trip after each claim, completion batch and
+                # enqueue. Pooled connections hold none of that state here (migrations and LISTEN
+                # use connections of their own), and asyncpg still rolls back an open transaction.
+                reset=_keep_session,
             )
         return self
 
@@ -297,7 +314,7 @@ class Listener:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._lost.wait(), timeout=5)
                         break
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 result = log_error(f"{type(exc).__name__}: {exc}")
                 if result is not None:
                     await result

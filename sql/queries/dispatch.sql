@@ -1,6 +1,8 @@
 -- name: claim
 -- Claims up to $2 due jobs of tier $1 from queues that are not paused, lowest priority number
 -- first, then earliest due, then FIFO. SKIP LOCKED lets several dispatchers claim side by side.
+-- The update finds the picked rows by primary key (= ANY): a join with the CTE lets the planner
+-- hash the whole table, which makes a claim cost grow with the backlog.
 -- params: $1 tier, $2 limit, $3 worker id, $4 now, $5 lease until
 WITH picked AS (
     SELECT id FROM jobs
@@ -12,29 +14,36 @@ WITH picked AS (
 )
 UPDATE jobs j
    SET state = 'running', attempt = j.attempt + 1, worker_id = $3, claimed_at = $4, lease_until = $5
-  FROM picked
- WHERE j.id = picked.id
+ WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING j.id, j.queue, j.priority, j.data, j.attempt, j.max_attempts, j.retries, j.run_at,
-          j.created_at, j.singleton_key, j.dead_letter_id, j.lease_until
+          j.created_at, j.singleton_key, j.dead_letter_id
 
 -- name: release
 -- Hands back claimed jobs that never started (shutdown): the attempt did not happen.
+-- Matched like the completions (see complete.sql): by primary key, the attempt by width_bucket.
 -- params: $1 id[], $2 attempt[]
-WITH r AS (SELECT * FROM unnest($1::bigint[], $2::integer[]) AS r(id, attempt))
+WITH s AS (
+    SELECT array_agg(id ORDER BY id, attempt) AS ids, array_agg(attempt ORDER BY id, attempt) AS attempts
+      FROM unnest($1::bigint[], $2::integer[]) AS r(id, attempt)
+)
 UPDATE jobs j
    SET state = 'waiting', attempt = j.attempt - 1, worker_id = NULL, claimed_at = NULL,
        lease_until = NULL
-  FROM r
- WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running'
+  FROM s
+ WHERE j.id = ANY(s.ids) AND j.state = 'running' AND j.attempt = s.attempts[width_bucket(j.id, s.ids)]
 RETURNING j.id
 
 -- name: heartbeat
 -- Extends the leases this process still holds; a job missing from the result has been lost.
+-- Matched like the completions (see complete.sql): by primary key, the attempt by width_bucket.
 -- params: $1 id[], $2 attempt[], $3 lease until
-WITH r AS (SELECT * FROM unnest($1::bigint[], $2::integer[]) AS r(id, attempt))
+WITH s AS (
+    SELECT array_agg(id ORDER BY id, attempt) AS ids, array_agg(attempt ORDER BY id, attempt) AS attempts
+      FROM unnest($1::bigint[], $2::integer[]) AS r(id, attempt)
+)
 UPDATE jobs j SET lease_until = $3
-  FROM r
- WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running'
+  FROM s
+ WHERE j.id = ANY(s.ids) AND j.state = 'running' AND j.attempt = s.attempts[width_bucket(j.id, s.ids)]
 RETURNING j.id
 
 -- name: reap_expired

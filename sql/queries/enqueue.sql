@@ -11,5 +11,7 @@ SELECT * FROM unnest($1::text[], $2::smallint[], $3::smallint[], $4::timestamptz
 RETURNING id
 
 -- name: reserve_job_ids
--- Ids for a bulk load by COPY (COPY returns nothing, so the ids are taken first).
-SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, $1::integer)
+-- Ids for a bulk load by COPY (COPY returns nothing, so the ids are taken first), as one array.
+-- The sequence is looked up once (an InitPlan), not once per id.
+SELECT array_agg(nextval((SELECT pg_get_serial_sequence('jobs', 'id')::regclass)))
+  FROM generate_series(1, $1::integer)

@@ -5,8 +5,8 @@ ON CONFLICT (name) DO UPDATE SET tier = EXCLUDED.tier, updated_at = now()
 WHERE queues.tier <> EXCLUDED.tier
 
 -- name: queue_retier_jobs
--- Waiting and running jobs follow their queue to a new tier.
-UPDATE jobs SET tier = $2 WHERE queue = $1 AND tier <> $2
+-- Waiting and running jobs follow their queues to new tiers (one scan of the hot table).
+UPDATE jobs j SET tier = q.tier FROM queues q WHERE j.queue = q.name AND j.tier <> q.tier
 
 -- name: queue_list
 SELECT name, tier, paused, paused_at, paused_by FROM queues ORDER BY tier, name
