@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument("--jobs", type=int, default=50_000, help="jobs to drain (default 50000)")
     bench.add_argument("--latency-jobs", type=int, default=500, help="trickled jobs for pickup latency")
+    bench.add_argument("--backlog", action="store_true",
+                       help="also measure the claim rate behind a 10k and a 1M job backlog (slow)")  # fmt: skip
     return parser
 
 
@@ -147,7 +149,8 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     if args.command == "bench":
         from fleetbox.bench import run_bench
 
-        return await run_bench(settings, dsn, jobs=args.jobs, latency_jobs=args.latency_jobs, as_json=args.json)
+        return await run_bench(settings, dsn, jobs=args.jobs, latency_jobs=args.latency_jobs, as_json=args.json,
+                               backlog=args.backlog)  # fmt: skip
     async with Database(dsn, schema=settings.database.schema_name, min_size=1, max_size=2) as db:
         if args.command == "migrate":
             from fleetbox.migrate import migrate

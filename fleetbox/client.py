@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -53,8 +54,7 @@ class NewJob:
     max_attempts: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Checked:
+class _Checked(NamedTuple):  # a tuple: built once per job on the bulk path
     queue: str
     tier: Tier
     data: JsonText
@@ -68,27 +68,50 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False), built once
+#: (json.dumps builds a new encoder on every call that passes options)
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+
+
+def _json_text(data: object) -> str:
+    """``_JSON.encode(data)`` for a dict, straight to the C encoder it would build."""
+    if _c_make_encoder is None:
+        return _JSON.encode(data)
+    # The arguments JSONEncoder.iterencode passes; a fresh markers dict per call, as there.
+    encoder = _c_make_encoder({}, _JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    return "".join(encoder(data, 0))
+
+
+#: ``\u0000`` as an escape in JSON text, not a literal backslash followed by "u0000"
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def encode_data(data: object, *, limit: int, field: str = "data") -> JsonText:
     """The payload as JSON text; must be a JSON object PostgreSQL can store, within the limit."""
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise InvalidInput(f"must be a JSON object, got {type(data).__name__}", field=field)
     try:
-        text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+        # Not ASCII-escaped: the UTF-8 encoding below then catches lone surrogates, which
+        # PostgreSQL rejects, and measures the size the server stores.
+        text = (_json_text(data) if data else "{}") if type(data) is dict else _JSON.encode(data)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"not JSON-serialisable: {exc}", field=field) from None
     except RecursionError:
         raise InvalidInput("nested too deeply", field=field) from None
-    if "\\u0000" in text:
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
         # PostgreSQL's jsonb cannot store the NUL character.
         raise InvalidInput("contains a NUL character (\\u0000), which cannot be stored", field=field)
-    if len(text.encode()) > limit:
-        raise InvalidInput(f"is {len(text.encode())} bytes encoded; the limit is {limit}", field=field)
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise InvalidInput("contains a lone surrogate (invalid Unicode), which cannot be stored", field=field) from None
+    if size > limit:
+        raise InvalidInput(f"is {size} bytes encoded; the limit is {limit}", field=field)
     return JsonText(text)
 
 
-def resolve_run_at(
-    run_at: object, delay: object, now: dt.datetime, *, prefix: str = ""
-) -> dt.datetime | None:
+def resolve_run_at(run_at: object, delay: object, now: dt.datetime, *, prefix: str = "") -> dt.datetime | None:
     """The due time from ``run_at`` (aware datetime) or ``delay`` (ms or timedelta)."""
     if run_at is not None and delay is not None:
         raise InvalidInput("give run_at or delay, not both", field=f"{prefix}run_at")
@@ -97,12 +120,19 @@ def resolve_run_at(
             raise InvalidInput("must be a datetime", field=f"{prefix}run_at")
         if run_at.tzinfo is None or run_at.utcoffset() is None:
             raise InvalidInput("must carry a time zone (for example UTC)", field=f"{prefix}run_at")
+        try:
+            run_at.astimezone(dt.UTC)  # the database stores UTC: years 1 and 9999 can overflow
+        except OverflowError:
+            raise InvalidInput("is out of range", field=f"{prefix}run_at") from None
         return run_at
     if delay is not None:
         if isinstance(delay, dt.timedelta):
             seconds = delay.total_seconds()
-        elif isinstance(delay, int | float) and not isinstance(delay, bool) and math.isfinite(delay):
+        elif isinstance(delay, float) and math.isfinite(delay):
             seconds = delay / 1000
+        elif isinstance(delay, int) and not isinstance(delay, bool):
+            # a huge int is past any limit below (and would overflow the float division)
+            seconds = delay / 1000 if abs(delay) < 10**15 else (math.inf if delay > 0 else -math.inf)
         else:
             raise InvalidInput("must be milliseconds (a finite number) or a timedelta", field=f"{prefix}delay")
         if seconds < 0:
@@ -168,7 +198,7 @@ class Client:
             await self.queues()  # a queue may have been added since we looked
         tier = self._tiers.get(queue)
         if tier is None:
-            raise UnknownQueue(queue, sorted(self._tiers))
+            raise UnknownQueue(queue, sorted(self._tiers), field=field)
         if tier is Tier.DEAD:
             raise InvalidInput(f"{queue!r} holds dead letters and takes no new jobs", field=field)
         return tier
@@ -218,9 +248,27 @@ class Client:
     ) -> _Checked:
         tier = await self._tier(queue, field=f"{prefix}queue")
         assert isinstance(queue, str)
-        if not _is_int(priority) or not 1 <= priority <= 10:  # type: ignore[operator]
+        return self._check_job(queue, tier, data, priority, run_at, delay, singleton_key, max_attempts, prefix)
+
+    def _check_job(
+        self,
+        queue: str,
+        tier: Tier,
+        data: object,
+        priority: object,
+        run_at: object,
+        delay: object,
+        singleton_key: object,
+        max_attempts: object,
+        prefix: str,
+    ) -> _Checked:
+        """The checks of :meth:`_check` after the queue's tier is known."""
+        if not (type(priority) is int or _is_int(priority)) or not 1 <= priority <= 10:  # type: ignore[operator]
             raise InvalidInput(f"must be an integer from 1 to 10, got {priority!r}", field=f"{prefix}priority")
-        due = resolve_run_at(run_at, delay, self.clock.now(), prefix=prefix)
+        if run_at is None and delay is None:
+            due = None
+        else:
+            due = resolve_run_at(run_at, delay, self.clock.now(), prefix=prefix)
         if singleton_key is not None:
             if not isinstance(singleton_key, str) or not 1 <= len(singleton_key) <= MAX_SINGLETON_KEY:
                 raise InvalidInput(
@@ -228,11 +276,19 @@ class Client:
                 )
             if "\x00" in singleton_key:
                 raise InvalidInput("must not contain NUL", field=f"{prefix}singleton_key")
+            if not singleton_key.isascii():
+                try:
+                    singleton_key.encode()
+                except UnicodeEncodeError:
+                    raise InvalidInput(
+                        "must be valid Unicode (no lone surrogates)", field=f"{prefix}singleton_key"
+                    ) from None
         if max_attempts is not None and (not _is_int(max_attempts) or not 1 <= max_attempts <= 1000):  # type: ignore[operator]
-            raise InvalidInput(f"must be an integer from 1 to 1000, got {max_attempts!r}", field=f"{prefix}max_attempts")
+            raise InvalidInput(
+                f"must be an integer from 1 to 1000, got {max_attempts!r}", field=f"{prefix}max_attempts"
+            )
         encoded = encode_data(data, limit=self.max_payload_bytes, field=f"{prefix}data")
-        return _Checked(queue, tier, encoded, cast(int, priority), due, singleton_key,
-                        cast(int | None, max_attempts))  # fmt: skip
+        return _Checked(queue, tier, encoded, priority, due, singleton_key, max_attempts)  # type: ignore[arg-type]
 
     async def enqueue(
         self,
@@ -265,7 +321,14 @@ class Client:
         """
         c = await self._check(queue, data, priority, run_at, delay, singleton_key, max_attempts)
         row = await self.db.fetchrow(
-            "enqueue_one", c.queue, c.data, c.priority, c.run_at, c.singleton_key, c.max_attempts
+            # Due "now" by this client's clock, the same clock enqueue_many uses.
+            "enqueue_one",
+            c.queue,
+            c.data,
+            c.priority,
+            c.run_at or self.clock.now(),
+            c.singleton_key,
+            c.max_attempts,
         )
         assert row is not None  # the function always returns one row or raises
         return EnqueueResult(id=row["job_id"], created=row["created"])
@@ -277,8 +340,11 @@ class Client:
         its own, in the same transaction. Results are in the order given.
         """
         checked: list[_Checked] = []
+        tiers = self._tiers
         for i, job in enumerate(jobs):
-            if isinstance(job, Mapping):
+            if type(job) is NewJob:
+                pass
+            elif isinstance(job, Mapping):
                 unknown = set(job) - set(NewJob.__dataclass_fields__)
                 if unknown:
                     raise InvalidInput(f"unknown field(s) {sorted(unknown)}", field=f"jobs[{i}]")
@@ -287,9 +353,15 @@ class Client:
                 job = NewJob(**job)
             elif not isinstance(job, NewJob):
                 raise InvalidInput("must be a NewJob or a mapping", field=f"jobs[{i}]")
+            # The tier from the cache without a coroutine per job; _tier() for anything else
+            # (a queue not seen yet, a non-string, the dead-letter queue), so errors are the same.
+            queue = job.queue
+            tier = tiers.get(queue) if type(queue) is str else None
+            if tier is None or tier is Tier.DEAD:
+                tier = await self._tier(queue, field=f"jobs[{i}].queue")
             checked.append(
-                await self._check(job.queue, job.data, job.priority, job.run_at, job.delay,
-                                  job.singleton_key, job.max_attempts, prefix=f"jobs[{i}].")
+                self._check_job(queue, tier, job.data, job.priority, job.run_at, job.delay,
+                                job.singleton_key, job.max_attempts, f"jobs[{i}].")
             )  # fmt: skip
         if not checked:
             return []
@@ -298,11 +370,11 @@ class Client:
         results: list[EnqueueResult | None] = [None] * len(checked)
         async with self.db.transaction() as conn:
             if len(plain) >= COPY_THRESHOLD:
-                ids = [r[0] for r in await conn.fetch("reserve_job_ids", len(plain))]
+                ids = await conn.fetchval("reserve_job_ids", len(plain))
                 records = []
                 for job_id, i in zip(ids, plain, strict=True):
                     c = checked[i]
-                    records.append((job_id, c.queue, int(c.tier), c.priority, c.run_at or now, c.data, c.max_attempts))
+                    records.append((job_id, c.queue, c.tier, c.priority, c.run_at or now, c.data, c.max_attempts))
                     results[i] = EnqueueResult(id=job_id)
                 await conn.copy_jobs(
                     self.db.schema,
@@ -323,7 +395,7 @@ class Client:
             for i, c in enumerate(checked):
                 if c.singleton_key is not None:
                     row = await conn.fetchrow(
-                        "enqueue_one", c.queue, c.data, c.priority, c.run_at, c.singleton_key, c.max_attempts
+                        "enqueue_one", c.queue, c.data, c.priority, c.run_at or now, c.singleton_key, c.max_attempts
                     )
                     assert row is not None
                     results[i] = EnqueueResult(id=row["job_id"], created=row["created"])

@@ -22,8 +22,8 @@ from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
-    SettingsError,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from fleetbox.errors import ConfigError
@@ -91,13 +91,22 @@ def redact_dsn(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def default_data_dir() -> Path:
+    """Where the embedded PostgreSQL lives unless configured.
+
+    As root it is /var/lib/fleetbox: the embedded server then runs as a separate system user that
+    must be able to reach the directory, and a home directory is private.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/fleetbox")
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "fleetbox"
+
+
 class ApplianceSettings(_Section):
     """The appliance process."""
 
     name: str = Field(default_factory=lambda: os.uname().nodename)
-    data_dir: Path = Field(
-        default_factory=lambda: Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "fleetbox"
-    )
+    data_dir: Path = Field(default_factory=lambda: default_data_dir())
     lease_seconds: float = Field(30.0, gt=0)
     heartbeat_seconds: float = Field(10.0, gt=0)
     poll_seconds: float = Field(1.0, gt=0)

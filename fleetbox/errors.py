@@ -58,10 +58,10 @@ class InvalidInput(FleetboxError):
 class UnknownQueue(InvalidInput):
     """No queue by that name."""
 
-    def __init__(self, queue: str, known: list[str] | None = None) -> None:
+    def __init__(self, queue: str, known: list[str] | None = None, *, field: str = "queue") -> None:
         self.queue = queue
         hint = f" (known queues: {', '.join(known)})" if known else ""
-        super().__init__(f"unknown queue {queue!r}{hint}", field="queue")
+        super().__init__(f"unknown queue {queue!r}{hint}", field=field)
 
 
 class NotFound(FleetboxError):

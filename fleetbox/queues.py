@@ -50,9 +50,7 @@ def import_handler(path: str) -> Handler:
     except ImportError as exc:
         raise ConfigError(f"handler {path!r}: cannot import {module_name!r}: {exc}") from None
     except Exception as exc:  # the module itself is broken (SyntaxError, NameError, ...)
-        raise ConfigError(
-            f"handler {path!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise ConfigError(f"handler {path!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
     func = getattr(module, attr, None)
     if func is None:
         raise ConfigError(f"handler {path!r}: {module_name!r} has no attribute {attr!r}")
@@ -105,4 +103,4 @@ async def sync_queues(db: Database, registry: Mapping[str, QueueSpec]) -> None:
     async with db.transaction() as conn:
         for spec in registry.values():
             await conn.execute("queue_upsert", spec.name, int(spec.tier))
-            await conn.execute("queue_retier_jobs", spec.name, int(spec.tier))
+        await conn.execute("queue_retier_jobs")

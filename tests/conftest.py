@@ -28,7 +28,8 @@ from fleetbox.models import ManualClock
 from fleetbox.queues import build_registry, sync_queues
 
 SCHEMA = "fleetbox"
-TEMPLATE = "fleetbox_test_template"
+# One template per test session, so concurrent sessions on one server do not trip over each other.
+TEMPLATE = f"fleetbox_test_template_{os.getpid()}"
 
 # Settings in tests are built in code; nothing from the developer's environment leaks in.
 for _key in list(os.environ):
@@ -66,7 +67,7 @@ async def _admin(dsn: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def template_dsn(server_dsn: str) -> str:
+def template_dsn(server_dsn: str) -> Iterator[str]:
     """The template database, migrated once per session, with the spec's queues registered."""
 
     async def build() -> None:
@@ -76,7 +77,8 @@ def template_dsn(server_dsn: str) -> str:
             await sync_queues(db, build_registry(Settings()))
 
     asyncio.run(build())
-    return with_database(server_dsn, TEMPLATE)
+    yield with_database(server_dsn, TEMPLATE)
+    asyncio.run(_admin(server_dsn, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
 
 
 @pytest.fixture
