@@ -1,0 +1,254 @@
+"""The ``fleetbox`` console script, run as a separate process against the test database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from fleetbox.client import Client
+from fleetbox.models import JobState
+from tests.conftest import wait_for
+from tests.e2e.conftest import FleetboxProcess, child_env, write_config
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    return result.stdout
+
+
+def job_id_of(result: subprocess.CompletedProcess[str]) -> int:
+    out = ok(result).strip()
+    assert out.isdigit(), f"expected a job id on stdout, got {out!r}"
+    return int(out)
+
+
+async def test_enqueue_prints_the_job_id_and_honours_its_options(cli: Cli, client: Client) -> None:
+    plain = job_id_of(cli("enqueue", "notifications", "--data", '{"a": 1}'))
+    info = await client.get_job(plain)
+    assert (info.queue, info.data, info.priority, info.state) == ("notifications", {"a": 1}, 5, JobState.READY)
+
+    before = dt.datetime.now(dt.UTC)
+    delayed = job_id_of(cli("enqueue", "sync", "--data", "{}", "--priority", "2", "--delay", "60000"))
+    after = dt.datetime.now(dt.UTC)
+    info = await client.get_job(delayed)
+    assert info.priority == 2 and info.state is JobState.SCHEDULED
+    assert before + dt.timedelta(seconds=60) <= info.run_at <= after + dt.timedelta(seconds=60)
+
+    at = job_id_of(cli("enqueue", "webhooks", "--data", '{"b": [1, 2]}', "--run-at", "2031-05-06T07:08:09+02:00"))
+    info = await client.get_job(at)
+    assert info.run_at == dt.datetime(2031, 5, 6, 5, 8, 9, tzinfo=dt.UTC)
+    assert info.data == {"b": [1, 2]} and info.state is JobState.SCHEDULED
+
+    first = cli("enqueue", "sync", "--data", '{"n": 1}', "--singleton-key", "user-7")
+    first_id = job_id_of(first)
+    assert "already" not in first.stderr
+    again = cli("enqueue", "sync", "--data", '{"n": 2}', "--singleton-key", "user-7")
+    assert job_id_of(again) == first_id
+    assert str(first_id) in again.stderr and "already" in again.stderr and "user-7" in again.stderr
+    assert (await client.get_job(first_id)).data == {"n": 1}
+    assert len({plain, delayed, at, first_id}) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["nosuch", "--data", "{}"], "queue"),
+        (["notifications", "--data", "[1, 2]"], "data"),
+        (["notifications", "--data", "{not json"], "--data"),
+        (["notifications", "--data", "{}", "--priority", "11"], "priority"),
+        (["notifications", "--data", "{}", "--delay", "5", "--run-at", "2030-01-01T00:00:00+00:00"], "--run-at"),
+        (["notifications", "--data", "{}", "--run-at", "next tuesday"], "--run-at"),
+        (["notifications", "--data", "{}", "--run-at", "2030-01-01T00:00:00"], "run_at"),
+        (["notifications", "--data", "{}", "--singleton-key", "k" * 256], "singleton_key"),
+    ],
+    ids=[
+        "unknown-queue",
+        "json-array",
+        "invalid-json",
+        "priority-11",
+        "delay-and-run-at",
+        "run-at-not-iso",
+        "run-at-naive",
+        "long-singleton-key",
+    ],
+)
+async def test_enqueue_rejects_bad_input_naming_the_field_and_writes_nothing(
+    cli: Cli, pg: asyncpg.Connection, args: list[str], field: str
+) -> None:
+    result = cli("enqueue", *args)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert f"{field}:" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert await pg.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+async def test_migrate_twice_creates_the_schema_once(cli: Cli, pg: asyncpg.Connection) -> None:
+    assert "schema up to date" in ok(cli("migrate"))  # the test database is migrated already
+
+    first = ok(cli("migrate", "--schema", "e2e_fresh"))
+    assert "applied migrations [1]" in first
+    second = ok(cli("migrate", "--schema", "e2e_fresh"))
+    assert "schema up to date" in second
+    assert await pg.fetchval("SELECT count(*) FROM e2e_fresh.schema_version") == 1
+    queues = await pg.fetch("SELECT name FROM e2e_fresh.queues ORDER BY name")
+    assert "dead-letter" in {r["name"] for r in queues} and len(queues) == 9
+
+    job = job_id_of(cli("enqueue", "sync", "--data", "{}", "--schema", "e2e_fresh"))
+    assert await pg.fetchval("SELECT queue FROM e2e_fresh.jobs WHERE id = $1", job) == "sync"
+    assert await pg.fetchval("SELECT count(*) FROM fleetbox.jobs") == 0
+
+
+SECRETS = {
+    "DB_PASSWORD": "pw-e2e-4b1d-secret",
+    "ADMIN_KEY": "adminkey-e2e-9f3c-secret",
+    "DATABASE_URL": "postgresql://fleet:urlpass-e2e-77aa-secret@db.invalid:5432/fleet",
+}
+
+
+def _shown(stdout: str) -> dict[str, tuple[str, str]]:
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, rest = line.split(None, 1)
+        value, _, source = rest.rpartition("[")
+        rows[key] = (value.strip(), source.rstrip("]"))
+    return rows
+
+
+async def test_config_show_names_each_source_and_redacts_secrets(cli: Cli, tmp_path: Path, log_dir: Path) -> None:
+    config = tmp_path / "show.toml"
+    config.write_text("[pools]\nmedium = 3\n\n[appliance]\nlease_seconds = 12.5\n", encoding="utf-8")
+    env = child_env(log_dir, FLEETBOX_POOLS__HIGH="7", DB_HOST="db.invalid", **SECRETS)
+
+    result = cli("config", "show", "--config", str(config), "--set", "pools.low=2", env=env, with_dsn=False)
+    rows = _shown(ok(result))
+    assert f"# config file: {config}" in result.stdout
+    assert rows["pools.high"] == ("7", "environment")
+    assert rows["pools.medium"] == ("3", f"file {config}")
+    assert rows["pools.low"] == ("2", "flag")
+    assert rows["appliance.lease_seconds"] == ("12.5", f"file {config}")
+    assert rows["appliance.poll_seconds"] == ("1.0", "default")
+    assert rows["database.host"] == ("db.invalid", "environment (spec name)")
+    for key in ("database.password", "admin.key", "database.dsn"):
+        assert rows[key] == ("(set, redacted)", "environment (spec name)"), key
+
+    as_json = cli("config", "show", "--json", "--config", str(config), env=env, with_dsn=False)
+    shown = json.loads(ok(as_json))
+    assert shown["pools.high"] == {"value": "7", "source": "environment"}
+    assert shown["admin.key"] == {"value": "(set, redacted)", "source": "environment (spec name)"}
+
+    for output in (result.stdout, result.stderr, as_json.stdout, as_json.stderr):
+        for secret in SECRETS.values():
+            assert secret not in output
+        assert "urlpass" not in output
+
+
+async def test_an_invalid_config_value_exits_nonzero_naming_the_key(
+    cli: Cli, pg: asyncpg.Connection, tmp_path: Path, log_dir: Path
+) -> None:
+    env = child_env(log_dir, FLEETBOX_POOLS__HIGH="zero")
+    for args in (["config", "show"], ["enqueue", "sync", "--data", "{}"], ["run"]):
+        result = cli(*args, env=env, with_dsn=args[0] != "config")
+        assert result.returncode == 2, (args, result.stderr)
+        assert "pools.high" in result.stderr and "environment" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+    config = tmp_path / "bad.toml"
+    config.write_text("[appliance]\nlease_seconds = 1\nheartbeat_seconds = 5\n", encoding="utf-8")
+    result = cli("config", "show", "--config", str(config), with_dsn=False)
+    assert result.returncode == 2
+    assert "appliance" in result.stderr and "heartbeat_seconds" in result.stderr, result.stderr
+    assert await pg.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+def _dead_rows(stdout: str) -> dict[int, str]:
+    """``fleetbox dead list`` output by dead-letter id."""
+    return {int(line.split()[0]): line for line in stdout.splitlines() if line.strip()}
+
+
+async def test_dead_letter_commands_work_on_jobs_dead_lettered_by_a_running_appliance(
+    cli: Cli,
+    start_appliance: Callable[..., FleetboxProcess],
+    client: Client,
+    tmp_path: Path,
+) -> None:
+    queue = "e2e-dead"
+    config = write_config(
+        tmp_path / "fleetbox.e2e.toml",
+        queues={queue: {"tier": "medium", "handler": "tests.e2e.handlers:reject_unless"}},
+    )
+    app = start_appliance("app", config)
+    await app.wait_ready()
+    ok_file = tmp_path / "ok"
+    jobs = [job_id_of(cli("enqueue", queue, "--data", json.dumps({"ok_file": str(ok_file), "n": n}))) for n in (1, 2)]
+
+    async def all_dead() -> bool:
+        states = [(await client.get_job(j)).state for j in jobs]
+        return states == [JobState.DEAD] * len(jobs)
+
+    await wait_for(all_dead, timeout=20)
+
+    listed = _dead_rows(ok(cli("dead", "list")))
+    assert len(listed) == 2
+    by_job = {int(line.split()[2]): dead_id for dead_id, line in listed.items()}
+    assert set(by_job) == set(jobs)
+    for line in listed.values():
+        assert queue in line and "open" in line and "permanent" in line and "rejected by the e2e test" in line
+    first, second = by_job[jobs[0]], by_job[jobs[1]]
+    assert set(_dead_rows(ok(cli("dead", "list", "--reviewed", "no", "--queue", queue)))) == {first, second}
+    assert _dead_rows(ok(cli("dead", "list", "--reviewed", "yes"))) == {}
+
+    shown = json.loads(ok(cli("job", str(jobs[0]))))
+    assert shown["state"] == "dead" and shown["queue"] == queue
+    assert [(h["outcome"], h["error_class"]) for h in shown["history"]] == [("dead", "permanent")]
+
+    depth = {d["queue"]: d for d in json.loads(ok(cli("queues", "--json")))}
+    assert depth[queue]["dead"] == 2 and depth[queue]["tier"] == "medium" and depth[queue]["ready"] == 0
+    assert depth["dead-letter"]["dead"] == 2
+    table = ok(cli("queues"))
+    assert any(line.split()[0] == queue for line in table.splitlines())
+
+    assert "reviewed by alice" in ok(cli("dead", "review", str(first), "--by", "alice", "--notes", "upstream fixed"))
+    reviewed = _dead_rows(ok(cli("dead", "list", "--reviewed", "yes")))
+    assert set(reviewed) == {first} and "reviewed" in reviewed[first]
+    assert (await client.dead_letters.get(first)).resolution_notes == "upstream fixed"
+
+    ok_file.touch()  # the handler now succeeds
+    retried = job_id_of(cli("dead", "retry", str(first), "--by", "bob"))
+
+    async def retried_succeeded() -> bool:
+        return (await client.get_job(retried)).state is JobState.SUCCEEDED
+
+    await wait_for(retried_succeeded, timeout=20)
+    shown = json.loads(ok(cli("job", str(retried))))
+    assert shown["state"] == "succeeded" and shown["dead_letter_id"] == first
+    assert shown["data"] == {"ok_file": str(ok_file), "n": 1}
+
+    again = cli("dead", "retry", str(first))
+    assert again.returncode == 5 and "already retried" in again.stderr
+
+    assert "discarded" in ok(cli("dead", "discard", str(second)))
+    assert "discarded" in _dead_rows(ok(cli("dead", "list")))[second]
+    via_job = cli("retry", str(jobs[1]))
+    assert via_job.returncode == 5 and "discarded" in via_job.stderr
+
+    missing = cli("dead", "review", "999999", "--by", "alice")
+    assert missing.returncode == 4 and "999999" in missing.stderr
+    assert cli("job", "999999").returncode == 4
+
+    depth = {d["queue"]: d for d in json.loads(ok(cli("queues", "--json")))}
+    assert depth[queue]["dead"] == 0 and depth["dead-letter"]["dead"] == 0
+
+    app.signal(signal.SIGTERM)
+    assert await app.wait_exit(timeout=20) == 0, app.describe()
