@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fleetbox.completer import Completer, Finished
 from fleetbox.errors import ErrorClass, NoProcessorError, PermanentError, RateLimitError, classify
 from fleetbox.models import Clock, Job, Outcome, SystemClock, Tier
-from fleetbox.queues import QueueSpec
+from fleetbox.queues import Handler, QueueSpec
 from fleetbox.retry import RetryPolicy
 
 log = logging.getLogger("fleetbox.pools")
@@ -102,12 +102,7 @@ class Executor:
         entry.handler_started = time.monotonic()
         outcome: Finished | None = None
         try:
-            spec = self.registry.get(job.queue)
-            if spec is not None and spec.handler is not None and not job.retries:
-                # The hot path: no retries used yet, so there is no lease-expiry count to check.
-                await spec.handler(job)
-            else:
-                await self._call(job)
+            await self._handler_for(job)(job)
         except asyncio.CancelledError:
             if entry.cancel_reason == "shutdown":
                 outcome = self._failed(job, pool.tier, started_at, ErrorClass.TRANSIENT,
@@ -143,17 +138,18 @@ class Executor:
             pool.remove(job.id)
             self.on_slot_freed(pool.tier)
 
-    async def _call(self, job: Job) -> None:
+    def _handler_for(self, job: Job) -> Handler:
+        """The queue's handler, or the reason this attempt must fail without running it."""
         spec = self.registry.get(job.queue)
         if spec is None or spec.handler is None:
             raise NoProcessorError(f"no processor configured for queue {job.queue!r}")
-        policy = self.policies.get(job.queue, self.default_policy)
-        rule = policy.rule(ErrorClass.LEASE_EXPIRED)
-        lost = job.retries.get(ErrorClass.LEASE_EXPIRED.value, 0)
-        if rule is not None and lost > rule.max_retries:
-            # The job keeps killing or stalling its workers: stop feeding it to them.
-            raise PermanentError(f"the lease expired {lost} times; the job may be crashing its workers")
-        await spec.handler(job)
+        if job.retries:  # a first attempt has no lost leases to count
+            rule = self.policies.get(job.queue, self.default_policy).rule(ErrorClass.LEASE_EXPIRED)
+            lost = job.retries.get(ErrorClass.LEASE_EXPIRED.value, 0)
+            if rule is not None and lost > rule.max_retries:
+                # The job keeps killing or stalling its workers: stop feeding it to them.
+                raise PermanentError(f"the lease expired {lost} times; the job may be crashing its workers")
+        return spec.handler
 
     def _failed(
         self, job: Job, tier: Tier, started_at: float, error_class: ErrorClass, message: str, retry_after: float | None
