@@ -35,7 +35,7 @@ from fleetbox.migrate import current_version, latest_version, migrate
 from fleetbox.models import Clock, Job, QueueDepth, SystemClock, Tier
 from fleetbox.pools import AuthHook, Executor, RunningJob, TierPool
 from fleetbox.queues import Handler, QueueSpec, build_registry, sync_queues
-from fleetbox.retry import RetryPolicy
+from fleetbox.retry import RetryPolicy, build_policies
 
 log = logging.getLogger("fleetbox.app")
 
@@ -69,6 +69,7 @@ class Appliance:
         self.settings = settings
         self.dsn = resolved
         self.clock = clock or SystemClock()
+        self._code_handlers = dict(handlers or {})
         self.registry: dict[str, QueueSpec] = build_registry(settings, handlers)
         self._migrate = migrate
         cfg = settings.appliance
@@ -89,7 +90,7 @@ class Appliance:
         default_policy = RetryPolicy(settings.retry)
         self.executor = Executor(
             registry=self.registry,
-            policies={name: RetryPolicy(settings.retry, spec.settings) for name, spec in self.registry.items()},
+            policies=build_policies(settings.retry, ((n, q.settings) for n, q in self.registry.items())),
             default_policy=default_policy, completer=self.completer, clock=self.clock,
             on_auth_error=on_auth_error, on_slot_freed=self._slot_freed,
         )  # fmt: skip
@@ -210,6 +211,38 @@ class Appliance:
     async def queue_depth(self) -> list[QueueDepth]:
         """Jobs per queue by state (ready, scheduled, retrying, running, dead)."""
         return await self.client.queue_depth()
+
+    async def reload(self, settings: Settings) -> list[str]:
+        """Apply a new configuration without a restart; returns the keys that need a restart.
+
+        Applied live: pool sizes, retry rules (defaults and per queue), queues and their
+        handlers (new custom queues are registered in the database). Everything else (database,
+        lease and poll timing, admin address) is kept until the next start and named in the result.
+        """
+        registry = build_registry(settings, self._code_handlers)  # raises ConfigError: nothing applied
+        old = self.settings.model_dump()
+        new = settings.model_dump()
+        live = {"pools", "retry", "queues", "monitor", "retention"}
+        restart = sorted(section for section in new if section not in live and new[section] != old[section])
+        await sync_queues(self.db, registry)
+        self.registry.clear()
+        self.registry.update(registry)
+        self.executor.policies = build_policies(settings.retry, ((n, q.settings) for n, q in registry.items()))
+        self.executor.default_policy = RetryPolicy(settings.retry)
+        for tier, size in ((Tier.HIGH, settings.pools.high), (Tier.MEDIUM, settings.pools.medium),
+                           (Tier.LOW, settings.pools.low)):  # fmt: skip
+            self.pools[tier].size = size
+        # Keep the parts that only a restart changes, so every task goes on with one set of them.
+        self.settings = settings.model_copy(
+            update={
+                "database": self.settings.database,
+                "appliance": self.settings.appliance,
+                "admin": self.settings.admin,
+            }
+        )
+        self.dispatcher.wake()
+        log.info("configuration reloaded", extra={"event": "config_reloaded", "needs_restart": restart})
+        return restart
 
     # -- internals ------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -144,7 +145,18 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
         app = Appliance(settings, dsn=dsn, migrate=not args.no_migrate)
         print(f"fleetbox: appliance {app.worker_id} on {redact_dsn(dsn)} schema {settings.database.schema_name}",
               file=sys.stderr)  # fmt: skip
-        await app.run_until_stopped()
+        reloads: set[asyncio.Task[None]] = set()
+
+        def on_sighup() -> None:
+            task = asyncio.get_running_loop().create_task(_reload(app, args), name="fleetbox.reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
+        try:
+            await app.run_until_stopped()
+        finally:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         return 0
     if args.command == "bench":
         from fleetbox.bench import run_bench
@@ -227,6 +239,22 @@ async def _client_command(args: argparse.Namespace, client: Any) -> int:
     await dead.discard(args.dead_letter_id, actor=args.by)
     print(f"dead letter {args.dead_letter_id} discarded")
     return 0
+
+
+async def _reload(app: Any, args: argparse.Namespace) -> None:
+    """SIGHUP: read the configuration again; an invalid one keeps the running configuration."""
+    import logging
+
+    log = logging.getLogger("fleetbox.cli")
+    try:
+        loaded = load_settings(args.config, _flags(args))
+        restart = await app.reload(loaded.settings)
+    except FleetboxError as exc:
+        log.error("configuration not reloaded; keeping the running one",
+                  extra={"event": "config_reload_failed", "error": str(exc)})  # fmt: skip
+        return
+    if restart:
+        log.warning("some changes need a restart", extra={"event": "config_needs_restart", "sections": restart})
 
 
 def _jsonable(value: Any) -> Any:

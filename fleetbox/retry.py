@@ -17,7 +17,7 @@ Retries are counted per class, so five throttles do not use up the network retri
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fleetbox.config import QueueSettings, RetryRule, RetrySettings
@@ -86,3 +86,8 @@ class RetryPolicy:
         used[error_class.value] = n
         delay = self.delay(error_class, n, retry_after)
         return Decision(now + dt.timedelta(seconds=delay), used, f"{error_class.value} retry {n} in {delay:g}s")
+
+
+def build_policies(defaults: RetrySettings, queues: Iterable[tuple[str, QueueSettings]]) -> dict[str, RetryPolicy]:
+    """One policy per queue: the defaults with that queue's overrides."""
+    return {name: RetryPolicy(defaults, queue) for name, queue in queues}
