@@ -31,6 +31,7 @@ from fleetbox.config import Settings
 from fleetbox.db import Database, Listener
 from fleetbox.dispatcher import Dispatcher
 from fleetbox.errors import DatabaseError, SchemaNotReady
+from fleetbox.metrics import Metrics
 from fleetbox.migrate import current_version, latest_version, migrate
 from fleetbox.models import Clock, Job, QueueDepth, SystemClock, Tier
 from fleetbox.pools import AuthHook, Executor, RunningJob, TierPool
@@ -83,9 +84,10 @@ class Appliance:
             Tier.MEDIUM: TierPool(Tier.MEDIUM, settings.pools.medium),
             Tier.LOW: TierPool(Tier.LOW, settings.pools.low),
         }
+        self.metrics = Metrics()
         self.completer = Completer(
             self.db, self.worker_id, batch=cfg.completion_batch, flush_ms=cfg.completion_flush_ms,
-            on_retry_due=self._retry_due, now=self.clock.now,
+            on_retry_due=self._retry_due, now=self.clock.now, on_written=self.metrics.observe,
         )  # fmt: skip
         default_policy = RetryPolicy(settings.retry)
         self.executor = Executor(

@@ -56,12 +56,14 @@ class Completer:
         flush_ms: float,
         on_retry_due: Callable[[set[Tier]], None],
         now: Callable[[], dt.datetime],
+        on_written: Callable[[list[Finished]], None] | None = None,
     ) -> None:
         self._db = db
         self._worker_id = worker_id
         self._batch = batch
         self._flush_s = flush_ms / 1000
         self._on_retry_due = on_retry_due
+        self._on_written = on_written
         self._now = now
         self._buffer: list[Finished] = []
         self._wake = asyncio.Event()
@@ -159,6 +161,8 @@ class Completer:
         self.stale += len(items) - written
         if written < len(items):
             log.warning("stale completions ignored", extra={"event": "completion_stale", "count": len(items) - written})
+        if self._on_written is not None:
+            self._on_written(items)
         now = self._now()
         due = {i.tier for i in retry if i.run_at is not None and i.run_at <= now}
         if due:

@@ -1,0 +1,64 @@
+"""Prometheus figures of one appliance process, in the text format operators scrape.
+
+Counters and the processing-time histogram count the attempts this process finished (each
+process is scraped on its own; sum them across processes). Queue depth and dead letters are
+read from the database at scrape time, so any one process reports them for the whole database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from fleetbox.completer import Finished
+from fleetbox.models import QueueDepth
+
+#: Processing-time buckets in seconds: Graph calls take 0.05 to a few seconds; uploads longer.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The figures of one appliance, in their own registry (several appliances may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.attempts = Counter(
+            "fleetbox_attempts", "Attempts finished by this process, by queue and outcome.",
+            ["queue", "outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "fleetbox_attempt_duration_seconds", "Time from handler start to finish, by queue.",
+            ["queue"], buckets=DURATION_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.jobs = Gauge(
+            "fleetbox_queue_jobs", "Unfinished jobs by queue and state (whole database).",
+            ["queue", "state"], registry=self.registry,
+        )  # fmt: skip
+        self.dead = Gauge(
+            "fleetbox_dead_letters_open", "Dead letters not yet retried or discarded, by original queue.",
+            ["queue"], registry=self.registry,
+        )  # fmt: skip
+        self.paused = Gauge("fleetbox_queue_paused", "1 when the queue is paused.", ["queue"], registry=self.registry)
+
+    def observe(self, items: Iterable[Finished]) -> None:
+        """Count finished attempts (the completer calls this after each batch it writes)."""
+        for item in items:
+            self.attempts.labels(item.queue, item.outcome.value).inc()
+            self.duration.labels(item.queue).observe(max(0.0, item.finished_at - item.started_at))
+
+    def set_depth(self, depth: Sequence[QueueDepth]) -> None:
+        """Refresh the per-queue gauges from a fresh count."""
+        for d in depth:
+            for state, value in (("ready", d.ready), ("scheduled", d.scheduled),
+                                 ("retrying", d.retrying), ("running", d.running)):  # fmt: skip
+                self.jobs.labels(d.queue, state).set(value)
+            self.dead.labels(d.queue).set(d.dead)
+            self.paused.labels(d.queue).set(1 if d.paused else 0)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format (``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)
