@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     dd.add_argument("dead_letter_id", type=int)
     dd.add_argument("--by", default="cli")
 
+    status = sub.add_parser("status", parents=[common], help="health and per-queue figures from a running appliance")
+    status.add_argument("--url", help="the admin API (default: http://<admin.host>:<admin.port>)")
+    status.add_argument("--json", action="store_true", help="print the health document as JSON")
+
     bench = sub.add_parser("bench", parents=[common], help="measure enqueue, drain and pickup latency")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument("--jobs", type=int, default=50_000, help="jobs to drain (default 50000)")
@@ -133,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     if args.command == "config":
         return _config_show(loaded, as_json=args.json)
+    if args.command == "status":
+        from fleetbox.status import print_status
+
+        return await print_status(loaded.settings, url=args.url, as_json=args.json)
     from fleetbox.embedded import resolve_dsn
 
     settings = loaded.settings
