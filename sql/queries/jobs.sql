@@ -12,6 +12,11 @@ UNION ALL
 SELECT id, queue, priority, state, data, singleton_key, attempts, NULL, run_at, created_at,
        finished_at, NULL, NULL, dead_letter_id
   FROM jobs_done WHERE id = $1
+UNION ALL
+-- completed jobs moved to the archive by retention (until they are deleted from it)
+SELECT id, queue, priority, state, data, singleton_key, attempts, NULL, run_at, created_at,
+       finished_at, NULL, NULL, dead_letter_id
+  FROM jobs_archive WHERE id = $1
 
 -- name: job_attempts
 SELECT job_id, attempt, queue, worker_id, started_at, finished_at, duration_ms, outcome,

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from fleetbox.db import migrations
 from tests.e2e.conftest import CONFIG_VARS, child_env, fleetbox_script
+
+ALL_MIGRATIONS = [v for v, _, _ in migrations()]
 
 
 @pytest.fixture
@@ -39,7 +42,7 @@ def test_with_no_database_configured_the_cli_uses_an_embedded_postgresql(tmp_pat
         assert f"embedded PostgreSQL in {data_dir / 'pgdata'}" in result.stderr, result.stderr
         return result
 
-    assert "applied migrations [1]" in fleetbox("migrate").stdout
+    assert f"applied migrations {ALL_MIGRATIONS}" in fleetbox("migrate").stdout
     job_id = int(fleetbox("enqueue", "sync", "--data", "{}").stdout)
     depth = {d["queue"]: d for d in json.loads(fleetbox("queues", "--json").stdout)}
     assert depth["sync"]["ready"] == 1 and job_id >= 1

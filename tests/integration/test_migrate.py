@@ -40,6 +40,7 @@ def settings_for(dsn: str, tmp_path: Path, schema: str = SCHEMA) -> Settings:
             "heartbeat_seconds": 1,
             "shutdown_grace_seconds": 2,
         },
+        admin={"port": 0},
     )
 
 

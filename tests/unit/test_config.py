@@ -461,7 +461,7 @@ def test_set_flags_feed_load_settings() -> None:
         ("postgresql://fleet@db/fleetdb", "postgresql://fleet@db/fleetdb"),
         ("postgresql://db/fleetdb", "postgresql://db/fleetdb"),
         ("postgresql://fleet:p%40ss@db/fleetdb?sslmode=require", "postgresql://fleet:***@db/fleetdb?sslmode=require"),
-        ("postgresql://fleet:@db/fleetdb", "postgresql://fleet:***@db/fleetdb"),
+        ("postgresql://fleet:@db/fleetdb", "postgresql://fleet:@db/fleetdb"),  # an empty password hides nothing
     ],
 )
 def test_redact_dsn(dsn: str, expected: str) -> None:

@@ -1,0 +1,175 @@
+"""Retention: completed jobs are archived after the cutoff and deleted from the archive after
+theirs, in batches; dead-lettered jobs, their attempts and open dead letters are never touched;
+old statistics snapshots go. Jobs are made the real way (an appliance on a ManualClock) where
+their history matters, and with plain SQL where exact times do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from fleetbox.app import Appliance
+from fleetbox.config import Settings
+from fleetbox.db import Database
+from fleetbox.errors import InvalidInput, NotFound
+from fleetbox.models import Job, JobState, ManualClock
+from fleetbox.monitor import Monitor, Thresholds
+from fleetbox.retention import archive_completed, cleanup_statistics, delete_archived
+from fleetbox.scheduler import Scheduler, default_tasks
+from tests.conftest import wait_for
+
+AppFactory = Callable[..., Awaitable[Appliance]]
+
+NOW = dt.datetime(2026, 3, 8, 12, 0, tzinfo=dt.UTC)
+_ids = itertools.count(1)
+
+
+async def finished_job(db: Database, state: str, finished_at: dt.datetime, *, attempts: int = 1) -> int:
+    """A row in jobs_done with its attempts, as the completer writes them."""
+    job_id = next(_ids)
+    await db.pool.execute(
+        """INSERT INTO jobs_done (id, queue, priority, state, data, attempts, created_at, run_at, finished_at,
+                                  duration_ms)
+           VALUES ($1, 'sync', 5, $2, '{"n": 1}', $3, $4, $4, $4, 10)""",
+        job_id, state, attempts, finished_at,
+    )  # fmt: skip
+    await db.pool.execute(
+        """INSERT INTO job_attempts (job_id, attempt, queue, started_at, finished_at, duration_ms, outcome)
+           SELECT $1, a, 'sync', $2, $2, 10, CASE WHEN a = $3 THEN $4 ELSE 'retry' END
+             FROM generate_series(1, $3) a""",
+        job_id, finished_at, attempts, "dead" if state == "dead" else "succeeded",
+    )  # fmt: skip
+    return job_id
+
+
+async def ids(db: Database, table: str) -> set[int]:
+    return {r["id"] for r in await db.pool.fetch(f"SELECT id FROM {table}")}
+
+
+async def attempt_jobs(db: Database) -> set[int]:
+    return {r["job_id"] for r in await db.pool.fetch("SELECT DISTINCT job_id FROM job_attempts")}
+
+
+async def test_archive_moves_completed_jobs_older_than_the_cutoff_in_batches(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    hours = dt.timedelta(hours=1)
+    old_ok = [await finished_job(db, "succeeded", NOW - 30 * hours, attempts=2) for _ in range(5)]
+    old_cleared = await finished_job(db, "cleared", NOW - 48 * hours)
+    old_dead = [await finished_job(db, "dead", NOW - 100 * hours, attempts=3) for _ in range(2)]
+    recent = [await finished_job(db, "succeeded", NOW - 23 * hours) for _ in range(2)]
+    at_cutoff = await finished_job(db, "succeeded", NOW - 24 * hours)  # not older than the cutoff
+    caplog.set_level(logging.INFO, logger="fleetbox.retention")
+
+    moved = await archive_completed(db, older_than=NOW - 24 * hours, batch=2, now=NOW)
+    assert moved == 6
+    assert await ids(db, "jobs_archive") == {*old_ok, old_cleared}
+    assert await ids(db, "jobs_done") == {*old_dead, *recent, at_cutoff}
+    row = await db.pool.fetchrow("SELECT * FROM jobs_archive WHERE id = $1", old_ok[0])
+    assert (row["state"], row["attempts"], row["archived_at"], row["data"]) == ("succeeded", 2, NOW, {"n": 1})
+    # attempts stay with archived jobs until they are deleted
+    assert await attempt_jobs(db) == {*old_ok, old_cleared, *old_dead, *recent, at_cutoff}
+    assert await archive_completed(db, older_than=NOW - 24 * hours, now=NOW) == 0  # nothing left to move
+    events = [r.__dict__ for r in caplog.records if r.__dict__.get("event") == "jobs_archived"]
+    assert [e["count"] for e in events] == [6, 0]
+
+
+async def test_delete_archived_honours_its_cutoff_and_takes_the_attempts(db: Database) -> None:
+    first = [await finished_job(db, "succeeded", NOW - dt.timedelta(days=10)) for _ in range(3)]
+    dead = await finished_job(db, "dead", NOW - dt.timedelta(days=30), attempts=2)
+    archived_then = NOW - dt.timedelta(days=8)
+    assert await archive_completed(db, older_than=NOW - dt.timedelta(days=1), now=archived_then) == 3
+    second = [await finished_job(db, "succeeded", NOW - dt.timedelta(days=2)) for _ in range(2)]
+    assert await archive_completed(db, older_than=NOW - dt.timedelta(days=1), now=NOW) == 2
+
+    # a cutoff before the first archiving deletes nothing
+    assert await delete_archived(db, older_than=archived_then) == 0
+    assert await ids(db, "jobs_archive") == {*first, *second}
+    assert await delete_archived(db, older_than=NOW - dt.timedelta(days=7), batch=2) == 3
+    assert await ids(db, "jobs_archive") == set(second)
+    assert await attempt_jobs(db) == {*second, dead}
+    assert await ids(db, "jobs_done") == {dead}
+    assert await delete_archived(db, older_than=NOW + dt.timedelta(seconds=1)) == 2
+    assert await ids(db, "jobs_archive") == set()
+    assert await attempt_jobs(db) == {dead}  # a dead job's history is never deleted here
+
+
+async def test_retention_checks_its_arguments(db: Database) -> None:
+    naive = dt.datetime(2026, 1, 1)
+    for call in (archive_completed, delete_archived, cleanup_statistics):
+        with pytest.raises(InvalidInput) as err:
+            await call(db, older_than=naive)
+        assert err.value.field == "older_than"
+        with pytest.raises(InvalidInput) as err:
+            await call(db, older_than=NOW, batch=0)
+        assert err.value.field == "batch"
+
+
+async def test_cleanup_statistics_honours_its_cutoff(db: Database) -> None:
+    clock = ManualClock(NOW - dt.timedelta(days=40))
+    monitor = Monitor(db, clock=clock, thresholds=Thresholds(), settle_seconds=0)
+    for _ in range(40):
+        await monitor.snapshot()
+        clock.advance(86400)
+    queues = await db.pool.fetchval("SELECT count(DISTINCT queue) FROM queue_statistics")
+    cutoff = NOW - dt.timedelta(days=30)
+    older = await db.pool.fetchval("SELECT count(*) FROM queue_statistics WHERE at < $1", cutoff)
+    assert older == 10 * queues
+    assert await cleanup_statistics(db, older_than=cutoff, batch=7) == older
+    assert await db.pool.fetchval("SELECT min(at) FROM queue_statistics") >= cutoff
+    assert await db.pool.fetchval("SELECT count(*) FROM queue_statistics") == 30 * queues
+
+
+async def test_real_jobs_dead_letters_stay_through_the_weekly_cleanup(appliance_factory: AppFactory) -> None:
+    """Succeeded jobs are archived and later deleted; dead-lettered ones and their dead letters stay."""
+    clock = ManualClock(NOW)
+
+    async def handle(job: Job) -> None:
+        if job.data["fail"]:
+            raise ValueError("permanently broken")
+
+    app = await appliance_factory(
+        handlers={"sync": handle}, clock=clock, retry={"transient": {"max_retries": 0}}, monitor={"schedule": False}
+    )
+    jobs = [(await app.client.enqueue("sync", {"fail": i < 2})).id for i in range(6)]
+
+    async def all_finished() -> bool:
+        states = [(await app.client.get_job(j)).state for j in jobs]
+        return all(s in (JobState.SUCCEEDED, JobState.DEAD) for s in states)
+
+    await wait_for(all_finished)
+    dead_jobs, ok_jobs = set(jobs[:2]), set(jobs[2:])
+    letters = await app.client.dead_letters.list()
+    assert {d.job_id for d in letters} == dead_jobs
+    await app.client.dead_letters.review(letters[0].id, reviewed_by="ops", resolution_notes="looked at it")
+
+    # the weekly job cleanup, two weeks later, through the schedule's own task
+    settings = Settings(database={"dsn": "postgresql://unused"}, retention={"archive_hours": 24, "delete_days": 7})
+    tasks = {t.name: t for t in default_tasks(settings, app.db, app.monitor, clock)}
+    clock.current = dt.datetime(2026, 3, 15, 0, 0, tzinfo=dt.UTC)  # a Sunday midnight, a week later
+    scheduler = Scheduler(app.db, clock=clock, tasks=[tasks["job-cleanup"]])
+    assert await scheduler.run_due(clock.now()) == ["job-cleanup"]
+    result: dict[str, Any] = await app.db.pool.fetchval("SELECT result FROM scheduler_ticks WHERE task = 'job-cleanup'")
+    assert result == {"archived": 4, "deleted": 0}
+    assert await ids(app.db, "jobs_archive") == ok_jobs
+    archived = await app.client.get_job(min(ok_jobs))  # still found, in the archive, with its history
+    assert (archived.state, archived.data, len(archived.history)) == (JobState.SUCCEEDED, {"fail": False}, 1)
+    clock.current += dt.timedelta(days=7, minutes=30)  # the archived_at cutoff is strict
+    assert await scheduler.run_due(clock.now()) == ["job-cleanup"]
+    assert await ids(app.db, "jobs_archive") == set()
+    with pytest.raises(NotFound):
+        await app.client.get_job(min(ok_jobs))
+    # the dead-lettered jobs, their attempts and their dead letters are all still there
+    assert await ids(app.db, "jobs_done") == dead_jobs
+    assert await attempt_jobs(app.db) == dead_jobs
+    after = await app.client.dead_letters.list()
+    assert {d.job_id for d in after} == dead_jobs
+    assert {d.status.value for d in after} == {"open"}
+    for job_id in dead_jobs:
+        assert (await app.client.get_job(job_id)).state is JobState.DEAD
