@@ -7,8 +7,9 @@ Embed it in any asyncio program::
         ...  # jobs run until the block ends; app.client enqueues, app.queue_depth() counts
 
 Start order: database pool, queue registry synced to the database, completer, heartbeat and
-lease reaper, dispatcher, listener. Stop order is the reverse, with the running jobs given
-``shutdown_grace_seconds`` to finish before they are interrupted and recorded as such.
+lease reaper, dispatcher, listener, scheduler (the monitoring schedule). Stop order is the
+reverse, with the running jobs given ``shutdown_grace_seconds`` to finish before they are
+interrupted and recorded as such.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import time
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
+from fleetbox.admin import AdminServer, ApplianceInfo, build_app
+from fleetbox.admin.server import fleetbox_version
 from fleetbox.client import Client
 from fleetbox.completer import Completer
 from fleetbox.config import Settings
@@ -34,9 +37,11 @@ from fleetbox.errors import DatabaseError, SchemaNotReady
 from fleetbox.metrics import Metrics
 from fleetbox.migrate import current_version, latest_version, migrate
 from fleetbox.models import Clock, Job, QueueDepth, SystemClock, Tier
+from fleetbox.monitor import Monitor, Thresholds
 from fleetbox.pools import AuthHook, Executor, RunningJob, TierPool
 from fleetbox.queues import Handler, QueueSpec, build_registry, sync_queues
 from fleetbox.retry import RetryPolicy, build_policies
+from fleetbox.scheduler import Scheduler, default_tasks
 
 log = logging.getLogger("fleetbox.app")
 
@@ -106,6 +111,17 @@ class Appliance:
             on_reconnect=self.dispatcher.wake,
         )  # fmt: skip
         self.client = Client(self.db, clock=self.clock, max_payload_bytes=cfg.max_payload_bytes)
+        mon = settings.monitor
+        self.monitor = Monitor(
+            self.db, clock=self.clock, thresholds=configured_thresholds(settings),
+            window_seconds=mon.window_seconds, depth_cache_seconds=mon.depth_cache_seconds,
+        )  # fmt: skip
+        self.scheduler = Scheduler(
+            self.db, clock=self.clock, worker_id=self.worker_id,
+            tasks=default_tasks(settings, self.db, self.monitor, self.clock),
+        )  # fmt: skip
+        #: the admin HTTP API, while it serves (admin.enabled); ``admin.port`` is the bound port
+        self.admin: AdminServer | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_requested = asyncio.Event()
         self._accepting = False
@@ -140,6 +156,14 @@ class Appliance:
         self._spawn("fleetbox.reaper", self._reaper_loop())
         self._spawn("fleetbox.dispatcher", self.dispatcher.run())
         self._spawn("fleetbox.listener", self.listener.run(self._listener_error))
+        if self.settings.monitor.schedule:
+            self._spawn("fleetbox.scheduler", self.scheduler.run())
+        if self.settings.admin.enabled:
+            try:
+                await self._start_admin()
+            except BaseException:
+                await self.stop()
+                raise
         self.started_at = time.monotonic()
         pools = {t.name.lower(): p.size for t, p in self.pools.items()}
         log.info("appliance started", extra={"event": "appliance_started", "worker_id": self.worker_id, "pools": pools})
@@ -152,6 +176,8 @@ class Appliance:
         self._accepting = False
         grace = self.settings.appliance.shutdown_grace_seconds
         log.info("appliance stopping", extra={"event": "appliance_stopping", "grace_seconds": grace})
+        await self._stop_admin()
+        await self._cancel("fleetbox.scheduler")
         await self._cancel("fleetbox.listener")
         await self._stop_dispatcher()
         await self._hand_back_unstarted()
@@ -242,11 +268,29 @@ class Appliance:
                 "admin": self.settings.admin,
             }
         )
+        self.monitor.defaults = configured_thresholds(settings)
+        self.monitor.window_seconds = settings.monitor.window_seconds
+        self.monitor.depth_cache_seconds = settings.monitor.depth_cache_seconds
+        self.scheduler.set_tasks(default_tasks(self.settings, self.db, self.monitor, self.clock))
         self.dispatcher.wake()
         log.info("configuration reloaded", extra={"event": "config_reloaded", "needs_restart": restart})
         return restart
 
     # -- internals ------------------------------------------------------------------------
+
+    async def _start_admin(self) -> None:
+        cfg = self.settings.admin
+        app = build_app(
+            db=self.db, client=self.client, monitor=self.monitor, settings=self.settings,
+            appliance_info=ApplianceInfo(self.settings.appliance.name, self.worker_id, fleetbox_version()),
+        )  # fmt: skip
+        self.admin = AdminServer(app, host=cfg.host, port=cfg.port)
+        await self.admin.start()
+
+    async def _stop_admin(self) -> None:
+        admin, self.admin = self.admin, None
+        if admin is not None:
+            await admin.stop()
 
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -370,3 +414,12 @@ class Appliance:
                         extra={"event": "leases_expired", "job_ids": [r["job_id"] for r in rows]})  # fmt: skip
             await self.db.fetchval("notify_tiers", "1,2,3")
         return len(rows)
+
+
+def configured_thresholds(settings: Settings) -> Thresholds:
+    """The alert thresholds of the configuration (``[monitor]``)."""
+    m = settings.monitor
+    return Thresholds(
+        max_backlog=m.max_backlog, max_failure_rate=m.max_failure_rate,
+        max_processing_time=m.max_processing_time, max_dead_letter_jobs=m.max_dead_letter_jobs,
+    )  # fmt: skip

@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
@@ -200,19 +202,71 @@ class QueueSettings(_Section):
 
 
 class AdminSettings(_Section):
+    """The admin HTTP API (``fleetbox.admin``), served by the appliance process."""
+
+    #: serve the admin API from `fleetbox run` and embedded appliances
+    enabled: bool = True
     key: SecretStr | None = None
     read_key: SecretStr | None = None
     host: str = "127.0.0.1"
+    #: 0: an ephemeral port (the bound one is logged and on ``Appliance.admin.port``)
     port: int = Field(8080, ge=0, le=65535)
+    #: GET /api/queue/health without a key (every other read needs the admin or read-only key)
+    health_public: bool = True
+
+
+def _check_cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise ValueError(f"not a cron expression (minute hour day-of-month month day-of-week): {value!r}")
+    return value
 
 
 class RetentionSettings(_Section):
+    """Keeping the job tables small: archive completed jobs, then delete them from the archive."""
+
     archive_hours: float = Field(24, gt=0)
     delete_days: float = Field(7, gt=0)
+    #: when completed jobs older than archive_hours are archived (cron, in monitor.timezone)
+    archive_cron: str = "30 * * * *"
+    #: the weekly job-record cleanup: archive, then delete archived jobs older than delete_days
+    cleanup_cron: str = "0 0 * * 0"
+    #: rows moved or deleted per transaction
+    batch: int = Field(10_000, ge=1, le=1_000_000)
+
+    _crons = field_validator("archive_cron", "cleanup_cron")(_check_cron)
 
 
 class MonitorSettings(_Section):
+    """The monitoring schedule, the health figures and the alert thresholds."""
+
     interval_seconds: float = Field(60, gt=0)
+    #: failure rate and processing time are taken over the attempts of this many last seconds
+    window_seconds: float = Field(300, gt=0)
+    #: queue depth is counted at most this often per process (health, stats)
+    depth_cache_seconds: float = Field(2.0, ge=0)
+    snapshot_seconds: float = Field(300, gt=0)
+    report_cron: str = "0 0 * * *"
+    stats_cleanup_cron: str = "0 2 * * *"
+    stats_keep_days: float = Field(30, gt=0)
+    #: the time zone the cron expressions are read in (an IANA name)
+    timezone: str = "UTC"
+    #: run the schedule in this process (each tick runs once across all processes that do)
+    schedule: bool = True
+    max_backlog: int = Field(1000, ge=0, le=10**12)
+    max_failure_rate: float = Field(10.0, ge=0, le=100)
+    max_processing_time: float = Field(60_000.0, gt=0, le=10**12)
+    max_dead_letter_jobs: int = Field(50, ge=0, le=10**12)
+
+    _crons = field_validator("report_cron", "stats_cleanup_cron")(_check_cron)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as UTC or Europe/Berlin)") from None
+        return value
 
 
 class Settings(BaseSettings):

@@ -105,6 +105,9 @@ def make_settings(dsn: str, tmp_path: Path) -> Callable[..., Settings]:
                 "lease_seconds": 5, "heartbeat_seconds": 1, "reap_seconds": 0.5,
                 "shutdown_grace_seconds": 5, "completion_flush_ms": 1,
             },
+            # The admin API on an ephemeral port: appliances of one test (and of parallel runs)
+            # never compete for 8080. Read the bound port from app.admin.port.
+            "admin": {"port": 0},
         }  # fmt: skip
         for section, values in sections.items():
             if isinstance(values, dict) and isinstance(base.get(section), dict):

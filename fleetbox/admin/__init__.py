@@ -1,0 +1,15 @@
+"""The admin HTTP API of the appliance (aiohttp): the spec's /api/queue endpoints.
+
+``build_app`` makes the aiohttp application, ``AdminServer`` serves it. The appliance starts it
+after the dispatcher when ``admin.enabled`` is true. Layout: ``routes`` (handlers and the route
+table), ``auth`` (the x-admin-key check), ``errors`` (the one place an error becomes a status),
+``inputs`` (reading parameters and bodies), ``operations`` (what the API does in the database),
+``views`` (JSON shapes), ``openapi`` (the document at /api/queue/openapi.json).
+"""
+
+from __future__ import annotations
+
+from fleetbox.admin.routes import ApplianceInfo
+from fleetbox.admin.server import AdminServer, build_app
+
+__all__ = ["AdminServer", "ApplianceInfo", "build_app"]

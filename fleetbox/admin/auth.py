@@ -1,0 +1,81 @@
+"""Who may call what: the ``x-admin-key`` header against ``admin.key`` and ``admin.read_key``.
+
+Three access levels:
+
+- ``PUBLIC``: no key (the OpenAPI document; /api/queue/health while ``admin.health_public``).
+- ``READ``: the admin key or the read-only key (every other GET: job lists and details, dead
+  letters, stats, metrics, alerts, thresholds).
+- ``ADMIN``: the admin key (everything that changes state).
+
+Outcomes, the same on every endpoint: no key configured for the level → 403
+``admin_key_not_configured`` (the API is closed, not open); header missing or empty → 401
+``missing_key``; a key that matches nothing → 403 ``invalid_key``; the read-only key on an
+ADMIN operation → 403 ``read_only_key``. Keys are compared with :func:`hmac.compare_digest`
+and never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from enum import Enum
+
+from pydantic import SecretStr
+
+from fleetbox.admin.errors import MissingKey, NoKeyConfigured, ReadOnlyKey, WrongKey
+from fleetbox.config import AdminSettings
+
+HEADER = "x-admin-key"
+
+
+class Access(Enum):
+    """What an endpoint needs."""
+
+    PUBLIC = "public"
+    READ = "read"
+    ADMIN = "admin"
+
+
+def _secret(value: SecretStr | None) -> bytes | None:
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    return raw.encode("utf-8", "surrogateescape") if raw else None
+
+
+def _same(given: bytes, key: bytes | None) -> bool:
+    # Compare against a key of the same length when none is set, so both paths take the same time.
+    return hmac.compare_digest(given, key if key is not None else given + b"\x00") and key is not None
+
+
+class KeyCheck:
+    """Checks the ``x-admin-key`` header of a request for an access level."""
+
+    def __init__(self, settings: AdminSettings) -> None:
+        self._admin = _secret(settings.key)
+        self._read = _secret(settings.read_key)
+
+    @property
+    def admin_key_configured(self) -> bool:
+        return self._admin is not None
+
+    def check(self, level: Access, header: str | None) -> None:
+        """Return if ``header`` grants ``level``; raise an :class:`AccessError` otherwise."""
+        if level is Access.PUBLIC:
+            return
+        if self._admin is None and (level is Access.ADMIN or self._read is None):
+            raise NoKeyConfigured(
+                "no admin key is configured, so admin operations are refused: set admin.key "
+                "(environment ADMIN_KEY)" + (" or admin.read_key for reads" if level is Access.READ else "")
+            )
+        if not header:
+            raise MissingKey(f"this operation needs the {HEADER} header")
+        given = header.encode("utf-8", "surrogateescape")
+        is_admin = _same(given, self._admin)
+        is_read = _same(given, self._read)
+        if is_admin:
+            return
+        if is_read:
+            if level is Access.READ:
+                return
+            raise ReadOnlyKey(f"the read-only key cannot change state; send the admin key in {HEADER}")
+        raise WrongKey(f"the {HEADER} header does not match a configured key")

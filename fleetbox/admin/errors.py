@@ -1,0 +1,180 @@
+"""HTTP errors of the admin API: the one place where an error becomes a status code.
+
+Handlers and the parts they call raise :mod:`fleetbox.errors` classes (and the few admin-only
+classes below); :func:`error_middleware` turns each into a status and the JSON body
+``{"error": {"code": ..., "message": ..., "field": ...}}`` (``field`` only when the error names
+one). aiohttp's own errors (no such path 404, wrong method 405, body over ``client_max_size``
+413) get the same body. Anything else is a bug: it is logged with its traceback and answered
+500 ``internal_error`` with no detail.
+
+=========================  ======  ==========================
+error                      status  code
+=========================  ======  ==========================
+MissingKey                 401     missing_key
+WrongKey                   403     invalid_key
+ReadOnlyKey                403     read_only_key
+NoKeyConfigured            403     admin_key_not_configured
+UnknownQueue               404     unknown_queue
+NotFound                   404     not_found
+BodyTooLarge               413     payload_too_large
+UnsupportedMediaType       415     unsupported_media_type
+MalformedBody              400     malformed_json
+InvalidInput               400     invalid_input
+Conflict                   409     conflict
+SchemaNotReady             503     schema_not_ready
+DatabaseError              503     database_unavailable
+=========================  ======  ==========================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from fleetbox.errors import (
+    Conflict,
+    DatabaseError,
+    FleetboxError,
+    InvalidInput,
+    NotFound,
+    SchemaNotReady,
+    UnknownQueue,
+)
+
+log = logging.getLogger("fleetbox.admin")
+
+
+class AccessError(FleetboxError):
+    """The request may not do this (the key is missing, wrong, or not enough)."""
+
+
+class MissingKey(AccessError):
+    """No x-admin-key header was sent."""
+
+
+class WrongKey(AccessError):
+    """The x-admin-key header matches no configured key."""
+
+
+class ReadOnlyKey(AccessError):
+    """The read-only key was sent for an operation that changes state."""
+
+
+class NoKeyConfigured(AccessError):
+    """No admin key is configured, so admin operations are refused."""
+
+
+class MalformedBody(InvalidInput):
+    """The request body is not valid JSON (or not UTF-8)."""
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The request body is not ``application/json``."""
+
+
+class BodyTooLarge(InvalidInput):
+    """The request body is larger than the admin API accepts."""
+
+
+#: (error class, HTTP status, code), most specific first: the first match wins.
+ERROR_TABLE: tuple[tuple[type[FleetboxError], int, str], ...] = (
+    (MissingKey, 401, "missing_key"),
+    (WrongKey, 403, "invalid_key"),
+    (ReadOnlyKey, 403, "read_only_key"),
+    (NoKeyConfigured, 403, "admin_key_not_configured"),
+    (UnknownQueue, 404, "unknown_queue"),
+    (NotFound, 404, "not_found"),
+    (BodyTooLarge, 413, "payload_too_large"),
+    (UnsupportedMediaType, 415, "unsupported_media_type"),
+    (MalformedBody, 400, "malformed_json"),
+    (InvalidInput, 400, "invalid_input"),
+    (Conflict, 409, "conflict"),
+    (SchemaNotReady, 503, "schema_not_ready"),
+    (DatabaseError, 503, "database_unavailable"),
+)
+
+#: aiohttp's own errors (raised before or around a handler) by status.
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    431: "headers_too_large",
+}
+
+#: Every status this API answers with, for the OpenAPI document.
+ERROR_STATUSES = sorted({status for _cls, status, _code in ERROR_TABLE})
+
+
+def classify(exc: FleetboxError) -> tuple[int, str]:
+    """The HTTP status and error code of a fleetbox error (500 for anything unexpected)."""
+    for cls, status, code in ERROR_TABLE:
+        if isinstance(exc, cls):
+            return status, code
+    return 500, "internal_error"
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, object]:
+    """The JSON error body."""
+    error: dict[str, object] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return {"error": error}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    """An error as a JSON response."""
+    return web.json_response(error_body(code, message, field), status=status)
+
+
+def _from_http(exc: web.HTTPException, request: web.Request) -> web.Response:
+    status = exc.status
+    code = _HTTP_CODES.get(status, "bad_request" if status < 500 else "internal_error")
+    if status == 404:
+        message = f"no such endpoint: {request.method} {request.path}"
+    elif status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        message = f"{request.method} is not allowed on {request.path}" + (f" (allowed: {allowed})" if allowed else "")
+    elif status == 413:
+        message = f"the request body is larger than the limit of {request.client_max_size} bytes"
+    else:
+        message = exc.reason or "bad request"
+    response = error_response(status, code, message)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every error with the JSON error body and the status from :data:`ERROR_TABLE`."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http(exc, request)
+    except FleetboxError as exc:
+        status, code = classify(exc)
+        if status >= 500:
+            # The driver's message may quote stored values: it goes to the log, not the client.
+            log.error("admin request failed", extra={"event": "admin_request_failed", "method": request.method,
+                                                     "path": request.path, "error": str(exc)})  # fmt: skip
+            message = {
+                "schema_not_ready": "the fleetbox schema is not ready: run `fleetbox migrate`",
+                "database_unavailable": "the database is unreachable or failed; the appliance log has the details",
+            }.get(code, "internal error; the appliance log has the details")
+            return error_response(status, code, message)
+        field = exc.field if isinstance(exc, InvalidInput) else None
+        return error_response(status, code, str(exc), field)
+    except Exception:
+        where = {"method": request.method, "path": request.path}
+        log.exception("admin request failed unexpectedly", extra={"event": "admin_internal_error", **where})
+        return error_response(500, "internal_error", "internal error; the appliance log has the details")

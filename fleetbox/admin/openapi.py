@@ -1,0 +1,698 @@
+"""The OpenAPI 3.1 document of the admin API, built from the same route table as the server.
+
+Paths, methods and security come from :func:`fleetbox.admin.routes.route_table` (so the document
+cannot list an endpoint the server lacks, or miss one); parameters, bodies and responses are
+described per operation here. Every error response is the one error body of
+:mod:`fleetbox.admin.errors`. The schemathesis test in ``tests/admin`` checks the server against
+this document.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fleetbox.admin.auth import HEADER, Access
+from fleetbox.admin.inputs import ACTOR_HEADER, MAX_ACTOR, MAX_ID
+from fleetbox.admin.operations import JOB_STATUSES, MAX_BULK_RETRY
+from fleetbox.admin.routes import (
+    ALERT_STATUSES,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    TIME_RANGES,
+    Route,
+)
+from fleetbox.models import JobState, Outcome
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _null(schema: Schema) -> Schema:
+    out = dict(schema)
+    kind = out["type"]
+    out["type"] = [kind, "null"] if isinstance(kind, str) else [*kind, "null"]
+    return out
+
+
+def _obj(properties: dict[str, Schema], *, required: list[str] | None = None, strict: bool = True) -> Schema:
+    schema: Schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+    }
+    if strict:
+        schema["additionalProperties"] = False
+    return schema
+
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+NUM: Schema = {"type": "number"}
+BOOL: Schema = {"type": "boolean"}
+TIME: Schema = {"type": "string", "format": "date-time"}
+ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+ANY_OBJECT: Schema = {"type": "object"}
+
+_QUEUE_FIGURES = {
+    "isRunning": BOOL,
+    "backlog": INT,
+    "failureRate": NUM,
+    "avgProcessingTime": NUM,
+    "tier": {"type": "string", "enum": ["high", "medium", "low"]},
+    "ready": INT,
+    "scheduled": INT,
+    "retrying": INT,
+    "running": INT,
+    "p95ProcessingTime": NUM,
+    "completed": INT,
+    "failed": INT,
+    "throughputPerMinute": NUM,
+    "deadLetters": INT,
+}
+_PERIOD_TOTALS = {
+    "completed": INT,
+    "failed": INT,
+    "deadLettered": INT,
+    "attempts": INT,
+    "failureRate": NUM,
+    "avgProcessingTime": NUM,
+    "p95ProcessingTime": NUM,
+}
+_POINT = {
+    "at": TIME,
+    **_PERIOD_TOTALS,
+    "backlog": INT,
+    "peakBacklog": INT,
+    "deadLetters": INT,
+}
+
+_JOB = {
+    "id": ID,
+    "queue": STR,
+    "priority": {"type": "integer", "minimum": 1, "maximum": 10},
+    "state": {"type": "string", "enum": [s.value for s in JobState]},
+    "data": ANY_OBJECT,
+    "singletonKey": _null(STR),
+    "attempts": {"type": "integer", "minimum": 0},
+    "maxAttempts": _null(INT),
+    "runAt": TIME,
+    "createdAt": TIME,
+    "finishedAt": _null(TIME),
+    "lastErrorClass": _null(STR),
+    "lastError": _null(STR),
+    "retryOfDeadLetterId": _null(INT),
+}
+_ATTEMPT = {
+    "jobId": ID,
+    "attempt": INT,
+    "queue": STR,
+    "workerId": _null(STR),
+    "startedAt": TIME,
+    "finishedAt": TIME,
+    "durationMs": NUM,
+    "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
+    "errorClass": _null(STR),
+    "error": _null(STR),
+}
+_HISTORY_ENTRY = {
+    "attempt": _null(INT),
+    "startedAt": _null(STR),
+    "finishedAt": _null(STR),
+    "durationMs": _null(NUM),
+    "outcome": _null(STR),
+    "errorClass": _null(STR),
+    "error": _null(STR),
+}
+_DEAD_LETTER = {
+    "id": ID,
+    "jobId": ID,
+    "queue": STR,
+    "priority": INT,
+    "data": ANY_OBJECT,
+    "singletonKey": _null(STR),
+    "errorClass": STR,
+    "error": STR,
+    "attempts": INT,
+    "history": {"type": "array", "items": _ref("HistoryEntry")},
+    "jobCreatedAt": TIME,
+    "failedAt": TIME,
+    "status": {"type": "string", "enum": ["open", "retried", "discarded"]},
+    "reviewed": BOOL,
+    "reviewedAt": _null(TIME),
+    "reviewedBy": _null(STR),
+    "resolutionNotes": _null(STR),
+    "retriedJobId": _null(INT),
+    "retriedAt": _null(TIME),
+    "discardedAt": _null(TIME),
+}
+_THRESHOLDS = {
+    "maxBacklog": {"type": "integer", "minimum": 0, "maximum": 10**12},
+    "maxFailureRate": {"type": "number", "minimum": 0, "maximum": 100},
+    "maxProcessingTime": {"type": "number", "exclusiveMinimum": 0, "maximum": 10**12},
+    "maxDeadLetterJobs": {"type": "integer", "minimum": 0, "maximum": 10**12},
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": _obj(
+        {
+            "error": _obj(
+                {
+                    "code": STR,
+                    "message": STR,
+                    "field": {"type": "string", "description": "the parameter or body field that was wrong"},
+                },
+                required=["code", "message"],
+            ),
+        }
+    ),
+    "Thresholds": _obj(_THRESHOLDS),
+    "ThresholdsUpdate": {
+        **_obj(_THRESHOLDS, required=[]),
+        "minProperties": 1,
+        "description": "The thresholds to change; the others keep their values.",
+        "examples": [{"maxBacklog": 2000, "maxFailureRate": 15}],
+    },
+    "QueueHealth": _obj(_QUEUE_FIGURES),
+    "Health": _obj(
+        {
+            "healthy": BOOL,
+            "queues": {"type": "object", "additionalProperties": _ref("QueueHealth")},
+            "deadLetterCount": INT,
+            "lastChecked": TIME,
+            "reasons": {"type": "array", "items": STR, "description": "why healthy is false"},
+            "database": {"type": "string", "enum": ["ok", "unreachable"]},
+            "thresholds": _ref("Thresholds"),
+            "windowSeconds": NUM,
+        }
+    ),
+    "PeriodTotals": _obj({**_PERIOD_TOTALS, "peakBacklog": INT}, required=list(_PERIOD_TOTALS)),
+    "QueueStats": _obj({**_QUEUE_FIGURES, "last24h": _ref("PeriodTotals")}),
+    "Stats": _obj(
+        {
+            "generatedAt": TIME,
+            "windowSeconds": NUM,
+            "queues": {"type": "object", "additionalProperties": _ref("QueueStats")},
+            "totals": _obj(
+                {
+                    "backlog": INT,
+                    "ready": INT,
+                    "scheduled": INT,
+                    "retrying": INT,
+                    "running": INT,
+                    "deadLetters": INT,
+                    "completed": INT,
+                    "failed": INT,
+                    "deadLetterCount": INT,
+                    "failureRate": NUM,
+                    "avgProcessingTime": NUM,
+                    "throughputPerMinute": NUM,
+                    "last24h": _ref("PeriodTotals"),
+                }
+            ),
+        }
+    ),
+    "MetricsPoint": _obj(_POINT),
+    "Metrics": _obj(
+        {
+            "timeRange": {"type": "string", "enum": list(TIME_RANGES)},
+            "from": TIME,
+            "to": TIME,
+            "bucketSeconds": INT,
+            "series": {"type": "object", "additionalProperties": {"type": "array", "items": _ref("MetricsPoint")}},
+            "totals": {"type": "array", "items": _ref("MetricsPoint")},
+        }
+    ),
+    "Alert": _obj(
+        {
+            "id": ID,
+            "queue": _null(STR),
+            "kind": {"type": "string", "enum": ["backlog", "failure_rate", "processing_time", "dead_letters"]},
+            "status": {"type": "string", "enum": list(ALERT_STATUSES)},
+            "message": STR,
+            "value": _null(NUM),
+            "threshold": _null(NUM),
+            "openedAt": TIME,
+            "resolvedAt": _null(TIME),
+        }
+    ),
+    "AlertList": _obj({"alerts": {"type": "array", "items": _ref("Alert")}}),
+    "Job": _obj(_JOB),
+    "Attempt": _obj(_ATTEMPT),
+    "HistoryEntry": _obj(_HISTORY_ENTRY),
+    "DeadLetter": _obj(_DEAD_LETTER),
+    "JobDetail": _obj(
+        {
+            **_JOB,
+            "history": {"type": "array", "items": _ref("Attempt"), "description": "every recorded attempt"},
+            "deadLetter": {
+                "anyOf": [_ref("DeadLetter"), {"type": "null"}],
+                "description": "the job's dead letter, when it is dead",
+            },
+        }
+    ),
+    "JobList": _obj(
+        {
+            "queue": STR,
+            "status": {"type": ["string", "null"], "enum": [*JOB_STATUSES, None]},
+            "limit": INT,
+            "offset": INT,
+            "jobs": {"type": "array", "items": _ref("Job")},
+            "nextAfter": {**_null(INT), "description": "pass as `after` for the next page; null on the last page"},
+        }
+    ),
+    "FailedJobs": _obj(
+        {
+            "queue": STR,
+            "retrying": {"type": "array", "items": _ref("Job"), "description": "jobs waiting for their next attempt"},
+            "deadLetters": {"type": "array", "items": _ref("DeadLetter"), "description": "open dead letters"},
+            "recentFailures": {"type": "array", "items": _ref("Attempt"), "description": "latest failed attempts"},
+        }
+    ),
+    "DeadLetterList": _obj(
+        {
+            "deadLetters": {"type": "array", "items": _ref("DeadLetter")},
+            "nextBefore": {**_null(INT), "description": "pass as `before` for the next page; null on the last page"},
+        }
+    ),
+    "Queue": _obj(
+        {
+            "name": STR,
+            "tier": {"type": "string", "enum": ["high", "medium", "low", "dead"]},
+            "paused": BOOL,
+            "pausedAt": _null(TIME),
+            "pausedBy": _null(STR),
+        }
+    ),
+    "Cleared": _obj({"queue": STR, "cleared": {"type": "integer", "minimum": 0}}),
+    "EnqueueRequest": _obj(
+        {
+            "data": {
+                "type": "object",
+                "description": "the payload, a JSON object (at most appliance.max_payload_bytes)",
+            },
+            "priority": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 10,
+                "default": 5,
+                "description": "1 runs first, 10 last",
+            },
+            "delay": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 10 * 365 * 86400 * 1000,
+                "description": "run no earlier than this many milliseconds from now (not with runAt)",
+            },
+            "runAt": {
+                "type": "string",
+                "format": "date-time",
+                "description": "run no earlier than this time, with a time zone (not with delay)",
+            },
+            "singletonKey": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "description": "at most one waiting or running job per queue and key",
+            },
+            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": 1000},
+        },
+        required=["data"],
+    )
+    | {
+        "not": {"required": ["delay", "runAt"], "description": "delay and runAt together: 400"},
+        "examples": [{"data": {"chatId": "c1", "content": "hello"}, "priority": 3, "singletonKey": "chat-c1"}],
+    },
+    "Enqueued": _obj(
+        {
+            "id": ID,
+            "queue": STR,
+            "created": {"type": "boolean", "description": "false: a job with the singleton key exists; id is its id"},
+        }
+    ),
+    "RetriedJob": _obj(
+        {
+            "queue": STR,
+            "retriedJobId": ID,
+            "jobId": {**ID, "description": "the job that will run: the same id, or a new job for a dead one"},
+            "requeued": {"type": "boolean", "description": "true when a dead job was re-enqueued as a new job"},
+        }
+    ),
+    "ReviewRequest": _obj(
+        {
+            "reviewedBy": {"type": "string", "minLength": 1, "maxLength": 200},
+            "resolutionNotes": {"type": ["string", "null"], "minLength": 1, "maxLength": 10_000},
+        },
+        required=["reviewedBy"],
+    )
+    | {"examples": [{"reviewedBy": "admin@example.com", "resolutionNotes": "Fixed upstream API issue"}]},
+    "RetriedDeadLetter": _obj({"deadLetterId": ID, "jobId": ID}),
+    "BulkRetryRequest": _obj(
+        {
+            "queue": {"type": "string", "minLength": 1, "maxLength": 63, "description": "only this original queue"},
+            "errorClass": {"type": "string", "minLength": 1, "maxLength": 100},
+            "reviewed": BOOL,
+            "expectedCount": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_BULK_RETRY,
+                "description": "how many open dead letters the caller expects to match",
+            },
+        },
+        required=["expectedCount"],
+    )
+    | {"examples": [{"queue": "sync", "errorClass": "permanent", "reviewed": False, "expectedCount": 0}]},
+    "BulkRetried": _obj(
+        {
+            "matched": {"type": "integer", "minimum": 0},
+            "retried": {"type": "array", "items": _ref("RetriedDeadLetter")},
+            "skipped": {
+                "type": "array",
+                "items": ID,
+                "description": "left open: a job with the same singleton key is waiting or running",
+            },
+        }
+    ),
+}
+
+# -- parameters ----------------------------------------------------------------------------------
+
+
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+QUEUE_PATH: Schema = {
+    "name": "queue",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 63},
+    "examples": {"spec": {"value": "teams-outbound"}, "low": {"value": "sync"}},
+    "description": "the queue's name (unknown: 404)",
+}
+JOB_ID_PATH: Schema = {
+    "name": "jobId",
+    "in": "path",
+    "required": True,
+    "schema": ID,
+    "examples": {"first": {"value": 1}},
+    "description": "a job id",
+}
+DEAD_REF_PATH: Schema = {
+    "name": "jobId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^([0-9]{1,19}|job-[0-9]{1,19})$"},
+    "examples": {"deadLetterId": {"value": "1"}, "jobId": {"value": "job-1"}},
+    "description": "the dead letter: its own id (`17`), or the id of the job it holds as `job-<id>` (`job-4711`)",
+}
+LIMIT: Schema = _query(
+    "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}, "page size"
+)
+ACTOR: Schema = {
+    "name": ACTOR_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
+    "description": "who acts, recorded in the audit log (default: admin-api)",
+}
+
+_ERROR_TEXT = {
+    400: "Bad input: a parameter or body field is wrong (named in error.field), or the body is not JSON",
+    401: f"No {HEADER} header",
+    403: f"The {HEADER} header matches no key, the read-only key was sent to change state, "
+    "or no admin key is configured",
+    404: "No such queue, job or dead letter",
+    409: "The object is not in a state that allows this",
+    413: "The request body is too large",
+    415: "The request body is not application/json",
+    503: "The database is unreachable or the schema is not ready",
+}
+
+
+def _error(status: int) -> Schema:
+    return {"description": _ERROR_TEXT[status], "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _ok(schema_name: str, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema_name)}}}
+
+
+def _body(schema_name: str) -> Schema:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema_name)}}}
+
+
+#: operationId -> (summary, parameters, request body schema | None, {status: response}, errors)
+def _operations() -> dict[str, dict[str, Any]]:
+    dead_filters = [
+        _query("queue", {"type": "string", "minLength": 1, "maxLength": 63}, "only dead letters from this queue"),
+        _query("reviewed", BOOL, "only reviewed (true) or unreviewed (false) ones"),
+        _query("status", {"type": "string", "enum": ["open", "retried", "discarded"]}, "only this status"),
+        _query("errorClass", {"type": "string", "minLength": 1, "maxLength": 100}, "only this error class"),
+        _query("before", ID, "the id of the last dead letter of the page before (keyset paging)"),
+        LIMIT,
+    ]
+    body_errors = [400, 413, 415]
+    return {
+        "getHealth": {
+            "summary": "Health: per queue isRunning, backlog, failureRate (%), avgProcessingTime (ms)",
+            "description": "200 when healthy, 503 when not (a threshold is crossed or the database is "
+            "unreachable), with the same document and the reasons listed.",
+            "responses": {"200": _ok("Health", "Healthy"), "503": _ok("Health", "Unhealthy (see reasons)")},
+        },
+        "getStats": {
+            "summary": "Current figures per queue and in total, and the last 24 hours from the snapshots",
+            "responses": {"200": _ok("Stats", "Statistics")},
+            "errors": [503],
+        },
+        "getMetrics": {
+            "summary": "Time series from the statistics snapshots",
+            "parameters": [
+                _query(
+                    "timeRange",
+                    {"type": "string", "enum": list(TIME_RANGES), "default": "24h"},
+                    "1h (5-minute buckets), 24h (hourly) or 7d (6-hourly)",
+                ),
+            ],
+            "responses": {"200": _ok("Metrics", "Metrics")},
+            "errors": [400, 503],
+        },
+        "listAlerts": {
+            "summary": "Threshold alerts, newest first",
+            "parameters": [
+                _query("status", {"type": "string", "enum": list(ALERT_STATUSES)}, "open or resolved"),
+                LIMIT,
+            ],
+            "responses": {"200": _ok("AlertList", "Alerts")},
+            "errors": [400, 503],
+        },
+        "getThresholds": {
+            "summary": "The alert thresholds in force",
+            "responses": {"200": _ok("Thresholds", "Thresholds")},
+            "errors": [503],
+        },
+        "updateThresholds": {
+            "summary": "Change alert thresholds at runtime (every appliance on the database follows)",
+            "parameters": [ACTOR],
+            "requestBody": _body("ThresholdsUpdate"),
+            "responses": {"200": _ok("Thresholds", "The thresholds now in force")},
+            "errors": [*body_errors, 503],
+        },
+        "getOpenApi": {
+            "summary": "This document",
+            "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": ANY_OBJECT}}}
+            },
+        },
+        "listDeadLetters": {
+            "summary": "Dead letters, newest first",
+            "parameters": dead_filters,
+            "responses": {"200": _ok("DeadLetterList", "A page of dead letters")},
+            "errors": [400, 404, 503],
+        },
+        "retryDeadLetters": {
+            "summary": "Retry every open dead letter matching a filter",
+            "description": "Counted under lock: when the number of open dead letters matching differs from "
+            f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
+            "parameters": [ACTOR],
+            "requestBody": _body("BulkRetryRequest"),
+            "responses": {"200": _ok("BulkRetried", "Retried")},
+            "errors": [*body_errors, 404, 409, 503],
+        },
+        "listJobs": {
+            "summary": "A page of a queue's jobs",
+            "description": "Without status: every job still in the queue (waiting or running). pending = "
+            "ready + scheduled + retrying. Jobs in the queue come oldest first (id order); succeeded, dead "
+            "and cleared ones last finished first (while in jobs_done, before archiving). Page with "
+            f"`after` (the previous page's nextAfter), or with `offset` up to {MAX_OFFSET}.",
+            "parameters": [
+                QUEUE_PATH,
+                _query("status", {"type": "string", "enum": list(JOB_STATUSES)}, "only jobs in this state"),
+                LIMIT,
+                _query(
+                    "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "jobs to skip"
+                ),
+                _query("after", ID, "the last job id of the page before (keyset paging)"),
+            ],
+            "responses": {"200": _ok("JobList", "A page of jobs")},
+            "errors": [400, 404, 503],
+        },
+        "enqueueJob": {
+            "summary": "Enqueue a job (the same checks as fleetbox.Client.enqueue)",
+            "parameters": [QUEUE_PATH, ACTOR],
+            "requestBody": _body("EnqueueRequest"),
+            "responses": {
+                "201": _ok("Enqueued", "Created"),
+                "200": _ok("Enqueued", "Not created: a waiting or running job has the singleton key (its id)"),
+            },
+            "errors": [*body_errors, 404, 503],
+        },
+        "listFailed": {
+            "summary": "A queue's failures: jobs waiting for a retry, open dead letters, latest failed attempts",
+            "parameters": [QUEUE_PATH, LIMIT],
+            "responses": {"200": _ok("FailedJobs", "Failures")},
+            "errors": [400, 404, 503],
+        },
+        "pauseQueue": {
+            "summary": "Pause a queue on every appliance (running jobs finish)",
+            "parameters": [QUEUE_PATH, ACTOR],
+            "responses": {"200": _ok("Queue", "The queue")},
+            "errors": [400, 404, 503],
+        },
+        "resumeQueue": {
+            "summary": "Resume a queue",
+            "parameters": [QUEUE_PATH, ACTOR],
+            "responses": {"200": _ok("Queue", "The queue")},
+            "errors": [400, 404, 503],
+        },
+        "clearQueue": {
+            "summary": "Remove a queue's waiting jobs (ready, scheduled, retrying), never running ones",
+            "description": "They move to the finished jobs with state cleared.",
+            "parameters": [
+                QUEUE_PATH,
+                {**_query("confirm", {"type": "string", "enum": ["yes"]}, "must be yes"), "required": True},
+                ACTOR,
+            ],
+            "responses": {"200": _ok("Cleared", "How many jobs were removed")},
+            "errors": [400, 404, 503],
+        },
+        "retryJob": {
+            "summary": "Retry a failed job now",
+            "description": "A job waiting for a retry runs at once (same id); a dead job is re-enqueued on "
+            "its queue as a new job linked to its dead letter (new id). Another state: 409.",
+            "parameters": [QUEUE_PATH, JOB_ID_PATH, ACTOR],
+            "responses": {"200": _ok("RetriedJob", "Retried")},
+            "errors": [400, 404, 409, 503],
+        },
+        "reviewDeadLetter": {
+            "summary": "Mark a dead letter reviewed (the last review wins; every review is audited)",
+            "parameters": [DEAD_REF_PATH],
+            "requestBody": _body("ReviewRequest"),
+            "responses": {"200": _ok("DeadLetter", "The dead letter")},
+            "errors": [*body_errors, 404, 503],
+        },
+        "retryDeadLetter": {
+            "summary": "Re-enqueue one dead letter as a new job on its original queue",
+            "parameters": [DEAD_REF_PATH, ACTOR],
+            "responses": {"200": _ok("RetriedDeadLetter", "The new job")},
+            "errors": [400, 404, 409, 503],
+        },
+        "discardDeadLetter": {
+            "summary": "Discard an open dead letter (it stays on record as discarded)",
+            "parameters": [DEAD_REF_PATH, ACTOR],
+            "responses": {"200": _ok("DeadLetter", "The dead letter")},
+            "errors": [400, 404, 409, 503],
+        },
+        "getJob": {
+            "summary": "A job wherever it is, with every attempt (and its dead letter when dead)",
+            "parameters": [JOB_ID_PATH],
+            "responses": {"200": _ok("JobDetail", "The job")},
+            "errors": [400, 404, 503],
+        },
+    }
+
+
+_DESCRIPTION = f"""The admin API of a fleetbox appliance.
+
+**Keys.** Send the key in the `{HEADER}` header. Operations that change state need `admin.key`
+(`ADMIN_KEY`); every read except the health check (while `admin.health_public` is true) and this
+document needs `admin.key` or `admin.read_key`. No key configured: 403 (admin operations are refused,
+never open). Header missing: 401. A key that matches nothing: 403. The read-only key on an operation
+that changes state: 403.
+
+**Errors** are `{{"error": {{"code", "message", "field"?}}}}`: 400 bad input (the field is named),
+401/403 keys, 404 no such queue, job or dead letter, 409 state conflict, 413 body over {{max_body}}
+bytes, 415 body not JSON, 503 database unavailable.
+
+**Who acts.** State-changing operations take an optional `{ACTOR_HEADER}` header, recorded in the
+audit log (default `admin-api`); a review records `reviewedBy`.
+"""
+
+
+def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[str, Any]:
+    """The document for this route table and configuration."""
+    operations = _operations()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        spec = copy.deepcopy(operations[route.operation_id])
+        errors: list[int] = list(spec.pop("errors", []))
+        if route.access is not Access.PUBLIC:
+            errors += [401, 403]
+            spec["security"] = [{"adminKey": []}]
+        else:
+            spec["security"] = []
+        for status in sorted(set(errors)):
+            spec["responses"][str(status)] = _error(status)
+        spec["operationId"] = route.operation_id
+        spec["tags"] = [_TAGS[route.operation_id]]
+        paths.setdefault(route.path, {})[route.method.lower()] = spec
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fleetbox admin API",
+            "version": version,
+            "description": _DESCRIPTION.replace("{max_body}", str(max_body)),
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": copy.deepcopy(SCHEMAS),
+            "securitySchemes": {
+                "adminKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": HEADER,
+                    "description": "admin.key for every operation; admin.read_key for reads",
+                },
+            },
+        },
+        "tags": [{"name": t} for t in ("monitoring", "jobs", "queues", "dead letters", "meta")],
+    }
+
+
+_TAGS = {
+    "getHealth": "monitoring",
+    "getStats": "monitoring",
+    "getMetrics": "monitoring",
+    "listAlerts": "monitoring",
+    "getThresholds": "monitoring",
+    "updateThresholds": "monitoring",
+    "getOpenApi": "meta",
+    "listJobs": "jobs",
+    "enqueueJob": "jobs",
+    "getJob": "jobs",
+    "listFailed": "jobs",
+    "retryJob": "jobs",
+    "pauseQueue": "queues",
+    "resumeQueue": "queues",
+    "clearQueue": "queues",
+    "listDeadLetters": "dead letters",
+    "retryDeadLetters": "dead letters",
+    "reviewDeadLetter": "dead letters",
+    "retryDeadLetter": "dead letters",
+    "discardDeadLetter": "dead letters",
+}

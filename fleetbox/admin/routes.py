@@ -1,0 +1,389 @@
+"""The admin API's endpoints: one handler each, and the route table that the server and the
+OpenAPI document are both built from.
+
+Handlers read their input through :mod:`fleetbox.admin.inputs`, act through
+:class:`~fleetbox.admin.operations.AdminOperations`, the client or the monitor, and answer with the
+shapes in :mod:`fleetbox.admin.views`. They raise errors and never pick a status for one (that is
+:mod:`fleetbox.admin.errors`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+
+from fleetbox.admin import inputs, views
+from fleetbox.admin.auth import Access
+from fleetbox.admin.operations import JOB_STATUSES, MAX_BULK_RETRY, AdminOperations, check_dead_status
+from fleetbox.client import Client
+from fleetbox.config import AdminSettings
+from fleetbox.errors import InvalidInput, UnknownQueue
+from fleetbox.models import JobPriority
+from fleetbox.monitor import Monitor
+
+#: Page sizes of every list.
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+#: The deepest ``offset`` (past it, page with ``after``, which costs the same on every page).
+MAX_OFFSET = 100_000
+TIME_RANGES = ("1h", "24h", "7d")
+ALERT_STATUSES = ("open", "resolved")
+THRESHOLD_FIELDS = ("maxBacklog", "maxFailureRate", "maxProcessingTime", "maxDeadLetterJobs")
+ENQUEUE_FIELDS = ("data", "priority", "delay", "runAt", "singletonKey", "maxAttempts")
+#: Field names of the Python API, as the HTTP API spells them.
+_API_FIELD = {
+    "run_at": "runAt",
+    "singleton_key": "singletonKey",
+    "max_attempts": "maxAttempts",
+    "reviewed_by": "reviewedBy",
+    "resolution_notes": "resolutionNotes",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ApplianceInfo:
+    """Which appliance answers (sent as the ``x-fleetbox-appliance`` header)."""
+
+    name: str
+    worker_id: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdminState:
+    """What the handlers work with; stored in the application under :data:`STATE`."""
+
+    ops: AdminOperations
+    client: Client
+    monitor: Monitor
+    settings: AdminSettings
+    info: ApplianceInfo
+    openapi: dict[str, Any]
+
+
+STATE = web.AppKey("fleetbox_admin_state", AdminState)
+
+
+def _state(request: web.Request) -> AdminState:
+    return request.app[STATE]
+
+
+def _default(value: object) -> object:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_dumps = partial(json.dumps, default=_default, ensure_ascii=False)
+
+
+def reply(body: object, status: int = 200) -> web.Response:
+    """A JSON response."""
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def _api_field(exc: InvalidInput) -> InvalidInput:
+    """The same error with the field named as the HTTP API names it."""
+    if type(exc) is not InvalidInput or exc.field not in _API_FIELD:
+        return exc
+    reason = str(exc).removeprefix(f"{exc.field}: ")
+    return InvalidInput(reason, field=_API_FIELD[exc.field])
+
+
+def _limit(request: web.Request) -> int:
+    value = inputs.query_int(request, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+    assert value is not None
+    return value
+
+
+# -- monitoring ------------------------------------------------------------------------------
+
+
+async def get_health(request: web.Request) -> web.Response:
+    """The spec's health document: 200 when healthy, 503 when not (same shape)."""
+    report = await _state(request).monitor.health()
+    return reply(report.to_json(), 200 if report.healthy else 503)
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    """Per-queue figures and totals."""
+    return reply(await _state(request).monitor.stats())
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """Time series from the stored statistics snapshots."""
+    time_range = inputs.query_choice(request, "timeRange", TIME_RANGES) or "24h"
+    return reply(await _state(request).monitor.metrics(time_range))
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    """Alerts, newest first, optionally only open or resolved ones."""
+    status = inputs.query_choice(request, "status", ALERT_STATUSES)
+    alerts = await _state(request).monitor.alerts(status=status, limit=_limit(request))
+    return reply({"alerts": [a.to_json() for a in alerts]})
+
+
+async def get_thresholds(request: web.Request) -> web.Response:
+    """The alert thresholds in force."""
+    return reply((await _state(request).monitor.thresholds()).to_json())
+
+
+async def update_thresholds(request: web.Request) -> web.Response:
+    """Change some alert thresholds at runtime (shared by every appliance on the database)."""
+    who = inputs.actor(request)
+    body = await inputs.json_body(request)
+    inputs.reject_unknown(body, THRESHOLD_FIELDS)
+    updated = await _state(request).monitor.update_thresholds(body, actor=who)
+    return reply(updated.to_json())
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """This API's OpenAPI 3.1 document."""
+    return reply(_state(request).openapi)
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """A page of a queue's jobs, by status."""
+    state = _state(request)
+    queue = request.match_info["queue"]
+    status = inputs.query_choice(request, "status", JOB_STATUSES)
+    limit = _limit(request)
+    offset = inputs.query_int(request, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
+    after = inputs.query_int(request, "after", default=None, minimum=1, maximum=inputs.MAX_ID)
+    assert offset is not None
+    await state.ops.queue(queue)
+    page = await state.ops.list_jobs(queue, status, after=after, offset=offset, limit=limit)
+    return reply({
+        "queue": queue, "status": status, "limit": limit, "offset": offset,
+        "jobs": [views.job(j) for j in page.jobs], "nextAfter": page.next_after,
+    })  # fmt: skip
+
+
+def _run_at(value: object) -> dt.datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput("must be an ISO 8601 time with a time zone (a string)", field="runAt")
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"not an ISO 8601 time: {value[:60]!r}", field="runAt") from None
+
+
+async def enqueue_job(request: web.Request) -> web.Response:
+    """Enqueue one job: 201 when created, 200 with ``created: false`` on a singleton hit."""
+    state = _state(request)
+    who = inputs.actor(request)
+    queue = request.match_info["queue"]
+    await state.ops.queue(queue)
+    body = await inputs.json_body(request)
+    inputs.reject_unknown(body, ENQUEUE_FIELDS)
+    if "data" not in body:
+        raise InvalidInput("is required (the job's payload, a JSON object)", field="data")
+    priority = body.get("priority")
+    try:
+        result = await state.client.enqueue(
+            queue, body["data"],
+            priority=JobPriority.NORMAL if priority is None else priority,
+            run_at=_run_at(body.get("runAt")), delay=body.get("delay"),
+            singleton_key=body.get("singletonKey"), max_attempts=body.get("maxAttempts"),
+        )  # fmt: skip
+    except UnknownQueue:
+        raise
+    except InvalidInput as exc:
+        raise _api_field(exc) from None
+    await state.ops.enqueued(queue, result.id, result.created, actor=who)
+    return reply({"id": result.id, "queue": queue, "created": result.created}, 201 if result.created else 200)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """A job wherever it is, with every attempt, and its dead letter if it has one."""
+    job_id = inputs.path_id(request, "jobId")
+    info, dead = await _state(request).ops.job(job_id)
+    body = views.job(info)
+    body["history"] = [views.attempt(a) for a in info.history]
+    body["deadLetter"] = views.dead_letter(dead) if dead is not None else None
+    return reply(body)
+
+
+async def list_failed(request: web.Request) -> web.Response:
+    """A queue's jobs waiting for a retry, its open dead letters and its latest failed attempts."""
+    state = _state(request)
+    queue = request.match_info["queue"]
+    limit = _limit(request)
+    await state.ops.queue(queue)
+    retrying, dead, attempts = await state.ops.failed(queue, limit)
+    return reply({
+        "queue": queue,
+        "retrying": [views.job(j) for j in retrying],
+        "deadLetters": [views.dead_letter(d) for d in dead],
+        "recentFailures": [views.attempt(a) for a in attempts],
+    })  # fmt: skip
+
+
+async def retry_job(request: web.Request) -> web.Response:
+    """Retry a failed job of the queue now (a dead one becomes a new job)."""
+    state = _state(request)
+    who = inputs.actor(request)
+    queue = request.match_info["queue"]
+    job_id = inputs.path_id(request, "jobId")
+    await state.ops.queue(queue)
+    new_id = await state.ops.retry_job(queue, job_id, actor=who)
+    return reply({"queue": queue, "retriedJobId": job_id, "jobId": new_id, "requeued": new_id != job_id})
+
+
+# -- queues ----------------------------------------------------------------------------------
+
+
+async def pause_queue(request: web.Request) -> web.Response:
+    """Pause a queue: no appliance claims from it; running jobs finish."""
+    who = inputs.actor(request)
+    info = await _state(request).ops.set_paused(request.match_info["queue"], True, actor=who)
+    return reply(views.queue(info))
+
+
+async def resume_queue(request: web.Request) -> web.Response:
+    """Resume a paused queue."""
+    who = inputs.actor(request)
+    info = await _state(request).ops.set_paused(request.match_info["queue"], False, actor=who)
+    return reply(views.queue(info))
+
+
+async def clear_queue(request: web.Request) -> web.Response:
+    """Remove a queue's waiting jobs (never running ones); needs ``confirm=yes``."""
+    state = _state(request)
+    who = inputs.actor(request)
+    queue = request.match_info["queue"]
+    confirm = inputs.query_text(request, "confirm", limit=40)
+    await state.ops.queue(queue)
+    if confirm != "yes":
+        raise InvalidInput("must be yes: clearing removes every waiting job of the queue", field="confirm")
+    cleared = await state.ops.clear(queue, actor=who)
+    return reply({"queue": queue, "cleared": cleared})
+
+
+# -- dead letters ----------------------------------------------------------------------------
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    """Dead letters newest first, with filters and keyset paging (``before``)."""
+    state = _state(request)
+    queue = inputs.query_text(request, "queue", limit=63)
+    reviewed = inputs.query_bool(request, "reviewed")
+    status = check_dead_status(inputs.query_choice(request, "status", ("open", "retried", "discarded")))
+    error_class = inputs.query_text(request, "errorClass", limit=100)
+    before = inputs.query_int(request, "before", default=None, minimum=1, maximum=inputs.MAX_ID)
+    limit = _limit(request)
+    if queue is not None:
+        await state.ops.queue(queue)
+    letters, next_before = await state.ops.list_dead_letters(
+        queue=queue, reviewed=reviewed, status=status, error_class=error_class, before=before, limit=limit
+    )
+    return reply({"deadLetters": [views.dead_letter(d) for d in letters], "nextBefore": next_before})
+
+
+async def review_dead_letter(request: web.Request) -> web.Response:
+    """Mark a dead letter reviewed: who, and resolution notes."""
+    state = _state(request)
+    dead_id = await state.ops.dead_letter_id(request.match_info["jobId"])
+    body = await inputs.json_body(request)
+    inputs.reject_unknown(body, ("reviewedBy", "resolutionNotes"))
+    who = inputs.json_text(body, "reviewedBy", limit=200, required=True)
+    notes = inputs.json_text(body, "resolutionNotes", limit=10_000)
+    assert who is not None
+    if not who.strip():
+        raise InvalidInput("must not be blank", field="reviewedBy")
+    letter = await state.ops.review(dead_id, reviewed_by=who, notes=notes)
+    return reply(views.dead_letter(letter))
+
+
+async def retry_dead_letter(request: web.Request) -> web.Response:
+    """Re-enqueue one dead letter as a new job on its original queue."""
+    state = _state(request)
+    who = inputs.actor(request)
+    dead_id = await state.ops.dead_letter_id(request.match_info["jobId"])
+    job_id = await state.ops.retry_dead_letter(dead_id, actor=who)
+    return reply({"deadLetterId": dead_id, "jobId": job_id})
+
+
+async def discard_dead_letter(request: web.Request) -> web.Response:
+    """Discard an open dead letter (it stays on record as discarded)."""
+    state = _state(request)
+    who = inputs.actor(request)
+    dead_id = await state.ops.dead_letter_id(request.match_info["jobId"])
+    return reply(views.dead_letter(await state.ops.discard(dead_id, actor=who)))
+
+
+async def retry_dead_letters(request: web.Request) -> web.Response:
+    """Retry every open dead letter matching a filter, if exactly ``expectedCount`` match (else 409)."""
+    state = _state(request)
+    who = inputs.actor(request)
+    body = await inputs.json_body(request)
+    inputs.reject_unknown(body, ("queue", "errorClass", "reviewed", "expectedCount"))
+    queue = inputs.json_text(body, "queue", limit=63)
+    error_class = inputs.json_text(body, "errorClass", limit=100)
+    reviewed = inputs.json_bool(body, "reviewed")
+    expected = inputs.json_int(body, "expectedCount", minimum=0, maximum=MAX_BULK_RETRY, required=True)
+    assert expected is not None
+    result = await state.ops.retry_dead_letters(
+        queue=queue, error_class=error_class, reviewed=reviewed, expected=expected, actor=who
+    )
+    return reply({
+        "matched": result.matched,
+        "retried": [{"deadLetterId": d, "jobId": j} for d, j in result.retried],
+        "skipped": result.skipped,
+    })  # fmt: skip
+
+
+# -- the route table -------------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One endpoint: method, path, handler, who may call it, and its OpenAPI operationId."""
+
+    method: str
+    path: str
+    handler: Handler
+    access: Access
+    operation_id: str
+
+
+def route_table(settings: AdminSettings) -> list[Route]:
+    """Every endpoint, in matching order (a path with {queue} first, so a queue named "jobs" still
+    lists its jobs and /api/queue/jobs/{jobId} gets only ids)."""
+    health = Access.PUBLIC if settings.health_public else Access.READ
+    q = "/api/queue"
+    return [
+        Route("GET", f"{q}/health", get_health, health, "getHealth"),
+        Route("GET", f"{q}/stats", get_stats, Access.READ, "getStats"),
+        Route("GET", f"{q}/metrics", get_metrics, Access.READ, "getMetrics"),
+        Route("GET", f"{q}/alerts", list_alerts, Access.READ, "listAlerts"),
+        Route("GET", f"{q}/thresholds", get_thresholds, Access.READ, "getThresholds"),
+        Route("PUT", f"{q}/thresholds", update_thresholds, Access.ADMIN, "updateThresholds"),
+        Route("GET", f"{q}/openapi.json", get_openapi, Access.PUBLIC, "getOpenApi"),
+        Route("GET", f"{q}/dead-letter", list_dead_letters, Access.READ, "listDeadLetters"),
+        Route("POST", f"{q}/dead-letter/retry", retry_dead_letters, Access.ADMIN, "retryDeadLetters"),
+        Route("GET", f"{q}/{{queue}}/jobs", list_jobs, Access.READ, "listJobs"),
+        Route("POST", f"{q}/{{queue}}/jobs", enqueue_job, Access.ADMIN, "enqueueJob"),
+        Route("GET", f"{q}/{{queue}}/failed", list_failed, Access.READ, "listFailed"),
+        Route("POST", f"{q}/{{queue}}/pause", pause_queue, Access.ADMIN, "pauseQueue"),
+        Route("POST", f"{q}/{{queue}}/resume", resume_queue, Access.ADMIN, "resumeQueue"),
+        Route("DELETE", f"{q}/{{queue}}/clear", clear_queue, Access.ADMIN, "clearQueue"),
+        Route("POST", f"{q}/{{queue}}/retry/{{jobId}}", retry_job, Access.ADMIN, "retryJob"),
+        Route("POST", f"{q}/dead-letter/{{jobId}}/review", review_dead_letter, Access.ADMIN, "reviewDeadLetter"),
+        Route("POST", f"{q}/dead-letter/{{jobId}}/retry", retry_dead_letter, Access.ADMIN, "retryDeadLetter"),
+        Route("POST", f"{q}/dead-letter/{{jobId}}/discard", discard_dead_letter, Access.ADMIN, "discardDeadLetter"),
+        Route("GET", f"{q}/jobs/{{jobId}}", get_job, Access.READ, "getJob"),
+    ]

@@ -1,0 +1,207 @@
+-- Queries of the admin HTTP API (fleetbox/admin). Every list is index-backed and bounded by its
+-- LIMIT, so its cost does not grow with the tables (the indexes are in 0003_admin.sql).
+
+-- name: admin_custom_plans
+-- The lists run in a transaction that plans them for their actual parameters. A generic plan
+-- estimates "queue = $1" at the average queue's share: for a rare queue beside a million jobs of
+-- another it walks the primary key past all of them (measured: 300 ms instead of 1).
+SET LOCAL plan_cache_mode = force_custom_plan
+
+-- name: admin_queue_get
+SELECT name, tier, paused, paused_at, paused_by FROM queues WHERE name = $1
+
+-- name: admin_jobs_waiting
+-- Waiting jobs of a queue in id order (FIFO), by jobs_waiting_queue; $2 picks ready, scheduled or
+-- every waiting job (pending), by the same rules as queue_depth.
+-- params: $1 queue, $2 'ready'|'scheduled'|'pending', $3 now, $4 after id (0: from the start),
+--         $5 offset, $6 limit
+SELECT id, queue, priority,
+       CASE WHEN attempt > 0 THEN 'retrying' WHEN run_at > $3 THEN 'scheduled' ELSE 'ready' END AS state,
+       data, singleton_key, attempt AS attempts, max_attempts, run_at, created_at,
+       NULL::timestamptz AS finished_at, last_error_class, last_error, dead_letter_id
+  FROM jobs
+ WHERE queue = $1 AND state = 'waiting' AND id > $4
+   AND ($2::text = 'pending'
+        OR ($2::text = 'ready' AND attempt = 0 AND run_at <= $3)
+        OR ($2::text = 'scheduled' AND attempt = 0 AND run_at > $3))
+ ORDER BY id
+OFFSET $5 LIMIT $6
+
+-- name: admin_jobs_retrying
+-- Jobs of a queue waiting for their next attempt, by jobs_retrying_queue (holds only those).
+-- params: $1 queue, $2 after id (0: from the start), $3 offset, $4 limit
+SELECT id, queue, priority, 'retrying' AS state, data, singleton_key, attempt AS attempts,
+       max_attempts, run_at, created_at, NULL::timestamptz AS finished_at, last_error_class,
+       last_error, dead_letter_id
+  FROM jobs
+ WHERE queue = $1 AND state = 'waiting' AND attempt > 0 AND id > $2
+ ORDER BY id
+OFFSET $3 LIMIT $4
+
+-- name: admin_jobs_running
+-- Running jobs of a queue. Only a running job has a lease, so jobs_lease holds them all: the scan
+-- is bounded by the worker slots of every appliance, not by the backlog.
+-- params: $1 queue, $2 after id (0: from the start), $3 offset, $4 limit
+SELECT id, queue, priority, 'running' AS state, data, singleton_key, attempt AS attempts,
+       max_attempts, run_at, created_at, NULL::timestamptz AS finished_at, last_error_class,
+       last_error, dead_letter_id
+  FROM jobs
+ WHERE lease_until IS NOT NULL AND state = 'running' AND queue = $1 AND id > $2
+ ORDER BY id
+OFFSET $3 LIMIT $4
+
+-- name: admin_jobs_live
+-- Every job still in a queue (waiting or running) in id order: the two index scans above, each
+-- cut at offset + limit rows, then merged (left to itself the planner sorts the whole queue).
+-- params: $1 queue, $2 now, $3 after id (0: from the start), $4 offset, $5 limit
+SELECT * FROM (
+    (SELECT id, queue, priority,
+            CASE WHEN attempt > 0 THEN 'retrying' WHEN run_at > $2 THEN 'scheduled' ELSE 'ready' END AS state,
+            data, singleton_key, attempt AS attempts, max_attempts, run_at, created_at,
+            NULL::timestamptz AS finished_at, last_error_class, last_error, dead_letter_id
+       FROM jobs
+      WHERE queue = $1 AND state = 'waiting' AND id > $3
+      ORDER BY id
+      LIMIT $4::bigint + $5::bigint)
+    UNION ALL
+    (SELECT id, queue, priority, 'running'::text, data, singleton_key, attempt, max_attempts, run_at,
+            created_at, NULL::timestamptz, last_error_class, last_error, dead_letter_id
+       FROM jobs
+      WHERE lease_until IS NOT NULL AND state = 'running' AND queue = $1 AND id > $3
+      ORDER BY id
+      LIMIT $4::bigint + $5::bigint)
+) j
+ ORDER BY id
+OFFSET $4 LIMIT $5
+
+-- name: admin_job_done_cursor
+-- Where a page of finished jobs continues: the finish time of the last job of the page before.
+-- params: $1 job id, $2 queue, $3 state
+SELECT finished_at FROM jobs_done WHERE id = $1 AND queue = $2 AND state = $3
+
+-- name: admin_jobs_succeeded
+-- Succeeded jobs of a queue, last finished first, by jobs_done_queue_finished.
+-- The page starts below ($2, $3); the first page passes ('infinity', the largest bigint), so the
+-- statement has no OR for the planner to trip over.
+-- params: $1 queue, $2 before finished_at, $3 before id, $4 offset, $5 limit
+SELECT id, queue, priority, state, data, singleton_key, attempts, NULL::integer AS max_attempts,
+       run_at, created_at, finished_at, NULL::text AS last_error_class, NULL::text AS last_error,
+       dead_letter_id
+  FROM jobs_done
+ WHERE queue = $1 AND state = 'succeeded' AND (finished_at, id) < ($2::timestamptz, $3::bigint)
+ ORDER BY finished_at DESC, id DESC
+OFFSET $4 LIMIT $5
+
+-- name: admin_jobs_unsucceeded
+-- Dead or cleared jobs of a queue, last finished first, by jobs_done_unsucceeded (which holds only
+-- those: the predicate state <> 'succeeded' is spelled out so the planner can use it).
+-- params: $1 queue, $2 'dead'|'cleared', $3 before finished_at, $4 before id (as above), $5 offset, $6 limit
+SELECT id, queue, priority, state, data, singleton_key, attempts, NULL::integer AS max_attempts,
+       run_at, created_at, finished_at, NULL::text AS last_error_class, NULL::text AS last_error,
+       dead_letter_id
+  FROM jobs_done
+ WHERE state <> 'succeeded' AND queue = $1 AND state = $2
+   AND (finished_at, id) < ($3::timestamptz, $4::bigint)
+ ORDER BY finished_at DESC, id DESC
+OFFSET $5 LIMIT $6
+
+-- name: admin_failed_attempts
+-- The latest attempts of a queue that did not succeed, by job_attempts_failed.
+-- params: $1 queue, $2 limit
+SELECT job_id, attempt, queue, worker_id, started_at, finished_at, duration_ms, outcome,
+       error_class, error
+  FROM job_attempts
+ WHERE outcome <> 'succeeded' AND queue = $1
+ ORDER BY finished_at DESC
+ LIMIT $2
+
+-- name: admin_dead_letter_list
+-- Newest first, with optional filters; keyset paging on (failed_at, id), by dead_letters_failed
+-- (or dead_letters_queue for one queue). The first page passes ('infinity', the largest bigint).
+-- params: $1 queue|null, $2 reviewed|null, $3 status|null, $4 error class|null,
+--         $5 before failed_at, $6 before id, $7 limit
+SELECT id, job_id, queue, priority, data, singleton_key, error_class, error, attempts, history,
+       job_created_at, failed_at, status, reviewed_at, reviewed_by, resolution_notes,
+       retried_job_id, retried_at, discarded_at
+  FROM dead_letters
+ WHERE ($1::text IS NULL OR queue = $1)
+   AND ($2::boolean IS NULL OR (reviewed_at IS NOT NULL) = $2)
+   AND ($3::text IS NULL OR status = $3)
+   AND ($4::text IS NULL OR error_class = $4)
+   AND (failed_at, id) < ($5::timestamptz, $6::bigint)
+ ORDER BY failed_at DESC, id DESC
+ LIMIT $7
+
+-- name: admin_dead_letter_cursor
+SELECT failed_at FROM dead_letters WHERE id = $1
+
+-- name: admin_dead_letters_open_of_queue
+-- A queue's open dead letters, newest first (for /failed).
+-- params: $1 queue, $2 limit
+SELECT id, job_id, queue, priority, data, singleton_key, error_class, error, attempts, history,
+       job_created_at, failed_at, status, reviewed_at, reviewed_by, resolution_notes,
+       retried_job_id, retried_at, discarded_at
+  FROM dead_letters
+ WHERE queue = $1 AND status = 'open'
+ ORDER BY failed_at DESC, id DESC
+ LIMIT $2
+
+-- name: admin_queue_clear
+-- Clears a queue: its waiting jobs (ready, scheduled, retrying) move to jobs_done as 'cleared'.
+-- A running job is never touched: a job being claimed at the same moment is either skipped by
+-- the claim (we hold its row lock) or, once claimed, no longer matches state = 'waiting' when
+-- the DELETE re-reads it.
+-- params: $1 queue, $2 now
+WITH gone AS (
+    DELETE FROM jobs WHERE queue = $1 AND state = 'waiting'
+    RETURNING id, queue, priority, data, singleton_key, attempt, dead_letter_id, created_at, run_at
+), moved AS (
+    INSERT INTO jobs_done (id, queue, priority, state, data, singleton_key, attempts, dead_letter_id,
+                           created_at, run_at, finished_at)
+    SELECT id, queue, priority, 'cleared', data, singleton_key, attempt, dead_letter_id, created_at,
+           run_at, $2
+      FROM gone
+    RETURNING 1
+)
+SELECT count(*) FROM moved
+
+-- name: admin_dead_letters_lock_for_retry
+-- The open dead letters a bulk retry would take, locked until the transaction ends; at most $4
+-- (the caller asks for one more than it allows, to tell "too many" from "exactly that many").
+-- params: $1 queue|null, $2 error class|null, $3 reviewed|null, $4 limit
+SELECT id FROM dead_letters
+ WHERE status = 'open'
+   AND ($1::text IS NULL OR queue = $1)
+   AND ($2::text IS NULL OR error_class = $2)
+   AND ($3::boolean IS NULL OR (reviewed_at IS NOT NULL) = $3)
+ ORDER BY id
+ LIMIT $4
+   FOR UPDATE
+
+-- name: admin_dead_letters_requeue
+-- Re-enqueues dead letters (already locked) as new jobs on their original queues, linked back, and
+-- marks them retried. A dead letter whose singleton key is held by a waiting or running job
+-- stays open (it is missing from the result).
+-- params: $1 dead letter id[], $2 now
+WITH d AS (
+    SELECT d.id, d.queue, q.tier, d.priority, d.data, d.singleton_key
+      FROM dead_letters d JOIN queues q ON q.name = d.queue
+     WHERE d.id = ANY($1::bigint[]) AND d.status = 'open' AND q.tier > 0
+), ins AS (
+    INSERT INTO jobs (queue, tier, priority, data, singleton_key, dead_letter_id, run_at)
+    SELECT queue, tier, priority, data, singleton_key, id, $2 FROM d ORDER BY id
+    ON CONFLICT (queue, singleton_key) WHERE singleton_key IS NOT NULL DO NOTHING
+    RETURNING id, dead_letter_id
+), upd AS (
+    UPDATE dead_letters dl SET status = 'retried', retried_job_id = ins.id, retried_at = $2
+      FROM ins
+     WHERE dl.id = ins.dead_letter_id
+    RETURNING dl.id AS dead_letter_id, ins.id AS job_id
+)
+SELECT dead_letter_id, job_id FROM upd ORDER BY dead_letter_id
+
+-- name: admin_audit_many
+-- One audit row per target.
+-- params: $1 actor, $2 action, $3 target[], $4 details[]
+INSERT INTO audit_log (actor, action, target, details)
+SELECT $1, $2, t, d FROM unnest($3::text[], $4::jsonb[]) AS u(t, d)

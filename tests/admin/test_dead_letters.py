@@ -1,0 +1,240 @@
+"""Dead letters through the admin API: list, review, retry (one and many), discard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fleetbox.db import Database
+from fleetbox.models import JobState
+from tests.admin.conftest import ADMIN, OTHER, READ, WORK, Api, Rig
+from tests.conftest import wait_for
+
+
+async def dead_jobs(rig: Rig, *specs: tuple[str, dict[str, Any]]) -> list[int]:
+    """Enqueue permanent failures (queue, extra enqueue args) and wait until each is a dead letter;
+    returns their dead-letter ids in the order given."""
+    jobs = [
+        (await rig.app.client.enqueue(queue, {"mode": "permanent", "n": n}, **kw)).id
+        for n, (queue, kw) in enumerate(specs)
+    ]
+
+    async def all_dead() -> bool:
+        return [(await rig.app.client.get_job(j)).state for j in jobs] == [JobState.DEAD] * len(jobs)
+
+    await wait_for(all_dead)
+    return [int(await rig.app.db.fetchval("dead_letter_by_job", j)) for j in jobs]
+
+
+async def test_dead_letters_are_listed_newest_first_with_filters_and_paging(rig: Rig) -> None:
+    ids = await dead_jobs(rig, (WORK, {}), (WORK, {}), (WORK, {}), (OTHER, {}))
+    await rig.app.client.dead_letters.review(ids[0], reviewed_by="carol")
+
+    async def listed(query: str = "") -> list[int]:
+        response = await rig.api.get(f"/api/queue/dead-letter{query}", headers=READ)
+        assert response.status == 200, await response.text()
+        return [d["id"] for d in (await response.json())["deadLetters"]]
+
+    everything = await listed()
+    assert sorted(everything) == sorted(ids)
+    failed = [(await rig.app.client.dead_letters.get(i)).failed_at for i in everything]
+    assert failed == sorted(failed, reverse=True)
+    assert await listed("?reviewed=true") == [ids[0]]
+    assert sorted(await listed("?reviewed=false")) == sorted(ids[1:])
+    assert await listed(f"?queue={OTHER}") == [ids[3]]
+    assert sorted(await listed("?errorClass=permanent")) == sorted(ids)
+    assert await listed("?errorClass=transient") == []
+    assert sorted(await listed("?status=open")) == sorted(ids)
+    assert await listed("?status=retried") == []
+
+    body = await (await rig.api.get("/api/queue/dead-letter?limit=3", headers=READ)).json()
+    first = [d["id"] for d in body["deadLetters"]]
+    assert first == everything[:3] and body["nextBefore"] == first[-1]
+    body = await (await rig.api.get(f"/api/queue/dead-letter?limit=3&before={first[-1]}", headers=READ)).json()
+    assert [d["id"] for d in body["deadLetters"]] == everything[3:] and body["nextBefore"] is None
+
+    letter = (await (await rig.api.get(f"/api/queue/dead-letter?queue={OTHER}", headers=READ)).json())["deadLetters"][0]
+    assert letter["queue"] == OTHER and letter["data"] == {"mode": "permanent", "n": 3}
+    assert letter["errorClass"] == "permanent" and letter["status"] == "open" and letter["reviewed"] is False
+    assert [h["outcome"] for h in letter["history"]] == ["dead"]
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "field"),
+    [
+        ("reviewed=maybe", 400, "reviewed"),
+        ("reviewed=true&reviewed=false", 400, "reviewed"),
+        ("status=gone", 400, "status"),
+        ("before=0", 400, "before"),
+        ("before=424242", 400, "before"),
+        ("limit=501", 400, "limit"),
+        ("errorClass=" + "e" * 101, 400, "errorClass"),
+        ("queue=no-such-queue", 404, "queue"),
+    ],
+)
+async def test_dead_letter_list_parameters_are_checked(api: Api, query: str, status: int, field: str) -> None:
+    response = await api.get(f"/api/queue/dead-letter?{query}", headers=READ)
+    assert response.status == status
+    assert (await response.json())["error"]["field"] == field
+
+
+async def test_review_by_dead_letter_id_or_job_id(rig: Rig, db: Database) -> None:
+    (dead_id,) = await dead_jobs(rig, (WORK, {}))
+    job_id = (await rig.app.client.dead_letters.get(dead_id)).job_id
+    body = {"reviewedBy": "admin@example.com", "resolutionNotes": "Fixed upstream API issue"}
+    response = await rig.api.post(f"/api/queue/dead-letter/{dead_id}/review", json=body, headers=ADMIN)
+    assert response.status == 200, await response.text()
+    letter = await response.json()
+    assert letter["id"] == dead_id and letter["reviewed"] is True and letter["reviewedBy"] == "admin@example.com"
+    assert letter["resolutionNotes"] == "Fixed upstream API issue" and letter["status"] == "open"
+    # by the id of the job it holds; the last review wins
+    again = await rig.api.post(
+        f"/api/queue/dead-letter/job-{job_id}/review", json={"reviewedBy": "dave"}, headers=ADMIN
+    )
+    assert again.status == 200
+    assert (await again.json())["reviewedBy"] == "dave" and (await again.json())["resolutionNotes"] is None
+    trail = await db.pool.fetch(
+        "SELECT actor, action FROM fleetbox.audit_log WHERE target = $1 ORDER BY id", f"dead:{dead_id}"
+    )
+    assert [(r["actor"], r["action"]) for r in trail] == [("admin@example.com", "dead.review"), ("dave", "dead.review")]
+
+
+@pytest.mark.parametrize(
+    ("ref", "body", "status", "field"),
+    [
+        ("{dead}", {}, 400, "reviewedBy"),
+        ("{dead}", {"reviewedBy": "   "}, 400, "reviewedBy"),
+        ("{dead}", {"reviewedBy": 7}, 400, "reviewedBy"),
+        ("{dead}", {"reviewedBy": "x" * 201}, 400, "reviewedBy"),
+        ("{dead}", {"reviewedBy": "a", "resolutionNotes": "n" * 10_001}, 400, "resolutionNotes"),
+        ("{dead}", {"reviewedBy": "a", "resolutionNotes": ""}, 400, "resolutionNotes"),
+        ("{dead}", {"reviewedBy": "a", "notes": "typo"}, 400, "body"),
+        ("{dead}", {"reviewedBy": "a\u0000b"}, 400, "reviewedBy"),
+        ("987654", {"reviewedBy": "a"}, 404, None),
+        ("job-987654", {"reviewedBy": "a"}, 404, None),
+        ("abc", {"reviewedBy": "a"}, 400, "jobId"),
+        ("job-abc", {"reviewedBy": "a"}, 400, "jobId"),
+        ("0", {"reviewedBy": "a"}, 400, "jobId"),
+    ],
+)
+async def test_review_errors(
+    rig: Rig, db: Database, ref: str, body: dict[str, Any], status: int, field: str | None
+) -> None:
+    (dead_id,) = await dead_jobs(rig, (WORK, {}))
+    response = await rig.api.post(f"/api/queue/dead-letter/{ref.format(dead=dead_id)}/review", json=body, headers=ADMIN)
+    assert response.status == status, await response.text()
+    assert (await response.json())["error"].get("field") == field
+    assert (await rig.app.client.dead_letters.get(dead_id)).reviewed_at is None
+    assert await db.pool.fetchval("SELECT count(*) FROM fleetbox.audit_log") == 0
+
+
+async def test_retry_and_discard_one_dead_letter(rig: Rig) -> None:
+    first, second = await dead_jobs(rig, (WORK, {}), (WORK, {}))
+    retried = await rig.api.post(f"/api/queue/dead-letter/{first}/retry", headers=ADMIN)
+    assert retried.status == 200
+    body = await retried.json()
+    assert body["deadLetterId"] == first
+    job = await rig.app.client.get_job(body["jobId"])
+    assert job.queue == WORK and job.dead_letter_id == first
+    for action in ("retry", "discard"):
+        response = await rig.api.post(f"/api/queue/dead-letter/{first}/{action}", headers=ADMIN)
+        assert response.status == 409, action
+        assert (await response.json())["error"]["code"] == "conflict"
+
+    job_of_second = (await rig.app.client.dead_letters.get(second)).job_id
+    discarded = await rig.api.post(f"/api/queue/dead-letter/job-{job_of_second}/discard", headers=ADMIN)
+    assert discarded.status == 200
+    letter = await discarded.json()
+    assert letter["id"] == second and letter["status"] == "discarded" and letter["discardedAt"] is not None
+    for action in ("retry", "discard"):
+        assert (await rig.api.post(f"/api/queue/dead-letter/{second}/{action}", headers=ADMIN)).status == 409
+    assert (await rig.api.post("/api/queue/dead-letter/424242/discard", headers=ADMIN)).status == 404
+    assert (await rig.api.post("/api/queue/dead-letter/424242/retry", headers=ADMIN)).status == 404
+
+
+async def test_bulk_retry_checks_the_count_under_lock_and_changes_nothing_on_a_mismatch(rig: Rig, db: Database) -> None:
+    ids = await dead_jobs(rig, (WORK, {}), (WORK, {}), (WORK, {}), (OTHER, {}))
+    await rig.app.client.dead_letters.review(ids[0], reviewed_by="erin")
+    await rig.app.client.set_paused(WORK, True)  # retried jobs wait (run, they would fail again)
+    jobs_before = await db.pool.fetchval("SELECT count(*) FROM fleetbox.jobs")
+    audit_before = await db.pool.fetchval("SELECT count(*) FROM fleetbox.audit_log")
+
+    mismatch = await rig.api.post(
+        "/api/queue/dead-letter/retry", json={"queue": WORK, "expectedCount": 2}, headers=ADMIN
+    )
+    assert mismatch.status == 409
+    assert "3 open dead letters match the filter, not the expected 2" in (await mismatch.json())["error"]["message"]
+    assert await db.pool.fetchval("SELECT count(*) FROM fleetbox.jobs") == jobs_before
+    assert await db.pool.fetchval("SELECT count(*) FROM fleetbox.audit_log") == audit_before
+    assert {(await rig.app.client.dead_letters.get(i)).status.value for i in ids} == {"open"}
+
+    # the unreviewed ones of the work queue
+    filtered = {"queue": WORK, "reviewed": False, "errorClass": "permanent", "expectedCount": 2}
+    response = await rig.api.post(
+        "/api/queue/dead-letter/retry", json=filtered, headers={**ADMIN, "x-admin-actor": "frank"}
+    )
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["matched"] == 2 and body["skipped"] == []
+    assert sorted(r["deadLetterId"] for r in body["retried"]) == sorted(ids[1:3])
+    for r in body["retried"]:
+        letter = await rig.app.client.dead_letters.get(r["deadLetterId"])
+        assert letter.status.value == "retried" and letter.retried_job_id == r["jobId"]
+        assert (await rig.app.client.get_job(r["jobId"])).dead_letter_id == r["deadLetterId"]
+    trail = await db.pool.fetch("SELECT actor, action, target FROM fleetbox.audit_log WHERE actor = 'frank'")
+    assert sorted(r["target"] for r in trail) == sorted(f"dead:{i}" for i in ids[1:3])
+    assert {r["action"] for r in trail} == {"dead.retry"}
+    # nothing left that matches: expecting 0 is a successful no-op
+    empty = await rig.api.post("/api/queue/dead-letter/retry", json={**filtered, "expectedCount": 0}, headers=ADMIN)
+    assert await empty.json() == {"matched": 0, "retried": [], "skipped": []}
+
+
+async def test_bulk_retry_leaves_a_dead_letter_open_when_its_singleton_key_is_taken(rig: Rig) -> None:
+    # one after the other: while the first job lives, a second enqueue with its key returns it
+    ids = [
+        *await dead_jobs(rig, (WORK, {"singleton_key": "k1"})),
+        *await dead_jobs(rig, (WORK, {"singleton_key": "k1"})),
+    ]
+    assert len(set(ids)) == 2
+    await rig.app.client.set_paused(WORK, True)  # the retried job keeps the key while it waits
+    response = await rig.api.post(
+        "/api/queue/dead-letter/retry", json={"queue": WORK, "expectedCount": 2}, headers=ADMIN
+    )
+    assert response.status == 200
+    body = await response.json()
+    assert body["matched"] == 2 and len(body["retried"]) == 1 and len(body["skipped"]) == 1
+    assert {body["retried"][0]["deadLetterId"], body["skipped"][0]} == set(ids)
+    assert (await rig.app.client.dead_letters.get(body["skipped"][0])).status.value == "open"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({}, 400, "expectedCount"),
+        ({"expectedCount": -1}, 400, "expectedCount"),
+        ({"expectedCount": 10_001}, 400, "expectedCount"),
+        ({"expectedCount": "3"}, 400, "expectedCount"),
+        ({"expectedCount": 1, "reviewed": "yes"}, 400, "reviewed"),
+        ({"expectedCount": 1, "queue": ""}, 400, "queue"),
+        ({"expectedCount": 1, "errorClass": 5}, 400, "errorClass"),
+        ({"expectedCount": 1, "limit": 5}, 400, "body"),
+        ({"expectedCount": 1, "queue": "no-such"}, 404, "queue"),
+    ],
+)
+async def test_bulk_retry_body_is_checked(api: Api, body: dict[str, Any], status: int, field: str) -> None:
+    response = await api.post("/api/queue/dead-letter/retry", json=body, headers=ADMIN)
+    assert response.status == status
+    assert (await response.json())["error"]["field"] == field
+
+
+async def test_bulk_retry_refuses_more_than_ten_thousand_at_once(api: Api, db: Database) -> None:
+    await db.pool.execute(
+        """INSERT INTO fleetbox.dead_letters (job_id, queue, priority, data, error_class, error, attempts, history,
+                                             job_created_at)
+           SELECT i, 'sync', 5, '{}', 'permanent', 'x', 1, '[]', now() FROM generate_series(1, 10001) i"""
+    )
+    response = await api.post("/api/queue/dead-letter/retry", json={"expectedCount": 10_000}, headers=ADMIN)
+    assert response.status == 409
+    assert "more than 10000" in (await response.json())["error"]["message"]
+    assert await db.pool.fetchval("SELECT count(*) FROM fleetbox.dead_letters WHERE status = 'open'") == 10_001
