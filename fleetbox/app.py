@@ -23,7 +23,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fleetbox.admin import AdminServer, ApplianceInfo, build_app
@@ -33,7 +33,7 @@ from fleetbox.completer import Completer
 from fleetbox.config import Settings
 from fleetbox.db import Database, Listener
 from fleetbox.dispatcher import Dispatcher
-from fleetbox.errors import DatabaseError, SchemaNotReady
+from fleetbox.errors import ConfigError, DatabaseError, SchemaNotReady
 from fleetbox.metrics import Metrics
 from fleetbox.migrate import current_version, latest_version, migrate
 from fleetbox.models import Clock, Job, QueueDepth, SystemClock, Tier
@@ -57,6 +57,8 @@ class Appliance:
         on_auth_error: awaited with the job and the exception when a handler raises
             :class:`~fleetbox.errors.AuthenticationError`, before the one retry is scheduled.
         migrate: apply pending migrations at start.
+        load_config: reads the configuration again (``fleetbox run`` passes one that reads the
+            file and environment); enables :meth:`reload_from_config` and the admin reload endpoint.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Appliance:
         clock: Clock | None = None,
         on_auth_error: AuthHook | None = None,
         migrate: bool = False,
+        load_config: Callable[[], Settings] | None = None,
     ) -> None:
         resolved = dsn or settings.database.resolved_dsn()
         if resolved is None:
@@ -76,6 +79,7 @@ class Appliance:
         self.dsn = resolved
         self.clock = clock or SystemClock()
         self._code_handlers = dict(handlers or {})
+        self._load_config = load_config
         self.registry: dict[str, QueueSpec] = build_registry(settings, handlers)
         self._migrate = migrate
         cfg = settings.appliance
@@ -276,6 +280,12 @@ class Appliance:
         log.info("configuration reloaded", extra={"event": "config_reloaded", "needs_restart": restart})
         return restart
 
+    async def reload_from_config(self) -> list[str]:
+        """Read the configuration again (SIGHUP, the admin endpoint) and apply it with :meth:`reload`."""
+        if self._load_config is None:
+            raise ConfigError("this appliance was configured in code; there is no file to read again")
+        return await self.reload(self._load_config())
+
     # -- internals ------------------------------------------------------------------------
 
     async def _start_admin(self) -> None:
@@ -283,6 +293,7 @@ class Appliance:
         app = build_app(
             db=self.db, client=self.client, monitor=self.monitor, settings=self.settings,
             appliance_info=ApplianceInfo(self.settings.appliance.name, self.worker_id, fleetbox_version()),
+            metrics=self.metrics, reload=self.reload_from_config if self._load_config is not None else None,
         )  # fmt: skip
         self.admin = AdminServer(app, host=cfg.host, port=cfg.port)
         await self.admin.start()

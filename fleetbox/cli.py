@@ -150,13 +150,16 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     if args.command == "run":
         from fleetbox.app import Appliance
 
-        app = Appliance(settings, dsn=dsn, migrate=not args.no_migrate)
+        app = Appliance(
+            settings, dsn=dsn, migrate=not args.no_migrate,
+            load_config=lambda: load_settings(args.config, _flags(args)).settings,
+        )  # fmt: skip
         print(f"fleetbox: appliance {app.worker_id} on {redact_dsn(dsn)} schema {settings.database.schema_name}",
               file=sys.stderr)  # fmt: skip
         reloads: set[asyncio.Task[None]] = set()
 
         def on_sighup() -> None:
-            task = asyncio.get_running_loop().create_task(_reload(app, args), name="fleetbox.reload")
+            task = asyncio.get_running_loop().create_task(_reload(app), name="fleetbox.reload")
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
@@ -249,14 +252,13 @@ async def _client_command(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
-async def _reload(app: Any, args: argparse.Namespace) -> None:
+async def _reload(app: Any) -> None:
     """SIGHUP: read the configuration again; an invalid one keeps the running configuration."""
     import logging
 
     log = logging.getLogger("fleetbox.cli")
     try:
-        loaded = load_settings(args.config, _flags(args))
-        restart = await app.reload(loaded.settings)
+        restart = await app.reload_from_config()
     except FleetboxError as exc:
         log.error("configuration not reloaded; keeping the running one",
                   extra={"event": "config_reload_failed", "error": str(exc)})  # fmt: skip

@@ -607,7 +607,7 @@ class Monitor:
             changed = {_THRESHOLD_FIELDS[name][0]: value for name, value in parsed.items()}
             await conn.execute("audit", actor, "monitor.thresholds", "thresholds",
                                {"changes": changed, "thresholds": result.to_json()})  # fmt: skip
-        log.info("alert thresholds changed", extra={"event": "thresholds_updated", "actor": actor,
+        log.info("alert thresholds changed", extra={"event": "audit.thresholds.update", "actor": actor,
                                                     "changes": changed, "thresholds": result.to_json()})  # fmt: skip
         return result
 

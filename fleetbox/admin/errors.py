@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from fleetbox.errors import (
+    ConfigError,
     Conflict,
     DatabaseError,
     FleetboxError,
@@ -91,6 +92,7 @@ ERROR_TABLE: tuple[tuple[type[FleetboxError], int, str], ...] = (
     (MalformedBody, 400, "malformed_json"),
     (InvalidInput, 400, "invalid_input"),
     (Conflict, 409, "conflict"),
+    (ConfigError, 422, "invalid_configuration"),
     (SchemaNotReady, 503, "schema_not_ready"),
     (DatabaseError, 503, "database_unavailable"),
 )

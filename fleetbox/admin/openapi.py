@@ -430,6 +430,7 @@ _ERROR_TEXT = {
     409: "The object is not in a state that allows this",
     413: "The request body is too large",
     415: "The request body is not application/json",
+    422: "The configuration file is invalid (the reason is in the message); nothing changed",
     503: "The database is unreachable or the schema is not ready",
 }
 
@@ -501,6 +502,42 @@ def _operations() -> dict[str, dict[str, Any]]:
             "requestBody": _body("ThresholdsUpdate"),
             "responses": {"200": _ok("Thresholds", "The thresholds now in force")},
             "errors": [*body_errors, 503],
+        },
+        "getPrometheusMetrics": {
+            "summary": "Prometheus figures of this appliance process (text format)",
+            "description": "Attempts by queue and outcome and the processing-time histogram count what this "
+            "process finished; queue depth, open dead letters and pause flags are counted in the database at "
+            "scrape time.",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+            "errors": [503],
+        },
+        "reloadConfig": {
+            "summary": "Read the configuration file again and apply it, as SIGHUP does",
+            "description": "Pool sizes, retry rules, queues, thresholds and schedules apply at once; the "
+            "sections that need a restart are listed. An invalid file changes nothing (422, with the reason).",
+            "parameters": [ACTOR],
+            "responses": {
+                "200": {
+                    "description": "Applied",
+                    "content": {
+                        "application/json": {
+                            "schema": _obj(
+                                {
+                                    "reloaded": {"type": "boolean"},
+                                    "needsRestart": {"type": "array", "items": {"type": "string"}},
+                                },
+                                required=["reloaded", "needsRestart"],
+                            )
+                        }
+                    },
+                }
+            },
+            "errors": [409, 422, 503],
         },
         "getOpenApi": {
             "summary": "This document",
@@ -682,6 +719,8 @@ _TAGS = {
     "getThresholds": "monitoring",
     "updateThresholds": "monitoring",
     "getOpenApi": "meta",
+    "getPrometheusMetrics": "monitoring",
+    "reloadConfig": "meta",
     "listJobs": "jobs",
     "enqueueJob": "jobs",
     "getJob": "jobs",

@@ -23,7 +23,9 @@ from fleetbox.admin.auth import Access
 from fleetbox.admin.operations import JOB_STATUSES, MAX_BULK_RETRY, AdminOperations, check_dead_status
 from fleetbox.client import Client
 from fleetbox.config import AdminSettings
-from fleetbox.errors import InvalidInput, UnknownQueue
+from fleetbox.errors import Conflict, InvalidInput, UnknownQueue
+from fleetbox.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from fleetbox.metrics import Metrics
 from fleetbox.models import JobPriority
 from fleetbox.monitor import Monitor
 
@@ -65,9 +67,15 @@ class AdminState:
     settings: AdminSettings
     info: ApplianceInfo
     openapi: dict[str, Any]
+    #: this process's Prometheus figures
+    metrics: Metrics
+    #: reads the configuration again and applies it (None: the appliance was configured in code)
+    reload: Reload | None = None
 
 
 STATE = web.AppKey("fleetbox_admin_state", AdminState)
+
+Reload = Callable[[], Awaitable[list[str]]]
 
 
 def _state(request: web.Request) -> AdminState:
@@ -141,6 +149,22 @@ async def update_thresholds(request: web.Request) -> web.Response:
     inputs.reject_unknown(body, THRESHOLD_FIELDS)
     updated = await _state(request).monitor.update_thresholds(body, actor=who)
     return reply(updated.to_json())
+
+
+async def get_prometheus(request: web.Request) -> web.Response:
+    """This process's figures in the Prometheus text format; queue depth is counted now."""
+    state = _state(request)
+    state.metrics.set_depth(await state.client.queue_depth())
+    return web.Response(body=state.metrics.render(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    """Read the configuration file again and apply it (as SIGHUP does)."""
+    state = _state(request)
+    if state.reload is None:
+        raise Conflict("this appliance was configured in code, not from a file: there is nothing to reload")
+    restart = await state.reload()
+    return reply({"reloaded": True, "needsRestart": restart})
 
 
 async def get_openapi(request: web.Request) -> web.Response:
@@ -373,6 +397,7 @@ def route_table(settings: AdminSettings) -> list[Route]:
         Route("GET", f"{q}/thresholds", get_thresholds, Access.READ, "getThresholds"),
         Route("PUT", f"{q}/thresholds", update_thresholds, Access.ADMIN, "updateThresholds"),
         Route("GET", f"{q}/openapi.json", get_openapi, Access.PUBLIC, "getOpenApi"),
+        Route("POST", f"{q}/config/reload", reload_config, Access.ADMIN, "reloadConfig"),
         Route("GET", f"{q}/dead-letter", list_dead_letters, Access.READ, "listDeadLetters"),
         Route("POST", f"{q}/dead-letter/retry", retry_dead_letters, Access.ADMIN, "retryDeadLetters"),
         Route("GET", f"{q}/{{queue}}/jobs", list_jobs, Access.READ, "listJobs"),
@@ -386,4 +411,5 @@ def route_table(settings: AdminSettings) -> list[Route]:
         Route("POST", f"{q}/dead-letter/{{jobId}}/retry", retry_dead_letter, Access.ADMIN, "retryDeadLetter"),
         Route("POST", f"{q}/dead-letter/{{jobId}}/discard", discard_dead_letter, Access.ADMIN, "discardDeadLetter"),
         Route("GET", f"{q}/jobs/{{jobId}}", get_job, Access.READ, "getJob"),
+        Route("GET", "/metrics", get_prometheus, health, "getPrometheusMetrics"),
     ]

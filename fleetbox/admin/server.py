@@ -19,11 +19,12 @@ from fleetbox.admin.auth import HEADER, KeyCheck
 from fleetbox.admin.errors import error_middleware
 from fleetbox.admin.openapi import build_openapi
 from fleetbox.admin.operations import AdminOperations
-from fleetbox.admin.routes import STATE, AdminState, ApplianceInfo, Handler, Route, route_table
+from fleetbox.admin.routes import STATE, AdminState, ApplianceInfo, Handler, Reload, Route, route_table
 from fleetbox.client import Client
 from fleetbox.config import Settings
 from fleetbox.db import Database
 from fleetbox.errors import ConfigError
+from fleetbox.metrics import Metrics
 from fleetbox.monitor import Monitor
 
 log = logging.getLogger("fleetbox.admin")
@@ -78,6 +79,8 @@ def build_app(
     monitor: Monitor,
     settings: Settings,
     appliance_info: ApplianceInfo,
+    metrics: Metrics | None = None,
+    reload: Reload | None = None,
 ) -> web.Application:
     """The admin API as an aiohttp application (serve it with :class:`AdminServer`, or test it
     with pytest-aiohttp's ``aiohttp_client``)."""
@@ -91,6 +94,8 @@ def build_app(
         settings=settings.admin,
         info=appliance_info,
         openapi=build_openapi(routes, version=appliance_info.version, max_body=max_body),
+        metrics=metrics if metrics is not None else Metrics(),
+        reload=reload,
     )
     keys = KeyCheck(settings.admin)
     for route in routes:

@@ -48,7 +48,7 @@ from tests.admin.conftest import ADMIN, READ, Api
         (Conflict(), 409, "conflict"),
         (SchemaNotReady(), 503, "schema_not_ready"),
         (DatabaseError(), 503, "database_unavailable"),
-        (ConfigError(), 500, "internal_error"),
+        (ConfigError(), 422, "invalid_configuration"),  # only the reload endpoint reads configuration
         (FleetboxError(), 500, "internal_error"),
     ],
 )
