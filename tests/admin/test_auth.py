@@ -33,6 +33,8 @@ async def call(api: Api, route: Route, headers: dict[str, str] | None = None) ->
     if body is not None:
         kwargs["json"] = body
     response = await api.request(route.method, url(route), **kwargs)
+    if response.content_type != "application/json":  # /metrics answers in the Prometheus text format
+        return response.status, {"text": await response.text()}
     payload = await response.json()
     return response.status, payload
 
@@ -99,7 +101,7 @@ async def test_a_read_key_alone_opens_reads_but_no_admin_operation(api_factory: 
 
 async def test_public_endpoints_need_no_key(api: Api) -> None:
     assert {(r.method, r.path) for r in by_access(Access.PUBLIC)} == {
-        ("GET", "/api/queue/health"), ("GET", "/api/queue/openapi.json"),
+        ("GET", "/api/queue/health"), ("GET", "/api/queue/openapi.json"), ("GET", "/metrics"),
     }  # fmt: skip
     for route in by_access(Access.PUBLIC):
         assert (await call(api, route))[0] == 200
