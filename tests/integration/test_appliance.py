@@ -15,7 +15,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import pytest
 
@@ -106,10 +106,19 @@ class HoldingProxy:
     """A TCP proxy to PostgreSQL that holds back server replies carrying a marker.
 
     The query has run (and committed) in the database; only its reply is late to the client.
+    The server is reached over TCP, or over its unix socket (the embedded server of the tests).
     """
 
-    def __init__(self, host: str, port: int, marker: bytes) -> None:
-        self.target = (host, port)
+    def __init__(self, dsn: str, marker: bytes) -> None:
+        parts = urlsplit(dsn)
+        socket_dir = parse_qs(parts.query).get("host", [""])[0]
+        if parts.hostname:
+            self.target: tuple[str, int] | str = (parts.hostname, parts.port or 5432)
+        else:
+            self.target = f"{socket_dir}/.s.PGSQL.{parts.port or 5432}"
+        #: the same database, through this proxy (set on entry)
+        self.dsn = ""
+        self._parts = parts
         self.marker = marker
         self.release = asyncio.Event()
         self.held = asyncio.Event()
@@ -121,6 +130,8 @@ class HoldingProxy:
     async def __aenter__(self) -> HoldingProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
+        user = self._parts.username or "postgres"
+        self.dsn = urlunsplit(self._parts._replace(netloc=f"{user}@127.0.0.1:{self.port}", query=""))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -137,7 +148,10 @@ class HoldingProxy:
         await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        if isinstance(self.target, str):
+            up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
         self._writers += [writer, up_writer]
         for coro in (self._pipe(reader, up_writer, hold=False), self._pipe(up_reader, writer, hold=True)):
             self._tasks.add(asyncio.ensure_future(coro))
@@ -836,17 +850,13 @@ async def test_stop_hands_back_jobs_whose_claim_was_in_flight(
     appliance_factory: AppFactory, client: Client, dsn: str
 ) -> None:
     """A stop that lands while a claim's reply is on its way still hands the claimed jobs back."""
-    parts = urlsplit(dsn)
-    if not parts.hostname or parts.hostname.startswith("/"):
-        pytest.skip("needs PostgreSQL over TCP")
     ran: list[int] = []
 
     async def handle(job: Job) -> None:
         ran.append(job.id)
 
-    async with HoldingProxy(parts.hostname, parts.port or 5432, b"hold-this-reply") as proxy:
-        proxied = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"))
-        app = await appliance_factory(handlers={"sync": handle}, database={"dsn": proxied})
+    async with HoldingProxy(dsn, b"hold-this-reply") as proxy:
+        app = await appliance_factory(handlers={"sync": handle}, database={"dsn": proxy.dsn})
         new = [NewJob(queue="sync", data={"marker": "hold-this-reply", "i": i}) for i in range(3)]
         jobs = [r.id for r in await client.enqueue_many(new)]
         # the appliance claims them: the database has done it, the reply is held
