@@ -15,6 +15,9 @@ from fleetbox.models import Clock, DeadLetter, DeadLetterStatus, SystemClock
 
 log = logging.getLogger("fleetbox.deadletter")
 
+#: ``before`` of the first page: a keyset after every dead letter
+FIRST_PAGE = (dt.datetime.max.replace(tzinfo=dt.UTC), 2**63 - 1)
+
 MAX_LIST = 1000
 
 
@@ -48,6 +51,7 @@ class DeadLetters:
         queue: str | None = None,
         reviewed: bool | None = None,
         status: DeadLetterStatus | str | None = None,
+        error_class: str | None = None,
         before: tuple[dt.datetime, int] | None = None,
         limit: int = 100,
     ) -> builtins.list[DeadLetter]:
@@ -59,9 +63,9 @@ class DeadLetters:
                 status = DeadLetterStatus(status)
             except ValueError:
                 raise InvalidInput("must be open, retried or discarded", field="status") from None
-        after_at, after_id = before if before is not None else (None, None)
+        top_at, top_id = before if before is not None else FIRST_PAGE
         rows = await self.db.fetch(
-            "dead_letter_list", queue, reviewed, status.value if status else None, after_at, after_id, limit
+            "dead_letter_list", queue, reviewed, status.value if status else None, error_class, top_at, top_id, limit
         )
         return [DeadLetter.from_row(r) for r in rows]
 

@@ -15,6 +15,7 @@ from typing import Any
 from fleetbox.admin.inputs import parse_id
 from fleetbox.client import Client
 from fleetbox.db import Database, Row
+from fleetbox.deadletter import FIRST_PAGE
 from fleetbox.errors import Conflict, InvalidInput, NotFound, UnknownQueue
 from fleetbox.models import Attempt, DeadLetter, DeadLetterStatus, JobInfo, JobState, QueueInfo, Tier
 
@@ -29,7 +30,6 @@ MAX_BULK_RETRY = 10_000
 #: What a queue name can be (the queues table checks the same).
 _QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 #: The first page of a newest-first list starts below this (no OR in the SQL).
-_TOP = (dt.datetime.max.replace(tzinfo=dt.UTC), 2**63 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ class AdminOperations:
         elif status == "running":
             rows = await self._read("admin_jobs_running", queue, start, offset, limit + 1)
         else:
-            top_at, top_id = _TOP
+            top_at, top_id = FIRST_PAGE
             if after is not None:
                 top_at = await self.db.fetchval("admin_job_done_cursor", after, queue, status)
                 if top_at is None:
@@ -132,15 +132,13 @@ class AdminOperations:
         limit: int,
     ) -> tuple[list[DeadLetter], int | None]:
         """Dead letters newest first; returns the page and the ``before`` of the next one."""
-        top_at, top_id = _TOP
+        top_at, top_id = FIRST_PAGE
         if before is not None:
             top_at = await self.db.fetchval("admin_dead_letter_cursor", before)
             if top_at is None:
                 raise InvalidInput(f"no dead letter {before}", field="before")
             top_id = before
-        rows = await self._read(
-            "admin_dead_letter_list", queue, reviewed, status, error_class, top_at, top_id, limit + 1
-        )
+        rows = await self._read("dead_letter_list", queue, reviewed, status, error_class, top_at, top_id, limit + 1)
         letters = [DeadLetter.from_row(r) for r in rows[:limit]]
         return letters, letters[-1].id if len(rows) > limit else None
 

@@ -115,23 +115,6 @@ SELECT job_id, attempt, queue, worker_id, started_at, finished_at, duration_ms, 
  ORDER BY finished_at DESC
  LIMIT $2
 
--- name: admin_dead_letter_list
--- Newest first, with optional filters; keyset paging on (failed_at, id), by dead_letters_failed
--- (or dead_letters_queue for one queue). The first page passes ('infinity', the largest bigint).
--- params: $1 queue|null, $2 reviewed|null, $3 status|null, $4 error class|null,
---         $5 before failed_at, $6 before id, $7 limit
-SELECT id, job_id, queue, priority, data, singleton_key, error_class, error, attempts, history,
-       job_created_at, failed_at, status, reviewed_at, reviewed_by, resolution_notes,
-       retried_job_id, retried_at, discarded_at
-  FROM dead_letters
- WHERE ($1::text IS NULL OR queue = $1)
-   AND ($2::boolean IS NULL OR (reviewed_at IS NOT NULL) = $2)
-   AND ($3::text IS NULL OR status = $3)
-   AND ($4::text IS NULL OR error_class = $4)
-   AND (failed_at, id) < ($5::timestamptz, $6::bigint)
- ORDER BY failed_at DESC, id DESC
- LIMIT $7
-
 -- name: admin_dead_letter_cursor
 SELECT failed_at FROM dead_letters WHERE id = $1
 
