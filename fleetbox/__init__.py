@@ -7,38 +7,41 @@ values and the errors handlers raise.
 
 from __future__ import annotations
 
-from fleetbox.app import Appliance
-from fleetbox.client import Client, NewJob
-from fleetbox.config import Settings, load_settings
-from fleetbox.errors import (
-    AuthenticationError,
-    ConfigError,
-    Conflict,
-    DatabaseError,
-    FleetboxError,
-    InvalidInput,
-    JobError,
-    NetworkError,
-    NoProcessorError,
-    NotFound,
-    PermanentError,
-    RateLimitError,
-    SchemaNotReady,
-    TransientError,
-    UnknownQueue,
-    ValidationError,
-)
-from fleetbox.models import (
-    DeadLetter,
-    EnqueueResult,
-    Job,
-    JobInfo,
-    JobPriority,
-    JobState,
-    ManualClock,
-    QueueDepth,
-    Tier,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleetbox.app import Appliance
+    from fleetbox.client import Client, NewJob
+    from fleetbox.config import Settings, load_settings
+    from fleetbox.errors import (
+        AuthenticationError,
+        ConfigError,
+        Conflict,
+        DatabaseError,
+        FleetboxError,
+        InvalidInput,
+        JobError,
+        NetworkError,
+        NoProcessorError,
+        NotFound,
+        PermanentError,
+        RateLimitError,
+        SchemaNotReady,
+        TransientError,
+        UnknownQueue,
+        ValidationError,
+    )
+    from fleetbox.models import (
+        DeadLetter,
+        EnqueueResult,
+        Job,
+        JobInfo,
+        JobPriority,
+        JobState,
+        ManualClock,
+        QueueDepth,
+        Tier,
+    )
 
 __version__ = "0.1.0"
 
@@ -75,3 +78,33 @@ __all__ = [
     "__version__",
     "load_settings",
 ]
+
+#: public name -> the module that defines it. Imported on first use (PEP 562), so that
+#: ``fleetbox.tui`` and ``fleetbox.protocol`` load without the core, asyncpg or the database.
+_LAZY = {
+    "Appliance": "fleetbox.app",
+    "Client": "fleetbox.client",
+    "NewJob": "fleetbox.client",
+    "Settings": "fleetbox.config",
+    "load_settings": "fleetbox.config",
+    **{name: "fleetbox.errors" for name in (
+        "AuthenticationError", "ConfigError", "Conflict", "DatabaseError", "FleetboxError", "InvalidInput",
+        "JobError", "NetworkError", "NoProcessorError", "NotFound", "PermanentError", "RateLimitError",
+        "SchemaNotReady", "TransientError", "UnknownQueue", "ValidationError",
+    )},
+    **{name: "fleetbox.models" for name in (
+        "DeadLetter", "EnqueueResult", "Job", "JobInfo", "JobPriority", "JobState", "ManualClock",
+        "QueueDepth", "Tier",
+    )},
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fleetbox' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -45,6 +45,10 @@ SPEC_ENV: dict[str, tuple[str, ...]] = {
     "QUEUE_ARCHIVE_HOURS": ("retention", "archive_hours"),
     "QUEUE_DELETE_DAYS": ("retention", "delete_days"),
     "QUEUE_MONITOR_INTERVAL": ("monitor", "interval_seconds"),
+    # The Azure SDKs' names for an app registration.
+    "AZURE_TENANT_ID": ("graph", "tenant_id"),
+    "AZURE_CLIENT_ID": ("graph", "client_id"),
+    "AZURE_CLIENT_SECRET": ("graph", "client_secret"),
 }
 
 
@@ -213,6 +217,11 @@ class AdminSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     #: GET /api/queue/health without a key (every other read needs the admin or read-only key)
     health_public: bool = True
+    #: the local control socket (the terminal UI attaches here); file permissions are its access
+    #: control, so it is created owner-only. Unset: ``<appliance.data_dir>/admin.sock``.
+    socket_path: Path | None = None
+    #: serve the admin application on the unix socket too
+    socket_enabled: bool = True
 
 
 def _check_cron(value: str) -> str:
@@ -269,6 +278,82 @@ class MonitorSettings(_Section):
         return value
 
 
+class GraphSettings(_Section):
+    """Microsoft Graph: the app registration, where Graph and Entra are, and the webhook receiver.
+
+    With no ``tenant_id``/``client_id`` (and ``simulate`` not false), the Graph-backed queues are
+    served by the built-in simulator and nothing leaves the machine.
+    """
+
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    #: a PEM file holding the certificate's private key (instead of a client secret)
+    certificate_path: Path | None = None
+    certificate_thumbprint: str | None = None
+    #: the Entra host (national clouds: https://login.microsoftonline.us, https://login.chinacloudapi.cn)
+    authority_host: str = "https://login.microsoftonline.com"
+    #: the Graph root (national clouds: https://graph.microsoft.us/v1.0, https://microsoftgraph.chinacloudapi.cn/v1.0)
+    base_url: str = "https://graph.microsoft.com/v1.0"
+    #: a CA bundle to trust instead of the system's (a corporate TLS proxy, a test CA)
+    ca_bundle: Path | None = None
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+    #: where the delegated (Teams service account) token cache lives, owner-only.
+    #: Unset: ``<appliance.data_dir>/graph-token-cache.json``
+    token_cache_path: Path | None = None
+    #: delegated scopes of the Teams service account (`fleetbox auth login`)
+    delegated_scopes: list[str] = ["ChatMessage.Send", "ChannelMessage.Send"]
+    #: the mailbox that sends mail when a job names no sender (a user id or userPrincipalName)
+    sender: str | None = None
+    #: the public HTTPS base under which Graph reaches this appliance's webhook receiver
+    #: (``<webhook_base_url>/api/graph/notifications`` and ``/api/graph/lifecycle``)
+    webhook_base_url: str | None = None
+    #: the secret Graph echoes in every change notification (clientState)
+    client_state: SecretStr | None = None
+    #: None: simulate when no credentials are configured; true/false forces it
+    simulate: bool | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.tenant_id is not None and self.client_id is not None
+
+    @property
+    def simulated(self) -> bool:
+        return self.simulate if self.simulate is not None else not self.configured
+
+    @model_validator(mode="after")
+    def _credentials(self) -> GraphSettings:
+        if self.simulate is False and not self.configured:
+            raise ValueError("simulate = false needs tenant_id and client_id")
+        if self.configured and not self.simulated and self.client_secret is None and self.certificate_path is None:
+            raise ValueError("give client_secret or certificate_path (with certificate_thumbprint)")
+        if self.certificate_path is not None and not self.certificate_thumbprint:
+            raise ValueError("certificate_path needs certificate_thumbprint")
+        for key in ("authority_host", "base_url", "webhook_base_url"):
+            value = getattr(self, key)
+            if value is not None and urlsplit(value).scheme not in ("https", "http"):
+                raise ValueError(f"{key} must be an http(s) URL")
+        return self
+
+
+class RateLimitSettings(_Section):
+    """Limits on calls to Microsoft Graph, per resource (defaults: the spec's and Graph's own)."""
+
+    #: Teams requests per second across the appliance (the spec: 50/s)
+    teams_per_second: float = Field(50.0, gt=0)
+    #: Teams message posts per second into one chat or channel (Graph: 1/s per chat)
+    teams_per_chat_per_second: float = Field(1.0, gt=0)
+    #: Outlook requests per period (the spec: 10,000 per 10 minutes)
+    outlook_requests: int = Field(10_000, ge=1)
+    outlook_period_seconds: float = Field(600.0, gt=0)
+    #: concurrent requests per mailbox (Graph: 4)
+    outlook_concurrent_per_mailbox: int = Field(4, ge=1)
+    #: attachment transfers at once (the spec: 5)
+    attachments_concurrent: int = Field(5, ge=1)
+    #: the longest Retry-After honoured before a 429 is treated as a transient error (seconds)
+    max_retry_after_seconds: float = Field(3600.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The effective configuration. Build it with :func:`load_settings` (or directly in tests)."""
 
@@ -282,6 +367,8 @@ class Settings(BaseSettings):
     admin: AdminSettings = AdminSettings()
     retention: RetentionSettings = RetentionSettings()
     monitor: MonitorSettings = MonitorSettings()
+    graph: GraphSettings = GraphSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
 
     @classmethod
     def settings_customise_sources(
