@@ -16,15 +16,22 @@
         │   └── NetworkError
         ├── AuthenticationError      token rejected; the token-refresh hook runs, then one retry
         └── PermanentError           retrying cannot help: straight to the dead-letter queue
-            ├── ValidationError      the payload is wrong
-            └── NoProcessorError     the queue has no handler configured
+            ├── ValidationError      the payload is wrong (also: Graph answered 400)
+            ├── NoProcessorError     the queue has no handler configured
+            └── SyncStateLost        Graph forgot a delta link (410, syncStateNotFound, resyncRequired):
+                                     start over with a full sync
 
 Handlers raise the ``JobError`` classes; any other exception a handler raises counts as transient.
 Driver errors are translated to ``DatabaseError`` in ``fleetbox.db`` and nowhere else.
+
+A ``JobError`` raised for a Microsoft Graph answer carries what Graph said in ``graph``
+(:class:`GraphErrorDetail`: status, error codes, message, request-id); its message says the same,
+so the dead letter keeps it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -82,10 +89,38 @@ class ErrorClass(StrEnum):
     LEASE_EXPIRED = "lease_expired"  #: the process running the attempt stopped heartbeating
 
 
+@dataclass(frozen=True, slots=True)
+class GraphErrorDetail:
+    """What Microsoft Graph said when it refused a request (its error envelope and headers)."""
+
+    status: int
+    #: ``error.code`` first, then each nested ``innerError.code`` (outer to inner); may be empty
+    codes: tuple[str, ...]
+    message: str | None
+    #: Graph's ``request-id`` (response header, else ``innerError``): what Microsoft support asks for
+    request_id: str | None
+    #: the ``client-request-id`` fleetbox sent
+    client_request_id: str | None
+    #: ``innerError.date`` as Graph wrote it (UTC, no zone)
+    date: str | None = None
+
+    @property
+    def code(self) -> str | None:
+        """The outermost error code."""
+        return self.codes[0] if self.codes else None
+
+    def has_code(self, *codes: str) -> bool:
+        """Whether any of Graph's codes (at any depth) is one of ``codes``, ignoring case."""
+        wanted = {c.casefold() for c in codes}
+        return any(c.casefold() in wanted for c in self.codes)
+
+
 class JobError(FleetboxError):
     """A job attempt failed."""
 
     error_class: ErrorClass = ErrorClass.TRANSIENT
+    #: set when the failure is Microsoft Graph's answer
+    graph: GraphErrorDetail | None = None
 
 
 class RateLimitError(JobError):
@@ -128,6 +163,13 @@ class ValidationError(PermanentError):
 
 class NoProcessorError(PermanentError):
     """No processor is configured for this queue."""
+
+
+class SyncStateLost(PermanentError):
+    """Graph no longer knows the delta link (410 Gone, syncStateNotFound, resyncRequired).
+
+    Retrying the same link cannot help; the sync processor catches this and starts a full sync.
+    """
 
 
 def classify(exc: BaseException) -> ErrorClass:
