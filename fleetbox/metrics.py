@@ -8,12 +8,16 @@ read from the database at scrape time, so any one process reports them for the w
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from fleetbox.completer import Finished
 from fleetbox.models import QueueDepth
+
+if TYPE_CHECKING:
+    from fleetbox.ratelimit import RateEvent
 
 #: Processing-time buckets in seconds: Graph calls take 0.05 to a few seconds; uploads longer.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -43,12 +47,32 @@ class Metrics:
             ["queue"], registry=self.registry,
         )  # fmt: skip
         self.paused = Gauge("fleetbox_queue_paused", "1 when the queue is paused.", ["queue"], registry=self.registry)
+        self.rate_waits = Counter(
+            "fleetbox_rate_limit_waits", "Graph requests that waited for a rate limiter, by resource.",
+            ["resource"], registry=self.registry,
+        )  # fmt: skip
+        self.rate_wait_seconds = Counter(
+            "fleetbox_rate_limit_wait_seconds", "Time Graph requests spent waiting for rate limiters, by resource.",
+            ["resource"], registry=self.registry,
+        )  # fmt: skip
+        self.throttled = Counter(
+            "fleetbox_graph_throttled", "Graph answers 429 (or 503/504): requests throttled, by resource.",
+            ["resource"], registry=self.registry,
+        )  # fmt: skip
 
     def observe(self, items: Iterable[Finished]) -> None:
         """Count finished attempts (the completer calls this after each batch it writes)."""
         for item in items:
             self.attempts.labels(item.queue, item.outcome.value).inc()
             self.duration.labels(item.queue).observe(max(0.0, item.finished_at - item.started_at))
+
+    def observe_rate_event(self, event: RateEvent) -> None:
+        """Count a rate-limit wait or a throttled request."""
+        if event.event == "wait":
+            self.rate_waits.labels(event.resource).inc()
+            self.rate_wait_seconds.labels(event.resource).inc((event.wait_ms or 0.0) / 1000)
+        else:
+            self.throttled.labels(event.resource).inc()
 
     def set_depth(self, depth: Sequence[QueueDepth]) -> None:
         """Refresh the per-queue gauges from a fresh count."""

@@ -1,0 +1,430 @@
+"""Limits on calls to Microsoft Graph: rate buckets, concurrency, and pauses after a 429.
+
+=============== ============================================================================
+resource        limit (``RateLimitSettings``)
+=============== ============================================================================
+teams           ``teams_per_second`` across the appliance, and ``teams_per_chat_per_second``
+                into each chat or channel (the key)
+outlook         ``outlook_requests`` per ``outlook_period_seconds`` and
+                ``outlook_concurrent_per_mailbox`` requests at once, per mailbox (the key)
+attachments     ``attachments_concurrent`` transfers at once (:meth:`Limiters.operation`)
+anything else   no rate of its own; it can still be paused
+=============== ============================================================================
+
+The buckets are aiolimiter leaky buckets: a full bucket lets a burst of its rate through, then
+one request per interval. A 429 (or 503/504) pauses the resource until its Retry-After has passed,
+so the jobs waiting for it do not all hit Graph again: Outlook throttles each mailbox on its own,
+so there the pause covers that mailbox; for every other resource Graph does not say which of its
+limits was hit, so the pause covers the whole resource.
+
+Waits longer than a millisecond and 429s are reported as :class:`RateEvent` to ``record``;
+:class:`RateEventWriter` writes them to ``rate_limit_tracking`` in batches and counts them in the
+Prometheus figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from aiolimiter import AsyncLimiter
+
+from fleetbox.config import RateLimitSettings
+from fleetbox.db import Database
+from fleetbox.errors import DatabaseError
+from fleetbox.metrics import Metrics
+
+log = logging.getLogger("fleetbox.ratelimit")
+
+#: waits shorter than this are not worth a row
+WAIT_RECORD_THRESHOLD_S = 0.001
+#: rate events per insert
+WRITE_BATCH = 1000
+
+
+class Resource(StrEnum):
+    """The resources fleetbox limits (any other name is accepted: it can only be paused)."""
+
+    TEAMS = "teams"
+    OUTLOOK = "outlook"
+    ATTACHMENTS = "attachments"
+    SUBSCRIPTIONS = "subscriptions"
+    SYNC = "sync"
+
+
+@dataclass(frozen=True, slots=True)
+class RateEvent:
+    """A request waited for a limiter, or Graph throttled one."""
+
+    resource: str
+    key: str | None
+    event: Literal["wait", "throttled"]
+    wait_ms: float | None
+    retry_after_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterSnapshot:
+    """The state of one limiter (a resource, or one key of it) for monitoring."""
+
+    resource: str
+    key: str | None
+    #: requests per second the bucket allows (None: no rate, only pauses or concurrency)
+    rate_per_second: float | None
+    #: requests the bucket would let through right now
+    available: float | None
+    #: until when it is paused, in seconds since the epoch
+    paused_until: float | None
+    waits: int
+    throttled: int
+
+
+def _bucket(requests: float, period: float) -> AsyncLimiter:
+    # aiolimiter refuses to hand out more than max_rate at once, so a rate under one per period
+    # becomes one request per longer period.
+    if requests >= 1:
+        return AsyncLimiter(requests, period)
+    return AsyncLimiter(1, period / requests)
+
+
+def _available(bucket: AsyncLimiter | None) -> float | None:
+    if bucket is None:
+        return None
+    bucket.has_capacity(0)  # let the bucket leak up to now before reading its level
+    # aiolimiter has no public reader for the level; has_capacity() only answers yes or no.
+    level: float = getattr(bucket, "_level", 0.0)
+    return max(0.0, bucket.max_rate - level)
+
+
+@dataclass(slots=True)
+class _State:
+    """One limiter: a resource, or one key of a resource."""
+
+    bucket: AsyncLimiter | None = None
+    semaphore: asyncio.Semaphore | None = None
+    #: the semaphore's size
+    limit: int = 0
+    #: paused until this time of the Limiters' clock
+    paused_until: float = 0.0
+    last_used: float = 0.0
+    in_use: int = 0
+    waits: int = 0
+    throttled: int = 0
+
+
+class Limiters:
+    """Every Graph limit of one appliance.
+
+    ``clock`` is a monotonic clock in seconds (the event loop's own by default); it times pauses,
+    waits and idle keys. Keys unused for ``idle_seconds`` (and longer than their bucket needs to
+    empty) are dropped, so a million chats do not grow memory without end.
+    """
+
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        *,
+        record: Callable[[RateEvent], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        idle_seconds: float = 300.0,
+    ) -> None:
+        self._settings = settings
+        self._record = record
+        self._clock = clock
+        self._idle = idle_seconds
+        self._resources: dict[str, _State] = {}
+        self._keys: dict[tuple[str, str | None], _State] = {}
+        self._last_sweep = clock()
+        self._build_resources()
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def _build_resources(self) -> None:
+        s = self._settings
+        for name in (Resource.TEAMS, Resource.ATTACHMENTS):
+            self._resources.setdefault(name, _State())
+        teams = self._resources[Resource.TEAMS]
+        if teams.bucket is None or (teams.bucket.max_rate, teams.bucket.time_period) != _rate(s.teams_per_second, 1):
+            teams.bucket = _bucket(s.teams_per_second, 1.0)
+        attachments = self._resources[Resource.ATTACHMENTS]
+        if attachments.semaphore is None or attachments.limit != s.attachments_concurrent:
+            # Transfers under way keep (and release) the semaphore they took.
+            attachments.semaphore = asyncio.Semaphore(s.attachments_concurrent)
+            attachments.limit = s.attachments_concurrent
+
+    def _key_limits(self, resource: str, state: _State) -> None:
+        """Give a key the bucket and semaphore the settings ask for (new objects when they changed)."""
+        s = self._settings
+        if resource == Resource.TEAMS:
+            want = _rate(s.teams_per_chat_per_second, 1.0)
+            if state.bucket is None or (state.bucket.max_rate, state.bucket.time_period) != want:
+                state.bucket = _bucket(s.teams_per_chat_per_second, 1.0)
+        elif resource == Resource.OUTLOOK:
+            want = _rate(s.outlook_requests, s.outlook_period_seconds)
+            if state.bucket is None or (state.bucket.max_rate, state.bucket.time_period) != want:
+                state.bucket = _bucket(s.outlook_requests, s.outlook_period_seconds)
+            if state.semaphore is None or state.limit != s.outlook_concurrent_per_mailbox:
+                state.semaphore = asyncio.Semaphore(s.outlook_concurrent_per_mailbox)
+                state.limit = s.outlook_concurrent_per_mailbox
+
+    def apply(self, settings: RateLimitSettings) -> None:
+        """Use new limits (a config reload): later acquires get them; requests under way finish as they are.
+
+        A bucket whose rate changed starts empty, so the first second after a change may let a
+        burst of the new rate through.
+        """
+        self._settings = settings
+        self._build_resources()
+        for (resource, _), state in self._keys.items():
+            self._key_limits(resource, state)
+
+    @property
+    def settings(self) -> RateLimitSettings:
+        return self._settings
+
+    # -- acquiring ----------------------------------------------------------------------------
+
+    def _resource(self, resource: str) -> _State:
+        state = self._resources.get(resource)
+        if state is None:
+            state = self._resources[resource] = _State()
+        return state
+
+    def _key(self, resource: str, key: str | None) -> _State | None:
+        if resource not in (Resource.TEAMS, Resource.OUTLOOK):
+            return None
+        if resource == Resource.TEAMS and key is None:
+            return None  # the appliance-wide bucket only
+        state = self._keys.get((resource, key))
+        if state is None:
+            state = self._keys[(resource, key)] = _State()
+            self._key_limits(resource, state)
+        return state
+
+    def acquire(self, resource: str, key: str | None = None) -> AbstractAsyncContextManager[None]:
+        """Wait until one request to ``resource`` (for ``key``: a chat or channel, a mailbox) may go.
+
+        Waits while the resource (or the key) is paused, then for the key's bucket, the
+        resource's bucket and the key's concurrency slot, which is held until the block exits.
+        """
+        return self._acquire(resource, key)
+
+    @contextlib.asynccontextmanager
+    async def _acquire(self, resource: str, key: str | None) -> AsyncIterator[None]:
+        self._sweep()
+        res = self._resource(resource)
+        state = self._key(resource, key)
+        started = self._clock()
+        res.in_use += 1
+        if state is not None:
+            state.in_use += 1
+        try:
+            await self._wait_unpaused(res, state)
+            semaphore = state.semaphore if state is not None else None
+            if semaphore is not None:
+                await semaphore.acquire()
+            try:
+                # The key's bucket first: waiting a second for one chat must not hold a token of
+                # the appliance-wide bucket that another chat could use.
+                if state is not None and state.bucket is not None:
+                    await state.bucket.acquire()
+                if res.bucket is not None:
+                    await res.bucket.acquire()
+                self._waited(resource, key, res, state, self._clock() - started)
+                yield
+            finally:
+                if semaphore is not None:
+                    semaphore.release()
+        finally:
+            now = self._clock()
+            res.in_use -= 1
+            res.last_used = now
+            if state is not None:
+                state.in_use -= 1
+                state.last_used = now
+
+    def operation(self, resource: str) -> AbstractAsyncContextManager[None]:
+        """Hold one slot of a whole transfer (``attachments``: ``attachments_concurrent`` at once)."""
+        if resource != Resource.ATTACHMENTS:
+            raise ValueError(f"no operation limit for resource {resource!r} (only {Resource.ATTACHMENTS.value!r})")
+        return self._operation(resource)
+
+    @contextlib.asynccontextmanager
+    async def _operation(self, resource: str) -> AsyncIterator[None]:
+        res = self._resource(resource)
+        semaphore = res.semaphore
+        assert semaphore is not None  # built in _build_resources
+        started = self._clock()
+        res.in_use += 1
+        try:
+            async with semaphore:
+                self._waited(resource, None, res, None, self._clock() - started)
+                yield
+        finally:
+            res.in_use -= 1
+            res.last_used = self._clock()
+
+    async def _wait_unpaused(self, res: _State, state: _State | None) -> None:
+        while True:
+            until = max(res.paused_until, state.paused_until if state is not None else 0.0)
+            remaining = until - self._clock()
+            if remaining <= 0:
+                return
+            # Pauses only ever grow, so sleeping to the current end and looking again is enough.
+            await asyncio.sleep(remaining)
+
+    def _waited(self, resource: str, key: str | None, res: _State, state: _State | None, seconds: float) -> None:
+        if seconds <= WAIT_RECORD_THRESHOLD_S:
+            return
+        res.waits += 1
+        if state is not None:
+            state.waits += 1
+        self._emit(RateEvent(resource, key, "wait", seconds * 1000, None))
+
+    # -- throttling ---------------------------------------------------------------------------
+
+    def pause(self, resource: str, key: str | None, seconds: float) -> None:
+        """Graph throttled a request: hold back this resource (an Outlook mailbox: that mailbox) for ``seconds``."""
+        seconds = max(0.0, seconds)
+        res = self._resource(resource)
+        state = self._key(resource, key) if resource == Resource.OUTLOOK and key is not None else None
+        target = state if state is not None else res
+        target.paused_until = max(target.paused_until, self._clock() + seconds)
+        target.last_used = self._clock()
+        res.throttled += 1
+        if state is not None:
+            state.throttled += 1
+        self._emit(RateEvent(resource, key, "throttled", None, seconds * 1000))
+
+    def _emit(self, event: RateEvent) -> None:
+        if self._record is None:
+            return
+        try:
+            self._record(event)
+        except Exception:  # the recorder must never break a request
+            log.exception("rate event not recorded", extra={"event": "rate_event_record_failed"})
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        now = self._clock()
+        if now - self._last_sweep < self._idle / 2:
+            return
+        self._last_sweep = now
+        idle = [k for k, st in self._keys.items() if self._is_idle(st, now)]
+        for k in idle:
+            del self._keys[k]
+
+    def _is_idle(self, state: _State, now: float) -> bool:
+        if state.in_use or state.paused_until > now:
+            return False
+        # A bucket drains within its period; dropping it earlier would allow a fresh burst.
+        period = state.bucket.time_period if state.bucket is not None else 0.0
+        return now - state.last_used >= max(self._idle, period)
+
+    @property
+    def key_count(self) -> int:
+        """How many per-key limiters are held (chats, channels and mailboxes seen lately)."""
+        return len(self._keys)
+
+    def snapshot(self) -> list[LimiterSnapshot]:
+        """Every resource and key limiter, for monitoring."""
+        now = self._clock()
+        wall = time.time()
+
+        def paused(st: _State) -> float | None:
+            return wall + (st.paused_until - now) if st.paused_until > now else None
+
+        def rate(st: _State) -> float | None:
+            return st.bucket.max_rate / st.bucket.time_period if st.bucket is not None else None
+
+        out = [
+            LimiterSnapshot(name, None, rate(st), _available(st.bucket), paused(st), st.waits, st.throttled)
+            for name, st in sorted(self._resources.items())
+        ]
+        out += [
+            LimiterSnapshot(name, key, rate(st), _available(st.bucket), paused(st), st.waits, st.throttled)
+            for (name, key), st in sorted(self._keys.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+        ]
+        return out
+
+
+def _rate(requests: float, period: float) -> tuple[float, float]:
+    """The (max_rate, time_period) that :func:`_bucket` builds, to tell whether a rate changed."""
+    return (requests, period) if requests >= 1 else (1, period / requests)
+
+
+class RateEventWriter:
+    """Writes rate events to ``rate_limit_tracking`` in batches, off the request path.
+
+    :meth:`record` only appends to a buffer and counts the event in ``metrics``; run :meth:`run`
+    as an owned task. To stop: cancel that task, then ``await drain()`` to write what is left.
+    The buffer keeps at most ``max_buffer`` events while the database is away (the oldest go).
+    """
+
+    def __init__(
+        self, db: Database, metrics: Metrics, *, flush_seconds: float = 1.0, max_buffer: int = 100_000
+    ) -> None:
+        self._db = db
+        self._metrics = metrics
+        self._flush_s = flush_seconds
+        self._buffer: deque[tuple[float, RateEvent]] = deque(maxlen=max_buffer)
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.written = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def record(self, event: RateEvent) -> None:
+        """Take an event (never blocks, never raises for a full buffer)."""
+        self._buffer.append((time.time(), event))
+        self._metrics.observe_rate_event(event)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Write batches until cancelled."""
+        while True:
+            await self._wake.wait()
+            # Let events gather: one insert for many.
+            await asyncio.sleep(self._flush_s)
+            self._wake.clear()
+            try:
+                await self._flush()
+            except DatabaseError as exc:
+                log.warning("rate events not written; will retry", extra={
+                    "event": "rate_events_write_failed", "error": str(exc), "pending": len(self._buffer)})  # fmt: skip
+                self._wake.set()
+
+    async def drain(self) -> None:
+        """Write everything buffered (events the database refuses now are dropped, and logged)."""
+        try:
+            await self._flush()
+        except DatabaseError as exc:
+            log.warning("rate events dropped at shutdown", extra={
+                "event": "rate_events_dropped", "error": str(exc), "count": len(self._buffer)})  # fmt: skip
+            self._buffer.clear()
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            while self._buffer:
+                batch = list(itertools.islice(self._buffer, WRITE_BATCH))
+                await self._db.execute(
+                    "insert_rate_events",
+                    [e.resource for _, e in batch], [at for at, _ in batch], [e.event for _, e in batch],
+                    [e.wait_ms for _, e in batch], [e.retry_after_ms for _, e in batch],
+                )  # fmt: skip
+                # Remove only what was written: a cancelled write leaves its events for drain().
+                for _ in batch:
+                    self._buffer.popleft()
+                self.written += len(batch)

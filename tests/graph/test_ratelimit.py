@@ -1,0 +1,240 @@
+"""Limiters: rates per resource and chat, Outlook concurrency per mailbox, pauses after a 429, reload, idle keys."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from fleetbox.config import RateLimitSettings
+from fleetbox.ratelimit import Limiters, RateEvent
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limits(**values: float) -> RateLimitSettings:
+    base: dict[str, float] = {"teams_per_second": 10_000, "teams_per_chat_per_second": 10_000}
+    return RateLimitSettings(**{**base, **values})
+
+
+async def take(limiters: Limiters, resource: str, key: str | None = None, n: int = 1) -> None:
+    for _ in range(n):
+        async with limiters.acquire(resource, key):
+            pass
+
+
+async def blocked(task: asyncio.Task[None]) -> bool:
+    """Whether the task is still waiting after it had every chance to run (a short bounded look)."""
+    done, _ = await asyncio.wait({task}, timeout=0.05)
+    return not done
+
+
+def waits(events: list[RateEvent], key: str | None = None) -> list[float]:
+    return [e.wait_ms or 0.0 for e in events if e.event == "wait" and e.key == key]
+
+
+async def test_defaults_are_the_spec() -> None:
+    limiters = Limiters(RateLimitSettings())
+    by = {(s.resource, s.key): s for s in limiters.snapshot()}
+    assert by[("teams", None)].rate_per_second == 50
+    async with limiters.acquire("outlook", "a@contoso.com"), limiters.acquire("teams", "19:chat@thread.v2"):
+        pass
+    by = {(s.resource, s.key): s for s in limiters.snapshot()}
+    assert by[("outlook", "a@contoso.com")].rate_per_second == pytest.approx(10_000 / 600)
+    assert by[("teams", "19:chat@thread.v2")].rate_per_second == 1
+
+
+async def test_one_chat_is_held_to_its_rate_and_other_chats_are_not() -> None:
+    events: list[RateEvent] = []
+    limiters = Limiters(limits(teams_per_chat_per_second=10), record=events.append)
+    await take(limiters, "teams", "chat-a", 10)  # a full bucket lets a burst of its rate through
+    assert waits(events, "chat-a") == []
+    started = time.monotonic()
+    await take(limiters, "teams", "chat-a")
+    assert time.monotonic() - started >= 0.09
+    assert len(waits(events, "chat-a")) == 1 and waits(events, "chat-a")[0] >= 90
+    await take(limiters, "teams", "chat-b", 10)
+    assert waits(events, "chat-b") == []
+
+
+async def test_the_appliance_wide_teams_rate_spans_chats() -> None:
+    events: list[RateEvent] = []
+    limiters = Limiters(limits(teams_per_second=10), record=events.append)
+    for i in range(10):
+        await take(limiters, "teams", f"chat-{i}")
+    await take(limiters, "teams", "chat-new")
+    assert waits(events, "chat-new")[0] >= 90
+    by = {(s.resource, s.key): s for s in limiters.snapshot()}
+    assert by[("teams", None)].waits == 1
+
+
+async def test_a_rate_below_one_per_second() -> None:
+    limiters = Limiters(limits(teams_per_chat_per_second=0.5))
+    await take(limiters, "teams", "slow-chat")
+    snap = next(s for s in limiters.snapshot() if s.key == "slow-chat")
+    assert snap.rate_per_second == pytest.approx(0.5)
+    assert snap.available == pytest.approx(0.0, abs=0.01)
+
+
+async def test_outlook_concurrency_is_per_mailbox() -> None:
+    limiters = Limiters(limits(outlook_concurrent_per_mailbox=2))
+    release = asyncio.Event()
+
+    async def hold(mailbox: str) -> None:
+        async with limiters.acquire("outlook", mailbox):
+            await release.wait()
+
+    holders = [asyncio.create_task(hold("a@contoso.com")) for _ in range(2)]
+    third = asyncio.create_task(take(limiters, "outlook", "a@contoso.com"))
+    assert await blocked(third)
+    await asyncio.wait_for(take(limiters, "outlook", "b@contoso.com"), 5)  # another mailbox goes at once
+    release.set()
+    await asyncio.wait_for(asyncio.gather(third, *holders), 5)
+
+
+async def test_attachment_transfers_are_limited_by_operation() -> None:
+    limiters = Limiters(limits(attachments_concurrent=1))
+    release = asyncio.Event()
+
+    async def transfer() -> None:
+        async with limiters.operation("attachments"):
+            await release.wait()
+
+    first = asyncio.create_task(transfer())
+    second = asyncio.create_task(transfer())
+    assert await blocked(second)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+
+
+def test_operation_names_its_resource() -> None:
+    with pytest.raises(ValueError, match="no operation limit for resource 'teams'"):
+        Limiters(limits()).operation("teams")
+
+
+async def test_a_pause_holds_the_resource_back_and_is_recorded() -> None:
+    events: list[RateEvent] = []
+    limiters = Limiters(limits(), record=events.append)
+    limiters.pause("teams", "chat-a", 0.2)
+    assert events[-1] == RateEvent("teams", "chat-a", "throttled", None, 200.0)
+    snap = next(s for s in limiters.snapshot() if s.resource == "teams" and s.key is None)
+    assert snap.throttled == 1
+    assert snap.paused_until is not None and 0.1 < snap.paused_until - time.time() <= 0.2
+    started = time.monotonic()
+    # Graph does not say which Teams limit it hit: every chat waits.
+    await take(limiters, "teams", "chat-b")
+    assert time.monotonic() - started >= 0.19
+    assert waits(events, "chat-b")[0] >= 190
+
+
+async def test_an_outlook_pause_holds_back_only_that_mailbox() -> None:
+    events: list[RateEvent] = []
+    limiters = Limiters(limits(), record=events.append)
+    limiters.pause("outlook", "a@contoso.com", 30)
+    await asyncio.wait_for(take(limiters, "outlook", "b@contoso.com"), 5)
+    paused = asyncio.create_task(take(limiters, "outlook", "a@contoso.com"))
+    assert await blocked(paused)
+    paused.cancel()
+    snap = next(s for s in limiters.snapshot() if s.key == "a@contoso.com")
+    assert snap.throttled == 1 and snap.paused_until is not None
+
+
+async def test_pauses_only_grow() -> None:
+    clock = FakeClock()
+    limiters = Limiters(limits(), clock=clock)
+    limiters.pause("subscriptions", None, 60)
+    limiters.pause("subscriptions", None, 5)
+    snap = next(s for s in limiters.snapshot() if s.resource == "subscriptions")
+    assert snap.paused_until is not None and snap.paused_until - time.time() > 50
+
+
+async def test_apply_takes_effect_for_later_acquires() -> None:
+    events: list[RateEvent] = []
+    limiters = Limiters(limits(teams_per_chat_per_second=5), record=events.append)
+    await take(limiters, "teams", "chat-a", 5)
+    limiters.apply(limits(teams_per_chat_per_second=1000))
+    await take(limiters, "teams", "chat-a", 100)
+    assert waits(events, "chat-a") == []
+    snap = next(s for s in limiters.snapshot() if s.key == "chat-a")
+    assert snap.rate_per_second == 1000
+    assert limiters.settings.teams_per_chat_per_second == 1000
+
+
+async def test_apply_changes_outlook_concurrency() -> None:
+    limiters = Limiters(limits(outlook_concurrent_per_mailbox=1))
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with limiters.acquire("outlook", "a@contoso.com"):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    second = asyncio.create_task(take(limiters, "outlook", "a@contoso.com"))
+    assert await blocked(second)
+    second.cancel()
+    limiters.apply(limits(outlook_concurrent_per_mailbox=2))
+    await asyncio.wait_for(take(limiters, "outlook", "a@contoso.com"), 5)
+    release.set()
+    await holder
+
+
+async def test_idle_keys_are_dropped() -> None:
+    clock = FakeClock()
+    limiters = Limiters(limits(), clock=clock, idle_seconds=60)
+    for i in range(1000):
+        await take(limiters, "teams", f"chat-{i}")
+    limiters.pause("outlook", "paused@contoso.com", 3600)
+    assert limiters.key_count == 1001
+    clock.now += 61
+    await take(limiters, "teams", "chat-new")
+    # the paused mailbox stays: forgetting it would forget its pause
+    assert limiters.key_count == 2
+    assert {s.key for s in limiters.snapshot() if s.key} == {"chat-new", "paused@contoso.com"}
+
+
+async def test_keys_in_use_are_kept() -> None:
+    clock = FakeClock()
+    limiters = Limiters(limits(), clock=clock, idle_seconds=60)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with limiters.acquire("outlook", "busy@contoso.com"):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)  # let it take its slot
+    clock.now += 10_000
+    await take(limiters, "teams", "chat-new")
+    assert "busy@contoso.com" in {s.key for s in limiters.snapshot()}
+    release.set()
+    await holder
+
+
+async def test_an_outlook_mailbox_is_kept_until_its_bucket_has_drained() -> None:
+    clock = FakeClock()
+    limiters = Limiters(limits(), clock=clock, idle_seconds=60)
+    await take(limiters, "outlook", "a@contoso.com")
+    clock.now += 120  # idle, but its 10-minute bucket still remembers the request
+    await take(limiters, "teams", "chat")
+    assert "a@contoso.com" in {s.key for s in limiters.snapshot()}
+    clock.now += 600
+    await take(limiters, "teams", "chat")
+    assert "a@contoso.com" not in {s.key for s in limiters.snapshot()}
+
+
+async def test_a_failing_recorder_never_breaks_a_request() -> None:
+    def broken(event: RateEvent) -> None:
+        raise RuntimeError("recorder down")
+
+    limiters = Limiters(limits(), record=broken)
+    limiters.pause("teams", None, 0.01)
+    await take(limiters, "teams", "chat")
