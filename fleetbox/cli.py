@@ -1,4 +1,4 @@
-"""The ``fleetbox`` command: run, migrate, enqueue, config show, queues, job, dead, bench."""
+"""The ``fleetbox`` command: run, migrate, enqueue, config show, queues, job, dead, bench, auth."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fleetbox import logs
-from fleetbox.config import LoadedSettings, effective_values, load_settings, parse_assignment, redact_dsn
+from fleetbox.config import LoadedSettings, Settings, effective_values, load_settings, parse_assignment, redact_dsn
 from fleetbox.db import Database
 from fleetbox.errors import ConfigError, Conflict, DatabaseError, FleetboxError, InvalidInput, NotFound
 
@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--url", help="the admin API (default: http://<admin.host>:<admin.port>)")
     status.add_argument("--json", action="store_true", help="print the health document as JSON")
 
+    auth = sub.add_parser("auth", help="Microsoft Graph sign-in of the Teams service account")
+    auth_sub = auth.add_subparsers(dest="auth_command", required=True)
+    auth_sub.add_parser("login", parents=[common], help="sign the service account in with a device code")
+    auth_sub.add_parser("status", parents=[common], help="credentials configured, account signed in, token cache")
+
     bench = sub.add_parser("bench", parents=[common], help="measure enqueue, drain and pickup latency")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument("--jobs", type=int, default=50_000, help="jobs to drain (default 50000)")
@@ -141,6 +146,8 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
         from fleetbox.status import print_status
 
         return await print_status(loaded.settings, url=args.url, as_json=args.json)
+    if args.command == "auth":
+        return await _auth(args.auth_command, loaded.settings)
     from fleetbox.embedded import resolve_dsn
 
     settings = loaded.settings
@@ -265,6 +272,40 @@ async def _reload(app: Any) -> None:
         return
     if restart:
         log.warning("some changes need a restart", extra={"event": "config_needs_restart", "sections": restart})
+
+
+async def _auth(command: str, settings: Settings) -> int:
+    """``fleetbox auth login|status``: the delegated token of the Teams service account (never a secret)."""
+    import os
+    import stat
+
+    from fleetbox.graph.tokens import Tokens, default_cache_path
+
+    graph = settings.graph
+    tokens = Tokens(graph, cache_path=default_cache_path(settings))
+    if command == "login":
+        if not graph.configured:
+            raise ConfigError("graph.tenant_id and graph.client_id must be set to sign in")
+        account = await tokens.device_login(lambda message: print(message, flush=True))
+        print(f"signed in as {account}; token cache {tokens.cache_path}")
+        return 0
+    if graph.client_secret is not None:
+        credential = "client secret (set)"
+    elif graph.certificate_path is not None:
+        credential = f"certificate {graph.certificate_path} (thumbprint {graph.certificate_thumbprint})"
+    else:
+        credential = "none"
+    try:
+        mode = f"mode {stat.S_IMODE(os.stat(tokens.cache_path).st_mode):04o}"
+    except FileNotFoundError:
+        mode = "absent"
+    print(f"tenant:            {graph.tenant_id or 'not set'}")
+    print(f"client id:         {graph.client_id or 'not set'}")
+    print(f"app credentials:   {credential}")
+    print(f"authority:         {graph.authority_host}")
+    print(f"service account:   {tokens.delegated_account() or 'not signed in'}")
+    print(f"token cache:       {tokens.cache_path} ({mode})")
+    return 0
 
 
 def _jsonable(value: Any) -> Any:
