@@ -286,7 +286,10 @@ async def _auth(command: str, settings: Settings) -> int:
     if command == "login":
         if not graph.configured:
             raise ConfigError("graph.tenant_id and graph.client_id must be set to sign in")
-        account = await tokens.device_login(lambda message: print(message, flush=True))
+        try:
+            account = await tokens.device_login(lambda message: print(message, flush=True))
+        finally:
+            tokens.close()
         print(f"signed in as {account}; token cache {tokens.cache_path}")
         return 0
     if graph.client_secret is not None:

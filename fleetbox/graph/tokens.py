@@ -107,6 +107,7 @@ class Tokens:
         self._file_lock = threading.Lock()
         self._confidential: Any = None  # msal.ConfidentialClientApplication (msal ships no types)
         self._public: Any = None  # msal.PublicClientApplication
+        self._http: EntraSession | None = None
         self._built = False
         self._build_lock = asyncio.Lock()
         self._locks = {kind: asyncio.Lock() for kind in TokenKind}
@@ -132,6 +133,11 @@ class Tokens:
             log.warning("Entra not reachable; tokens will be fetched when first needed",
                         extra={"event": "graph_tokens_deferred", "error": str(exc)})  # fmt: skip
 
+    def close(self) -> None:
+        """Close msal's HTTP connections (the appliance calls this at shutdown)."""
+        if self._http is not None:
+            self._http.close()
+
     async def _ensure_built(self) -> None:
         if self._built:
             return
@@ -146,11 +152,12 @@ class Tokens:
             raise PermanentError("graph.tenant_id and graph.client_id are needed for Microsoft Graph tokens")
         self._load_cache()
         host = urlsplit(s.authority_host).hostname or ""
+        if self._http is None:
+            verify = str(s.ca_bundle) if s.ca_bundle is not None else True
+            self._http = EntraSession(verify=verify, timeout=s.timeout_seconds)
         common: dict[str, Any] = {
             "authority": f"{s.authority_host.rstrip('/')}/{s.tenant_id}",
-            "http_client": EntraSession(
-                verify=str(s.ca_bundle) if s.ca_bundle is not None else True, timeout=s.timeout_seconds
-            ),
+            "http_client": self._http,
             # Outside Microsoft's own hosts (a simulator, a test), msal must not ask
             # login.microsoftonline.com to validate the authority.
             "instance_discovery": None if host in WELL_KNOWN_AUTHORITY_HOSTS else False,
