@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         PermanentError,
         RateLimitError,
         SchemaNotReady,
+        SyncStateLost,
         TransientError,
         UnknownQueue,
         ValidationError,
@@ -71,6 +72,7 @@ __all__ = [
     "RateLimitError",
     "SchemaNotReady",
     "Settings",
+    "SyncStateLost",
     "Tier",
     "TransientError",
     "UnknownQueue",
@@ -90,7 +92,7 @@ _LAZY = {
     **{name: "fleetbox.errors" for name in (
         "AuthenticationError", "ConfigError", "Conflict", "DatabaseError", "FleetboxError", "InvalidInput",
         "JobError", "NetworkError", "NoProcessorError", "NotFound", "PermanentError", "RateLimitError",
-        "SchemaNotReady", "TransientError", "UnknownQueue", "ValidationError",
+        "SchemaNotReady", "SyncStateLost", "TransientError", "UnknownQueue", "ValidationError",
     )},
     **{name: "fleetbox.models" for name in (
         "DeadLetter", "EnqueueResult", "Job", "JobInfo", "JobPriority", "JobState", "ManualClock",
