@@ -1,0 +1,82 @@
+"""Fixtures for the Graph transport tests: a real HTTPS Graph/Entra simulator and the real client on top."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.web_exceptions import NotAppKeyWarning
+
+from fleetbox.config import GraphSettings, RateLimitSettings
+from fleetbox.graph.client import GraphClient
+from fleetbox.graph.simulator import GraphSimulator
+from fleetbox.graph.tokens import Tokens
+from fleetbox.ratelimit import Limiters, RateEvent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The simulator stores per-request values under str keys, which aiohttp 3.14 warns about (once per
+    # process, so only the first test to reach it fails). Until it uses web.RequestKey, the tests of
+    # this folder ignore exactly that warning.
+    for item in items:
+        if item.path.parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.filterwarnings(f"ignore::{NotAppKeyWarning.__module__}.NotAppKeyWarning"))
+
+
+def graph_settings(sim: GraphSimulator, **overrides: Any) -> GraphSettings:
+    """Settings pointing at the simulator, as an operator would write them for a real tenant."""
+    values: dict[str, Any] = {
+        "tenant_id": sim.tenant, "client_id": sim.client_id, "client_secret": sim.client_secret,
+        "authority_host": sim.authority_host, "base_url": sim.base_url, "ca_bundle": sim.ca_pem_path,
+        "simulate": False, "timeout_seconds": 10,
+    }  # fmt: skip
+    return GraphSettings(**{**values, **overrides})
+
+
+@dataclass
+class Rig:
+    sim: GraphSimulator
+    settings: GraphSettings
+    tokens: Tokens
+    limiters: Limiters
+    client: GraphClient
+    events: list[RateEvent] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.client.close()
+        self.tokens.close()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[GraphSimulator]:
+    async with GraphSimulator() as simulator:
+        yield simulator
+    assert simulator.internal_errors == []
+
+
+@pytest.fixture
+def cache_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "graph-token-cache.json"
+
+
+async def make_rig(sim: GraphSimulator, cache_path: Path, *, limits: RateLimitSettings | None = None,
+                   **overrides: Any) -> Rig:  # fmt: skip
+    settings = graph_settings(sim, **overrides)
+    tokens = Tokens(settings, cache_path=cache_path)
+    await tokens.start()
+    events: list[RateEvent] = []
+    limiters = Limiters(limits or RateLimitSettings(), record=events.append)
+    # No ssl_context: the client builds its own from graph.ca_bundle, as the appliance does.
+    client = GraphClient(settings, tokens, limiters)
+    await client.start()
+    return Rig(sim, settings, tokens, limiters, client, events)
+
+
+@pytest.fixture
+async def rig(sim: GraphSimulator, cache_path: Path) -> AsyncIterator[Rig]:
+    made = await make_rig(sim, cache_path)
+    yield made
+    await made.close()
