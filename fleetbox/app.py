@@ -6,10 +6,12 @@ Embed it in any asyncio program::
     async with Appliance(settings, handlers={"reports": build_report}) as app:
         ...  # jobs run until the block ends; app.client enqueues, app.queue_depth() counts
 
-Start order: database pool, queue registry synced to the database, completer, heartbeat and
-lease reaper, dispatcher, listener, scheduler (the monitoring schedule). Stop order is the
-reverse, with the running jobs given ``shutdown_grace_seconds`` to finish before they are
-interrupted and recorded as such.
+Start order: database pool, queue registry synced to the database, the Graph runtime (the
+simulator when Graph is simulated, tokens, client), completer, rate-limit event writer,
+heartbeat and lease reaper, dispatcher, listener, scheduler (the monitoring schedule), admin
+server (with the webhook receiver). Stop order is the reverse, with the running jobs given
+``shutdown_grace_seconds`` to finish before they are interrupted and recorded as such; the Graph
+client closes only after them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from fleetbox.config import Settings
 from fleetbox.db import Database, Listener
 from fleetbox.dispatcher import Dispatcher
 from fleetbox.errors import ConfigError, DatabaseError, SchemaNotReady
+from fleetbox.graph.runtime import GraphRuntime
 from fleetbox.metrics import Metrics
 from fleetbox.migrate import current_version, latest_version, migrate
 from fleetbox.models import Clock, Job, QueueDepth, SystemClock, Tier
@@ -78,22 +81,25 @@ class Appliance:
         self.settings = settings
         self.dsn = resolved
         self.clock = clock or SystemClock()
-        self._code_handlers = dict(handlers or {})
         self._load_config = load_config
-        self.registry: dict[str, QueueSpec] = build_registry(settings, handlers)
-        self._migrate = migrate
         cfg = settings.appliance
-        self.worker_id = f"{cfg.name}:{os.getpid()}:{secrets.token_hex(3)}"
         self.db = Database(
             self.dsn, schema=settings.database.schema_name,
             min_size=settings.database.pool_min, max_size=settings.database.pool_max,
         )  # fmt: skip
+        self.metrics = Metrics()
+        #: the Graph processors, client, limiters (and the simulator when Graph is simulated)
+        self.graph = GraphRuntime(settings, self.db, self.metrics, self.clock)
+        # Handlers given in code win over the Graph processors of the spec's queues.
+        self._code_handlers = {**self.graph.handlers(), **(handlers or {})}
+        self.registry: dict[str, QueueSpec] = build_registry(settings, self._code_handlers)
+        self._migrate = migrate
+        self.worker_id = f"{cfg.name}:{os.getpid()}:{secrets.token_hex(3)}"
         self.pools: dict[Tier, TierPool] = {
             Tier.HIGH: TierPool(Tier.HIGH, settings.pools.high),
             Tier.MEDIUM: TierPool(Tier.MEDIUM, settings.pools.medium),
             Tier.LOW: TierPool(Tier.LOW, settings.pools.low),
         }
-        self.metrics = Metrics()
         self.completer = Completer(
             self.db, self.worker_id, batch=cfg.completion_batch, flush_ms=cfg.completion_flush_ms,
             on_retry_due=self._retry_due, now=self.clock.now, on_written=self.metrics.observe,
@@ -122,7 +128,7 @@ class Appliance:
         )  # fmt: skip
         self.scheduler = Scheduler(
             self.db, clock=self.clock, worker_id=self.worker_id,
-            tasks=default_tasks(settings, self.db, self.monitor, self.clock),
+            tasks=[*default_tasks(settings, self.db, self.monitor, self.clock), *self.graph.tasks()],
         )  # fmt: skip
         #: the admin HTTP API, while it serves (admin.enabled); ``admin.port`` is the bound port
         self.admin: AdminServer | None = None
@@ -150,12 +156,15 @@ class Appliance:
                     "run `fleetbox migrate`"
                 )
             await sync_queues(self.db, self.registry)
+            await self.graph.start()
         except BaseException:
+            await self.graph.stop()
             await self.db.close()
             raise
         self._loop = asyncio.get_running_loop()
         self._accepting = True
         self._spawn("fleetbox.completer", self.completer.run())
+        self._spawn("fleetbox.ratelimit_writer", self.graph.writer.run())
         self._spawn("fleetbox.heartbeat", self._heartbeat_loop())
         self._spawn("fleetbox.reaper", self._reaper_loop())
         self._spawn("fleetbox.dispatcher", self.dispatcher.run())
@@ -200,6 +209,8 @@ class Appliance:
                     extra={"event": "shutdown_interrupted", "count": len(late)},
                 )
                 await asyncio.wait(late, timeout=5)
+        await self._cancel("fleetbox.ratelimit_writer")
+        await self.graph.stop()
         await self._cancel("fleetbox.completer")
         if not await self.completer.drain(within=30):
             log.error("outcomes not written; their jobs return when the leases expire",
@@ -248,13 +259,13 @@ class Appliance:
         """Apply a new configuration without a restart; returns the keys that need a restart.
 
         Applied live: pool sizes, retry rules (defaults and per queue), queues and their
-        handlers (new custom queues are registered in the database). Everything else (database,
+        handlers (new custom queues are registered in the database), Graph rate limits. Everything else (database,
         lease and poll timing, admin address) is kept until the next start and named in the result.
         """
         registry = build_registry(settings, self._code_handlers)  # raises ConfigError: nothing applied
         old = self.settings.model_dump()
         new = settings.model_dump()
-        live = {"pools", "retry", "queues", "monitor", "retention"}
+        live = {"pools", "retry", "queues", "monitor", "retention", "rate_limits"}
         restart = sorted(section for section in new if section not in live and new[section] != old[section])
         await sync_queues(self.db, registry)
         self.registry.clear()
@@ -275,7 +286,10 @@ class Appliance:
         self.monitor.defaults = configured_thresholds(settings)
         self.monitor.window_seconds = settings.monitor.window_seconds
         self.monitor.depth_cache_seconds = settings.monitor.depth_cache_seconds
-        self.scheduler.set_tasks(default_tasks(self.settings, self.db, self.monitor, self.clock))
+        self.scheduler.set_tasks(
+            [*default_tasks(self.settings, self.db, self.monitor, self.clock), *self.graph.tasks()]
+        )
+        self.graph.apply(settings)
         self.dispatcher.wake()
         log.info("configuration reloaded", extra={"event": "config_reloaded", "needs_restart": restart})
         return restart
@@ -295,8 +309,10 @@ class Appliance:
             appliance_info=ApplianceInfo(self.settings.appliance.name, self.worker_id, fleetbox_version()),
             metrics=self.metrics, reload=self.reload_from_config if self._load_config is not None else None,
         )  # fmt: skip
+        self.graph.install_routes(app)
         self.admin = AdminServer(app, host=cfg.host, port=cfg.port)
         await self.admin.start()
+        self.graph.set_public_url(f"http://{cfg.host}:{self.admin.port}")
 
     async def _stop_admin(self) -> None:
         admin, self.admin = self.admin, None

@@ -424,6 +424,13 @@ class Client:
         """An email, on outlook-outbound."""
         return await self._helper("outlook-outbound", payloads.OutlookEmail, email, priority, **kw)
 
+    async def enqueue_notification(
+        self, notification: Mapping[str, Any] | payloads.ActivityNotification,
+        priority: int = JobPriority.NORMAL, **kw: Any,
+    ) -> EnqueueResult:  # fmt: skip
+        """A Teams activity-feed notification, on notifications."""
+        return await self._helper("notifications", payloads.ActivityNotification, notification, priority, **kw)
+
     async def enqueue_attachment_upload(
         self, attachment: Mapping[str, Any] | payloads.AttachmentOperation,
         priority: int = JobPriority.NORMAL, **kw: Any,

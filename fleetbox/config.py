@@ -278,6 +278,17 @@ class MonitorSettings(_Section):
         return value
 
 
+class SubscriptionSettings(_Section):
+    """A Graph change-notification subscription the appliance keeps alive."""
+
+    source: Literal["teams", "outlook"]
+    #: the Graph resource, e.g. "users/{id}/mailFolders('inbox')/messages" or "chats/getAllMessages"
+    resource: str = Field(min_length=1)
+    change_type: str = Field(
+        "created,updated,deleted", pattern=r"^(created|updated|deleted)(,(created|updated|deleted))*$"
+    )
+
+
 class GraphSettings(_Section):
     """Microsoft Graph: the app registration, where Graph and Entra are, and the webhook receiver.
 
@@ -285,6 +296,8 @@ class GraphSettings(_Section):
     served by the built-in simulator and nothing leaves the machine.
     """
 
+    #: serve the spec's Graph-backed queues (false: they run only handlers configured for them)
+    enabled: bool = True
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
@@ -312,6 +325,12 @@ class GraphSettings(_Section):
     client_state: SecretStr | None = None
     #: None: simulate when no credentials are configured; true/false forces it
     simulate: bool | None = None
+    #: change notifications to subscribe to (needs webhook_base_url and client_state)
+    subscriptions: list[SubscriptionSettings] = []
+    #: subscriptions are renewed when they have less than this left
+    renew_before_hours: float = Field(24.0, gt=0, le=70)
+    #: where attachment files are read from and written to. Unset: ``<appliance.data_dir>/attachments``
+    files_dir: Path | None = None
 
     @property
     def configured(self) -> bool:

@@ -108,6 +108,8 @@ def make_settings(dsn: str, tmp_path: Path) -> Callable[..., Settings]:
             # The admin API on an ephemeral port: appliances of one test (and of parallel runs)
             # never compete for 8080. Read the bound port from app.admin.port.
             "admin": {"port": 0},
+            # The Graph processors (and their simulator) only where a test asks for them.
+            "graph": {"enabled": False},
         }  # fmt: skip
         for section, values in sections.items():
             if isinstance(values, dict) and isinstance(base.get(section), dict):

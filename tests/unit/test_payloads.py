@@ -119,10 +119,15 @@ def test_spec_sync() -> None:
 
 
 def test_sync_needs_only_a_resource_type() -> None:
-    assert SyncRequest.model_validate({"resourceType": "events"}).to_data() == {
-        "resourceType": "events",
+    assert SyncRequest.model_validate({"resourceType": "chatMessages"}).to_data() == {
+        "resourceType": "chatMessages",
         "fullSync": False,
     }
+
+
+def test_sync_refuses_a_resource_it_cannot_sync() -> None:
+    with pytest.raises(PydanticValidationError, match="resourceType"):
+        SyncRequest.model_validate({"resourceType": "events"})
 
 
 def test_python_field_names_are_accepted_too() -> None:

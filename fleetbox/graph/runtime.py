@@ -1,0 +1,181 @@
+"""The Graph side of an appliance: tokens, client, limiters, processors, receiver, simulator.
+
+With credentials configured it talks to Microsoft Graph. Without them (or with
+``graph.simulate = true``) it starts the built-in simulator in process, on a loopback port with
+its own test CA, and points the same msal and aiohttp code at it: the embedded default runs end
+to end on a fresh machine, and nothing leaves it. The appliance says so at start
+(``graph_simulated``), in /api/queue/health and in the terminal UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from fleetbox.config import Settings
+from fleetbox.db import Database
+from fleetbox.errors import FleetboxError
+from fleetbox.graph.attachments import transfer_attachment
+from fleetbox.graph.client import GraphClient
+from fleetbox.graph.context import GraphContext
+from fleetbox.graph.inbound import fetch_inbound
+from fleetbox.graph.notifications import send_notification
+from fleetbox.graph.outlook import send_mail
+from fleetbox.graph.simulator import GraphSimulator
+from fleetbox.graph.sync import run_sync
+from fleetbox.graph.teams import send_teams_message
+from fleetbox.graph.tokens import Tokens
+from fleetbox.graph.webhooks import Receiver, Subscriptions, process_webhook
+from fleetbox.metrics import Metrics
+from fleetbox.models import Clock, Job
+from fleetbox.queues import Handler
+from fleetbox.ratelimit import Limiters, RateEventWriter
+from fleetbox.scheduler import PeriodicTask
+
+log = logging.getLogger("fleetbox.graph")
+
+GraphMode = Literal["simulated", "live", "off"]
+
+#: the mailbox the simulator's sends come from when none is configured
+SIMULATED_SENDER = "fleet-notices@simulated.example"
+
+
+def graph_mode(settings: Settings) -> GraphMode:
+    if not settings.graph.enabled:
+        return "off"
+    return "simulated" if settings.graph.simulated else "live"
+
+
+class GraphRuntime:
+    """Builds and runs the Graph processors of one appliance."""
+
+    def __init__(self, settings: Settings, db: Database, metrics: Metrics, clock: Clock) -> None:
+        self.settings = settings
+        self.mode = graph_mode(settings)
+        self.db = db
+        self.clock = clock
+        self.writer = RateEventWriter(db, metrics)
+        self.limiters = Limiters(settings.rate_limits, record=self.writer.record)
+        self.simulator: GraphSimulator | None = None
+        self.tokens: Tokens | None = None
+        self.client: GraphClient | None = None
+        self.ctx: GraphContext | None = None
+        self.subscriptions: Subscriptions | None = None
+        self.receiver: Receiver | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def handlers(self) -> dict[str, Handler]:
+        """The processors of the spec's Graph-backed queues (none when Graph is off)."""
+        if self.mode == "off":
+            return {}
+        return {
+            "teams-outbound": self._bound(send_teams_message),
+            "outlook-outbound": self._bound(send_mail),
+            "notifications": self._bound(send_notification),
+            "attachments": self._bound(transfer_attachment),
+            "webhooks": self._webhook,
+            "teams-inbound": self._bound(fetch_inbound),
+            "outlook-inbound": self._bound(fetch_inbound),
+            "sync": self._bound(run_sync),
+        }
+
+    def _bound(self, processor: Callable[[GraphContext, Job], Awaitable[None]]) -> Handler:
+        async def handler(job: Job) -> None:
+            await processor(self._context(), job)
+
+        return handler
+
+    async def _webhook(self, job: Job) -> None:
+        assert self.subscriptions is not None
+        await process_webhook(self._context(), self.subscriptions, job)
+
+    def _context(self) -> GraphContext:
+        if self.ctx is None:
+            raise FleetboxError("the Graph runtime has not started")
+        return self.ctx
+
+    async def start(self) -> None:
+        """Start the simulator (when simulated), the tokens and the client."""
+        if self.mode == "off":
+            return
+        graph = self.settings.graph
+        data_dir = self.settings.appliance.data_dir
+        cache_path = graph.token_cache_path or data_dir / "graph-token-cache.json"
+        if self.mode == "simulated":
+            self.simulator = GraphSimulator(allow_http_notification_urls=True)
+            await self.simulator.start()
+            self._tmp = tempfile.TemporaryDirectory(prefix="fleetbox-graph-sim-")
+            cache_path = Path(self._tmp.name) / "token-cache.json"
+            graph = graph.model_copy(update={
+                "tenant_id": self.simulator.tenant, "client_id": self.simulator.client_id,
+                "client_secret": SecretStr(self.simulator.client_secret),
+                "authority_host": self.simulator.authority_host, "base_url": self.simulator.base_url,
+                "ca_bundle": self.simulator.ca_pem_path, "sender": graph.sender or SIMULATED_SENDER,
+                "client_state": graph.client_state or SecretStr(secrets.token_urlsafe(24)),
+            })  # fmt: skip
+            log.warning(
+                "Microsoft Graph is simulated: the Graph queues run against the built-in simulator and nothing "
+                "leaves this machine", extra={"event": "graph_simulated", "base_url": graph.base_url},
+            )  # fmt: skip
+        tokens = self.tokens = Tokens(graph, cache_path=cache_path)
+        await tokens.start()
+        if self.simulator is not None and tokens.delegated_account() is None:
+            # The simulator approves its own device codes: the Teams service account signs in here.
+            await tokens.device_login(lambda _message: None)
+        self.client = GraphClient(graph, tokens, self.limiters)
+        await self.client.start()
+        files_dir = graph.files_dir or data_dir / "attachments"
+        self.ctx = GraphContext(self.db, self.client, self.limiters, graph, self.clock, files_dir)
+        self.subscriptions = Subscriptions(self.ctx)
+        secret = graph.client_state.get_secret_value() if graph.client_state else None
+        self.receiver = Receiver(self.db, secret)
+        log.info("graph ready", extra={"event": "graph_started", "mode": self.mode, "base_url": graph.base_url})
+
+    def install_routes(self, app: web.Application) -> None:
+        """The webhook receiver's routes on the admin application (after :meth:`start`)."""
+        if self.receiver is not None:
+            self.receiver.install(app)
+
+    def set_public_url(self, url: str) -> None:
+        """The admin server's address, once bound: the simulator's notifications go there."""
+        if self.ctx is not None and self.simulator is not None and self.settings.graph.webhook_base_url is None:
+            self.ctx.settings = self.ctx.settings.model_copy(update={"webhook_base_url": url})
+
+    def tasks(self) -> list[PeriodicTask]:
+        """Scheduled: keep the configured subscriptions alive (hourly, once across processes)."""
+        if self.mode == "off" or not self.settings.graph.subscriptions:
+            return []
+        return [PeriodicTask(name="graph-subscriptions", run=self._maintain, every=3600)]
+
+    async def _maintain(self) -> object:
+        assert self.subscriptions is not None
+        return await self.subscriptions.maintain()
+
+    def apply(self, settings: Settings) -> None:
+        """A reload: new rate limits apply to later requests."""
+        self.limiters.apply(settings.rate_limits)
+        self.settings = settings
+
+    async def stop(self) -> None:
+        """Close the client and the simulator; then write the rate-limit events still buffered."""
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+        if self.tokens is not None:
+            self.tokens.close()
+            self.tokens = None
+        if self.simulator is not None:
+            await self.simulator.stop()
+            self.simulator = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        self.ctx = None
+        await self.writer.drain()

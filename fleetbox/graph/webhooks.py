@@ -1,0 +1,298 @@
+"""webhooks: Graph change notifications, from the public receiver to the inbound queues.
+
+The receiver (``POST /api/graph/notifications`` and ``/api/graph/lifecycle`` on the admin
+server) answers Graph's validation handshake, checks ``clientState`` on every item (a mismatch
+is refused and recorded), stores each new notification once (replays are dropped by a dedupe
+key) and enqueues its processing in the same transaction, then answers 202: milliseconds,
+well inside Graph's 3 seconds. If storing fails it answers 503, so Graph delivers again.
+
+The webhooks processor turns a notification into work: a created/updated/deleted message goes
+to teams-inbound or outlook-inbound; ``reauthorizationRequired`` renews the subscription,
+``subscriptionRemoved`` creates it again and catches up with a delta sync, ``missed`` runs a
+delta sync. :class:`Subscriptions` creates the configured subscriptions and renews them before
+they expire (a scheduled task, once per tick across processes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import quote
+
+from aiohttp import web
+
+from fleetbox.config import SubscriptionSettings
+from fleetbox.db import Database
+from fleetbox.errors import DatabaseError, PermanentError, ValidationError
+from fleetbox.graph.context import GraphContext, parse
+from fleetbox.models import Job
+from fleetbox.payloads import WebhookEvent
+
+log = logging.getLogger("fleetbox.graph.webhooks")
+
+NOTIFICATIONS_PATH = "/api/graph/notifications"
+LIFECYCLE_PATH = "/api/graph/lifecycle"
+
+#: the longest subscription Graph allows, by source, in minutes (contract 4.5), less a margin
+MAX_LIFETIME_MINUTES: dict[str, int] = {"teams": 4320 - 60, "outlook": 4230 - 60}
+
+#: a notification body larger than this is not from Graph
+MAX_BODY_BYTES = 1_048_576
+
+
+def source_of(resource: str) -> Literal["teams", "outlook"]:
+    lowered = resource.lower().lstrip("/")
+    return "teams" if lowered.startswith(("chats", "teams")) else "outlook"
+
+
+def dedupe_key(item: Mapping[str, Any]) -> str:
+    """The same change delivered twice has the same key (Graph replays; order is not kept)."""
+    raw = item.get("resourceData")
+    data: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    parts = [
+        str(item.get("subscriptionId", "")), str(item.get("lifecycleEvent", "")), str(item.get("resource", "")),
+        str(item.get("changeType", "")), str(data.get("@odata.etag") or data.get("id") or ""),
+        str(item.get("subscriptionExpirationDateTime", "")) if item.get("lifecycleEvent") else "",
+    ]  # fmt: skip
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+class Receiver:
+    """The public endpoints Graph posts change and lifecycle notifications to."""
+
+    def __init__(self, db: Database, client_state: str | None) -> None:
+        self.db = db
+        self._client_state = client_state.encode() if client_state else None
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_post(NOTIFICATIONS_PATH, self.handle)
+        app.router.add_post(LIFECYCLE_PATH, self.handle)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        token = request.query.get("validationToken")
+        if token is not None:
+            # The handshake: echo the decoded token as plain text within 10 s (aiohttp decodes it).
+            return web.Response(text=token, content_type="text/plain")
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _error(413, "payload_too_large", "a notification body is at most 1 MiB")
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "invalid_json", "the body must be a JSON object with a value array")
+        items = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            return _error(400, "invalid_notification", "the body must be a JSON object with a value array")
+        accepted = rejected = duplicates = 0
+        try:
+            for item in items:
+                if not self._trusted(item):
+                    rejected += 1
+                    await self.db.fetchval("webhook_reject", source_of(str(item.get("resource", ""))), item,
+                                           "clientState mismatch")  # fmt: skip
+                    log.warning(
+                        "webhook notification refused: clientState mismatch",
+                        extra={"event": "webhook_rejected", "subscription_id": item.get("subscriptionId")},
+                    )
+                    continue
+                if await self._store(item):
+                    accepted += 1
+                else:
+                    duplicates += 1
+        except DatabaseError as exc:
+            log.error("webhook notification not stored; Graph will deliver it again",
+                      extra={"event": "webhook_store_failed", "error": str(exc)})  # fmt: skip
+            return _error(503, "unavailable", "the notification could not be stored; deliver it again")
+        if rejected and not accepted and not duplicates:
+            return _error(403, "client_state_mismatch", "clientState does not match this appliance's")
+        return web.json_response({"accepted": accepted, "duplicates": duplicates, "rejected": rejected}, status=202)
+
+    def _trusted(self, item: Mapping[str, Any]) -> bool:
+        if self._client_state is None:
+            return False  # without a configured secret nothing can be verified: refuse all
+        given = item.get("clientState")
+        return isinstance(given, str) and hmac.compare_digest(given.encode(), self._client_state)
+
+    async def _store(self, item: dict[str, Any]) -> bool:
+        resource = str(item.get("resource", ""))
+        source = source_of(resource)
+        event = WebhookEvent.model_validate({
+            "webhookId": str(item.get("subscriptionId") or "unknown"),
+            "source": source,
+            "eventType": str(item.get("lifecycleEvent") or item.get("changeType") or "unknown"),
+            "data": {k: v for k, v in item.items() if k != "clientState"},  # the secret stays out of jobs
+            "receivedAt": dt.datetime.now(dt.UTC),
+        }).to_data()  # fmt: skip
+        async with self.db.transaction() as conn:
+            event_id = await conn.fetchval("webhook_store", source, dedupe_key(item), event["data"])
+            if event_id is None:
+                return False
+            await conn.fetchval("webhook_enqueue", event_id, {**event, "eventId": event_id})
+        return True
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+# -- the processor ------------------------------------------------------------------------
+
+
+async def process_webhook(ctx: GraphContext, subscriptions: Subscriptions, job: Job) -> None:
+    """Turn one stored notification into work."""
+    event = parse(WebhookEvent, job)
+    data = event.data
+    lifecycle = data.get("lifecycleEvent")
+    if lifecycle is None:
+        change = str(data.get("changeType", ""))
+        if change not in ("created", "updated", "deleted"):
+            raise ValidationError(f"webhook: unknown changeType {change!r}")
+        queue = "teams-inbound" if event.source == "teams" else "outlook-inbound"
+        await _follow_up(ctx, job, "inbound", queue, {"resource": data.get("resource"), "changeType": change})
+        return
+    sub_id = str(data.get("subscriptionId", ""))
+    if lifecycle == "reauthorizationRequired":
+        await subscriptions.renew(sub_id)
+    elif lifecycle == "subscriptionRemoved":
+        row = await ctx.db.fetchrow("subscription_remove", sub_id, lifecycle)
+        if row is not None:
+            await subscriptions.create(SubscriptionSettings(
+                source=row["source"], resource=row["resource"], change_type=row["change_type"]))  # fmt: skip
+            await _catch_up(ctx, job, row["source"], row["resource"], full=False)
+    elif lifecycle == "missed":
+        row = await ctx.db.fetchrow("subscription_event", sub_id, lifecycle)
+        if row is not None:
+            await _catch_up(ctx, job, row["source"], row["resource"], full=True)
+    else:
+        raise ValidationError(f"webhook: unknown lifecycleEvent {lifecycle!r}")
+
+
+async def _catch_up(ctx: GraphContext, job: Job, source: str, resource: str, *, full: bool) -> None:
+    """A delta sync of what a subscription watches, for what notifications did not bring."""
+    parts = resource.strip("/").split("/")
+    if source == "outlook" and len(parts) >= 2 and parts[0].lower() == "users":
+        folder = "inbox"
+        if len(parts) >= 3 and parts[2].lower().startswith("mailfolders("):
+            folder = parts[2][len("mailFolders(") :].strip("')")
+        payload = {"resourceType": "messages", "userId": parts[1], "folder": folder, "fullSync": full}
+    else:
+        user = ctx.settings.sender
+        if user is None:
+            log.warning("no catch-up sync: set graph.sender to the user whose chats to sync",
+                        extra={"event": "sync_skipped", "resource": resource})  # fmt: skip
+            return
+        payload = {"resourceType": "chatMessages", "userId": user, "fullSync": full}
+    await _follow_up(ctx, job, "sync", "sync", payload)
+
+
+async def _follow_up(ctx: GraphContext, job: Job, step: str, queue: str, payload: dict[str, Any]) -> None:
+    if await ctx.effect(job, step) is not None:
+        return
+    row = await ctx.db.fetchrow("graph_enqueue", queue, payload, None)
+    assert row is not None
+    await ctx.record(job, step, str(row["job_id"]), {"queue": queue})
+
+
+# -- subscriptions ------------------------------------------------------------------------
+
+
+class Subscriptions:
+    """Creates the configured subscriptions and keeps them alive."""
+
+    def __init__(self, ctx: GraphContext) -> None:
+        self.ctx = ctx
+
+    def _urls(self) -> tuple[str, str]:
+        base = self.ctx.settings.webhook_base_url
+        if not base:
+            raise PermanentError("graph.webhook_base_url is not set: Graph has nowhere to send notifications")
+        base = base.rstrip("/")
+        return base + NOTIFICATIONS_PATH, base + LIFECYCLE_PATH
+
+    def _expiry(self, source: str) -> dt.datetime:
+        return self.ctx.clock.now() + dt.timedelta(minutes=MAX_LIFETIME_MINUTES[source])
+
+    async def create(self, sub: SubscriptionSettings) -> str:
+        """Subscribe (Graph checks the receiver with its validation handshake first)."""
+        secret = self.ctx.settings.client_state
+        if secret is None:
+            raise PermanentError("graph.client_state is not set: notifications could not be verified")
+        notify, lifecycle = self._urls()
+        expires = self._expiry(sub.source)
+        response = await self.ctx.graph.request(
+            "POST", "/subscriptions", resource="subscriptions",
+            json={"changeType": sub.change_type, "notificationUrl": notify, "lifecycleNotificationUrl": lifecycle,
+                  "resource": sub.resource, "expirationDateTime": _iso(expires),
+                  "clientState": secret.get_secret_value(), "latestSupportedTlsVersion": "v1_2"},
+        )  # fmt: skip
+        created = response.json()
+        sub_id = str(created["id"])
+        await self.ctx.db.execute(
+            "subscription_upsert", sub_id, sub.source, sub.resource, sub.change_type,
+            _parse_time(created.get("expirationDateTime")) or expires,
+        )  # fmt: skip
+        log.info("graph subscription created", extra={"event": "subscription_created", "subscription_id": sub_id,
+                                                      "resource": sub.resource})  # fmt: skip
+        return sub_id
+
+    async def renew(self, sub_id: str) -> None:
+        """Extend a subscription; one Graph no longer knows is created again."""
+        row = await self.ctx.db.fetchrow("subscription_get", sub_id)
+        if row is None or row["removed_at"] is not None:
+            return
+        expires = self._expiry(row["source"])
+        try:
+            response = await self.ctx.graph.request(
+                "PATCH", f"/subscriptions/{quote(sub_id, safe='')}", resource="subscriptions",
+                json={"expirationDateTime": _iso(expires)},
+            )  # fmt: skip
+        except PermanentError as exc:
+            if exc.graph is None or exc.graph.status != 404:
+                raise
+            # Expired or removed in Graph: subscribe again and catch up on what was missed.
+            await self.ctx.db.fetchrow("subscription_remove", sub_id, "renewal_not_found")
+            sub = SubscriptionSettings(source=row["source"], resource=row["resource"], change_type=row["change_type"])
+            await self.create(sub)
+            return
+        await self.ctx.db.execute(
+            "subscription_upsert", sub_id, row["source"], row["resource"], row["change_type"],
+            _parse_time(response.json().get("expirationDateTime")) or expires,
+        )  # fmt: skip
+        log.info("graph subscription renewed", extra={"event": "subscription_renewed", "subscription_id": sub_id})
+
+    async def maintain(self) -> dict[str, int]:
+        """Create missing configured subscriptions; renew those expiring soon (a scheduled task)."""
+        live = await self.ctx.db.fetch("subscriptions_live")
+        have = {(r["source"], r["resource"]) for r in live}
+        created = renewed = 0
+        for sub in self.ctx.settings.subscriptions:
+            if (sub.source, sub.resource) not in have:
+                await self.create(sub)
+                created += 1
+        horizon = self.ctx.clock.now() + dt.timedelta(hours=self.ctx.settings.renew_before_hours)
+        for row in live:
+            if row["expires_at"] <= horizon:
+                await self.renew(row["id"])
+                renewed += 1
+        return {"created": created, "renewed": renewed}
+
+    async def list(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self.ctx.db.fetch("subscriptions_live")]
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(value: object) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

@@ -1,0 +1,484 @@
+"""Each Graph processor end to end: the real queue, real PostgreSQL, the simulator over HTTPS.
+
+An appliance runs with Graph pointed at a :class:`GraphSimulator` (its own test CA; the same msal
+and aiohttp code as production). Jobs are enqueued with the spec's helpers; the tests look at
+what Graph received, what the database holds, and how failures were classified and retried.
+Retry timing runs on a ManualClock: the tests check when the next attempt is due, then move the
+clock; waiting is always on a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetbox.app import Appliance
+from fleetbox.client import Client
+from fleetbox.config import GraphSettings
+from fleetbox.db import Database
+from fleetbox.graph.attachments import CHUNK_BYTES
+from fleetbox.graph.simulator import GraphSimulator
+from fleetbox.graph.tokens import Tokens
+from fleetbox.models import JobInfo, JobState, ManualClock
+from tests.conftest import wait_for
+
+AppFactory = Callable[..., Awaitable[Appliance]]
+
+SENDER = "fleet-notices@contoso.example"
+CHAT = "19:2da4c29f6d7041eca70b638b43d45437@thread.v2"
+TEAM = "5f3ad8e1-3c1b-4f0e-9a57-2a1c0e6b7d21"
+CHANNEL = "19:c0ffee@thread.tacv2"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[GraphSimulator]:
+    async with GraphSimulator(allow_http_notification_urls=True) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def graph(sim: GraphSimulator, tmp_path: Path) -> dict[str, Any]:
+    """The [graph] section pointing at the simulator, with the Teams service account signed in."""
+    section: dict[str, Any] = {
+        "enabled": True, "simulate": False, "tenant_id": sim.tenant, "client_id": sim.client_id,
+        "client_secret": sim.client_secret, "authority_host": sim.authority_host, "base_url": sim.base_url,
+        "ca_bundle": str(sim.ca_pem_path), "token_cache_path": str(tmp_path / "token-cache.json"),
+        "sender": SENDER, "client_state": "s3cret-client-state", "files_dir": str(tmp_path / "files"),
+    }  # fmt: skip
+    tokens = Tokens(GraphSettings(**section), cache_path=tmp_path / "token-cache.json")
+    await tokens.start()
+    try:
+        await tokens.device_login(lambda _message: None)
+    finally:
+        tokens.close()
+    (tmp_path / "files").mkdir()
+    return section
+
+
+@pytest.fixture
+async def start(appliance_factory: AppFactory, graph: dict[str, Any]) -> Callable[..., Awaitable[Appliance]]:
+    """Start an appliance on the simulator (``clock=`` a ManualClock where a test drives retry time)."""
+
+    async def run(**sections: Any) -> Appliance:
+        merged = {**graph, **sections.pop("graph", {})}
+        return await appliance_factory(graph=merged, **sections)
+
+    return run
+
+
+def finished(client: Client, job_id: int, *states: JobState) -> Callable[[], Awaitable[bool]]:
+    """A wait_for condition: the job reached one of ``states`` (default: succeeded).
+
+    Raises at once, naming the job's errors, when it reached another final state instead.
+    """
+    wanted = states or (JobState.SUCCEEDED,)
+
+    async def check() -> bool:
+        info = await client.get_job(job_id)
+        if info.state in wanted:
+            return True
+        if info.state in (JobState.SUCCEEDED, JobState.DEAD):
+            errors = [a.error for a in info.history]
+            raise AssertionError(f"job {job_id} ended {info.state.value}, not {wanted}: {errors}")
+        return False
+
+    return check
+
+
+async def attempts(client: Client, job_id: int, count: int) -> JobInfo:
+    async def check() -> bool:
+        return len((await client.get_job(job_id)).history) >= count
+
+    await wait_for(check, timeout=15)
+    return await client.get_job(job_id)
+
+
+def posts(sim: GraphSimulator, pattern: str) -> list[Any]:
+    return [r for r in sim.requests if f"{r.method} {r.path}".startswith(pattern)]
+
+
+# -- teams-outbound -------------------------------------------------------------------------
+
+
+async def test_a_chat_message_is_posted_as_the_service_account_and_recorded(
+    start: Any, client: Client, sim: GraphSimulator, db: Database
+) -> None:
+    await start()
+    job = await client.enqueue_teams_message(
+        {"chatId": CHAT, "content": "Truck 12 <b>arrived</b>", "contentType": "html", "importance": "high"}
+    )
+    await wait_for(finished(client, job.id))
+    [message] = sim.chat_messages[CHAT]
+    assert message["body"] == {"contentType": "html", "content": "Truck 12 <b>arrived</b>"}
+    assert message["importance"] == "high"
+    effect = await db.fetchrow("graph_effect_get", job.id, "message")
+    assert effect is not None and effect["graph_id"] == message["id"]
+    [post] = posts(sim, "POST /v1.0/chats/")
+    assert post.headers["client-request-id"]
+
+
+async def test_a_channel_message_goes_to_the_channel(start: Any, client: Client, sim: GraphSimulator) -> None:
+    await start()
+    job = await client.enqueue_teams_message({"teamId": TEAM, "channelId": CHANNEL, "content": "hi"})
+    await wait_for(finished(client, job.id))
+    [message] = sim.channel_messages[(TEAM, CHANNEL)]
+    assert message["body"]["content"] == "hi"
+
+
+async def test_a_retry_after_a_lost_completion_does_not_post_twice(
+    start: Any, client: Client, sim: GraphSimulator, db: Database
+) -> None:
+    app = await start()
+    job = await client.enqueue_teams_message({"chatId": CHAT, "content": "once"})
+    await wait_for(finished(client, job.id))
+    # The same job again, as after a crash between Graph's 201 and the completion write: the
+    # recorded effect says the message exists.
+    from fleetbox.graph.teams import send_teams_message
+
+    info = await client.get_job(job.id)
+    assert app.graph.ctx is not None
+    from fleetbox.models import Job
+
+    again = Job(id=info.id, queue=info.queue, priority=info.priority, data=info.data, attempt=2, max_attempts=None,
+                retries={}, run_at=info.run_at, created_at=info.created_at)  # fmt: skip
+    await send_teams_message(app.graph.ctx, again)
+    assert len(sim.chat_messages[CHAT]) == 1
+
+
+# -- outlook-outbound -----------------------------------------------------------------------
+
+
+async def test_mail_is_sent_with_recipients_body_importance_and_inline_attachment(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start()
+    content = base64.b64encode(b"route plan").decode()
+    job = await client.enqueue_outlook_email(
+        {"to": ["driver@contoso.example"], "cc": ["ops@contoso.example"], "bcc": ["audit@contoso.example"],
+         "subject": "Important Update", "body": "<h1>Hello!</h1>", "bodyType": "html", "importance": "high",
+         "attachments": [{"name": "plan.txt", "contentType": "text/plain", "contentBytes": content}]}
+    )  # fmt: skip
+    await wait_for(finished(client, job.id))
+    [sent] = sim.sent_mail
+    assert sent.mailbox == SENDER.lower()
+    message = sent.message
+    assert [r["emailAddress"]["address"] for r in message["toRecipients"]] == ["driver@contoso.example"]
+    assert [r["emailAddress"]["address"] for r in message["bccRecipients"]] == ["audit@contoso.example"]
+    assert message["body"]["contentType"].lower() == "html"
+    assert message["attachments"][0]["contentBytes"] == content
+
+
+# -- notifications --------------------------------------------------------------------------
+
+
+async def test_an_activity_notification_reaches_the_user(start: Any, client: Client, sim: GraphSimulator) -> None:
+    await start()
+    job = await client.enqueue_notification(
+        {"userId": "user-7", "chatId": CHAT, "activityType": "taskCreated", "previewText": "Inspection due"}
+    )
+    await wait_for(finished(client, job.id))
+    [note] = sim.activity_notifications
+    assert note.body["previewText"] == {"content": "Inspection due"}
+    assert note.body["recipient"]["userId"] == "user-7"
+
+
+# -- the error classes of the spec ----------------------------------------------------------
+
+
+async def test_a_429_waits_at_least_retry_after_and_pauses_the_resource(
+    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock, db: Database
+) -> None:
+    app = await start(clock=clock)
+    sim.fail(r"POST /v1\.0/users/.*/sendMail", 429, code="ApplicationThrottled", retry_after=1.5)
+    job = await client.enqueue_outlook_email(
+        {"to": ["a@contoso.example"], "subject": "s", "body": "b"}, run_at=clock.now()
+    )
+    info = await attempts(client, job.id, 1)
+    assert info.state is JobState.RETRYING
+    assert info.history[0].error_class == "rate_limited"
+    assert "ApplicationThrottled" in (info.history[0].error or "")
+    # Not before Retry-After: the next attempt is due 1.5 s after the failure.
+    assert info.run_at - info.history[0].finished_at >= dt.timedelta(seconds=1.5)
+    throttled = await db.fetchval("SELECT count(*) FROM rate_limit_tracking WHERE event = 'throttled'")
+    assert throttled == 1
+    clock.advance(dt.timedelta(seconds=1.5))
+    app.wake()
+    await wait_for(finished(client, job.id))
+    first, second = posts(sim, "POST /v1.0/users/")
+    assert second.at - first.at >= 1.5  # the limiter held the retry until Retry-After had passed
+
+
+async def test_network_errors_back_off_1_2_4_8_16_seconds(
+    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock
+) -> None:
+    app = await start(clock=clock)
+    sim.drop(r"POST /v1\.0/chats/", times=5)
+    job = await client.enqueue_teams_message({"chatId": CHAT, "content": "x"}, run_at=clock.now())
+    delays = []
+    for n in range(1, 6):
+        info = await attempts(client, job.id, n)
+        assert info.history[-1].error_class == "transient"
+        delays.append(round((info.run_at - info.history[-1].finished_at).total_seconds()))
+        clock.advance(info.run_at - clock.now())
+        app.wake()
+    assert delays == [1, 2, 4, 8, 16]
+    await wait_for(finished(client, job.id))
+    assert len(sim.chat_messages[CHAT]) == 1
+
+
+async def test_an_expired_token_is_refreshed_and_the_request_retried_once(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start()
+    warm = await client.enqueue_outlook_email({"to": ["a@contoso.example"], "subject": "1", "body": "b"})
+    await wait_for(finished(client, warm.id))
+    sim.expire_tokens()
+    job = await client.enqueue_outlook_email({"to": ["a@contoso.example"], "subject": "2", "body": "b"})
+    await wait_for(finished(client, job.id))
+    info = await client.get_job(job.id)
+    assert len(info.history) == 1  # refreshed inside the attempt
+    sends = posts(sim, "POST /v1.0/users/")
+    assert [r.status for r in sends[-2:]] == [401, 202]
+    assert len(sim.sent_mail) == 2
+
+
+async def test_a_validation_error_dead_letters_at_once_with_graphs_code_and_request_id(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start()
+    sim.fail(r"POST /v1\.0/users/.*/sendMail", 400, code="ErrorInvalidRecipients", message="Recipient isn't valid.")
+    job = await client.enqueue_outlook_email({"to": ["nobody@contoso.example"], "subject": "s", "body": "b"})
+    await wait_for(finished(client, job.id, JobState.DEAD))
+    info = await client.get_job(job.id)
+    assert len(info.history) == 1
+    error = info.history[0].error or ""
+    assert "ErrorInvalidRecipients" in error and "Recipient isn't valid." in error
+    assert re.search(r"request-id [0-9a-f-]{36}", error)  # Graph's, for Microsoft support
+    sent = posts(sim, "POST /v1.0/users/")[0].headers["client-request-id"]
+    assert f"client-request-id {sent}" in error
+
+
+async def test_an_app_only_token_cannot_post_to_a_chat_and_that_is_permanent(
+    start: Any, client: Client, sim: GraphSimulator, tmp_path: Path
+) -> None:
+    os.remove(tmp_path / "token-cache.json")  # nobody signed in: the delegated token is missing
+    await start()
+    job = await client.enqueue_teams_message({"chatId": CHAT, "content": "x"})
+    await wait_for(finished(client, job.id, JobState.DEAD))
+    info = await client.get_job(job.id)
+    assert "fleetbox auth login" in (info.history[0].error or "")
+
+
+# -- rate limits ----------------------------------------------------------------------------
+
+
+async def test_teams_posts_never_exceed_the_configured_rate_in_any_second(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start(rate_limits={"teams_per_second": 50}, pools={"high": 40})
+    jobs = [
+        {"queue": "teams-outbound", "data": {"chatId": f"19:chat-{i}@thread.v2", "content": f"m{i}"}}
+        for i in range(300)
+    ]
+    await client.enqueue_many(jobs)
+
+    async def all_posted() -> bool:
+        return sum(len(v) for v in sim.chat_messages.values()) == 300
+
+    await wait_for(all_posted, timeout=30)
+    times = sorted(r.at for r in posts(sim, "POST /v1.0/chats/") if r.status == 201)
+    assert len(times) == 300
+    busiest = max(sum(1 for t in times[i:] if t < start_at + 1.0) for i, start_at in enumerate(times))
+    assert busiest <= 50
+
+
+# -- attachments ----------------------------------------------------------------------------
+
+
+def write_file(graph: dict[str, Any], name: str, size: int) -> bytes:
+    data = os.urandom(size)
+    Path(graph["files_dir"], name).write_bytes(data)
+    return data
+
+
+async def test_a_small_file_is_uploaded_to_the_channel_in_one_request(
+    start: Any, client: Client, sim: GraphSimulator, graph: dict[str, Any]
+) -> None:
+    await start()
+    data = write_file(graph, "f-1", 200_000)
+    job = await client.enqueue_attachment_upload(
+        {"fileId": "f-1", "fileName": "report.pdf", "fileSize": len(data), "contentType": "application/pdf",
+         "operation": "upload", "source": "teams", "teamId": TEAM, "channelId": CHANNEL}
+    )  # fmt: skip
+    await wait_for(finished(client, job.id))
+    [item] = [f for f in sim.drive_items.values() if f.name == "report.pdf"]
+    assert item.data == data
+
+
+async def test_a_large_file_goes_in_ordered_chunks_and_resumes_after_a_failed_chunk(
+    start: Any, client: Client, sim: GraphSimulator, graph: dict[str, Any], clock: ManualClock, db: Database
+) -> None:
+    app = await start(clock=clock)
+    data = write_file(graph, "big", 3 * CHUNK_BYTES + 1000)
+    sim.drop(r"PUT /upload/", times=1)  # the first chunk arrives, the connection dies on... the first PUT
+    job = await client.enqueue_attachment_upload(
+        {"fileId": "big", "fileName": "video.mp4", "fileSize": len(data), "contentType": "video/mp4",
+         "operation": "upload", "source": "teams", "driveId": "drive-1", "parentId": "root"},
+        run_at=clock.now(),
+    )  # fmt: skip
+    info = await attempts(client, job.id, 1)
+    assert info.history[0].error_class == "transient"
+    assert await db.fetchval("SELECT count(*) FROM graph_uploads") == 1  # the session is kept
+    clock.advance(info.run_at - clock.now())
+    app.wake()
+    await wait_for(finished(client, job.id))
+    [item] = [f for f in sim.drive_items.values() if f.name == "video.mp4"]
+    assert item.data == data
+    puts = [r for r in sim.requests if r.method == "PUT" and r.status in (200, 201, 202)]
+    ranges = [r.headers["content-range"] for r in puts]
+    assert ranges == sorted(set(ranges), key=lambda r: int(r.split()[1].split("-")[0]))  # in order, none twice
+    assert all("authorization" not in r.headers for r in puts)
+    assert all(len(r.body) % (320 * 1024) == 0 for r in puts[:-1])
+    assert await db.fetchval("SELECT count(*) FROM graph_uploads") == 0
+
+
+async def test_a_drive_item_is_downloaded_without_sending_the_token_to_the_download_url(
+    start: Any, client: Client, sim: GraphSimulator, graph: dict[str, Any]
+) -> None:
+    await start()
+    data = write_file(graph, "up", 1000)
+    up = await client.enqueue_attachment_upload(
+        {"fileId": "up", "fileName": "doc.txt", "fileSize": 1000, "contentType": "text/plain",
+         "operation": "upload", "source": "teams", "driveId": "drive-1", "parentId": "root"}
+    )  # fmt: skip
+    await wait_for(finished(client, up.id))
+    [item_id] = [i for i, f in sim.drive_items.items() if f.name == "doc.txt"]
+    down = await client.enqueue_attachment_upload(
+        {"fileId": "down", "fileName": "doc.txt", "fileSize": 1000, "contentType": "text/plain",
+         "operation": "download", "source": "teams", "driveId": "drive-1", "itemId": item_id}
+    )  # fmt: skip
+    await wait_for(finished(client, down.id))
+    assert Path(graph["files_dir"], "down").read_bytes() == data  # noqa: ASYNC240 -- a test's check, after the work
+
+
+# -- webhooks, inbound, sync ----------------------------------------------------------------
+
+
+async def subscribe(app: Appliance, resource: str, source: str = "outlook") -> str:
+    from fleetbox.config import SubscriptionSettings
+
+    assert app.graph.subscriptions is not None
+    return await app.graph.subscriptions.create(SubscriptionSettings(source=source, resource=resource))  # type: ignore[arg-type]
+
+
+def admin_url(app: Appliance) -> str:
+    assert app.admin is not None
+    return f"http://127.0.0.1:{app.admin.port}"
+
+
+async def test_the_subscription_handshake_and_a_notification_fetch_the_new_mail(
+    start: Any, client: Client, sim: GraphSimulator, db: Database
+) -> None:
+    app = await start()
+    assert app.graph.ctx is not None
+    app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
+    sub_id = await subscribe(app, f"users/{SENDER}/mailFolders('inbox')/messages")
+    assert sub_id in sim.subscriptions  # Graph's validation POST got the token back
+    mail = sim.add_mail(SENDER, "inbox", {"subject": "Breakdown on A7", "body": {"content": "help"}})
+
+    async def stored() -> bool:
+        return bool(await db.fetchval("SELECT count(*) FROM inbound_messages WHERE graph_id = $1", mail["id"]))
+
+    await wait_for(stored, timeout=15)
+    data = json.loads(await db.fetchval("SELECT data::text FROM inbound_messages WHERE graph_id = $1", mail["id"]))
+    assert data["subject"] == "Breakdown on A7"
+
+
+async def test_a_client_state_mismatch_is_refused_and_recorded(start: Any, sim: GraphSimulator, db: Database) -> None:
+    app = await start()
+    assert app.graph.ctx is not None
+    app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
+    sub_id = await subscribe(app, f"users/{SENDER}/mailFolders('inbox')/messages")
+    delivery = await sim.deliver(sub_id, client_state="forged")
+    assert delivery.status == 403
+    assert delivery.elapsed < 3
+    rejected = await db.fetchval("SELECT count(*) FROM webhook_events WHERE status = 'rejected'")
+    assert rejected == 1
+    assert await db.fetchval("SELECT count(*) FROM jobs WHERE queue = 'webhooks'") == 0
+
+
+async def test_a_replayed_notification_is_processed_once(start: Any, sim: GraphSimulator, db: Database) -> None:
+    app = await start()
+    assert app.graph.ctx is not None
+    app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
+    sub_id = await subscribe(app, f"users/{SENDER}/mailFolders('inbox')/messages")
+    sim.notify_on_change = False
+    mail = sim.add_mail(SENDER, "inbox", {"subject": "once"})
+    item = {"changeType": "created", "resource": f"users/{SENDER}/messages/{mail['id']}",
+            "resourceData": {"id": mail["id"], "@odata.etag": 'W/"1"'}}  # fmt: skip
+    first = await sim.deliver(sub_id, [item])
+    second = await sim.deliver(sub_id, [item])
+    assert (first.status, second.status) == (202, 202)
+    assert await db.fetchval("SELECT count(*) FROM webhook_events WHERE status = 'accepted'") == 1
+
+
+async def test_lifecycle_events_renew_recreate_and_resync(
+    start: Any, client: Client, sim: GraphSimulator, db: Database
+) -> None:
+    app = await start()
+    assert app.graph.ctx is not None
+    app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
+    sub_id = await subscribe(app, f"users/{SENDER}/mailFolders('inbox')/messages")
+
+    await sim.lifecycle(sub_id, "reauthorizationRequired")
+    await wait_for(lambda: any(r.method == "PATCH" and r.status == 200 for r in sim.requests), timeout=15)
+
+    await sim.lifecycle(sub_id, "missed")
+
+    async def synced() -> bool:
+        return bool(await db.fetchval("SELECT count(*) FROM sync_history WHERE finished_at IS NOT NULL"))
+
+    await wait_for(synced, timeout=15)
+
+    await sim.lifecycle(sub_id, "subscriptionRemoved")
+
+    async def recreated() -> bool:
+        rows = await db.fetch("subscriptions_live")
+        return len(rows) == 1 and rows[0]["id"] != sub_id
+
+    await wait_for(recreated, timeout=15)
+
+
+async def test_a_mail_sync_follows_pages_stores_the_delta_link_and_resyncs_when_it_expires(
+    start: Any, client: Client, sim: GraphSimulator, db: Database
+) -> None:
+    await start()
+    sim.notify_on_change = False
+    for i in range(120):
+        sim.add_mail(SENDER, "inbox", {"subject": f"m{i}"})
+    job = await client.enqueue_sync({"resourceType": "messages", "userId": SENDER})
+    await wait_for(finished(client, job.id), timeout=20)
+    assert await db.fetchval("SELECT count(*) FROM inbound_messages WHERE source = 'outlook'") == 120
+    link = await db.fetchval("sync_last_delta_link", "messages", f"{SENDER}/inbox")
+    assert link and link.startswith(sim.base_url)
+
+    sim.add_mail(SENDER, "inbox", {"subject": "later"})
+    again = await client.enqueue_sync({"resourceType": "messages", "userId": SENDER})
+    await wait_for(finished(client, again.id), timeout=20)
+    rows = await db.fetch("SELECT items, full_sync FROM sync_history ORDER BY id")
+    assert (rows[-1]["items"], rows[-1]["full_sync"]) == (1, False)  # only the change
+
+    sim.expire_delta_tokens()
+    third = await client.enqueue_sync({"resourceType": "messages", "userId": SENDER})
+    await wait_for(finished(client, third.id), timeout=20)
+    rows = await db.fetch("SELECT items, full_sync, error FROM sync_history ORDER BY id")
+    assert rows[-1]["full_sync"] is True and rows[-1]["items"] == 121
+    assert "full resync" in (rows[-2]["error"] or "")
