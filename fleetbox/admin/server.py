@@ -224,6 +224,8 @@ class ControlSocket:
             raise self._refuse(f"cannot tell whether another process serves it: {exc}") from None
         else:
             writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
             raise self._refuse("another process answers on this socket; stop it or set another path")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
