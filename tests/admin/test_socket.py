@@ -68,10 +68,9 @@ async def test_the_socket_is_owner_only_and_needs_no_key_while_tcp_does(served: 
     mode = os.stat(path).st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     assert app.admin is not None
-    async with unix_session(path) as local:
-        async with local.get(f"{BASE}/api/queue/stats") as response:
-            assert response.status == 200
-            assert WORK in (await response.json())["queues"]
+    async with unix_session(path) as local, local.get(f"{BASE}/api/queue/stats") as response:
+        assert response.status == 200
+        assert WORK in (await response.json())["queues"]
     async with aiohttp.ClientSession() as tcp:
         async with tcp.get(f"{app.admin.url}/api/queue/stats") as response:
             assert response.status == 401
@@ -98,9 +97,7 @@ async def test_the_operator_header_is_the_audit_actor_and_the_uid_is_the_default
         ) as response:
             assert response.status == 400
             assert (await response.json())["error"]["field"] == OPERATOR_HEADER
-    rows = await app.db.pool.fetch(
-        "SELECT actor, action FROM fleetbox.audit_log WHERE target = $1 ORDER BY id", WORK
-    )
+    rows = await app.db.pool.fetch("SELECT actor, action FROM fleetbox.audit_log WHERE target = $1 ORDER BY id", WORK)
     assert [(r["actor"], r["action"]) for r in rows] == [
         ("alice", "queue.pause"), (f"socket:{os.getuid()}", "queue.resume"), (f"socket:{os.getuid()}", "queue.pause"),
     ]  # fmt: skip
@@ -186,6 +183,5 @@ async def test_the_cli_and_the_socket_see_the_same_queues(served: tuple[Applianc
         await other.set_paused(WORK, True, actor="cli")
     async with unix_session(path) as local, local.get(f"{BASE}/api/queue/health") as response:
         assert (await response.json())["queues"][WORK]["isRunning"] is False
-    async with unix_session(path) as local:
-        async with local.post(f"{BASE}/api/queue/{WORK}/resume", headers=ADMIN) as response:
-            assert response.status == 200  # a key sent anyway is not in the way
+    async with unix_session(path) as local, local.post(f"{BASE}/api/queue/{WORK}/resume", headers=ADMIN) as r:
+        assert r.status == 200  # a key sent anyway is not in the way

@@ -125,7 +125,8 @@ def event(kind: str, **fields: Any) -> Callable[[Frame], bool]:
 
 @pytest.fixture
 async def live(
-    appliance_factory: Callable[..., Awaitable[Appliance]], short_dir: Path  # noqa: F811
+    appliance_factory: Callable[..., Awaitable[Appliance]],
+    short_dir: Path,  # noqa: F811
 ) -> AsyncIterator[tuple[Appliance, Path, Behaviour]]:
     behaviour = Behaviour()
     path = short_dir / "admin.sock"
@@ -220,9 +221,9 @@ async def test_a_pause_by_anyone_reaches_every_subscriber(
     for client in (watcher, other):
         paused = await client.until(event("queue_paused", queue=WORK))
         assert paused["by"] == "carol" and paused["count"] == 1
-    async with unix_session(path) as local:
-        async with local.post(f"{BASE}/api/queue/{WORK}/resume", headers={OPERATOR_HEADER: "alice"}) as response:
-            assert response.status == 200
+    resume = f"{BASE}/api/queue/{WORK}/resume"
+    async with unix_session(path) as local, local.post(resume, headers={OPERATOR_HEADER: "alice"}) as response:
+        assert response.status == 200
     resumed = await watcher.until(event("queue_resumed", queue=WORK))
     assert resumed["by"] == "alice"
     tick = await watcher.until(lambda f: f["type"] == "tick")
