@@ -16,11 +16,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from fleetbox.admin import AdminServer, ApplianceInfo, build_app
-from fleetbox.admin.stream import Stream
+from fleetbox.admin.stream import MAX_EVENTS, Stream
 from fleetbox.client import Client
 from fleetbox.config import Settings
 from fleetbox.db import Database
@@ -129,7 +128,7 @@ async def test_a_suspended_client_gets_only_the_latest_tick_and_slows_nobody(
     await writer.wait_closed()
 
 
-async def test_each_subscriber_gets_ticks_at_its_own_interval(stepped: tuple[Stream, Moment, Path]) -> None:
+async def test_each_subscriber_gets_ticks_at_its_own_interval(stepped: Stepped) -> None:
     stream, moment, _path = stepped
     every_second = stream.subscribe()
     every_other = stream.subscribe(2000)
