@@ -44,6 +44,9 @@ class Moment:
         return self.now
 
 
+Stepped = tuple[Stream, Moment, Path]
+
+
 @pytest.fixture
 async def stepped(
     db: Database,
@@ -86,9 +89,7 @@ def frames(data: bytes) -> tuple[list[dict[str, Any]], bytes]:
     return out, data
 
 
-async def test_a_suspended_client_gets_only_the_latest_tick_and_slows_nobody(
-    stepped: tuple[Stream, Moment, Path],
-) -> None:
+async def test_a_suspended_client_gets_only_the_latest_tick_and_slows_nobody(stepped: Stepped) -> None:
     stream, moment, path = stepped
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # full after a few ticks
@@ -147,11 +148,7 @@ async def test_each_subscriber_gets_ticks_at_its_own_interval(stepped: Stepped) 
         stream.set_interval(every_other, True)
 
 
-async def test_events_beyond_the_bound_are_dropped_and_counted(
-    stepped: tuple[Stream, Moment, Path], db: Database
-) -> None:
-    from fleetbox.admin.stream import MAX_EVENTS
-
+async def test_events_beyond_the_bound_are_dropped_and_counted(stepped: Stepped, db: Database) -> None:
     stream, moment, _path = stepped
     sub = stream.subscribe()
     moment.now += 1
