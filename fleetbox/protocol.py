@@ -16,6 +16,10 @@ frame:
 Connecting: ``aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket))`` then
 ``session.ws_connect("http://fleetbox" + STREAM_PATH)`` (no key on the control socket; send
 ``OPERATOR_HEADER`` with mutating REST calls). Over TCP the read key goes in ``KEY_HEADER``.
+
+Annotations here are postponed (the project's rule), so on Python 3.11 ``__required_keys__``
+counts the ``NotRequired`` keys as required: a validator should read
+``typing.get_type_hints(T, include_extras=True)`` and treat ``NotRequired[...]`` as optional.
 """
 
 from __future__ import annotations
