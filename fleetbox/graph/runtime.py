@@ -19,6 +19,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import SecretStr
 
+from fleetbox import protocol
 from fleetbox.config import Settings
 from fleetbox.db import Database
 from fleetbox.errors import FleetboxError
@@ -42,6 +43,13 @@ from fleetbox.scheduler import PeriodicTask
 log = logging.getLogger("fleetbox.graph")
 
 GraphMode = Literal["simulated", "live", "off"]
+
+#: the limiter resource each Graph queue's requests go through (for monitoring)
+QUEUE_RESOURCES = {
+    "teams-outbound": "teams", "notifications": "teams", "teams-inbound": "teams",
+    "outlook-outbound": "outlook", "outlook-inbound": "outlook", "sync": "outlook",
+    "attachments": "attachments", "webhooks": "subscriptions",
+}  # fmt: skip
 
 #: the mailbox the simulator's sends come from when none is configured
 SIMULATED_SENDER = "fleet-notices@simulated.example"
@@ -157,6 +165,23 @@ class GraphRuntime:
     async def _maintain(self) -> object:
         assert self.subscriptions is not None
         return await self.subscriptions.maintain()
+
+    def limiter_states(self) -> dict[str, protocol.LimiterState]:
+        """Per Graph queue, the state of the limiter of the resource it calls (the live stream's)."""
+        totals: dict[str, protocol.LimiterState] = {}
+        for snap in self.limiters.snapshot():
+            empty = protocol.LimiterState(
+                resource=snap.resource, ratePerSecond=None, available=None, pausedUntil=None, waits=0, throttled=0
+            )
+            state = totals.setdefault(snap.resource, empty)
+            if snap.key is None:
+                state["ratePerSecond"] = snap.rate_per_second
+                state["available"] = snap.available
+            state["waits"] += snap.waits
+            state["throttled"] += snap.throttled
+            if snap.paused_until is not None:
+                state["pausedUntil"] = max(state["pausedUntil"] or 0.0, snap.paused_until)
+        return {queue: totals[resource] for queue, resource in QUEUE_RESOURCES.items() if resource in totals}
 
     def apply(self, settings: Settings) -> None:
         """A reload: new rate limits apply to later requests."""
