@@ -346,6 +346,7 @@ async def lifecycle(sim: GraphSimulator, subscription_id: str, event: LifecycleE
 
 async def _auto_deliver(sim: GraphSimulator, subscription_id: str, item: dict[str, Any]) -> None:
     """Deliver one automatic notification, redelivering with backoff (1, 2, 4 s...) while it fails."""
+    item = {"id": secrets.token_urlsafe(9), **item}  # a redelivery carries the same notification id
     for attempt in range(sim.notification_redeliveries + 1):
         if _live(sim, subscription_id) is None:
             return
