@@ -146,7 +146,7 @@ def _stamp() -> str:
     return iso(utc_now(), 0)
 
 
-def _complete(sim: GraphSimulator, user: str, folder: str, message: dict[str, Any]) -> dict[str, Any]:
+def _complete(user: str, folder: str, message: dict[str, Any]) -> dict[str, Any]:
     """Fill in the fields Graph returns on a message and that the caller did not give."""
     now = _stamp()
     mid = message.get("id") or new_message_id()
@@ -211,7 +211,7 @@ def add_mail(
 ) -> dict[str, Any]:
     """Seed a message (see :meth:`GraphSimulator.add_mail`)."""
     folder = folder.lower()
-    full = _complete(sim, user, folder, message)
+    full = _complete(user, folder, message)
     files = [
         MailAttachment(id=f"AAMkAtt{secrets.token_urlsafe(24)}=", name=name, content_type=ctype, data=data)
         for name, data, ctype in attachments
@@ -259,7 +259,7 @@ async def send_mail(sim: GraphSimulator, request: web.Request) -> web.StreamResp
     files = _check_message(message, recipients_required=True)
     sim.sent_mail.append(SentMail(user.lower(), message, tuple(files), save, "sendMail", monotonic()))
     if save:
-        stored = _complete(sim, user, "sentitems", message)
+        stored = _complete(user, "sentitems", message)
         stored["hasAttachments"] = bool(files)
         if files:
             sim.mail_attachments[stored["id"]] = list(files)
@@ -273,7 +273,7 @@ async def create_draft(sim: GraphSimulator, request: web.Request) -> web.StreamR
     user = request.match_info["user"]
     message = read_json(request[BODY])
     files = _check_message(message, recipients_required=False)
-    draft = _complete(sim, user, "drafts", {k: v for k, v in message.items() if k != "id"})
+    draft = _complete(user, "drafts", {k: v for k, v in message.items() if k != "id"})
     if files:
         sim.mail_attachments[draft["id"]] = list(files)
         draft["hasAttachments"] = True

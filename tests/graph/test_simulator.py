@@ -723,3 +723,16 @@ async def test_requests_are_recorded_in_order(
     assert last.method == "POST" and last.path == f"/v1.0/users/{MAILBOX}/sendMail" and last.status == 202
     assert last.headers["client-request-id"] == "abc" and last.json()["message"]["subject"] == "Build report"
     assert [r.at for r in sim.requests] == sorted(r.at for r in sim.requests)
+
+
+async def test_send_mail_as_base64_mime(
+    sim: GraphSimulator, http: aiohttp.ClientSession, sessions: list[requests.Session]
+) -> None:
+    token = await app_token(sim, sessions)
+    url = f"{sim.base_url}/users/{MAILBOX}/sendMail"
+    mime = b"To: ops@simulated.example\r\nSubject: raw\r\n\r\nbody"
+    plain = {"Content-Type": "text/plain"}
+    status, _, _ = await call(http, "POST", url, token, data=base64.b64encode(mime), headers=plain)
+    assert status == 202 and sim.sent_mail[-1].message == {"mime": mime.decode()} and sim.sent_mail[-1].via == "mime"
+    status, body, _ = await call(http, "POST", url, token, data=b"not base64!", headers=plain)
+    assert status == 400 and body["error"]["code"] == "ErrorMimeContentInvalidBase64String"
