@@ -22,8 +22,6 @@ from aiohttp import web
 
 #: Graph's documented cap on the size of one REST request (uploads through sessions excepted).
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
-#: fileAttachment.contentBytes is only for files under 3 MB; larger ones go through an upload session.
-MAX_INLINE_ATTACHMENT_BYTES = 3 * 1024 * 1024
 #: Outlook upload sessions accept attachments up to 150 MB.
 MAX_OUTLOOK_ATTACHMENT_BYTES = 150 * 1024 * 1024
 #: an Outlook upload-session PUT should carry at most 4 MB.
@@ -31,6 +29,9 @@ MAX_OUTLOOK_CHUNK_BYTES = 4 * 1024 * 1024
 #: a drive upload-session PUT must stay under 60 MiB and, unless it is the last, be a multiple of 320 KiB.
 MAX_DRIVE_CHUNK_BYTES = 60 * 1024 * 1024
 DRIVE_CHUNK_MULTIPLE = 320 * 1024
+#: what the middleware hands the route handlers: the request body (read once) and its arrival time
+BODY = web.RequestKey("fleetbox_graph_body", bytes)
+ARRIVAL = web.RequestKey("fleetbox_graph_arrival", float)
 #: Teams: "Channel conversation post size: approximately 28 KB per post".
 MAX_CHAT_MESSAGE_BYTES = 28 * 1024
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from fleetbox.graph.sim_common import OAuthError, TokenInfo, TokenKind, b64url, stable_guid, unsigned_jwt
+from fleetbox.graph.sim_common import BODY, OAuthError, TokenInfo, TokenKind, b64url, stable_guid, unsigned_jwt
 
 if TYPE_CHECKING:
     from fleetbox.graph.simulator import GraphSimulator
@@ -103,7 +103,7 @@ async def openid_configuration(sim: GraphSimulator, request: web.Request) -> web
 
 
 def _form(request: web.Request) -> dict[str, str]:
-    body: bytes = request["body"]
+    body: bytes = request[BODY]
     try:
         return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:

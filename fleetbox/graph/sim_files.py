@@ -24,6 +24,7 @@ from aiohttp import web
 
 from fleetbox.graph import sim_mail
 from fleetbox.graph.sim_common import (
+    BODY,
     DRIVE_CHUNK_MULTIPLE,
     MAX_DRIVE_CHUNK_BYTES,
     MAX_OUTLOOK_CHUNK_BYTES,
@@ -198,7 +199,7 @@ async def drive_item_put(sim: GraphSimulator, request: web.Request) -> web.Strea
     match = _ITEM_PATH.match(request.match_info["path"])
     if match is None or match["action"] != "content":
         raise GraphError(400, "invalidRequest", "Use PUT /drives/{drive-id}/items/{parent-id}:/{filename}:/content.")
-    data: bytes = request["body"]
+    data: bytes = request[BODY]
     if len(data) > MAX_SIMPLE_UPLOAD_BYTES:
         raise GraphError(
             413, "RequestEntityTooLarge", "PUT content supports files up to 250 MB; use an upload session."
@@ -217,7 +218,7 @@ async def drive_item_post(sim: GraphSimulator, request: web.Request) -> web.Stre
     if match is None or match["action"] != "createUploadSession":
         raise GraphError(400, "invalidRequest", "Use POST .../items/{parent-id}:/{filename}:/createUploadSession.")
     _parent(sim, drive_id, match["parent"])
-    body: bytes = request["body"]
+    body: bytes = request[BODY]
     payload = read_json(body) if body else {}
     item = payload.get("item", {})
     if not isinstance(item, dict):
@@ -305,7 +306,7 @@ def _progress(sim: GraphSimulator, session: UploadSession, status: int) -> web.R
 async def upload_put(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
     """``PUT {uploadUrl}``: the next fragment, in order, with ``Content-Range: bytes a-b/total``."""
     session = _session(sim, request)
-    data: bytes = request["body"]
+    data: bytes = request[BODY]
     match = _CONTENT_RANGE.match(request.headers.get("Content-Range", ""))
     if match is None:
         raise GraphError(400, "invalidRequest", "A Content-Range header 'bytes {start}-{end}/{total}' is required.")

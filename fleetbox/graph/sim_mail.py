@@ -19,7 +19,7 @@ from aiohttp import web
 
 from fleetbox.graph import sim_webhooks
 from fleetbox.graph.sim_common import (
-    MAX_INLINE_ATTACHMENT_BYTES,
+    BODY,
     MAX_OUTLOOK_ATTACHMENT_BYTES,
     GraphError,
     MailAttachment,
@@ -131,12 +131,7 @@ def _file_attachment(entry: Any, index: int) -> MailAttachment:
         data = base64.b64decode(content, validate=True)
     except (binascii.Error, ValueError):
         raise GraphError(400, "ErrorInvalidRequest", f"{where}.contentBytes is not valid base64.") from None
-    if len(data) >= MAX_INLINE_ATTACHMENT_BYTES:
-        raise GraphError(
-            400,
-            "ErrorAttachmentSizeLimitExceeded",
-            f"{where} is {len(data)} bytes; contentBytes is for files under 3 MB, use an upload session.",
-        )
+    # Files of 3 MB and more do not fit inline: base64 makes the request exceed the 4 MB cap (413).
     return MailAttachment(
         id=entry.get("id") or f"AAMkAtt{secrets.token_urlsafe(24)}=",
         name=name,
@@ -151,7 +146,7 @@ def _stamp() -> str:
     return iso(utc_now(), 0)
 
 
-def _complete(sim: GraphSimulator, user: str, folder: str, message: dict[str, Any]) -> dict[str, Any]:
+def _complete(user: str, folder: str, message: dict[str, Any]) -> dict[str, Any]:
     """Fill in the fields Graph returns on a message and that the caller did not give."""
     now = _stamp()
     mid = message.get("id") or new_message_id()
@@ -216,7 +211,7 @@ def add_mail(
 ) -> dict[str, Any]:
     """Seed a message (see :meth:`GraphSimulator.add_mail`)."""
     folder = folder.lower()
-    full = _complete(sim, user, folder, message)
+    full = _complete(user, folder, message)
     files = [
         MailAttachment(id=f"AAMkAtt{secrets.token_urlsafe(24)}=", name=name, content_type=ctype, data=data)
         for name, data, ctype in attachments
@@ -240,7 +235,7 @@ async def send_mail(sim: GraphSimulator, request: web.Request) -> web.StreamResp
     """``POST /users/{id}/sendMail``: 202, empty body."""
     sim.authorize(request)
     user = request.match_info["user"]
-    body: bytes = request["body"]
+    body: bytes = request[BODY]
     if request.content_type == "text/plain":
         try:
             mime = base64.b64decode(body, validate=True)
@@ -264,7 +259,7 @@ async def send_mail(sim: GraphSimulator, request: web.Request) -> web.StreamResp
     files = _check_message(message, recipients_required=True)
     sim.sent_mail.append(SentMail(user.lower(), message, tuple(files), save, "sendMail", monotonic()))
     if save:
-        stored = _complete(sim, user, "sentitems", message)
+        stored = _complete(user, "sentitems", message)
         stored["hasAttachments"] = bool(files)
         if files:
             sim.mail_attachments[stored["id"]] = list(files)
@@ -276,9 +271,9 @@ async def create_draft(sim: GraphSimulator, request: web.Request) -> web.StreamR
     """``POST /users/{id}/messages``: a draft (201 + message)."""
     sim.authorize(request)
     user = request.match_info["user"]
-    message = read_json(request["body"])
+    message = read_json(request[BODY])
     files = _check_message(message, recipients_required=False)
-    draft = _complete(sim, user, "drafts", {k: v for k, v in message.items() if k != "id"})
+    draft = _complete(user, "drafts", {k: v for k, v in message.items() if k != "id"})
     if files:
         sim.mail_attachments[draft["id"]] = list(files)
         draft["hasAttachments"] = True
@@ -308,7 +303,7 @@ async def add_attachment(sim: GraphSimulator, request: web.Request) -> web.Strea
     sim.authorize(request)
     user, mid = request.match_info["user"], request.match_info["message_id"]
     draft = _draft(sim, user, mid)
-    attachment = _file_attachment(read_json(request["body"]), 0)
+    attachment = _file_attachment(read_json(request[BODY]), 0)
     sim.mail_attachments.setdefault(mid, []).append(attachment)
     draft["hasAttachments"] = True
     context = f"{sim.base_url}/$metadata#users('{user}')/messages('{mid}')/attachments/$entity"
@@ -351,7 +346,7 @@ async def create_upload_session(sim: GraphSimulator, request: web.Request) -> we
     sim.authorize(request)
     user, mid = request.match_info["user"], request.match_info["message_id"]
     _draft(sim, user, mid)
-    payload = read_json(request["body"])
+    payload = read_json(request[BODY])
     item = payload.get("AttachmentItem", payload.get("attachmentItem"))
     if not isinstance(item, dict):
         raise GraphError(400, "ErrorInvalidRequest", "AttachmentItem is required.")
@@ -421,7 +416,7 @@ async def send_draft(sim: GraphSimulator, request: web.Request) -> web.StreamRes
     sim.authorize(request)
     if request.headers.get("Content-Length") is None:
         raise GraphError(411, "LengthRequired", "Content-Length: 0 is required on send.", inner_error=False)
-    if request["body"]:
+    if request[BODY]:
         raise GraphError(400, "ErrorInvalidRequest", "send takes no request body (Content-Length: 0).")
     user, mid = request.match_info["user"], request.match_info["message_id"]
     draft = _draft(sim, user, mid)

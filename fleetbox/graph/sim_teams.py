@@ -16,6 +16,8 @@ from aiohttp import web
 
 from fleetbox.graph import sim_webhooks
 from fleetbox.graph.sim_common import (
+    ARRIVAL,
+    BODY,
     MAX_CHAT_MESSAGE_BYTES,
     ActivityNotification,
     GraphError,
@@ -195,9 +197,9 @@ async def post_chat_message(sim: GraphSimulator, request: web.Request) -> web.St
         (("user", info.subject), limits.per_user),
         (("tenant-chats",), limits.per_tenant_chats),
     ]
-    sim.rate_check(keys, request["arrival"])
-    fields = _validated_content(read_json(request["body"]))
-    sim.rate_accept(keys, request["arrival"])
+    sim.rate_check(keys, request[ARRIVAL])
+    fields = _validated_content(read_json(request[BODY]))
+    sim.rate_accept(keys, request[ARRIVAL])
     message = new_message(sim, fields, _sender(sim, info.subject), chat_id=chat_id)
     sim.chat_messages.setdefault(chat_id, []).append(message)
     sim.delta.record_chat(message)
@@ -217,9 +219,9 @@ async def post_channel_message(sim: GraphSimulator, request: web.Request) -> web
         (("user", info.subject), limits.per_user),
         (("tenant-channels",), limits.per_tenant_channels),
     ]
-    sim.rate_check(keys, request["arrival"])
-    fields = _validated_content(read_json(request["body"]))
-    sim.rate_accept(keys, request["arrival"])
+    sim.rate_check(keys, request[ARRIVAL])
+    fields = _validated_content(read_json(request[BODY]))
+    sim.rate_accept(keys, request[ARRIVAL])
     message = new_message(sim, fields, _sender(sim, info.subject), channel=(team, channel))
     sim.channel_messages.setdefault((team, channel), []).append(message)
     sim_webhooks.notify_channel(sim, message, "created")
@@ -285,7 +287,7 @@ def _validate_activity(payload: dict[str, Any], *, topic_required: bool, recipie
 
 async def _activity(sim: GraphSimulator, request: web.Request, scope: str, target: str) -> web.StreamResponse:
     sim.authorize(request)
-    payload = read_json(request["body"])
+    payload = read_json(request[BODY])
     _validate_activity(payload, topic_required=scope == "user", recipient_required=scope != "user")
     sim.activity_notifications.append(ActivityNotification(scope, target, payload, monotonic()))
     return web.Response(status=204)

@@ -26,6 +26,7 @@ from aiohttp import web
 from yarl import URL
 
 from fleetbox.graph.sim_common import (
+    BODY,
     Delivery,
     GraphError,
     LifecycleEvent,
@@ -164,7 +165,7 @@ async def _validate(sim: GraphSimulator, url: str) -> None:
 async def create(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
     """``POST /subscriptions`` (201 after both URLs pass validation)."""
     info = sim.authorize(request)
-    payload = read_json(request["body"])
+    payload = read_json(request[BODY])
     change_type = payload.get("changeType")
     kinds = str(change_type).split(",") if isinstance(change_type, str) else []
     if not kinds or any(k.strip() not in CHANGE_TYPES for k in kinds):
@@ -240,7 +241,7 @@ async def list_all(sim: GraphSimulator, request: web.Request) -> web.StreamRespo
 async def update(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
     """``PATCH /subscriptions/{id}`` with a new expirationDateTime (200; 404 once expired or removed)."""
     sub = _get(sim, request)
-    payload = read_json(request["body"])
+    payload = read_json(request[BODY])
     if "lifecycleNotificationUrl" in payload:
         raise GraphError(
             400,
@@ -345,6 +346,7 @@ async def lifecycle(sim: GraphSimulator, subscription_id: str, event: LifecycleE
 
 async def _auto_deliver(sim: GraphSimulator, subscription_id: str, item: dict[str, Any]) -> None:
     """Deliver one automatic notification, redelivering with backoff (1, 2, 4 s...) while it fails."""
+    item = {"id": secrets.token_urlsafe(9), **item}  # a redelivery carries the same notification id
     for attempt in range(sim.notification_redeliveries + 1):
         if _live(sim, subscription_id) is None:
             return

@@ -58,6 +58,8 @@ from aiohttp import web
 
 from fleetbox.graph import sim_delta, sim_entra, sim_files, sim_mail, sim_teams, sim_webhooks
 from fleetbox.graph.sim_common import (
+    ARRIVAL,
+    BODY,
     MAX_REQUEST_BYTES,
     ActivityNotification,
     Delivery,
@@ -274,6 +276,13 @@ class GraphSimulator:
             await self._http.close()
             self._http = None
         if self._runner is not None:
+            # Abort the open connections: a graceful TLS close waits for the peer's close_notify, which
+            # may never come before the event loop ends, leaving the socket to be reclaimed by the GC.
+            server = self._runner.server
+            for connection in list(server.connections if server is not None else []):
+                if connection.transport is not None:
+                    connection.transport.abort()
+            await asyncio.sleep(0)
             await self._runner.cleanup()
             self._runner = None
         if self._tmpdir is not None:
@@ -438,7 +447,7 @@ class GraphSimulator:
             if self._take_fault("drop", route):
                 log.info("dropping a connection", extra={"event": "graph_simulator_drop", "route": route})
                 if request.transport is not None:
-                    request.transport.close()
+                    request.transport.abort()
                 return web.Response(status=500)
             fault = self._take_fault("fail", route) or self._take_fault("revoke", route)
             if fault is not None:
@@ -462,8 +471,8 @@ class GraphSimulator:
             slow = self._take_fault("slow", route)
             if slow is not None:
                 await asyncio.sleep(slow.seconds)
-            request["arrival"] = at
-            request["body"] = body
+            request[ARRIVAL] = at
+            request[BODY] = body
             response = await handler(request)
         except GraphError as exc:
             response = self._error_response(exc, request_id, client_request_id)
