@@ -376,6 +376,8 @@ class RateLimitSettings(_Section):
     teams_per_second: float = Field(50.0, gt=0)
     #: Teams message posts per second into one chat or channel (Graph: 1/s per chat)
     teams_per_chat_per_second: float = Field(1.0, gt=0)
+    #: Teams message posts per second by the service account (Graph: 1/s per user for delegated posts)
+    teams_per_user_per_second: float = Field(1.0, gt=0)
     #: Outlook requests per period (the spec: 10,000 per 10 minutes)
     outlook_requests: int = Field(10_000, ge=1)
     outlook_period_seconds: float = Field(600.0, gt=0)

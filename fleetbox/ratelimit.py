@@ -55,6 +55,8 @@ class Resource(StrEnum):
     """The resources fleetbox limits (any other name is accepted: it can only be paused)."""
 
     TEAMS = "teams"
+    #: message posts by the delegated service account (Graph limits each user to 1 post/s)
+    TEAMS_USER = "teams-user"
     OUTLOOK = "outlook"
     ATTACHMENTS = "attachments"
     SUBSCRIPTIONS = "subscriptions"
@@ -88,12 +90,16 @@ class LimiterSnapshot:
     throttled: int
 
 
+#: requests are spaced this much wider than the configured rate asks: Graph counts arrivals in
+#: sliding windows, and network jitter can bring two sends one spacing apart closer together
+PACING_MARGIN = 1.02
+
+
 def _bucket(requests: float, period: float) -> AsyncLimiter:
-    # aiolimiter refuses to hand out more than max_rate at once, so a rate under one per period
-    # becomes one request per longer period.
-    if requests >= 1:
-        return AsyncLimiter(requests, period)
-    return AsyncLimiter(1, period / requests)
+    # One request per slot, evenly spaced, never a burst: a bucket holding `requests` tokens would
+    # let a full bucket out at once and then the refill, close to twice the rate in one window,
+    # and Graph counts requests in sliding windows.
+    return AsyncLimiter(*_rate(requests, period))
 
 
 def _available(bucket: AsyncLimiter | None) -> float | None:
@@ -150,11 +156,12 @@ class Limiters:
 
     def _build_resources(self) -> None:
         s = self._settings
-        for name in (Resource.TEAMS, Resource.ATTACHMENTS):
+        for name in (Resource.TEAMS, Resource.TEAMS_USER, Resource.ATTACHMENTS):
             self._resources.setdefault(name, _State())
-        teams = self._resources[Resource.TEAMS]
-        if teams.bucket is None or (teams.bucket.max_rate, teams.bucket.time_period) != _rate(s.teams_per_second, 1):
-            teams.bucket = _bucket(s.teams_per_second, 1.0)
+        for name, rate in ((Resource.TEAMS, s.teams_per_second), (Resource.TEAMS_USER, s.teams_per_user_per_second)):
+            state = self._resources[name]
+            if state.bucket is None or (state.bucket.max_rate, state.bucket.time_period) != _rate(rate, 1):
+                state.bucket = _bucket(rate, 1.0)
         attachments = self._resources[Resource.ATTACHMENTS]
         if attachments.semaphore is None or attachments.limit != s.attachments_concurrent:
             # Transfers under way keep (and release) the semaphore they took.
@@ -345,7 +352,8 @@ class Limiters:
             return wall + (st.paused_until - now) if st.paused_until > now else None
 
         def rate(st: _State) -> float | None:
-            return st.bucket.max_rate / st.bucket.time_period if st.bucket is not None else None
+            # the configured rate (the bucket paces a little wider, PACING_MARGIN)
+            return st.bucket.max_rate / st.bucket.time_period * PACING_MARGIN if st.bucket is not None else None
 
         out = [
             LimiterSnapshot(name, None, rate(st), _available(st.bucket), paused(st), st.waits, st.throttled)
@@ -360,7 +368,7 @@ class Limiters:
 
 def _rate(requests: float, period: float) -> tuple[float, float]:
     """The (max_rate, time_period) that :func:`_bucket` builds, to tell whether a rate changed."""
-    return (requests, period) if requests >= 1 else (1, period / requests)
+    return (1, period / requests * PACING_MARGIN)
 
 
 class RateEventWriter:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json as jsonlib
+import io
 import logging
 import math
 import re
@@ -215,6 +216,10 @@ class GraphResponse:
         return jsonlib.loads(self.body) if self.body else None
 
 
+#: bodies above this are streamed from a buffer rather than handed to aiohttp as bytes
+_INLINE_BODY = 64 * 1024
+
+
 class GraphClient:
     """Requests to Microsoft Graph through one aiohttp session (:meth:`start` .. :meth:`close`)."""
 
@@ -330,8 +335,11 @@ class GraphClient:
         what = f"{method} {redacted_path(url)}"
         try:
             for _ in range(MAX_REDIRECTS + 1):
+                # A fresh stream per send (a retry or redirect sends the body again); a large
+                # body given as bytes makes aiohttp warn that it may hold up the event loop.
+                payload = io.BytesIO(body) if body is not None and len(body) > _INLINE_BODY else body
                 async with self._session.request(
-                    method, url, data=body, headers=headers, params=params, allow_redirects=False
+                    method, url, data=payload, headers=headers, params=params, allow_redirects=False
                 ) as resp:
                     content = await resp.read()
                     location = resp.headers.get("Location")

@@ -2,7 +2,8 @@
 
 Graph accepts application-only message posts only for imports, so these use the delegated token
 of the service account that signed in with ``fleetbox auth login``. Each post is paced by the
-Teams limiter and by Graph's one-message-per-second limit of the chat or channel.
+Teams limiter, by Graph's one-message-per-second limit of the chat or channel, and by its
+one-post-per-second limit of a user (the service account).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fleetbox.graph.context import GraphContext, parse
 from fleetbox.graph.tokens import TokenKind
 from fleetbox.models import Job
 from fleetbox.payloads import TeamsMessage
+from fleetbox.ratelimit import Resource
 
 
 def _seg(value: str) -> str:
