@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import json as jsonlib
 import io
+import json as jsonlib
 import logging
 import math
 import re

@@ -38,6 +38,8 @@ async def send_teams_message(ctx: GraphContext, job: Job) -> None:
         "body": {"contentType": message.content_type, "content": message.content},
         "importance": message.importance,
     }
-    response = await ctx.graph.request("POST", url, resource="teams", key=key, token=TokenKind.DELEGATED, json=body)
+    # Graph paces each user's posts (1/s), and every post here is the one service account's.
+    async with ctx.limiters.acquire(Resource.TEAMS_USER):
+        response = await ctx.graph.request("POST", url, resource="teams", key=key, token=TokenKind.DELEGATED, json=body)
     posted = response.json()
     await ctx.record(job, "message", str(posted.get("id")), {"target": key, "requestId": response.request_id})
