@@ -318,6 +318,23 @@ async def test_teams_posts_never_exceed_the_configured_rate_in_any_second(
     assert busiest <= 50
 
 
+async def test_the_service_account_posts_at_most_once_a_second(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start()
+    await client.enqueue_many(
+        [{"queue": "teams-outbound", "data": {"chatId": f"19:pace-{i}@thread.v2", "content": "x"}} for i in range(3)]
+    )
+
+    async def all_posted() -> bool:
+        return sum(len(v) for v in sim.chat_messages.values()) == 3
+
+    await wait_for(all_posted, timeout=15)
+    times = sorted(r.at for r in posts(sim, "POST /v1.0/chats/"))
+    assert len(times) == 3  # none refused: Graph's per-user limit was never hit
+    assert all(later - earlier >= 0.98 for earlier, later in zip(times, times[1:], strict=False))
+
+
 # -- attachments ----------------------------------------------------------------------------
 
 
