@@ -318,9 +318,7 @@ async def test_teams_posts_never_exceed_the_configured_rate_in_any_second(
     assert busiest <= 50
 
 
-async def test_the_service_account_posts_at_most_once_a_second(
-    start: Any, client: Client, sim: GraphSimulator
-) -> None:
+async def test_the_service_account_posts_at_most_once_a_second(start: Any, client: Client, sim: GraphSimulator) -> None:
     await start()
     await client.enqueue_many(
         [{"queue": "teams-outbound", "data": {"chatId": f"19:pace-{i}@thread.v2", "content": "x"}} for i in range(3)]
