@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import itertools
 import datetime as dt
+import itertools
 import json
 import os
 import re
