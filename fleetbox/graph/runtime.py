@@ -157,10 +157,10 @@ class GraphRuntime:
             self.ctx.settings = self.ctx.settings.model_copy(update={"webhook_base_url": url})
 
     def tasks(self) -> list[PeriodicTask]:
-        """Scheduled: keep the configured subscriptions alive (hourly, once across processes)."""
+        """Scheduled: keep the configured subscriptions alive (every 5 minutes, once across processes)."""
         if self.mode == "off" or not self.settings.graph.subscriptions:
             return []
-        return [PeriodicTask(name="graph-subscriptions", run=self._maintain, every=3600)]
+        return [PeriodicTask(name="graph-subscriptions", run=self._maintain, every=300)]
 
     async def _maintain(self) -> object:
         assert self.subscriptions is not None
