@@ -531,3 +531,29 @@ async def test_a_mail_sync_follows_pages_stores_the_delta_link_and_resyncs_when_
     rows = await sql.fetch("SELECT items, full_sync, error FROM sync_history ORDER BY id")
     assert rows[-1]["full_sync"] is True and rows[-1]["items"] == 121
     assert "full resync" in (rows[-2]["error"] or "")
+
+
+async def test_configured_subscriptions_are_created_renewed_and_recreated_when_graph_lost_them(
+    start: Any, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
+) -> None:
+    resource = f"users/{SENDER}/mailFolders('inbox')/messages"
+    app = await start(graph={"subscriptions": [{"source": "outlook", "resource": resource}]})
+    assert app.graph.ctx is not None and app.graph.subscriptions is not None
+    app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
+    assert await app.graph.subscriptions.maintain() == {"created": 1, "renewed": 0}
+    assert await app.graph.subscriptions.maintain() == {"created": 0, "renewed": 0}  # nothing due
+    [row] = await db.fetch("subscriptions_live")
+    assert row["resource"] == resource and row["id"] in sim.subscriptions
+
+    # Close to expiry: renewed with a PATCH.
+    await sql.execute("UPDATE graph_subscriptions SET expires_at = now() + interval '1 hour'")
+    assert await app.graph.subscriptions.maintain() == {"created": 0, "renewed": 1}
+    [renewed] = await db.fetch("subscriptions_live")
+    assert renewed["id"] == row["id"] and renewed["expires_at"] > row["expires_at"] - dt.timedelta(minutes=5)
+
+    # Graph dropped it (expired on its side): the renewal's 404 subscribes again.
+    sim.expire_subscription(row["id"])
+    await sql.execute("UPDATE graph_subscriptions SET expires_at = now() + interval '1 hour'")
+    await app.graph.subscriptions.maintain()
+    [again] = await db.fetch("subscriptions_live")
+    assert again["id"] != row["id"] and again["id"] in sim.subscriptions
