@@ -429,13 +429,18 @@ def admin_url(app: Appliance) -> str:
     return f"http://127.0.0.1:{app.admin.port}"
 
 
-async def test_the_subscription_handshake_and_a_notification_fetch_the_new_mail(
-    start: Any, client: Client, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
-) -> None:
+async def subscribed(start: Any) -> tuple[Appliance, str]:
+    """An appliance whose receiver Graph reaches, subscribed to the sender's inbox."""
     app = await start()
     assert app.graph.ctx is not None
     app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
-    sub_id = await subscribe(app, f"users/{SENDER}/mailFolders('inbox')/messages")
+    return app, await subscribe(app, f"users/{SENDER}/mailFolders('inbox')/messages")
+
+
+async def test_the_subscription_handshake_and_a_notification_fetch_the_new_mail(
+    start: Any, client: Client, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
+) -> None:
+    _app, sub_id = await subscribed(start)
     assert sub_id in sim.subscriptions  # Graph's validation POST got the token back
     mail = sim.add_mail(SENDER, "inbox", {"subject": "Breakdown on A7", "body": {"content": "help"}})
 
@@ -450,10 +455,7 @@ async def test_the_subscription_handshake_and_a_notification_fetch_the_new_mail(
 async def test_a_client_state_mismatch_is_refused_and_recorded(
     start: Any, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
 ) -> None:
-    app = await start()
-    assert app.graph.ctx is not None
-    app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
-    sub_id = await subscribe(app, f"users/{SENDER}/mailFolders('inbox')/messages")
+    _app, sub_id = await subscribed(start)
     delivery = await sim.deliver(sub_id, client_state="forged")
     assert delivery.status == 403
     assert delivery.elapsed < 3
@@ -465,10 +467,7 @@ async def test_a_client_state_mismatch_is_refused_and_recorded(
 async def test_a_replayed_notification_is_processed_once(
     start: Any, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
 ) -> None:
-    app = await start()
-    assert app.graph.ctx is not None
-    app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
-    sub_id = await subscribe(app, f"users/{SENDER}/mailFolders('inbox')/messages")
+    _app, sub_id = await subscribed(start)
     sim.notify_on_change = False
     mail = sim.add_mail(SENDER, "inbox", {"subject": "once"})
     item = {"changeType": "created", "resource": f"users/{SENDER}/messages/{mail['id']}",
@@ -482,10 +481,7 @@ async def test_a_replayed_notification_is_processed_once(
 async def test_lifecycle_events_renew_recreate_and_resync(
     start: Any, client: Client, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
 ) -> None:
-    app = await start()
-    assert app.graph.ctx is not None
-    app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
-    sub_id = await subscribe(app, f"users/{SENDER}/mailFolders('inbox')/messages")
+    _app, sub_id = await subscribed(start)
 
     await sim.lifecycle(sub_id, "reauthorizationRequired")
     await wait_for(lambda: any(r.method == "PATCH" and r.status == 200 for r in sim.requests), timeout=15)
