@@ -81,6 +81,9 @@ async def _store(ctx: GraphContext, source: str, container: str | None, item: di
     graph_id = str(item.get("id", ""))
     if not graph_id:
         return
+    if "@removed" in item and container is None:
+        # Graph names only the id of a removed chat message, not its chat.
+        await ctx.db.execute("inbound_mark_removed", source, graph_id)
+        return
     where = container or f"chat:{item.get('chatId') or 'unknown'}"
-    removed = "@removed" in item
-    await ctx.db.fetchval("inbound_upsert", source, where, graph_id, item, removed)
+    await ctx.db.fetchval("inbound_upsert", source, where, graph_id, item, "@removed" in item)

@@ -91,3 +91,7 @@ SELECT delta_link FROM sync_history
 -- name: graph_enqueue
 -- A follow-up job a processor starts (a fetch after a notification, a sync after a lifecycle event).
 SELECT job_id, created FROM enqueue($1, $2::jsonb, 5, NULL, $3)
+
+-- name: inbound_mark_removed
+-- A delta @removed entry names only the message id (a chat message's chat is not given).
+UPDATE inbound_messages SET deleted = true, updated_at = now() WHERE source = $1 AND graph_id = $2

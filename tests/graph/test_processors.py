@@ -553,3 +553,23 @@ async def test_configured_subscriptions_are_created_renewed_and_recreated_when_g
     await app.graph.subscriptions.maintain()
     [again] = await db.fetch("subscriptions_live")
     assert again["id"] != row["id"] and again["id"] in sim.subscriptions
+
+
+async def test_a_chat_sync_stores_messages_of_every_chat_and_marks_deletions(
+    start: Any, client: Client, sim: GraphSimulator, sql: asyncpg.Connection
+) -> None:
+    await start()
+    sim.notify_on_change = False
+    first = sim.add_chat_message(CHAT, "Driver 4 checked in")
+    sim.add_chat_message("19:other@thread.v2", "Depot B is full")
+    job = await client.enqueue_sync({"resourceType": "chatMessages", "userId": "svc@contoso.example"})
+    await wait_for(finished(client, job.id), timeout=20)
+    rows = await sql.fetch("SELECT container, deleted FROM inbound_messages WHERE source = 'teams' ORDER BY container")
+    expected = [(f"chat:{CHAT}", False), ("chat:19:other@thread.v2", False)]
+    assert [(r["container"], r["deleted"]) for r in rows] == expected
+
+    sim.remove_chat_message(CHAT, first["id"])
+    again = await client.enqueue_sync({"resourceType": "chatMessages", "userId": "svc@contoso.example"})
+    await wait_for(finished(client, again.id), timeout=20)
+    deleted = await sql.fetchval("SELECT deleted FROM inbound_messages WHERE graph_id = $1", first["id"])
+    assert deleted is True
