@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from fleetbox.errors import AuthenticationError, ConfigError, NetworkError, PermanentError, TransientError
+from fleetbox.graph.sim_common import RecordedRequest
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.tokens import TokenKind, Tokens
 from tests.graph.conftest import graph_settings, make_rig
@@ -47,7 +48,7 @@ def exists(path: Path) -> bool:
     return path.exists()
 
 
-def token_calls(sim: GraphSimulator, grant: str | None = None) -> list[object]:
+def token_calls(sim: GraphSimulator, grant: str | None = None) -> list[RecordedRequest]:
     calls = [r for r in sim.requests if r.path.endswith("/oauth2/v2.0/token")]
     return [r for r in calls if grant is None or f"grant_type={grant}".encode() in r.body]
 
@@ -211,3 +212,24 @@ async def test_auth_login_without_an_app_registration_is_a_config_error(tmp_path
     code, _, err = await _cli("auth", "login", "--data-dir", str(tmp_path))
     assert code == 2
     assert "graph.tenant_id and graph.client_id" in err
+
+
+async def test_a_certificate_credential_signs_a_client_assertion(
+    sim: GraphSimulator, make_tokens: MakeTokens, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "graph.pem"
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    tokens = make_tokens(
+        client_secret=None, certificate_path=pem, certificate_thumbprint="A1B2C3D4E5F60718293A4B5C6D7E8F9012345678"
+    )
+    await tokens.start()
+    assert await tokens.token(TokenKind.APP)
+    [call] = token_calls(sim, "client_credentials")
+    assert b"client_assertion=" in call.body
+    assert b"client_secret" not in call.body
