@@ -96,6 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     auth_sub.add_parser("login", parents=[common], help="sign the service account in with a device code")
     auth_sub.add_parser("status", parents=[common], help="credentials configured, account signed in, token cache")
 
+    subs = sub.add_parser(
+        "subscriptions", parents=[common], help="the Graph change-notification subscriptions kept alive"
+    )
+    subs.add_argument("--json", action="store_true")
     bench = sub.add_parser("bench", parents=[common], help="measure enqueue, drain and pickup latency")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument("--jobs", type=int, default=50_000, help="jobs to drain (default 50000)")
@@ -190,6 +194,8 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
             await sync_queues(db, build_registry(settings, import_handlers=False))
             print(f"applied migrations {applied}" if applied else "schema up to date")
             return 0
+        if args.command == "subscriptions":
+            return await _subscriptions(db, as_json=args.json)
         from fleetbox.client import Client
 
         client = Client(db, max_payload_bytes=settings.appliance.max_payload_bytes, actor="cli")
@@ -256,6 +262,21 @@ async def _client_command(args: argparse.Namespace, client: Any) -> int:
         return 0
     await dead.discard(args.dead_letter_id, actor=args.by)
     print(f"dead letter {args.dead_letter_id} discarded")
+    return 0
+
+
+async def _subscriptions(db: Database, *, as_json: bool) -> int:
+    rows = [dict(r) for r in await db.fetch("subscriptions_live")]
+    if as_json:
+        print(json.dumps(rows, default=str))
+        return 0
+    if not rows:
+        print("no Graph subscriptions (configure [[graph.subscriptions]])")
+        return 0
+    print(f"{'id':<38} {'source':<8} {'expires (UTC)':<20} {'last event':<24} resource")
+    for r in rows:
+        print(f"{r['id']:<38} {r['source']:<8} {r['expires_at']:%Y-%m-%d %H:%M:%S}  {r['last_event'] or '-':<24} "
+              f"{r['resource']}")  # fmt: skip
     return 0
 
 

@@ -253,3 +253,16 @@ async def test_dead_letter_commands_work_on_jobs_dead_lettered_by_a_running_appl
 
     app.signal(signal.SIGTERM)
     assert await app.wait_exit(timeout=20) == 0, app.describe()
+
+
+async def test_subscriptions_lists_the_live_graph_subscriptions(cli: Cli, pg: asyncpg.Connection) -> None:
+    assert "no Graph subscriptions" in cli("subscriptions").stdout
+    await pg.execute(
+        "INSERT INTO graph_subscriptions (id, source, resource, change_type, expires_at) "
+        "VALUES ('sub-1', 'outlook', 'users/a@contoso.example/messages', 'created', now() + interval '2 days'),"
+        "       ('sub-2', 'teams', 'chats/getAllMessages', 'created', now() + interval '1 day')"
+    )
+    await pg.execute("UPDATE graph_subscriptions SET removed_at = now() WHERE id = 'sub-1'")
+    listed = cli("subscriptions")
+    assert "sub-2" in listed.stdout and "chats/getAllMessages" in listed.stdout and "sub-1" not in listed.stdout
+    assert [r["id"] for r in json.loads(cli("subscriptions", "--json").stdout)] == ["sub-2"]
