@@ -28,6 +28,7 @@ from typing import Any
 
 from fleetbox.admin import AdminServer, ApplianceInfo, build_app
 from fleetbox.admin.server import fleetbox_version
+from fleetbox.admin.stream import LimiterSource, Stream
 from fleetbox.client import Client
 from fleetbox.completer import Completer
 from fleetbox.config import Settings
@@ -126,6 +127,8 @@ class Appliance:
         )  # fmt: skip
         #: the admin HTTP API, while it serves (admin.enabled); ``admin.port`` is the bound port
         self.admin: AdminServer | None = None
+        #: the rate limiter state per queue for the live stream (None: no limiters to show)
+        self.limiter_states: LimiterSource | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_requested = asyncio.Event()
         self._accepting = False
@@ -290,12 +293,23 @@ class Appliance:
 
     async def _start_admin(self) -> None:
         cfg = self.settings.admin
-        app = build_app(
-            db=self.db, client=self.client, monitor=self.monitor, settings=self.settings,
-            appliance_info=ApplianceInfo(self.settings.appliance.name, self.worker_id, fleetbox_version()),
-            metrics=self.metrics, reload=self.reload_from_config if self._load_config is not None else None,
+        info = ApplianceInfo(
+            self.settings.appliance.name, self.worker_id, fleetbox_version(),
+            started_at=self.clock.now().timestamp(),
+            graph_mode="simulated" if self.settings.graph.simulated else "live",
         )  # fmt: skip
-        self.admin = AdminServer(app, host=cfg.host, port=cfg.port)
+        stream = Stream(
+            self.db, clock=self.clock, info=info.to_protocol(read_only=False), pools=self.pools,
+            limiter=self.limiter_states,
+        )  # fmt: skip
+        app = build_app(
+            db=self.db, client=self.client, monitor=self.monitor, settings=self.settings, appliance_info=info,
+            metrics=self.metrics, reload=self.reload_from_config if self._load_config is not None else None,
+            stream=stream,
+        )  # fmt: skip
+        self.admin = AdminServer(
+            app, host=cfg.host, port=cfg.port, socket_path=cfg.control_socket(self.settings.appliance.data_dir)
+        )
         await self.admin.start()
 
     async def _stop_admin(self) -> None:

@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from fleetbox.errors import ConfigError
+from fleetbox.protocol import SOCKET_NAME
 
 ENV_PREFIX = "FLEETBOX_"
 DEFAULT_CONFIG_FILES = ("fleetbox.toml",)
@@ -222,6 +223,19 @@ class AdminSettings(_Section):
     socket_path: Path | None = None
     #: serve the admin application on the unix socket too
     socket_enabled: bool = True
+
+    @field_validator("socket_path")
+    @classmethod
+    def _short_socket_path(cls, value: Path | None) -> Path | None:
+        if value is not None and len(os.fsencode(value)) > 107:
+            raise ValueError(f"a unix socket path may have at most 107 bytes, {value} has {len(os.fsencode(value))}")
+        return value
+
+    def control_socket(self, data_dir: Path) -> Path | None:
+        """Where the control socket is (None when ``socket_enabled`` is false)."""
+        if not self.socket_enabled:
+            return None
+        return self.socket_path if self.socket_path is not None else data_dir / SOCKET_NAME
 
 
 def _check_cron(value: str) -> str:

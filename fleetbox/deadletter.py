@@ -19,6 +19,10 @@ log = logging.getLogger("fleetbox.deadletter")
 FIRST_PAGE = (dt.datetime.max.replace(tzinfo=dt.UTC), 2**63 - 1)
 
 MAX_LIST = 1000
+#: the most dead letters :meth:`DeadLetters.count` counts
+COUNT_CAP = 10_000
+#: the longest text filter
+MAX_TEXT = 200
 
 
 def _text(value: object, field: str, *, limit: int, required: bool = True) -> str | None:
@@ -52,22 +56,46 @@ class DeadLetters:
         reviewed: bool | None = None,
         status: DeadLetterStatus | str | None = None,
         error_class: str | None = None,
+        text: str | None = None,
         before: tuple[dt.datetime, int] | None = None,
         limit: int = 100,
     ) -> builtins.list[DeadLetter]:
-        """Newest first; pass the last item's ``(failed_at, id)`` as ``before`` for the next page."""
+        """Newest first; pass the last item's ``(failed_at, id)`` as ``before`` for the next page.
+
+        ``text`` keeps the dead letters whose error message contains it, ignoring case.
+        """
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIST:
             raise InvalidInput(f"must be from 1 to {MAX_LIST}", field="limit")
-        if status is not None:
-            try:
-                status = DeadLetterStatus(status)
-            except ValueError:
-                raise InvalidInput("must be open, retried or discarded", field="status") from None
+        status_value = _status(status)
+        text = _text(text, "text", limit=MAX_TEXT, required=False)
         top_at, top_id = before if before is not None else FIRST_PAGE
         rows = await self.db.fetch(
-            "dead_letter_list", queue, reviewed, status.value if status else None, error_class, top_at, top_id, limit
+            "dead_letter_list", queue, reviewed, status_value, error_class, top_at, top_id, limit, text
         )
         return [DeadLetter.from_row(r) for r in rows]
+
+    async def count(
+        self,
+        *,
+        queue: str | None = None,
+        reviewed: bool | None = None,
+        status: DeadLetterStatus | str | None = None,
+        error_class: str | None = None,
+        text: str | None = None,
+        cap: int = COUNT_CAP,
+    ) -> tuple[int, bool]:
+        """How many dead letters match the filters of :meth:`list`, counting at most ``cap``.
+
+        Returns ``(count, capped)``: when ``capped`` is true, at least ``count`` match (the count
+        stops there, so it costs no more than reading ``cap`` index entries).
+        """
+        if not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= COUNT_CAP:
+            raise InvalidInput(f"must be from 1 to {COUNT_CAP}", field="cap")
+        text = _text(text, "text", limit=MAX_TEXT, required=False)
+        found = int(
+            await self.db.fetchval("dead_letter_count", queue, reviewed, _status(status), error_class, text, cap + 1)
+        )
+        return min(found, cap), found > cap
 
     async def retry(self, dead_letter_id: int, *, actor: str | None = None) -> int:
         """Re-enqueue a dead letter on its original queue as a new job; returns the job's id."""
@@ -123,6 +151,15 @@ class DeadLetters:
         """Every operator action on this dead letter, oldest first."""
         rows = await self.db.fetch("audit_for_target", f"dead:{_id(dead_letter_id)}")
         return [dict(r) for r in rows]
+
+
+def _status(value: DeadLetterStatus | str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return DeadLetterStatus(value).value
+    except ValueError:
+        raise InvalidInput("must be open, retried or discarded", field="status") from None
 
 
 def _id(value: object) -> int:

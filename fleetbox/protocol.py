@@ -10,7 +10,12 @@ frame:
 - server -> client, every interval: :class:`Tick` (a slow client only ever gets the latest);
 - server -> client, when anyone changes something: :class:`Event` (from the audit log, so the
   CLI, the HTTP API and other appliance processes on the same database show up too);
+- server -> client: :class:`ErrorFrame` when a client message is refused;
 - client -> server: :class:`Subscribe` to change the interval.
+
+Connecting: ``aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket))`` then
+``session.ws_connect("http://fleetbox" + STREAM_PATH)`` (no key on the control socket; send
+``OPERATOR_HEADER`` with mutating REST calls). Over TCP the read key goes in ``KEY_HEADER``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,36 @@ INTERVALS_MS = (1000, 2000, 5000, 10000)
 
 #: seconds of per-second history sent with hello
 HISTORY_SECONDS = 900
+
+#: the WebSocket's path on the admin application
+STREAM_PATH = "/api/queue/stream"
+#: the file name of the control socket in ``appliance.data_dir`` (unless ``admin.socket_path`` is set)
+SOCKET_NAME = "admin.sock"
+#: who acts, for the audit log: a mutating request over the control socket sends this header
+#: (without it the actor is ``socket:<uid>`` of the connecting process)
+OPERATOR_HEADER = "X-Fleetbox-Operator"
+#: the admin key header (needed on TCP only; the control socket's file permissions are its access control)
+KEY_HEADER = "x-admin-key"
+
+#: ``Event.kind`` values. Operator actions come from the audit log (so the CLI, the HTTP API and
+#: other appliances on the same database show up too); an action this version does not know is
+#: sent with its audit name, dots turned into underscores.
+EVENT_KINDS = (
+    "queue_paused",
+    "queue_resumed",
+    "queue_cleared",
+    "job_enqueued",
+    "job_retried",
+    "dead_reviewed",
+    "dead_discarded",
+    "dead_retried",
+    "thresholds_changed",
+    "config_reloaded",
+    #: new dead letters (``queue``, ``count``), not an operator action
+    "dead_added",
+    #: this subscriber did not read fast enough and ``count`` events were dropped: reload lists
+    "events_missed",
+)
 
 GraphMode = Literal["simulated", "live", "off"]
 TierName = Literal["high", "medium", "low"]
@@ -106,17 +141,52 @@ class Hello(TypedDict):
 
 class Event(TypedDict):
     type: Literal["event"]
-    #: queue_paused, queue_resumed, queue_cleared, job_retried, dead_reviewed, dead_discarded,
-    #: dead_retried, config_reloaded, dead_added, ...
+    #: one of :data:`EVENT_KINDS` (or a newer action's audit name)
     kind: str
     queue: str | None
     t: float
+    #: the jobs concerned (for dead-letter events: the jobs the dead letters hold; at most
+    #: :data:`MAX_EVENT_IDS`, ``count`` says how many there were)
     jobIds: NotRequired[list[int]]
+    #: the actor (operator actions)
     by: NotRequired[str]
+    #: how many objects the event covers (several audit rows of one action are one event)
     count: NotRequired[int]
+    #: the action's details (dead-letter events: ``deadLetterIds``; queue_cleared: ``cleared``)
     detail: NotRequired[dict[str, object]]
+
+
+#: the most ids one event lists
+MAX_EVENT_IDS = 100
+
+
+class ErrorFrame(TypedDict):
+    """server -> client: a client message was refused (nothing changed); the stream goes on."""
+
+    type: Literal["error"]
+    #: the offending field of the client's message (``intervalMs``, ``type``, ``body``)
+    field: str | None
+    message: str
 
 
 class Subscribe(TypedDict):
     type: Literal["subscribe"]
     intervalMs: int
+
+
+class ErrorClassCount(TypedDict):
+    """One error class of :class:`QueueErrors`."""
+
+    errorClass: str
+    count: int
+    #: the latest failed attempt of this class, ISO 8601 UTC (as every time in the REST API)
+    lastAt: str
+    lastMessage: str | None
+
+
+class QueueErrors(TypedDict):
+    """``GET /api/queue/{queue}/errors?minutes=60``: recent failed attempts by error class, most first."""
+
+    queue: str
+    minutes: int
+    errors: list[ErrorClassCount]

@@ -106,8 +106,10 @@ def make_settings(dsn: str, tmp_path: Path) -> Callable[..., Settings]:
                 "shutdown_grace_seconds": 5, "completion_flush_ms": 1,
             },
             # The admin API on an ephemeral port: appliances of one test (and of parallel runs)
-            # never compete for 8080. Read the bound port from app.admin.port.
-            "admin": {"port": 0},
+            # never compete for 8080. Read the bound port from app.admin.port. No control socket:
+            # appliances of one test share a data_dir, and a socket is never shared (the socket
+            # tests enable it with a short path of their own).
+            "admin": {"port": 0, "socket_enabled": False},
         }  # fmt: skip
         for section, values in sections.items():
             if isinstance(values, dict) and isinstance(base.get(section), dict):

@@ -7,6 +7,9 @@ Three access levels:
   letters, stats, metrics, alerts, thresholds).
 - ``ADMIN``: the admin key (everything that changes state).
 
+Requests that arrive on the unix control socket are not checked: the socket file is owner-only,
+so its permissions are the access control (``fleetbox.admin.server``).
+
 Outcomes, the same on every endpoint: no key configured for the level → 403
 ``admin_key_not_configured`` (the API is closed, not open); header missing or empty → 401
 ``missing_key``; a key that matches nothing → 403 ``invalid_key``; the read-only key on an
@@ -21,7 +24,7 @@ from enum import Enum
 
 from pydantic import SecretStr
 
-from fleetbox.admin.errors import MissingKey, NoKeyConfigured, ReadOnlyKey, WrongKey
+from fleetbox.admin.errors import AccessError, MissingKey, NoKeyConfigured, ReadOnlyKey, WrongKey
 from fleetbox.config import AdminSettings
 
 HEADER = "x-admin-key"
@@ -57,6 +60,14 @@ class KeyCheck:
     @property
     def admin_key_configured(self) -> bool:
         return self._admin is not None
+
+    def grants(self, level: Access, header: str | None) -> bool:
+        """Whether ``header`` grants ``level`` (:meth:`check` without the error)."""
+        try:
+            self.check(level, header)
+        except AccessError:
+            return False
+        return True
 
     def check(self, level: Access, header: str | None) -> None:
         """Return if ``header`` grants ``level``; raise an :class:`AccessError` otherwise."""

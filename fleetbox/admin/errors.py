@@ -21,6 +21,7 @@ UnsupportedMediaType       415     unsupported_media_type
 MalformedBody              400     malformed_json
 InvalidInput               400     invalid_input
 Conflict                   409     conflict
+UpgradeRequired            426     upgrade_required
 SchemaNotReady             503     schema_not_ready
 DatabaseError              503     database_unavailable
 =========================  ======  ==========================
@@ -79,6 +80,10 @@ class BodyTooLarge(InvalidInput):
     """The request body is larger than the admin API accepts."""
 
 
+class UpgradeRequired(FleetboxError):
+    """A WebSocket endpoint was called as plain HTTP (no ``Upgrade: websocket``)."""
+
+
 #: (error class, HTTP status, code), most specific first: the first match wins.
 ERROR_TABLE: tuple[tuple[type[FleetboxError], int, str], ...] = (
     (MissingKey, 401, "missing_key"),
@@ -92,6 +97,7 @@ ERROR_TABLE: tuple[tuple[type[FleetboxError], int, str], ...] = (
     (MalformedBody, 400, "malformed_json"),
     (InvalidInput, 400, "invalid_input"),
     (Conflict, 409, "conflict"),
+    (UpgradeRequired, 426, "upgrade_required"),
     (ConfigError, 422, "invalid_configuration"),
     (SchemaNotReady, 503, "schema_not_ready"),
     (DatabaseError, 503, "database_unavailable"),

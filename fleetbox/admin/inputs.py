@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 from collections.abc import Collection
 from typing import Any
 
@@ -15,6 +17,7 @@ from aiohttp import web
 
 from fleetbox.admin.errors import BodyTooLarge, MalformedBody, UnsupportedMediaType
 from fleetbox.errors import InvalidInput
+from fleetbox.protocol import OPERATOR_HEADER
 
 #: The largest id PostgreSQL's bigint holds.
 MAX_ID = 2**63 - 1
@@ -159,12 +162,50 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return value
 
 
-def actor(request: web.Request) -> str:
-    """Who acts, for the audit log: the ``x-admin-actor`` header, else ``admin-api``."""
-    values = request.headers.getall(ACTOR_HEADER, [])
+def via_control_socket(request: web.Request) -> bool:
+    """Whether the request came in on the unix control socket (its file permissions are the access
+    control there). Decided by the connection's socket family, never by anything the client sends."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    return sock is not None and sock.family == socket.AF_UNIX
+
+
+def _peer_uid(request: web.Request) -> int | None:
+    """The user id of the process at the other end of a unix socket (SO_PEERCRED, Linux)."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or option is None:
+        return None
+    try:
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    except OSError:
+        return None
+    return int(uid)
+
+
+def _header(request: web.Request, name: str) -> str | None:
+    values = request.headers.getall(name, [])
     if not values:
-        return DEFAULT_ACTOR
+        return None
     value = values[0]
     if len(values) > 1 or not 1 <= len(value) <= MAX_ACTOR or not value.isprintable() or not storable(value):
-        raise InvalidInput(f"must be one header of 1 to {MAX_ACTOR} printable characters", field=ACTOR_HEADER)
+        raise InvalidInput(f"must be one header of 1 to {MAX_ACTOR} printable characters", field=name)
     return value
+
+
+def actor(request: web.Request) -> str:
+    """Who acts, for the audit log: the ``X-Fleetbox-Operator`` header (the terminal UI sends the
+    operator's login name) or ``x-admin-actor``; without either, ``socket:<uid>`` of the connecting
+    process on the control socket and ``admin-api`` over TCP."""
+    operator = _header(request, OPERATOR_HEADER)
+    named = _header(request, ACTOR_HEADER)
+    if operator is not None and named is not None and operator != named:
+        raise InvalidInput(f"differs from {ACTOR_HEADER}: send one of the two", field=OPERATOR_HEADER)
+    given = operator or named
+    if given is not None:
+        return given
+    if via_control_socket(request):
+        uid = _peer_uid(request)
+        return f"socket:{uid}" if uid is not None else "socket"
+    return DEFAULT_ACTOR

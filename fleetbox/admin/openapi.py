@@ -18,12 +18,15 @@ from fleetbox.admin.operations import JOB_STATUSES, MAX_BULK_RETRY
 from fleetbox.admin.routes import (
     ALERT_STATUSES,
     DEFAULT_LIMIT,
+    MAX_ERROR_MINUTES,
     MAX_LIMIT,
     MAX_OFFSET,
     TIME_RANGES,
     Route,
 )
+from fleetbox.deadletter import COUNT_CAP, MAX_TEXT
 from fleetbox.models import JobState, Outcome
+from fleetbox.protocol import OPERATOR_HEADER
 
 Schema = dict[str, Any]
 
@@ -277,6 +280,28 @@ SCHEMAS: dict[str, Schema] = {
         {
             "deadLetters": {"type": "array", "items": _ref("DeadLetter")},
             "nextBefore": {**_null(INT), "description": "pass as `before` for the next page; null on the last page"},
+            "total": {"type": "integer", "minimum": 0, "description": "how many dead letters match the filter"},
+            "totalCapped": {
+                "type": "boolean",
+                "description": f"true: the count stopped at {COUNT_CAP}, at least that many match",
+            },
+        }
+    ),
+    "QueueErrors": _obj(
+        {
+            "queue": STR,
+            "minutes": {"type": "integer", "minimum": 1, "maximum": MAX_ERROR_MINUTES},
+            "errors": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "errorClass": STR,
+                        "count": {"type": "integer", "minimum": 1},
+                        "lastAt": TIME,
+                        "lastMessage": _null(STR),
+                    }
+                ),
+            },
         }
     ),
     "Queue": _obj(
@@ -355,6 +380,12 @@ SCHEMAS: dict[str, Schema] = {
         {
             "queue": {"type": "string", "minLength": 1, "maxLength": 63, "description": "only this original queue"},
             "errorClass": {"type": "string", "minLength": 1, "maxLength": 100},
+            "q": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_TEXT,
+                "description": "only those whose error message contains this text (any case)",
+            },
             "reviewed": BOOL,
             "expectedCount": {
                 "type": "integer",
@@ -418,7 +449,14 @@ ACTOR: Schema = {
     "in": "header",
     "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
-    "description": "who acts, recorded in the audit log (default: admin-api)",
+    "description": "who acts, recorded in the audit log (default: admin-api; socket:<uid> on the control socket)",
+}
+OPERATOR: Schema = {
+    "name": OPERATOR_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
+    "description": f"the operator's login name (the terminal UI sends it), as {ACTOR_HEADER}; both: the same",
 }
 
 _ERROR_TEXT = {
@@ -428,6 +466,7 @@ _ERROR_TEXT = {
     "or no admin key is configured",
     404: "No such queue, job or dead letter",
     409: "The object is not in a state that allows this",
+    426: "This is a WebSocket: connect with Upgrade: websocket",
     413: "The request body is too large",
     415: "The request body is not application/json",
     422: "The configuration file is invalid (the reason is in the message); nothing changed",
@@ -454,6 +493,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         _query("reviewed", BOOL, "only reviewed (true) or unreviewed (false) ones"),
         _query("status", {"type": "string", "enum": ["open", "retried", "discarded"]}, "only this status"),
         _query("errorClass", {"type": "string", "minLength": 1, "maxLength": 100}, "only this error class"),
+        _query("q", {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}, "only errors with this text (any case)"),
         _query("before", ID, "the id of the last dead letter of the page before (keyset paging)"),
         LIMIT,
     ]
@@ -498,7 +538,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "updateThresholds": {
             "summary": "Change alert thresholds at runtime (every appliance on the database follows)",
-            "parameters": [ACTOR],
+            "parameters": [ACTOR, OPERATOR],
             "requestBody": _body("ThresholdsUpdate"),
             "responses": {"200": _ok("Thresholds", "The thresholds now in force")},
             "errors": [*body_errors, 503],
@@ -520,7 +560,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "summary": "Read the configuration file again and apply it, as SIGHUP does",
             "description": "Pool sizes, retry rules, queues, thresholds and schedules apply at once; the "
             "sections that need a restart are listed. An invalid file changes nothing (422, with the reason).",
-            "parameters": [ACTOR],
+            "parameters": [ACTOR, OPERATOR],
             "responses": {
                 "200": {
                     "description": "Applied",
@@ -537,7 +577,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                     },
                 }
             },
-            "errors": [409, 422, 503],
+            "errors": [400, 409, 422, 503],
         },
         "getOpenApi": {
             "summary": "This document",
@@ -555,7 +595,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "summary": "Retry every open dead letter matching a filter",
             "description": "Counted under lock: when the number of open dead letters matching differs from "
             f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
-            "parameters": [ACTOR],
+            "parameters": [ACTOR, OPERATOR],
             "requestBody": _body("BulkRetryRequest"),
             "responses": {"200": _ok("BulkRetried", "Retried")},
             "errors": [*body_errors, 404, 409, 503],
@@ -580,13 +620,36 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "enqueueJob": {
             "summary": "Enqueue a job (the same checks as fleetbox.Client.enqueue)",
-            "parameters": [QUEUE_PATH, ACTOR],
+            "parameters": [QUEUE_PATH, ACTOR, OPERATOR],
             "requestBody": _body("EnqueueRequest"),
             "responses": {
                 "201": _ok("Enqueued", "Created"),
                 "200": _ok("Enqueued", "Not created: a waiting or running job has the singleton key (its id)"),
             },
             "errors": [*body_errors, 404, 503],
+        },
+        "listQueueErrors": {
+            "summary": "A queue's recent failed attempts grouped by error class, most first",
+            "parameters": [
+                QUEUE_PATH,
+                _query(
+                    "minutes",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_ERROR_MINUTES, "default": 60},
+                    "how far back",
+                ),
+            ],
+            "responses": {"200": _ok("QueueErrors", "Failed attempts by error class")},
+            "errors": [400, 404, 503],
+        },
+        "streamQueues": {
+            "summary": "The live stream (WebSocket): hello, then a tick per interval and events",
+            "description": "One JSON object per text frame, as fleetbox/protocol.py describes: the server sends "
+            "hello once (appliance, a full tick, 15 minutes of per-second history per queue), then ticks "
+            "(default every second) and events (pauses, retries, reviews, new dead letters, by anyone); the client "
+            'may send {"type": "subscribe", "intervalMs": 1000|2000|5000|10000}. A refused message gets '
+            '{"type": "error", "field", "message"}. On the control socket no key is needed.',
+            "responses": {"101": {"description": "Switching to the WebSocket protocol"}},
+            "errors": [426],
         },
         "listFailed": {
             "summary": "A queue's failures: jobs waiting for a retry, open dead letters, latest failed attempts",
@@ -596,13 +659,13 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "pauseQueue": {
             "summary": "Pause a queue on every appliance (running jobs finish)",
-            "parameters": [QUEUE_PATH, ACTOR],
+            "parameters": [QUEUE_PATH, ACTOR, OPERATOR],
             "responses": {"200": _ok("Queue", "The queue")},
             "errors": [400, 404, 503],
         },
         "resumeQueue": {
             "summary": "Resume a queue",
-            "parameters": [QUEUE_PATH, ACTOR],
+            "parameters": [QUEUE_PATH, ACTOR, OPERATOR],
             "responses": {"200": _ok("Queue", "The queue")},
             "errors": [400, 404, 503],
         },
@@ -613,6 +676,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                 QUEUE_PATH,
                 {**_query("confirm", {"type": "string", "enum": ["yes"]}, "must be yes"), "required": True},
                 ACTOR,
+                OPERATOR,
             ],
             "responses": {"200": _ok("Cleared", "How many jobs were removed")},
             "errors": [400, 404, 503],
@@ -621,7 +685,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "summary": "Retry a failed job now",
             "description": "A job waiting for a retry runs at once (same id); a dead job is re-enqueued on "
             "its queue as a new job linked to its dead letter (new id). Another state: 409.",
-            "parameters": [QUEUE_PATH, JOB_ID_PATH, ACTOR],
+            "parameters": [QUEUE_PATH, JOB_ID_PATH, ACTOR, OPERATOR],
             "responses": {"200": _ok("RetriedJob", "Retried")},
             "errors": [400, 404, 409, 503],
         },
@@ -634,13 +698,13 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "retryDeadLetter": {
             "summary": "Re-enqueue one dead letter as a new job on its original queue",
-            "parameters": [DEAD_REF_PATH, ACTOR],
+            "parameters": [DEAD_REF_PATH, ACTOR, OPERATOR],
             "responses": {"200": _ok("RetriedDeadLetter", "The new job")},
             "errors": [400, 404, 409, 503],
         },
         "discardDeadLetter": {
             "summary": "Discard an open dead letter (it stays on record as discarded)",
-            "parameters": [DEAD_REF_PATH, ACTOR],
+            "parameters": [DEAD_REF_PATH, ACTOR, OPERATOR],
             "responses": {"200": _ok("DeadLetter", "The dead letter")},
             "errors": [400, 404, 409, 503],
         },
@@ -665,8 +729,12 @@ that changes state: 403.
 401/403 keys, 404 no such queue, job or dead letter, 409 state conflict, 413 body over {{max_body}}
 bytes, 415 body not JSON, 503 database unavailable.
 
-**Who acts.** State-changing operations take an optional `{ACTOR_HEADER}` header, recorded in the
-audit log (default `admin-api`); a review records `reviewedBy`.
+**Who acts.** State-changing operations take an optional `{ACTOR_HEADER}` (or `{OPERATOR_HEADER}`)
+header, recorded in the audit log (default `admin-api`); a review records `reviewedBy`.
+
+**The control socket.** The same API is served on a unix socket (`admin.socket_path`, default
+`<appliance.data_dir>/admin.sock`, owner-only): requests there need no key, and the actor defaults to
+`socket:<uid>` of the connecting process.
 """
 
 
@@ -725,6 +793,8 @@ _TAGS = {
     "enqueueJob": "jobs",
     "getJob": "jobs",
     "listFailed": "jobs",
+    "listQueueErrors": "jobs",
+    "streamQueues": "monitoring",
     "retryJob": "jobs",
     "pauseQueue": "queues",
     "resumeQueue": "queues",

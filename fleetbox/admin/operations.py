@@ -18,6 +18,7 @@ from fleetbox.db import Database, Row
 from fleetbox.deadletter import FIRST_PAGE
 from fleetbox.errors import Conflict, InvalidInput, NotFound, UnknownQueue
 from fleetbox.models import Attempt, DeadLetter, DeadLetterStatus, JobInfo, JobState, QueueInfo, Tier
+from fleetbox.monitor import iso
 
 log = logging.getLogger("fleetbox.admin")
 
@@ -29,7 +30,8 @@ JOB_STATUSES = LIVE_STATUSES + DONE_STATUSES
 MAX_BULK_RETRY = 10_000
 #: What a queue name can be (the queues table checks the same).
 _QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-#: The first page of a newest-first list starts below this (no OR in the SQL).
+#: The most failed attempts GET /api/queue/{queue}/errors reads (newest first).
+MAX_ERROR_ATTEMPTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,18 @@ class JobPage:
 
     jobs: list[JobInfo]
     next_after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    """One page of the dead-letter list."""
+
+    letters: list[DeadLetter]
+    #: the ``before`` of the next page (None: this was the last page)
+    next_before: int | None
+    #: how many dead letters match the filter (at least this many when ``total_capped``)
+    total: int
+    total_capped: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,19 +142,41 @@ class AdminOperations:
         reviewed: bool | None,
         status: str | None,
         error_class: str | None,
+        text: str | None,
         before: int | None,
         limit: int,
-    ) -> tuple[list[DeadLetter], int | None]:
-        """Dead letters newest first; returns the page and the ``before`` of the next one."""
+    ) -> DeadLetterPage:
+        """Dead letters newest first: the page, the ``before`` of the next one, and how many match."""
         top_at, top_id = FIRST_PAGE
         if before is not None:
             top_at = await self.db.fetchval("admin_dead_letter_cursor", before)
             if top_at is None:
                 raise InvalidInput(f"no dead letter {before}", field="before")
             top_id = before
-        rows = await self._read("dead_letter_list", queue, reviewed, status, error_class, top_at, top_id, limit + 1)
+        rows = await self._read(
+            "dead_letter_list", queue, reviewed, status, error_class, top_at, top_id, limit + 1, text
+        )
         letters = [DeadLetter.from_row(r) for r in rows[:limit]]
-        return letters, letters[-1].id if len(rows) > limit else None
+        total, capped = await self.client.dead_letters.count(
+            queue=queue, reviewed=reviewed, status=status, error_class=error_class, text=text
+        )
+        return DeadLetterPage(letters, letters[-1].id if len(rows) > limit else None, total, capped)
+
+    async def errors(self, queue: str, minutes: int) -> list[dict[str, Any]]:
+        """A queue's failed attempts of the last ``minutes``, grouped by error class, most first."""
+        since = self._now() - dt.timedelta(minutes=minutes)
+        rows = await self._read("queue_errors", queue, since, MAX_ERROR_ATTEMPTS)
+        return [
+            {"errorClass": r["error_class"], "count": int(r["count"]), "lastAt": iso(r["last_at"]),
+             "lastMessage": r["last_message"]}
+            for r in rows
+        ]  # fmt: skip
+
+    async def config_reloaded(self, needs_restart: list[str], *, actor: str) -> None:
+        """Record a configuration reload through the API (audit log and audit event)."""
+        await self.db.execute("audit", actor, "config.reload", "config", {"needsRestart": needs_restart})
+        log.info("configuration reloaded", extra={"event": "audit.config.reload", "actor": actor,
+                                                  "needs_restart": needs_restart})  # fmt: skip
 
     async def dead_letter_id(self, ref: str) -> int:
         """The dead letter named by ``ref``: its own id (``17``) or its job's id (``job-4711``)."""
@@ -215,6 +251,7 @@ class AdminOperations:
         queue: str | None,
         error_class: str | None,
         reviewed: bool | None,
+        text: str | None,
         expected: int,
         actor: str,
     ) -> BulkRetry:
@@ -228,13 +265,13 @@ class AdminOperations:
         now = self._now()
         async with self.db.transaction() as conn:
             rows = await conn.fetch(
-                "admin_dead_letters_lock_for_retry", queue, error_class, reviewed, MAX_BULK_RETRY + 1
+                "admin_dead_letters_lock_for_retry", queue, error_class, reviewed, MAX_BULK_RETRY + 1, text
             )
             ids = [int(r["id"]) for r in rows]
             if len(ids) > MAX_BULK_RETRY:
                 raise Conflict(
                     f"more than {MAX_BULK_RETRY} open dead letters match; "
-                    "narrow the filter (queue, errorClass, reviewed)"
+                    "narrow the filter (queue, errorClass, q, reviewed)"
                 )
             if len(ids) != expected:
                 raise Conflict(
@@ -248,7 +285,7 @@ class AdminOperations:
         got = {d for d, _j in retried}
         result = BulkRetry(matched=len(ids), retried=retried, skipped=[i for i in ids if i not in got])
         log.info("dead letters retried", extra={"event": "audit.dead.retry_bulk", "actor": actor, "queue": queue,
-                                                "error_class": error_class, "reviewed": reviewed,
+                                                "error_class": error_class, "reviewed": reviewed, "text": text,
                                                 "retried": len(retried), "skipped": result.skipped})  # fmt: skip
         return result
 

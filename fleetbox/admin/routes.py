@@ -18,16 +18,21 @@ from typing import Any
 
 from aiohttp import web
 
+from fleetbox import protocol
 from fleetbox.admin import inputs, views
-from fleetbox.admin.auth import Access
+from fleetbox.admin.auth import HEADER, Access, KeyCheck
+from fleetbox.admin.errors import UpgradeRequired
 from fleetbox.admin.operations import JOB_STATUSES, MAX_BULK_RETRY, AdminOperations, check_dead_status
+from fleetbox.admin.stream import Sockets, Stream, serve
 from fleetbox.client import Client
 from fleetbox.config import AdminSettings
+from fleetbox.deadletter import MAX_TEXT
 from fleetbox.errors import Conflict, InvalidInput, UnknownQueue
 from fleetbox.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from fleetbox.metrics import Metrics
 from fleetbox.models import JobPriority
 from fleetbox.monitor import Monitor
+from fleetbox.protocol import STREAM_PATH, GraphMode
 
 #: Page sizes of every list.
 MAX_LIMIT = 500
@@ -35,6 +40,8 @@ DEFAULT_LIMIT = 50
 #: The deepest ``offset`` (past it, page with ``after``, which costs the same on every page).
 MAX_OFFSET = 100_000
 TIME_RANGES = ("1h", "24h", "7d")
+#: The longest look back of GET /api/queue/{queue}/errors, in minutes (a day).
+MAX_ERROR_MINUTES = 1440
 ALERT_STATUSES = ("open", "resolved")
 THRESHOLD_FIELDS = ("maxBacklog", "maxFailureRate", "maxProcessingTime", "maxDeadLetterJobs")
 ENQUEUE_FIELDS = ("data", "priority", "delay", "runAt", "singletonKey", "maxAttempts")
@@ -50,11 +57,22 @@ _API_FIELD = {
 
 @dataclass(frozen=True, slots=True)
 class ApplianceInfo:
-    """Which appliance answers (sent as the ``x-fleetbox-appliance`` header)."""
+    """Which appliance answers (sent as the ``x-fleetbox-appliance`` header, and in the stream's hello)."""
 
     name: str
     worker_id: str
     version: str
+    #: when the appliance started, epoch seconds
+    started_at: float = 0.0
+    #: how the Graph-backed queues reach Microsoft Graph ("off": no appliance runs them here)
+    graph_mode: GraphMode = "off"
+
+    def to_protocol(self, *, read_only: bool) -> protocol.ApplianceInfo:
+        """The hello's ``appliance``; ``read_only`` when the client's key cannot change state."""
+        return protocol.ApplianceInfo(
+            name=self.name, version=self.version, workerId=self.worker_id, startedAt=self.started_at,
+            graphMode=self.graph_mode, readOnly=read_only,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +87,11 @@ class AdminState:
     openapi: dict[str, Any]
     #: this process's Prometheus figures
     metrics: Metrics
+    #: the live stream's sampler and subscribers
+    stream: Stream
+    #: the open stream WebSockets (closed on shutdown)
+    sockets: Sockets
+    keys: KeyCheck
     #: reads the configuration again and applies it (None: the appliance was configured in code)
     reload: Reload | None = None
 
@@ -161,10 +184,22 @@ async def get_prometheus(request: web.Request) -> web.Response:
 async def reload_config(request: web.Request) -> web.Response:
     """Read the configuration file again and apply it (as SIGHUP does)."""
     state = _state(request)
+    who = inputs.actor(request)
     if state.reload is None:
         raise Conflict("this appliance was configured in code, not from a file: there is nothing to reload")
     restart = await state.reload()
+    await state.ops.config_reloaded(restart, actor=who)
     return reply({"reloaded": True, "needsRestart": restart})
+
+
+async def stream_socket(request: web.Request) -> web.StreamResponse:
+    """The live stream (WebSocket): hello, then ticks and events (fleetbox/protocol.py)."""
+    state = _state(request)
+    if not web.WebSocketResponse().can_prepare(request).ok:
+        raise UpgradeRequired(f"{request.path} is a WebSocket: connect with Upgrade: websocket")
+    local = inputs.via_control_socket(request)
+    read_only = not local and not state.keys.grants(Access.ADMIN, request.headers.get(HEADER))
+    return await serve(request, state.stream, state.sockets, state.info.to_protocol(read_only=read_only))
 
 
 async def get_openapi(request: web.Request) -> web.Response:
@@ -239,6 +274,16 @@ async def get_job(request: web.Request) -> web.Response:
     return reply(body)
 
 
+async def queue_errors(request: web.Request) -> web.Response:
+    """A queue's failed attempts of the last ``minutes`` (default 60), grouped by error class."""
+    state = _state(request)
+    queue = request.match_info["queue"]
+    minutes = inputs.query_int(request, "minutes", default=60, minimum=1, maximum=MAX_ERROR_MINUTES)
+    assert minutes is not None
+    await state.ops.queue(queue)
+    return reply({"queue": queue, "minutes": minutes, "errors": await state.ops.errors(queue, minutes)})
+
+
 async def list_failed(request: web.Request) -> web.Response:
     """A queue's jobs waiting for a retry, its open dead letters and its latest failed attempts."""
     state = _state(request)
@@ -305,14 +350,18 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     reviewed = inputs.query_bool(request, "reviewed")
     status = check_dead_status(inputs.query_choice(request, "status", ("open", "retried", "discarded")))
     error_class = inputs.query_text(request, "errorClass", limit=100)
+    text = inputs.query_text(request, "q", limit=MAX_TEXT)
     before = inputs.query_int(request, "before", default=None, minimum=1, maximum=inputs.MAX_ID)
     limit = _limit(request)
     if queue is not None:
         await state.ops.queue(queue)
-    letters, next_before = await state.ops.list_dead_letters(
-        queue=queue, reviewed=reviewed, status=status, error_class=error_class, before=before, limit=limit
+    page = await state.ops.list_dead_letters(
+        queue=queue, reviewed=reviewed, status=status, error_class=error_class, text=text, before=before, limit=limit
     )
-    return reply({"deadLetters": [views.dead_letter(d) for d in letters], "nextBefore": next_before})
+    return reply({
+        "deadLetters": [views.dead_letter(d) for d in page.letters], "nextBefore": page.next_before,
+        "total": page.total, "totalCapped": page.total_capped,
+    })  # fmt: skip
 
 
 async def review_dead_letter(request: web.Request) -> web.Response:
@@ -352,14 +401,15 @@ async def retry_dead_letters(request: web.Request) -> web.Response:
     state = _state(request)
     who = inputs.actor(request)
     body = await inputs.json_body(request)
-    inputs.reject_unknown(body, ("queue", "errorClass", "reviewed", "expectedCount"))
+    inputs.reject_unknown(body, ("queue", "errorClass", "q", "reviewed", "expectedCount"))
     queue = inputs.json_text(body, "queue", limit=63)
     error_class = inputs.json_text(body, "errorClass", limit=100)
+    text = inputs.json_text(body, "q", limit=MAX_TEXT)
     reviewed = inputs.json_bool(body, "reviewed")
     expected = inputs.json_int(body, "expectedCount", minimum=0, maximum=MAX_BULK_RETRY, required=True)
     assert expected is not None
     result = await state.ops.retry_dead_letters(
-        queue=queue, error_class=error_class, reviewed=reviewed, expected=expected, actor=who
+        queue=queue, error_class=error_class, reviewed=reviewed, text=text, expected=expected, actor=who
     )
     return reply({
         "matched": result.matched,
@@ -397,12 +447,14 @@ def route_table(settings: AdminSettings) -> list[Route]:
         Route("GET", f"{q}/thresholds", get_thresholds, Access.READ, "getThresholds"),
         Route("PUT", f"{q}/thresholds", update_thresholds, Access.ADMIN, "updateThresholds"),
         Route("GET", f"{q}/openapi.json", get_openapi, Access.PUBLIC, "getOpenApi"),
+        Route("GET", STREAM_PATH, stream_socket, Access.READ, "streamQueues"),
         Route("POST", f"{q}/config/reload", reload_config, Access.ADMIN, "reloadConfig"),
         Route("GET", f"{q}/dead-letter", list_dead_letters, Access.READ, "listDeadLetters"),
         Route("POST", f"{q}/dead-letter/retry", retry_dead_letters, Access.ADMIN, "retryDeadLetters"),
         Route("GET", f"{q}/{{queue}}/jobs", list_jobs, Access.READ, "listJobs"),
         Route("POST", f"{q}/{{queue}}/jobs", enqueue_job, Access.ADMIN, "enqueueJob"),
         Route("GET", f"{q}/{{queue}}/failed", list_failed, Access.READ, "listFailed"),
+        Route("GET", f"{q}/{{queue}}/errors", queue_errors, Access.READ, "listQueueErrors"),
         Route("POST", f"{q}/{{queue}}/pause", pause_queue, Access.ADMIN, "pauseQueue"),
         Route("POST", f"{q}/{{queue}}/resume", resume_queue, Access.ADMIN, "resumeQueue"),
         Route("DELETE", f"{q}/{{queue}}/clear", clear_queue, Access.ADMIN, "clearQueue"),

@@ -1,15 +1,25 @@
 """The admin HTTP server: the aiohttp application and its listener.
 
 :func:`build_app` makes the application (route table, key checks, the JSON error middleware, the
-OpenAPI document); :class:`AdminServer` serves it on ``admin.host``/``admin.port`` (port 0: an
-ephemeral port, read back from :attr:`AdminServer.port`). The appliance starts it after the
-dispatcher and stops it first.
+OpenAPI document, the live stream); :class:`AdminServer` serves it on ``admin.host``/``admin.port``
+(port 0: an ephemeral port, read back from :attr:`AdminServer.port`) and on the unix control
+socket (:class:`ControlSocket`), where requests need no key: the socket file is owner-only, so
+only the appliance's own user can connect. The appliance starts it after the dispatcher and stops
+it first.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import logging
+import os
+import socket
+import stat
+from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -17,9 +27,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from fleetbox.admin.auth import HEADER, KeyCheck
 from fleetbox.admin.errors import error_middleware
+from fleetbox.admin.inputs import via_control_socket
 from fleetbox.admin.openapi import build_openapi
 from fleetbox.admin.operations import AdminOperations
 from fleetbox.admin.routes import STATE, AdminState, ApplianceInfo, Handler, Reload, Route, route_table
+from fleetbox.admin.stream import Sockets, Stream
 from fleetbox.client import Client
 from fleetbox.config import Settings
 from fleetbox.db import Database
@@ -64,7 +76,9 @@ def fleetbox_version() -> str:
 
 def _guarded(route: Route, keys: KeyCheck) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
-        keys.check(route.access, request.headers.get(HEADER))
+        # On the control socket the file permissions already decided who may connect.
+        if not via_control_socket(request):
+            keys.check(route.access, request.headers.get(HEADER))
         return await route.handler(request)
 
     handle.__name__ = route.handler.__name__
@@ -81,12 +95,22 @@ def build_app(
     appliance_info: ApplianceInfo,
     metrics: Metrics | None = None,
     reload: Reload | None = None,
+    stream: Stream | None = None,
 ) -> web.Application:
     """The admin API as an aiohttp application (serve it with :class:`AdminServer`, or test it
-    with pytest-aiohttp's ``aiohttp_client``)."""
+    with pytest-aiohttp's ``aiohttp_client``).
+
+    ``stream`` is the live stream's sampler (the appliance passes one that sees its pools and
+    limiters; by default one that sees only the database). The application starts its task at
+    startup, closes the stream's WebSockets on shutdown and stops the task at cleanup.
+    """
     max_body = settings.appliance.max_payload_bytes + BODY_MARGIN
     app = web.Application(middlewares=[error_middleware], client_max_size=max_body)
     routes = route_table(settings.admin)
+    keys = KeyCheck(settings.admin)
+    if stream is None:
+        stream = Stream(db, clock=client.clock, info=appliance_info.to_protocol(read_only=False))
+    sockets = Sockets()
     app[STATE] = AdminState(
         ops=AdminOperations(db, client),
         client=client,
@@ -95,11 +119,27 @@ def build_app(
         info=appliance_info,
         openapi=build_openapi(routes, version=appliance_info.version, max_body=max_body),
         metrics=metrics if metrics is not None else Metrics(),
+        stream=stream,
+        sockets=sockets,
+        keys=keys,
         reload=reload,
     )
-    keys = KeyCheck(settings.admin)
     for route in routes:
         app.router.add_route(route.method, route.path, _guarded(route, keys), name=route.operation_id)
+
+    async def run_stream(_app: web.Application) -> AsyncIterator[None]:
+        assert stream is not None
+        stream.start()
+        yield
+        await stream.stop()
+
+    async def close_sockets(_app: web.Application) -> None:
+        # Before the runner waits for handlers to finish: a stream handler ends only when its
+        # socket closes.
+        await sockets.close_all()
+
+    app.cleanup_ctx.append(run_stream)
+    app.on_shutdown.append(close_sockets)
 
     async def tag(_request: web.Request, response: web.StreamResponse) -> None:
         response.headers["x-fleetbox-appliance"] = appliance_info.worker_id
@@ -108,13 +148,120 @@ def build_app(
     return app
 
 
-class AdminServer:
-    """Serves the admin API of one appliance."""
+#: Linux keeps a unix socket's path in 108 bytes, NUL included.
+MAX_SOCKET_PATH = 107
 
-    def __init__(self, app: web.Application, *, host: str, port: int, shutdown_timeout: float = 5.0) -> None:
+
+class ControlSocket:
+    """The admin application's unix socket file: owner-only, never taken from a live appliance.
+
+    An exclusive lock on ``<path>.lock``, held while serving, says whose socket it is: a second
+    appliance configured with the same path fails to start instead of taking it over. A socket
+    file left behind by a process that died is removed, but only if nothing answers on it (so an
+    older fleetbox without the lock is not robbed either). The socket is bound, made 0600, and
+    only then listens, so nobody can connect while it has wider permissions. The lock file stays
+    (removing it would let two starting processes lock two different files).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock: int | None = None
+        self._identity: tuple[int, int] | None = None
+
+    def _refuse(self, reason: str) -> ConfigError:
+        return ConfigError(f"admin.socket_path: {reason} ({self.path})")
+
+    async def bind(self) -> socket.socket:
+        """The bound (not yet listening) socket; ConfigError naming the path when it cannot be had."""
+        size = len(os.fsencode(self.path))
+        if size > MAX_SOCKET_PATH:
+            raise self._refuse(f"{size} bytes is longer than the {MAX_SOCKET_PATH} a unix socket path may have")
+        parent = self.path.parent
+        if not parent.exists():
+            try:
+                parent.mkdir(parents=True, mode=0o700)
+            except OSError as exc:
+                raise self._refuse(f"cannot create its directory: {exc.strerror or exc}") from None
+        try:
+            lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise self._refuse(f"cannot create its lock file: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            raise self._refuse("another fleetbox process serves this control socket; stop it or set another") from None
+        try:
+            await self._remove_stale()
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(str(self.path))
+                os.chmod(self.path, 0o600)
+            except OSError as exc:
+                sock.close()
+                raise self._refuse(f"cannot bind: {exc.strerror or exc}") from None
+        except BaseException:
+            os.close(lock)
+            raise
+        info = os.stat(self.path)
+        self._identity = (info.st_dev, info.st_ino)
+        self._lock = lock
+        return sock
+
+    async def _remove_stale(self) -> None:
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise self._refuse("a file that is not a socket is in the way; remove it or set another path")
+        try:
+            async with asyncio.timeout(2):
+                _reader, writer = await asyncio.open_unix_connection(str(self.path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            pass  # nobody listens: left behind by a process that died
+        except (OSError, TimeoutError) as exc:
+            raise self._refuse(f"cannot tell whether another process serves it: {exc}") from None
+        else:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            raise self._refuse("another process answers on this socket; stop it or set another path")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        log.warning("removed a stale control socket", extra={"event": "admin_socket_stale", "path": str(self.path)})
+
+    def remove(self) -> None:
+        """Remove the socket file (if it is still ours) and release the lock."""
+        try:
+            info = os.stat(self.path)
+            if (info.st_dev, info.st_ino) == self._identity:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            os.close(lock)
+
+
+class AdminServer:
+    """Serves the admin API of one appliance on TCP and, when ``socket_path`` is given, on that
+    unix socket (the control socket; no key is needed there)."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        host: str,
+        port: int,
+        socket_path: Path | None = None,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
         self.app = app
         self.host = host
         self._port = port
+        self.socket_path = socket_path
+        self._socket: ControlSocket | None = None
         self._runner: web.AppRunner | None = None
         self._shutdown_timeout = shutdown_timeout
 
@@ -145,18 +292,37 @@ class AdminServer:
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._port)
         try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise ConfigError(f"admin.port: cannot listen on {self.host}:{self._port}: {exc.strerror or exc}") from None
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"admin.port: cannot listen on {self.host}:{self._port}: {exc.strerror or exc}"
+                ) from None
+            if self.socket_path is not None:
+                control = ControlSocket(self.socket_path)
+                sock = await control.bind()
+                self._socket = control
+                await web.SockSite(runner, sock).start()
+        except BaseException:
+            await self._cleanup(runner)
+            raise
         self._runner = runner
-        log.info("admin API listening", extra={"event": "admin_listening", "host": self.host, "port": self.port})
+        where = str(self.socket_path) if self.socket_path else None
+        log.info("admin API listening",
+                 extra={"event": "admin_listening", "host": self.host, "port": self.port, "socket": where})  # fmt: skip
+
+    async def _cleanup(self, runner: web.AppRunner) -> None:
+        await runner.cleanup()
+        control, self._socket = self._socket, None
+        if control is not None:
+            control.remove()
 
     async def stop(self) -> None:
-        """Stop listening; requests in flight get ``shutdown_timeout`` seconds to finish."""
+        """Stop listening (stream sockets are closed first); requests in flight get
+        ``shutdown_timeout`` seconds to finish; the control socket file is removed."""
         runner, self._runner = self._runner, None
         if runner is not None:
-            await runner.cleanup()
+            await self._cleanup(runner)
             log.info("admin API stopped", extra={"event": "admin_stopped"})
 
     async def __aenter__(self) -> AdminServer:

@@ -151,12 +151,13 @@ SELECT count(*) FROM moved
 -- name: admin_dead_letters_lock_for_retry
 -- The open dead letters a bulk retry would take, locked until the transaction ends; at most $4
 -- (the caller asks for one more than it allows, to tell "too many" from "exactly that many").
--- params: $1 queue|null, $2 error class|null, $3 reviewed|null, $4 limit
+-- params: $1 queue|null, $2 error class|null, $3 reviewed|null, $4 limit, $5 text in the error|null
 SELECT id FROM dead_letters
  WHERE status = 'open'
    AND ($1::text IS NULL OR queue = $1)
    AND ($2::text IS NULL OR error_class = $2)
    AND ($3::boolean IS NULL OR (reviewed_at IS NOT NULL) = $3)
+   AND ($5::text IS NULL OR strpos(lower(error), lower($5::text)) > 0)
  ORDER BY id
  LIMIT $4
    FOR UPDATE

@@ -13,8 +13,10 @@ SELECT id, status, retried_job_id FROM dead_letters WHERE id = $1 FOR UPDATE
 -- name: dead_letter_list
 -- Newest first, with optional filters; keyset paging on (failed_at, id), by dead_letters_failed
 -- (or dead_letters_queue for one queue). The first page passes ('infinity', the largest bigint).
+-- The text filter $8 (case-insensitive, anywhere in the error message) has no index: it narrows
+-- the same ordered walk, which stops at the page's LIMIT.
 -- params: $1 queue|null, $2 reviewed|null, $3 status|null, $4 error class|null,
---         $5 before failed_at, $6 before id, $7 limit
+--         $5 before failed_at, $6 before id, $7 limit, $8 text in the error|null
 SELECT id, job_id, queue, priority, data, singleton_key, error_class, error, attempts, history,
        job_created_at, failed_at, status, reviewed_at, reviewed_by, resolution_notes,
        retried_job_id, retried_at, discarded_at
@@ -23,9 +25,25 @@ SELECT id, job_id, queue, priority, data, singleton_key, error_class, error, att
    AND ($2::boolean IS NULL OR (reviewed_at IS NOT NULL) = $2)
    AND ($3::text IS NULL OR status = $3)
    AND ($4::text IS NULL OR error_class = $4)
+   AND ($8::text IS NULL OR strpos(lower(error), lower($8::text)) > 0)
    AND (failed_at, id) < ($5::timestamptz, $6::bigint)
  ORDER BY failed_at DESC, id DESC
  LIMIT $7
+
+-- name: dead_letter_count
+-- How many dead letters match the filters of dead_letter_list, counting at most $6 (the caller
+-- asks for one more than it reports, to tell "exactly" from "at least"): bounded like a page.
+-- params: $1 queue|null, $2 reviewed|null, $3 status|null, $4 error class|null,
+--         $5 text in the error|null, $6 the most counted
+SELECT count(*) FROM (
+    SELECT 1 FROM dead_letters
+     WHERE ($1::text IS NULL OR queue = $1)
+       AND ($2::boolean IS NULL OR (reviewed_at IS NOT NULL) = $2)
+       AND ($3::text IS NULL OR status = $3)
+       AND ($4::text IS NULL OR error_class = $4)
+       AND ($5::text IS NULL OR strpos(lower(error), lower($5::text)) > 0)
+     LIMIT $6
+) matching
 
 -- name: dead_letter_requeue
 -- A new job on the dead letter's original queue, linked back to it.

@@ -95,8 +95,9 @@ def write_config(
     """A TOML config with the e2e intervals, the given custom queues and pool sizes."""
     sections: dict[str, Mapping[str, Any]] = {
         "appliance": {**E2E_APPLIANCE, "data_dir": str(path.parent / "data"), **(appliance or {})},
-        # an ephemeral port (logged as the event admin_listening): processes never compete for 8080
-        "admin": {"port": 0},
+        # an ephemeral port (logged as the event admin_listening): processes never compete for 8080;
+        # no control socket, since processes started from one config share its data_dir
+        "admin": {"port": 0, "socket_enabled": False},
     }
     if pools:
         sections["pools"] = pools
