@@ -66,6 +66,8 @@ class FleetboxTUI(App[None]):
         self.reconnect_delays = tuple(reconnect_delays)
         self.interval_ms = interval_ms
         self.state = LiveState()
+        #: someone changed dead letters: the list reloads when the operator next comes back to it
+        self.dead_changed = False
 
     # -- state ------------------------------------------------------------------------------
 
@@ -115,6 +117,9 @@ class FleetboxTUI(App[None]):
                 self.screen.refresh_bindings()
         elif message["type"] == "tick":
             self.state.apply_tick(message, self.now())
+        elif message["type"] == "error":
+            self.notify(message["message"], title="The appliance refused", severity="error")
+            return
         else:
             self.on_stream_event(message)
             return
@@ -127,6 +132,9 @@ class FleetboxTUI(App[None]):
 
     def on_stream_event(self, event: Event) -> None:
         """Someone changed something: say so (new dead letters wait for ctrl+r, never reorder the list)."""
+        if event["kind"] == "events_missed":
+            self._mark_dead_dirty()
+            return
         if event["kind"] == "dead_added":
             self.state.new_dead += event.get("count", 1)
             self.repaint()
@@ -136,9 +144,11 @@ class FleetboxTUI(App[None]):
         if verb is not None and by is not None and by != self.client.operator:
             self.notify(f"{by} {verb} {event['queue'] or 'the appliance'}", title="Changed elsewhere")
         if event["kind"].startswith("dead_"):
-            for screen in self.screen_stack:
-                if isinstance(screen, DeadLettersScreen):
-                    screen.dirty = True
+            self._mark_dead_dirty()
+
+    def _mark_dead_dirty(self) -> None:
+        """The dead-letter list reloads when the operator next returns to it (never under the cursor)."""
+        self.dead_changed = True
 
     # -- navigation -------------------------------------------------------------------------
 

@@ -20,14 +20,22 @@ from typing import Any, Protocol, cast
 
 import aiohttp
 
-from fleetbox.protocol import PROTOCOL_VERSION, Event, Hello, Subscribe, Tick
+from fleetbox.protocol import (
+    OPERATOR_HEADER,
+    PROTOCOL_VERSION,
+    SOCKET_NAME,
+    STREAM_PATH,
+    ErrorFrame,
+    Event,
+    Hello,
+    Subscribe,
+    Tick,
+)
 
-StreamMessage = Hello | Tick | Event
+StreamMessage = Hello | Tick | Event | ErrorFrame
 #: A dead letter, a job, an alert...: a JSON object of the admin API.
 Json = dict[str, Any]
 
-#: the header that names the operator in the appliance's audit log
-OPERATOR_HEADER = "X-Fleetbox-Operator"
 #: the environment variable that sets the socket (as pydantic-settings reads AdminSettings.socket_path)
 SOCKET_ENV = "FLEETBOX_ADMIN__SOCKET_PATH"
 #: the longest page of dead letters the admin API returns
@@ -51,7 +59,7 @@ def default_socket_path() -> Path:
     if configured:
         return Path(configured)
     data_dir = os.environ.get("FLEETBOX_APPLIANCE__DATA_DIR")
-    return (Path(data_dir) if data_dir else default_data_dir()) / "admin.sock"
+    return (Path(data_dir) if data_dir else default_data_dir()) / SOCKET_NAME
 
 
 def operator_name() -> str:
@@ -232,7 +240,7 @@ class FleetboxClient(Protocol):
 
 
 def _check_message(raw: object) -> StreamMessage:
-    if not isinstance(raw, dict) or raw.get("type") not in ("hello", "tick", "event"):
+    if not isinstance(raw, dict) or raw.get("type") not in ("hello", "tick", "event", "error"):
         raise Disconnected(f"the appliance sent something that is not a stream message: {str(raw)[:80]}")
     if raw["type"] == "hello" and raw.get("protocol") != PROTOCOL_VERSION:
         raise Disconnected(
@@ -286,7 +294,7 @@ class UnixSocketClient:
     async def stream(self, interval_ms: int) -> AsyncIterator[StreamMessage]:
         """Connect to ``/api/queue/stream`` and yield its messages until it closes."""
         try:
-            ws = await self._http().ws_connect("/api/queue/stream", heartbeat=10.0, timeout=aiohttp.ClientWSTimeout())
+            ws = await self._http().ws_connect(STREAM_PATH, heartbeat=10.0, timeout=aiohttp.ClientWSTimeout())
         except aiohttp.WSServerHandshakeError as exc:
             raise Disconnected(f"the appliance refused the live stream: HTTP {exc.status}") from None
         except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:

@@ -108,7 +108,7 @@ class DeadLettersScreen(LiveScreen):
     def on_screen_resume(self) -> None:
         """Back from a job or a dialog: reload when something changed."""
         super().on_screen_resume()
-        if self.dirty:
+        if self.dirty or self.fb.dead_changed:
             self.reload()
 
     @property
@@ -144,7 +144,7 @@ class DeadLettersScreen(LiveScreen):
 
     def reload(self) -> None:
         """Load the first page again, keeping the cursor on the same dead letter when it is still there."""
-        self.dirty = False
+        self.dirty = self.fb.dead_changed = False
         self._generation += 1
         self.run_worker(self._load(None, self._generation), group="dead-load", exclusive=True, exit_on_error=False)
 
