@@ -60,9 +60,9 @@ def make_app(client: FakeClient, clock: Callable[[], float] | None = None, **kwa
     return FleetboxTUI(client, clock=clock or FrozenClock(), reconnect_delays=(0.05,), **kwargs)  # type: ignore[arg-type]
 
 
-async def settle(app: FleetboxTUI, pilot: Pilot[None], timeout: float = 10.0) -> None:
+async def settle(app: FleetboxTUI, pilot: Pilot[None], deadline: float = 10.0) -> None:
     """Wait until every worker but the endless stream is done and the messages are processed."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(deadline):
         while True:
             await pilot.pause()
             running = [w for w in app.workers if w.group != "stream" and w.is_running]
@@ -71,9 +71,9 @@ async def settle(app: FleetboxTUI, pilot: Pilot[None], timeout: float = 10.0) ->
             await asyncio.gather(*(w.wait() for w in running), return_exceptions=True)
 
 
-async def until(pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds (messages processed between checks), or fail after ``timeout``."""
-    async with asyncio.timeout(timeout):
+async def until(pilot: Pilot[None], predicate: Callable[[], bool], deadline: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (messages processed between checks), or fail after ``deadline`` seconds."""
+    async with asyncio.timeout(deadline):
         while not predicate():
             await pilot.pause(0.01)
 

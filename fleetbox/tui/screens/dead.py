@@ -3,6 +3,8 @@ discard; retry everything matching the filter behind a typed count that the serv
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Iterable
 
 from rich.text import Text
@@ -21,6 +23,8 @@ from fleetbox.tui.widgets.text import DASH, ago
 PAGE = 200
 #: load the next page when the cursor is this close to the last loaded row
 PREFETCH = 10
+#: mark cells rewritten per slice (one slice takes well under a frame's 100 ms)
+MARK_SLICE = 1000
 MARK = Text("■", style="bold magenta")
 NO_MARK = Text(" ")
 #: (key, label, width)
@@ -182,6 +186,10 @@ class DeadLettersScreen(LiveScreen):
         if reset and table.row_count:
             target = table.get_row_index(str(current)) if current in self.letters else min(row, table.row_count - 1)
             table.move_cursor(row=target, animate=False)
+        # Thousands of loaded rows make every full garbage collection scan them: a pause of
+        # hundreds of milliseconds every few pages. What is loaded now lives as long as the list,
+        # so move it out of the collector's sight (objects made later are collected as usual).
+        gc.freeze()
         self.paint()
 
     @on(DataTable.RowHighlighted, "#dead")
@@ -232,11 +240,20 @@ class DeadLettersScreen(LiveScreen):
     def action_mark_all(self) -> None:
         """Mark every loaded row, or unmark all when all are marked."""
         unmark = len(self.marks) == len(self.letters)
-        changed: Iterable[int] = list(self.marks) if unmark else [i for i in self.letters if i not in self.marks]
+        changed: list[int] = list(self.marks) if unmark else [i for i in self.letters if i not in self.marks]
         self.marks = set() if unmark else set(self.letters)
-        for dead_id in changed:
-            self.table.update_cell(str(dead_id), "mark", NO_MARK if unmark else MARK)
         self.paint()
+        self.run_worker(self._redraw_marks(changed), group="dead-marks", exit_on_error=False)
+
+    async def _redraw_marks(self, ids: Iterable[int]) -> None:
+        """Rewrite the mark column in slices, so that thousands of rows never hold up a frame."""
+        table = self.table
+        pending = list(ids)
+        for start in range(0, len(pending), MARK_SLICE):
+            for dead_id in pending[start : start + MARK_SLICE]:
+                if str(dead_id) in table.rows:
+                    table.update_cell(str(dead_id), "mark", MARK if dead_id in self.marks else NO_MARK)
+            await asyncio.sleep(0)  # let the app draw a frame between slices
 
     # -- filtering --------------------------------------------------------------------------
 
