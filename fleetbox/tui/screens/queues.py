@@ -16,13 +16,13 @@ from fleetbox.tui.state import QueueSeries
 from fleetbox.tui.widgets.text import DASH, count, duration, ms, trend
 
 _TIER_ORDER = {"high": 0, "medium": 1, "low": 2}
-TREND_WIDTH = 12
+TREND_WIDTH = 9
 #: (key, label, width); numbers are right-aligned
 COLUMNS = [
-    ("name", "QUEUE", 18), ("tier", "TIER", 4), ("state", "STATE", 6), ("ready", "READY", 7),
+    ("name", "QUEUE", 16), ("tier", "TIER", 4), ("state", "STATE", 6), ("ready", "READY", 7),
     ("scheduled", "SCHED", 5), ("running", "RUN", 4), ("retrying", "RETRY", 5), ("dead", "DEAD", 5),
     ("done", "DONE/m", 7), ("fail", "FAIL%", 5), ("avg", "AVG", 6), ("p95", "P95", 6), ("oldest", "OLDEST", 6),
-    ("workers", "WORKERS", 7), ("limiter", "LIMITER", 10), ("trend", "TREND", TREND_WIDTH),
+    ("workers", "WORKERS", 7), ("limiter", "LIMITER", 9), ("trend", "TREND", TREND_WIDTH),
 ]  # fmt: skip
 #: a failure rate (percent) shown in red from here on
 FAIL_WARN = 5.0
