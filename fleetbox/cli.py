@@ -1,4 +1,5 @@
-"""The ``fleetbox`` command: run, migrate, enqueue, config show, queues, job, dead, bench, auth."""
+"""The ``fleetbox`` command: run, migrate, enqueue, config show, queues, job, dead, status, tui, auth,
+subscriptions, bench."""
 
 from __future__ import annotations
 
@@ -9,21 +10,24 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fleetbox import logs
-from fleetbox.config import LoadedSettings, Settings, effective_values, load_settings, parse_assignment, redact_dsn
-from fleetbox.db import Database
-from fleetbox.errors import ConfigError, Conflict, DatabaseError, FleetboxError, InvalidInput, NotFound
+if TYPE_CHECKING:
+    from fleetbox.config import LoadedSettings, Settings
+    from fleetbox.db import Database
+    from fleetbox.errors import FleetboxError
 
-EXIT_CODES: list[tuple[type[FleetboxError], int]] = [
-    (ConfigError, 2),
-    (InvalidInput, 2),
-    (NotFound, 4),
-    (Conflict, 5),
-    (DatabaseError, 3),
-    (FleetboxError, 1),
-]
+# The core (config, database, asyncpg) is imported inside the commands that need it: `fleetbox tui`
+# is a client of the control socket and must start without it (tests/tui/test_entry.py).
+
+
+def _exit_code(exc: FleetboxError) -> int:
+    from fleetbox.errors import ConfigError, Conflict, DatabaseError, InvalidInput, NotFound
+
+    codes: list[tuple[type[FleetboxError], int]] = [
+        (ConfigError, 2), (InvalidInput, 2), (NotFound, 4), (Conflict, 5), (DatabaseError, 3),
+    ]  # fmt: skip
+    return next((code for cls, code in codes if isinstance(exc, cls)), 1)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         "subscriptions", parents=[common], help="the Graph change-notification subscriptions kept alive"
     )
     subs.add_argument("--json", action="store_true")
+
+    from fleetbox.tui.main import add_arguments as tui_arguments
+
+    tui = sub.add_parser("tui", help="terminal UI of a running appliance (over its control socket)")
+    tui_arguments(tui)
+
     bench = sub.add_parser("bench", parents=[common], help="measure enqueue, drain and pickup latency")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument("--jobs", type=int, default=50_000, help="jobs to drain (default 50000)")
@@ -110,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    from fleetbox.config import parse_assignment
+
     flags: dict[str, Any] = {}
     for assignment in args.set:
         flags = _deep(flags, parse_assignment(assignment))
@@ -132,13 +144,21 @@ def _deep(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "tui":
+        from fleetbox.tui.main import run
+
+        return run(args)
+    from fleetbox import logs
+    from fleetbox.config import load_settings
+    from fleetbox.errors import FleetboxError
+
     try:
         loaded = load_settings(args.config, _flags(args))
         logs.setup(loaded.settings.appliance.log_level, loaded.settings.appliance.log_format)
         return asyncio.run(_dispatch(args, loaded))
     except FleetboxError as exc:
         print(f"fleetbox: error: {exc}", file=sys.stderr)
-        return next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
+        return _exit_code(exc)
     except KeyboardInterrupt:
         return 130
 
@@ -152,6 +172,8 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
         return await print_status(loaded.settings, url=args.url, as_json=args.json)
     if args.command == "auth":
         return await _auth(args.auth_command, loaded.settings)
+    from fleetbox.config import load_settings, redact_dsn
+    from fleetbox.db import Database
     from fleetbox.embedded import resolve_dsn
 
     settings = loaded.settings
@@ -203,6 +225,8 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
 
 
 async def _client_command(args: argparse.Namespace, client: Any) -> int:
+    from fleetbox.errors import InvalidInput
+
     if args.command == "enqueue":
         try:
             data = json.loads(args.data)
@@ -284,6 +308,8 @@ async def _reload(app: Any) -> None:
     """SIGHUP: read the configuration again; an invalid one keeps the running configuration."""
     import logging
 
+    from fleetbox.errors import FleetboxError
+
     log = logging.getLogger("fleetbox.cli")
     try:
         restart = await app.reload_from_config()
@@ -300,6 +326,7 @@ async def _auth(command: str, settings: Settings) -> int:
     import os
     import stat
 
+    from fleetbox.errors import ConfigError
     from fleetbox.graph.tokens import Tokens, default_cache_path
 
     graph = settings.graph
@@ -339,6 +366,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _config_show(loaded: LoadedSettings, *, as_json: bool) -> int:
+    from fleetbox.config import effective_values
+
     rows = effective_values(loaded)
     if as_json:
         print(json.dumps({key: {"value": value, "source": source} for key, value, source in rows}, indent=2))

@@ -1,0 +1,88 @@
+"""What every live screen shares: the status bar, the footer, repainting only when on top, and
+dimming the data while the appliance is away."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from fleetbox.tui.state import Link
+from fleetbox.tui.widgets.header import StatusBar
+
+if TYPE_CHECKING:
+    from fleetbox.tui.app import FleetboxTUI
+
+#: actions that change something on the appliance: refused (shown dimmed) when read-only
+MUTATING = frozenset({"pause", "clear", "retry", "retry_all", "review", "discard"})
+
+
+class LiveScreen(Screen[None]):
+    """A screen fed by the live stream. Subclasses compose their body and paint it in :meth:`paint`."""
+
+    #: where the screen is, for the status bar ("queues", "dead letters ▸ job 17", ...)
+    CRUMBS = "fleetbox"
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="screen.back", tooltip="Clear the filter, or go back"),
+        Binding("ctrl+r", "reload", "Reload", id="screen.reload", show=False, tooltip="Load this screen's data again"),
+    ]
+
+    @property
+    def fb(self) -> FleetboxTUI:
+        """The app, typed."""
+        from fleetbox.tui.app import FleetboxTUI
+
+        return cast(FleetboxTUI, self.app)
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(self.crumbs())
+        yield from self.compose_body()
+        yield Footer()
+
+    def crumbs(self) -> str:
+        """The breadcrumb in the status bar."""
+        return self.CRUMBS
+
+    def compose_body(self) -> ComposeResult:
+        """The screen's own widgets."""
+        yield from ()
+
+    def on_screen_resume(self) -> None:
+        """Back on top (a dialog closed, a screen popped): repaint from the latest data."""
+        self.refresh_live()
+
+    def refresh_header(self) -> None:
+        """Repaint the status bar only (the ages move every second)."""
+        fb = self.fb
+        now = fb.now()
+        self.query_one(StatusBar).show(fb.state, now=now, interval_s=fb.interval_ms / 1000, read_only=fb.read_only)
+        self.set_class(fb.state.link(now, fb.interval_ms / 1000) is Link.DISCONNECTED, "-stale")
+
+    def refresh_live(self) -> None:
+        """Repaint everything from the latest data."""
+        if not self.is_mounted:
+            return
+        self.refresh_header()
+        self.paint()
+
+    def paint(self) -> None:
+        """Repaint the body from ``self.fb.state``."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Dim the keys that change things when the TUI or the appliance is read-only."""
+        if action in MUTATING and self.fb.read_only:
+            return None
+        return True
+
+    def action_back(self) -> None:
+        """Go back one screen (a root screen stays)."""
+        if len(self.app.screen_stack) > 1:
+            self.dismiss()
+
+    def action_reload(self) -> None:
+        """Load the screen's data again (screens with loaded data override this)."""
+        self.refresh_live()

@@ -1,0 +1,154 @@
+"""Queue detail: larger throughput, failure and latency charts, limiter and pool state, and the
+recent errors grouped by class (enter on one opens its dead letters)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Label, Sparkline, Static
+
+from fleetbox.tui.client import ClientError, DeadFilter, Json
+from fleetbox.tui.screens.base import LiveScreen
+from fleetbox.tui.widgets.text import DASH, ago, count, duration, ms
+
+#: the window of "recent errors"
+ERROR_MINUTES = 60
+
+
+class QueueDetailScreen(LiveScreen):
+    """One queue in depth."""
+
+    AUTO_FOCUS = "#queue-errors"
+
+    BINDINGS = [
+        Binding("p", "pause", "Pause/resume", id="queue.pause", tooltip="Pause or resume this queue (asks first)"),
+        Binding("C", "clear", "Clear…", id="queue.clear", tooltip="Remove this queue's waiting jobs (type its name)"),
+        Binding("d", "dead", "Dead letters", id="queue.dead", tooltip="Dead letters of this queue"),
+    ]
+
+    def __init__(self, queue: str) -> None:
+        super().__init__()
+        self.queue = queue
+        self.errors: list[Json] = []
+
+    def crumbs(self) -> str:
+        """``queues ▸ email``."""
+        return f"queues ▸ {self.queue}"
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="queue-detail", classes="live-data"):
+            yield Static(id="queue-state")
+            with Horizontal(classes="chart-row"):
+                yield Label("done/min ", classes="chart-label")
+                yield Sparkline([], id="chart-done", classes="chart")
+                yield Label("", id="chart-done-value", classes="chart-value")
+            with Horizontal(classes="chart-row"):
+                yield Label("failure %", classes="chart-label")
+                yield Sparkline([], id="chart-fail", classes="chart chart-fail")
+                yield Label("", id="chart-fail-value", classes="chart-value")
+            with Horizontal(classes="chart-row"):
+                yield Label("avg ms   ", classes="chart-label")
+                yield Sparkline([], id="chart-avg", classes="chart")
+                yield Label("", id="chart-avg-value", classes="chart-value")
+            with Horizontal(classes="chart-row"):
+                yield Label("p95 ms   ", classes="chart-label")
+                yield Sparkline([], id="chart-p95", classes="chart")
+                yield Label("", id="chart-p95-value", classes="chart-value")
+            yield Label(f"Recent errors by class (last {ERROR_MINUTES} min) — enter: its dead letters",
+                        classes="section-title")  # fmt: skip
+            table: DataTable[Text] = DataTable(id="queue-errors", cursor_type="row", zebra_stripes=True)
+            table.add_column("ERROR CLASS", key="class", width=22)
+            table.add_column(Text("COUNT", justify="right"), key="count", width=7)
+            table.add_column("LAST", key="last", width=10)
+            table.add_column("LAST MESSAGE", key="message", width=70)
+            yield table
+
+    def on_mount(self) -> None:
+        self.load_errors()
+
+    def action_reload(self) -> None:
+        """Load the errors again."""
+        self.load_errors()
+        self.refresh_live()
+
+    def load_errors(self) -> None:
+        """Fetch the recent errors in the background."""
+        self.run_worker(self._load_errors(), group="queue-errors", exclusive=True, exit_on_error=False)
+
+    async def _load_errors(self) -> None:
+        try:
+            self.errors = await self.fb.client.queue_errors(self.queue, ERROR_MINUTES)
+        except ClientError as exc:
+            self.notify(f"Recent errors of {self.queue}: {exc}", severity="error")
+            return
+        table = self.query_one("#queue-errors", DataTable)
+        table.clear()
+        now = self.fb.now()
+        for error in self.errors:
+            table.add_row(
+                Text(error["errorClass"], style="bold red"), Text(count(error["count"]), justify="right"),
+                Text(ago(error.get("lastAt"), now)), Text(error.get("lastMessage") or ""), key=error["errorClass"],
+            )  # fmt: skip
+
+    def paint(self) -> None:
+        """The state line and the charts from the latest tick and series."""
+        state = self.fb.state
+        row = state.rows.get(self.queue)
+        now = self.fb.now()
+        status = self.query_one("#queue-state", Static)
+        if row is None:
+            status.update(Text(f"{self.queue}: not in the latest figures (removed from the configuration?)"))
+            return
+        line = Text()
+        line.append(f" {self.queue} ", style="bold reverse")
+        line.append(f"  tier {row['tier']} · ")
+        line.append("PAUSED" if row["paused"] else "running", style="bold yellow" if row["paused"] else "green")
+        workers = row["workers"]
+        line.append(f" · workers {workers['busy']}/{workers['size']} busy")
+        line.append(
+            f"\n ready {count(row['ready'])} · scheduled {count(row['scheduled'])} · running "
+            f"{count(row['running'])} · retrying {count(row['retrying'])} · dead unreviewed "
+            f"{count(row['deadUnreviewed'])} · oldest waiting {duration(row['oldestWaitingSeconds'])}"
+        )
+        limiter = row["limiter"]
+        if limiter is None:
+            line.append("\n rate limiter: none")
+        else:
+            rate = "unlimited" if limiter["ratePerSecond"] is None else f"{limiter['ratePerSecond']:g}/s"
+            avail = DASH if limiter["available"] is None else f"{limiter['available']:.1f}"
+            line.append(f"\n rate limiter {limiter['resource']}: {rate}, {avail} tokens available, "
+                        f"{limiter['waits']:,} waits, {limiter['throttled']:,} throttled (429)")  # fmt: skip
+            if limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now:
+                line.append(f" · held for {duration(limiter['pausedUntil'] - now)} (Retry-After)", style="bold yellow")
+        status.update(line)
+        series = state.series.get(self.queue)
+        if series is None:
+            return
+        charts = (
+            ("done", series.done_per_minute, f"{row['donePerMinute']:,.0f}/min"),
+            ("fail", series.failure_rate, f"{row['failureRate']:.1f}%"),
+            ("avg", series.avg_ms, ms(row["avgMs"])),
+            ("p95", series.p95_ms, ms(row["p95Ms"])),
+        )
+        for name, data, value in charts:
+            self.query_one(f"#chart-{name}", Sparkline).data = list(data) or [0.0]
+            self.query_one(f"#chart-{name}-value", Label).update(value)
+
+    def action_pause(self) -> None:
+        """Pause or resume this queue."""
+        self.fb.ask_pause(self.queue)
+
+    def action_clear(self) -> None:
+        """Clear this queue."""
+        self.fb.ask_clear(self.queue)
+
+    async def action_dead(self) -> None:
+        """Dead letters of this queue."""
+        await self.fb.open_dead_letters(DeadFilter(queue=self.queue, reviewed=False))
+
+    @on(DataTable.RowSelected, "#queue-errors")
+    async def _error_selected(self, event: DataTable.RowSelected) -> None:
+        await self.fb.open_dead_letters(DeadFilter(queue=self.queue, error_class=event.row_key.value, reviewed=None))

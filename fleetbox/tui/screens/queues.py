@@ -1,0 +1,210 @@
+"""Queues: one row per queue, updated in place on every tick, so the cursor never jumps."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Input
+from textual.widgets.data_table import RowDoesNotExist
+
+from fleetbox.protocol import LimiterState, QueueRow
+from fleetbox.tui.client import DeadFilter
+from fleetbox.tui.screens.base import LiveScreen
+from fleetbox.tui.state import QueueSeries
+from fleetbox.tui.widgets.text import DASH, count, duration, ms, trend
+
+_TIER_ORDER = {"high": 0, "medium": 1, "low": 2}
+TREND_WIDTH = 9
+#: (key, label, width); numbers are right-aligned
+COLUMNS = [
+    ("name", "QUEUE", 16), ("tier", "TIER", 4), ("state", "STATE", 6), ("ready", "READY", 7),
+    ("scheduled", "SCHED", 5), ("running", "RUN", 4), ("retrying", "RETRY", 5), ("dead", "DEAD", 5),
+    ("done", "DONE/m", 7), ("fail", "FAIL%", 5), ("avg", "AVG", 6), ("p95", "P95", 6), ("oldest", "OLDEST", 6),
+    ("workers", "WORKERS", 7), ("limiter", "LIMITER", 9), ("trend", "TREND", TREND_WIDTH),
+]  # fmt: skip
+#: a failure rate (percent) shown in red from here on
+FAIL_WARN = 5.0
+
+
+def _right(text: str, style: str = "") -> Text:
+    return Text(text, style=style, justify="right")
+
+
+def limiter_text(limiter: LimiterState | None, now: float) -> Text:
+    """``10/s 3.5`` (rate and tokens left), ``paused 12s`` or a dash."""
+    if limiter is None:
+        return Text(DASH)
+    if limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now:
+        return Text(f"hold {duration(limiter['pausedUntil'] - now)}", style="bold yellow")
+    rate = "∞" if limiter["ratePerSecond"] is None else f"{limiter['ratePerSecond']:g}/s"
+    left = "" if limiter["available"] is None else f" {limiter['available']:.0f}"
+    return Text(f"{rate}{left}", style="yellow" if limiter["throttled"] else "")
+
+
+def row_cells(row: QueueRow, series: QueueSeries | None, now: float) -> dict[str, Text]:
+    """A queue's cells by column key."""
+    fail = row["failureRate"]
+    oldest = row["oldestWaitingSeconds"]
+    workers = row["workers"]
+    return {
+        "name": Text(row["name"], style="bold" if not row["paused"] else "dim"),
+        "tier": Text({"high": "high", "medium": "med", "low": "low"}[row["tier"]]),
+        "state": Text("PAUSED", style="bold yellow") if row["paused"] else Text("run", style="green"),
+        "ready": _right(count(row["ready"])),
+        "scheduled": _right(count(row["scheduled"])),
+        "running": _right(count(row["running"])),
+        "retrying": _right(count(row["retrying"]), "yellow" if row["retrying"] else ""),
+        "dead": _right(count(row["deadUnreviewed"]), "bold red" if row["deadUnreviewed"] else ""),
+        "done": _right(f"{row['donePerMinute']:,.0f}"),
+        "fail": _right(f"{fail:.1f}", "bold red" if fail >= FAIL_WARN else ""),
+        "avg": _right(ms(row["avgMs"])),
+        "p95": _right(ms(row["p95Ms"])),
+        "oldest": _right(duration(oldest)),
+        "workers": _right(f"{workers['busy']}/{workers['size']}"),
+        "limiter": limiter_text(row["limiter"], now),
+        "trend": Text(trend(list(series.done_per_minute) if series else [], TREND_WIDTH), style="cyan"),
+    }
+
+
+class QueuesScreen(LiveScreen):
+    """Every queue with its figures; enter opens a queue, p pauses or resumes, C clears."""
+
+    CRUMBS = "queues"
+    AUTO_FOCUS = "#queues"
+    BINDINGS = [
+        Binding("enter", "open", "Open", id="queues.open", tooltip="Open the queue's detail"),
+        Binding("p", "pause", "Pause/resume", id="queues.pause", tooltip="Pause or resume the queue (asks first)"),
+        Binding("C", "clear", "Clear…", id="queues.clear", tooltip="Remove the queue's waiting jobs (type its name)"),
+        Binding("d", "dead", "Dead letters", id="queues.dead", tooltip="Dead letters of this queue"),
+        Binding("slash", "filter", "Filter", id="queues.filter", tooltip="Show only queues whose name contains…"),
+        Binding("j", "cursor('down')", "Down", show=False),
+        Binding("k", "cursor('up')", "Up", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: the cells last written, per queue: only changed cells are written again
+        self._shown: dict[str, dict[str, Text]] = {}
+
+    def compose_body(self) -> ComposeResult:
+        yield Input(
+            placeholder="queue name contains…  (enter applies, esc clears)", id="queue-filter", classes="filter"
+        )
+        table: DataTable[Text] = DataTable(id="queues", cursor_type="row", zebra_stripes=True, classes="live-data")
+        for key, label, width in COLUMNS:
+            table.add_column(Text(label, justify="right" if width <= 7 and key not in ("tier", "state") else "left"),
+                             key=key, width=width)  # fmt: skip
+        yield table
+
+    @property
+    def table(self) -> DataTable[Text]:
+        """The queue table."""
+        return self.query_one("#queues", DataTable)
+
+    def selected(self) -> str | None:
+        """The highlighted queue."""
+        table = self.table
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except RowDoesNotExist:
+            return None
+        return key.value
+
+    def paint(self) -> None:
+        """Reconcile the table with the latest tick: update changed cells, add and remove rows."""
+        state = self.fb.state
+        now = self.fb.now()
+        text = self.query_one("#queue-filter", Input).value.strip().lower()
+        wanted = [r for r in state.rows.values() if text in r["name"]]
+        wanted.sort(key=lambda r: (_TIER_ORDER[r["tier"]], r["name"]))
+        table = self.table
+        keep = {r["name"] for r in wanted}
+        for name in [n for n in self._shown if n not in keep]:
+            table.remove_row(name)
+            del self._shown[name]
+        added = False
+        for row in wanted:
+            name = row["name"]
+            cells = row_cells(row, state.series.get(name), now)
+            shown = self._shown.get(name)
+            if shown is None:
+                table.add_row(*(cells[key] for key, _, _ in COLUMNS), key=name)
+                added = True
+            else:
+                for key, value in cells.items():
+                    if shown[key] != value:
+                        table.update_cell(name, key, value)
+            self._shown[name] = cells
+        if added and table.row_count > 1:
+            # A new queue joins at the end; put it in its place and keep the cursor on its queue.
+            current = self.selected()
+            order = {r["name"]: i for i, r in enumerate(wanted)}
+            table.sort("name", key=lambda cell: order[cell.plain])
+            if current is not None:
+                table.move_cursor(row=table.get_row_index(current))
+
+    def action_cursor(self, direction: str) -> None:
+        """Vim-style movement."""
+        if direction == "down":
+            self.table.action_cursor_down()
+        else:
+            self.table.action_cursor_up()
+
+    def action_open(self) -> None:
+        """Open the highlighted queue."""
+        from fleetbox.tui.screens.queue_detail import QueueDetailScreen
+
+        name = self.selected()
+        if name is not None:
+            self.app.push_screen(QueueDetailScreen(name))
+
+    @on(DataTable.RowSelected, "#queues")
+    def _row_selected(self) -> None:
+        self.action_open()
+
+    def action_pause(self) -> None:
+        """Pause or resume the highlighted queue."""
+        name = self.selected()
+        if name is not None:
+            self.fb.ask_pause(name)
+
+    def action_clear(self) -> None:
+        """Clear the highlighted queue."""
+        name = self.selected()
+        if name is not None:
+            self.fb.ask_clear(name)
+
+    async def action_dead(self) -> None:
+        """The dead letters of the highlighted queue."""
+        name = self.selected()
+        if name is not None:
+            await self.fb.open_dead_letters(DeadFilter(queue=name, reviewed=False))
+
+    def action_filter(self) -> None:
+        """Show the filter box."""
+        box = self.query_one("#queue-filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#queue-filter")
+    def _filter_changed(self) -> None:
+        self.paint()
+
+    @on(Input.Submitted, "#queue-filter")
+    def _filter_done(self) -> None:
+        self.table.focus()
+
+    def action_back(self) -> None:
+        """Esc: clear the filter first."""
+        box = self.query_one("#queue-filter", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.table.focus()
+            self.paint()
+            return
+        super().action_back()

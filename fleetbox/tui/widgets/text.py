@@ -1,0 +1,79 @@
+"""Numbers, durations, times and trends as short text for tables (pure functions)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+#: what a table shows for "no data" (an en dash)
+DASH = "\u2013"
+
+
+def count(value: int) -> str:
+    """``1,204``."""
+    return f"{value:,}"
+
+
+def ms(value: float | None) -> str:
+    """``180ms``, ``3.2s``; a dash without data."""
+    if value is None:
+        return DASH
+    return f"{value:.0f}ms" if value < 1000 else f"{value / 1000:.1f}s"
+
+
+def duration(seconds: float | None) -> str:
+    """``42s``, ``9m12s``, ``3h04m``, ``3d4h``; a dash without data."""
+    if seconds is None:
+        return DASH
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600}h"
+
+
+def epoch(iso: str | None) -> float | None:
+    """An ISO 8601 time of the admin API as seconds since the epoch."""
+    if iso is None:
+        return None
+    parsed = dt.datetime.fromisoformat(iso)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def ago(iso: str | None, now: float) -> str:
+    """``7m ago`` for an ISO time; a dash without one."""
+    t = epoch(iso)
+    if t is None:
+        return DASH
+    return f"{duration(max(0.0, now - t))} ago"
+
+
+def clock(iso: str | None) -> str:
+    """``2026-01-05 14:02:11`` (UTC) for an ISO time."""
+    t = epoch(iso)
+    return DASH if t is None else dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def trend(values: Sequence[float], width: int) -> str:
+    """A sparkline of block characters, ``width`` wide: the maximum of each bucket, scaled to the
+    largest value (a per-row trend in a table cell, where a Sparkline widget cannot go)."""
+    if width <= 0:
+        return ""
+    if not values:
+        return " " * width
+    size = len(values)
+    buckets = []
+    for i in range(width):
+        start, end = i * size // width, max((i + 1) * size // width, i * size // width + 1)
+        chunk = values[start : min(end, size)]
+        buckets.append(max(chunk) if chunk else 0.0)
+    top = max(buckets)
+    if top <= 0:
+        return _BLOCKS[0] * width
+    return "".join(_BLOCKS[min(len(_BLOCKS) - 1, int(b / top * (len(_BLOCKS) - 1) + 0.5))] for b in buckets)

@@ -1,0 +1,376 @@
+"""The TUI's flows against a FakeClient: every key dispatches the right call, dialogs guard the
+destructive ones, read-only refuses, the cursor stays put, and the stream reconnects by itself."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.command import CommandPalette
+from textual.widgets import DataTable, Input, Label, Static
+
+from fleetbox.tui.client import DeadFilter
+from fleetbox.tui.fake import FakeClient, dead_letter
+from fleetbox.tui.screens.alerts import AlertsScreen
+from fleetbox.tui.screens.dead import DeadLettersScreen
+from fleetbox.tui.screens.job import JobDetailScreen
+from fleetbox.tui.screens.queue_detail import QueueDetailScreen
+from fleetbox.tui.screens.queues import QueuesScreen
+from fleetbox.tui.widgets.modals import ConfirmModal, HelpScreen, ReviewModal, TypedConfirmModal
+from tests.tui.conftest import NOW, FrozenClock, connected, make_app, settle, until
+
+
+def cell(table: DataTable[Text], row: str, column: str) -> str:
+    return str(table.get_cell(row, column))
+
+
+def calls(fake: FakeClient, name: str) -> list[object]:
+    return [args for call, args in fake.calls if call == name]
+
+
+async def test_queue_rows_update_in_place_and_the_cursor_stays(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        screen = app.screen
+        assert isinstance(screen, QueuesScreen)
+        table = screen.table
+        assert table.row_count == 8
+        await pilot.press("down", "down", "down")
+        assert screen.selected() == "outlook-inbound"
+        for step in range(3):
+            # the appliance lists the queues in another order each time, with new figures
+            fake.rows.reverse()
+            for row in fake.rows:
+                row["ready"] += 100 * (step + 1)
+            fake.push_tick()
+            await until(pilot, lambda s=step: app.state.tick is not None and app.state.tick["seq"] == 2 + s)
+            assert screen.selected() == "outlook-inbound"
+            assert table.cursor_row == 3
+        ready = next(r["ready"] for r in fake.rows if r["name"] == "outlook-inbound")
+        assert cell(table, "outlook-inbound", "ready") == f"{ready:,}"
+
+
+async def test_pause_asks_then_pauses_and_the_tick_shows_it(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("p")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        assert calls(fake, "pause") == []
+        await pilot.press("p", "y")
+        await settle(app, pilot)
+        assert calls(fake, "pause") == ["notifications"]
+        fake.push_tick()
+        screen = app.screen
+        assert isinstance(screen, QueuesScreen)
+        await until(pilot, lambda: cell(screen.table, "notifications", "state") == "PAUSED")
+        await pilot.press("p", "y")
+        await settle(app, pilot)
+        assert calls(fake, "resume") == ["notifications"]
+
+
+async def test_clear_needs_the_queue_name_typed(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("C")
+        modal = app.screen
+        assert isinstance(modal, TypedConfirmModal)
+        await pilot.press(*"notification", "enter")
+        assert app.screen is modal
+        assert "not 'notifications'" in str(modal.query_one("#typed-error", Label).render())
+        assert calls(fake, "clear") == []
+        await pilot.press("s", "enter")
+        await settle(app, pilot)
+        assert calls(fake, "clear") == ["notifications"]
+
+
+async def test_read_only_dims_and_refuses_every_action(fake: FakeClient) -> None:
+    app = make_app(fake, read_only=True)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        screen = app.screen
+        assert screen.check_action("pause", ()) is None
+        assert screen.check_action("clear", ()) is None
+        await pilot.press("p", "C")
+        assert isinstance(app.screen, QueuesScreen)
+        await pilot.press("2")
+        await settle(app, pilot)
+        await pilot.press("space", "r", "R", "m", "D")
+        await settle(app, pilot)
+        assert isinstance(app.screen, DeadLettersScreen)
+        mutating = {"pause", "resume", "clear", "retry_dead", "review_dead", "discard_dead", "retry_matching"}
+        assert not [c for c, _ in fake.calls if c in mutating]
+
+
+async def test_the_appliance_can_say_read_only(fake: FakeClient) -> None:
+    fake.info["readOnly"] = True
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        assert app.read_only
+        await pilot.press("p")
+        assert isinstance(app.screen, QueuesScreen)
+
+
+async def test_retry_marked_dead_letters(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("2")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, DeadLettersScreen)
+        assert list(screen.letters)[:2] == [39, 38]
+        await pilot.press("space", "space", "r")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert calls(fake, "retry_dead") == [39, 38]
+        assert 39 not in screen.letters and not screen.marks
+
+
+async def test_review_with_notes(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("2")
+        await settle(app, pilot)
+        await pilot.press("m")
+        modal = app.screen
+        assert isinstance(modal, ReviewModal)
+        await pilot.press(*"Graph outage, fixed upstream")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert calls(fake, "review_dead") == [(39, "alice", "Graph outage, fixed upstream")]
+        assert fake.dead[39]["reviewed"]
+
+
+async def test_discard_asks_first(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("2")
+        await settle(app, pilot)
+        await pilot.press("D", "n")
+        assert calls(fake, "discard_dead") == []
+        await pilot.press("D", "y")
+        await settle(app, pilot)
+        assert calls(fake, "discard_dead") == [39]
+
+
+async def test_retry_all_matching_types_the_count_and_the_server_checks_it(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await app.open_dead_letters(DeadFilter(queue="notifications"))
+        await settle(app, pilot)
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, TypedConfirmModal))
+        expected = sum(1 for d in fake.dead.values() if d["queue"] == "notifications" and not d["reviewed"])
+        assert app.screen.expected == str(expected)  # type: ignore[attr-defined]
+        await pilot.press("9", "9", "enter")
+        assert isinstance(app.screen, TypedConfirmModal)
+        # a new dead letter arrives while the operator types: the server refuses the stale count
+        fake.dead[99] = dead_letter(99, queue="notifications", now=NOW)
+        await pilot.press("ctrl+a", "ctrl+k", *str(expected), "enter")
+        await settle(app, pilot)
+        assert calls(fake, "retry_matching") == [(DeadFilter(queue="notifications"), expected)]
+        assert all(d["status"] == "open" for d in fake.dead.values() if d["queue"] == "notifications")
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, TypedConfirmModal))
+        await pilot.press(*str(expected + 1), "enter")
+        await settle(app, pilot)
+        assert not [d for d in fake.dead.values() if d["queue"] == "notifications" and d["status"] == "open"]
+
+
+async def test_filter_by_queue_error_and_text_then_esc_clears_it(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("2")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, DeadLettersScreen)
+        await pilot.press("slash")
+        box = screen.query_one("#dead-filter", Input)
+        assert box.has_focus
+        box.value = ""
+        await pilot.press(*"queue:notifications error:NetworkError reviewed:all reset", "enter")
+        await settle(app, pilot)
+        assert screen.filter == DeadFilter("notifications", "NetworkError", "reset", None)
+        assert screen.letters and all(d["queue"] == "notifications" for d in screen.letters.values())
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert screen.filter == DeadFilter(reviewed=None)
+        await pilot.press("v")
+        await settle(app, pilot)
+        assert screen.filter.reviewed is False
+        await pilot.press("slash", *" reviewed:maybe", "enter")
+        assert screen.filter.reviewed is False  # refused, with a notice naming the qualifier
+
+
+async def test_job_detail_tabs_navigation_and_actions(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("2")
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        job = app.screen
+        assert isinstance(job, JobDetailScreen)
+        assert job.letter["id"] == 39 and job.job is not None
+        await pilot.press("right_square_bracket")
+        await settle(app, pilot)
+        assert job.letter["id"] == 38
+        await pilot.press("l", "l")
+        assert str(job.query_one("#job-timeline", Static).render()).count("attempt") >= 6
+        await pilot.press("m", *"checked", "ctrl+s")
+        await settle(app, pilot)
+        assert calls(fake, "review_dead") == [(38, "alice", "checked")]
+        assert "Reviewed by alice" in str(job.query_one("#job-review", Static).render())
+        await pilot.press("r", "y")
+        await settle(app, pilot)
+        assert calls(fake, "retry_dead") == [38]
+        assert job.check_action("discard", ()) is None  # retried: no longer open
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert isinstance(app.screen, DeadLettersScreen)
+        assert 38 not in app.screen.letters
+
+
+async def test_help_is_generated_from_the_bindings(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        keys = str(app.screen.query_one("#help-keys", Static).render())
+        assert "Pause or resume the queue (asks first)" in keys
+        assert "The dead-letter list" in keys
+        await pilot.press("escape")
+        assert isinstance(app.screen, QueuesScreen)
+
+
+async def test_command_palette_pauses_a_queue_by_name(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("colon")
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"pause sync")
+        await until(
+            pilot, lambda: "pause sync" in str(app.screen.query_one("CommandList").get_option_at_index(0).prompt)
+        )
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert calls(fake, "pause") == ["sync"]
+
+
+async def test_queue_detail_and_its_errors_lead_to_dead_letters(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        detail = app.screen
+        assert isinstance(detail, QueueDetailScreen) and detail.queue == "notifications"
+        assert [e["errorClass"] for e in detail.errors]
+        first = detail.errors[0]["errorClass"]
+        await pilot.press("enter")
+        await settle(app, pilot)
+        dead = app.screen
+        assert isinstance(dead, DeadLettersScreen)
+        assert dead.filter == DeadFilter(queue="notifications", error_class=first, reviewed=None)
+        await pilot.press("1")
+        assert isinstance(app.screen, QueueDetailScreen)  # the queues mode kept its drill-down
+
+
+async def test_alerts_open_first(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("3")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, AlertsScreen)
+        assert [a["status"] for a in screen.alerts] == ["open", "resolved"]
+
+
+async def test_no_repaint_under_a_dialog(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        screen = app.screen
+        assert isinstance(screen, QueuesScreen)
+        before = cell(screen.table, "notifications", "ready")
+        await pilot.press("p")
+        fake.rows[2]["ready"] = 1
+        fake.push_tick()
+        await until(pilot, lambda: app.state.rows["notifications"]["ready"] == 1)
+        assert cell(screen.table, "notifications", "ready") == before
+        await pilot.press("n")
+        await until(pilot, lambda: cell(screen.table, "notifications", "ready") == "1")
+
+
+async def test_new_dead_letters_are_announced_not_loaded(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("2")
+        await settle(app, pilot)
+        loads = len(calls(fake, "dead_letters"))
+        fake.push({"type": "event", "kind": "dead_added", "queue": "sync", "count": 2, "t": NOW})
+        screen = app.screen
+        await until(pilot, lambda: "2 new dead letters" in str(screen.query_one("#dead-summary", Static).render()))
+        assert len(calls(fake, "dead_letters")) == loads
+        await pilot.press("ctrl+r")
+        await settle(app, pilot)
+        assert len(calls(fake, "dead_letters")) == loads + 1
+        assert "new dead" not in str(screen.query_one("#dead-summary", Static).render())
+
+
+async def test_disconnect_keeps_the_data_dimmed_and_reconnects(fake: FakeClient) -> None:
+    clock = FrozenClock()
+    app = make_app(fake, clock=clock)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        screen = app.screen
+        assert isinstance(screen, QueuesScreen)
+        fake.reachable = False
+        fake.drop()
+        await until(pilot, lambda: screen.has_class("-stale"))
+        clock.advance(42)
+        screen.refresh_header()
+        banner = str(screen.query_one("#link-banner", Static).render())
+        assert "disconnected" in banner and "42s old" in banner
+        assert screen.table.row_count == 8  # the last data stays
+        connects = fake.connects
+        fake.reachable = True
+        await until(pilot, lambda: fake.connects > connects and app.state.connected)
+        await settle(app, pilot)
+        assert not screen.has_class("-stale")
+        assert not screen.query_one("#link-banner", Static).display
+
+
+async def test_other_operators_actions_are_announced(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36), notifications=True) as pilot:
+        await connected(app, pilot, fake)
+        fake.push({"type": "event", "kind": "queue_paused", "queue": "sync", "by": "bob", "t": NOW})
+        await until(pilot, lambda: any("bob paused sync" in n.message for n in app._notifications))
+
+
+async def test_interval_keys_subscribe(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await connected(app, pilot, fake)
+        await pilot.press("minus")
+        await settle(app, pilot)
+        await pilot.press("minus", "plus")
+        await settle(app, pilot)
+        assert calls(fake, "subscribe")[-1] == 2000
+        assert app.interval_ms == 2000

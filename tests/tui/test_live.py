@@ -1,0 +1,137 @@
+"""The TUI against a real appliance: real PostgreSQL, the real control socket, the real
+UnixSocketClient. Waiting is on what the screen or the database shows, with deadlines."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from fleetbox.app import Appliance
+from fleetbox.tui.app import FleetboxTUI
+from fleetbox.tui.client import UnixSocketClient
+from fleetbox.tui.screens.dead import DeadLettersScreen
+from fleetbox.tui.screens.queues import QueuesScreen
+from tests.admin.conftest import WORK, Behaviour
+from tests.admin.test_socket import short_dir, start_with_socket  # noqa: F401
+from tests.conftest import wait_for
+from tests.tui.conftest import settle, until
+
+StartAppliance = Callable[..., Awaitable[Appliance]]
+SIZE = (150, 40)
+
+
+def live_app(path: Path) -> FleetboxTUI:
+    """The TUI on the appliance's control socket, reconnecting quickly."""
+    return FleetboxTUI(UnixSocketClient(path, operator="alice"), reconnect_delays=(0.2,))
+
+
+def shown(app: FleetboxTUI, column: str) -> str:
+    """The cell of queue ``work`` in the Queues table."""
+    screen = app.screen_stack[0]
+    assert isinstance(screen, QueuesScreen)
+    table: DataTable[object] = screen.table
+    return str(table.get_cell(WORK, column)) if WORK in {k.value for k in table.rows} else ""
+
+
+async def live(app: FleetboxTUI, pilot: Pilot[None]) -> None:
+    await until(pilot, lambda: app.state.connected and WORK in app.state.rows, deadline=20)
+    await settle(app, pilot)
+
+
+async def test_queues_update_as_jobs_flow(appliance_factory: StartAppliance, short_dir: Path) -> None:  # noqa: F811
+    behaviour = Behaviour()
+    path = short_dir / "admin.sock"
+    appliance = await start_with_socket(appliance_factory, path, behaviour)
+    app = live_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await live(app, pilot)
+        for _ in range(5):
+            await appliance.client.enqueue(WORK, {"mode": "block"})
+        # the low pool has 2 workers: two run, three wait
+        await until(pilot, lambda: shown(app, "running") == "2" and shown(app, "ready") == "3", deadline=20)
+        assert shown(app, "workers") == "2/2"
+        behaviour.release.set()
+        await until(pilot, lambda: shown(app, "ready") == "0" and shown(app, "running") == "0", deadline=20)
+        await until(pilot, lambda: app.state.rows[WORK]["donePerMinute"] >= 5, deadline=20)
+        assert shown(app, "done") == f"{app.state.rows[WORK]['donePerMinute']:,.0f}"
+
+
+async def test_a_dead_letter_reviewed_with_notes_is_in_the_database(
+    appliance_factory: StartAppliance,
+    short_dir: Path,  # noqa: F811
+) -> None:
+    behaviour = Behaviour()
+    path = short_dir / "admin.sock"
+    appliance = await start_with_socket(appliance_factory, path, behaviour)
+    job_id = (await appliance.client.enqueue(WORK, {"mode": "permanent"})).id
+
+    async def dead() -> bool:
+        return (
+            await appliance.db.pool.fetchval("SELECT count(*) FROM fleetbox.dead_letters WHERE job_id = $1", job_id)
+            == 1
+        )
+
+    await wait_for(dead, timeout=20)
+    app = live_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await live(app, pilot)
+        await pilot.press("2")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, DeadLettersScreen)
+        assert [d["jobId"] for d in screen.letters.values()] == [job_id]
+        await pilot.press("m", *"payload fixed upstream", "ctrl+s")
+        await settle(app, pilot)
+    row = await appliance.db.pool.fetchrow(
+        "SELECT reviewed_at IS NOT NULL AS reviewed, reviewed_by, resolution_notes FROM fleetbox.dead_letters"
+        " WHERE job_id = $1",
+        job_id,
+    )
+    assert row is not None
+    assert (row["reviewed"], row["reviewed_by"], row["resolution_notes"]) == (True, "alice", "payload fixed upstream")
+
+
+async def test_a_paused_queue_stops_claiming(appliance_factory: StartAppliance, short_dir: Path) -> None:  # noqa: F811
+    behaviour = Behaviour()
+    path = short_dir / "admin.sock"
+    appliance = await start_with_socket(appliance_factory, path, behaviour)
+    app = live_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await live(app, pilot)
+        await pilot.press("slash", *WORK, "enter")
+        await pilot.press("p", "y")
+        await settle(app, pilot)
+        await until(pilot, lambda: shown(app, "state") == "PAUSED", deadline=20)
+        assert await appliance.db.pool.fetchval("SELECT paused FROM fleetbox.queues WHERE name = $1", WORK)
+        for _ in range(3):
+            await appliance.client.enqueue(WORK, {"mode": "ok"})
+        await until(pilot, lambda: shown(app, "ready") == "3", deadline=20)
+        seq = app.state.tick["seq"] if app.state.tick else 0
+        # three more samples of the appliance: nothing was claimed in between
+        await until(pilot, lambda: app.state.tick is not None and app.state.tick["seq"] >= seq + 3, deadline=20)
+        assert shown(app, "ready") == "3" and shown(app, "running") == "0"
+        assert behaviour.done == []
+        await pilot.press("p", "y")
+        await until(pilot, lambda: len(behaviour.done) == 3, deadline=20)
+
+
+async def test_the_tui_survives_an_appliance_restart(appliance_factory: StartAppliance, short_dir: Path) -> None:  # noqa: F811
+    behaviour = Behaviour()
+    path = short_dir / "admin.sock"
+    first = await start_with_socket(appliance_factory, path, behaviour)
+    app = live_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await live(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, QueuesScreen)
+        await first.stop()
+        await until(pilot, lambda: screen.has_class("-stale"), deadline=20)
+        assert screen.query_one("#link-banner").display
+        assert shown(app, "name") == WORK  # the last data stays, dimmed
+        await start_with_socket(appliance_factory, path, behaviour)
+        await until(pilot, lambda: app.state.connected and not screen.has_class("-stale"), deadline=30)
+        await settle(app, pilot)
+        assert not screen.query_one("#link-banner").display
