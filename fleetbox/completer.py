@@ -101,6 +101,12 @@ class Completer:
             items, self._buffer = self._buffer[: self._batch], self._buffer[self._batch :]
             try:
                 await self._write(items)
+            except asyncio.CancelledError:
+                # Stopped mid-write (shutdown cancels the run task): keep them for drain(). If
+                # the write did commit, writing again changes nothing: each write is conditional
+                # on the attempt still owning its job.
+                self._buffer[:0] = items
+                raise
             except DatabaseError as exc:
                 # Keep them and try again: the leases keep the jobs ours for a while, and if the
                 # database stays away, the jobs return to their queues when the leases expire.

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 from fleetbox import (
@@ -772,6 +773,42 @@ async def test_stop_lets_a_job_finish_within_the_grace_period(appliance_factory:
     info = await client.get_job(job.id)
     assert info.state is JobState.SUCCEEDED
     assert [a.outcome for a in info.history] == [Outcome.SUCCEEDED]
+
+
+async def test_an_outcome_whose_write_is_cut_off_by_stop_is_written_by_the_drain(
+    appliance_factory: AppFactory, client: Client, dsn: str
+) -> None:
+    """Stop cancels the completer while its write waits on a row lock; the drain writes it again."""
+    done = asyncio.Event()
+
+    async def handle(job: Job) -> None:
+        await done.wait()
+
+    app = await appliance_factory(handlers={"sync": handle})
+    job = await client.enqueue("sync", {})
+    await wait_for(in_state(client, job.id, JobState.RUNNING))
+    locker = await asyncpg.connect(dsn, server_settings={"search_path": "fleetbox"})
+    try:
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job.id)
+        done.set()
+
+        async def write_blocked() -> bool:
+            waiting = await locker.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            return bool(waiting)
+
+        await wait_for(write_blocked)
+        completer = app._tasks["fleetbox.completer"]
+        stopping = asyncio.create_task(app.stop())
+        await wait_for(completer.done)  # cancelled in the middle of its write
+        await tx.rollback()
+        await asyncio.wait_for(stopping, 30)
+    finally:
+        await locker.close()
+    assert (await client.get_job(job.id)).state is JobState.SUCCEEDED
 
 
 async def test_stop_interrupts_a_job_past_the_grace_period_and_retries_it(
