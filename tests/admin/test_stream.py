@@ -168,7 +168,7 @@ async def test_hello_carries_the_appliance_a_full_tick_and_fifteen_minutes_of_hi
     assert hello["protocol"] == protocol.PROTOCOL_VERSION
     assert hello["appliance"] == {
         "name": "test", "version": hello["appliance"]["version"], "workerId": app.worker_id,
-        "startedAt": hello["appliance"]["startedAt"], "graphMode": "simulated", "readOnly": False,
+        "startedAt": hello["appliance"]["startedAt"], "graphMode": "off", "readOnly": False,
     }  # fmt: skip
     names = [q["name"] for q in hello["snapshot"]["queues"]]
     assert WORK in names and "dead-letter" not in names
