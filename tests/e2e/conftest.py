@@ -98,6 +98,8 @@ def write_config(
         # an ephemeral port (logged as the event admin_listening): processes never compete for 8080;
         # no control socket, since processes started from one config share its data_dir
         "admin": {"port": 0, "socket_enabled": False},
+        # no Graph processors (nor their simulator) where a test does not use them
+        "graph": {"enabled": False},
     }
     if pools:
         sections["pools"] = pools
