@@ -262,7 +262,15 @@ SCHEMAS: dict[str, Schema] = {
                 "anyOf": [_ref("DeadLetter"), {"type": "null"}],
                 "description": "the job's dead letter, when it is dead",
             },
+            "operatorActions": {
+                "type": "array",
+                "items": _ref("OperatorAction"),
+                "description": "every review, retry and discard of its dead letter, oldest first (the audit log)",
+            },
         }
+    ),
+    "OperatorAction": _obj(
+        {"at": TIME, "actor": STR, "action": STR, "details": {"type": "object", "additionalProperties": True}}
     ),
     "JobList": _obj(
         {

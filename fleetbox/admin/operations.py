@@ -188,15 +188,17 @@ class AdminOperations:
             return int(found)
         return parse_id(ref, "jobId")
 
-    async def job(self, job_id: int) -> tuple[JobInfo, DeadLetter | None]:
-        """A job with its attempts, and its dead letter if it has one."""
+    async def job(self, job_id: int) -> tuple[JobInfo, DeadLetter | None, list[dict[str, object]]]:
+        """A job with its attempts, and its dead letter with every operator action on it, if it has one."""
         info = await self.client.get_job(job_id)
         dead: DeadLetter | None = None
+        trail: list[dict[str, object]] = []
         if info.state is JobState.DEAD:
             dead_id = await self.db.fetchval("dead_letter_by_job", job_id)
             if dead_id is not None:
                 dead = await self.client.dead_letters.get(int(dead_id))
-        return info, dead
+                trail = await self.client.dead_letters.audit_trail(int(dead_id))
+        return info, dead, trail
 
     async def enqueued(self, queue: str, job_id: int, created: bool, *, actor: str) -> None:
         """Record a job enqueued through the API (audit log and audit event)."""

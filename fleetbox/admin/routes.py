@@ -279,10 +279,11 @@ async def enqueue_job(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     """A job wherever it is, with every attempt, and its dead letter if it has one."""
     job_id = inputs.path_id(request, "jobId")
-    info, dead = await _state(request).ops.job(job_id)
+    info, dead, trail = await _state(request).ops.job(job_id)
     body = views.job(info)
     body["history"] = [views.attempt(a) for a in info.history]
     body["deadLetter"] = views.dead_letter(dead) if dead is not None else None
+    body["operatorActions"] = [views.audit_entry(entry) for entry in trail]
     return reply(body)
 
 

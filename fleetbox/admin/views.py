@@ -97,3 +97,10 @@ def queue(q: QueueInfo) -> dict[str, Any]:
         "pausedAt": when(q.paused_at),
         "pausedBy": q.paused_by,
     }
+
+
+def audit_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One operator action from the audit log (who, what, when, with what notes)."""
+    details = entry["details"]
+    return {"at": when(entry["at"]), "actor": entry["actor"], "action": entry["action"],
+            "details": details if isinstance(details, dict) else {}}  # fmt: skip

@@ -137,6 +137,8 @@ class FakeClient:
         self.now = now
         self.rows = rows
         self.dead = {d["id"]: d for d in dead}
+        #: dead-letter id -> operator actions on it, as the appliance's audit log keeps them
+        self.actions: dict[int, list[Json]] = {}
         self.alert_list = alerts or []
         self.info: ApplianceInfo = {"name": "fb-01", "version": "0.1.0", "workerId": "fb-01:4242",
                                     "startedAt": now - 3 * 86400 - 4 * 3600, "graphMode": graph_mode,  # type: ignore[typeddict-item]
@@ -271,7 +273,13 @@ class FakeClient:
                    for h in letter["history"]]  # fmt: skip
         return {"id": job_id, "queue": letter["queue"], "state": "dead", "data": letter["data"],
                 "attempts": letter["attempts"], "maxAttempts": letter["attempts"], "createdAt": letter["jobCreatedAt"],
-                "runAt": letter["jobCreatedAt"], "finishedAt": letter["failedAt"], "history": history}  # fmt: skip
+                "runAt": letter["jobCreatedAt"], "finishedAt": letter["failedAt"], "history": history,
+                "operatorActions": list(self.actions.get(letter["id"], []))}  # fmt: skip
+
+    def _act(self, dead_id: int, action: str, details: Json, *, actor: str | None = None) -> None:
+        self.actions.setdefault(dead_id, []).append(
+            {"at": _iso(self.now), "actor": actor or self.operator, "action": action, "details": details}
+        )
 
     async def queue_errors(self, queue: str, minutes: int) -> list[Json]:
         """The queue's dead letters' errors grouped by class (as the appliance groups attempts)."""
@@ -346,6 +354,7 @@ class FakeClient:
         self.calls.append(("retry_dead", dead_id))
         letter = self._open(dead_id)
         letter.update(status="retried", retriedJobId=50_000 + dead_id, retriedAt=_iso(self.now))
+        self._act(dead_id, "dead.retry", {"jobId": 50_000 + dead_id})
         self._event("dead_retried", letter["queue"], [letter["jobId"]])
         return 50_000 + dead_id
 
@@ -354,6 +363,7 @@ class FakeClient:
         self.calls.append(("review_dead", (dead_id, reviewed_by, notes)))
         letter = self._open(dead_id)
         letter.update(reviewed=True, reviewedBy=reviewed_by, resolutionNotes=notes, reviewedAt=_iso(self.now))
+        self._act(dead_id, "dead.review", {"notes": notes}, actor=reviewed_by)
         self._event("dead_reviewed", letter["queue"], [letter["jobId"]])
         return dict(letter)
 
@@ -362,6 +372,7 @@ class FakeClient:
         self.calls.append(("discard_dead", dead_id))
         letter = self._open(dead_id)
         letter.update(status="discarded", discardedAt=_iso(self.now))
+        self._act(dead_id, "dead.discard", {})
         self._event("dead_discarded", letter["queue"], [letter["jobId"]])
         return dict(letter)
 

@@ -98,6 +98,12 @@ async def test_review_by_dead_letter_id_or_job_id(rig: Rig, db: Database) -> Non
         "SELECT actor, action FROM fleetbox.audit_log WHERE target = $1 ORDER BY id", f"dead:{dead_id}"
     )
     assert [(r["actor"], r["action"]) for r in trail] == [("admin@example.com", "dead.review"), ("dave", "dead.review")]
+    # The job's detail carries that history too, notes and all (the terminal UI's Review tab).
+    detail = await (await rig.api.get(f"/api/queue/jobs/{job_id}", headers=READ)).json()
+    assert [(a["actor"], a["action"], a["details"].get("notes")) for a in detail["operatorActions"]] == [
+        ("admin@example.com", "dead.review", "Fixed upstream API issue"),
+        ("dave", "dead.review", None),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -228,8 +228,13 @@ async def test_job_detail_tabs_navigation_and_actions(fake: FakeClient) -> None:
         assert str(job.query_one("#job-timeline", Static).render()).count("attempt") >= 6
         await pilot.press("m", *"checked", "ctrl+s")
         await settle(app, pilot)
-        assert calls(fake, "review_dead") == [(38, "alice", "checked")]
-        assert "Reviewed by alice" in str(job.query_one("#job-review", Static).render())
+        await pilot.press("m", *"again: ", "ctrl+s")  # the notes so far are filled in; add in front
+        await settle(app, pilot)
+        assert calls(fake, "review_dead") == [(38, "alice", "checked"), (38, "alice", "again: checked")]
+        review = str(job.query_one("#job-review", Static).render())
+        assert "Reviewed by alice" in review
+        # Every review stays in the history, not only the last one.
+        assert "alice reviewed: checked\n" in review and "alice reviewed: again: checked" in review
         await pilot.press("r", "y")
         await settle(app, pilot)
         assert calls(fake, "retry_dead") == [38]

@@ -19,6 +19,9 @@ from fleetbox.tui.widgets.header import StatusBar
 from fleetbox.tui.widgets.modals import ConfirmModal, Review, ReviewModal
 from fleetbox.tui.widgets.text import DASH, ago, clock, epoch, ms
 
+#: how the Review tab names the audit log's dead-letter actions
+ACTION_NAMES = {"dead.review": "reviewed", "dead.retry": "retried", "dead.discard": "discarded"}
+
 
 def timeline(letter: Json, job: Json | None) -> list[tuple[str, str]]:
     """(time, what happened) oldest first, from the dead letter and, when still there, its job."""
@@ -148,6 +151,14 @@ class JobDetailScreen(LiveScreen):
             review.append(f"\n\nRetried at {clock(letter['retriedAt'])} as job {letter.get('retriedJobId')}")
         if letter.get("discardedAt"):
             review.append(f"\n\nDiscarded at {clock(letter['discardedAt'])}")
+        actions = (self.job or {}).get("operatorActions") or []
+        if actions:
+            review.append("\n\nHistory (the audit log)\n", style="bold")
+            for action in actions:
+                verb = ACTION_NAMES.get(action.get("action", ""), action.get("action", ""))
+                review.append(f"{clock(action.get('at'))}  {action.get('actor')} {verb}")
+                notes = (action.get("details") or {}).get("notes")
+                review.append(f": {notes}\n" if notes else "\n")
         self.query_one("#job-review", Static).update(review)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -178,6 +189,8 @@ class JobDetailScreen(LiveScreen):
             self.on_change()
         self._fill()
         self.refresh_bindings()
+        # The job detail carries the audit log's history of this dead letter: fetch it again.
+        self.run_worker(self._load_job(letter["jobId"]), group="job-load", exit_on_error=False)
 
     def action_retry(self) -> None:
         """Retry this dead letter."""
