@@ -91,6 +91,10 @@ class LimiterState(TypedDict):
     pausedUntil: float | None
     waits: int
     throttled: int
+    #: requests (or transfers) allowed at once, where the limit is one of concurrency
+    concurrency: NotRequired[int]
+    #: what the rate and concurrency apply to: "appliance", "mailbox", ...
+    per: NotRequired[str]
 
 
 class QueueRow(TypedDict):

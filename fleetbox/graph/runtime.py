@@ -168,6 +168,7 @@ class GraphRuntime:
 
     def limiter_states(self) -> dict[str, protocol.LimiterState]:
         """Per Graph queue, the state of the limiter of the resource it calls (the live stream's)."""
+        limits = self.limiters.settings
         totals: dict[str, protocol.LimiterState] = {}
         for snap in self.limiters.snapshot():
             empty = protocol.LimiterState(
@@ -181,6 +182,14 @@ class GraphRuntime:
             state["throttled"] += snap.throttled
             if snap.paused_until is not None:
                 state["pausedUntil"] = max(state["pausedUntil"] or 0.0, snap.paused_until)
+        # The limits that are not one appliance-wide bucket: say what they are.
+        if (outlook := totals.get("outlook")) is not None:
+            outlook["ratePerSecond"] = limits.outlook_requests / limits.outlook_period_seconds
+            outlook["concurrency"] = limits.outlook_concurrent_per_mailbox
+            outlook["per"] = "mailbox"
+        if (attachments := totals.get("attachments")) is not None:
+            attachments["concurrency"] = limits.attachments_concurrent
+            attachments["per"] = "appliance"
         return {queue: totals[resource] for queue, resource in QUEUE_RESOURCES.items() if resource in totals}
 
     def apply(self, settings: Settings) -> None:

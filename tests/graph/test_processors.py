@@ -573,3 +573,15 @@ async def test_a_chat_sync_stores_messages_of_every_chat_and_marks_deletions(
     await wait_for(finished(client, again.id), timeout=20)
     deleted = await sql.fetchval("SELECT deleted FROM inbound_messages WHERE graph_id = $1", first["id"])
     assert deleted is True
+
+
+async def test_the_stream_shows_each_graph_queues_limiter(start: Any, client: Client) -> None:
+    app = await start()
+    job = await client.enqueue_outlook_email({"to": ["a@contoso.example"], "subject": "s", "body": "b"})
+    await wait_for(finished(client, job.id))
+    states = app.graph.limiter_states()
+    assert states["teams-outbound"]["ratePerSecond"] == pytest.approx(50)
+    outlook = states["outlook-outbound"]
+    assert outlook["ratePerSecond"] == pytest.approx(10_000 / 600)
+    assert (outlook.get("concurrency"), outlook.get("per")) == (4, "mailbox")
+    assert (states["attachments"].get("concurrency"), states["attachments"].get("per")) == (5, "appliance")

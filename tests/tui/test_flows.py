@@ -379,3 +379,15 @@ async def test_interval_keys_subscribe(fake: FakeClient) -> None:
         await settle(app, pilot)
         assert calls(fake, "subscribe")[-1] == 2000
         assert app.interval_ms == 2000
+
+
+def test_limiter_cells_say_what_the_limit_is() -> None:
+    from fleetbox.tui.screens.queues import limit_text
+    from fleetbox.tui.widgets.text import DASH
+
+    base = {"resource": "r", "available": None, "pausedUntil": None, "waits": 0, "throttled": 0}
+    assert limit_text({**base, "ratePerSecond": 50.0, "available": 1.0}) == "50/s 1"
+    outlook = {**base, "ratePerSecond": 10_000 / 600, "concurrency": 4, "per": "mailbox"}
+    assert limit_text(outlook) == "16.7/s 4 per mailbox"
+    assert limit_text({**base, "ratePerSecond": None, "concurrency": 5, "per": "appliance"}) == "5 at once"
+    assert limit_text({**base, "ratePerSecond": None}) == DASH

@@ -12,7 +12,8 @@ from textual.widgets import DataTable, Label, Sparkline, Static
 
 from fleetbox.tui.client import ClientError, DeadFilter, Json
 from fleetbox.tui.screens.base import LiveScreen
-from fleetbox.tui.widgets.text import DASH, ago, count, duration, ms
+from fleetbox.tui.screens.queues import limit_text
+from fleetbox.tui.widgets.text import ago, count, duration, ms
 
 #: the window of "recent errors"
 ERROR_MINUTES = 60
@@ -117,9 +118,7 @@ class QueueDetailScreen(LiveScreen):
         if limiter is None:
             line.append("\n rate limiter: none")
         else:
-            rate = "unlimited" if limiter["ratePerSecond"] is None else f"{limiter['ratePerSecond']:g}/s"
-            avail = DASH if limiter["available"] is None else f"{limiter['available']:.1f}"
-            line.append(f"\n rate limiter {limiter['resource']}: {rate}, {avail} tokens available, "
+            line.append(f"\n rate limiter {limiter['resource']}: {limit_text(limiter)}, "
                         f"{limiter['waits']:,} waits, {limiter['throttled']:,} throttled (429)")  # fmt: skip
             if limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now:
                 line.append(f" · held for {duration(limiter['pausedUntil'] - now)} (Retry-After)", style="bold yellow")

@@ -38,9 +38,21 @@ def limiter_text(limiter: LimiterState | None, now: float) -> Text:
         return Text(DASH)
     if limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now:
         return Text(f"hold {duration(limiter['pausedUntil'] - now)}", style="bold yellow")
-    rate = "∞" if limiter["ratePerSecond"] is None else f"{limiter['ratePerSecond']:g}/s"
-    left = "" if limiter["available"] is None else f" {limiter['available']:.0f}"
-    return Text(f"{rate}{left}", style="yellow" if limiter["throttled"] else "")
+    return Text(limit_text(limiter), style="yellow" if limiter["throttled"] else "")
+
+
+def limit_text(limiter: LimiterState) -> str:
+    """``50/s 1`` (rate and tokens left), ``16.7/s 4 per mailbox``, ``5 at once``, or a dash."""
+    parts = []
+    if limiter["ratePerSecond"] is not None:
+        parts.append(f"{limiter['ratePerSecond']:.3g}/s")
+        if limiter["available"] is not None:
+            parts.append(f"{limiter['available']:.0f}")
+    concurrency = limiter.get("concurrency")
+    if concurrency is not None:
+        per = limiter.get("per", "appliance")
+        parts.append(f"{concurrency} per {per}" if per != "appliance" else f"{concurrency} at once")
+    return " ".join(parts) or DASH
 
 
 def row_cells(row: QueueRow, series: QueueSeries | None, now: float) -> dict[str, Text]:
