@@ -3,7 +3,8 @@
 Completed jobs (succeeded, or cleared by an operator) move from ``jobs_done`` to ``jobs_archive``
 once they finished more than ``retention.archive_hours`` ago (QUEUE_ARCHIVE_HOURS), and leave the
 archive, with their attempts, ``retention.delete_days`` after they were archived
-(QUEUE_DELETE_DAYS). Dead-lettered jobs are never archived or deleted here: their ``jobs_done``
+(QUEUE_DELETE_DAYS), with what they created in Graph (``graph_effects``); received webhook
+notifications go after ``delete_days`` too. Dead-lettered jobs are never archived or deleted here: their ``jobs_done``
 rows, attempts and dead letters stay until an operator acts. Statistics snapshots and scheduler
 tick records older than ``monitor.stats_keep_days`` are deleted.
 
@@ -78,6 +79,15 @@ async def _delete_batches(db: Database, query: str, older_than: dt.datetime, bat
         total += deleted
         if deleted < batch:
             return total
+
+
+async def cleanup_webhook_events(db: Database, *, older_than: dt.datetime, batch: int = 10_000) -> int:
+    """Delete received webhook notifications (processed or refused) older than ``older_than``."""
+    _check(older_than, batch)
+    total = await _delete_batches(db, "retention_webhook_events_batch", older_than, batch)
+    log.info("webhook events deleted", extra={"event": "webhook_events_deleted", "count": total,
+                                              "received_before": older_than.isoformat()})  # fmt: skip
+    return total
 
 
 async def cleanup_statistics(db: Database, *, older_than: dt.datetime, batch: int = 10_000) -> int:

@@ -313,8 +313,10 @@ def default_tasks(settings: Settings, db: Database, monitor: Monitor, clock: Clo
         archived = await retention.archive_completed(
             db, older_than=now - dt.timedelta(hours=r.archive_hours), batch=r.batch, now=now
         )
-        deleted = await retention.delete_archived(db, older_than=now - dt.timedelta(days=r.delete_days), batch=r.batch)
-        return {"archived": archived, "deleted": deleted}
+        before = now - dt.timedelta(days=r.delete_days)
+        deleted = await retention.delete_archived(db, older_than=before, batch=r.batch)
+        webhooks = await retention.cleanup_webhook_events(db, older_than=before, batch=r.batch)
+        return {"archived": archived, "deleted": deleted, "webhookEvents": webhooks}
 
     return [
         PeriodicTask(name="health-check", every=m.interval_seconds, run=health_check),

@@ -32,6 +32,9 @@ WITH picked AS (
     DELETE FROM jobs_archive a WHERE a.id = ANY(ARRAY(SELECT id FROM picked)) RETURNING a.id
 ), attempts AS (
     DELETE FROM job_attempts t WHERE t.job_id = ANY(ARRAY(SELECT id FROM gone)) RETURNING 1
+), effects AS (
+    -- what those jobs created in Graph: kept while a retry could still need it, not forever
+    DELETE FROM graph_effects e WHERE e.job_id = ANY(ARRAY(SELECT id FROM gone)) RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM attempts) AS attempts
 
@@ -47,4 +50,11 @@ RETURNING 1
 -- params: $1 before, $2 batch size
 DELETE FROM scheduler_ticks
  WHERE ctid = ANY(ARRAY(SELECT ctid FROM scheduler_ticks WHERE tick < $1 LIMIT $2))
+RETURNING 1
+
+-- name: retention_webhook_events_batch
+-- Deletes up to $2 received webhook notifications older than $1 (webhook_events_received).
+-- params: $1 before, $2 batch size
+DELETE FROM webhook_events
+ WHERE id = ANY(ARRAY(SELECT id FROM webhook_events WHERE received_at < $1 LIMIT $2))
 RETURNING 1

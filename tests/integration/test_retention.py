@@ -20,7 +20,7 @@ from fleetbox.db import Database
 from fleetbox.errors import InvalidInput, NotFound
 from fleetbox.models import Job, JobState, ManualClock
 from fleetbox.monitor import Monitor, Thresholds
-from fleetbox.retention import archive_completed, cleanup_statistics, delete_archived
+from fleetbox.retention import archive_completed, cleanup_statistics, cleanup_webhook_events, delete_archived
 from fleetbox.scheduler import Scheduler, default_tasks
 from tests.conftest import wait_for
 
@@ -91,8 +91,12 @@ async def test_delete_archived_honours_its_cutoff_and_takes_the_attempts(db: Dat
     # a cutoff before the first archiving deletes nothing
     assert await delete_archived(db, older_than=archived_then) == 0
     assert await ids(db, "jobs_archive") == {*first, *second}
+    for job_id in (*first, *second):
+        await db.execute("graph_effect_put", job_id, "message", f"graph-{job_id}", None)
     assert await delete_archived(db, older_than=NOW - dt.timedelta(days=7), batch=2) == 3
     assert await ids(db, "jobs_archive") == set(second)
+    effects = {r["job_id"] for r in await db.pool.fetch("SELECT job_id FROM graph_effects")}
+    assert effects == set(second)  # what the deleted jobs created in Graph goes with them
     assert await attempt_jobs(db) == {*second, dead}
     assert await ids(db, "jobs_done") == {dead}
     assert await delete_archived(db, older_than=NOW + dt.timedelta(seconds=1)) == 2
@@ -102,13 +106,23 @@ async def test_delete_archived_honours_its_cutoff_and_takes_the_attempts(db: Dat
 
 async def test_retention_checks_its_arguments(db: Database) -> None:
     naive = dt.datetime(2026, 1, 1)
-    for call in (archive_completed, delete_archived, cleanup_statistics):
+    for call in (archive_completed, delete_archived, cleanup_statistics, cleanup_webhook_events):
         with pytest.raises(InvalidInput) as err:
             await call(db, older_than=naive)
         assert err.value.field == "older_than"
         with pytest.raises(InvalidInput) as err:
             await call(db, older_than=NOW, batch=0)
         assert err.value.field == "batch"
+
+
+async def test_cleanup_webhook_events_honours_its_cutoff(db: Database) -> None:
+    for days in (1, 8, 9, 30):
+        await db.pool.execute(
+            "INSERT INTO webhook_events (source, dedupe_key, payload, received_at) VALUES ('outlook', $1, '{}', $2)",
+            f"k{days}", NOW - dt.timedelta(days=days),
+        )  # fmt: skip
+    assert await cleanup_webhook_events(db, older_than=NOW - dt.timedelta(days=7), batch=2) == 3
+    assert await db.pool.fetchval("SELECT array_agg(dedupe_key) FROM webhook_events") == ["k1"]
 
 
 async def test_cleanup_statistics_honours_its_cutoff(db: Database) -> None:
@@ -156,7 +170,7 @@ async def test_real_jobs_dead_letters_stay_through_the_weekly_cleanup(appliance_
     scheduler = Scheduler(app.db, clock=clock, tasks=[tasks["job-cleanup"]])
     assert await scheduler.run_due(clock.now()) == ["job-cleanup"]
     result: dict[str, Any] = await app.db.pool.fetchval("SELECT result FROM scheduler_ticks WHERE task = 'job-cleanup'")
-    assert result == {"archived": 4, "deleted": 0}
+    assert result == {"archived": 4, "deleted": 0, "webhookEvents": 0}
     assert await ids(app.db, "jobs_archive") == ok_jobs
     archived = await app.client.get_job(min(ok_jobs))  # still found, in the archive, with its history
     assert (archived.state, archived.data, len(archived.history)) == (JobState.SUCCEEDED, {"fail": False}, 1)
