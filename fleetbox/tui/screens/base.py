@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import DataTable, Footer
+from textual.widgets.data_table import RowDoesNotExist
 
 from fleetbox.tui.state import Link
 from fleetbox.tui.widgets.header import StatusBar
@@ -18,6 +20,16 @@ if TYPE_CHECKING:
 
 #: actions that change something on the appliance: refused (shown dimmed) when read-only
 MUTATING = frozenset({"pause", "clear", "retry", "retry_all", "review", "discard"})
+
+
+def cursor_key(table: DataTable[Text]) -> str | None:
+    """The key of the row under the table's cursor (None on an empty table)."""
+    if table.row_count == 0:
+        return None
+    try:
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    except RowDoesNotExist:
+        return None
 
 
 class LiveScreen(Screen[None]):

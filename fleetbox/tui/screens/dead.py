@@ -12,10 +12,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
-from textual.widgets.data_table import RowDoesNotExist
 
 from fleetbox.tui.client import ClientError, DeadFilter, DeadPage, Disconnected, Json
-from fleetbox.tui.screens.base import LiveScreen
+from fleetbox.tui.screens.base import LiveScreen, cursor_key
 from fleetbox.tui.widgets.modals import ConfirmModal, ReviewModal, TypedConfirmModal
 from fleetbox.tui.widgets.text import DASH, ago
 
@@ -122,14 +121,8 @@ class DeadLettersScreen(LiveScreen):
 
     def highlighted(self) -> int | None:
         """The id of the highlighted dead letter."""
-        table = self.table
-        if table.row_count == 0:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except RowDoesNotExist:
-            return None
-        return int(key.value or 0)
+        key = cursor_key(self.table)
+        return None if key is None else int(key)
 
     def targets(self) -> list[int]:
         """The marked dead letters, or the highlighted one."""

@@ -19,6 +19,11 @@ from fleetbox.tui.widgets.text import ago, count, duration, ms
 ERROR_MINUTES = 60
 
 
+#: the charts of the queue detail: id suffix, label, extra CSS classes
+CHARTS = (("done", "done/min ", ""), ("fail", "failure %", "chart-fail"), ("avg", "avg ms   ", ""),
+          ("p95", "p95 ms   ", ""))  # fmt: skip
+
+
 class QueueDetailScreen(LiveScreen):
     """One queue in depth."""
 
@@ -42,22 +47,11 @@ class QueueDetailScreen(LiveScreen):
     def compose_body(self) -> ComposeResult:
         with Vertical(id="queue-detail", classes="live-data"):
             yield Static(id="queue-state")
-            with Horizontal(classes="chart-row"):
-                yield Label("done/min ", classes="chart-label")
-                yield Sparkline([], id="chart-done", classes="chart")
-                yield Label("", id="chart-done-value", classes="chart-value")
-            with Horizontal(classes="chart-row"):
-                yield Label("failure %", classes="chart-label")
-                yield Sparkline([], id="chart-fail", classes="chart chart-fail")
-                yield Label("", id="chart-fail-value", classes="chart-value")
-            with Horizontal(classes="chart-row"):
-                yield Label("avg ms   ", classes="chart-label")
-                yield Sparkline([], id="chart-avg", classes="chart")
-                yield Label("", id="chart-avg-value", classes="chart-value")
-            with Horizontal(classes="chart-row"):
-                yield Label("p95 ms   ", classes="chart-label")
-                yield Sparkline([], id="chart-p95", classes="chart")
-                yield Label("", id="chart-p95-value", classes="chart-value")
+            for key, label, classes in CHARTS:
+                with Horizontal(classes="chart-row"):
+                    yield Label(label, classes="chart-label")
+                    yield Sparkline([], id=f"chart-{key}", classes=f"chart {classes}".strip())
+                    yield Label("", id=f"chart-{key}-value", classes="chart-value")
             yield Label(f"Recent errors by class (last {ERROR_MINUTES} min) — enter: its dead letters",
                         classes="section-title")  # fmt: skip
             table: DataTable[Text] = DataTable(id="queue-errors", cursor_type="row", zebra_stripes=True)

@@ -7,11 +7,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input
-from textual.widgets.data_table import RowDoesNotExist
 
 from fleetbox.protocol import LimiterState, QueueRow
 from fleetbox.tui.client import DeadFilter
-from fleetbox.tui.screens.base import LiveScreen
+from fleetbox.tui.screens.base import LiveScreen, cursor_key
 from fleetbox.tui.state import QueueSeries
 from fleetbox.tui.widgets.text import DASH, count, duration, ms, trend
 
@@ -117,14 +116,7 @@ class QueuesScreen(LiveScreen):
 
     def selected(self) -> str | None:
         """The highlighted queue."""
-        table = self.table
-        if table.row_count == 0:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except RowDoesNotExist:
-            return None
-        return key.value
+        return cursor_key(self.table)
 
     def paint(self) -> None:
         """Reconcile the table with the latest tick: update changed cells, add and remove rows."""
