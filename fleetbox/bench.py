@@ -69,9 +69,11 @@ def bench_settings(settings: Settings, dsn: str, schema: str) -> Settings:
     pools = settings.pools.model_copy(update={"high": 2 * CLAIM_BATCH})
     # No admin API: the bench must not take (or find taken) the port of a running appliance.
     admin = settings.admin.model_copy(update={"enabled": False})
+    # No Graph processors (nor their simulator): the bench measures the queue, not Graph.
+    graph = settings.graph.model_copy(update={"enabled": False})
     # Only the spec's queues and the bench queue: the user's handlers are not imported.
     return settings.model_copy(
-        update={"database": database, "appliance": appliance, "pools": pools, "admin": admin,
+        update={"database": database, "appliance": appliance, "pools": pools, "admin": admin, "graph": graph,
                 "queues": {QUEUE: QueueSettings(tier="high")}}
     )  # fmt: skip
 
