@@ -88,8 +88,10 @@ class FleetboxTUI(App[None]):
         await self.client.close()
 
     def _every_second(self) -> None:
-        if isinstance(self.screen, LiveScreen):
-            self.screen.refresh_header()
+        # The timer can fire while the app is closing, when no screen is left on the stack.
+        stack = self.screen_stack
+        if stack and isinstance(stack[-1], LiveScreen):
+            stack[-1].refresh_header()
 
     async def _stream(self) -> None:
         """Consume the live stream forever: reconnect with backoff whenever it breaks."""
