@@ -69,9 +69,12 @@ class LiveScreen(Screen[None]):
 
     def refresh_header(self) -> None:
         """Repaint the status bar only (the ages move every second)."""
+        bars = self.query(StatusBar)
+        if not bars:
+            return  # the clock's tick came while this screen is still being composed
         fb = self.fb
         now = fb.now()
-        self.query_one(StatusBar).show(fb.state, now=now, interval_s=fb.interval_ms / 1000, read_only=fb.read_only)
+        bars.first().show(fb.state, now=now, interval_s=fb.interval_ms / 1000, read_only=fb.read_only)
         self.set_class(fb.state.link(now, fb.interval_ms / 1000) is Link.DISCONNECTED, "-stale")
 
     def refresh_live(self) -> None:
