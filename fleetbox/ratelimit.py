@@ -91,8 +91,9 @@ class LimiterSnapshot:
 
 
 #: requests are spaced this much wider than the configured rate asks: Graph counts arrivals in
-#: sliding windows, and network jitter can bring two sends one spacing apart closer together
-PACING_MARGIN = 1.02
+#: sliding windows, and network jitter (or one request's connection setup) can bring two sends one
+#: spacing apart closer together on arrival
+PACING_MARGIN = 1.05
 
 
 def _bucket(requests: float, period: float) -> AsyncLimiter:

@@ -231,10 +231,18 @@ class Subscriptions:
         )  # fmt: skip
         created = response.json()
         sub_id = str(created["id"])
-        await self.ctx.db.execute(
-            "subscription_upsert", sub_id, sub.source, sub.resource, sub.change_type,
+        stored = await self.ctx.db.fetchval(
+            "subscription_insert", sub_id, sub.source, sub.resource, sub.change_type,
             _parse_time(created.get("expirationDateTime")) or expires,
         )  # fmt: skip
+        if stored is None:
+            # Another process subscribed to this resource at the same moment: keep theirs, so
+            # Graph does not deliver every change twice.
+            await self.ctx.graph.request("DELETE", f"/subscriptions/{quote(sub_id, safe='')}", resource="subscriptions")
+            kept = await self.ctx.db.fetchval("subscription_live_for", sub.source, sub.resource)
+            log.info("graph subscription already kept by another process; ours deleted",
+                     extra={"event": "subscription_duplicate", "subscription_id": sub_id, "kept": kept})  # fmt: skip
+            return str(kept)
         log.info("graph subscription created", extra={"event": "subscription_created", "subscription_id": sub_id,
                                                       "resource": sub.resource})  # fmt: skip
         return sub_id
@@ -259,9 +267,8 @@ class Subscriptions:
             await self.create(sub)
             return
         await self.ctx.db.execute(
-            "subscription_upsert", sub_id, row["source"], row["resource"], row["change_type"],
-            _parse_time(response.json().get("expirationDateTime")) or expires,
-        )  # fmt: skip
+            "subscription_renewed", sub_id, _parse_time(response.json().get("expirationDateTime")) or expires
+        )
         log.info("graph subscription renewed", extra={"event": "subscription_renewed", "subscription_id": sub_id})
 
     async def maintain(self) -> dict[str, int]:

@@ -45,10 +45,18 @@ RETURNING id
 SELECT id, source, status, reason, received_at, job_id, payload
   FROM webhook_events ORDER BY received_at DESC, id DESC LIMIT $1
 
--- name: subscription_upsert
+-- name: subscription_insert
+-- A new subscription; none when another process already keeps one for the same resource alive.
 INSERT INTO graph_subscriptions (id, source, resource, change_type, expires_at)
 VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, renewed_at = now(), removed_at = NULL
+ON CONFLICT (source, resource) WHERE removed_at IS NULL DO NOTHING
+RETURNING id
+
+-- name: subscription_live_for
+SELECT id FROM graph_subscriptions WHERE source = $1 AND resource = $2 AND removed_at IS NULL
+
+-- name: subscription_renewed
+UPDATE graph_subscriptions SET expires_at = $2, renewed_at = now() WHERE id = $1
 
 -- name: subscription_remove
 -- The subscription is gone in Graph (removed, expired, deleted): stop renewing it.

@@ -27,7 +27,7 @@ async def run_status(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[in
 async def test_status_prints_each_queue_and_exits_zero_when_healthy(
     appliance_factory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = await appliance_factory(admin=admin_section())
+    app = await appliance_factory(admin=admin_section(), monitor={"depth_cache_seconds": 0})
     assert app.admin is not None
     await app.client.enqueue("sync", {"n": 1}, delay=60_000)
 
@@ -42,7 +42,8 @@ async def test_status_prints_each_queue_and_exits_zero_when_healthy(
 async def test_status_json_is_the_health_document_and_unhealthy_exits_one(
     appliance_factory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = await appliance_factory(admin=admin_section(), monitor={"max_backlog": 0})
+    # No depth cache: the schedule's first health check may have counted before this enqueue.
+    app = await appliance_factory(admin=admin_section(), monitor={"max_backlog": 0, "depth_cache_seconds": 0})
     assert app.admin is not None
     await app.client.enqueue("sync", {"n": 1}, delay=60_000)
 
