@@ -795,6 +795,8 @@ async def test_an_outcome_whose_write_is_cut_off_by_stop_is_written_by_the_drain
         done.set()
 
         async def write_blocked() -> bool:
+            # Inside a transaction pg_stat_activity is one snapshot: drop it to see the present.
+            await locker.execute("SELECT pg_stat_clear_snapshot()")
             waiting = await locker.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
             )
