@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp.web_exceptions import NotAppKeyWarning
+import requests
 
 from fleetbox.config import GraphSettings, RateLimitSettings
 from fleetbox.graph.client import GraphClient
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.tokens import Tokens
 from fleetbox.ratelimit import Limiters, RateEvent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The simulator stores per-request values under str keys, which aiohttp 3.14 warns about (once per
-    # process, so only the first test to reach it fails). Until it uses web.RequestKey, the tests of
-    # this folder ignore exactly that warning.
-    for item in items:
-        if item.path.parent == Path(__file__).parent:
-            item.add_marker(pytest.mark.filterwarnings(f"ignore::{NotAppKeyWarning.__module__}.NotAppKeyWarning"))
 
 
 def graph_settings(sim: GraphSimulator, **overrides: Any) -> GraphSettings:
@@ -80,3 +72,19 @@ async def rig(sim: GraphSimulator, cache_path: Path) -> AsyncIterator[Rig]:
     made = await make_rig(sim, cache_path)
     yield made
     await made.close()
+
+
+@pytest.fixture
+async def http(sim: GraphSimulator) -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session trusting the simulator's CA, as the Graph client would use."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=sim.client_ssl_context())) as session:
+        yield session
+
+
+@pytest.fixture
+def sessions() -> Iterator[list[requests.Session]]:
+    """requests sessions handed to msal, closed at the end."""
+    made: list[requests.Session] = []
+    yield made
+    for session in made:
+        session.close()

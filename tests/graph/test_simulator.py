@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -40,22 +40,6 @@ async def sim() -> AsyncIterator[GraphSimulator]:
     async with GraphSimulator(min_upload_session_bytes=1024) as simulator:
         yield simulator
         assert simulator.internal_errors == []
-
-
-@pytest.fixture
-async def http(sim: GraphSimulator) -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain aiohttp session trusting the simulator's CA, as the Graph client would use."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=sim.client_ssl_context())) as session:
-        yield session
-
-
-@pytest.fixture
-def sessions() -> Iterator[list[requests.Session]]:
-    """requests sessions handed to msal, closed at the end."""
-    made: list[requests.Session] = []
-    yield made
-    for session in made:
-        session.close()
 
 
 def msal_session(sim: GraphSimulator, sessions: list[requests.Session]) -> requests.Session:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,20 +67,6 @@ async def sim() -> AsyncIterator[GraphSimulator]:
     async with GraphSimulator(allow_http_notification_urls=True) as simulator:
         yield simulator
         assert simulator.internal_errors == []
-
-
-@pytest.fixture
-async def http(sim: GraphSimulator) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=sim.client_ssl_context())) as session:
-        yield session
-
-
-@pytest.fixture
-def sessions() -> Iterator[list[requests.Session]]:
-    made: list[requests.Session] = []
-    yield made
-    for session in made:
-        session.close()
 
 
 @pytest.fixture
