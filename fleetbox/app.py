@@ -1,4 +1,6 @@
-"""The appliance: one asyncio process that claims, runs and records jobs.
+"""The appliance: one asyncio process that claims, runs and records jobs. This module only wires:
+it builds the components, starts them in order, stops them in reverse, and hands each its part of
+the settings on reload.
 
 Embed it in any asyncio program::
 
@@ -6,52 +8,70 @@ Embed it in any asyncio program::
     async with Appliance(settings, handlers={"reports": build_report}) as app:
         ...  # jobs run until the block ends; app.client enqueues, app.queue_depth() counts
 
-Start order: database pool, queue registry synced to the database, the Graph runtime (the
-simulator when Graph is simulated, tokens, client), completer, rate-limit event writer,
-heartbeat and lease reaper, dispatcher, listener, scheduler (the monitoring schedule), admin
-server (with the webhook receiver). Stop order is the reverse, with the running jobs given
-``shutdown_grace_seconds`` to finish before they are interrupted and recorded as such; the Graph
-client closes only after them.
+Start order: the database pool (migrations, queue registry and limits written), the Graph runtime
+(the simulator when Graph is simulated, tokens, client), the worker (completer, heartbeat, lease
+reaper, dispatcher, listener), the rate-limit event writer, presence, the scheduler (the
+monitoring schedule), the admin server (with the webhook receiver). Stop order is the reverse,
+with the running jobs given ``shutdown_grace_seconds`` to finish before they are interrupted and
+recorded as such; the Graph client closes only after them. Every background task runs under one
+:class:`~fleetbox.supervise.Supervisor`: whatever one raises, it is logged and restarted with
+backoff, and the appliance's health says so.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import gc
 import logging
 import os
 import secrets
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from fleetbox.admin import AdminServer, ApplianceInfo, build_app
 from fleetbox.admin.server import fleetbox_version
 from fleetbox.admin.stream import LimiterSource, Stream
 from fleetbox.client import Client
-from fleetbox.completer import Completer
 from fleetbox.config import Settings
-from fleetbox.db import Database, Listener
-from fleetbox.dispatcher import Dispatcher
 from fleetbox.errors import ConfigError, DatabaseError, SchemaNotReady
 from fleetbox.graph.runtime import GraphRuntime
-from fleetbox.metrics import Metrics
-from fleetbox.migrate import current_version, latest_version, migrate
-from fleetbox.models import Clock, Job, QueueDepth, SystemClock, Tier
-from fleetbox.monitor import Monitor, Thresholds
-from fleetbox.pools import AuthHook, Executor, RunningJob, TierPool
-from fleetbox.queues import Handler, QueueSpec, build_registry, sync_queues
-from fleetbox.retry import RetryPolicy, build_policies
-from fleetbox.scheduler import Scheduler, default_tasks
+from fleetbox.models import Clock, QueueDepth, SystemClock
+from fleetbox.monitor import Monitor
+from fleetbox.monitor.metrics import Metrics
+from fleetbox.monitor.presence import Presence
+from fleetbox.monitor.schedule import PeriodicTask, Scheduler
+from fleetbox.monitor.tasks import default_tasks
+from fleetbox.service import Service
+from fleetbox.store import Store
+from fleetbox.store.migrations import current_version, latest_version, migrate, write_limits
+from fleetbox.supervise import Supervisor, TaskState
+from fleetbox.worker import Worker
+from fleetbox.worker.executor import AuthHook
+from fleetbox.worker.registry import Handler, QueueSpec, build_registry, register_queues
 
 log = logging.getLogger("fleetbox.app")
 
+#: Task names of the appliance's own loops (the worker names its own).
+SCHEDULER, PRESENCE, RATE_EVENTS = "fleetbox.scheduler", "fleetbox.presence", "fleetbox.graph.ratelimit_writer"
+#: Tasks without which the appliance cannot do its work: while one is failing it is not ready.
+CRITICAL_TASKS = ("fleetbox.dispatcher", "fleetbox.completer", "fleetbox.heartbeat")
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether the appliance can do its work (``/readyz``), and if not, why."""
+
+    ready: bool
+    reasons: tuple[str, ...]
+    #: tasks failing now: name -> last error
+    failing: Mapping[str, str | None]
+    draining: bool = False
+
 
 class Appliance:
-    """The fleetbox appliance: dispatcher, tier pools, completer, heartbeat and lease reaper.
+    """The fleetbox appliance.
 
     Args:
         settings: the configuration.
@@ -83,97 +103,100 @@ class Appliance:
         self.dsn = resolved
         self.clock = clock or SystemClock()
         self._load_config = load_config
-        cfg = settings.appliance
-        self.db = Database(
-            self.dsn, schema=settings.database.schema_name,
-            min_size=settings.database.pool_min, max_size=settings.database.pool_max,
+        self._migrate = migrate
+        cfg, db, mon = settings.appliance, settings.database, settings.monitor
+        self.worker_id = f"{cfg.name}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.store = Store(
+            self.dsn, schema=db.schema_name, min_size=db.pool_min, max_size=db.pool_max,
+            acquire_timeout=db.acquire_timeout_seconds, statement_timeout=db.statement_timeout_seconds,
         )  # fmt: skip
         self.metrics = Metrics()
+        self.supervisor = Supervisor(on_failure=self._task_failed)
+        self.service = Service(self.store, clock=self.clock, limits=cfg.limits(), thresholds=mon.thresholds())
+        self.client = Client.for_service(self.service)
         #: the Graph processors, client, limiters (and the simulator when Graph is simulated)
-        self.graph = GraphRuntime(settings, self.db, self.metrics, self.clock)
+        self.graph = GraphRuntime(settings, self.store, self.metrics, self.clock)
         # Handlers given in code win over the Graph processors of the spec's queues.
         self._code_handlers = {**self.graph.handlers(), **(handlers or {})}
-        self.registry: dict[str, QueueSpec] = build_registry(settings, self._code_handlers)
-        self._migrate = migrate
-        self.worker_id = f"{cfg.name}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.pools: dict[Tier, TierPool] = {
-            Tier.HIGH: TierPool(Tier.HIGH, settings.pools.high),
-            Tier.MEDIUM: TierPool(Tier.MEDIUM, settings.pools.medium),
-            Tier.LOW: TierPool(Tier.LOW, settings.pools.low),
-        }
-        self.completer = Completer(
-            self.db, self.worker_id, batch=cfg.completion_batch, flush_ms=cfg.completion_flush_ms,
-            on_retry_due=self._retry_due, now=self.clock.now, on_written=self.metrics.observe,
+        self.worker = Worker(
+            self.store, settings, build_registry(settings, self._code_handlers), worker_id=self.worker_id,
+            clock=self.clock, on_auth_error=on_auth_error, on_written=self.metrics.observe,
         )  # fmt: skip
-        default_policy = RetryPolicy(settings.retry)
-        self.executor = Executor(
-            registry=self.registry,
-            policies=build_policies(settings.retry, ((n, q.settings) for n, q in self.registry.items())),
-            default_policy=default_policy, completer=self.completer, clock=self.clock,
-            on_auth_error=on_auth_error, on_slot_freed=self._slot_freed,
+        self.presence = Presence(
+            self.store, clock=self.clock, worker_id=self.worker_id, name=cfg.name, version=fleetbox_version(),
+            queues=self._consumed, failing=self._failing, interval_seconds=cfg.heartbeat_seconds,
+            no_consumer_seconds=mon.no_consumer_seconds, task_failing_seconds=mon.task_failing_seconds,
         )  # fmt: skip
-        self.dispatcher = Dispatcher(
-            self.db, self.pools, worker_id=self.worker_id, clock=self.clock,
-            lease_seconds=cfg.lease_seconds, poll_seconds=cfg.poll_seconds,
-            claim_batch=cfg.claim_batch, start=self._start_job,
-        )  # fmt: skip
-        self.listener = Listener(
-            self.dsn, f"{settings.database.schema_name}_jobs", self.dispatcher.on_notify,
-            on_reconnect=self.dispatcher.wake,
-        )  # fmt: skip
-        self.client = Client(self.db, clock=self.clock, max_payload_bytes=cfg.max_payload_bytes)
-        mon = settings.monitor
         self.monitor = Monitor(
-            self.db, clock=self.clock, thresholds=configured_thresholds(settings),
-            window_seconds=mon.window_seconds, depth_cache_seconds=mon.depth_cache_seconds,
+            self.store, self.service.thresholds, clock=self.clock, window_seconds=mon.window_seconds,
+            depth_cache_seconds=mon.depth_cache_seconds, consumers=self.presence.consumers,
         )  # fmt: skip
-        self.scheduler = Scheduler(
-            self.db, clock=self.clock, worker_id=self.worker_id,
-            tasks=[*default_tasks(settings, self.db, self.monitor, self.clock), *self.graph.tasks()],
-        )  # fmt: skip
+        self.scheduler = Scheduler(self.store, clock=self.clock, worker_id=self.worker_id, tasks=self._tasks(settings))
         #: the admin HTTP API, while it serves (admin.enabled); ``admin.port`` is the bound port
         self.admin: AdminServer | None = None
         #: the rate limiter state per queue for the live stream (None: no limiters to show)
         self.limiter_states: LimiterSource | None = self.graph.limiter_states if self.graph.mode != "off" else None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_requested = asyncio.Event()
-        self._accepting = False
+        self._running = False
+        self._draining = False
+        #: the exit status ``fleetbox run`` ends with (non-zero when the appliance had to stop)
+        self.exit_code = 0
         self.started_at: float | None = None
 
     def __repr__(self) -> str:
-        pools = " ".join(f"{p.tier.name.lower()}={len(p.running)}/{p.size}" for p in self.pools.values())
-        return f"<Appliance {self.worker_id} {pools} {self.completer!r}>"
+        return f"<Appliance {self.worker_id} {self.worker!r} {self.supervisor!r}>"
+
+    @property
+    def registry(self) -> Mapping[str, QueueSpec]:
+        """The queues this appliance knows, and their handlers."""
+        return self.worker.registry
+
+    def _consumed(self) -> list[str]:
+        return sorted(name for name, spec in self.worker.registry.items() if spec.handler is not None)
+
+    def _failing(self) -> dict[str, tuple[float, str | None]]:
+        return {
+            name: (self.supervisor.failing_for(name), state.last_error)
+            for name, state in self.supervisor.failing().items()
+        }
+
+    def _task_failed(self, state: TaskState) -> None:
+        self.metrics.task_failures.labels(state.name).inc()
+
+    def _tasks(self, settings: Settings) -> list[PeriodicTask]:
+        return [
+            *default_tasks(settings, self.monitor, self.service.retention, self.clock, self.presence.conditions),
+            *self.graph.tasks(),
+        ]
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> Appliance:
-        """Open the database, sync the queues and start every background task."""
-        await self.db.open()
+        """Open the database, register the queues and start every component."""
+        await self.store.open()
         try:
             if self._migrate:
-                await migrate(self.db)
-            version = await current_version(self.db)
+                await migrate(self.store, self.settings.appliance.limits())
+            version = await current_version(self.store)
             if version < latest_version():
                 raise SchemaNotReady(
                     f"the database schema is at version {version}, this fleetbox needs {latest_version()}: "
                     "run `fleetbox migrate`"
                 )
-            await sync_queues(self.db, self.registry)
+            await write_limits(self.store, self.settings.appliance.limits())
+            await register_queues(self.store, self.worker.registry)
             await self.graph.start()
         except BaseException:
             await self.graph.stop()
-            await self.db.close()
+            await self.store.close()
             raise
-        self._loop = asyncio.get_running_loop()
-        self._accepting = True
-        self._spawn("fleetbox.completer", self.completer.run())
-        self._spawn("fleetbox.ratelimit_writer", self.graph.writer.run())
-        self._spawn("fleetbox.heartbeat", self._heartbeat_loop())
-        self._spawn("fleetbox.reaper", self._reaper_loop())
-        self._spawn("fleetbox.dispatcher", self.dispatcher.run())
-        self._spawn("fleetbox.listener", self.listener.run(self._listener_error))
+        self._running = True
+        self._draining = False
+        self.worker.start(self.supervisor)
+        self.supervisor.spawn(RATE_EVENTS, self.graph.writer.run)
+        self.supervisor.spawn(PRESENCE, self.presence.loop)
         if self.settings.monitor.schedule:
-            self._spawn("fleetbox.scheduler", self.scheduler.run())
+            self.supervisor.spawn(SCHEDULER, self.scheduler.run)
         if self.settings.admin.enabled:
             try:
                 await self._start_admin()
@@ -181,45 +204,29 @@ class Appliance:
                 await self.stop()
                 raise
         self.started_at = time.monotonic()
-        pools = {t.name.lower(): p.size for t, p in self.pools.items()}
+        pools = {t.name.lower(): p.size for t, p in self.worker.pools.items()}
         log.info("appliance started", extra={"event": "appliance_started", "worker_id": self.worker_id, "pools": pools})
         return self
 
     async def stop(self) -> None:
         """Stop claiming, let running jobs finish within the grace period, write every outcome."""
-        if not self._accepting and not self._tasks:
+        if not self._running:
             return
-        self._accepting = False
+        self._running = False
+        self._draining = True
         grace = self.settings.appliance.shutdown_grace_seconds
         log.info("appliance stopping", extra={"event": "appliance_stopping", "grace_seconds": grace})
-        await self._stop_admin()
-        await self._cancel("fleetbox.scheduler")
-        await self._cancel("fleetbox.listener")
-        await self._stop_dispatcher()
-        await self._hand_back_unstarted()
-        running = [e.task for p in self.pools.values() for e in p.running.values() if e.task is not None]
-        if running:
-            log.info("waiting for running jobs", extra={"event": "shutdown_waiting", "running": len(running)})
-            _done, late = await asyncio.wait(running, timeout=grace)
-            for p in self.pools.values():
-                for entry in p.running.values():
-                    if entry.task in late:
-                        entry.cancel_reason = "shutdown"
-                        entry.task.cancel()
-            if late:
-                log.warning(
-                    "jobs interrupted after the grace period",
-                    extra={"event": "shutdown_interrupted", "count": len(late)},
-                )
-                await asyncio.wait(late, timeout=5)
-        await self._cancel("fleetbox.ratelimit_writer")
+        await self.supervisor.stop(SCHEDULER, PRESENCE)
+        await self.worker.stop(grace=grace)
+        await self.supervisor.stop(RATE_EVENTS)
         await self.graph.stop()
-        await self._cancel("fleetbox.completer")
-        if not await self.completer.drain(within=30):
-            log.error("outcomes not written; their jobs return when the leases expire",
-                      extra={"event": "shutdown_outcomes_lost", "pending": self.completer.pending})  # fmt: skip
-        await self._cancel("fleetbox.heartbeat", "fleetbox.reaper")
-        await self.db.close()
+        await self.worker.finish()
+        await self.presence.leave()
+        # The admin API and the control socket answered "draining" until the work was done.
+        await self._stop_admin()
+        await self.supervisor.stop_all()
+        await self.store.close()
+        self._draining = False
         log.info("appliance stopped", extra={"event": "appliance_stopped"})
 
     async def __aenter__(self) -> Appliance:
@@ -228,16 +235,22 @@ class Appliance:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def request_stop(self) -> None:
-        """Ask :meth:`run_until_stopped` to shut down (signal handlers call this)."""
+    def request_stop(self, exit_code: int = 0) -> None:
+        """Ask :meth:`run_until_stopped` to shut down (signal handlers call this); a non-zero
+        ``exit_code`` says the appliance had to stop (``fleetbox run`` exits with it)."""
+        self.exit_code = self.exit_code or exit_code
         self._stop_requested.set()
 
-    async def run_until_stopped(self, *, install_signals: bool = True) -> None:
-        """Start, run until SIGTERM or SIGINT (or :meth:`request_stop`), then stop gracefully."""
+    async def run_until_stopped(self, *, install_signals: bool = True) -> int:
+        """Start, run until SIGTERM or SIGINT (or :meth:`request_stop`), then stop gracefully.
+
+        A second SIGINT or SIGTERM while stopping ends the process at once (exit status 130).
+        Returns the exit status.
+        """
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop)
+                loop.add_signal_handler(sig, self._on_signal)
         await self.start()
         # This process is the appliance: move what start-up allocated out of the collector's
         # way, so the per-job garbage is scanned without it (a measurable share of drain CPU).
@@ -249,51 +262,74 @@ class Appliance:
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
+        return self.exit_code
+
+    def _on_signal(self) -> None:
+        if self._stop_requested.is_set():
+            log.warning("second stop signal: exiting at once", extra={"event": "forced_exit"})
+            os._exit(130)
+        self.request_stop()
 
     def wake(self) -> None:
         """Look for due jobs now (tests call this after advancing a manual clock)."""
-        self.dispatcher.wake()
+        self.worker.wake()
 
     async def queue_depth(self) -> list[QueueDepth]:
         """Jobs per queue by state (ready, scheduled, retrying, running, dead)."""
-        return await self.client.queue_depth()
+        return await self.service.queues.depth()
+
+    async def readiness(self) -> Readiness:
+        """Ready when the database answers with a current schema and no critical task is failing."""
+        reasons: list[str] = []
+        try:
+            async with asyncio.timeout(5):
+                version = await current_version(self.store)
+            if version < latest_version():
+                reasons.append(f"schema at version {version}, this fleetbox needs {latest_version()}")
+        except (DatabaseError, TimeoutError):
+            reasons.append("database unreachable")
+        failing = {name: s.last_error for name, s in self.supervisor.failing().items()}
+        reasons += [f"task {name} is failing" for name in CRITICAL_TASKS if name in failing]
+        if self._draining:
+            reasons.append("draining: the appliance is stopping")
+        if not self._running and not self._draining:
+            reasons.append("not running")
+        return Readiness(not reasons, tuple(reasons), failing, self._draining)
+
+    # -- reload ---------------------------------------------------------------------------
 
     async def reload(self, settings: Settings) -> list[str]:
-        """Apply a new configuration without a restart; returns the keys that need a restart.
+        """Apply a new configuration without a restart; returns the sections that need a restart.
 
-        Applied live: pool sizes, retry rules (defaults and per queue), queues and their
-        handlers (new custom queues are registered in the database), Graph rate limits. Everything else (database,
-        lease and poll timing, admin address) is kept until the next start and named in the result.
+        Each component applies its own part: pool sizes, retry rules, queues and their handlers,
+        claim and lease timing (the worker), payload limits and thresholds (the service, and the
+        limits table the SQL function reads), the monitor's window, the schedule, Graph rate limits.
+        The database, admin address and Graph credentials are kept until the next start and named
+        in the result.
         """
         registry = build_registry(settings, self._code_handlers)  # raises ConfigError: nothing applied
         old = self.settings.model_dump()
         new = settings.model_dump()
-        live = {"pools", "retry", "queues", "monitor", "retention", "rate_limits"}
+        live = {"pools", "retry", "queues", "monitor", "retention", "rate_limits", "appliance"}
         restart = sorted(section for section in new if section not in live and new[section] != old[section])
-        await sync_queues(self.db, registry)
-        self.registry.clear()
-        self.registry.update(registry)
-        self.executor.policies = build_policies(settings.retry, ((n, q.settings) for n, q in registry.items()))
-        self.executor.default_policy = RetryPolicy(settings.retry)
-        for tier, size in ((Tier.HIGH, settings.pools.high), (Tier.MEDIUM, settings.pools.medium),
-                           (Tier.LOW, settings.pools.low)):  # fmt: skip
-            self.pools[tier].size = size
-        # Keep the parts that only a restart changes, so every task goes on with one set of them.
+        await register_queues(self.store, registry)
+        limits = settings.appliance.limits()
+        await write_limits(self.store, limits)
+        # Keep the parts that only a restart changes, so every component goes on with one set.
         self.settings = settings.model_copy(
-            update={
-                "database": self.settings.database,
-                "appliance": self.settings.appliance,
-                "admin": self.settings.admin,
-            }
+            update={"database": self.settings.database, "admin": self.settings.admin, "graph": self.settings.graph}
         )
-        self.monitor.defaults = configured_thresholds(settings)
-        self.monitor.window_seconds = settings.monitor.window_seconds
-        self.monitor.depth_cache_seconds = settings.monitor.depth_cache_seconds
-        self.scheduler.set_tasks(
-            [*default_tasks(self.settings, self.db, self.monitor, self.clock), *self.graph.tasks()]
+        self.worker.apply(self.settings, registry)
+        self.service.apply(limits, settings.monitor.thresholds())
+        self.monitor.configure(
+            window_seconds=settings.monitor.window_seconds, depth_cache_seconds=settings.monitor.depth_cache_seconds
         )
+        self.presence.configure(
+            no_consumer_seconds=settings.monitor.no_consumer_seconds,
+            task_failing_seconds=settings.monitor.task_failing_seconds,
+        )
+        self.scheduler.set_tasks(self._tasks(self.settings))
         self.graph.apply(settings)
-        self.dispatcher.wake()
         log.info("configuration reloaded", extra={"event": "config_reloaded", "needs_restart": restart})
         return restart
 
@@ -309,17 +345,16 @@ class Appliance:
         cfg = self.settings.admin
         info = ApplianceInfo(
             self.settings.appliance.name, self.worker_id, fleetbox_version(),
-            started_at=self.clock.now().timestamp(),
-            graph_mode=self.graph.mode,
+            started_at=self.clock.now().timestamp(), graph_mode=self.graph.mode,
         )  # fmt: skip
         stream = Stream(
-            self.db, clock=self.clock, info=info.to_protocol(read_only=False), pools=self.pools,
+            self.store, clock=self.clock, info=info.to_protocol(read_only=False), pools=self.worker.pools,
             limiter=self.limiter_states,
         )  # fmt: skip
         app = build_app(
-            db=self.db, client=self.client, monitor=self.monitor, settings=self.settings, appliance_info=info,
+            service=self.service, monitor=self.monitor, settings=self.settings, appliance_info=info,
             metrics=self.metrics, reload=self.reload_from_config if self._load_config is not None else None,
-            stream=stream,
+            stream=stream, readiness=self.readiness,
         )  # fmt: skip
         self.graph.install_routes(app)
         self.admin = AdminServer(
@@ -332,135 +367,3 @@ class Appliance:
         admin, self.admin = self.admin, None
         if admin is not None:
             await admin.stop()
-
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._tasks[name] = task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task died", exc_info=task.exception(),
-                      extra={"event": "task_died", "task": task.get_name()})  # fmt: skip
-            self.request_stop()
-
-    async def _cancel(self, *names: str) -> None:
-        for name in names:
-            task = self._tasks.pop(name, None)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-
-    def _start_job(self, pool: TierPool, job: Job) -> None:
-        entry = RunningJob(job, pool.tier, time.monotonic() + self.settings.appliance.lease_seconds)
-        pool.add(entry)
-        if not self._accepting:
-            return  # claimed while stopping: stop() hands it back without starting it
-        entry.task = self._loop.create_task(self.executor.run(pool, entry), name=f"fleetbox.job.{job.id}")
-
-    async def _stop_dispatcher(self) -> None:
-        # Cancelling a claim in flight would lose its reply while the database has already
-        # marked the jobs running under our lease; let it finish, then hand those jobs back.
-        task = self._tasks.get("fleetbox.dispatcher")
-        if task is not None:
-            self.dispatcher.stop()
-            await asyncio.wait({task}, timeout=10)
-        await self._cancel("fleetbox.dispatcher")
-
-    async def _hand_back_unstarted(self) -> None:
-        unstarted = [e for p in self.pools.values() for e in p.running.values() if not e.started]
-        if not unstarted:
-            return
-        for entry in unstarted:
-            if entry.task is not None:
-                entry.task.cancel()
-            self.pools[entry.tier].remove(entry.job.id)
-        try:
-            await self.db.fetch("release", [e.job.id for e in unstarted], [e.job.attempt for e in unstarted])
-            await self.db.fetchval("notify_tiers", ",".join(sorted({str(int(e.tier)) for e in unstarted})))
-        except DatabaseError as exc:
-            log.warning("could not hand back claimed jobs; they return when their leases expire",
-                        extra={"event": "release_failed", "error": str(exc)})  # fmt: skip
-
-    def _slot_freed(self, tier: Tier) -> None:
-        if self._accepting:
-            self.dispatcher.slot_freed(tier)
-
-    def _retry_due(self, tiers: set[Tier]) -> None:
-        if self._accepting:
-            self.dispatcher.wake(tiers)
-
-    async def _listener_error(self, message: str) -> None:
-        log.warning("listen connection lost; polling until it is back",
-                    extra={"event": "listener_down", "error": message})  # fmt: skip
-
-    async def _heartbeat_loop(self) -> None:
-        cfg = self.settings.appliance
-        while True:
-            await asyncio.sleep(cfg.heartbeat_seconds)
-            await self.heartbeat()
-
-    async def heartbeat(self) -> None:
-        """Extend the leases of running jobs; cancel the jobs whose lease is gone."""
-        cfg = self.settings.appliance
-        entries = [e for p in self.pools.values() for e in p.running.values()]
-        sent = time.monotonic()
-        if entries:
-            now = self.clock.now()
-            try:
-                rows = await self.db.fetch(
-                    "heartbeat", [e.job.id for e in entries], [e.job.attempt for e in entries],
-                    now + dt.timedelta(seconds=cfg.lease_seconds),
-                )  # fmt: skip
-            except DatabaseError as exc:
-                log.warning("heartbeat failed", extra={"event": "heartbeat_failed", "error": str(exc)})
-                rows = None
-            if rows is not None:
-                kept = {r["id"] for r in rows}
-                for e in entries:
-                    if e.job.id in kept:
-                        e.lease_deadline = sent + cfg.lease_seconds
-                    elif e.task is not None and not e.task.done():
-                        self._lose(e)
-        # Without a heartbeat getting through, stop a job before its lease can run out, because
-        # another appliance may then claim it.
-        for e in [e for p in self.pools.values() for e in p.running.values()]:
-            if (
-                time.monotonic() >= e.lease_deadline - cfg.heartbeat_seconds
-                and e.task is not None
-                and not e.task.done()
-            ):
-                self._lose(e)
-
-    def _lose(self, entry: RunningJob) -> None:
-        entry.cancel_reason = "lease_lost"
-        assert entry.task is not None
-        entry.task.cancel()
-
-    async def _reaper_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.appliance.reap_seconds)
-            await self.reap()
-
-    async def reap(self) -> int:
-        """Return jobs whose lease expired (their worker died) to their queues."""
-        try:
-            rows = await self.db.fetch("reap_expired", self.clock.now(), 1000)
-        except DatabaseError as exc:
-            log.warning("lease reaper failed", extra={"event": "reap_failed", "error": str(exc)})
-            return 0
-        if rows:
-            log.warning("expired leases returned to the queue",
-                        extra={"event": "leases_expired", "job_ids": [r["job_id"] for r in rows]})  # fmt: skip
-            await self.db.fetchval("notify_tiers", "1,2,3")
-        return len(rows)
-
-
-def configured_thresholds(settings: Settings) -> Thresholds:
-    """The alert thresholds of the configuration (``[monitor]``)."""
-    m = settings.monitor
-    return Thresholds(
-        max_backlog=m.max_backlog, max_failure_rate=m.max_failure_rate,
-        max_processing_time=m.max_processing_time, max_dead_letter_jobs=m.max_dead_letter_jobs,
-    )  # fmt: skip

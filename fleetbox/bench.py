@@ -33,10 +33,10 @@ from pydantic import SecretStr
 from fleetbox.app import Appliance
 from fleetbox.client import Client, NewJob
 from fleetbox.config import QueueSettings, Settings
-from fleetbox.db import Database
-from fleetbox.migrate import migrate
 from fleetbox.models import Job
-from fleetbox.queues import build_registry, sync_queues
+from fleetbox.store import Store
+from fleetbox.store.migrations import drop_schema, migrate, server_version, truncate, vacuum_analyze
+from fleetbox.worker.registry import build_registry, register_queues
 
 QUEUE = "bench"
 CHUNK = 1_000
@@ -102,8 +102,8 @@ class _Bench:
         self.settings = bench_settings(settings, dsn, schema)
         self.dsn = dsn
         self.schema = schema
-        self.db = Database(dsn, schema=schema, min_size=1, max_size=2)
-        self.client = Client(self.db, max_payload_bytes=self.settings.appliance.max_payload_bytes)
+        self.store = Store(dsn, schema=schema, min_size=1, max_size=2)
+        self.client = Client(self.store, max_payload_bytes=self.settings.appliance.max_payload_bytes)
         self.handled = 0
         self.latencies: list[float] = []
 
@@ -113,25 +113,10 @@ class _Bench:
         if sent is not None:
             self.latencies.append(time.perf_counter() - sent)
 
-    async def reset_schema(self) -> None:
-        conn = await self.db.connect_raw()
-        try:
-            # The schema name is built from the validated settings, never from request input.
-            await conn.run_script(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-        finally:
-            await self.db.close_raw(conn)
-
-    async def script(self, sql: str) -> None:
-        conn = await self.db.connect_raw()
-        try:
-            await conn.run_script(sql)
-        finally:
-            await self.db.close_raw(conn)
-
     async def setup(self) -> None:
-        await self.reset_schema()
-        await migrate(self.db)
-        await sync_queues(self.db, build_registry(self.settings, import_handlers=False))
+        await drop_schema(self.store)
+        await migrate(self.store)
+        await register_queues(self.store, build_registry(self.settings, import_handlers=False))
 
     def appliance(self) -> Appliance:
         return Appliance(self.settings, dsn=self.dsn, handlers={QUEUE: self.handler})
@@ -157,9 +142,7 @@ class _Bench:
         return time.perf_counter() - t0
 
     async def counts(self) -> dict[str, int]:
-        row = await self.db.fetchrow("bench_counts")
-        assert row is not None
-        return dict(row)
+        return await self.store.jobs.table_counts()
 
     async def drain(self, n: int) -> dict[str, Any]:
         """Run n pre-enqueued jobs with one appliance: first claim to last outcome written."""
@@ -169,14 +152,14 @@ class _Bench:
         try:
             # start() returns with the dispatcher spawned: its first claim goes out now.
             t0 = time.perf_counter()
-            done = await _wait_until(lambda: app.completer.written >= n, limit=max(60.0, n / 500))
+            done = await _wait_until(lambda: app.worker.completer.written >= n, limit=max(60.0, n / 500))
             elapsed = time.perf_counter() - t0
-            claims = app.dispatcher.claims
-            batches = app.completer.batches
+            claims = app.worker.dispatcher.claims
+            batches = app.worker.completer.batches
         finally:
             await app.stop()
         if not done:
-            raise RuntimeError(f"drain did not finish: {app.completer.written} of {n} written")
+            raise RuntimeError(f"drain did not finish: {app.worker.completer.written} of {n} written")
         return {"seconds": elapsed, "jobs_s": n / elapsed, "claims": claims, "completion_batches": batches}
 
     async def pickup(self, count: int) -> dict[str, Any]:
@@ -205,19 +188,18 @@ class _Bench:
 
     async def claim_rate(self, backlog: int, sample: int) -> float:
         """Jobs/s claimed and finished for the first ``sample`` jobs of a ``backlog`` deep queue."""
-        await self.script(f'TRUNCATE "{self.schema}".jobs, "{self.schema}".jobs_done, '
-                          f'"{self.schema}".job_attempts')  # fmt: skip
+        await truncate(self.store, "jobs", "jobs_done", "job_attempts")
         await self.enqueue_bulk(backlog)
-        await self.script(f'VACUUM ANALYZE "{self.schema}".jobs')
+        await vacuum_analyze(self.store, "jobs")
         app = self.appliance()
         await app.start()
         try:
             t0 = time.perf_counter()
-            await _wait_until(lambda: app.completer.written >= sample, limit=120)
+            await _wait_until(lambda: app.worker.completer.written >= sample, limit=120)
             elapsed = time.perf_counter() - t0
         finally:
             await app.stop()
-        return app.completer.written / elapsed if elapsed > 0 else 0.0
+        return app.worker.completer.written / elapsed if elapsed > 0 else 0.0
 
 
 async def run_bench(
@@ -246,19 +228,19 @@ async def run_bench(
     level = logger.level
     if logger.getEffectiveLevel() < logging.WARNING and logger.getEffectiveLevel() != logging.DEBUG:
         logger.setLevel(logging.WARNING)
-    await b.db.open()
+    await b.store.open()
     results: dict[str, Any] = {}
     try:
         await b.setup()
-        version = await b.db.fetchval("bench_server_version")
+        version = await server_version(b.store)
 
         say(f"single enqueue of {single} jobs")
         single_s = await b.enqueue_single(single)
-        await b.script(f'TRUNCATE "{schema}".jobs')
+        await truncate(b.store, "jobs")
 
         say(f"bulk enqueue of {jobs} jobs in chunks of {CHUNK}")
         bulk_s = await b.enqueue_bulk(jobs)
-        await b.script(f'VACUUM ANALYZE "{schema}".jobs')
+        await vacuum_analyze(b.store, "jobs")
 
         say(f"drain of {jobs} no-op jobs")
         drain = await b.drain(jobs)
@@ -299,9 +281,9 @@ async def run_bench(
             })  # fmt: skip
     finally:
         try:
-            await b.reset_schema()
+            await drop_schema(b.store)
         finally:
-            await b.db.close()
+            await b.store.close()
             logger.setLevel(level)
 
     if as_json:

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fleetbox.config import LoadedSettings, Settings
-    from fleetbox.db import Database
     from fleetbox.errors import FleetboxError
+    from fleetbox.service import Service
+    from fleetbox.store import Store
 
 # The core (config, database, asyncpg) is imported inside the commands that need it: `fleetbox tui`
 # is a client of the control socket and must start without it (tests/tui/test_entry.py).
@@ -173,8 +174,8 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     if args.command == "auth":
         return await _auth(args.auth_command, loaded.settings)
     from fleetbox.config import load_settings, redact_dsn
-    from fleetbox.db import Database
-    from fleetbox.embedded import resolve_dsn
+    from fleetbox.store import Store
+    from fleetbox.store.embedded import resolve_dsn
 
     settings = loaded.settings
     dsn, embedded = await resolve_dsn(settings)
@@ -198,47 +199,44 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
 
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
         try:
-            await app.run_until_stopped()
+            return await app.run_until_stopped()
         finally:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        return 0
     if args.command == "bench":
         from fleetbox.bench import run_bench
 
         return await run_bench(settings, dsn, jobs=args.jobs, latency_jobs=args.latency_jobs, as_json=args.json,
                                backlog=args.backlog)  # fmt: skip
-    async with Database(dsn, schema=settings.database.schema_name, min_size=1, max_size=2) as db:
+    async with Store(dsn, schema=settings.database.schema_name, min_size=1, max_size=2) as store:
         if args.command == "migrate":
-            from fleetbox.migrate import migrate
-            from fleetbox.queues import build_registry, sync_queues
+            from fleetbox.store.migrations import migrate
+            from fleetbox.worker.registry import build_registry, register_queues
 
-            applied = await migrate(db)
-            await sync_queues(db, build_registry(settings, import_handlers=False))
+            applied = await migrate(store, settings.appliance.limits())
+            await register_queues(store, build_registry(settings, import_handlers=False))
             print(f"applied migrations {applied}" if applied else "schema up to date")
             return 0
         if args.command == "subscriptions":
-            return await _subscriptions(db, as_json=args.json)
-        from fleetbox.client import Client
+            return await _subscriptions(store, as_json=args.json)
+        from fleetbox.service import Service
 
-        client = Client(db, max_payload_bytes=settings.appliance.max_payload_bytes, actor="cli")
-        return await _client_command(args, client)
+        service = Service(store, limits=settings.appliance.limits(), thresholds=settings.monitor.thresholds())
+        return await _service_command(args, service)
 
 
-async def _client_command(args: argparse.Namespace, client: Any) -> int:
+async def _service_command(args: argparse.Namespace, service: Service) -> int:
+    from fleetbox import rules
     from fleetbox.errors import InvalidInput
 
     if args.command == "enqueue":
-        try:
-            data = json.loads(args.data)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"not valid JSON: {exc}", field="--data") from None
+        data = rules.parse_json_text(args.data, service.enqueue.limits, field="--data")
         run_at = None
         if args.run_at is not None:
             try:
                 run_at = dt.datetime.fromisoformat(args.run_at)
             except ValueError:
                 raise InvalidInput("not an ISO 8601 time", field="--run-at") from None
-        result = await client.enqueue(
+        result = await service.enqueue.enqueue(
             args.queue, data, priority=args.priority, run_at=run_at, delay=args.delay,
             singleton_key=args.singleton_key, max_attempts=args.max_attempts,
         )  # fmt: skip
@@ -248,31 +246,34 @@ async def _client_command(args: argparse.Namespace, client: Any) -> int:
                   "returned its id", file=sys.stderr)  # fmt: skip
         return 0
     if args.command == "queues":
-        depth = await client.queue_depth()
+        depth = await service.queues.depth()
         if args.json:
-            print(json.dumps([{"queue": d.queue, "tier": d.tier.name.lower(), "paused": d.paused, "ready": d.ready,
-                               "scheduled": d.scheduled, "retrying": d.retrying, "running": d.running,
-                               "dead": d.dead} for d in depth]))  # fmt: skip
+            print(json.dumps([{"queue": q.queue, "tier": q.tier.name.lower(), "paused": q.paused, "ready": q.ready,
+                               "scheduled": q.scheduled, "retrying": q.retrying, "running": q.running,
+                               "dead": q.dead} for q in depth]))  # fmt: skip
             return 0
         print(
             f"{'queue':<20} {'tier':<7} {'state':<7} {'ready':>8} {'sched':>8} {'retry':>8} {'running':>8} {'dead':>6}"
         )
-        for d in depth:
-            state = "paused" if d.paused else "active"
-            print(f"{d.queue:<20} {d.tier.name.lower():<7} {state:<7} {d.ready:>8} {d.scheduled:>8} {d.retrying:>8} "
-                  f"{d.running:>8} {d.dead:>6}")  # fmt: skip
+        for q in depth:
+            state = "paused" if q.paused else "active"
+            print(f"{q.queue:<20} {q.tier.name.lower():<7} {state:<7} {q.ready:>8} {q.scheduled:>8} {q.retrying:>8} "
+                  f"{q.running:>8} {q.dead:>6}")  # fmt: skip
         return 0
     if args.command == "job":
-        info = await client.get_job(args.job_id)
+        info = await service.jobs.get(args.job_id)
         print(json.dumps(_jsonable(info), indent=2, default=str))
         return 0
     if args.command == "retry":
-        print(await client.retry_failed_job(args.job_id, actor="cli"))
+        print(await service.jobs.retry(args.job_id, actor="cli"))
         return 0
-    dead = client.dead_letters
+    from fleetbox.service.dead_letters import check_filter
+
+    dead = service.dead_letters
     if args.dead_command == "list":
         reviewed = None if args.reviewed is None else args.reviewed == "yes"
-        for d in await dead.list(queue=args.queue, reviewed=reviewed, limit=args.limit):
+        page = await dead.list(check_filter(queue=args.queue, reviewed=reviewed), limit=args.limit)
+        for d in page.letters:
             mark = "reviewed" if d.reviewed else "open"
             print(f"{d.id:>6} job {d.job_id:<8} {d.queue:<18} {d.status:<9} {mark:<8} {d.failed_at:%Y-%m-%d %H:%M:%S} "
                   f"{d.error_class}: {d.error[:80]}")  # fmt: skip
@@ -289,18 +290,20 @@ async def _client_command(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
-async def _subscriptions(db: Database, *, as_json: bool) -> int:
-    rows = [dict(r) for r in await db.fetch("subscriptions_live")]
+async def _subscriptions(store: Store, *, as_json: bool) -> int:
+    from dataclasses import asdict
+
+    subs = await store.graph.live_subscriptions()
     if as_json:
-        print(json.dumps(rows, default=str))
+        print(json.dumps([asdict(s) for s in subs], default=str))
         return 0
-    if not rows:
+    if not subs:
         print("no Graph subscriptions (configure [[graph.subscriptions]])")
         return 0
     print(f"{'id':<38} {'source':<8} {'expires (UTC)':<20} {'last event':<24} resource")
-    for r in rows:
-        print(f"{r['id']:<38} {r['source']:<8} {r['expires_at']:%Y-%m-%d %H:%M:%S}  {r['last_event'] or '-':<24} "
-              f"{r['resource']}")  # fmt: skip
+    for s in subs:
+        expires = f"{s.expires_at:%Y-%m-%d %H:%M:%S}" if s.expires_at is not None else "-"
+        print(f"{s.id:<38} {s.source:<8} {expires:<20} {s.last_event or '-':<24} {s.resource}")
     return 0
 
 

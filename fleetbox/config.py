@@ -28,7 +28,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from fleetbox.errors import ConfigError
+from fleetbox import rules
+from fleetbox.errors import ConfigError, InvalidInput
+from fleetbox.models import Thresholds
 from fleetbox.protocol import SOCKET_NAME
 
 ENV_PREFIX = "FLEETBOX_"
@@ -66,9 +68,14 @@ class DatabaseSettings(_Section):
     name: str = "postgres"
     user: str = "postgres"
     password: SecretStr | None = None
-    schema_name: str = Field("fleetbox", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    schema_name: str = Field("fleetbox", pattern=rf"^{rules.SCHEMA_NAME.pattern}$")
     pool_min: int = Field(2, ge=1)
     pool_max: int = Field(10, ge=2)
+    #: the longest a call waits for a free pooled connection before it fails with a retryable
+    #: error (a database at its connection limit must not hang an enqueue)
+    acquire_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    #: the longest one statement may run (None: the server's statement_timeout)
+    statement_timeout_seconds: float | None = Field(None, gt=0, le=3600)
 
     @property
     def configured(self) -> bool:
@@ -122,7 +129,10 @@ class ApplianceSettings(_Section):
     claim_batch: int = Field(100, ge=1)
     completion_batch: int = Field(500, ge=1)
     completion_flush_ms: float = Field(5.0, ge=0)
-    max_payload_bytes: int = Field(1_048_576, ge=64)
+    #: the largest payload, as JSON text (every entry path: Python, CLI, HTTP, the SQL function)
+    max_payload_bytes: int = Field(rules.DEFAULT_MAX_PAYLOAD_BYTES, ge=64, le=64 * 1_048_576)
+    #: the deepest nesting of objects and arrays in a payload (every entry path)
+    max_payload_depth: int = Field(rules.DEFAULT_MAX_PAYLOAD_DEPTH, ge=2, le=512)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
@@ -131,6 +141,10 @@ class ApplianceSettings(_Section):
         if self.heartbeat_seconds >= self.lease_seconds:
             raise ValueError("heartbeat_seconds must be shorter than lease_seconds")
         return self
+
+    def limits(self) -> rules.Limits:
+        """The payload limits in force (written to the database for the SQL function too)."""
+        return rules.Limits(max_payload_bytes=self.max_payload_bytes, max_payload_depth=self.max_payload_depth)
 
 
 class PoolSettings(_Section):
@@ -275,12 +289,32 @@ class MonitorSettings(_Section):
     timezone: str = "UTC"
     #: run the schedule in this process (each tick runs once across all processes that do)
     schedule: bool = True
-    max_backlog: int = Field(1000, ge=0, le=10**12)
-    max_failure_rate: float = Field(10.0, ge=0, le=100)
-    max_processing_time: float = Field(60_000.0, gt=0, le=10**12)
-    max_dead_letter_jobs: int = Field(50, ge=0, le=10**12)
+    #: alert when a queue's due jobs have waited this long with no live appliance able to run them
+    no_consumer_seconds: float = Field(300.0, gt=0)
+    #: alert when a background task of an appliance has been failing (and restarting) this long
+    task_failing_seconds: float = Field(60.0, gt=0)
+    max_backlog: int = 1000
+    max_failure_rate: float = 10.0
+    max_processing_time: float = 60_000.0
+    max_dead_letter_jobs: int = 50
 
     _crons = field_validator("report_cron", "stats_cleanup_cron")(_check_cron)
+
+    @field_validator("max_backlog", "max_failure_rate", "max_processing_time", "max_dead_letter_jobs")
+    @classmethod
+    def _threshold(cls, value: object, info: Any) -> object:
+        # The bounds of fleetbox.rules, as the API checks them.
+        try:
+            return rules.check_threshold(info.field_name, info.field_name, value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc).removeprefix(f"{info.field_name}: ")) from None
+
+    def thresholds(self) -> Thresholds:
+        """The configured alert thresholds."""
+        return Thresholds(
+            max_backlog=self.max_backlog, max_failure_rate=self.max_failure_rate,
+            max_processing_time=self.max_processing_time, max_dead_letter_jobs=self.max_dead_letter_jobs,
+        )  # fmt: skip
 
     @field_validator("timezone")
     @classmethod

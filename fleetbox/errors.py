@@ -10,19 +10,23 @@
     │   └── UnknownQueue             no queue by that name
     ├── NotFound                     no job or dead letter with that id
     ├── Conflict                     the object is not in a state that allows the action
+    ├── Deferred                     raised by a handler that cannot start yet (a rate limit's wait):
+    │                                the job waits until ``until`` without using an attempt
     └── JobError                     raised by handlers: says how the attempt failed
         ├── RateLimitError           throttled; retried after retry_after or with backoff (5 retries)
-        ├── TransientError           network or server hiccup; backoff 1, 2, 4, 8, 16 s (5 retries)
+        ├── TransientError           network or server hiccup; backoff 1, 2, 4, 8, 16 s (5 retries),
+        │   │                        or retry_after when the server gave one
         │   └── NetworkError
         ├── AuthenticationError      token rejected; the token-refresh hook runs, then one retry
         └── PermanentError           retrying cannot help: straight to the dead-letter queue
             ├── ValidationError      the payload is wrong (also: Graph answered 400)
             ├── NoProcessorError     the queue has no handler configured
+            ├── PoisonError          the job cannot be decoded or keeps killing its workers
             └── SyncStateLost        Graph forgot a delta link (410, syncStateNotFound, resyncRequired):
                                      start over with a full sync
 
 Handlers raise the ``JobError`` classes; any other exception a handler raises counts as transient.
-Driver errors are translated to ``DatabaseError`` in ``fleetbox.db`` and nowhere else.
+Driver errors are translated to ``DatabaseError`` in ``fleetbox.store`` and nowhere else.
 
 A ``JobError`` raised for a Microsoft Graph answer carries what Graph said in ``graph``
 (:class:`GraphErrorDetail`: status, error codes, message, request-id); its message says the same,
@@ -87,6 +91,7 @@ class ErrorClass(StrEnum):
     AUTHENTICATION = "authentication"  #: credentials rejected; refresh and retry once
     PERMANENT = "permanent"  #: retrying cannot help (validation, no processor, 4xx)
     LEASE_EXPIRED = "lease_expired"  #: the process running the attempt stopped heartbeating
+    POISON = "poison"  #: the job cannot be decoded, or keeps crashing or stalling its workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,24 +120,37 @@ class GraphErrorDetail:
         return any(c.casefold() in wanted for c in self.codes)
 
 
+class Deferred(FleetboxError):
+    """The job cannot start yet (its rate limit has no token for a while): it goes back to wait
+    until ``seconds`` from now, freeing its worker slot, and the attempt does not count."""
+
+    def __init__(self, seconds: float, message: str | None = None) -> None:
+        if not seconds >= 0:
+            raise ValueError("seconds must be a non-negative number")
+        self.seconds = seconds
+        super().__init__(message or f"deferred for {seconds:g} s")
+
+
 class JobError(FleetboxError):
     """A job attempt failed."""
 
     error_class: ErrorClass = ErrorClass.TRANSIENT
     #: set when the failure is Microsoft Graph's answer
     graph: GraphErrorDetail | None = None
-
-
-class RateLimitError(JobError):
-    """The remote service throttled the request."""
-
-    error_class = ErrorClass.RATE_LIMITED
+    #: seconds the remote side asked to wait before the next attempt (Retry-After), if it said
+    retry_after: float | None = None
 
     def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
         if retry_after is not None and not retry_after >= 0:
             raise ValueError("retry_after must be a non-negative number of seconds")
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class RateLimitError(JobError):
+    """The remote service throttled the request."""
+
+    error_class = ErrorClass.RATE_LIMITED
 
 
 class TransientError(JobError):
@@ -163,6 +181,12 @@ class ValidationError(PermanentError):
 
 class NoProcessorError(PermanentError):
     """No processor is configured for this queue."""
+
+
+class PoisonError(PermanentError):
+    """The job cannot be run: its payload cannot be decoded, or it keeps killing its workers."""
+
+    error_class = ErrorClass.POISON
 
 
 class SyncStateLost(PermanentError):

@@ -64,12 +64,33 @@ class Outcome(StrEnum):
     RETRY = "retry"  #: failed; another attempt is scheduled
     DEAD = "dead"  #: failed; the job went to the dead-letter queue
     LEASE_EXPIRED = "lease_expired"  #: the worker stopped heartbeating; the job went back
+    DEFERRED = "deferred"  #: the handler could not start yet; the job waits, the attempt does not count
 
 
 class DeadLetterStatus(StrEnum):
     OPEN = "open"  #: waiting for an operator
     RETRIED = "retried"  #: a new job was made from it
     DISCARDED = "discarded"  #: dropped by an operator
+
+
+class JsonText(str):
+    """JSON already encoded (and validated) by the caller: sent to PostgreSQL as it is."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodablePayload:
+    """A stored JSON value that cannot be decoded (nested deeper than any decoder's stack, stored
+    before fleetbox limited nesting). Stands in for the value wherever it is read, so one such
+    row never breaks a claim, a page or a stream tick; a job carrying one is dead-lettered."""
+
+    #: the size of its JSON text in bytes
+    size: int
+    reason: str
+
+    def summary(self) -> str:
+        return f"(payload not shown: {self.reason}; {self.size} bytes)"
 
 
 def _row(row: RowLike, names: tuple[str, ...]) -> dict[str, Any]:
@@ -247,6 +268,79 @@ class QueueInfo:
     paused: bool
     paused_at: dt.datetime | None = None
     paused_by: str | None = None
+
+
+def iso(value: dt.datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``, to the millisecond (``2025-11-16T00:00:00.000Z``)."""
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Thresholds:
+    """Alert thresholds (the spec's defaults). A figure above its threshold opens an alert and
+    makes health report ``healthy: false`` with the reason."""
+
+    #: waiting jobs (ready, scheduled and retrying) in one queue
+    max_backlog: int = 1000
+    #: percent of a queue's attempts in the window that failed
+    max_failure_rate: float = 10.0
+    #: average processing time of a queue's attempts in the window, in milliseconds
+    max_processing_time: float = 60000.0
+    #: open dead letters, all queues together
+    max_dead_letter_jobs: int = 50
+
+    def to_json(self) -> dict[str, int | float]:
+        """The spec's shape: ``{"maxBacklog", "maxFailureRate", "maxProcessingTime", "maxDeadLetterJobs"}``."""
+        return {
+            "maxBacklog": self.max_backlog,
+            "maxFailureRate": self.max_failure_rate,
+            "maxProcessingTime": self.max_processing_time,
+            "maxDeadLetterJobs": self.max_dead_letter_jobs,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    """A threshold alert: open while its condition lasts, then resolved (one open per kind and queue)."""
+
+    id: int
+    #: None for an alert that concerns no one queue (all dead letters together, an appliance)
+    queue: str | None
+    #: backlog, failure_rate, processing_time, dead_letters, no_consumer, task_failing, ...
+    kind: str
+    message: str
+    #: the figure when the alert opened
+    value: float | None
+    threshold: float | None
+    opened_at: dt.datetime
+    resolved_at: dt.datetime | None
+    #: what else it concerns (an appliance's task: ``<appliance>/<task>``)
+    subject: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "open" if self.resolved_at is None else "resolved"
+
+    @classmethod
+    def from_row(cls, row: RowLike) -> Alert:
+        return cls(**_row(row, _ALERT_FIELDS))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "queue": self.queue,
+            "subject": self.subject,
+            "kind": self.kind,
+            "status": self.status,
+            "message": self.message,
+            "value": self.value,
+            "threshold": self.threshold,
+            "openedAt": iso(self.opened_at),
+            "resolvedAt": None if self.resolved_at is None else iso(self.resolved_at),
+        }
+
+
+_ALERT_FIELDS = ("id", "queue", "subject", "kind", "message", "value", "threshold", "opened_at", "resolved_at")
 
 
 class Clock(Protocol):

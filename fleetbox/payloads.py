@@ -14,14 +14,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class _Payload(BaseModel):
+class Payload(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     def to_data(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-class TeamsMessage(_Payload):
+class TeamsMessage(Payload):
     """teams-outbound: a chat message (chatId) or a channel message (teamId and channelId)."""
 
     chat_id: str | None = Field(None, alias="chatId", min_length=1)
@@ -48,7 +48,7 @@ INLINE_ATTACHMENT_LIMIT = 3 * 1024 * 1024
 MAX_RECIPIENTS = 500
 
 
-class InlineAttachment(_Payload):
+class InlineAttachment(Payload):
     """A small file sent inside the message (under 3 MB)."""
 
     name: str = Field(min_length=1, max_length=255)
@@ -67,7 +67,7 @@ class InlineAttachment(_Payload):
         return self
 
 
-class OutlookEmail(_Payload):
+class OutlookEmail(Payload):
     """outlook-outbound: a message sent with sendMail."""
 
     to: list[EmailAddress] = Field(min_length=1)
@@ -92,7 +92,7 @@ class OutlookEmail(_Payload):
         return self
 
 
-class ActivityNotification(_Payload):
+class ActivityNotification(Payload):
     """notifications: a Teams activity-feed notification to one user.
 
     Sent in the context of a chat (chatId), a team (teamId) or the user's own Teams app (no
@@ -117,7 +117,7 @@ class ActivityNotification(_Payload):
         return self
 
 
-class AttachmentOperation(_Payload):
+class AttachmentOperation(Payload):
     """attachments: an upload to or a download from Graph.
 
     The file lives in the appliance's attachments directory under ``fileId``. An upload to Teams
@@ -164,7 +164,7 @@ _ALIASES = {
 }  # fmt: skip
 
 
-class WebhookEvent(_Payload):
+class WebhookEvent(Payload):
     """webhooks: a received change notification to process."""
 
     webhook_id: str = Field(alias="webhookId", min_length=1)
@@ -174,7 +174,7 @@ class WebhookEvent(_Payload):
     received_at: dt.datetime = Field(alias="receivedAt")
 
 
-class SyncRequest(_Payload):
+class SyncRequest(Payload):
     """sync: a delta sync of a user's mail folder (messages) or of the user's chats (chatMessages)."""
 
     resource_type: Literal["messages", "chatMessages"] = Field(alias="resourceType")
@@ -186,7 +186,7 @@ class SyncRequest(_Payload):
     full_sync: bool = Field(False, alias="fullSync")
 
 
-class InboundMessage(_Payload):
+class InboundMessage(Payload):
     """teams-inbound, outlook-inbound: fetch and store the message a notification points to."""
 
     #: the notification's resource, relative to the Graph root

@@ -22,10 +22,14 @@ import pytest
 from fleetbox.app import Appliance
 from fleetbox.client import Client
 from fleetbox.config import Settings
-from fleetbox.db import Database
-from fleetbox.migrate import migrate
-from fleetbox.models import ManualClock
-from fleetbox.queues import build_registry, sync_queues
+from fleetbox.models import ManualClock, Thresholds
+from fleetbox.monitor import Monitor
+from fleetbox.monitor.schedule import PeriodicTask
+from fleetbox.monitor.tasks import default_tasks
+from fleetbox.service import Service
+from fleetbox.store import Store
+from fleetbox.store.migrations import migrate
+from fleetbox.worker.registry import build_registry, register_queues
 
 SCHEMA = "fleetbox"
 # One template per test session, so concurrent sessions on one server do not trip over each other.
@@ -72,9 +76,9 @@ def template_dsn(server_dsn: str) -> Iterator[str]:
 
     async def build() -> None:
         await _admin(server_dsn, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)", f"CREATE DATABASE {TEMPLATE}")
-        async with Database(with_database(server_dsn, TEMPLATE), schema=SCHEMA, min_size=1, max_size=2) as db:
+        async with Store(with_database(server_dsn, TEMPLATE), schema=SCHEMA, min_size=1, max_size=2) as db:
             await migrate(db)
-            await sync_queues(db, build_registry(Settings()))
+            await register_queues(db, build_registry(Settings()))
 
     asyncio.run(build())
     yield with_database(server_dsn, TEMPLATE)
@@ -124,9 +128,10 @@ def make_settings(dsn: str, tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-async def db(dsn: str) -> AsyncIterator[Database]:
-    async with Database(dsn, schema=SCHEMA, min_size=1, max_size=4) as database:
-        yield database
+async def db(dsn: str) -> AsyncIterator[Store]:
+    """The test's database, open (a pool of up to four connections)."""
+    async with Store(dsn, schema=SCHEMA, min_size=1, max_size=4) as store:
+        yield store
 
 
 @pytest.fixture
@@ -135,7 +140,7 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def client(db: Database) -> Client:
+async def client(db: Store) -> Client:
     return Client(db)
 
 
@@ -176,3 +181,15 @@ async def wait_for(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def monitor_for(store: Store, *, clock: Any, thresholds: Thresholds | None = None, **kwargs: Any) -> Monitor:
+    """A monitor over ``store`` with these configured thresholds (the monitor reads runtime changes
+    through the service's ThresholdSettings, as an appliance's does)."""
+    service = Service(store, clock=clock, thresholds=thresholds or Thresholds())
+    return Monitor(store, service.thresholds, clock=clock, **kwargs)
+
+
+def tasks_for(settings: Settings, store: Store, monitor: Monitor, clock: Any) -> list[PeriodicTask]:
+    """The spec's monitoring schedule over ``store``."""
+    return default_tasks(settings, monitor, Service(store, clock=clock).retention, clock)

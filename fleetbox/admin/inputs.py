@@ -18,24 +18,11 @@ from aiohttp import web
 from fleetbox.admin.errors import BodyTooLarge, MalformedBody, UnsupportedMediaType
 from fleetbox.errors import InvalidInput
 from fleetbox.protocol import OPERATOR_HEADER
+from fleetbox.rules import MAX_ACTOR, parse_id, storable
 
-#: The largest id PostgreSQL's bigint holds.
-MAX_ID = 2**63 - 1
 _INT = re.compile(r"-?[0-9]{1,20}")
 ACTOR_HEADER = "x-admin-actor"
 DEFAULT_ACTOR = "admin-api"
-MAX_ACTOR = 200
-
-
-def storable(value: str) -> bool:
-    """Whether PostgreSQL can store the text: no NUL, no lone surrogate (invalid Unicode)."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _single(request: web.Request, name: str) -> str | None:
@@ -79,13 +66,6 @@ def query_text(request: web.Request, name: str, *, limit: int = 200) -> str | No
     if not 1 <= len(raw) <= limit or not storable(raw):
         raise InvalidInput(f"must be 1 to {limit} characters of valid Unicode, without NUL", field=name)
     return raw
-
-
-def parse_id(raw: str, field: str) -> int:
-    """A positive 64-bit id from its decimal text."""
-    if not _INT.fullmatch(raw) or not 1 <= int(raw) <= MAX_ID:
-        raise InvalidInput(f"must be a positive integer (a job or dead-letter id), got {raw[:40]!r}", field=field)
-    return int(raw)
 
 
 def path_id(request: web.Request, name: str) -> int:

@@ -13,8 +13,7 @@ import copy
 from typing import Any
 
 from fleetbox.admin.auth import HEADER, Access
-from fleetbox.admin.inputs import ACTOR_HEADER, MAX_ACTOR, MAX_ID
-from fleetbox.admin.operations import JOB_STATUSES, MAX_BULK_RETRY
+from fleetbox.admin.inputs import ACTOR_HEADER
 from fleetbox.admin.routes import (
     ALERT_STATUSES,
     DEFAULT_LIMIT,
@@ -24,9 +23,13 @@ from fleetbox.admin.routes import (
     TIME_RANGES,
     Route,
 )
-from fleetbox.deadletter import COUNT_CAP, MAX_TEXT
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
+from fleetbox.rules import MAX_ACTOR, MAX_ID
+from fleetbox.rules import MAX_TEXT_FILTER as MAX_TEXT
+from fleetbox.service.dead_letters import COUNT_CAP
+from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
+from fleetbox.service.jobs import JOB_STATUSES
 
 Schema = dict[str, Any]
 
@@ -76,6 +79,7 @@ _QUEUE_FIGURES = {
     "failed": INT,
     "throughputPerMinute": NUM,
     "deadLetters": INT,
+    "consumers": {**_null(INT), "description": "live appliances that can run this queue"},
 }
 _PERIOD_TOTALS = {
     "completed": INT,
@@ -240,7 +244,11 @@ SCHEMAS: dict[str, Schema] = {
         {
             "id": ID,
             "queue": _null(STR),
-            "kind": {"type": "string", "enum": ["backlog", "failure_rate", "processing_time", "dead_letters"]},
+            "subject": {**_null(STR), "description": "what else the alert concerns: <appliance>/<task>"},
+            "kind": {
+                "type": "string",
+                "enum": ["backlog", "failure_rate", "processing_time", "dead_letters", "no_consumer", "task_failing"],
+            },
             "status": {"type": "string", "enum": list(ALERT_STATUSES)},
             "message": STR,
             "value": _null(NUM),

@@ -1,9 +1,9 @@
 """The admin API's endpoints: one handler each, and the route table that the server and the
 OpenAPI document are both built from.
 
-Handlers read their input through :mod:`fleetbox.admin.inputs`, act through
-:class:`~fleetbox.admin.operations.AdminOperations`, the client or the monitor, and answer with the
-shapes in :mod:`fleetbox.admin.views`. They raise errors and never pick a status for one (that is
+Handlers read their input through :mod:`fleetbox.admin.inputs`, act through the service layer
+(:mod:`fleetbox.service`) or read through the monitor, and answer with the shapes in
+:mod:`fleetbox.admin.views`. They raise errors and never pick a status for one (that is
 :mod:`fleetbox.admin.errors`).
 """
 
@@ -22,17 +22,18 @@ from fleetbox import protocol
 from fleetbox.admin import inputs, views
 from fleetbox.admin.auth import HEADER, Access, KeyCheck
 from fleetbox.admin.errors import UpgradeRequired
-from fleetbox.admin.operations import JOB_STATUSES, MAX_BULK_RETRY, AdminOperations, check_dead_status
 from fleetbox.admin.stream import Sockets, Stream, serve
-from fleetbox.client import Client
 from fleetbox.config import AdminSettings
-from fleetbox.deadletter import MAX_TEXT
 from fleetbox.errors import Conflict, InvalidInput, UnknownQueue
-from fleetbox.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from fleetbox.metrics import Metrics
 from fleetbox.models import JobPriority
 from fleetbox.monitor import Monitor
+from fleetbox.monitor.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from fleetbox.monitor.metrics import Metrics
 from fleetbox.protocol import STREAM_PATH, GraphMode
+from fleetbox.rules import MAX_ID, MAX_TEXT_FILTER, parse_id
+from fleetbox.service import Service
+from fleetbox.service.dead_letters import MAX_BULK, check_filter
+from fleetbox.service.jobs import JOB_STATUSES
 
 #: Page sizes of every list.
 MAX_LIMIT = 500
@@ -79,8 +80,7 @@ class ApplianceInfo:
 class AdminState:
     """What the handlers work with; stored in the application under :data:`STATE`."""
 
-    ops: AdminOperations
-    client: Client
+    service: Service
     monitor: Monitor
     settings: AdminSettings
     info: ApplianceInfo
@@ -94,11 +94,14 @@ class AdminState:
     keys: KeyCheck
     #: reads the configuration again and applies it (None: the appliance was configured in code)
     reload: Reload | None = None
+    #: whether the appliance can do its work (None: the API runs without an appliance)
+    readiness: Readiness | None = None
 
 
 STATE = web.AppKey("fleetbox_admin_state", AdminState)
 
 Reload = Callable[[], Awaitable[list[str]]]
+Readiness = Callable[[], Awaitable[Any]]
 
 
 def _state(request: web.Request) -> AdminState:
@@ -174,7 +177,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 async def get_thresholds(request: web.Request) -> web.Response:
     """The alert thresholds in force."""
-    return reply((await _state(request).monitor.thresholds()).to_json())
+    return reply((await _state(request).service.thresholds.current()).to_json())
 
 
 async def update_thresholds(request: web.Request) -> web.Response:
@@ -182,14 +185,14 @@ async def update_thresholds(request: web.Request) -> web.Response:
     who = inputs.actor(request)
     body = await inputs.json_body(request)
     inputs.reject_unknown(body, THRESHOLD_FIELDS)
-    updated = await _state(request).monitor.update_thresholds(body, actor=who)
+    updated = await _state(request).service.thresholds.update(body, actor=who)
     return reply(updated.to_json())
 
 
 async def get_prometheus(request: web.Request) -> web.Response:
     """This process's figures in the Prometheus text format; queue depth is counted now."""
     state = _state(request)
-    state.metrics.set_depth(await state.client.queue_depth())
+    state.metrics.set_depth(await state.service.queues.depth())
     return web.Response(body=state.metrics.render(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
@@ -200,7 +203,7 @@ async def reload_config(request: web.Request) -> web.Response:
     if state.reload is None:
         raise Conflict("this appliance was configured in code, not from a file: there is nothing to reload")
     restart = await state.reload()
-    await state.ops.config_reloaded(restart, actor=who)
+    await state.service.audit.record(state.service.store, who, "config.reload", "config", {"needsRestart": restart})
     return reply({"reloaded": True, "needsRestart": restart})
 
 
@@ -229,10 +232,10 @@ async def list_jobs(request: web.Request) -> web.Response:
     status = inputs.query_choice(request, "status", JOB_STATUSES)
     limit = _limit(request)
     offset = inputs.query_int(request, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
-    after = inputs.query_int(request, "after", default=None, minimum=1, maximum=inputs.MAX_ID)
+    after = inputs.query_int(request, "after", default=None, minimum=1, maximum=MAX_ID)
     assert offset is not None
-    await state.ops.queue(queue)
-    page = await state.ops.list_jobs(queue, status, after=after, offset=offset, limit=limit)
+    await state.service.queues.get(queue)
+    page = await state.service.jobs.page(queue, status, after=after, offset=offset, limit=limit)
     return reply({
         "queue": queue, "status": status, "limit": limit, "offset": offset,
         "jobs": [views.job(j) for j in page.jobs], "nextAfter": page.next_after,
@@ -255,35 +258,34 @@ async def enqueue_job(request: web.Request) -> web.Response:
     state = _state(request)
     who = inputs.actor(request)
     queue = request.match_info["queue"]
-    await state.ops.queue(queue)
+    await state.service.queues.get(queue)
     body = await inputs.json_body(request)
     inputs.reject_unknown(body, ENQUEUE_FIELDS)
     if "data" not in body:
         raise InvalidInput("is required (the job's payload, a JSON object)", field="data")
     priority = body.get("priority")
     try:
-        result = await state.client.enqueue(
+        result = await state.service.enqueue.enqueue(
             queue, body["data"],
             priority=JobPriority.NORMAL if priority is None else priority,
             run_at=_run_at(body.get("runAt")), delay=body.get("delay"),
-            singleton_key=body.get("singletonKey"), max_attempts=body.get("maxAttempts"),
+            singleton_key=body.get("singletonKey"), max_attempts=body.get("maxAttempts"), actor=who,
         )  # fmt: skip
     except UnknownQueue:
         raise
     except InvalidInput as exc:
         raise _api_field(exc) from None
-    await state.ops.enqueued(queue, result.id, result.created, actor=who)
     return reply({"id": result.id, "queue": queue, "created": result.created}, 201 if result.created else 200)
 
 
 async def get_job(request: web.Request) -> web.Response:
     """A job wherever it is, with every attempt, and its dead letter if it has one."""
     job_id = inputs.path_id(request, "jobId")
-    info, dead, trail = await _state(request).ops.job(job_id)
-    body = views.job(info)
-    body["history"] = [views.attempt(a) for a in info.history]
-    body["deadLetter"] = views.dead_letter(dead) if dead is not None else None
-    body["operatorActions"] = [views.audit_entry(entry) for entry in trail]
+    detail = await _state(request).service.jobs.detail(job_id)
+    body = views.job(detail.job)
+    body["history"] = [views.attempt(a) for a in detail.job.history]
+    body["deadLetter"] = views.dead_letter(detail.dead_letter) if detail.dead_letter is not None else None
+    body["operatorActions"] = [views.audit_entry(entry) for entry in detail.trail]
     return reply(body)
 
 
@@ -293,8 +295,9 @@ async def queue_errors(request: web.Request) -> web.Response:
     queue = request.match_info["queue"]
     minutes = inputs.query_int(request, "minutes", default=60, minimum=1, maximum=MAX_ERROR_MINUTES)
     assert minutes is not None
-    await state.ops.queue(queue)
-    return reply({"queue": queue, "minutes": minutes, "errors": await state.ops.errors(queue, minutes)})
+    await state.service.queues.get(queue)
+    errors = await state.service.jobs.errors(queue, minutes)
+    return reply({"queue": queue, "minutes": minutes, "errors": [views.error_group(e) for e in errors]})
 
 
 async def list_failed(request: web.Request) -> web.Response:
@@ -302,13 +305,13 @@ async def list_failed(request: web.Request) -> web.Response:
     state = _state(request)
     queue = request.match_info["queue"]
     limit = _limit(request)
-    await state.ops.queue(queue)
-    retrying, dead, attempts = await state.ops.failed(queue, limit)
+    await state.service.queues.get(queue)
+    failures = await state.service.jobs.failures(queue, limit)
     return reply({
         "queue": queue,
-        "retrying": [views.job(j) for j in retrying],
-        "deadLetters": [views.dead_letter(d) for d in dead],
-        "recentFailures": [views.attempt(a) for a in attempts],
+        "retrying": [views.job(j) for j in failures.retrying],
+        "deadLetters": [views.dead_letter(d) for d in failures.dead_letters],
+        "recentFailures": [views.attempt(a) for a in failures.attempts],
     })  # fmt: skip
 
 
@@ -318,8 +321,8 @@ async def retry_job(request: web.Request) -> web.Response:
     who = inputs.actor(request)
     queue = request.match_info["queue"]
     job_id = inputs.path_id(request, "jobId")
-    await state.ops.queue(queue)
-    new_id = await state.ops.retry_job(queue, job_id, actor=who)
+    await state.service.queues.get(queue)
+    new_id = await state.service.jobs.retry(job_id, actor=who, queue=queue)
     return reply({"queue": queue, "retriedJobId": job_id, "jobId": new_id, "requeued": new_id != job_id})
 
 
@@ -329,14 +332,14 @@ async def retry_job(request: web.Request) -> web.Response:
 async def pause_queue(request: web.Request) -> web.Response:
     """Pause a queue: no appliance claims from it; running jobs finish."""
     who = inputs.actor(request)
-    info = await _state(request).ops.set_paused(request.match_info["queue"], True, actor=who)
+    info = await _state(request).service.queues.set_paused(request.match_info["queue"], True, actor=who)
     return reply(views.queue(info))
 
 
 async def resume_queue(request: web.Request) -> web.Response:
     """Resume a paused queue."""
     who = inputs.actor(request)
-    info = await _state(request).ops.set_paused(request.match_info["queue"], False, actor=who)
+    info = await _state(request).service.queues.set_paused(request.match_info["queue"], False, actor=who)
     return reply(views.queue(info))
 
 
@@ -346,10 +349,10 @@ async def clear_queue(request: web.Request) -> web.Response:
     who = inputs.actor(request)
     queue = request.match_info["queue"]
     confirm = inputs.query_text(request, "confirm", limit=40)
-    await state.ops.queue(queue)
+    await state.service.queues.get(queue)
     if confirm != "yes":
         raise InvalidInput("must be yes: clearing removes every waiting job of the queue", field="confirm")
-    cleared = await state.ops.clear(queue, actor=who)
+    cleared = await state.service.queues.clear(queue, actor=who)
     return reply({"queue": queue, "cleared": cleared})
 
 
@@ -361,26 +364,32 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     state = _state(request)
     queue = inputs.query_text(request, "queue", limit=63)
     reviewed = inputs.query_bool(request, "reviewed")
-    status = check_dead_status(inputs.query_choice(request, "status", ("open", "retried", "discarded")))
+    status = inputs.query_choice(request, "status", ("open", "retried", "discarded"))
     error_class = inputs.query_text(request, "errorClass", limit=100)
-    text = inputs.query_text(request, "q", limit=MAX_TEXT)
-    before = inputs.query_int(request, "before", default=None, minimum=1, maximum=inputs.MAX_ID)
+    text = inputs.query_text(request, "q", limit=MAX_TEXT_FILTER)
+    before = inputs.query_int(request, "before", default=None, minimum=1, maximum=MAX_ID)
     limit = _limit(request)
     if queue is not None:
-        await state.ops.queue(queue)
-    page = await state.ops.list_dead_letters(
-        queue=queue, reviewed=reviewed, status=status, error_class=error_class, text=text, before=before, limit=limit
-    )
+        await state.service.queues.get(queue)
+    where = check_filter(queue=queue, reviewed=reviewed, status=status, error_class=error_class, text=text)
+    page = await state.service.dead_letters.list(where, before=before, limit=limit)
     return reply({
         "deadLetters": [views.dead_letter(d) for d in page.letters], "nextBefore": page.next_before,
         "total": page.total, "totalCapped": page.total_capped,
     })  # fmt: skip
 
 
+async def _dead_letter_id(state: AdminState, ref: str) -> int:
+    """The dead letter named in a path: its own id (``17``) or its job's id (``job-4711``)."""
+    if ref.startswith("job-"):
+        return await state.service.dead_letters.of_job(parse_id(ref[4:], "jobId"))
+    return parse_id(ref, "jobId")
+
+
 async def review_dead_letter(request: web.Request) -> web.Response:
     """Mark a dead letter reviewed: who, and resolution notes."""
     state = _state(request)
-    dead_id = await state.ops.dead_letter_id(request.match_info["jobId"])
+    dead_id = await _dead_letter_id(state, request.match_info["jobId"])
     body = await inputs.json_body(request)
     inputs.reject_unknown(body, ("reviewedBy", "resolutionNotes"))
     who = inputs.json_text(body, "reviewedBy", limit=200, required=True)
@@ -388,7 +397,7 @@ async def review_dead_letter(request: web.Request) -> web.Response:
     assert who is not None
     if not who.strip():
         raise InvalidInput("must not be blank", field="reviewedBy")
-    letter = await state.ops.review(dead_id, reviewed_by=who, notes=notes)
+    letter = await state.service.dead_letters.review(dead_id, reviewed_by=who, resolution_notes=notes)
     return reply(views.dead_letter(letter))
 
 
@@ -396,8 +405,8 @@ async def retry_dead_letter(request: web.Request) -> web.Response:
     """Re-enqueue one dead letter as a new job on its original queue."""
     state = _state(request)
     who = inputs.actor(request)
-    dead_id = await state.ops.dead_letter_id(request.match_info["jobId"])
-    job_id = await state.ops.retry_dead_letter(dead_id, actor=who)
+    dead_id = await _dead_letter_id(state, request.match_info["jobId"])
+    job_id = await state.service.dead_letters.retry(dead_id, actor=who)
     return reply({"deadLetterId": dead_id, "jobId": job_id})
 
 
@@ -405,8 +414,8 @@ async def discard_dead_letter(request: web.Request) -> web.Response:
     """Discard an open dead letter (it stays on record as discarded)."""
     state = _state(request)
     who = inputs.actor(request)
-    dead_id = await state.ops.dead_letter_id(request.match_info["jobId"])
-    return reply(views.dead_letter(await state.ops.discard(dead_id, actor=who)))
+    dead_id = await _dead_letter_id(state, request.match_info["jobId"])
+    return reply(views.dead_letter(await state.service.dead_letters.discard(dead_id, actor=who)))
 
 
 async def retry_dead_letters(request: web.Request) -> web.Response:
@@ -417,13 +426,14 @@ async def retry_dead_letters(request: web.Request) -> web.Response:
     inputs.reject_unknown(body, ("queue", "errorClass", "q", "reviewed", "expectedCount"))
     queue = inputs.json_text(body, "queue", limit=63)
     error_class = inputs.json_text(body, "errorClass", limit=100)
-    text = inputs.json_text(body, "q", limit=MAX_TEXT)
+    text = inputs.json_text(body, "q", limit=MAX_TEXT_FILTER)
     reviewed = inputs.json_bool(body, "reviewed")
-    expected = inputs.json_int(body, "expectedCount", minimum=0, maximum=MAX_BULK_RETRY, required=True)
+    expected = inputs.json_int(body, "expectedCount", minimum=0, maximum=MAX_BULK, required=True)
     assert expected is not None
-    result = await state.ops.retry_dead_letters(
-        queue=queue, error_class=error_class, reviewed=reviewed, text=text, expected=expected, actor=who
-    )
+    if queue is not None:
+        await state.service.queues.get(queue)
+    where = check_filter(queue=queue, reviewed=reviewed, error_class=error_class, text=text)
+    result = await state.service.dead_letters.retry_matching(where, expected=expected, actor=who)
     return reply({
         "matched": result.matched,
         "retried": [{"deadLetterId": d, "jobId": j} for d, j in result.retried],

@@ -29,15 +29,13 @@ from fleetbox.admin.auth import HEADER, KeyCheck
 from fleetbox.admin.errors import error_middleware
 from fleetbox.admin.inputs import via_control_socket
 from fleetbox.admin.openapi import build_openapi
-from fleetbox.admin.operations import AdminOperations
-from fleetbox.admin.routes import STATE, AdminState, ApplianceInfo, Handler, Reload, Route, route_table
+from fleetbox.admin.routes import STATE, AdminState, ApplianceInfo, Handler, Readiness, Reload, Route, route_table
 from fleetbox.admin.stream import Sockets, Stream
-from fleetbox.client import Client
 from fleetbox.config import Settings
-from fleetbox.db import Database
 from fleetbox.errors import ConfigError
-from fleetbox.metrics import Metrics
 from fleetbox.monitor import Monitor
+from fleetbox.monitor.metrics import Metrics
+from fleetbox.service import Service
 
 log = logging.getLogger("fleetbox.admin")
 
@@ -88,14 +86,14 @@ def _guarded(route: Route, keys: KeyCheck) -> Handler:
 
 def build_app(
     *,
-    db: Database,
-    client: Client,
+    service: Service,
     monitor: Monitor,
     settings: Settings,
     appliance_info: ApplianceInfo,
     metrics: Metrics | None = None,
     reload: Reload | None = None,
     stream: Stream | None = None,
+    readiness: Readiness | None = None,
 ) -> web.Application:
     """The admin API as an aiohttp application (serve it with :class:`AdminServer`, or test it
     with pytest-aiohttp's ``aiohttp_client``).
@@ -109,11 +107,10 @@ def build_app(
     routes = route_table(settings.admin)
     keys = KeyCheck(settings.admin)
     if stream is None:
-        stream = Stream(db, clock=client.clock, info=appliance_info.to_protocol(read_only=False))
+        stream = Stream(service.store, clock=service.clock, info=appliance_info.to_protocol(read_only=False))
     sockets = Sockets()
     app[STATE] = AdminState(
-        ops=AdminOperations(db, client),
-        client=client,
+        service=service,
         monitor=monitor,
         settings=settings.admin,
         info=appliance_info,
@@ -123,6 +120,7 @@ def build_app(
         sockets=sockets,
         keys=keys,
         reload=reload,
+        readiness=readiness,
     )
     for route in routes:
         app.router.add_route(route.method, route.path, _guarded(route, keys), name=route.operation_id)

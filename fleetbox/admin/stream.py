@@ -32,14 +32,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from fleetbox.db import Database, Row
 from fleetbox.errors import DatabaseError, FleetboxError
-from fleetbox.models import Clock, Tier
-from fleetbox.pools import TierPool
+from fleetbox.models import Clock, QueueInfo, Tier
 from fleetbox.protocol import (
     HISTORY_SECONDS,
     INTERVALS_MS,
@@ -55,6 +53,11 @@ from fleetbox.protocol import (
     Tick,
     TierName,
 )
+from fleetbox.store import Store
+from fleetbox.store.audit import AuditEntry
+from fleetbox.store.queues import QueueCounts
+from fleetbox.store.stream import NewDeadLetter
+from fleetbox.worker.pools import TierPool
 
 log = logging.getLogger("fleetbox.admin.stream")
 
@@ -85,6 +88,14 @@ HEARTBEAT_SECONDS = 10.0
 CLOSE_SECONDS = 1.0
 #: The largest message a client may send (a subscribe is a few dozen bytes).
 MAX_CLIENT_MESSAGE = 4096
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+T = TypeVar("T", bound=_HasId)
 
 TIER_NAMES: dict[Tier, TierName] = {Tier.HIGH: "high", Tier.MEDIUM: "medium", Tier.LOW: "low"}
 
@@ -159,7 +170,7 @@ class _Ring:
         return done, failed, (weighted / attempts if attempts else None)
 
 
-class _Cursor:
+class _Cursor(Generic[T]):
     """Reads rows by increasing id without losing one that commits after a higher id was read:
     the last ``REREAD_IDS`` ids are read again and those already seen are skipped."""
 
@@ -171,12 +182,12 @@ class _Cursor:
         self.floor = last_id
         self._seen.clear()
 
-    def fresh(self, rows: Iterable[Row]) -> list[Row]:
+    def fresh(self, rows: Iterable[T]) -> list[T]:
         assert self.floor is not None
-        out = [r for r in rows if r["id"] not in self._seen]
+        out = [r for r in rows if r.id not in self._seen]
         if out:
-            top = max(int(r["id"]) for r in out)
-            self._seen.update(int(r["id"]) for r in out)
+            top = max(r.id for r in out)
+            self._seen.update(r.id for r in out)
             self.floor = max(self.floor, top - REREAD_IDS)
             self._seen = {i for i in self._seen if i > self.floor}
         return out
@@ -235,7 +246,7 @@ class Subscriber:
 
 @dataclass(slots=True)
 class _Depth:
-    rows: dict[str, Row]
+    rows: dict[str, QueueCounts]
     #: the stream's monotonic time of the count
     at: float
 
@@ -244,7 +255,7 @@ class Stream:
     """The sampler, its history rings and the subscribers of one admin application.
 
     Args:
-        db: the appliance's database.
+        store: the appliance's database.
         clock: the time of ticks and of the figures (the appliance's clock).
         info: who answers (sent in hello).
         pools: the appliance's tier pools (workers busy and pool sizes); empty when the admin
@@ -257,7 +268,7 @@ class Stream:
 
     def __init__(
         self,
-        db: Database,
+        store: Store,
         *,
         clock: Clock,
         info: ApplianceInfo,
@@ -266,7 +277,7 @@ class Stream:
         period: float | None = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.db = db
+        self.store = store
         self.clock = clock
         self.info = info
         self.pools = pools or {}
@@ -280,11 +291,12 @@ class Stream:
         self._depth: _Depth | None = None
         self._depth_next = -math.inf
         self._p95: dict[str, float] = {}
-        self._queues: list[Row] = []
+        self._queues: list[QueueInfo] = []
         self._dead: dict[str, int] = {}
         self._alerts = 0
-        self._audit = _Cursor()
-        self._dead_cursor = _Cursor()
+        self._events_from_now = False
+        self._audit: _Cursor[AuditEntry] = _Cursor()
+        self._dead_cursor: _Cursor[NewDeadLetter] = _Cursor()
         self._db_error: str | None = None
         self._latest: Tick | None = None
         self._latest_at = -math.inf
@@ -330,9 +342,9 @@ class Stream:
         """A new subscriber; its first tick is due one interval from now (hello carries the current one)."""
         sub = Subscriber(check_interval(interval_ms), self.monotonic() + interval_ms / 1000)
         if not self.subscribers:
-            # Nobody watched: what happened meanwhile is not news. Events start from now.
-            self._audit.floor = None
-            self._dead_cursor.floor = None
+            # Nobody watched: what happened meanwhile is not news. Events start from now: the
+            # next sample moves the cursors (a sample in progress keeps them as they are).
+            self._events_from_now = True
         self.subscribers.add(sub)
         self._wanted.set()
         return sub
@@ -356,7 +368,7 @@ class Stream:
         last = math.floor(tick["t"])
         return Hello(
             type="hello", protocol=PROTOCOL_VERSION, appliance=self.info, snapshot=tick,
-            history={q["name"]: self._ring(q["name"]).history(last) for q in self._queues if q["tier"] > 0},
+            history={q.name: self._ring(q.name).history(last) for q in self._queues if q.tier is not Tier.DEAD},
         )  # fmt: skip
 
     # -- sampling ----------------------------------------------------------------------------
@@ -403,42 +415,39 @@ class Stream:
 
     async def _sample(self, now: dt.datetime, mono: float) -> list[Event]:
         sec = math.floor(now.timestamp())
-        async with self.db.transaction() as conn:
-            self._queues = await conn.fetch("queue_list")
-            self._dead = {r["queue"]: int(r["dead"]) for r in await conn.fetch("stream_dead_unreviewed")}
-            self._alerts = int(await conn.fetchval("stream_alerts_open"))
+        if self._events_from_now:
+            self._events_from_now = False
+            self._audit.floor = None
+            self._dead_cursor.floor = None
+        async with self.store.transaction() as tx:
+            self._queues = await tx.queues.all()
+            self._dead = await tx.queues.open_dead_letters(unreviewed_only=True)
+            self._alerts = await tx.monitor.count_open_alerts()
             if mono >= self._depth_next:
                 began = time.perf_counter()
-                rows = {r["queue"]: r for r in await conn.fetch("stream_depth", now)}
-                self._depth = _Depth(rows, mono)
+                self._depth = _Depth(await tx.queues.counts(now, oldest=True), mono)
                 self._depth_next = mono + DEPTH_COST_FACTOR * (time.perf_counter() - began)
             start = sec - HISTORY_SECONDS + 1
             if self._filled is not None:
                 start = max(start, self._filled - REREAD_SECONDS)
-            for r in await conn.fetch("stream_seconds", dt.datetime.fromtimestamp(start, dt.UTC)):
-                avg = float(r["avg_ms"]) if r["avg_ms"] is not None else None
-                self._ring(r["queue"]).put(int(r["sec"]), int(r["done"]), int(r["failed"]), avg)
+            for second in await tx.stream.seconds(dt.datetime.fromtimestamp(start, dt.UTC)):
+                self._ring(second.queue).put(second.sec, second.done, second.failed, second.avg_ms)
             self._filled = sec
             since = now - dt.timedelta(seconds=WINDOW_SECONDS)
-            self._p95 = {
-                r["queue"]: float(r["p95_ms"])
-                for r in await conn.fetch("stream_p95", since, P95_ATTEMPTS)
-                if r["p95_ms"] is not None
-            }
+            self._p95 = {q: p for q, p in (await tx.stream.p95(since, P95_ATTEMPTS)).items() if p is not None}
             events: list[Event] = []
             if self._audit.floor is None:
-                self._audit.reset(int(await conn.fetchval("stream_audit_last_id")))
+                self._audit.reset(await tx.audit.last_id())
             else:
-                audit = await conn.fetch("stream_audit_after", self._audit.floor, BATCH)
-                events += _audit_events(self._audit.fresh(audit))
+                events += _audit_events(self._audit.fresh(await tx.audit.after(self._audit.floor, BATCH)))
             if self._dead_cursor.floor is None:
-                self._dead_cursor.reset(int(await conn.fetchval("stream_dead_last_id")))
+                self._dead_cursor.reset(await tx.stream.last_dead_letter_id())
             else:
-                added = self._dead_cursor.fresh(await conn.fetch("stream_dead_after", self._dead_cursor.floor, BATCH))
+                added = self._dead_cursor.fresh(await tx.stream.dead_letters_after(self._dead_cursor.floor, BATCH))
                 t = now.timestamp()
                 events += [
                     Event(type="event", kind="dead_added", queue=queue, count=n, t=t)
-                    for queue, n in Counter(str(r["queue"]) for r in added).items()
+                    for queue, n in Counter(d.queue for d in added).items()
                 ]
         return events
 
@@ -449,20 +458,19 @@ class Stream:
         limits = self.limiter() if self.limiter is not None else {}
         depth = self._depth.rows if self._depth is not None else {}
         queues: list[QueueRow] = []
-        for r in self._queues:
-            tier = Tier(r["tier"])
+        for q in self._queues:
+            tier = q.tier
             if tier is Tier.DEAD:
                 continue  # holds dead letters and runs nothing: its letters count on their own queues
-            name = r["name"]
-            d = depth.get(name)
+            name = q.name
+            d = depth.get(name) or QueueCounts()
             done, failed, avg = self._ring(name).window(sec, WINDOW_SECONDS)
-            oldest = d["oldest_due"] if d is not None else None
+            oldest = d.oldest_due
             pool = self.pools.get(tier)
             queues.append(
                 QueueRow(
-                    name=name, tier=TIER_NAMES[tier], paused=r["paused"],
-                    ready=int(d["ready"]) if d else 0, scheduled=int(d["scheduled"]) if d else 0,
-                    running=int(d["running"]) if d else 0, retrying=int(d["retrying"]) if d else 0,
+                    name=name, tier=TIER_NAMES[tier], paused=q.paused,
+                    ready=d.ready, scheduled=d.scheduled, running=d.running, retrying=d.retrying,
                     deadUnreviewed=self._dead.get(name, 0),
                     donePerMinute=float(done * 60 / WINDOW_SECONDS),
                     failureRate=round(100.0 * failed / (done + failed), 2) if done + failed else 0.0,
@@ -481,18 +489,18 @@ class Stream:
         )  # fmt: skip
 
 
-def _audit_events(rows: list[Row]) -> list[Event]:
+def _audit_events(rows: list[AuditEntry]) -> list[Event]:
     """Audit rows as events: the rows of one action by one actor on one queue within a sample
     (a bulk retry writes one per dead letter) become one event with a count."""
-    groups: dict[tuple[str, str | None, str], list[Row]] = {}
+    groups: dict[tuple[str, str | None, str], list[AuditEntry]] = {}
     for r in rows:
-        kind = KINDS.get(r["action"], str(r["action"]).replace(".", "_"))
-        groups.setdefault((kind, r["queue"], r["actor"]), []).append(r)
+        kind = KINDS.get(r.action, r.action.replace(".", "_"))
+        groups.setdefault((kind, r.queue, r.actor), []).append(r)
     events = []
     for (kind, queue, actor), group in groups.items():
-        job_ids = [int(r["job_id"]) for r in group if r["job_id"] is not None]
+        job_ids = [r.job_id for r in group if r.job_id is not None]
         event = Event(
-            type="event", kind=kind, queue=queue, t=max(r["at"] for r in group).timestamp(), by=actor,
+            type="event", kind=kind, queue=queue, t=max(r.at for r in group).timestamp(), by=actor,
             jobIds=job_ids[:MAX_EVENT_IDS], count=len(group),
         )  # fmt: skip
         detail = _detail(kind, group)
@@ -502,9 +510,9 @@ def _audit_events(rows: list[Row]) -> list[Event]:
     return events
 
 
-def _detail(kind: str, group: list[Row]) -> dict[str, object]:
-    details = [r["details"] if isinstance(r["details"], dict) else {} for r in group]
-    dead_ids = [int(r["dead_id"]) for r in group if r["dead_id"] is not None][:MAX_EVENT_IDS]
+def _detail(kind: str, group: list[AuditEntry]) -> dict[str, object]:
+    details = [r.details for r in group]
+    dead_ids = [r.dead_letter_id for r in group if r.dead_letter_id is not None][:MAX_EVENT_IDS]
     out: dict[str, object] = {}
     if dead_ids:
         out["deadLetterIds"] = dead_ids

@@ -6,12 +6,21 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from fleetbox.models import Attempt, DeadLetter, JobInfo, QueueInfo, Tier
+from fleetbox.models import Attempt, DeadLetter, JobInfo, QueueInfo, Tier, UndecodablePayload, iso
+from fleetbox.store.audit import AuditEntry
+from fleetbox.store.jobs import ErrorGroup
 
 
 def when(value: dt.datetime | None) -> str | None:
     """A time as ISO 8601 text (``None`` stays ``None``)."""
     return None if value is None else value.isoformat()
+
+
+def payload(data: object) -> object:
+    """A stored payload as JSON: one that cannot be decoded is described, never sent."""
+    if isinstance(data, UndecodablePayload):
+        return {"undecodable": True, "reason": data.reason, "size": data.size}
+    return data
 
 
 def job(info: JobInfo) -> dict[str, Any]:
@@ -21,7 +30,7 @@ def job(info: JobInfo) -> dict[str, Any]:
         "queue": info.queue,
         "priority": info.priority,
         "state": info.state.value,
-        "data": info.data,
+        "data": payload(info.data),
         "singletonKey": info.singleton_key,
         "attempts": info.attempts,
         "maxAttempts": info.max_attempts,
@@ -69,7 +78,7 @@ def dead_letter(d: DeadLetter) -> dict[str, Any]:
         "jobId": d.job_id,
         "queue": d.queue,
         "priority": d.priority,
-        "data": d.data,
+        "data": payload(d.data),
         "singletonKey": d.singleton_key,
         "errorClass": d.error_class,
         "error": d.error,
@@ -99,8 +108,12 @@ def queue(q: QueueInfo) -> dict[str, Any]:
     }
 
 
-def audit_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+def audit_entry(entry: AuditEntry) -> dict[str, Any]:
     """One operator action from the audit log (who, what, when, with what notes)."""
-    details = entry["details"]
-    return {"at": when(entry["at"]), "actor": entry["actor"], "action": entry["action"],
-            "details": details if isinstance(details, dict) else {}}  # fmt: skip
+    return {"at": when(entry.at), "actor": entry.actor, "action": entry.action, "details": dict(entry.details)}
+
+
+def error_group(group: ErrorGroup) -> dict[str, Any]:
+    """A queue's failed attempts of one error class."""
+    return {"errorClass": group.error_class, "count": group.count, "lastAt": iso(group.last_at),
+            "lastMessage": group.last_message}  # fmt: skip

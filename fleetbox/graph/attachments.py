@@ -114,7 +114,7 @@ async def _upload_session(
     if url is None:
         url = await _open_session(ctx, op, size, resource, key, token)
         offset = 0
-        await ctx.db.execute("graph_upload_put", job.id, url, size, 0, None)
+        await ctx.store.graph.save_upload(job.id, url, size, 0, None)
     while True:
         chunk = await asyncio.to_thread(_read_chunk, path, offset, min(CHUNK_BYTES, size - offset))
         end = offset + len(chunk) - 1
@@ -123,10 +123,10 @@ async def _upload_session(
                 headers={"Content-Range": f"bytes {offset}-{end}/{size}", "Content-Type": "application/octet-stream"},
             )  # fmt: skip
         if response.status == 201 or end + 1 >= size:
-            await ctx.db.execute("graph_upload_done", job.id)
+            await ctx.store.graph.forget_upload(job.id)
             return _id_of(response)
         offset = _next_offset(response.json(), end + 1)
-        await ctx.db.execute("graph_upload_progress", job.id, offset)
+        await ctx.store.graph.upload_progress(job.id, offset)
 
 
 def _read_chunk(path: Path, offset: int, length: int) -> bytes:
@@ -161,21 +161,21 @@ async def _open_session(
 
 async def _resume(ctx: GraphContext, job: Job, size: int) -> tuple[str | None, int]:
     """The session an earlier attempt left, and where Graph wants the next byte."""
-    row = await ctx.db.fetchrow("graph_upload_get", job.id)
-    if row is None:
+    upload = await ctx.store.graph.upload(job.id)
+    if upload is None:
         return None, 0
-    if row["total_bytes"] != size:
-        await ctx.db.execute("graph_upload_done", job.id)  # the file changed: start over
+    if upload.total_bytes != size:
+        await ctx.store.graph.forget_upload(job.id)  # the file changed: start over
         return None, 0
-    url: str = row["upload_url"]
+    url = upload.url
     try:
         status = await ctx.graph.request("GET", url, resource="uploads", token=None)
     except PermanentError:
         # The session expired or was cancelled (404), or this service does not report progress:
         # a new session is the only way on.
-        await ctx.db.execute("graph_upload_done", job.id)
+        await ctx.store.graph.forget_upload(job.id)
         return None, 0
-    return url, _next_offset(status.json(), row["next_offset"])
+    return url, _next_offset(status.json(), upload.next_offset)
 
 
 def _next_offset(body: Any, fallback: int) -> int:

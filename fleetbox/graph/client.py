@@ -55,8 +55,8 @@ from fleetbox.errors import (
     TransientError,
     ValidationError,
 )
+from fleetbox.graph.ratelimit import Limiters
 from fleetbox.graph.tokens import TokenKind, Tokens
-from fleetbox.ratelimit import Limiters
 
 log = logging.getLogger("fleetbox.graph.client")
 
@@ -279,7 +279,7 @@ class GraphClient:
         ``url`` relative to the Graph root, or absolute (nextLink, deltaLink, uploadUrl,
         Location: used verbatim). ``token=None`` sends no Authorization header (pre-authenticated
         upload and download URLs). ``resource`` and ``key`` choose the limiter (see
-        :mod:`fleetbox.ratelimit`).
+        :mod:`fleetbox.graph.ratelimit`).
         """
         if self._session is None:
             raise RuntimeError("GraphClient.start() was not called")

@@ -22,28 +22,21 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from fleetbox.config import GraphSettings
-from fleetbox.db import Database
 from fleetbox.errors import ValidationError
 from fleetbox.graph.client import GraphClient
+from fleetbox.graph.ratelimit import Limiters
 from fleetbox.models import Clock, Job
-from fleetbox.ratelimit import Limiters
+from fleetbox.store import Store
+from fleetbox.store.graph import Effect
 
 P = TypeVar("P", bound=BaseModel)
-
-
-@dataclass(frozen=True, slots=True)
-class Effect:
-    """What an earlier attempt created in Graph."""
-
-    graph_id: str | None
-    detail: Mapping[str, Any]
 
 
 @dataclass(slots=True)
 class GraphContext:
     """The shared parts of the Graph processors (one per appliance)."""
 
-    db: Database
+    store: Store
     graph: GraphClient
     limiters: Limiters
     settings: GraphSettings
@@ -52,11 +45,10 @@ class GraphContext:
     files_dir: Path
 
     async def effect(self, job: Job, step: str) -> Effect | None:
-        row = await self.db.fetchrow("graph_effect_get", job.id, step)
-        return None if row is None else Effect(row["graph_id"], row["detail"])
+        return await self.store.graph.effect(job.id, step)
 
     async def record(self, job: Job, step: str, graph_id: str | None, detail: Mapping[str, Any] | None = None) -> None:
-        await self.db.execute("graph_effect_put", job.id, step, graph_id, dict(detail) if detail else None)
+        await self.store.graph.record_effect(job.id, step, graph_id, detail)
 
     def mailbox(self, given: str | None) -> str:
         """The mailbox a job acts on: its own, or the configured sender."""

@@ -43,7 +43,7 @@ async def fetch_inbound(ctx: GraphContext, job: Job) -> None:
     note = parse(InboundMessage, job)
     container, message_id, path = locate(source, note.resource)
     if note.change_type == "deleted":
-        await ctx.db.fetchval("inbound_upsert", source, container, message_id, {"id": message_id}, True)
+        await ctx.store.graph.save_message(source, container, message_id, {"id": message_id}, True)
         return
     resource, key = ("teams", None) if source == "teams" else ("outlook", container.removeprefix("mailbox:"))
     try:
@@ -52,6 +52,6 @@ async def fetch_inbound(ctx: GraphContext, job: Job) -> None:
         if exc.graph is None or exc.graph.status != 404:
             raise
         # Gone before we got to it (deleted right after it was created): nothing to store.
-        await ctx.db.fetchval("inbound_upsert", source, container, message_id, {"id": message_id}, True)
+        await ctx.store.graph.save_message(source, container, message_id, {"id": message_id}, True)
         return
-    await ctx.db.fetchval("inbound_upsert", source, container, message_id, response.json(), False)
+    await ctx.store.graph.save_message(source, container, message_id, response.json(), False)

@@ -21,7 +21,6 @@ from pydantic import SecretStr
 
 from fleetbox import protocol
 from fleetbox.config import Settings
-from fleetbox.db import Database
 from fleetbox.errors import FleetboxError
 from fleetbox.graph.attachments import transfer_attachment
 from fleetbox.graph.client import GraphClient
@@ -29,16 +28,17 @@ from fleetbox.graph.context import GraphContext
 from fleetbox.graph.inbound import fetch_inbound
 from fleetbox.graph.notifications import send_notification
 from fleetbox.graph.outlook import send_mail
+from fleetbox.graph.ratelimit import Limiters, RateEventWriter
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.sync import run_sync
 from fleetbox.graph.teams import send_teams_message
 from fleetbox.graph.tokens import Tokens
 from fleetbox.graph.webhooks import Receiver, Subscriptions, process_webhook
-from fleetbox.metrics import Metrics
 from fleetbox.models import Clock, Job
-from fleetbox.queues import Handler
-from fleetbox.ratelimit import Limiters, RateEventWriter
-from fleetbox.scheduler import PeriodicTask
+from fleetbox.monitor.metrics import Metrics
+from fleetbox.monitor.schedule import PeriodicTask
+from fleetbox.store import Store
+from fleetbox.worker.registry import Handler
 
 log = logging.getLogger("fleetbox.graph")
 
@@ -64,12 +64,12 @@ def graph_mode(settings: Settings) -> GraphMode:
 class GraphRuntime:
     """Builds and runs the Graph processors of one appliance."""
 
-    def __init__(self, settings: Settings, db: Database, metrics: Metrics, clock: Clock) -> None:
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics, clock: Clock) -> None:
         self.settings = settings
         self.mode = graph_mode(settings)
-        self.db = db
+        self.store = store
         self.clock = clock
-        self.writer = RateEventWriter(db, metrics)
+        self.writer = RateEventWriter(store, metrics)
         self.limiters = Limiters(settings.rate_limits, record=self.writer.record)
         self.simulator: GraphSimulator | None = None
         self.tokens: Tokens | None = None
@@ -140,10 +140,10 @@ class GraphRuntime:
         self.client = GraphClient(graph, tokens, self.limiters)
         await self.client.start()
         files_dir = graph.files_dir or data_dir / "attachments"
-        self.ctx = GraphContext(self.db, self.client, self.limiters, graph, self.clock, files_dir)
+        self.ctx = GraphContext(self.store, self.client, self.limiters, graph, self.clock, files_dir)
         self.subscriptions = Subscriptions(self.ctx)
         secret = graph.client_state.get_secret_value() if graph.client_state else None
-        self.receiver = Receiver(self.db, secret)
+        self.receiver = Receiver(self.store, secret)
         log.info("graph ready", extra={"event": "graph_started", "mode": self.mode, "base_url": graph.base_url})
 
     def install_routes(self, app: web.Application) -> None:

@@ -35,8 +35,8 @@ async def run_sync(ctx: GraphContext, job: Job) -> None:
         start = f"/users/{quote(user, safe='@')}/chats/getAllMessages/delta"
         scope, source, container, limit = user, "teams", None, ("teams", None)
     full = request.full_sync
-    link = None if full else await ctx.db.fetchval("sync_last_delta_link", request.resource_type, scope)
-    history_id = await ctx.db.fetchval("sync_started", request.resource_type, scope, full or link is None)
+    link = None if full else await ctx.store.graph.last_delta_link(request.resource_type, scope)
+    history_id = await ctx.store.graph.sync_started(request.resource_type, scope, full or link is None)
     try:
         try:
             delta_link, items = await _round(ctx, link or start, source, container, limit)
@@ -44,13 +44,13 @@ async def run_sync(ctx: GraphContext, job: Job) -> None:
             if link is None:
                 raise
             # The stored delta link expired: everything must be read again.
-            await ctx.db.execute("sync_finished", history_id, None, 0, "sync state lost: full resync")
-            history_id = await ctx.db.fetchval("sync_started", request.resource_type, scope, True)
+            await ctx.store.graph.sync_finished(history_id, None, 0, "sync state lost: full resync")
+            history_id = await ctx.store.graph.sync_started(request.resource_type, scope, True)
             delta_link, items = await _round(ctx, start, source, container, limit)
     except Exception as exc:
-        await ctx.db.execute("sync_finished", history_id, None, None, f"{type(exc).__name__}: {exc}")
+        await ctx.store.graph.sync_finished(history_id, None, None, f"{type(exc).__name__}: {exc}")
         raise
-    await ctx.db.execute("sync_finished", history_id, delta_link, items, None)
+    await ctx.store.graph.sync_finished(history_id, delta_link, items, None)
 
 
 async def _round(
@@ -83,7 +83,7 @@ async def _store(ctx: GraphContext, source: str, container: str | None, item: di
         return
     if "@removed" in item and container is None:
         # Graph names only the id of a removed chat message, not its chat.
-        await ctx.db.execute("inbound_mark_removed", source, graph_id)
+        await ctx.store.graph.mark_message_removed(source, graph_id)
         return
     where = container or f"chat:{item.get('chatId') or 'unknown'}"
-    await ctx.db.fetchval("inbound_upsert", source, where, graph_id, item, "@removed" in item)
+    await ctx.store.graph.save_message(source, where, graph_id, item, "@removed" in item)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fleetbox.graph.context import GraphContext, parse
+from fleetbox.graph.ratelimit import Resource
 from fleetbox.graph.tokens import TokenKind
 from fleetbox.models import Job
 from fleetbox.payloads import TeamsMessage
-from fleetbox.ratelimit import Resource
 
 
 def _seg(value: str) -> str:

@@ -27,11 +27,12 @@ from urllib.parse import quote
 from aiohttp import web
 
 from fleetbox.config import SubscriptionSettings
-from fleetbox.db import Database
 from fleetbox.errors import DatabaseError, PermanentError, ValidationError
 from fleetbox.graph.context import GraphContext, parse
 from fleetbox.models import Job
 from fleetbox.payloads import WebhookEvent
+from fleetbox.store import Store
+from fleetbox.store.graph import Subscription
 
 log = logging.getLogger("fleetbox.graph.webhooks")
 
@@ -65,8 +66,8 @@ def dedupe_key(item: Mapping[str, Any]) -> str:
 class Receiver:
     """The public endpoints Graph posts change and lifecycle notifications to."""
 
-    def __init__(self, db: Database, client_state: str | None) -> None:
-        self.db = db
+    def __init__(self, store: Store, client_state: str | None) -> None:
+        self.store = store
         self._client_state = client_state.encode() if client_state else None
 
     def install(self, app: web.Application) -> None:
@@ -92,8 +93,9 @@ class Receiver:
             for item in items:
                 if not self._trusted(item):
                     rejected += 1
-                    await self.db.fetchval("webhook_reject", source_of(str(item.get("resource", ""))), item,
-                                           "clientState mismatch")  # fmt: skip
+                    await self.store.graph.reject_notification(
+                        source_of(str(item.get("resource", ""))), item, "clientState mismatch"
+                    )
                     log.warning(
                         "webhook notification refused: clientState mismatch",
                         extra={"event": "webhook_rejected", "subscription_id": item.get("subscriptionId")},
@@ -127,11 +129,11 @@ class Receiver:
             "data": {k: v for k, v in item.items() if k != "clientState"},  # the secret stays out of jobs
             "receivedAt": dt.datetime.now(dt.UTC),
         }).to_data()  # fmt: skip
-        async with self.db.transaction() as conn:
-            event_id = await conn.fetchval("webhook_store", source, dedupe_key(item), event["data"])
+        async with self.store.transaction() as tx:
+            event_id = await tx.graph.store_notification(source, dedupe_key(item), event["data"])
             if event_id is None:
                 return False
-            await conn.fetchval("webhook_enqueue", event_id, {**event, "eventId": event_id})
+            await tx.graph.enqueue_notification(event_id, {**event, "eventId": event_id})
         return True
 
 
@@ -158,15 +160,15 @@ async def process_webhook(ctx: GraphContext, subscriptions: Subscriptions, job: 
     if lifecycle == "reauthorizationRequired":
         await subscriptions.renew(sub_id)
     elif lifecycle == "subscriptionRemoved":
-        row = await ctx.db.fetchrow("subscription_remove", sub_id, lifecycle)
-        if row is not None:
+        removed = await ctx.store.graph.remove_subscription(sub_id, lifecycle)
+        if removed is not None:
             await subscriptions.create(SubscriptionSettings(
-                source=row["source"], resource=row["resource"], change_type=row["change_type"]))  # fmt: skip
-            await _catch_up(ctx, job, row["source"], row["resource"], full=False)
+                source=removed.source, resource=removed.resource, change_type=removed.change_type))  # fmt: skip
+            await _catch_up(ctx, job, removed.source, removed.resource, full=False)
     elif lifecycle == "missed":
-        row = await ctx.db.fetchrow("subscription_event", sub_id, lifecycle)
-        if row is not None:
-            await _catch_up(ctx, job, row["source"], row["resource"], full=True)
+        sub = await ctx.store.graph.subscription_event(sub_id, lifecycle)
+        if sub is not None:
+            await _catch_up(ctx, job, sub.source, sub.resource, full=True)
     else:
         raise ValidationError(f"webhook: unknown lifecycleEvent {lifecycle!r}")
 
@@ -192,9 +194,8 @@ async def _catch_up(ctx: GraphContext, job: Job, source: str, resource: str, *, 
 async def _follow_up(ctx: GraphContext, job: Job, step: str, queue: str, payload: dict[str, Any]) -> None:
     if await ctx.effect(job, step) is not None:
         return
-    row = await ctx.db.fetchrow("graph_enqueue", queue, payload, None)
-    assert row is not None
-    await ctx.record(job, step, str(row["job_id"]), {"queue": queue})
+    result = await ctx.store.graph.enqueue(queue, payload)
+    await ctx.record(job, step, str(result.id), {"queue": queue})
 
 
 # -- subscriptions ------------------------------------------------------------------------
@@ -231,15 +232,14 @@ class Subscriptions:
         )  # fmt: skip
         created = response.json()
         sub_id = str(created["id"])
-        stored = await self.ctx.db.fetchval(
-            "subscription_insert", sub_id, sub.source, sub.resource, sub.change_type,
-            _parse_time(created.get("expirationDateTime")) or expires,
-        )  # fmt: skip
-        if stored is None:
+        stored = await self.ctx.store.graph.add_subscription(
+            sub_id, sub.source, sub.resource, sub.change_type, _parse_time(created.get("expirationDateTime")) or expires
+        )
+        if not stored:
             # Another process subscribed to this resource at the same moment: keep theirs, so
             # Graph does not deliver every change twice.
             await self.ctx.graph.request("DELETE", f"/subscriptions/{quote(sub_id, safe='')}", resource="subscriptions")
-            kept = await self.ctx.db.fetchval("subscription_live_for", sub.source, sub.resource)
+            kept = await self.ctx.store.graph.live_subscription_for(sub.source, sub.resource)
             log.info("graph subscription already kept by another process; ours deleted",
                      extra={"event": "subscription_duplicate", "subscription_id": sub_id, "kept": kept})  # fmt: skip
             return str(kept)
@@ -249,10 +249,10 @@ class Subscriptions:
 
     async def renew(self, sub_id: str) -> None:
         """Extend a subscription; one Graph no longer knows is created again."""
-        row = await self.ctx.db.fetchrow("subscription_get", sub_id)
-        if row is None or row["removed_at"] is not None:
+        sub = await self.ctx.store.graph.subscription(sub_id)
+        if sub is None or sub.removed_at is not None:
             return
-        expires = self._expiry(row["source"])
+        expires = self._expiry(sub.source)
         try:
             response = await self.ctx.graph.request(
                 "PATCH", f"/subscriptions/{quote(sub_id, safe='')}", resource="subscriptions",
@@ -262,33 +262,34 @@ class Subscriptions:
             if exc.graph is None or exc.graph.status != 404:
                 raise
             # Expired or removed in Graph: subscribe again and catch up on what was missed.
-            await self.ctx.db.fetchrow("subscription_remove", sub_id, "renewal_not_found")
-            sub = SubscriptionSettings(source=row["source"], resource=row["resource"], change_type=row["change_type"])
-            await self.create(sub)
+            await self.ctx.store.graph.remove_subscription(sub_id, "renewal_not_found")
+            await self.create(
+                SubscriptionSettings(source=sub.source, resource=sub.resource, change_type=sub.change_type)
+            )
             return
-        await self.ctx.db.execute(
-            "subscription_renewed", sub_id, _parse_time(response.json().get("expirationDateTime")) or expires
+        await self.ctx.store.graph.subscription_renewed(
+            sub_id, _parse_time(response.json().get("expirationDateTime")) or expires
         )
         log.info("graph subscription renewed", extra={"event": "subscription_renewed", "subscription_id": sub_id})
 
     async def maintain(self) -> dict[str, int]:
         """Create missing configured subscriptions; renew those expiring soon (a scheduled task)."""
-        live = await self.ctx.db.fetch("subscriptions_live")
-        have = {(r["source"], r["resource"]) for r in live}
+        live = await self.ctx.store.graph.live_subscriptions()
+        have = {(s.source, s.resource) for s in live}
         created = renewed = 0
         for sub in self.ctx.settings.subscriptions:
             if (sub.source, sub.resource) not in have:
                 await self.create(sub)
                 created += 1
         horizon = self.ctx.clock.now() + dt.timedelta(hours=self.ctx.settings.renew_before_hours)
-        for row in live:
-            if row["expires_at"] <= horizon:
-                await self.renew(row["id"])
+        for s in live:
+            if s.expires_at is not None and s.expires_at <= horizon:
+                await self.renew(s.id)
                 renewed += 1
         return {"created": created, "renewed": renewed}
 
-    async def list(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self.ctx.db.fetch("subscriptions_live")]
+    async def list(self) -> list[Subscription]:
+        return await self.ctx.store.graph.live_subscriptions()
 
 
 def _iso(when: dt.datetime) -> str:

@@ -71,4 +71,37 @@ RETURNING id
 INSERT INTO audit_log (actor, action, target, details) VALUES ($1, $2, $3, $4)
 
 -- name: audit_for_target
-SELECT at, actor, action, target, details FROM audit_log WHERE target = $1 ORDER BY at, id
+SELECT id, at, actor, action, target, details FROM audit_log WHERE target = $1 ORDER BY at, id
+
+-- name: dead_letter_groups
+-- Dead letters matching the filters of dead_letter_list grouped by error class and message,
+-- largest group first. The newest $6 matching dead letters are read (dead_letters_failed, cut by
+-- the LIMIT), so the cost is bounded however many there are.
+-- params: $1 queue|null, $2 reviewed|null, $3 status|null, $4 error class|null,
+--         $5 text in the error|null, $6 the most read
+SELECT error_class, error AS message, count(*) AS count,
+       array_agg(DISTINCT queue ORDER BY queue) AS queues, max(failed_at) AS last_failed_at
+  FROM (SELECT error_class, error, queue, failed_at FROM dead_letters
+         WHERE ($1::text IS NULL OR queue = $1)
+           AND ($2::boolean IS NULL OR (reviewed_at IS NOT NULL) = $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::text IS NULL OR error_class = $4)
+           AND ($5::text IS NULL OR strpos(lower(error), lower($5::text)) > 0)
+         ORDER BY failed_at DESC, id DESC
+         LIMIT $6) d
+ GROUP BY error_class, error
+ ORDER BY count(*) DESC, max(failed_at) DESC
+
+-- name: dead_letters_review_many
+-- Marks dead letters (already locked) reviewed.
+-- params: $1 dead letter id[], $2 reviewed by, $3 notes|null, $4 now
+UPDATE dead_letters SET reviewed_at = $4, reviewed_by = $2, resolution_notes = $3
+ WHERE id = ANY($1::bigint[])
+RETURNING id
+
+-- name: dead_letters_discard_many
+-- Discards open dead letters (already locked); they stay on record.
+-- params: $1 dead letter id[], $2 now
+UPDATE dead_letters SET status = 'discarded', discarded_at = $2
+ WHERE id = ANY($1::bigint[]) AND status = 'open'
+RETURNING id

@@ -41,10 +41,6 @@ INSERT INTO webhook_events (source, dedupe_key, payload, status, reason)
 VALUES ($1, 'rejected:' || gen_random_uuid()::text, $2::jsonb, 'rejected', $3)
 RETURNING id
 
--- name: webhook_events_recent
-SELECT id, source, status, reason, received_at, job_id, payload
-  FROM webhook_events ORDER BY received_at DESC, id DESC LIMIT $1
-
 -- name: subscription_insert
 -- A new subscription; none when another process already keeps one for the same resource alive.
 INSERT INTO graph_subscriptions (id, source, resource, change_type, expires_at)

@@ -18,8 +18,22 @@ SELECT version, name FROM schema_version ORDER BY version
 -- name: migrate_record_version
 INSERT INTO schema_version (version, name) VALUES ($1, $2)
 
--- name: migrate_schema_exists
-SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1::text)
-
 -- name: migrate_current_version
 SELECT coalesce(max(version), 0) FROM schema_version
+
+-- name: limits_write
+-- The numbers of fleetbox.rules (and the configured payload limits) for the SQL function enqueue().
+-- params: $1 priority min, $2 priority max, $3 max_attempts max, $4 singleton key max length,
+--         $5 payload bytes, $6 payload depth
+INSERT INTO limits AS l (id, priority_min, priority_max, max_attempts_max, singleton_key_max,
+                         max_payload_bytes, max_payload_depth)
+VALUES (true, $1, $2, $3, $4, $5, $6)
+ON CONFLICT (id) DO UPDATE
+   SET priority_min = EXCLUDED.priority_min, priority_max = EXCLUDED.priority_max,
+       max_attempts_max = EXCLUDED.max_attempts_max, singleton_key_max = EXCLUDED.singleton_key_max,
+       max_payload_bytes = EXCLUDED.max_payload_bytes, max_payload_depth = EXCLUDED.max_payload_depth,
+       updated_at = now()
+ WHERE (l.priority_min, l.priority_max, l.max_attempts_max, l.singleton_key_max, l.max_payload_bytes,
+        l.max_payload_depth)
+       IS DISTINCT FROM (EXCLUDED.priority_min, EXCLUDED.priority_max, EXCLUDED.max_attempts_max,
+                         EXCLUDED.singleton_key_max, EXCLUDED.max_payload_bytes, EXCLUDED.max_payload_depth)

@@ -135,16 +135,16 @@ SELECT id, period_start, period_end, created_at, report FROM performance_reports
 SELECT pg_advisory_xact_lock(hashtext('fleetbox.alerts:' || current_schema()))
 
 -- name: alert_open
--- Opens an alert unless one is open for this (kind, queue): the unique partial index
+-- Opens an alert unless one is open for this (kind, queue, subject): the unique partial index
 -- queue_alerts_open decides, so two processes racing leave one open alert.
--- params: $1 queue|null, $2 kind, $3 message, $4 value, $5 threshold, $6 opened at
-INSERT INTO queue_alerts (queue, kind, message, value, threshold, opened_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (kind, (coalesce(queue, ''))) WHERE resolved_at IS NULL DO NOTHING
-RETURNING id, queue, kind, message, value, threshold, opened_at, resolved_at
+-- params: $1 queue|null, $2 kind, $3 message, $4 value, $5 threshold, $6 opened at, $7 subject|null
+INSERT INTO queue_alerts (queue, kind, message, value, threshold, opened_at, subject)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (kind, (coalesce(queue, '')), (coalesce(subject, ''))) WHERE resolved_at IS NULL DO NOTHING
+RETURNING id, queue, subject, kind, message, value, threshold, opened_at, resolved_at
 
 -- name: alert_list_open
-SELECT id, queue, kind, message, value, threshold, opened_at, resolved_at
+SELECT id, queue, subject, kind, message, value, threshold, opened_at, resolved_at
   FROM queue_alerts WHERE resolved_at IS NULL
 
 -- name: alert_resolve
@@ -152,12 +152,12 @@ SELECT id, queue, kind, message, value, threshold, opened_at, resolved_at
 -- params: $1 id[], $2 resolved at
 UPDATE queue_alerts SET resolved_at = $2
  WHERE id = ANY($1::bigint[]) AND resolved_at IS NULL
-RETURNING id, queue, kind, message, value, threshold, opened_at, resolved_at
+RETURNING id, queue, subject, kind, message, value, threshold, opened_at, resolved_at
 
 -- name: alert_list
 -- Newest first; $1 'open', 'resolved' or NULL (both).
 -- params: $1 status|null, $2 limit
-SELECT id, queue, kind, message, value, threshold, opened_at, resolved_at
+SELECT id, queue, subject, kind, message, value, threshold, opened_at, resolved_at
   FROM queue_alerts
  WHERE $1::text IS NULL OR ($1 = 'open') = (resolved_at IS NULL)
  ORDER BY opened_at DESC, id DESC

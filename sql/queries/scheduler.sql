@@ -11,9 +11,3 @@ RETURNING tick
 -- params: $1 task, $2 tick, $3 finished at, $4 ok, $5 error, $6 result
 UPDATE scheduler_ticks SET finished_at = $3, ok = $4, error = $5, result = $6
  WHERE task = $1 AND tick = $2
-
--- name: scheduler_history
--- The latest runs of one task (newest first).
--- params: $1 task, $2 limit
-SELECT task, tick, worker_id, started_at, finished_at, ok, error, result
-  FROM scheduler_ticks WHERE task = $1 ORDER BY tick DESC LIMIT $2

@@ -17,10 +17,10 @@ from fleetbox.admin import ApplianceInfo, build_app
 from fleetbox.app import Appliance
 from fleetbox.client import Client
 from fleetbox.config import Settings
-from fleetbox.db import Database
 from fleetbox.errors import PermanentError, TransientError
 from fleetbox.models import Job, ManualClock
-from fleetbox.monitor import Monitor, Thresholds
+from fleetbox.monitor import Monitor
+from fleetbox.store import Store
 
 ADMIN_KEY = "admin-key-for-tests-0123456789"
 READ_KEY = "read-key-for-tests-9876543210"
@@ -39,22 +39,27 @@ def admin_section(**admin: Any) -> dict[str, Any]:
     return {"port": 0, "key": ADMIN_KEY, "read_key": READ_KEY, **admin}
 
 
-def app_for(settings: Settings, db: Database, client: Client, monitor: Monitor | None = None) -> web.Application:
+def test_monitor(client: Client, **kwargs: Any) -> Monitor:
+    """A monitor over the client's database and thresholds, counting afresh on every request."""
+    kwargs.setdefault("depth_cache_seconds", 0)
+    return Monitor(client.store, client.service.thresholds, clock=client.clock, **kwargs)
+
+
+def app_for(settings: Settings, client: Client, monitor: Monitor | None = None) -> web.Application:
     """build_app for a test."""
     return build_app(
-        db=db, client=client,
-        monitor=monitor or Monitor(db, clock=client.clock, thresholds=Thresholds(), depth_cache_seconds=0),
+        service=client.service, monitor=monitor or test_monitor(client),
         settings=settings, appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"),
     )  # fmt: skip
 
 
 @pytest.fixture
-def api_factory(aiohttp_client: Any, db: Database, make_settings: Callable[..., Settings]) -> ApiFactory:
+def api_factory(aiohttp_client: Any, db: Store, make_settings: Callable[..., Settings]) -> ApiFactory:
     """``await api_factory(client=..., **admin_settings)``: a test client on build_app."""
 
     async def make(*, client: Client | None = None, **admin: Any) -> Api:
         settings = make_settings(admin=admin_section(**admin))
-        test_client: Api = await aiohttp_client(app_for(settings, db, client or Client(db)))
+        test_client: Api = await aiohttp_client(app_for(settings, client or Client(db)))
         return test_client
 
     return make
@@ -113,7 +118,7 @@ async def rig(appliance_factory: Callable[..., Awaitable[Appliance]], aiohttp_cl
         queues={WORK: {"tier": "low"}, OTHER: {"tier": "low"}}, pools={"low": 2},
         admin=admin_section(),
     )  # fmt: skip
-    api: Api = await aiohttp_client(app_for(app.settings, app.db, app.client, app.monitor))
+    api: Api = await aiohttp_client(app_for(app.settings, app.client, app.monitor))
     yield Rig(app, behaviour, clock, api)
     behaviour.release.set()  # blocked jobs finish, so the appliance stops without waiting out its grace
 

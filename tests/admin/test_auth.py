@@ -9,7 +9,7 @@ import pytest
 from fleetbox.admin.auth import Access
 from fleetbox.admin.routes import Route, route_table
 from fleetbox.config import AdminSettings
-from fleetbox.db import Database
+from fleetbox.store import Store
 from tests.admin.conftest import ADMIN, ADMIN_KEY, READ, READ_KEY, Api, ApiFactory
 
 ROUTES = route_table(AdminSettings())
@@ -39,7 +39,7 @@ async def call(api: Api, route: Route, headers: dict[str, str] | None = None) ->
     return response.status, payload
 
 
-async def nothing_changed(db: Database) -> None:
+async def nothing_changed(db: Store) -> None:
     counts = await db.pool.fetchrow(
         """SELECT (SELECT count(*) FROM fleetbox.audit_log) AS audit, (SELECT count(*) FROM fleetbox.jobs) AS jobs,
                   (SELECT count(*) FROM fleetbox.queues WHERE paused) AS paused,
@@ -52,7 +52,7 @@ def by_access(*levels: Access) -> list[Route]:
     return [r for r in ROUTES if r.access in levels]
 
 
-async def test_a_missing_key_is_401_and_a_wrong_key_403_on_every_endpoint(api: Api, db: Database) -> None:
+async def test_a_missing_key_is_401_and_a_wrong_key_403_on_every_endpoint(api: Api, db: Store) -> None:
     for route in by_access(Access.READ, Access.ADMIN):
         for headers, expected in (({}, (401, "missing_key")), ({"x-admin-key": ""}, (401, "missing_key")),
                                   (WRONG, (403, "invalid_key"))):  # fmt: skip
@@ -61,7 +61,7 @@ async def test_a_missing_key_is_401_and_a_wrong_key_403_on_every_endpoint(api: A
     await nothing_changed(db)
 
 
-async def test_the_read_key_cannot_change_state(api: Api, db: Database) -> None:
+async def test_the_read_key_cannot_change_state(api: Api, db: Store) -> None:
     for route in by_access(Access.ADMIN):
         status, body = await call(api, route, READ)
         assert (status, body["error"]["code"]) == (403, "read_only_key"), (route.method, route.path)
@@ -76,7 +76,7 @@ async def test_reads_take_either_key(api: Api) -> None:
 
 
 async def test_without_any_key_configured_everything_but_public_reads_is_refused(
-    api_factory: ApiFactory, db: Database
+    api_factory: ApiFactory, db: Store
 ) -> None:
     api = await api_factory(key=None, read_key=None)
     for route in by_access(Access.READ, Access.ADMIN):
@@ -89,7 +89,7 @@ async def test_without_any_key_configured_everything_but_public_reads_is_refused
     await nothing_changed(db)
 
 
-async def test_a_read_key_alone_opens_reads_but_no_admin_operation(api_factory: ApiFactory, db: Database) -> None:
+async def test_a_read_key_alone_opens_reads_but_no_admin_operation(api_factory: ApiFactory, db: Store) -> None:
     api = await api_factory(key=None)
     for route in by_access(Access.ADMIN):
         status, body = await call(api, route, READ)

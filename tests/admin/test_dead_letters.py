@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from fleetbox.db import Database
 from fleetbox.models import JobState
+from fleetbox.store import Store
 from tests.admin.conftest import ADMIN, OTHER, READ, WORK, Api, Rig
 from tests.conftest import wait_for
 
@@ -24,7 +24,7 @@ async def dead_jobs(rig: Rig, *specs: tuple[str, dict[str, Any]]) -> list[int]:
         return [(await rig.app.client.get_job(j)).state for j in jobs] == [JobState.DEAD] * len(jobs)
 
     await wait_for(all_dead)
-    return [int(await rig.app.db.fetchval("dead_letter_by_job", j)) for j in jobs]
+    return [await rig.app.service.dead_letters.of_job(j) for j in jobs]
 
 
 async def test_dead_letters_are_listed_newest_first_with_filters_and_paging(rig: Rig) -> None:
@@ -79,7 +79,7 @@ async def test_dead_letter_list_parameters_are_checked(api: Api, query: str, sta
     assert (await response.json())["error"]["field"] == field
 
 
-async def test_review_by_dead_letter_id_or_job_id(rig: Rig, db: Database) -> None:
+async def test_review_by_dead_letter_id_or_job_id(rig: Rig, db: Store) -> None:
     (dead_id,) = await dead_jobs(rig, (WORK, {}))
     job_id = (await rig.app.client.dead_letters.get(dead_id)).job_id
     body = {"reviewedBy": "admin@example.com", "resolutionNotes": "Fixed upstream API issue"}
@@ -125,7 +125,7 @@ async def test_review_by_dead_letter_id_or_job_id(rig: Rig, db: Database) -> Non
     ],
 )
 async def test_review_errors(
-    rig: Rig, db: Database, ref: str, body: dict[str, Any], status: int, field: str | None
+    rig: Rig, db: Store, ref: str, body: dict[str, Any], status: int, field: str | None
 ) -> None:
     (dead_id,) = await dead_jobs(rig, (WORK, {}))
     response = await rig.api.post(f"/api/queue/dead-letter/{ref.format(dead=dead_id)}/review", json=body, headers=ADMIN)
@@ -159,7 +159,7 @@ async def test_retry_and_discard_one_dead_letter(rig: Rig) -> None:
     assert (await rig.api.post("/api/queue/dead-letter/424242/retry", headers=ADMIN)).status == 404
 
 
-async def test_bulk_retry_checks_the_count_under_lock_and_changes_nothing_on_a_mismatch(rig: Rig, db: Database) -> None:
+async def test_bulk_retry_checks_the_count_under_lock_and_changes_nothing_on_a_mismatch(rig: Rig, db: Store) -> None:
     ids = await dead_jobs(rig, (WORK, {}), (WORK, {}), (WORK, {}), (OTHER, {}))
     await rig.app.client.dead_letters.review(ids[0], reviewed_by="erin")
     await rig.app.client.set_paused(WORK, True)  # retried jobs wait (run, they would fail again)
@@ -234,7 +234,7 @@ async def test_bulk_retry_body_is_checked(api: Api, body: dict[str, Any], status
     assert (await response.json())["error"]["field"] == field
 
 
-async def test_bulk_retry_refuses_more_than_ten_thousand_at_once(api: Api, db: Database) -> None:
+async def test_bulk_retry_refuses_more_than_ten_thousand_at_once(api: Api, db: Store) -> None:
     await db.pool.execute(
         """INSERT INTO fleetbox.dead_letters (job_id, queue, priority, data, error_class, error, attempts, history,
                                              job_created_at)

@@ -18,7 +18,6 @@ from fleetbox.admin.errors import (
     classify,
     error_middleware,
 )
-from fleetbox.db import Database
 from fleetbox.errors import (
     ConfigError,
     Conflict,
@@ -29,6 +28,7 @@ from fleetbox.errors import (
     SchemaNotReady,
     UnknownQueue,
 )
+from fleetbox.store import Store
 from tests.admin.conftest import ADMIN, READ, Api
 
 
@@ -92,7 +92,7 @@ async def test_text_that_postgresql_cannot_store_never_reaches_it(api: Api, path
     assert response.status == status, await response.text()
 
 
-async def test_the_actor_header_is_checked(api: Api, db: Database) -> None:
+async def test_the_actor_header_is_checked(api: Api, db: Store) -> None:
     response = await api.post(
         "/api/queue/sync/pause", headers=[*ADMIN.items(), ("x-admin-actor", "a"), ("x-admin-actor", "b")]
     )

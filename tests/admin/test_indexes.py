@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from fleetbox.db import Database, queries
+from fleetbox.store import Store
+from fleetbox.store.sql import queries
 
 NOW = dt.datetime.now(dt.UTC)
 TOP = (dt.datetime.max.replace(tzinfo=dt.UTC), 2**63 - 1)
@@ -39,7 +40,7 @@ CASES: list[tuple[str, tuple[Any, ...], set[str]]] = [
 
 
 @pytest.fixture
-async def filled(db: Database) -> Database:
+async def filled(db: Store) -> Store:
     """A few thousand rows in every table the lists read, analysed."""
     await db.pool.execute(
         """
@@ -79,7 +80,7 @@ def _scans(node: dict[str, Any]) -> list[str]:
     return found
 
 
-async def test_every_list_uses_its_index(filled: Database) -> None:
+async def test_every_list_uses_its_index(filled: Store) -> None:
     wrong = []
     async with filled.pool.acquire() as conn:
         await conn.execute("SET search_path = fleetbox")

@@ -9,7 +9,7 @@ import pytest
 
 from fleetbox.client import Client
 from fleetbox.config import Settings
-from fleetbox.db import Database
+from fleetbox.store import Store
 from tests.admin.conftest import ADMIN, READ, Api, ApiFactory, Rig, admin_section, app_for
 from tests.conftest import SCHEMA
 
@@ -50,8 +50,8 @@ async def test_health_needs_a_key_when_not_public(api_factory: ApiFactory) -> No
 async def test_an_unreachable_database_is_unhealthy_and_other_reads_are_503(
     aiohttp_client: Any, dsn: str, make_settings: Callable[..., Settings]
 ) -> None:
-    db = await Database(dsn, schema=SCHEMA, min_size=1, max_size=2).open()
-    api: Api = await aiohttp_client(app_for(make_settings(admin=admin_section()), db, Client(db)))
+    db = await Store(dsn, schema=SCHEMA, min_size=1, max_size=2).open()
+    api: Api = await aiohttp_client(app_for(make_settings(admin=admin_section()), Client(db)))
     await db.close()
     health = await api.get("/api/queue/health")
     assert health.status == 503
@@ -108,7 +108,7 @@ async def test_alerts_are_listed_open_and_resolved(rig: Rig) -> None:
         assert (await rig.api.get(f"/api/queue/alerts?{query}", headers=READ)).status == 400
 
 
-async def test_thresholds_are_read_and_changed_at_runtime(api: Api, db: Database) -> None:
+async def test_thresholds_are_read_and_changed_at_runtime(api: Api, db: Store) -> None:
     body = await (await api.get("/api/queue/thresholds", headers=READ)).json()
     assert body == {"maxBacklog": 1000, "maxFailureRate": 10.0, "maxProcessingTime": 60000.0, "maxDeadLetterJobs": 50}
     changed = await api.put(
@@ -139,7 +139,7 @@ async def test_thresholds_are_read_and_changed_at_runtime(api: Api, db: Database
     ],
 )
 async def test_threshold_changes_are_checked_and_nothing_changes(
-    api: Api, db: Database, body: dict[str, Any], field: str
+    api: Api, db: Store, body: dict[str, Any], field: str
 ) -> None:
     response = await api.put("/api/queue/thresholds", json=body, headers=ADMIN)
     assert response.status == 400

@@ -63,13 +63,13 @@ async def test_reload_applies_a_new_file_and_refuses_a_broken_one(
         ok = await http.post("/api/queue/config/reload", headers={"x-admin-key": ADMIN_KEY})
         assert ok.status == 200
         assert await ok.json() == {"reloaded": True, "needsRestart": []}
-        assert app.pools[app.registry["sync"].tier].size == 7
+        assert app.worker.pools[app.registry["sync"].tier].size == 7
 
         current["broken"] = True
         bad = await http.post("/api/queue/config/reload", headers={"x-admin-key": ADMIN_KEY})
         assert bad.status == 422
         assert "pools.low" in (await bad.json())["error"]["message"]
-        assert app.pools[app.registry["sync"].tier].size == 7
+        assert app.worker.pools[app.registry["sync"].tier].size == 7
     finally:
         await app.stop()
 

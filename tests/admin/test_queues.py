@@ -9,19 +9,19 @@ from typing import Any
 import pytest
 
 from fleetbox.app import Appliance
-from fleetbox.db import Database
 from fleetbox.models import Job, JobState
+from fleetbox.store import Store
 from tests.admin.conftest import ADMIN, READ, WORK, Api, Rig, admin_section, app_for
 from tests.conftest import wait_for
 
 
-async def audit(db: Database) -> list[dict[str, Any]]:
+async def audit(db: Store) -> list[dict[str, Any]]:
     rows = await db.pool.fetch("SELECT actor, action, target, details FROM fleetbox.audit_log ORDER BY id")
     return [dict(r) for r in rows]
 
 
 async def test_pause_and_resume_are_stored_audited_and_logged(
-    api: Api, db: Database, logs: pytest.LogCaptureFixture
+    api: Api, db: Store, logs: pytest.LogCaptureFixture
 ) -> None:
     who = {**ADMIN, "x-admin-actor": "alice@example.com"}
     paused = await api.post("/api/queue/teams-outbound/pause", headers=who)
@@ -48,7 +48,7 @@ async def test_pause_and_resume_are_stored_audited_and_logged(
     assert events == [("audit.queue.pause", "alice@example.com"), ("audit.queue.resume", "admin-api")]
 
 
-async def test_pause_errors(api: Api, db: Database) -> None:
+async def test_pause_errors(api: Api, db: Store) -> None:
     assert (await api.post("/api/queue/no-such/pause", headers=ADMIN)).status == 404
     dead = await api.post("/api/queue/dead-letter/pause", headers=ADMIN)
     assert dead.status == 400 and "cannot be paused" in (await dead.json())["error"]["message"]
@@ -60,7 +60,7 @@ async def test_pause_errors(api: Api, db: Database) -> None:
 
 
 async def test_pause_stops_claiming_on_every_appliance_and_running_jobs_finish(
-    appliance_factory: Callable[..., Awaitable[Appliance]], aiohttp_client: Any, db: Database
+    appliance_factory: Callable[..., Awaitable[Appliance]], aiohttp_client: Any, db: Store
 ) -> None:
     """Two appliances on one database. Paused through one appliance's API, the queue is skipped by
     both: marker jobs enqueued after the paused jobs on the same tier run (one on each appliance,
@@ -96,7 +96,7 @@ async def test_pause_stops_claiming_on_every_appliance_and_running_jobs_finish(
             )
         )
     a, b = apps
-    api: Api = await aiohttp_client(app_for(a.settings, a.db, a.client, a.monitor))
+    api: Api = await aiohttp_client(app_for(a.settings, a.client, a.monitor))
     # a job runs on one appliance while the queue is paused
     blocked = (await a.client.enqueue(WORK, {"mode": "block"})).id
     await wait_for(lambda: blocked in running)
@@ -121,7 +121,7 @@ async def test_pause_stops_claiming_on_every_appliance_and_running_jobs_finish(
     await wait_for(all_done)
 
 
-async def test_clear_removes_waiting_jobs_and_never_running_ones(rig: Rig, db: Database) -> None:
+async def test_clear_removes_waiting_jobs_and_never_running_ones(rig: Rig, db: Store) -> None:
     c = rig.app.client
     running = [await rig.enqueue("block") for _ in range(2)]  # the low pool's two slots
     await wait_for(lambda: set(running) <= rig.behaviour.running)

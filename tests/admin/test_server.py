@@ -13,9 +13,9 @@ from fleetbox.admin import AdminServer
 from fleetbox.app import Appliance
 from fleetbox.client import Client
 from fleetbox.config import Settings
-from fleetbox.db import Database
 from fleetbox.errors import ConfigError
 from fleetbox.models import Job
+from fleetbox.store import Store
 from tests.admin.conftest import ADMIN, ADMIN_KEY, READ, READ_KEY, admin_section, app_for
 from tests.conftest import wait_for
 
@@ -72,7 +72,7 @@ async def test_a_taken_port_stops_the_start_naming_the_setting(make_settings: Ca
         app = Appliance(make_settings(admin=admin_section(port=port)))
         with pytest.raises(ConfigError, match=rf"admin\.port: cannot listen on 127\.0\.0\.1:{port}"):
             await app.start()
-    assert app.admin is None and not app._tasks  # everything it had started was stopped again
+    assert app.admin is None and not any(app.supervisor.running(n) for n in app.supervisor.tasks)  # all stopped again
 
 
 async def test_admin_enabled_false_serves_nothing(appliance_factory: Callable[..., Awaitable[Appliance]]) -> None:
@@ -81,9 +81,9 @@ async def test_admin_enabled_false_serves_nothing(appliance_factory: Callable[..
 
 
 async def test_a_malformed_request_is_refused_without_logging_its_headers(
-    db: Database, make_settings: Callable[..., Settings], logs: pytest.LogCaptureFixture
+    db: Store, make_settings: Callable[..., Settings], logs: pytest.LogCaptureFixture
 ) -> None:
-    server = AdminServer(app_for(make_settings(admin=admin_section()), db, Client(db)), host="127.0.0.1", port=0)
+    server = AdminServer(app_for(make_settings(admin=admin_section()), Client(db)), host="127.0.0.1", port=0)
     async with server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         request = f"GET /api/queue/stats HTTP/1.1\r\nHost: x\r\nx-admin-key: {ADMIN_KEY}\r\nbad\x01: {READ_KEY}\r\n\r\n"
@@ -98,8 +98,8 @@ async def test_a_malformed_request_is_refused_without_logging_its_headers(
     assert any(getattr(r, "event", None) == "admin_bad_request" for r in logs.records)
 
 
-async def test_the_server_reports_its_bound_port(db: Database, make_settings: Callable[..., Settings]) -> None:
-    server = AdminServer(app_for(make_settings(admin=admin_section()), db, Client(db)), host="127.0.0.1", port=0)
+async def test_the_server_reports_its_bound_port(db: Store, make_settings: Callable[..., Settings]) -> None:
+    server = AdminServer(app_for(make_settings(admin=admin_section()), Client(db)), host="127.0.0.1", port=0)
     assert server.port == 0
     await server.start()
     try:

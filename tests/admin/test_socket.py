@@ -97,7 +97,9 @@ async def test_the_operator_header_is_the_audit_actor_and_the_uid_is_the_default
         ) as response:
             assert response.status == 400
             assert (await response.json())["error"]["field"] == OPERATOR_HEADER
-    rows = await app.db.pool.fetch("SELECT actor, action FROM fleetbox.audit_log WHERE target = $1 ORDER BY id", WORK)
+    rows = await app.store.pool.fetch(
+        "SELECT actor, action FROM fleetbox.audit_log WHERE target = $1 ORDER BY id", WORK
+    )
     assert [(r["actor"], r["action"]) for r in rows] == [
         ("alice", "queue.pause"), (f"socket:{os.getuid()}", "queue.resume"), (f"socket:{os.getuid()}", "queue.pause"),
     ]  # fmt: skip

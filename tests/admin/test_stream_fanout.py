@@ -22,9 +22,9 @@ from fleetbox.admin import AdminServer, ApplianceInfo, build_app
 from fleetbox.admin.stream import MAX_EVENTS, Stream
 from fleetbox.client import Client
 from fleetbox.config import Settings
-from fleetbox.db import Database
-from fleetbox.monitor import Monitor, Thresholds
+from fleetbox.monitor import Monitor
 from fleetbox.protocol import STREAM_PATH
+from fleetbox.store import Store
 from tests.admin.conftest import admin_section
 from tests.admin.test_socket import BASE, short_dir, unix_session  # noqa: F401
 
@@ -49,7 +49,7 @@ Stepped = tuple[Stream, Moment, Path]
 
 @pytest.fixture
 async def stepped(
-    db: Database,
+    db: Store,
     make_settings: Callable[..., Settings],
     short_dir: Path,  # noqa: F811
 ) -> AsyncIterator[tuple[Stream, Moment, Path]]:
@@ -60,7 +60,7 @@ async def stepped(
     stream = Stream(db, clock=client.clock, info=info.to_protocol(read_only=False), period=None, monotonic=moment)
     settings = make_settings(admin=admin_section())
     app = build_app(
-        db=db, client=client, monitor=Monitor(db, clock=client.clock, thresholds=Thresholds()),
+        service=client.service, monitor=Monitor(db, client.service.thresholds, clock=client.clock),
         settings=settings, appliance_info=info, stream=stream,
     )  # fmt: skip
     path = short_dir / "admin.sock"
@@ -148,7 +148,7 @@ async def test_each_subscriber_gets_ticks_at_its_own_interval(stepped: Stepped) 
         stream.set_interval(every_other, True)
 
 
-async def test_events_beyond_the_bound_are_dropped_and_counted(stepped: Stepped, db: Database) -> None:
+async def test_events_beyond_the_bound_are_dropped_and_counted(stepped: Stepped, db: Store) -> None:
     stream, moment, _path = stepped
     sub = stream.subscribe()
     moment.now += 1

@@ -11,7 +11,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from fleetbox.db import Database, queries
+from fleetbox.store import Store
+from fleetbox.store.sql import queries
 from tests.admin.test_indexes import _scans, filled  # noqa: F401
 
 NOW = dt.datetime.now(dt.UTC)
@@ -29,7 +30,7 @@ CASES: list[tuple[str, tuple[Any, ...], set[str]]] = [
 ]
 
 
-async def test_the_stream_queries_use_their_indexes(filled: Database) -> None:  # noqa: F811
+async def test_the_stream_queries_use_their_indexes(filled: Store) -> None:  # noqa: F811
     wrong = []
     async with filled.pool.acquire() as conn:
         await conn.execute(

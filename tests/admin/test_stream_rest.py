@@ -7,14 +7,14 @@ import datetime as dt
 
 import pytest
 
-from fleetbox.db import Database
-from fleetbox.deadletter import COUNT_CAP
+from fleetbox.service.dead_letters import COUNT_CAP
+from fleetbox.store import Store
 from tests.admin.conftest import ADMIN, READ, Api
 
 NOW = dt.datetime.now(dt.UTC)
 
 
-async def letters(db: Database, *specs: tuple[str, str, str]) -> list[int]:
+async def letters(db: Store, *specs: tuple[str, str, str]) -> list[int]:
     """Dead letters (queue, error class, error message), the first the oldest; their ids."""
     ids = []
     for n, (queue, error_class, error) in enumerate(specs):
@@ -36,7 +36,7 @@ async def page(api: Api, query: str) -> dict[str, object]:
     return body
 
 
-async def test_dead_letters_filter_by_text_class_queue_and_review_with_totals(api: Api, db: Database) -> None:
+async def test_dead_letters_filter_by_text_class_queue_and_review_with_totals(api: Api, db: Store) -> None:
     ids = await letters(
         db,
         ("sync", "permanent", "Mailbox NOT found"),
@@ -64,7 +64,7 @@ async def test_dead_letters_filter_by_text_class_queue_and_review_with_totals(ap
     assert listed(second) == [ids[0]] and second["total"] == 3 and second["nextBefore"] is None
 
 
-async def test_the_total_stops_counting_at_the_cap(api: Api, db: Database) -> None:
+async def test_the_total_stops_counting_at_the_cap(api: Api, db: Store) -> None:
     await db.pool.execute(
         """INSERT INTO fleetbox.dead_letters (job_id, queue, priority, data, error_class, error, attempts, history,
                                               job_created_at)
@@ -82,7 +82,7 @@ async def test_a_bad_text_filter_names_it(api: Api, query: str, field: str) -> N
     assert (await response.json())["error"]["field"] == field
 
 
-async def test_bulk_retry_takes_the_text_filter_too(api: Api, db: Database) -> None:
+async def test_bulk_retry_takes_the_text_filter_too(api: Api, db: Store) -> None:
     ids = await letters(db, ("sync", "permanent", "Mailbox not found"), ("sync", "permanent", "bad payload"))
     response = await api.post("/api/queue/dead-letter/retry", json={"q": "mailbox", "expectedCount": 2}, headers=ADMIN)
     assert response.status == 409  # one matches, not two: nothing retried
@@ -93,7 +93,7 @@ async def test_bulk_retry_takes_the_text_filter_too(api: Api, db: Database) -> N
     assert [(r["id"], r["status"]) for r in statuses] == [(ids[0], "retried"), (ids[1], "open")]
 
 
-async def test_recent_errors_are_grouped_by_class(api: Api, db: Database) -> None:
+async def test_recent_errors_are_grouped_by_class(api: Api, db: Store) -> None:
     await db.pool.executemany(
         """INSERT INTO fleetbox.job_attempts (job_id, attempt, queue, started_at, finished_at, duration_ms, outcome,
                                                error_class, error)

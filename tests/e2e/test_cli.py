@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from fleetbox.client import Client
-from fleetbox.db import migrations
 from fleetbox.models import JobState
+from fleetbox.store.sql import migrations
 from tests.conftest import wait_for
 from tests.e2e.conftest import FleetboxProcess, child_env, write_config
 

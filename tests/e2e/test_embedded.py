@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetbox.db import migrations
+from fleetbox.store.sql import migrations
 from tests.e2e.conftest import CONFIG_VARS, child_env, fleetbox_script
 
 ALL_MIGRATIONS = [v for v, _, _ in migrations()]

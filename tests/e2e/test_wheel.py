@@ -10,12 +10,12 @@ from pathlib import Path
 
 import asyncpg
 
-from fleetbox.db import migrations, queries, sql_dir
+from fleetbox.store.sql import migrations, queries, sql_dir
 from tests.e2e.conftest import REPO, child_env
 
 PROBE = """
 import json, fleetbox
-from fleetbox.db import migrations, queries, sql_dir
+from fleetbox.store.sql import migrations, queries, sql_dir
 print(json.dumps({"package": fleetbox.__file__, "sql_dir": str(sql_dir()),
                   "queries": sorted(queries()), "migrations": [v for v, _, _ in migrations()]}))
 """

@@ -13,9 +13,9 @@ import requests
 
 from fleetbox.config import GraphSettings, RateLimitSettings
 from fleetbox.graph.client import GraphClient
+from fleetbox.graph.ratelimit import Limiters, RateEvent
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.tokens import Tokens
-from fleetbox.ratelimit import Limiters, RateEvent
 
 
 def graph_settings(sim: GraphSimulator, **overrides: Any) -> GraphSettings:

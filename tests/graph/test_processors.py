@@ -26,11 +26,11 @@ import pytest
 from fleetbox.app import Appliance
 from fleetbox.client import Client
 from fleetbox.config import GraphSettings
-from fleetbox.db import Database
 from fleetbox.graph.attachments import CHUNK_BYTES
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.tokens import Tokens
 from fleetbox.models import JobInfo, JobState, ManualClock
+from fleetbox.store import Store
 from tests.conftest import wait_for
 
 AppFactory = Callable[..., Awaitable[Appliance]]
@@ -120,7 +120,7 @@ def posts(sim: GraphSimulator, pattern: str) -> list[Any]:
 
 
 async def test_a_chat_message_is_posted_as_the_service_account_and_recorded(
-    start: Any, client: Client, sim: GraphSimulator, db: Database
+    start: Any, client: Client, sim: GraphSimulator, db: Store
 ) -> None:
     await start()
     job = await client.enqueue_teams_message(
@@ -130,8 +130,8 @@ async def test_a_chat_message_is_posted_as_the_service_account_and_recorded(
     [message] = sim.chat_messages[CHAT]
     assert message["body"] == {"contentType": "html", "content": "Truck 12 <b>arrived</b>"}
     assert message["importance"] == "high"
-    effect = await db.fetchrow("graph_effect_get", job.id, "message")
-    assert effect is not None and effect["graph_id"] == message["id"]
+    effect = await db.graph.effect(job.id, "message")
+    assert effect is not None and effect.graph_id == message["id"]
     [post] = posts(sim, "POST /v1.0/chats/")
     assert post.headers["client-request-id"]
 
@@ -145,7 +145,7 @@ async def test_a_channel_message_goes_to_the_channel(start: Any, client: Client,
 
 
 async def test_a_retry_after_a_lost_completion_does_not_post_twice(
-    start: Any, client: Client, sim: GraphSimulator, db: Database
+    start: Any, client: Client, sim: GraphSimulator, db: Store
 ) -> None:
     app = await start()
     job = await client.enqueue_teams_message({"chatId": CHAT, "content": "once"})
@@ -205,7 +205,7 @@ async def test_an_activity_notification_reaches_the_user(start: Any, client: Cli
 
 
 async def test_a_429_waits_at_least_retry_after_and_pauses_the_resource(
-    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock, db: Database, sql: asyncpg.Connection
+    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock, db: Store, sql: asyncpg.Connection
 ) -> None:
     app = await start(clock=clock)
     sim.fail(r"POST /v1\.0/users/.*/sendMail", 429, code="ApplicationThrottled", retry_after=1.5)
@@ -366,7 +366,7 @@ async def test_a_large_file_goes_in_ordered_chunks_and_resumes_after_a_failed_ch
     sim: GraphSimulator,
     graph: dict[str, Any],
     clock: ManualClock,
-    db: Database,
+    db: Store,
     sql: asyncpg.Connection,
 ) -> None:
     app = await start(clock=clock)
@@ -441,7 +441,7 @@ async def subscribed(start: Any) -> tuple[Appliance, str]:
 
 
 async def test_the_subscription_handshake_and_a_notification_fetch_the_new_mail(
-    start: Any, client: Client, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
+    start: Any, client: Client, sim: GraphSimulator, db: Store, sql: asyncpg.Connection
 ) -> None:
     _app, sub_id = await subscribed(start)
     assert sub_id in sim.subscriptions  # Graph's validation POST got the token back
@@ -456,7 +456,7 @@ async def test_the_subscription_handshake_and_a_notification_fetch_the_new_mail(
 
 
 async def test_a_client_state_mismatch_is_refused_and_recorded(
-    start: Any, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
+    start: Any, sim: GraphSimulator, db: Store, sql: asyncpg.Connection
 ) -> None:
     _app, sub_id = await subscribed(start)
     delivery = await sim.deliver(sub_id, client_state="forged")
@@ -468,7 +468,7 @@ async def test_a_client_state_mismatch_is_refused_and_recorded(
 
 
 async def test_a_replayed_notification_is_processed_once(
-    start: Any, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
+    start: Any, sim: GraphSimulator, db: Store, sql: asyncpg.Connection
 ) -> None:
     _app, sub_id = await subscribed(start)
     sim.notify_on_change = False
@@ -483,7 +483,7 @@ async def test_a_replayed_notification_is_processed_once(
 
 
 async def test_lifecycle_events_renew_recreate_and_resync(
-    start: Any, client: Client, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
+    start: Any, client: Client, sim: GraphSimulator, db: Store, sql: asyncpg.Connection
 ) -> None:
     _app, sub_id = await subscribed(start)
 
@@ -500,14 +500,14 @@ async def test_lifecycle_events_renew_recreate_and_resync(
     await sim.lifecycle(sub_id, "subscriptionRemoved")
 
     async def recreated() -> bool:
-        rows = await db.fetch("subscriptions_live")
-        return len(rows) == 1 and rows[0]["id"] != sub_id
+        rows = await db.graph.live_subscriptions()
+        return len(rows) == 1 and rows[0].id != sub_id
 
     await wait_for(recreated, timeout=15)
 
 
 async def test_a_mail_sync_follows_pages_stores_the_delta_link_and_resyncs_when_it_expires(
-    start: Any, client: Client, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
+    start: Any, client: Client, sim: GraphSimulator, db: Store, sql: asyncpg.Connection
 ) -> None:
     await start()
     sim.notify_on_change = False
@@ -516,7 +516,7 @@ async def test_a_mail_sync_follows_pages_stores_the_delta_link_and_resyncs_when_
     job = await client.enqueue_sync({"resourceType": "messages", "userId": SENDER})
     await wait_for(finished(client, job.id), timeout=20)
     assert await sql.fetchval("SELECT count(*) FROM inbound_messages WHERE source = 'outlook'") == 120
-    link = await db.fetchval("sync_last_delta_link", "messages", f"{SENDER}/inbox")
+    link = await db.graph.last_delta_link("messages", f"{SENDER}/inbox")
     assert link and link.startswith(sim.base_url)
 
     sim.add_mail(SENDER, "inbox", {"subject": "later"})
@@ -534,7 +534,7 @@ async def test_a_mail_sync_follows_pages_stores_the_delta_link_and_resyncs_when_
 
 
 async def test_configured_subscriptions_are_created_renewed_and_recreated_when_graph_lost_them(
-    start: Any, sim: GraphSimulator, db: Database, sql: asyncpg.Connection
+    start: Any, sim: GraphSimulator, db: Store, sql: asyncpg.Connection
 ) -> None:
     resource = f"users/{SENDER}/mailFolders('inbox')/messages"
     # The schedule off: this test runs the subscription check itself.
@@ -544,28 +544,29 @@ async def test_configured_subscriptions_are_created_renewed_and_recreated_when_g
     app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
     assert await app.graph.subscriptions.maintain() == {"created": 1, "renewed": 0}
     assert await app.graph.subscriptions.maintain() == {"created": 0, "renewed": 0}  # nothing due
-    [row] = await db.fetch("subscriptions_live")
-    assert row["resource"] == resource and row["id"] in sim.subscriptions
+    [row] = await db.graph.live_subscriptions()
+    assert row.resource == resource and row.id in sim.subscriptions
 
     # Close to expiry: renewed with a PATCH.
     await sql.execute("UPDATE graph_subscriptions SET expires_at = now() + interval '1 hour'")
     assert await app.graph.subscriptions.maintain() == {"created": 0, "renewed": 1}
-    [renewed] = await db.fetch("subscriptions_live")
-    assert renewed["id"] == row["id"] and renewed["expires_at"] > row["expires_at"] - dt.timedelta(minutes=5)
+    [renewed] = await db.graph.live_subscriptions()
+    assert renewed.expires_at is not None and row.expires_at is not None
+    assert renewed.id == row.id and renewed.expires_at > row.expires_at - dt.timedelta(minutes=5)
 
     # Graph dropped it (expired on its side): the renewal's 404 subscribes again.
-    sim.expire_subscription(row["id"])
+    sim.expire_subscription(row.id)
     await sql.execute("UPDATE graph_subscriptions SET expires_at = now() + interval '1 hour'")
     await app.graph.subscriptions.maintain()
-    [again] = await db.fetch("subscriptions_live")
-    assert again["id"] != row["id"] and again["id"] in sim.subscriptions
+    [again] = await db.graph.live_subscriptions()
+    assert again.id != row.id and again.id in sim.subscriptions
 
     # Two processes subscribing to one resource at once: the second keeps the first's.
     from fleetbox.config import SubscriptionSettings
 
     kept = await app.graph.subscriptions.create(SubscriptionSettings(source="outlook", resource=resource))
-    assert kept == again["id"]
-    assert [s["id"] for s in sim.subscriptions.values() if s["resource"] == resource] == [again["id"]]
+    assert kept == again.id
+    assert [s["id"] for s in sim.subscriptions.values() if s["resource"] == resource] == [again.id]
 
 
 async def test_a_chat_sync_stores_messages_of_every_chat_and_marks_deletions(

@@ -7,9 +7,9 @@ import asyncio
 import asyncpg
 
 from fleetbox.config import RateLimitSettings
-from fleetbox.db import Database
-from fleetbox.metrics import Metrics
-from fleetbox.ratelimit import Limiters, RateEvent, RateEventWriter
+from fleetbox.graph.ratelimit import Limiters, RateEvent, RateEventWriter
+from fleetbox.monitor.metrics import Metrics
+from fleetbox.store import Store
 from tests.conftest import SCHEMA, wait_for
 
 
@@ -24,7 +24,7 @@ async def rows(dsn: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def test_events_are_written_in_batches_by_the_running_writer(db: Database, dsn: str) -> None:
+async def test_events_are_written_in_batches_by_the_running_writer(db: Store, dsn: str) -> None:
     metrics = Metrics()
     writer = RateEventWriter(db, metrics, flush_seconds=0.01)
     limiters = Limiters(RateLimitSettings(teams_per_chat_per_second=10), record=writer.record)
@@ -50,7 +50,7 @@ async def test_events_are_written_in_batches_by_the_running_writer(db: Database,
     assert b"fleetbox_graph_throttled_total" in metrics.render()
 
 
-async def test_drain_writes_what_is_left_after_the_task_is_cancelled(db: Database, dsn: str) -> None:
+async def test_drain_writes_what_is_left_after_the_task_is_cancelled(db: Store, dsn: str) -> None:
     writer = RateEventWriter(db, Metrics(), flush_seconds=3600)
     task = asyncio.create_task(writer.run(), name="fleetbox.rate_events")
     for i in range(2500):  # more than one insert's worth
@@ -65,7 +65,7 @@ async def test_drain_writes_what_is_left_after_the_task_is_cancelled(db: Databas
 
 async def test_recording_never_waits_for_the_database(dsn: str) -> None:
     # A database that is gone: record() still returns at once, and drain() gives up cleanly.
-    async with Database(dsn, schema=SCHEMA, min_size=1, max_size=1) as db:
+    async with Store(dsn, schema=SCHEMA, min_size=1, max_size=1) as db:
         writer = RateEventWriter(db, Metrics(), max_buffer=3)
     for _ in range(5):
         writer.record(RateEvent("outlook", None, "throttled", None, 1000.0))

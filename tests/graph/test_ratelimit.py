@@ -8,7 +8,7 @@ import time
 import pytest
 
 from fleetbox.config import RateLimitSettings
-from fleetbox.ratelimit import Limiters, RateEvent
+from fleetbox.graph.ratelimit import Limiters, RateEvent
 
 
 class FakeClock:

@@ -29,13 +29,11 @@ from fleetbox import (
     ValidationError,
 )
 from fleetbox.app import Appliance
-from fleetbox.db import Database
-from fleetbox.models import DeadLetterStatus, Job, JobInfo, JobState, ManualClock, Outcome
+from fleetbox.models import DeadLetterStatus, Job, JobInfo, JobState, ManualClock, Outcome, Tier
+from fleetbox.store import Store
 from tests.conftest import wait_for
 
 AppFactory = Callable[..., Awaitable[Appliance]]
-
-LOW = 3  # the low tier's number, as the claim query takes it
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -250,7 +248,7 @@ async def test_never_claims_more_jobs_than_free_slots(appliance_factory: AppFact
 
     await wait_for(lambda: len(done) == len(jobs), timeout=60)
     assert dict(busy.peak) == sizes
-    assert app.dispatcher.claimed == len(jobs)  # every claimed job ran: nothing claimed beyond a slot
+    assert app.worker.dispatcher.claimed == len(jobs)  # every claimed job ran: nothing claimed beyond a slot
 
 
 async def test_a_scheduled_job_does_not_start_early(appliance_factory: AppFactory, clock: ManualClock) -> None:
@@ -532,18 +530,24 @@ async def test_every_attempt_is_recorded(appliance_factory: AppFactory, clock: M
     assert info.finished_at == t0 + seconds(1.75)
 
 
-async def test_a_queue_without_a_processor_dead_letters_its_jobs(appliance_factory: AppFactory, client: Client) -> None:
-    await appliance_factory(handlers={})
-    job = await client.enqueue("teams-outbound", {"chatId": "c1", "content": "hi"})
-    info = await wait_state(client, job.id, JobState.DEAD)
-    assert info.attempts == 1
-    assert info.history[0].outcome is Outcome.DEAD
-    assert "no processor configured" in (info.history[0].error or "")
-    [dead] = await client.dead_letters.list(queue="teams-outbound")
-    assert dead.job_id == job.id
-    assert dead.error_class == "permanent"
-    assert "no processor configured for queue 'teams-outbound'" in dead.error
-    assert (await depth(client, "teams-outbound")).dead == 1
+async def test_an_appliance_claims_only_the_queues_it_can_run(appliance_factory: AppFactory, client: Client) -> None:
+    """A rolling deploy: an appliance without a queue's handler leaves that queue's jobs waiting
+    (it does not dead-letter them) until one that has the handler takes them."""
+    ran: list[str] = []
+
+    async def handle(job: Job) -> None:
+        ran.append(job.queue)
+
+    await appliance_factory(handlers={"sync": handle})
+    teams = await client.enqueue("teams-outbound", {"chatId": "c1", "content": "hi"})
+    sync = await client.enqueue("sync", {})
+    await wait_state(client, sync.id, JobState.SUCCEEDED)
+    untouched = await client.get_job(teams.id)
+    assert (untouched.state, untouched.attempts) == (JobState.READY, 0)
+    assert await client.dead_letters.list() == []
+    await appliance_factory(handlers={"teams-outbound": handle})
+    await wait_state(client, teams.id, JobState.SUCCEEDED)
+    assert sorted(ran) == ["sync", "teams-outbound"]
 
 
 async def test_a_dead_letter_keeps_payload_queue_and_history(appliance_factory: AppFactory, clock: ManualClock) -> None:
@@ -620,7 +624,7 @@ async def test_notify_wakes_the_dispatcher_without_waiting_for_the_poll(
         ran.append(job.id)
 
     app = await appliance_factory(handlers={"sync": handle}, appliance={"poll_seconds": 30})
-    await wait_for(lambda: app.listener.connected)  # internal: the LISTEN connection is up
+    await wait_for(lambda: app.worker.listener.connected)  # internal: the LISTEN connection is up
     for i in range(3):
         job = await client.enqueue("sync", {"i": i})
         started = time.monotonic()
@@ -630,7 +634,7 @@ async def test_notify_wakes_the_dispatcher_without_waiting_for_the_poll(
 
 
 async def test_polling_covers_a_job_that_came_due_without_a_notification(
-    appliance_factory: AppFactory, client: Client, db: Database
+    appliance_factory: AppFactory, client: Client, db: Store
 ) -> None:
     ran: list[int] = []
 
@@ -647,7 +651,7 @@ async def test_polling_covers_a_job_that_came_due_without_a_notification(
 
 
 async def test_polling_covers_a_resume_that_did_not_notify(
-    appliance_factory: AppFactory, client: Client, db: Database
+    appliance_factory: AppFactory, client: Client, db: Store
 ) -> None:
     ran: list[int] = []
 
@@ -676,9 +680,9 @@ async def test_completions_are_written_in_batches(appliance_factory: AppFactory,
         return d.backlog == 0 and d.running == 0
 
     await wait_for(drained, timeout=30)
-    assert app.completer.written == 300
-    assert app.completer.stale == 0
-    assert app.completer.batches < 300 / 5, app.completer.batches
+    assert app.worker.completer.written == 300
+    assert app.worker.completer.stale == 0
+    assert app.worker.completer.batches < 300 / 5, app.worker.completer.batches
     for r in results[::50]:
         assert (await client.get_job(r.id)).state is JobState.SUCCEEDED
 
@@ -687,7 +691,7 @@ async def test_completions_are_written_in_batches(appliance_factory: AppFactory,
 
 
 async def test_an_expired_lease_returns_the_job_to_the_queue(
-    appliance_factory: AppFactory, clock: ManualClock, client: Client, db: Database
+    appliance_factory: AppFactory, clock: ManualClock, client: Client, db: Store
 ) -> None:
     ran: Counter[int] = Counter()
 
@@ -696,12 +700,12 @@ async def test_an_expired_lease_returns_the_job_to_the_queue(
 
     job = await client.enqueue("sync", {"n": 1}, run_at=clock.now())
     now = clock.now()
-    [claimed] = await db.fetch("claim", LOW, 1, "dead-worker", now, now + seconds(5))
-    assert claimed["id"] == job.id  # a worker took it, then died without a word
+    [claimed] = await db.jobs.claim(Tier.LOW, 1, "dead-worker", now, now + seconds(5))
+    assert claimed.id == job.id  # a worker took it, then died without a word
 
     app = await appliance_factory(handlers={"sync": handle}, clock=clock)
     advance(app, clock, 3)  # the lease is still alive
-    assert await app.reap() == 0
+    assert await app.worker.leases.reap() == 0
     other = await app.client.enqueue("sync", {"probe": True}, run_at=clock.now())
     await wait_state(app.client, other.id, JobState.SUCCEEDED)
     assert ran[job.id] == 0
@@ -709,17 +713,17 @@ async def test_an_expired_lease_returns_the_job_to_the_queue(
     assert (info.state, info.attempts) == (JobState.RUNNING, 1)
 
     advance(app, clock, 3)  # now past the lease
-    await app.reap()  # (the reaper's own loop may have been first)
+    await app.worker.leases.reap()  # (the reaper's own loop may have been first)
     info = await wait_state(app.client, job.id, JobState.SUCCEEDED)
     assert ran[job.id] == 1
     lost, done = info.history
     assert (lost.attempt, lost.outcome, lost.worker_id) == (1, Outcome.LEASE_EXPIRED, "dead-worker")
     assert lost.error_class == "lease_expired"
     assert (done.attempt, done.outcome, done.worker_id) == (2, Outcome.SUCCEEDED, app.worker_id)
-    assert await app.reap() == 0
+    assert await app.worker.leases.reap() == 0
 
 
-async def test_a_lost_lease_cancels_the_local_job(appliance_factory: AppFactory, client: Client, db: Database) -> None:
+async def test_a_lost_lease_cancels_the_local_job(appliance_factory: AppFactory, client: Client, db: Store) -> None:
     started = asyncio.Event()
     cancelled: list[int] = []
     ran: list[int] = []
@@ -743,15 +747,15 @@ async def test_a_lost_lease_cancels_the_local_job(appliance_factory: AppFactory,
         " WHERE id = $1",
         job.id,
     )
-    await app.heartbeat()
+    await app.worker.leases.heartbeat()
     await wait_for(lambda: cancelled == [job.id])
     # the slot is free again (the pool has one), and nothing was written for the lost attempt
     after = await client.enqueue("sync", {"block": False})
     await wait_state(client, after.id, JobState.SUCCEEDED)
     info = await client.get_job(job.id)
     assert (info.state, info.attempts, info.history) == (JobState.RUNNING, 2, ())
-    assert app.completer.stale == 0
-    assert app.completer.written == 1  # only the other job's outcome
+    assert app.worker.completer.stale == 0
+    assert app.worker.completer.written == 1  # only the other job's outcome
 
 
 # -- graceful stop -------------------------------------------------------------------------
@@ -803,7 +807,8 @@ async def test_an_outcome_whose_write_is_cut_off_by_stop_is_written_by_the_drain
             return bool(waiting)
 
         await wait_for(write_blocked)
-        completer = app._tasks["fleetbox.completer"]
+        completer = app.supervisor.tasks["fleetbox.completer"].task
+        assert completer is not None
         stopping = asyncio.create_task(app.stop())
         await wait_for(completer.done)  # cancelled in the middle of its write
         await tx.rollback()
@@ -860,14 +865,14 @@ async def test_stop_hands_back_jobs_claimed_but_not_started(appliance_factory: A
     # Internal: hold each claimed job between its claim and its start (its slot is taken, its
     # handler has not begun), the window a stop can fall into.
     held: list[int] = []
-    run = app.executor.run
+    run = app.worker.executor.run
 
     async def held_run(pool: Any, entry: Any) -> None:
         held.append(entry.job.id)
         await asyncio.Event().wait()
         await run(pool, entry)
 
-    app.executor.run = held_run  # type: ignore[method-assign]
+    app.worker.executor.run = held_run  # type: ignore[method-assign]
     jobs = [(await client.enqueue("sync", {"i": i})).id for i in range(3)]
     await wait_for(lambda: sorted(held) == sorted(jobs))
     assert (await depth(client, "sync")).running == 3
@@ -903,7 +908,7 @@ async def test_stop_hands_back_jobs_whose_claim_was_in_flight(
         assert (await depth(client, "sync")).running == 3
         stop = asyncio.ensure_future(app.stop())
         # internal: stop has stopped listening and reached the dispatcher
-        await wait_for(lambda: "fleetbox.listener" not in app._tasks)
+        await wait_for(lambda: not app.supervisor.running("fleetbox.listener"))
         proxy.release.set()
         await asyncio.wait_for(stop, 30)
     assert not ran

@@ -1,8 +1,9 @@
 """The dead-letter queue as an operator works it: list (filters, keyset paging), review, discard,
 retry, and the audit trail each action leaves.
 
-Dead letters are made the real way: an appliance without processors dead-letters every job it
-claims ("no processor configured"). A ManualClock decides their failed_at, so ties are exact.
+Dead letters are made the real way: an appliance whose handlers refuse every payload
+(ValidationError) dead-letters every job it claims. A ManualClock decides their failed_at, so
+ties are exact.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from fleetbox import Client, Conflict, InvalidInput, NotFound
+from fleetbox import Client, Conflict, InvalidInput, NotFound, ValidationError
 from fleetbox.app import Appliance
-from fleetbox.db import Database
-from fleetbox.models import DeadLetter, DeadLetterStatus, Job, JobState, ManualClock
+from fleetbox.models import DeadLetter, DeadLetterStatus, Job, JobState, ManualClock, Tier
+from fleetbox.store import Store
+from fleetbox.worker.registry import SPEC_QUEUES
 from tests.conftest import wait_for
 
 AppFactory = Callable[..., Awaitable[Appliance]]
@@ -23,14 +25,19 @@ AppFactory = Callable[..., Awaitable[Appliance]]
 UNKNOWN_ID = 987_654_321
 
 
+async def refuse(job: Job) -> None:
+    raise ValidationError("no processor configured: every payload is refused")
+
+
 @pytest.fixture
 async def app(appliance_factory: AppFactory, clock: ManualClock) -> Appliance:
-    """An appliance with no processors: every job it runs goes to the dead letters."""
-    return await appliance_factory(handlers={}, clock=clock)
+    """An appliance whose handlers refuse every job: every job it runs goes to the dead letters."""
+    handlers = {name: refuse for name, tier in SPEC_QUEUES.items() if tier is not Tier.DEAD}
+    return await appliance_factory(handlers=handlers, clock=clock)
 
 
 @pytest.fixture
-def ops(db: Database, clock: ManualClock) -> Client:
+def ops(db: Store, clock: ManualClock) -> Client:
     """The operator's client, on the same clock as the appliance."""
     return Client(db, clock=clock, actor="ops-console")
 
@@ -67,7 +74,7 @@ async def all_pages(ops: Client, limit: int, **filters: object) -> list[list[Dea
         if not page:
             return pages
         pages.append(page)
-        before = key(page[-1])
+        before = page[-1].id
 
 
 # -- list ------------------------------------------------------------------------------------
@@ -162,8 +169,8 @@ async def test_review_records_who_when_and_notes_with_an_audit_row(
     assert await ops.dead_letters.get(dead.id) == reviewed
 
     [audit] = await ops.dead_letters.audit_trail(dead.id)
-    assert (audit["actor"], audit["action"], audit["target"]) == ("admin@example.com", "dead.review", f"dead:{dead.id}")
-    assert audit["details"] == {"notes": "Fixed upstream API issue"}
+    assert (audit.actor, audit.action, audit.target) == ("admin@example.com", "dead.review", f"dead:{dead.id}")
+    assert audit.details == {"notes": "Fixed upstream API issue"}
 
 
 async def test_review_needs_a_reviewer_and_writes_nothing_without_one(
@@ -195,7 +202,7 @@ async def test_discard_only_an_open_dead_letter(app: Appliance, clock: ManualClo
     gone = await ops.dead_letters.get(first.id)
     assert (gone.status, gone.discarded_at) == (DeadLetterStatus.DISCARDED, clock.now())
     [audit] = await ops.dead_letters.audit_trail(first.id)
-    assert (audit["actor"], audit["action"]) == ("carol", "dead.discard")
+    assert (audit.actor, audit.action) == ("carol", "dead.discard")
 
     with pytest.raises(Conflict, match="discarded"):
         await ops.dead_letters.discard(first.id)
@@ -206,8 +213,8 @@ async def test_discard_only_an_open_dead_letter(app: Appliance, clock: ManualClo
     with pytest.raises(Conflict, match="retried"):
         await ops.dead_letters.discard(second.id)
     assert (await ops.dead_letters.get(second.id)).status is DeadLetterStatus.RETRIED
-    assert [a["action"] for a in await ops.dead_letters.audit_trail(first.id)] == ["dead.discard"]
-    assert [a["action"] for a in await ops.dead_letters.audit_trail(second.id)] == ["dead.retry"]
+    assert [a.action for a in await ops.dead_letters.audit_trail(first.id)] == ["dead.discard"]
+    assert [a.action for a in await ops.dead_letters.audit_trail(second.id)] == ["dead.retry"]
 
 
 async def test_unknown_ids_are_not_found(ops: Client) -> None:
@@ -253,7 +260,7 @@ async def test_retry_makes_one_new_job_and_a_second_retry_conflicts(
     teams = next(q for q in await ops.queue_depth() if q.queue == "teams-outbound")
     assert (teams.ready, teams.dead) == (1, 0)  # one new job, and the dead letter no longer open
     [audit] = await ops.dead_letters.audit_trail(dead.id)
-    assert (audit["actor"], audit["action"], audit["details"]) == ("dave", "dead.retry", {"job_id": job_id})
+    assert (audit.actor, audit.action, audit.details) == ("dave", "dead.retry", {"job_id": job_id})
 
 
 async def test_retry_conflicts_when_a_live_job_holds_the_singleton_key(

@@ -12,25 +12,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleetbox.client import COPY_THRESHOLD, Client, NewJob
-from fleetbox.db import Database
-from fleetbox.errors import InvalidInput, NotFound, TransientError, UnknownQueue
-from fleetbox.models import Job, JobPriority, JobState, ManualClock, QueueDepth
-from fleetbox.queues import SPEC_QUEUES
+from fleetbox.client import Client, NewJob
+from fleetbox.errors import InvalidInput, NotFound, TransientError, UnknownQueue, ValidationError
+from fleetbox.models import Job, JobPriority, JobState, ManualClock, QueueDepth, Tier
+from fleetbox.store import Store
+from fleetbox.store.jobs import COPY_THRESHOLD
+from fleetbox.worker.registry import SPEC_QUEUES
 from tests.conftest import SCHEMA, wait_for
 
 
 @pytest.fixture
-def mclient(db: Database, clock: ManualClock) -> Client:
+def mclient(db: Store, clock: ManualClock) -> Client:
     """A client on the manual clock, so due times can be checked exactly."""
     return Client(db, clock=clock)
 
 
-async def count_jobs(db: Database) -> int:
+async def count_jobs(db: Store) -> int:
     return int(await db.pool.fetchval("SELECT count(*) FROM jobs"))
 
 
-async def data_by_id(db: Database) -> dict[int, Any]:
+async def data_by_id(db: Store) -> dict[int, Any]:
     return {r["id"]: r["data"] for r in await db.pool.fetch("SELECT id, data FROM jobs")}
 
 
@@ -111,14 +112,14 @@ async def test_run_at_in_another_time_zone(mclient: Client) -> None:
     assert job.run_at.utcoffset() is not None
 
 
-async def test_run_at_and_delay_together_are_rejected(mclient: Client, db: Database, clock: ManualClock) -> None:
+async def test_run_at_and_delay_together_are_rejected(mclient: Client, db: Store, clock: ManualClock) -> None:
     with pytest.raises(InvalidInput, match="run_at or delay, not both") as err:
         await mclient.enqueue("sync", {}, run_at=clock.now(), delay=1000)
     assert err.value.field == "run_at"
     assert await count_jobs(db) == 0
 
 
-async def test_naive_datetime_is_rejected(mclient: Client, db: Database) -> None:
+async def test_naive_datetime_is_rejected(mclient: Client, db: Store) -> None:
     with pytest.raises(InvalidInput, match="time zone") as err:
         await mclient.enqueue("sync", {}, run_at=dt.datetime(2030, 1, 1, 12, 0))  # naive
     assert err.value.field == "run_at"
@@ -154,7 +155,7 @@ async def test_naive_datetime_is_rejected(mclient: Client, db: Database) -> None
     ],
 )
 async def test_bad_option_is_named_and_nothing_written(
-    mclient: Client, db: Database, kwargs: dict[str, Any], field: str
+    mclient: Client, db: Store, kwargs: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(InvalidInput) as err:
         await mclient.enqueue("sync", {"ok": True}, **kwargs)
@@ -177,10 +178,10 @@ async def test_bad_option_is_named_and_nothing_written(
         ({"x": "a\x00b"}, "NUL"),
         ({"a\x00": 1}, "NUL"),
         ({"x": "\udc80"}, "lone surrogate"),
-        ({"x": "y" * 2000}, "the limit is 1024"),
+        ({"x": "y" * 2000}, "larger than the limit of 1024 bytes"),
     ],
 )
-async def test_bad_payload_is_named_and_nothing_written(db: Database, data: Any, reason: str) -> None:
+async def test_bad_payload_is_named_and_nothing_written(db: Store, data: Any, reason: str) -> None:
     client = Client(db, max_payload_bytes=1024)
     with pytest.raises(InvalidInput, match=reason) as err:
         await client.enqueue("sync", data)
@@ -209,7 +210,7 @@ async def test_payload_edge_values_are_stored(mclient: Client) -> None:
     assert stored["deep"] == [[[[{"a": [None]}]]]]
 
 
-async def test_unknown_queue_names_the_queue(mclient: Client, db: Database) -> None:
+async def test_unknown_queue_names_the_queue(mclient: Client, db: Store) -> None:
     with pytest.raises(UnknownQueue) as err:
         await mclient.enqueue("no-such-queue", {})
     assert err.value.queue == "no-such-queue"
@@ -220,17 +221,17 @@ async def test_unknown_queue_names_the_queue(mclient: Client, db: Database) -> N
     assert await count_jobs(db) == 0
 
 
-async def test_dead_letter_queue_takes_no_jobs(mclient: Client, db: Database) -> None:
+async def test_dead_letter_queue_takes_no_jobs(mclient: Client, db: Store) -> None:
     with pytest.raises(InvalidInput, match="dead letters") as err:
         await mclient.enqueue("dead-letter", {})
     assert err.value.field == "queue"
     assert await count_jobs(db) == 0
 
 
-async def test_queue_added_after_the_client_looked_is_found(mclient: Client, db: Database) -> None:
+async def test_queue_added_after_the_client_looked_is_found(mclient: Client, db: Store) -> None:
     with pytest.raises(UnknownQueue):
         await mclient.enqueue("reports", {})
-    await db.execute("queue_upsert", "reports", 3)
+    await db.queues.register([("reports", Tier.LOW)])
     result = await mclient.enqueue("reports", {"n": 1})
     assert (await mclient.get_job(result.id)).queue == "reports"
 
@@ -315,7 +316,7 @@ async def test_helpers_pass_options_through(mclient: Client, clock: ManualClock)
     assert job.run_at == clock.now() + dt.timedelta(minutes=1)
 
 
-async def test_helper_payload_errors_name_the_field(mclient: Client, db: Database) -> None:
+async def test_helper_payload_errors_name_the_field(mclient: Client, db: Store) -> None:
     with pytest.raises(InvalidInput) as err:
         await mclient.enqueue_teams_message({"chatId": "c"})
     assert err.value.field == "data.content"
@@ -372,7 +373,7 @@ async def test_enqueue_many_empty(mclient: Client) -> None:
 
 
 @pytest.mark.parametrize("size", [5, COPY_THRESHOLD - 1, COPY_THRESHOLD, 150])
-async def test_enqueue_many_returns_ids_in_input_order(mclient: Client, db: Database, size: int) -> None:
+async def test_enqueue_many_returns_ids_in_input_order(mclient: Client, db: Store, size: int) -> None:
     queues = ["sync", "teams-outbound", "webhooks"]
     jobs = [NewJob(queue=queues[i % 3], data={"i": i}, priority=1 + i % 10) for i in range(size)]
     results = await mclient.enqueue_many(jobs)
@@ -390,7 +391,7 @@ async def test_enqueue_many_returns_ids_in_input_order(mclient: Client, db: Data
 
 
 @pytest.mark.parametrize("size", [10, COPY_THRESHOLD + 36])
-async def test_enqueue_many_with_singleton_keys_mixed_in(mclient: Client, db: Database, size: int) -> None:
+async def test_enqueue_many_with_singleton_keys_mixed_in(mclient: Client, db: Store, size: int) -> None:
     existing = await mclient.enqueue("sync", {"existing": True}, singleton_key="taken")
     jobs: list[NewJob | dict[str, Any]] = []
     for i in range(size):
@@ -448,7 +449,7 @@ async def test_enqueue_many_keeps_options(mclient: Client, clock: ManualClock) -
     ],
 )
 async def test_enqueue_many_is_all_or_nothing(
-    mclient: Client, db: Database, size: int, bad: dict[str, Any], field: str
+    mclient: Client, db: Store, size: int, bad: dict[str, Any], field: str
 ) -> None:
     jobs = [NewJob(queue="sync", data={"i": i}) for i in range(size)]
     index = size - 3
@@ -461,7 +462,7 @@ async def test_enqueue_many_is_all_or_nothing(
     assert await count_jobs(db) == 0
 
 
-async def test_enqueue_many_rejects_malformed_items(mclient: Client, db: Database) -> None:
+async def test_enqueue_many_rejects_malformed_items(mclient: Client, db: Store) -> None:
     good = {"queue": "sync", "data": {}}
     with pytest.raises(InvalidInput, match="unknown field") as err:
         await mclient.enqueue_many([good, {"queue": "sync", "data": {}, "colour": "red"}])
@@ -478,9 +479,9 @@ async def test_enqueue_many_rejects_malformed_items(mclient: Client, db: Databas
 # -- singleton keys under concurrency --------------------------------------------------------
 
 
-async def test_singleton_key_under_concurrency(dsn: str, db: Database) -> None:
+async def test_singleton_key_under_concurrency(dsn: str, db: Store) -> None:
     callers = 24
-    databases = [Database(dsn, schema=SCHEMA, min_size=1, max_size=1) for _ in range(callers)]
+    databases = [Store(dsn, schema=SCHEMA, min_size=1, max_size=1) for _ in range(callers)]
     await asyncio.gather(*(d.open() for d in databases))
     try:
         clients = [Client(d) for d in databases]
@@ -499,8 +500,8 @@ async def test_singleton_key_under_concurrency(dsn: str, db: Database) -> None:
         await asyncio.gather(*(d.close() for d in databases))
 
 
-async def test_singleton_bulk_and_single_race(dsn: str, db: Database) -> None:
-    databases = [Database(dsn, schema=SCHEMA, min_size=1, max_size=1) for _ in range(8)]
+async def test_singleton_bulk_and_single_race(dsn: str, db: Store) -> None:
+    databases = [Store(dsn, schema=SCHEMA, min_size=1, max_size=1) for _ in range(8)]
     await asyncio.gather(*(d.open() for d in databases))
     try:
         clients = [Client(d) for d in databases]
@@ -577,7 +578,10 @@ async def test_queue_depth_counts_each_state(appliance_factory: Any, clock: Manu
     async def fail(job: Job) -> None:
         raise TransientError("network blip")
 
-    app = await appliance_factory(handlers={"webhooks": block, "sync": fail}, clock=clock)
+    async def refuse(job: Job) -> None:
+        raise ValidationError("not a notification")
+
+    app = await appliance_factory(handlers={"webhooks": block, "sync": fail, "notifications": refuse}, clock=clock)
     client = app.client
     await client.set_paused("outlook-outbound", True)
     now = clock.now()  # due by the appliance's manual clock
@@ -587,7 +591,7 @@ async def test_queue_depth_counts_each_state(appliance_factory: Any, clock: Manu
     await client.enqueue("teams-inbound", {}, delay=dt.timedelta(hours=1))
     await client.enqueue("webhooks", {}, run_at=now)
     await client.enqueue("sync", {}, run_at=now)
-    await client.enqueue("notifications", {}, run_at=now)  # no handler: straight to the dead letters
+    await client.enqueue("notifications", {}, run_at=now)  # refused: straight to the dead letters
 
     async def depth() -> dict[str, QueueDepth]:
         return {d.queue: d for d in await client.queue_depth()}
@@ -764,7 +768,7 @@ max_attempts = mostly(st.one_of(st.none(), st.integers(1, 1000)), st.one_of(st.i
 def test_fuzz_enqueue_succeeds_or_raises_invalid_input(dsn: str) -> None:
     """Whatever a caller passes, enqueue either works or raises InvalidInput having written nothing."""
     loop = asyncio.new_event_loop()
-    db = Database(dsn, schema=SCHEMA, min_size=1, max_size=2)
+    db = Store(dsn, schema=SCHEMA, min_size=1, max_size=2)
     loop.run_until_complete(db.open())
     client = Client(db)
     outcomes = {"ok": 0, "invalid": 0}
@@ -814,7 +818,7 @@ def test_fuzz_enqueue_succeeds_or_raises_invalid_input(dsn: str) -> None:
 def test_fuzz_many_is_all_or_nothing(dsn: str) -> None:
     """A batch with any bad item writes nothing; a good batch writes every job, in order."""
     loop = asyncio.new_event_loop()
-    db = Database(dsn, schema=SCHEMA, min_size=1, max_size=2)
+    db = Store(dsn, schema=SCHEMA, min_size=1, max_size=2)
     loop.run_until_complete(db.open())
     client = Client(db)
 

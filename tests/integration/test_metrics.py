@@ -32,7 +32,7 @@ async def test_metrics_count_attempts_and_report_depth(appliance_factory, client
         return all(state in (JobState.SUCCEEDED, JobState.DEAD) for state in states)
 
     await wait_for(finished)
-    await wait_for(lambda: app.completer.written == 3)
+    await wait_for(lambda: app.worker.completer.written == 3)
     app.metrics.set_depth(await app.queue_depth())
     got = samples(app.metrics.render())
 

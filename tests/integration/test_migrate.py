@@ -12,11 +12,12 @@ import pytest
 from fleetbox.app import Appliance
 from fleetbox.client import Client
 from fleetbox.config import Settings
-from fleetbox.db import Database, migrations
 from fleetbox.errors import DatabaseError, SchemaNotReady
-from fleetbox.migrate import current_version, latest_version, migrate
 from fleetbox.models import Job, JobState
-from fleetbox.queues import build_registry, sync_queues
+from fleetbox.store import Store
+from fleetbox.store.migrations import current_version, latest_version, migrate
+from fleetbox.store.sql import migrations
+from fleetbox.worker.registry import build_registry, register_queues
 from tests.conftest import SCHEMA, _admin, wait_for, with_database
 
 
@@ -44,7 +45,7 @@ def settings_for(dsn: str, tmp_path: Path, schema: str = SCHEMA) -> Settings:
     )
 
 
-async def versions(db: Database) -> list[int]:
+async def versions(db: Store) -> list[int]:
     return [r["version"] for r in await db.pool.fetch("SELECT version FROM schema_version ORDER BY version")]
 
 
@@ -55,7 +56,7 @@ def test_migration_files_are_numbered_in_order() -> None:
     assert latest_version() == found[-1]
 
 
-async def test_migrate_on_a_migrated_database_is_a_no_op(db: Database) -> None:
+async def test_migrate_on_a_migrated_database_is_a_no_op(db: Store) -> None:
     before = await versions(db)
     assert before == [v for v, _n, _s in migrations()]
     assert await migrate(db) == []
@@ -65,10 +66,10 @@ async def test_migrate_on_a_migrated_database_is_a_no_op(db: Database) -> None:
 
 
 async def test_migrate_twice_on_an_empty_database(empty_dsn: str) -> None:
-    async with Database(empty_dsn, schema=SCHEMA, min_size=1, max_size=2) as db:
+    async with Store(empty_dsn, schema=SCHEMA, min_size=1, max_size=2) as db:
         applied = await migrate(db)
         assert applied == [v for v, _n, _s in migrations()]
-        await sync_queues(db, build_registry(Settings()))
+        await register_queues(db, build_registry(Settings()))
         await db.pool.execute("INSERT INTO jobs (queue, tier, data) VALUES ('sync', 3, '{}')")
         assert await migrate(db) == []
         assert await versions(db) == applied
@@ -79,7 +80,7 @@ async def test_migrate_twice_on_an_empty_database(empty_dsn: str) -> None:
 
 @pytest.mark.parametrize("schema", [SCHEMA, "fb_other"])
 async def test_concurrent_migrations_on_a_fresh_database(empty_dsn: str, schema: str) -> None:
-    databases = [Database(empty_dsn, schema=schema, min_size=1, max_size=2) for _ in range(4)]
+    databases = [Store(empty_dsn, schema=schema, min_size=1, max_size=2) for _ in range(4)]
     await asyncio.gather(*(d.open() for d in databases))
     try:
         results = await asyncio.gather(*(migrate(d) for d in databases))
@@ -103,14 +104,14 @@ async def test_concurrent_migrations_on_a_fresh_database(empty_dsn: str, schema:
 
 
 async def test_two_schemas_share_a_database(empty_dsn: str) -> None:
-    first = Database(empty_dsn, schema=SCHEMA, min_size=1, max_size=2)
-    other = Database(empty_dsn, schema="fb_other", min_size=1, max_size=2)
+    first = Store(empty_dsn, schema=SCHEMA, min_size=1, max_size=2)
+    other = Store(empty_dsn, schema="fb_other", min_size=1, max_size=2)
     await asyncio.gather(first.open(), other.open())
     try:
         await asyncio.gather(migrate(first), migrate(other), migrate(other), migrate(first))
         for db in (first, other):
             assert await versions(db) == [v for v, _n, _s in migrations()]
-            await sync_queues(db, build_registry(Settings()))
+            await register_queues(db, build_registry(Settings()))
         one = await Client(first).enqueue("sync", {"in": "fleetbox"})
         two = await Client(other).enqueue("sync", {"in": "fb_other"})
         assert (await Client(first).get_job(one.id)).data == {"in": "fleetbox"}
@@ -133,18 +134,18 @@ async def test_appliance_start_on_an_unmigrated_database(empty_dsn: str, tmp_pat
     assert "fleetbox migrate" in str(err.value)
     assert isinstance(err.value, DatabaseError)
     with pytest.raises(DatabaseError, match="not open"):
-        _ = app.db.pool  # the pool opened for the check was closed again
+        _ = app.store.pool  # the pool opened for the check was closed again
     await app.stop()  # stopping an appliance that never started is harmless
     # nothing was created behind the operator's back
-    conn_db = Database(empty_dsn, schema=SCHEMA, min_size=1, max_size=1)
+    conn_db = Store(empty_dsn, schema=SCHEMA, min_size=1, max_size=1)
     async with conn_db:
         assert not await conn_db.pool.fetchval("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'fleetbox')")
 
 
 async def test_appliance_start_on_an_older_schema(empty_dsn: str, tmp_path: Path) -> None:
-    async with Database(empty_dsn, schema=SCHEMA, min_size=1, max_size=1) as db:
+    async with Store(empty_dsn, schema=SCHEMA, min_size=1, max_size=1) as db:
         await db.pool.execute("CREATE SCHEMA fleetbox")
-        await db.execute("migrate_create_version_table")  # the version table, but no migration
+        await db.runner.execute("migrate_create_version_table")  # the version table, but no migration
     app = Appliance(settings_for(empty_dsn, tmp_path))
     with pytest.raises(SchemaNotReady) as err:
         await app.start()
@@ -171,8 +172,8 @@ async def test_appliance_can_migrate_at_start_in_a_custom_schema(empty_dsn: str,
 
         await wait_for(done)
         assert ran == [result.id]
-        assert await app.db.pool.fetchval("SELECT count(*) FROM fb_other.jobs_done") == 1
-        assert await current_version(app.db) == latest_version()
+        assert await app.store.pool.fetchval("SELECT count(*) FROM fb_other.jobs_done") == 1
+        assert await current_version(app.store) == latest_version()
     finally:
         await app.stop()
     # a second appliance on the same schema finds it migrated and starts without migrating

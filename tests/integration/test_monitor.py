@@ -23,12 +23,14 @@ import pytest
 
 from fleetbox.app import Appliance
 from fleetbox.client import Client
-from fleetbox.db import Database, queries
 from fleetbox.errors import InvalidInput
-from fleetbox.models import Job, JobState, ManualClock
-from fleetbox.monitor import Monitor, Thresholds
-from fleetbox.queues import SPEC_QUEUES
-from tests.conftest import SCHEMA, wait_for
+from fleetbox.models import Job, JobState, ManualClock, Thresholds
+from fleetbox.monitor import Monitor
+from fleetbox.rules import parse_thresholds
+from fleetbox.store import Store
+from fleetbox.store.sql import queries
+from fleetbox.worker.registry import SPEC_QUEUES
+from tests.conftest import SCHEMA, monitor_for, wait_for
 
 AppFactory = Callable[..., Awaitable[Appliance]]
 
@@ -40,7 +42,7 @@ _job_ids = itertools.count(1_000_000, 10_000)
 
 
 async def add_attempts(
-    db: Database,
+    db: Store,
     queue: str,
     finished_at: dt.datetime,
     count: int,
@@ -57,7 +59,7 @@ async def add_attempts(
     )  # fmt: skip
 
 
-async def add_dead_letters(db: Database, queue: str, count: int, *, status: str = "open") -> None:
+async def add_dead_letters(db: Store, queue: str, count: int, *, status: str = "open") -> None:
     await db.pool.execute(
         """INSERT INTO dead_letters (job_id, queue, priority, data, error_class, error, attempts, history,
                                      job_created_at, status)
@@ -73,20 +75,20 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def make_monitor(db: Database, clock: ManualClock) -> Callable[..., Monitor]:
-    def make(database: Database | None = None, **kwargs: Any) -> Monitor:
+def make_monitor(db: Store, clock: ManualClock) -> Callable[..., Monitor]:
+    def make(database: Store | None = None, **kwargs: Any) -> Monitor:
         kwargs.setdefault("thresholds", Thresholds())
         kwargs.setdefault("depth_cache_seconds", 0)
         kwargs.setdefault("settle_seconds", 0)
-        return Monitor(database or db, clock=clock, **kwargs)
+        return monitor_for(database or db, clock=clock, **kwargs)
 
     return make
 
 
 @pytest.fixture
-async def second_db(dsn: str) -> AsyncIterator[Database]:
+async def second_db(dsn: str) -> AsyncIterator[Store]:
     """Another pool on the same database: what a second appliance process has."""
-    async with Database(dsn, schema=SCHEMA, min_size=1, max_size=4) as database:
+    async with Store(dsn, schema=SCHEMA, min_size=1, max_size=4) as database:
         yield database
 
 
@@ -111,7 +113,7 @@ async def test_health_of_an_idle_database_in_the_spec_shape(make_monitor: Callab
 
 
 async def test_backlog_counts_ready_scheduled_and_retrying_and_crossing_it_is_unhealthy(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock
 ) -> None:
     client = Client(db, clock=clock)
     for i in range(3):
@@ -129,7 +131,7 @@ async def test_backlog_counts_ready_scheduled_and_retrying_and_crossing_it_is_un
 
 
 async def test_failure_rate_over_the_window_only(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock
 ) -> None:
     now = clock.now()
     await add_attempts(db, "webhooks", now - dt.timedelta(seconds=30), 8)
@@ -153,7 +155,7 @@ async def test_failure_rate_over_the_window_only(
 
 
 async def test_processing_time_over_the_threshold(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock
 ) -> None:
     now = clock.now()
     await add_attempts(db, "attachments", now - dt.timedelta(seconds=5), 3, duration_ms=70_000)
@@ -169,7 +171,7 @@ async def test_processing_time_over_the_threshold(
     assert strict.to_json()["queues"]["attachments"]["avgProcessingTime"] == 55000.0
 
 
-async def test_open_dead_letters_over_the_threshold(make_monitor: Callable[..., Monitor], db: Database) -> None:
+async def test_open_dead_letters_over_the_threshold(make_monitor: Callable[..., Monitor], db: Store) -> None:
     await add_dead_letters(db, "teams-outbound", 2)
     await add_dead_letters(db, "sync", 1)
     await add_dead_letters(db, "sync", 5, status="discarded")  # no longer in the queue
@@ -183,7 +185,7 @@ async def test_open_dead_letters_over_the_threshold(make_monitor: Callable[..., 
 
 
 async def test_every_crossed_threshold_is_listed(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock
 ) -> None:
     client = Client(db, clock=clock)
     await client.enqueue_many([{"queue": "notifications", "data": {}} for _ in range(3)])
@@ -200,7 +202,7 @@ async def test_every_crossed_threshold_is_listed(
     }
 
 
-async def test_a_paused_queue_is_not_running(make_monitor: Callable[..., Monitor], db: Database) -> None:
+async def test_a_paused_queue_is_not_running(make_monitor: Callable[..., Monitor], db: Store) -> None:
     monitor = make_monitor(depth_cache_seconds=3600)
     assert (await monitor.health()).queues["sync"].is_running is True
     await Client(db).set_paused("sync", True, actor="ops")
@@ -211,7 +213,7 @@ async def test_a_paused_queue_is_not_running(make_monitor: Callable[..., Monitor
 
 
 async def test_depth_is_counted_at_most_once_per_cache_period(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock
 ) -> None:
     cached = make_monitor(depth_cache_seconds=3600)
     uncached = make_monitor(depth_cache_seconds=0)
@@ -232,31 +234,34 @@ def closed_port() -> int:
 
 async def test_unreachable_database_is_unhealthy_without_an_exception() -> None:
     dsn = f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres"
-    async with Database(dsn, schema=SCHEMA, min_size=0, max_size=2) as db:  # connects on first use
-        monitor = Monitor(db, clock=ManualClock(T0), thresholds=Thresholds())
+    async with Store(dsn, schema=SCHEMA, min_size=0, max_size=2) as db:  # connects on first use
+        monitor = monitor_for(db, clock=ManualClock(T0), thresholds=Thresholds())
         report = await monitor.health()
         assert report.healthy is False
         assert report.database == "unreachable"
         assert len(report.reasons) == 1
-        assert report.reasons[0].startswith("database unreachable: ")
-        assert "ConnectionRefused" in report.reasons[0]
+        # the public reason names no host or port; the driver's message is kept for the log
+        assert report.reasons[0].startswith("database unreachable")
+        assert "ConnectionRefused" in (report.database_error or "")
+        assert "ConnectionRefused" not in report.reasons[0]
         doc = report.to_json()
         assert doc["healthy"] is False
         assert doc["database"] == "unreachable"
         assert doc["queues"] == {}
         assert doc["lastChecked"] == "2026-03-04T10:00:00.000Z"
     # and a pool that was never opened
-    never = Monitor(Database(dsn, schema=SCHEMA), clock=ManualClock(T0), thresholds=Thresholds())
+    never = monitor_for(Store(dsn, schema=SCHEMA), clock=ManualClock(T0), thresholds=Thresholds())
     report = await never.health()
     assert report.healthy is False
-    assert report.reasons == ("database unreachable: the database pool is not open",)
+    assert report.reasons == ("database unreachable",)
+    assert report.database_error == "the database pool is not open"
 
 
 # -- alerts ----------------------------------------------------------------------------------
 
 
 async def test_an_alert_opens_once_and_resolves_when_the_condition_clears(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     monitor = make_monitor(thresholds=Thresholds(max_backlog=1))
     client = Client(db, clock=clock)
@@ -297,7 +302,7 @@ async def test_an_alert_opens_once_and_resolves_when_the_condition_clears(
 
 
 async def test_two_monitors_racing_keep_one_open_alert_per_condition(
-    make_monitor: Callable[..., Monitor], db: Database, second_db: Database, clock: ManualClock
+    make_monitor: Callable[..., Monitor], db: Store, second_db: Store, clock: ManualClock
 ) -> None:
     t = Thresholds(max_backlog=0, max_dead_letter_jobs=0)
     first, second = make_monitor(thresholds=t), make_monitor(second_db, thresholds=t)
@@ -334,11 +339,11 @@ async def test_alerts_listing_checks_its_arguments(make_monitor: Callable[..., M
 
 
 def test_thresholds_parse_accepts_the_spec_keys_and_snake_case() -> None:
-    assert Thresholds.parse({}) == Thresholds()
-    assert Thresholds.parse({"maxBacklog": 2000, "maxFailureRate": 15}) == Thresholds(
+    assert parse_thresholds({}) == Thresholds()
+    assert parse_thresholds({"maxBacklog": 2000, "maxFailureRate": 15}) == Thresholds(
         max_backlog=2000, max_failure_rate=15.0
     )
-    assert Thresholds.parse({"max_processing_time": 1000, "max_dead_letter_jobs": 0}) == Thresholds(
+    assert parse_thresholds({"max_processing_time": 1000, "max_dead_letter_jobs": 0}) == Thresholds(
         max_processing_time=1000.0, max_dead_letter_jobs=0
     )
     assert Thresholds().to_json() == {
@@ -365,24 +370,28 @@ def test_thresholds_parse_accepts_the_spec_keys_and_snake_case() -> None:
 )
 def test_thresholds_parse_names_the_bad_field(mapping: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidInput) as err:
-        Thresholds.parse(mapping)
+        parse_thresholds(mapping)
     assert err.value.field == field
     assert str(err.value).startswith(f"{field}: ")
 
 
 async def test_update_thresholds_persists_for_every_process(
-    make_monitor: Callable[..., Monitor], db: Database, second_db: Database
+    make_monitor: Callable[..., Monitor], db: Store, second_db: Store
 ) -> None:
     first = make_monitor(thresholds=Thresholds(max_backlog=10))
     second = make_monitor(second_db, thresholds=Thresholds(max_backlog=10, max_dead_letter_jobs=7))
-    assert await second.thresholds() == Thresholds(max_backlog=10, max_dead_letter_jobs=7)
-    result = await first.update_thresholds({"maxBacklog": 2000, "maxFailureRate": 15}, actor="ops@example.com")
+    assert await second.thresholds.current() == Thresholds(max_backlog=10, max_dead_letter_jobs=7)
+    result = await first.thresholds.update({"maxBacklog": 2000, "maxFailureRate": 15}, actor="ops@example.com")
     assert result == Thresholds(max_backlog=2000, max_failure_rate=15.0)
     # the other process sees the change; what nobody changed stays as each one configured it
-    assert await second.thresholds() == Thresholds(max_backlog=2000, max_failure_rate=15.0, max_dead_letter_jobs=7)
+    assert await second.thresholds.current() == Thresholds(
+        max_backlog=2000, max_failure_rate=15.0, max_dead_letter_jobs=7
+    )
     assert (await second.health()).thresholds.max_backlog == 2000
-    await second.update_thresholds({"max_processing_time": 500}, actor="alice")
-    assert await first.thresholds() == Thresholds(max_backlog=2000, max_failure_rate=15.0, max_processing_time=500.0)
+    await second.thresholds.update({"max_processing_time": 500}, actor="alice")
+    assert await first.thresholds.current() == Thresholds(
+        max_backlog=2000, max_failure_rate=15.0, max_processing_time=500.0
+    )
     audit = await db.pool.fetch("SELECT actor, action, target, details FROM audit_log ORDER BY id")
     assert [(r["actor"], r["action"], r["target"]) for r in audit] == [
         ("ops@example.com", "monitor.thresholds", "thresholds"),
@@ -392,25 +401,25 @@ async def test_update_thresholds_persists_for_every_process(
 
 
 async def test_update_thresholds_rejects_bad_input_and_changes_nothing(
-    make_monitor: Callable[..., Monitor], db: Database
+    make_monitor: Callable[..., Monitor], db: Store
 ) -> None:
     monitor = make_monitor()
     for changes, field in (({}, "thresholds"), ({"maxBacklog": -5}, "maxBacklog"), ({"colour": "red"}, "colour")):
         with pytest.raises(InvalidInput) as err:
-            await monitor.update_thresholds(changes, actor="ops")
+            await monitor.thresholds.update(changes, actor="ops")
         assert err.value.field == field
-    assert await monitor.thresholds() == Thresholds()
+    assert await monitor.thresholds.current() == Thresholds()
     assert await db.pool.fetchval("SELECT count(*) FROM monitor_thresholds") == 0
     assert await db.pool.fetchval("SELECT count(*) FROM audit_log") == 0
 
 
 async def test_thresholds_changed_at_runtime_apply_to_health_and_alerts(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock
 ) -> None:
     monitor = make_monitor()
     await Client(db, clock=clock).enqueue_many([{"queue": "sync", "data": {}} for _ in range(5)])
     assert (await monitor.health()).healthy is True
-    await make_monitor().update_thresholds({"maxBacklog": 4}, actor="ops")
+    await make_monitor().thresholds.update({"maxBacklog": 4}, actor="ops")
     report = await monitor.health()
     assert report.reasons == ("sync: backlog 5 exceeds maxBacklog 4",)
     assert [a.kind for a in await monitor.check_alerts()] == ["backlog"]
@@ -419,7 +428,7 @@ async def test_thresholds_changed_at_runtime_apply_to_health_and_alerts(
 # -- snapshots, stats, metrics ---------------------------------------------------------------
 
 
-async def statistics(db: Database) -> list[dict[str, Any]]:
+async def statistics(db: Store) -> list[dict[str, Any]]:
     rows = await db.pool.fetch(
         "SELECT queue, period_start, at, succeeded, failed, dead, attempts, waiting FROM queue_statistics "
         "ORDER BY at, queue"
@@ -428,7 +437,7 @@ async def statistics(db: Database) -> list[dict[str, Any]]:
 
 
 async def test_snapshots_cover_consecutive_intervals_without_double_counting(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock
 ) -> None:
     monitor = make_monitor(window_seconds=300, settle_seconds=5)
     await add_attempts(db, "sync", T0 - dt.timedelta(seconds=400), 7)  # before the first snapshot's span
@@ -452,7 +461,7 @@ async def test_snapshots_cover_consecutive_intervals_without_double_counting(
 
 
 async def test_snapshots_from_two_processes_at_once_do_not_overlap(
-    make_monitor: Callable[..., Monitor], db: Database, second_db: Database, clock: ManualClock
+    make_monitor: Callable[..., Monitor], db: Store, second_db: Store, clock: ManualClock
 ) -> None:
     first, second = make_monitor(), make_monitor(second_db)
     await add_attempts(db, "webhooks", T0 - dt.timedelta(seconds=10), 9)
@@ -468,7 +477,7 @@ async def test_snapshots_from_two_processes_at_once_do_not_overlap(
 
 
 async def test_a_snapshot_after_a_long_gap_covers_at_most_an_hour(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     monitor = make_monitor()
     await monitor.snapshot()
@@ -483,9 +492,7 @@ async def test_a_snapshot_after_a_long_gap_covers_at_most_an_hour(
     assert [r.__dict__.get("event") for r in caplog.records] == ["statistics_gap"]
 
 
-async def test_stats_per_queue_and_totals(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock
-) -> None:
+async def test_stats_per_queue_and_totals(make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock) -> None:
     monitor = make_monitor()
     client = Client(db, clock=clock)
     await client.enqueue_many([{"queue": "sync", "data": {}} for _ in range(2)] + [{"queue": "webhooks", "data": {}}])
@@ -510,9 +517,7 @@ async def test_stats_per_queue_and_totals(
     }  # fmt: skip
 
 
-async def test_metrics_for_each_time_range(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock
-) -> None:
+async def test_metrics_for_each_time_range(make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock) -> None:
     monitor = make_monitor()
     await monitor.snapshot()
     # two days of snapshots, one every 5 minutes, 2 succeeded and 1 failed attempt on sync in each
@@ -553,7 +558,7 @@ async def test_metrics_rejects_an_unknown_time_range(make_monitor: Callable[...,
 
 
 async def test_the_daily_report_is_stored_once_and_logged(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     monitor = make_monitor()
     await monitor.snapshot()
@@ -621,7 +626,7 @@ def _seq_scans(plan: Any, found: list[str]) -> list[str]:
 
 
 async def test_health_and_stats_stay_index_backed_with_many_finished_jobs(
-    make_monitor: Callable[..., Monitor], db: Database, clock: ManualClock
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock
 ) -> None:
     queues = RUNNING_QUEUES
     # 200k finished jobs and their attempts over 30 days, 50k closed dead letters and 30 days of

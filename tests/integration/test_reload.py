@@ -71,12 +71,15 @@ async def test_an_invalid_configuration_changes_nothing(
     with pytest.raises(ConfigError, match=r"no\.such\.module"):
         await app.reload(bad)
 
-    assert app.pools[app.registry["reports"].tier].size == 2
+    assert app.worker.pools[app.registry["reports"].tier].size == 2
     assert "other" not in app.registry
 
 
 async def test_changes_that_need_a_restart_are_named(appliance_factory, make_settings: Callable[..., Settings]) -> None:
     app = await appliance_factory()
-    restart = await app.reload(make_settings(appliance={"lease_seconds": 60}))
-    assert restart == ["appliance"]
-    assert app.settings.appliance.lease_seconds == 5  # kept until the next start
+    restart = await app.reload(make_settings(admin={"port": 0, "socket_enabled": False, "host": "127.0.0.2"}))
+    assert restart == ["admin"]
+    assert app.settings.admin.host == "127.0.0.1"  # kept until the next start
+    # the appliance's timing is the worker's own: it applies it at once
+    assert (await app.reload(make_settings(appliance={"lease_seconds": 60}))) == []
+    assert app.worker.lease_seconds == app.worker.leases.lease_seconds == 60

@@ -10,19 +10,20 @@ import datetime as dt
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
 
 from fleetbox.app import Appliance
 from fleetbox.config import Settings
-from fleetbox.db import Database
 from fleetbox.errors import InvalidInput, NotFound
-from fleetbox.models import Job, JobState, ManualClock
-from fleetbox.monitor import Monitor, Thresholds
-from fleetbox.retention import archive_completed, cleanup_statistics, cleanup_webhook_events, delete_archived
-from fleetbox.scheduler import Scheduler, default_tasks
-from tests.conftest import wait_for
+from fleetbox.models import Job, JobState, ManualClock, Thresholds
+from fleetbox.monitor.schedule import Scheduler
+from fleetbox.service.retention import Retention
+from fleetbox.store import Store
+from fleetbox.store.retention import Prunable
+from tests.conftest import monitor_for, tasks_for, wait_for
 
 AppFactory = Callable[..., Awaitable[Appliance]]
 
@@ -30,7 +31,7 @@ NOW = dt.datetime(2026, 3, 8, 12, 0, tzinfo=dt.UTC)
 _ids = itertools.count(1)
 
 
-async def finished_job(db: Database, state: str, finished_at: dt.datetime, *, attempts: int = 1) -> int:
+async def finished_job(db: Store, state: str, finished_at: dt.datetime, *, attempts: int = 1) -> int:
     """A row in jobs_done with its attempts, as the completer writes them."""
     job_id = next(_ids)
     await db.pool.execute(
@@ -48,16 +49,16 @@ async def finished_job(db: Database, state: str, finished_at: dt.datetime, *, at
     return job_id
 
 
-async def ids(db: Database, table: str) -> set[int]:
+async def ids(db: Store, table: str) -> set[int]:
     return {r["id"] for r in await db.pool.fetch(f"SELECT id FROM {table}")}
 
 
-async def attempt_jobs(db: Database) -> set[int]:
+async def attempt_jobs(db: Store) -> set[int]:
     return {r["job_id"] for r in await db.pool.fetch("SELECT DISTINCT job_id FROM job_attempts")}
 
 
 async def test_archive_moves_completed_jobs_older_than_the_cutoff_in_batches(
-    db: Database, caplog: pytest.LogCaptureFixture
+    db: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     hours = dt.timedelta(hours=1)
     old_ok = [await finished_job(db, "succeeded", NOW - 30 * hours, attempts=2) for _ in range(5)]
@@ -67,7 +68,7 @@ async def test_archive_moves_completed_jobs_older_than_the_cutoff_in_batches(
     at_cutoff = await finished_job(db, "succeeded", NOW - 24 * hours)  # not older than the cutoff
     caplog.set_level(logging.INFO, logger="fleetbox.retention")
 
-    moved = await archive_completed(db, older_than=NOW - 24 * hours, batch=2, now=NOW)
+    moved = await Retention(db).archive_completed(older_than=NOW - 24 * hours, batch=2, now=NOW)
     assert moved == 6
     assert await ids(db, "jobs_archive") == {*old_ok, old_cleared}
     assert await ids(db, "jobs_done") == {*old_dead, *recent, at_cutoff}
@@ -75,59 +76,66 @@ async def test_archive_moves_completed_jobs_older_than_the_cutoff_in_batches(
     assert (row["state"], row["attempts"], row["archived_at"], row["data"]) == ("succeeded", 2, NOW, {"n": 1})
     # attempts stay with archived jobs until they are deleted
     assert await attempt_jobs(db) == {*old_ok, old_cleared, *old_dead, *recent, at_cutoff}
-    assert await archive_completed(db, older_than=NOW - 24 * hours, now=NOW) == 0  # nothing left to move
+    assert await Retention(db).archive_completed(older_than=NOW - 24 * hours, now=NOW) == 0  # nothing left to move
     events = [r.__dict__ for r in caplog.records if r.__dict__.get("event") == "jobs_archived"]
     assert [e["count"] for e in events] == [6, 0]
 
 
-async def test_delete_archived_honours_its_cutoff_and_takes_the_attempts(db: Database) -> None:
+async def test_delete_archived_honours_its_cutoff_and_takes_the_attempts(db: Store) -> None:
     first = [await finished_job(db, "succeeded", NOW - dt.timedelta(days=10)) for _ in range(3)]
     dead = await finished_job(db, "dead", NOW - dt.timedelta(days=30), attempts=2)
     archived_then = NOW - dt.timedelta(days=8)
-    assert await archive_completed(db, older_than=NOW - dt.timedelta(days=1), now=archived_then) == 3
+    assert await Retention(db).archive_completed(older_than=NOW - dt.timedelta(days=1), now=archived_then) == 3
     second = [await finished_job(db, "succeeded", NOW - dt.timedelta(days=2)) for _ in range(2)]
-    assert await archive_completed(db, older_than=NOW - dt.timedelta(days=1), now=NOW) == 2
+    assert await Retention(db).archive_completed(older_than=NOW - dt.timedelta(days=1), now=NOW) == 2
 
     # a cutoff before the first archiving deletes nothing
-    assert await delete_archived(db, older_than=archived_then) == 0
+    assert await Retention(db).delete_archived(older_than=archived_then) == 0
     assert await ids(db, "jobs_archive") == {*first, *second}
     for job_id in (*first, *second):
-        await db.execute("graph_effect_put", job_id, "message", f"graph-{job_id}", None)
-    assert await delete_archived(db, older_than=NOW - dt.timedelta(days=7), batch=2) == 3
+        await db.graph.record_effect(job_id, "message", f"graph-{job_id}", None)
+    assert await Retention(db).delete_archived(older_than=NOW - dt.timedelta(days=7), batch=2) == 3
     assert await ids(db, "jobs_archive") == set(second)
     effects = {r["job_id"] for r in await db.pool.fetch("SELECT job_id FROM graph_effects")}
     assert effects == set(second)  # what the deleted jobs created in Graph goes with them
     assert await attempt_jobs(db) == {*second, dead}
     assert await ids(db, "jobs_done") == {dead}
-    assert await delete_archived(db, older_than=NOW + dt.timedelta(seconds=1)) == 2
+    assert await Retention(db).delete_archived(older_than=NOW + dt.timedelta(seconds=1)) == 2
     assert await ids(db, "jobs_archive") == set()
     assert await attempt_jobs(db) == {dead}  # a dead job's history is never deleted here
 
 
-async def test_retention_checks_its_arguments(db: Database) -> None:
+async def test_retention_checks_its_arguments(db: Store) -> None:
     naive = dt.datetime(2026, 1, 1)
-    for call in (archive_completed, delete_archived, cleanup_statistics, cleanup_webhook_events):
+    retention = Retention(db)
+    calls = (
+        lambda **kw: retention.archive_completed(now=NOW, **kw),
+        retention.delete_archived,
+        partial(retention.prune, Prunable.STATISTICS),
+        partial(retention.prune, Prunable.WEBHOOK_EVENTS),
+    )
+    for call in calls:
         with pytest.raises(InvalidInput) as err:
-            await call(db, older_than=naive)
+            await call(older_than=naive)
         assert err.value.field == "older_than"
         with pytest.raises(InvalidInput) as err:
-            await call(db, older_than=NOW, batch=0)
+            await call(older_than=NOW, batch=0)
         assert err.value.field == "batch"
 
 
-async def test_cleanup_webhook_events_honours_its_cutoff(db: Database) -> None:
+async def test_cleanup_webhook_events_honours_its_cutoff(db: Store) -> None:
     for days in (1, 8, 9, 30):
         await db.pool.execute(
             "INSERT INTO webhook_events (source, dedupe_key, payload, received_at) VALUES ('outlook', $1, '{}', $2)",
             f"k{days}", NOW - dt.timedelta(days=days),
         )  # fmt: skip
-    assert await cleanup_webhook_events(db, older_than=NOW - dt.timedelta(days=7), batch=2) == 3
+    assert await Retention(db).prune(Prunable.WEBHOOK_EVENTS, older_than=NOW - dt.timedelta(days=7), batch=2) == 3
     assert await db.pool.fetchval("SELECT array_agg(dedupe_key) FROM webhook_events") == ["k1"]
 
 
-async def test_cleanup_statistics_honours_its_cutoff(db: Database) -> None:
+async def test_cleanup_statistics_honours_its_cutoff(db: Store) -> None:
     clock = ManualClock(NOW - dt.timedelta(days=40))
-    monitor = Monitor(db, clock=clock, thresholds=Thresholds(), settle_seconds=0)
+    monitor = monitor_for(db, clock=clock, thresholds=Thresholds(), settle_seconds=0)
     for _ in range(40):
         await monitor.snapshot()
         clock.advance(86400)
@@ -135,7 +143,7 @@ async def test_cleanup_statistics_honours_its_cutoff(db: Database) -> None:
     cutoff = NOW - dt.timedelta(days=30)
     older = await db.pool.fetchval("SELECT count(*) FROM queue_statistics WHERE at < $1", cutoff)
     assert older == 10 * queues
-    assert await cleanup_statistics(db, older_than=cutoff, batch=7) == older
+    assert await Retention(db).prune(Prunable.STATISTICS, older_than=cutoff, batch=7) == older
     assert await db.pool.fetchval("SELECT min(at) FROM queue_statistics") >= cutoff
     assert await db.pool.fetchval("SELECT count(*) FROM queue_statistics") == 30 * queues
 
@@ -165,23 +173,25 @@ async def test_real_jobs_dead_letters_stay_through_the_weekly_cleanup(appliance_
 
     # the weekly job cleanup, two weeks later, through the schedule's own task
     settings = Settings(database={"dsn": "postgresql://unused"}, retention={"archive_hours": 24, "delete_days": 7})
-    tasks = {t.name: t for t in default_tasks(settings, app.db, app.monitor, clock)}
+    tasks = {t.name: t for t in tasks_for(settings, app.store, app.monitor, clock)}
     clock.current = dt.datetime(2026, 3, 15, 0, 0, tzinfo=dt.UTC)  # a Sunday midnight, a week later
-    scheduler = Scheduler(app.db, clock=clock, tasks=[tasks["job-cleanup"]])
+    scheduler = Scheduler(app.store, clock=clock, tasks=[tasks["job-cleanup"]])
     assert await scheduler.run_due(clock.now()) == ["job-cleanup"]
-    result: dict[str, Any] = await app.db.pool.fetchval("SELECT result FROM scheduler_ticks WHERE task = 'job-cleanup'")
+    result: dict[str, Any] = await app.store.pool.fetchval(
+        "SELECT result FROM scheduler_ticks WHERE task = 'job-cleanup'"
+    )
     assert result == {"archived": 4, "deleted": 0, "webhookEvents": 0}
-    assert await ids(app.db, "jobs_archive") == ok_jobs
+    assert await ids(app.store, "jobs_archive") == ok_jobs
     archived = await app.client.get_job(min(ok_jobs))  # still found, in the archive, with its history
     assert (archived.state, archived.data, len(archived.history)) == (JobState.SUCCEEDED, {"fail": False}, 1)
     clock.current += dt.timedelta(days=7, minutes=30)  # the archived_at cutoff is strict
     assert await scheduler.run_due(clock.now()) == ["job-cleanup"]
-    assert await ids(app.db, "jobs_archive") == set()
+    assert await ids(app.store, "jobs_archive") == set()
     with pytest.raises(NotFound):
         await app.client.get_job(min(ok_jobs))
     # the dead-lettered jobs, their attempts and their dead letters are all still there
-    assert await ids(app.db, "jobs_done") == dead_jobs
-    assert await attempt_jobs(app.db) == dead_jobs
+    assert await ids(app.store, "jobs_done") == dead_jobs
+    assert await attempt_jobs(app.store) == dead_jobs
     after = await app.client.dead_letters.list()
     assert {d.job_id for d in after} == dead_jobs
     assert {d.status.value for d in after} == {"open"}

@@ -15,12 +15,11 @@ import pytest
 
 from fleetbox.app import Appliance
 from fleetbox.config import Settings
-from fleetbox.db import Database
 from fleetbox.errors import InvalidInput
-from fleetbox.models import ManualClock
-from fleetbox.monitor import Monitor, Thresholds
-from fleetbox.scheduler import PeriodicTask, Scheduler, default_tasks
-from tests.conftest import SCHEMA, wait_for
+from fleetbox.models import ManualClock, Thresholds
+from fleetbox.monitor.schedule import PeriodicTask, Scheduler
+from fleetbox.store import Store
+from tests.conftest import SCHEMA, monitor_for, tasks_for, wait_for
 
 AppFactory = Callable[..., Awaitable[Appliance]]
 
@@ -30,8 +29,8 @@ CRON_TASKS = {"performance-report", "statistics-cleanup", "job-archive", "job-cl
 
 
 @pytest.fixture
-async def second_db(dsn: str) -> AsyncIterator[Database]:
-    async with Database(dsn, schema=SCHEMA, min_size=1, max_size=4) as database:
+async def second_db(dsn: str) -> AsyncIterator[Store]:
+    async with Store(dsn, schema=SCHEMA, min_size=1, max_size=4) as database:
         yield database
 
 
@@ -49,7 +48,7 @@ class Counter:
         return {"run": self.runs}
 
 
-async def ticks(db: Database, task: str | None = None) -> list[dict[str, Any]]:
+async def ticks(db: Store, task: str | None = None) -> list[dict[str, Any]]:
     rows = await db.pool.fetch(
         "SELECT task, tick, worker_id, ok, error, result, finished_at FROM scheduler_ticks "
         "WHERE $1::text IS NULL OR task = $1 ORDER BY tick, task",
@@ -61,7 +60,7 @@ async def ticks(db: Database, task: str | None = None) -> list[dict[str, Any]]:
 # -- once per tick ---------------------------------------------------------------------------
 
 
-async def test_two_schedulers_run_each_tick_once(db: Database, second_db: Database) -> None:
+async def test_two_schedulers_run_each_tick_once(db: Store, second_db: Store) -> None:
     clock = ManualClock(dt.datetime(2026, 3, 4, 10, 0, 30, tzinfo=UTC))
     counters: dict[str, list[Counter]] = {"minutely": [], "nightly": []}
 
@@ -102,7 +101,7 @@ async def test_two_schedulers_run_each_tick_once(db: Database, second_db: Databa
     assert [r["tick"] for r in await ticks(db, "nightly")] == [clock.now()]
 
 
-async def test_a_fresh_process_does_not_rerun_a_tick_another_one_ran(db: Database, second_db: Database) -> None:
+async def test_a_fresh_process_does_not_rerun_a_tick_another_one_ran(db: Store, second_db: Store) -> None:
     clock = ManualClock(dt.datetime(2026, 3, 4, 0, 0, 5, tzinfo=UTC))
     first = Counter()
     assert await Scheduler(db, clock=clock, tasks=[PeriodicTask(name="n", schedule="0 0 * * *", run=first)]).run_due(
@@ -119,7 +118,7 @@ async def test_a_fresh_process_does_not_rerun_a_tick_another_one_ran(db: Databas
     assert late.runs == 0
 
 
-async def test_a_failing_task_is_recorded_and_the_loop_goes_on(db: Database, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_failing_task_is_recorded_and_the_loop_goes_on(db: Store, caplog: pytest.LogCaptureFixture) -> None:
     clock = ManualClock(dt.datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC))
     broken, healthy = Counter(fail=True), Counter()
     scheduler = Scheduler(
@@ -150,7 +149,7 @@ async def test_a_failing_task_is_recorded_and_the_loop_goes_on(db: Database, cap
     assert [r.__dict__["task"] for r in failed] == ["broken", "broken"]
 
 
-async def test_cancelling_the_loop_stops_a_run_in_progress_and_records_it(db: Database) -> None:
+async def test_cancelling_the_loop_stops_a_run_in_progress_and_records_it(db: Store) -> None:
     clock = ManualClock(dt.datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC))
     started = asyncio.Event()
 
@@ -198,10 +197,10 @@ def test_periodic_task_checks_its_schedule() -> None:
 # -- the spec's schedule ---------------------------------------------------------------------
 
 
-def spec_scheduler(db: Database, clock: ManualClock, **monitor: Any) -> Scheduler:
+def spec_scheduler(db: Store, clock: ManualClock, **monitor: Any) -> Scheduler:
     settings = Settings(database={"dsn": "postgresql://unused"}, monitor=monitor)
-    mon = Monitor(db, clock=clock, thresholds=Thresholds(), settle_seconds=0, depth_cache_seconds=0)
-    return Scheduler(db, clock=clock, tasks=default_tasks(settings, db, mon, clock), catch_up_seconds=120)
+    mon = monitor_for(db, clock=clock, thresholds=Thresholds(), settle_seconds=0, depth_cache_seconds=0)
+    return Scheduler(db, clock=clock, tasks=tasks_for(settings, db, mon, clock), catch_up_seconds=120)
 
 
 def t(days: int, hour: int, minute: int, second: int = 0) -> dt.datetime:
@@ -209,7 +208,7 @@ def t(days: int, hour: int, minute: int, second: int = 0) -> dt.datetime:
     return SUNDAY + dt.timedelta(days=days, hours=hour, minutes=minute, seconds=second)
 
 
-async def test_the_spec_schedule_fires_at_the_right_times(db: Database) -> None:
+async def test_the_spec_schedule_fires_at_the_right_times(db: Store) -> None:
     clock = ManualClock(t(-1, 23, 58))
     scheduler = spec_scheduler(db, clock)
     expected: list[tuple[dt.datetime, set[str]]] = [
@@ -242,7 +241,7 @@ async def test_the_spec_schedule_fires_at_the_right_times(db: Database) -> None:
     assert reports[0]["period_start"] == t(-1, 0, 0)
 
 
-async def test_intervals_and_time_zone_come_from_the_settings(db: Database) -> None:
+async def test_intervals_and_time_zone_come_from_the_settings(db: Store) -> None:
     clock = ManualClock(dt.datetime(2026, 3, 4, 22, 59, 59, tzinfo=UTC))
     scheduler = spec_scheduler(db, clock, interval_seconds=15, snapshot_seconds=60, timezone="Europe/Berlin",
                                report_cron="0 0 * * *")  # fmt: skip
@@ -255,23 +254,23 @@ async def test_intervals_and_time_zone_come_from_the_settings(db: Database) -> N
     assert await scheduler.run_due(clock.now()) == ["health-check"]
 
 
-async def test_a_restart_catches_up_a_recent_cron_tick_only(db: Database) -> None:
+async def test_a_restart_catches_up_a_recent_cron_tick_only(db: Store) -> None:
     clock = ManualClock(dt.datetime(2026, 3, 3, 0, 20, tzinfo=UTC))  # Tuesday 00:20
     settings = Settings(database={"dsn": "postgresql://unused"})
-    mon = Monitor(db, clock=clock, thresholds=Thresholds(), settle_seconds=0)
-    scheduler = Scheduler(db, clock=clock, tasks=default_tasks(settings, db, mon, clock))  # catch-up: an hour
+    mon = monitor_for(db, clock=clock, thresholds=Thresholds(), settle_seconds=0)
+    scheduler = Scheduler(db, clock=clock, tasks=tasks_for(settings, db, mon, clock))  # catch-up: an hour
     assert "performance-report" in await scheduler.run_due(clock.now())
     clock.current = dt.datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # a first start on Tuesday afternoon
-    fresh = Scheduler(db, clock=clock, tasks=default_tasks(settings, db, mon, clock))
+    fresh = Scheduler(db, clock=clock, tasks=tasks_for(settings, db, mon, clock))
     assert set(await fresh.run_due(clock.now())) & CRON_TASKS == {"job-archive"}  # 14:30's, not Sunday's cleanup
 
 
-async def test_the_health_check_task_opens_alerts(db: Database) -> None:
+async def test_the_health_check_task_opens_alerts(db: Store) -> None:
     clock = ManualClock(dt.datetime(2026, 3, 4, 10, 0, tzinfo=UTC))
     settings = Settings(database={"dsn": "postgresql://unused"}, monitor={"max_backlog": 0})
-    mon = Monitor(db, clock=clock, thresholds=Thresholds(max_backlog=0), depth_cache_seconds=0)
+    mon = monitor_for(db, clock=clock, thresholds=Thresholds(max_backlog=0), depth_cache_seconds=0)
     await db.pool.execute("INSERT INTO jobs (queue, tier, data) VALUES ('sync', 3, '{}')")
-    scheduler = Scheduler(db, clock=clock, tasks=default_tasks(settings, db, mon, clock))
+    scheduler = Scheduler(db, clock=clock, tasks=tasks_for(settings, db, mon, clock))
     assert "health-check" in await scheduler.run_due(clock.now())
     [row] = await ticks(db, "health-check")
     assert row["result"]["healthy"] is False
@@ -285,20 +284,20 @@ async def test_the_health_check_task_opens_alerts(db: Database) -> None:
 
 async def test_the_appliance_runs_the_schedule_and_stops_it(appliance_factory: AppFactory) -> None:
     app = await appliance_factory(monitor={"interval_seconds": 60})
-    assert "fleetbox.scheduler" in app._tasks
+    assert app.supervisor.running("fleetbox.scheduler")
 
     async def health_checked() -> bool:
-        return any(r["ok"] for r in await ticks(app.db, "health-check"))
+        return any(r["ok"] for r in await ticks(app.store, "health-check"))
 
     await wait_for(health_checked)
-    rows = await ticks(app.db, "health-check")
+    rows = await ticks(app.store, "health-check")
     assert rows[0]["worker_id"] == app.worker_id
     await app.stop()
-    assert "fleetbox.scheduler" not in app._tasks
+    assert not app.supervisor.running("fleetbox.scheduler")
     assert [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("fleetbox.scheduler")] == []
 
 
 async def test_an_appliance_can_leave_the_schedule_to_others(appliance_factory: AppFactory) -> None:
     app = await appliance_factory(monitor={"schedule": False})
-    assert "fleetbox.scheduler" not in app._tasks
+    assert not app.supervisor.running("fleetbox.scheduler")
     assert (await app.monitor.health()).healthy is True

@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from fleetbox.client import COPY_THRESHOLD, Client, NewJob
-from fleetbox.db import Database, queries
+from fleetbox.client import Client, NewJob
 from fleetbox.errors import InvalidInput
-from fleetbox.models import Tier
+from fleetbox.models import JsonText, Tier
+from fleetbox.store import Store
+from fleetbox.store.jobs import COPY_THRESHOLD
+from fleetbox.store.sql import queries
 
 CHANNEL = "fleetbox_jobs"
 
@@ -21,11 +23,11 @@ CHANNEL = "fleetbox_jobs"
 # -- (a) every named query prepares -----------------------------------------------------------
 
 
-async def test_every_named_query_prepares_against_the_schema(db: Database) -> None:
+async def test_every_named_query_prepares_against_the_schema(db: Store) -> None:
     # One database for all of them (a fresh one per query costs more than the check itself);
     # every failure is collected so one broken query does not hide another.
     failures = {}
-    async with db.acquire() as conn:
+    async with db.runner.acquire() as conn:
         for name in sorted(queries()):
             try:
                 await conn.prepare(name)
@@ -134,7 +136,7 @@ async def test_singleton_key_is_free_once_the_job_is_gone(raw: asyncpg.Connectio
     ("args", "message"),
     [
         (("no-such-queue", "{}", 5, None, None, None), r"^queue: unknown queue 'no-such-queue'"),
-        ((None, "{}", 5, None, None, None), r"^queue: unknown queue"),
+        ((None, "{}", 5, None, None, None), r"^queue: must be a queue name"),
         (("dead-letter", "{}", 5, None, None, None), r"^queue: 'dead-letter' holds dead letters"),
         (("sync", "[1, 2]", 5, None, None, None), r"^data: must be a JSON object"),
         (("sync", '"text"', 5, None, None, None), r"^data: must be a JSON object"),
@@ -145,9 +147,13 @@ async def test_singleton_key_is_free_once_the_job_is_gone(raw: asyncpg.Connectio
         (("sync", "{}", 11, None, None, None), r"^priority: must be an integer from 1 to 10, got 11"),
         (("sync", "{}", -5, None, None, None), r"^priority: .* got -5"),
         (("sync", "{}", None, None, None, None), r"^priority: .* got NULL"),
-        (("sync", "{}", 5, None, None, 0), r"^max_attempts: must be at least 1"),
-        (("sync", "{}", 5, None, "", None), r"^singleton_key: must be 1 to 255 characters"),
-        (("sync", "{}", 5, None, "k" * 256, None), r"^singleton_key: must be 1 to 255 characters"),
+        (("sync", "{}", 5, None, None, 0), r"^max_attempts: must be an integer from 1 to 1000, got 0"),
+        (("sync", "{}", 5, None, None, 1001), r"^max_attempts: must be an integer from 1 to 1000, got 1001"),
+        (("sync", "{}", 5, None, "", None), r"^singleton_key: must be a string of 1 to 255 characters"),
+        (("sync", "{}", 5, None, "k" * 256, None), r"^singleton_key: must be a string of 1 to 255 characters"),
+        (("sync", '{"a":' * 65 + "1" + "}" * 65, 5, None, None, None), r"^data: is nested more than 64 levels deep"),
+        (("sync", '{"a":' * 3000 + "1" + "}" * 3000, 5, None, None, None), r"^data: is nested more than 64 levels"),
+        (("sync", json.dumps({"x": "y" * 1_048_576}), 5, None, None, None), r"^data: is larger than the limit"),
     ],
 )
 async def test_enqueue_function_rejects_bad_input(
@@ -160,12 +166,12 @@ async def test_enqueue_function_rejects_bad_input(
     assert await raw.fetchval("SELECT count(*) FROM fleetbox.jobs_done") == 0
 
 
-async def test_enqueue_function_errors_become_invalid_input(db: Database) -> None:
+async def test_enqueue_function_errors_become_invalid_input(db: Store) -> None:
     with pytest.raises(InvalidInput) as err:
-        await db.fetchrow("enqueue_one", "sync", {}, 12, None, None, None)
+        await db.jobs.enqueue("sync", JsonText("{}"), 12, None, None, None)
     assert err.value.field == "priority"
     with pytest.raises(InvalidInput) as err:
-        await db.fetchrow("enqueue_one", "nope", {}, 5, None, None, None)
+        await db.jobs.enqueue("nope", JsonText("{}"), 5, None, None, None)
     assert err.value.field == "queue"
     assert await db.pool.fetchval("SELECT count(*) FROM jobs") == 0
 

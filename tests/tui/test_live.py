@@ -70,7 +70,7 @@ async def test_a_dead_letter_reviewed_with_notes_is_in_the_database(
 
     async def dead() -> bool:
         return (
-            await appliance.db.pool.fetchval("SELECT count(*) FROM fleetbox.dead_letters WHERE job_id = $1", job_id)
+            await appliance.store.pool.fetchval("SELECT count(*) FROM fleetbox.dead_letters WHERE job_id = $1", job_id)
             == 1
         )
 
@@ -85,7 +85,7 @@ async def test_a_dead_letter_reviewed_with_notes_is_in_the_database(
         assert [d["jobId"] for d in screen.letters.values()] == [job_id]
         await pilot.press("m", *"payload fixed upstream", "ctrl+s")
         await settle(app, pilot)
-    row = await appliance.db.pool.fetchrow(
+    row = await appliance.store.pool.fetchrow(
         "SELECT reviewed_at IS NOT NULL AS reviewed, reviewed_by, resolution_notes FROM fleetbox.dead_letters"
         " WHERE job_id = $1",
         job_id,
@@ -105,7 +105,7 @@ async def test_a_paused_queue_stops_claiming(appliance_factory: StartAppliance, 
         await pilot.press("p", "y")
         await settle(app, pilot)
         await until(pilot, lambda: shown(app, "state") == "PAUSED", deadline=20)
-        assert await appliance.db.pool.fetchval("SELECT paused FROM fleetbox.queues WHERE name = $1", WORK)
+        assert await appliance.store.pool.fetchval("SELECT paused FROM fleetbox.queues WHERE name = $1", WORK)
         for _ in range(3):
             await appliance.client.enqueue(WORK, {"mode": "ok"})
         await until(pilot, lambda: shown(app, "ready") == "3", deadline=20)

@@ -17,7 +17,7 @@ from fleetbox.config import (
 )
 from fleetbox.errors import ConfigError
 from fleetbox.models import Job, Tier
-from fleetbox.queues import build_registry, import_handler
+from fleetbox.worker.registry import build_registry, import_handler
 
 SECRET = "hunter2-s3cret"
 

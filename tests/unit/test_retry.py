@@ -8,7 +8,7 @@ import pytest
 
 from fleetbox.config import QueueSettings, RetrySettings, Settings
 from fleetbox.errors import ErrorClass
-from fleetbox.retry import Decision, RetryPolicy
+from fleetbox.worker.retry import Decision, RetryPolicy
 
 NOW = dt.datetime(2025, 12, 1, 10, 0, tzinfo=dt.UTC)
 
@@ -115,7 +115,7 @@ def test_lease_expired_runs_again_at_once_three_times(policy: RetryPolicy) -> No
 def test_retries_are_counted_per_class(policy: RetryPolicy) -> None:
     # Five throttles do not use up the network retries.
     classes = [ErrorClass.RATE_LIMITED] * 5 + [ErrorClass.TRANSIENT] * 5 + [ErrorClass.AUTHENTICATION]
-    decisions = run(policy, classes, retry_after=1)
+    decisions = run(policy, classes)
     assert not any(d.dead for d in decisions)
     assert decisions[-1].retries == {"rate_limited": 5, "transient": 5, "authentication": 1}
     assert delays(decisions)[5:10] == [1, 2, 4, 8, 16]  # transient starts its own backoff at 1 s
@@ -216,9 +216,11 @@ def test_delay_is_capped_by_max_seconds(policy: RetryPolicy) -> None:
     assert policy.delay(ErrorClass.RATE_LIMITED, 20) == 300
     assert policy.delay(ErrorClass.RATE_LIMITED, 20, retry_after=3) == 3
     assert policy.delay(ErrorClass.RATE_LIMITED, 1, retry_after=-5) == 0
-    # retry_after only means something for throttling
-    assert policy.delay(ErrorClass.TRANSIENT, 1, retry_after=99) == 1
-    assert policy.delay(ErrorClass.AUTHENTICATION, 1) == 0
+    # a server that names its Retry-After on a 503/504 (transient) is waited for too
+    assert policy.delay(ErrorClass.TRANSIENT, 1, retry_after=99) == 99
+    # but it means nothing to the classes that retry at once
+    assert policy.delay(ErrorClass.AUTHENTICATION, 1, retry_after=99) == 0
+    assert policy.delay(ErrorClass.LEASE_EXPIRED, 1, retry_after=99) == 0
 
 
 def test_decision_run_at_is_now_plus_delay(policy: RetryPolicy) -> None:

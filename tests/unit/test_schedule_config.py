@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from fleetbox.app import configured_thresholds
 from fleetbox.config import load_settings
-from fleetbox.db import Database
 from fleetbox.errors import ConfigError
-from fleetbox.models import ManualClock
-from fleetbox.monitor import Monitor, Thresholds
-from fleetbox.scheduler import default_tasks
+from fleetbox.models import ManualClock, Thresholds
+from fleetbox.monitor import Monitor
+from fleetbox.monitor.tasks import default_tasks
+from fleetbox.service import Service
+from fleetbox.store import Store
 
 
 def tasks_for(environ: dict[str, str]) -> dict[str, tuple[str | None, float | None, str]]:
     settings = load_settings(environ=environ).settings
-    db = Database("postgresql://unused", schema="fleetbox")  # never opened: building tasks reads nothing
+    db = Store("postgresql://unused", schema="fleetbox")  # never opened: building tasks reads nothing
     clock = ManualClock()
-    monitor = Monitor(db, clock=clock, thresholds=configured_thresholds(settings))
-    return {t.name: (t.schedule, t.every, t.timezone) for t in default_tasks(settings, db, monitor, clock)}
+    service = Service(db, clock=clock, thresholds=settings.monitor.thresholds())
+    monitor = Monitor(db, service.thresholds, clock=clock)
+    return {
+        t.name: (t.schedule, t.every, t.timezone) for t in default_tasks(settings, monitor, service.retention, clock)
+    }
 
 
 def test_the_default_schedule_is_the_specs() -> None:
@@ -53,7 +56,7 @@ def test_every_interval_comes_from_the_environment() -> None:
 def test_thresholds_come_from_the_config() -> None:
     settings = load_settings(environ={"FLEETBOX_MONITOR__MAX_BACKLOG": "2000",
                                       "FLEETBOX_MONITOR__MAX_FAILURE_RATE": "15"}).settings  # fmt: skip
-    assert configured_thresholds(settings) == Thresholds(max_backlog=2000, max_failure_rate=15.0)
+    assert settings.monitor.thresholds() == Thresholds(max_backlog=2000, max_failure_rate=15.0)
 
 
 @pytest.mark.parametrize(

@@ -39,11 +39,12 @@ from typing import Literal
 from aiolimiter import AsyncLimiter
 
 from fleetbox.config import RateLimitSettings
-from fleetbox.db import Database
 from fleetbox.errors import DatabaseError
-from fleetbox.metrics import Metrics
+from fleetbox.monitor.metrics import Metrics
+from fleetbox.store import Store
+from fleetbox.store.graph import RateEventRow
 
-log = logging.getLogger("fleetbox.ratelimit")
+log = logging.getLogger("fleetbox.graph.ratelimit")
 
 #: waits shorter than this are not worth a row
 WAIT_RECORD_THRESHOLD_S = 0.001
@@ -381,9 +382,9 @@ class RateEventWriter:
     """
 
     def __init__(
-        self, db: Database, metrics: Metrics, *, flush_seconds: float = 1.0, max_buffer: int = 100_000
+        self, store: Store, metrics: Metrics, *, flush_seconds: float = 1.0, max_buffer: int = 100_000
     ) -> None:
-        self._db = db
+        self._store = store
         self._metrics = metrics
         self._flush_s = flush_seconds
         self._buffer: deque[tuple[float, RateEvent]] = deque(maxlen=max_buffer)
@@ -428,11 +429,9 @@ class RateEventWriter:
         async with self._lock:
             while self._buffer:
                 batch = list(itertools.islice(self._buffer, WRITE_BATCH))
-                await self._db.execute(
-                    "insert_rate_events",
-                    [e.resource for _, e in batch], [at for at, _ in batch], [e.event for _, e in batch],
-                    [e.wait_ms for _, e in batch], [e.retry_after_ms for _, e in batch],
-                )  # fmt: skip
+                await self._store.graph.write_rate_events(
+                    [RateEventRow(e.resource, at, e.event, e.wait_ms, e.retry_after_ms) for at, e in batch]
+                )
                 # Remove only what was written: a cancelled write leaves its events for drain().
                 for _ in batch:
                     self._buffer.popleft()

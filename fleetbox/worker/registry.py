@@ -1,17 +1,22 @@
-"""The queue registry: the spec's nine queues, custom queues from config, tiers and handlers."""
+"""The queue registry: the spec's nine queues, custom queues from config, tiers and handlers.
+
+The registry says what this appliance can run: the dispatcher claims only queues with a handler
+here, and :func:`register_queues` records every queue in the database (so enqueue knows them
+whichever appliance runs them).
+"""
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from fleetbox import rules
 from fleetbox.config import QueueSettings, Settings
-from fleetbox.db import Database
 from fleetbox.errors import ConfigError
 from fleetbox.models import Job, Tier
+from fleetbox.store import Store
 
 Handler = Callable[[Job], Awaitable[object]]
 
@@ -84,7 +89,7 @@ def build_registry(
             raise ConfigError(f"queues.{name}.tier: a custom queue needs a tier (high, medium or low)")
         else:
             tier = Tier.parse(qs.tier)
-        if not _valid_name(name):
+        if not rules.valid_queue_name(name):
             raise ConfigError(f"queues.{name}: a queue name is 1-63 lowercase letters, digits, '-', '_' or '.'")
         handler = handlers.get(name)
         if handler is None and qs.handler is not None and import_handlers:
@@ -93,14 +98,15 @@ def build_registry(
     return registry
 
 
-def _valid_name(name: str) -> bool:
-
-    return re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", name) is not None
-
-
-async def sync_queues(db: Database, registry: Mapping[str, QueueSpec]) -> None:
+async def register_queues(store: Store, registry: Mapping[str, QueueSpec]) -> None:
     """Record the queues in the database (new ones, changed tiers); pause flags are kept."""
-    async with db.transaction() as conn:
-        for spec in registry.values():
-            await conn.execute("queue_upsert", spec.name, int(spec.tier))
-        await conn.execute("queue_retier_jobs")
+    async with store.transaction() as tx:
+        await tx.queues.register((spec.name, spec.tier) for spec in registry.values())
+
+
+def runnable(registry: Mapping[str, QueueSpec], tier: Tier) -> list[str] | None:
+    """The queues of ``tier`` this appliance can run (None: every queue of the tier has a handler)."""
+    queues = [s for s in registry.values() if s.tier is tier]
+    if all(s.handler is not None for s in queues):
+        return None
+    return [s.name for s in queues if s.handler is not None]

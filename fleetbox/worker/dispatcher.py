@@ -12,10 +12,10 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-from fleetbox.db import Database
 from fleetbox.errors import DatabaseError
 from fleetbox.models import Clock, Job, Tier
-from fleetbox.pools import TierPool
+from fleetbox.store import Store
+from fleetbox.worker.pools import TierPool
 
 log = logging.getLogger("fleetbox.dispatcher")
 
@@ -25,7 +25,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        db: Database,
+        store: Store,
         pools: Mapping[Tier, TierPool],
         *,
         worker_id: str,
@@ -35,8 +35,10 @@ class Dispatcher:
         claim_batch: int,
         start: Callable[[TierPool, Job], None],
     ) -> None:
-        self._db = db
+        self._store = store
         self._pools = pools
+        #: per tier, the queues this appliance can run (None: every queue of the tier)
+        self.queues: dict[Tier, list[str] | None] = dict.fromkeys(pools)
         self._worker_id = worker_id
         self._clock = clock
         self._lease = dt.timedelta(seconds=lease_seconds)
@@ -100,6 +102,7 @@ class Dispatcher:
                 try:
                     await self._claim(tier, pool)
                 except DatabaseError as exc:
+                    # Any other exception escapes to the supervisor, which restarts this loop.
                     log.warning(
                         "claim failed", extra={"event": "claim_failed", "tier": tier.name.lower(), "error": str(exc)}
                     )
@@ -121,18 +124,24 @@ class Dispatcher:
                 finally:
                     tick.cancel()
 
+    def configure(self, *, lease_seconds: float, poll_seconds: float, claim_batch: int) -> None:
+        """A configuration reload: new lease, poll interval and batch size apply to the next claim."""
+        self._lease = dt.timedelta(seconds=lease_seconds)
+        self._poll = poll_seconds
+        self._batch = claim_batch
+
     async def _claim(self, tier: Tier, pool: TierPool) -> None:
+        if self.queues[tier] == []:
+            self._pending.discard(tier)  # no queue of this tier runs here
+            return
         want = min(pool.free, self._batch)
         generation = self._generation[tier]
         now = self._clock.now()
-        rows = await self._db.fetch("claim", int(tier), want, self._worker_id, now, now + self._lease)
+        jobs = await self._store.jobs.claim(tier, want, self._worker_id, now, now + self._lease, self.queues[tier])
         self.claims += 1
-        self.claimed += len(rows)
-        if len(rows) < want and self._generation[tier] == generation:
+        self.claimed += len(jobs)
+        if len(jobs) < want and self._generation[tier] == generation:
             self._pending.discard(tier)
         start = self._start
-        for r in rows:
-            # Job.from_row by position: the claim's RETURNING list is in this order.
-            start(pool, Job(id=r[0], queue=r[1], priority=r[2], data=r[3], attempt=r[4], max_attempts=r[5],
-                            retries=r[6], run_at=r[7], created_at=r[8], singleton_key=r[9],
-                            dead_letter_id=r[10]))  # fmt: skip
+        for job in jobs:
+            start(pool, job)

@@ -31,12 +31,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from fleetbox import retention
-from fleetbox.config import Settings
-from fleetbox.db import Database
 from fleetbox.errors import DatabaseError, InvalidInput
-from fleetbox.models import Clock
-from fleetbox.monitor import Monitor, iso
+from fleetbox.models import Clock, iso
+from fleetbox.store import Store
 
 log = logging.getLogger("fleetbox.scheduler")
 
@@ -113,7 +110,7 @@ class Scheduler:
     """Runs periodic tasks, each tick once across every process on the database.
 
     Args:
-        db: the fleetbox database (holds ``scheduler_ticks``).
+        store: the fleetbox database (holds ``scheduler_ticks``).
         clock: when ticks are due (tests drive a :class:`~fleetbox.models.ManualClock`).
         tasks: the tasks; names must be unique.
         worker_id: recorded with each run (default: host:pid:random).
@@ -123,7 +120,7 @@ class Scheduler:
 
     def __init__(
         self,
-        db: Database,
+        store: Store,
         *,
         clock: Clock,
         tasks: Iterable[PeriodicTask],
@@ -131,7 +128,7 @@ class Scheduler:
         poll_seconds: float = 1.0,
         catch_up_seconds: float = 3600.0,
     ) -> None:
-        self.db = db
+        self.store = store
         self.clock = clock
         self.worker_id = worker_id or f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(3)}"
         self.poll_seconds = poll_seconds
@@ -163,7 +160,7 @@ class Scheduler:
                 self._handled[task.name] = tick  # too long ago: wait for the next one
                 continue
             try:
-                won = await self.db.fetchval("scheduler_claim", task.name, tick, self.worker_id, now)
+                won = await self.store.ticks.claim(task.name, tick, self.worker_id, now)
             except DatabaseError as exc:
                 if task.name not in self._failing:  # once per outage, not once per poll
                     self._failing.add(task.name)
@@ -176,7 +173,7 @@ class Scheduler:
                 log.info("scheduled ticks can be claimed again",
                          extra={"event": "scheduler_claim_recovered", "task": task.name})  # fmt: skip
             self._handled[task.name] = tick
-            if won is not None:
+            if won:
                 claimed.append((task, tick))
         return claimed
 
@@ -203,7 +200,7 @@ class Scheduler:
 
     async def _finish(self, task: PeriodicTask, tick: dt.datetime, ok: bool, error: str | None, result: object) -> None:
         try:
-            await self.db.execute("scheduler_finish", task.name, tick, self.clock.now(), ok, error, result)
+            await self.store.ticks.finish(task.name, tick, self.clock.now(), ok, error, result)
         except DatabaseError as exc:
             log.warning("could not record a scheduled run",
                         extra={"event": "scheduler_record_failed", "task": task.name, "tick": iso(tick),
@@ -257,72 +254,3 @@ class Scheduler:
         if not task.cancelled() and task.exception() is not None:  # _execute catches; this is a bug
             log.error("scheduled run died", exc_info=task.exception(),
                       extra={"event": "scheduled_task_failed", "task": name})  # fmt: skip
-
-
-def default_tasks(settings: Settings, db: Database, monitor: Monitor, clock: Clock) -> list[PeriodicTask]:
-    """The spec's monitoring schedule, every interval from the settings.
-
-    - ``health-check`` every ``monitor.interval_seconds`` (QUEUE_MONITOR_INTERVAL, 60 s): the health
-      report (logged as ``health_check``) and the alerts (:meth:`Monitor.check_alerts`);
-    - ``statistics-snapshot`` every ``monitor.snapshot_seconds`` (5 minutes);
-    - ``performance-report`` at ``monitor.report_cron`` (midnight): the previous 24 hours;
-    - ``statistics-cleanup`` at ``monitor.stats_cleanup_cron`` (2 AM): snapshots and tick records
-      older than ``monitor.stats_keep_days``;
-    - ``job-archive`` at ``retention.archive_cron`` (hourly): completed jobs older than
-      ``retention.archive_hours`` (QUEUE_ARCHIVE_HOURS) into the archive;
-    - ``job-cleanup`` at ``retention.cleanup_cron`` (Sunday midnight): the archiving, then archived
-      jobs older than ``retention.delete_days`` (QUEUE_DELETE_DAYS) deleted.
-
-    Cron expressions are read in ``monitor.timezone``.
-    """
-    m, r = settings.monitor, settings.retention
-    tz = m.timezone
-
-    async def health_check() -> object:
-        report = await monitor.health()
-        level = logging.INFO if report.healthy else logging.WARNING
-        log.log(level, "health checked", extra={"event": "health_check", "healthy": report.healthy,
-                                                "reasons": list(report.reasons),
-                                                "dead_letter_count": report.dead_letter_count})  # fmt: skip
-        changed = await monitor.check_alerts() if report.database == "ok" else []
-        return {"healthy": report.healthy, "reasons": list(report.reasons),
-                "alertsChanged": [a.to_json() for a in changed]}  # fmt: skip
-
-    async def snapshot() -> object:
-        return {"rows": await monitor.snapshot()}
-
-    async def performance_report() -> object:
-        # The period ends at the tick (midnight), not at the moment the run started.
-        end = latest_cron_tick(m.report_cron, clock.now(), tz)
-        return await monitor.performance_report(end=end)
-
-    async def statistics_cleanup() -> object:
-        before = clock.now() - dt.timedelta(days=m.stats_keep_days)
-        return {
-            "statistics": await retention.cleanup_statistics(db, older_than=before, batch=r.batch),
-            "ticks": await retention.cleanup_scheduler_ticks(db, older_than=before, batch=r.batch),
-        }
-
-    async def archive() -> object:
-        now = clock.now()
-        return {"archived": await retention.archive_completed(
-            db, older_than=now - dt.timedelta(hours=r.archive_hours), batch=r.batch, now=now)}  # fmt: skip
-
-    async def job_cleanup() -> object:
-        now = clock.now()
-        archived = await retention.archive_completed(
-            db, older_than=now - dt.timedelta(hours=r.archive_hours), batch=r.batch, now=now
-        )
-        before = now - dt.timedelta(days=r.delete_days)
-        deleted = await retention.delete_archived(db, older_than=before, batch=r.batch)
-        webhooks = await retention.cleanup_webhook_events(db, older_than=before, batch=r.batch)
-        return {"archived": archived, "deleted": deleted, "webhookEvents": webhooks}
-
-    return [
-        PeriodicTask(name="health-check", every=m.interval_seconds, run=health_check),
-        PeriodicTask(name="statistics-snapshot", every=m.snapshot_seconds, run=snapshot),
-        PeriodicTask(name="performance-report", schedule=m.report_cron, timezone=tz, run=performance_report),
-        PeriodicTask(name="statistics-cleanup", schedule=m.stats_cleanup_cron, timezone=tz, run=statistics_cleanup),
-        PeriodicTask(name="job-archive", schedule=r.archive_cron, timezone=tz, run=archive),
-        PeriodicTask(name="job-cleanup", schedule=r.cleanup_cron, timezone=tz, run=job_cleanup),
-    ]

@@ -8,16 +8,42 @@ read from the database at scrape time, so any one process reports them for the w
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from fleetbox.completer import Finished
-from fleetbox.models import QueueDepth
+from fleetbox.models import Outcome, QueueDepth
 
-if TYPE_CHECKING:
-    from fleetbox.ratelimit import RateEvent
+
+class FinishedAttempt(Protocol):
+    """What the metrics read of a finished attempt (the worker's ``Finished``)."""
+
+    @property
+    def queue(self) -> str: ...
+
+    @property
+    def outcome(self) -> Outcome: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def finished_at(self) -> float: ...
+
+
+class RateLimitEvent(Protocol):
+    """What the metrics read of a rate-limit event (Graph's limiters emit them)."""
+
+    @property
+    def resource(self) -> str: ...
+
+    @property
+    def event(self) -> str: ...
+
+    @property
+    def wait_ms(self) -> float | None: ...
+
 
 #: Processing-time buckets in seconds: Graph calls take 0.05 to a few seconds; uploads longer.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -59,14 +85,18 @@ class Metrics:
             "fleetbox_graph_throttled", "Graph answers 429 (or 503/504): requests throttled, by resource.",
             ["resource"], registry=self.registry,
         )  # fmt: skip
+        self.task_failures = Counter(
+            "fleetbox_task_failures", "Failures of this process's background tasks (each was restarted), by task.",
+            ["task"], registry=self.registry,
+        )  # fmt: skip
 
-    def observe(self, items: Iterable[Finished]) -> None:
+    def observe(self, items: Iterable[FinishedAttempt]) -> None:
         """Count finished attempts (the completer calls this after each batch it writes)."""
         for item in items:
             self.attempts.labels(item.queue, item.outcome.value).inc()
             self.duration.labels(item.queue).observe(max(0.0, item.finished_at - item.started_at))
 
-    def observe_rate_event(self, event: RateEvent) -> None:
+    def observe_rate_event(self, event: RateLimitEvent) -> None:
         """Count a rate-limit wait or a throttled request."""
         if event.event == "wait":
             self.rate_waits.labels(event.resource).inc()

@@ -3,7 +3,9 @@
 Workers hand finished attempts to :meth:`Completer.add` and move on; a background task writes
 them when ``batch`` have gathered or ``flush_ms`` has passed since the first one. Every write is
 conditional on the attempt still holding its job (id, attempt number, state running), so the
-outcome of an attempt whose lease was lost changes nothing.
+outcome of an attempt whose lease was lost changes nothing. Until its outcome is written, a job
+stays among the leases the heartbeat extends (:meth:`Completer.held`), so a database that is away
+for less than a lease cannot make a finished job run again.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from fleetbox.db import Database
 from fleetbox.errors import DatabaseError
 from fleetbox.models import Outcome, Tier
+from fleetbox.store import Store, Stores
 
 log = logging.getLogger("fleetbox.completer")
 
@@ -37,7 +39,7 @@ class Finished:
     started_at: float
     finished_at: float
     outcome: Outcome
-    #: for RETRY: when the next attempt is due, and the retries used by class
+    #: for RETRY and DEFERRED: when the next attempt is due; for RETRY the retries used by class
     run_at: dt.datetime | None = None
     retries: dict[str, int] | None = None
     error_class: str | None = None
@@ -49,7 +51,7 @@ class Completer:
 
     def __init__(
         self,
-        db: Database,
+        store: Store,
         worker_id: str,
         *,
         batch: int,
@@ -58,7 +60,7 @@ class Completer:
         now: Callable[[], dt.datetime],
         on_written: Callable[[list[Finished]], None] | None = None,
     ) -> None:
-        self._db = db
+        self._store = store
         self._worker_id = worker_id
         self._batch = batch
         self._flush_s = flush_ms / 1000
@@ -66,9 +68,8 @@ class Completer:
         self._on_written = on_written
         self._now = now
         self._buffer: list[Finished] = []
+        self._writing: list[Finished] = []
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self.written = 0
         #: transactions written (each holds up to ``batch`` outcomes)
         self.batches = 0
@@ -76,16 +77,27 @@ class Completer:
         self.stale = 0
 
     def __repr__(self) -> str:
-        return f"<Completer pending={len(self._buffer)} written={self.written} stale={self.stale}>"
+        return f"<Completer pending={self.pending} written={self.written} stale={self.stale}>"
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) + len(self._writing)
+
+    def held(self) -> Iterator[tuple[int, int]]:
+        """(job id, attempt) of every outcome not yet written: their leases must still be kept."""
+        for item in self._writing:
+            yield item.job_id, item.attempt
+        for item in self._buffer:
+            yield item.job_id, item.attempt
 
     def add(self, item: Finished) -> None:
         self._buffer.append(item)
-        self._idle.clear()
         self._wake.set()
+
+    def configure(self, *, batch: int, flush_ms: float) -> None:
+        """A configuration reload: new batch size and flush delay apply to the next batch."""
+        self._batch = batch
+        self._flush_s = flush_ms / 1000
 
     async def run(self) -> None:
         """Write batches until cancelled (call :meth:`drain` first to write what is left)."""
@@ -94,11 +106,12 @@ class Completer:
             if len(self._buffer) < self._batch and self._flush_s > 0:
                 # Let more outcomes gather: one transaction for many jobs.
                 await asyncio.sleep(self._flush_s)
-            await self._write_pending()
+            await self._write_pending(retry_delay=1.0)
 
-    async def _write_pending(self) -> None:
+    async def _write_pending(self, *, retry_delay: float) -> None:
         while self._buffer:
             items, self._buffer = self._buffer[: self._batch], self._buffer[self._batch :]
+            self._writing = items
             try:
                 await self._write(items)
             except asyncio.CancelledError:
@@ -108,19 +121,20 @@ class Completer:
                 self._buffer[:0] = items
                 raise
             except DatabaseError as exc:
-                # Keep them and try again: the leases keep the jobs ours for a while, and if the
-                # database stays away, the jobs return to their queues when the leases expire.
+                # Keep them and try again: the heartbeat keeps their leases (held()), and if the
+                # database stays away longer than a lease, the jobs return to their queues.
                 self._buffer[:0] = items
                 log.warning("completion write failed", extra={"event": "completion_write_failed", "error": str(exc),
                                                               "pending": len(self._buffer)})  # fmt: skip
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(retry_delay)
+            finally:
+                self._writing = []
         self._wake.clear()
-        self._idle.set()
 
     async def drain(self, within: float) -> bool:
         """Write everything buffered; False if it could not be written within ``within`` seconds."""
         try:
-            await asyncio.wait_for(self._write_pending(), within)
+            await asyncio.wait_for(self._write_pending(retry_delay=0.2), within)
         except TimeoutError:
             return False
         return True
@@ -131,37 +145,18 @@ class Completer:
         if len(ok) == len(items):
             retry: list[Finished] = []
             dead: list[Finished] = []
+            deferred: list[Finished] = []
         else:
             retry = [i for i in items if i.outcome is Outcome.RETRY]
             dead = [i for i in items if i.outcome is Outcome.DEAD]
-        written = 0
+            deferred = [i for i in items if i.outcome is Outcome.DEFERRED]
         # One statement is atomic by itself; a transaction (two more round trips) only when the
         # batch needs more than one.
-        single = (not ok) + (not retry) + (not dead) == 2
-        async with self._db.acquire() if single else self._db.transaction() as conn:
-            if ok:
-                written += await conn.fetchval(
-                    "complete_succeeded", [i.job_id for i in ok], [i.attempt for i in ok],
-                    [i.started_at for i in ok], [i.finished_at for i in ok], self._worker_id,
-                )  # fmt: skip
-            if retry:
-                rows = await conn.fetch(
-                    "complete_retry", [i.job_id for i in retry], [i.attempt for i in retry],
-                    [i.started_at for i in retry], [i.finished_at for i in retry], self._worker_id,
-                    [i.run_at for i in retry], [i.retries for i in retry],
-                    [i.error_class for i in retry], [_clip(i.error) for i in retry],
-                )  # fmt: skip
-                written += len(rows)
-            if dead:
-                rows = await conn.fetch(
-                    "complete_dead", [i.job_id for i in dead], [i.attempt for i in dead],
-                    [i.started_at for i in dead], [i.finished_at for i in dead], self._worker_id,
-                    [i.error_class for i in dead], [_clip(i.error) or "" for i in dead],
-                )  # fmt: skip
-                written += len(rows)
-                for r in rows:
-                    extra = {"event": "job_dead_lettered", "job_id": r["job_id"], "queue": r["queue"]}
-                    log.warning("job dead-lettered", extra={**extra, "dead_letter_id": r["id"]})
+        if bool(ok) + bool(retry) + bool(dead) + bool(deferred) > 1:
+            async with self._store.transaction() as tx:
+                written = await self._write_to(tx, ok, retry, dead, deferred)
+        else:
+            written = await self._write_to(self._store, ok, retry, dead, deferred)
         self.batches += 1
         self.written += written
         self.stale += len(items) - written
@@ -170,9 +165,43 @@ class Completer:
         if self._on_written is not None:
             self._on_written(items)
         now = self._now()
-        due = {i.tier for i in retry if i.run_at is not None and i.run_at <= now}
+        due = {i.tier for i in retry + deferred if i.run_at is not None and i.run_at <= now}
         if due:
             self._on_retry_due(due)
+
+    async def _write_to(
+        self, where: Stores, ok: list[Finished], retry: list[Finished], dead: list[Finished], deferred: list[Finished]
+    ) -> int:
+        jobs = where.jobs
+        written = 0
+        if ok:
+            written += await jobs.complete_succeeded(
+                [i.job_id for i in ok], [i.attempt for i in ok], [i.started_at for i in ok],
+                [i.finished_at for i in ok], self._worker_id,
+            )  # fmt: skip
+        if retry:
+            written += await jobs.complete_retry(
+                [i.job_id for i in retry], [i.attempt for i in retry], [i.started_at for i in retry],
+                [i.finished_at for i in retry], self._worker_id, [i.run_at for i in retry],
+                [i.retries for i in retry], [i.error_class for i in retry], [_clip(i.error) for i in retry],
+            )  # fmt: skip
+        if dead:
+            letters = await jobs.complete_dead(
+                [i.job_id for i in dead], [i.attempt for i in dead], [i.started_at for i in dead],
+                [i.finished_at for i in dead], self._worker_id, [i.error_class for i in dead],
+                [_clip(i.error) or "" for i in dead],
+            )  # fmt: skip
+            written += len(letters)
+            for d in letters:
+                extra = {"event": "job_dead_lettered", "job_id": d.job_id, "queue": d.queue}
+                log.warning("job dead-lettered", extra={**extra, "dead_letter_id": d.dead_letter_id})
+        if deferred:
+            now = self._now()
+            moved = await jobs.defer(
+                [i.job_id for i in deferred], [i.attempt for i in deferred], [i.run_at or now for i in deferred]
+            )
+            written += len(moved)
+        return written
 
 
 def _clip(text: str | None) -> str | None:

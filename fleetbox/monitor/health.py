@@ -25,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fleetbox.db import Conn, Database, Row
 from fleetbox.errors import DatabaseError, InvalidInput
-from fleetbox.models import Clock, Tier
+from fleetbox.models import Alert, Clock, QueueInfo, Thresholds, Tier, iso
+from fleetbox.service.thresholds import ThresholdSettings, merged
+from fleetbox.store import Store, Stores
+from fleetbox.store.monitor import Bucket, Totals, Window
+from fleetbox.store.queues import QueueCounts
 
 log = logging.getLogger("fleetbox.monitor")
 
@@ -47,93 +49,6 @@ TIME_RANGES: dict[str, tuple[dt.timedelta, dt.timedelta]] = {
 #: A snapshot after a longer gap (the appliances were down) covers only this much, so one
 #: snapshot never reads an unbounded range of attempts; the gap is logged.
 MAX_SNAPSHOT_SPAN = dt.timedelta(hours=1)
-
-ALERT_KINDS = ("backlog", "failure_rate", "processing_time", "dead_letters")
-
-
-def iso(value: dt.datetime) -> str:
-    """ISO 8601 in UTC with a ``Z``, to the millisecond (``2025-11-16T00:00:00.000Z``)."""
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _iso_or_none(value: dt.datetime | None) -> str | None:
-    return None if value is None else iso(value)
-
-
-# -- thresholds ---------------------------------------------------------------------------------
-
-#: field -> (camelCase key, integer?, lowest, highest, lowest allowed itself?)
-_THRESHOLD_FIELDS: dict[str, tuple[str, bool, float, float, bool]] = {
-    "max_backlog": ("maxBacklog", True, 0, 10**12, True),
-    "max_failure_rate": ("maxFailureRate", False, 0, 100, True),
-    "max_processing_time": ("maxProcessingTime", False, 0, 10**12, False),
-    "max_dead_letter_jobs": ("maxDeadLetterJobs", True, 0, 10**12, True),
-}
-_BY_KEY = {camel: name for name, (camel, *_rest) in _THRESHOLD_FIELDS.items()} | {
-    name: name for name in _THRESHOLD_FIELDS
-}
-
-
-def _check_threshold(name: str, key: str, value: object) -> int | float:
-    _camel, integer, low, high, low_ok = _THRESHOLD_FIELDS[name]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        kind = "an integer" if integer else "a number"
-        raise InvalidInput(f"must be {kind}, got {type(value).__name__}", field=key)
-    if integer and not isinstance(value, int):
-        if not (math.isfinite(value) and value == int(value)):
-            raise InvalidInput(f"must be an integer, got {value!r}", field=key)
-        value = int(value)
-    if not math.isfinite(value):
-        raise InvalidInput(f"must be a finite number, got {value!r}", field=key)
-    if value > high or value < low or (value == low and not low_ok):
-        bound = f"at least {low:g}" if low_ok else f"greater than {low:g}"
-        raise InvalidInput(f"must be {bound} and at most {high:g}, got {value!r}", field=key)
-    return int(value) if integer else float(value)
-
-
-def _parse_changes(mapping: Mapping[str, object]) -> dict[str, int | float]:
-    """Validated threshold values by field name, from camelCase or snake_case keys."""
-    if not isinstance(mapping, Mapping):
-        raise InvalidInput(f"must be an object, got {type(mapping).__name__}", field="thresholds")
-    out: dict[str, int | float] = {}
-    seen: dict[str, str] = {}
-    for key, value in mapping.items():
-        name = _BY_KEY.get(key) if isinstance(key, str) else None
-        if name is None:
-            known = ", ".join(camel for camel, *_ in _THRESHOLD_FIELDS.values())
-            raise InvalidInput(f"unknown threshold (known: {known})", field=str(key))
-        if name in seen:
-            raise InvalidInput(f"given twice (also as {seen[name]})", field=key)
-        seen[name] = key
-        out[name] = _check_threshold(name, key, value)
-    return out
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Thresholds:
-    """Alert thresholds (the spec's defaults). A figure above its threshold makes health false."""
-
-    #: waiting jobs (ready, scheduled and retrying) in one queue
-    max_backlog: int = 1000
-    #: percent of a queue's attempts in the window that failed
-    max_failure_rate: float = 10.0
-    #: average processing time of a queue's attempts in the window, in milliseconds
-    max_processing_time: float = 60000.0
-    #: open dead letters, all queues together
-    max_dead_letter_jobs: int = 50
-
-    @classmethod
-    def parse(cls, mapping: Mapping[str, object]) -> Thresholds:
-        """Thresholds from a mapping with the spec's camelCase keys (``maxBacklog``) or snake_case.
-
-        Missing keys keep their defaults. Raises:
-            InvalidInput: an unknown key or a bad value, naming the key as given.
-        """
-        return cls(**_parse_changes(mapping))  # type: ignore[arg-type]
-
-    def to_json(self) -> dict[str, int | float]:
-        """The spec's shape: ``{"maxBacklog", "maxFailureRate", "maxProcessingTime", "maxDeadLetterJobs"}``."""
-        return {camel: getattr(self, name) for name, (camel, *_rest) in _THRESHOLD_FIELDS.items()}
 
 
 # -- reports ------------------------------------------------------------------------------------
@@ -167,6 +82,8 @@ class QueueHealth:
     throughput: float
     #: open dead letters that came from this queue
     dead_letters: int
+    #: live appliances that can run this queue (None: not known here)
+    consumers: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The spec's per-queue shape plus the extra figures (camelCase)."""
@@ -185,6 +102,7 @@ class QueueHealth:
             "failed": self.failed,
             "throughputPerMinute": round(self.throughput, 2),
             "deadLetters": self.dead_letters,
+            "consumers": self.consumers,
         }
 
 
@@ -201,8 +119,11 @@ class HealthReport:
     last_checked: dt.datetime
     #: "ok" or "unreachable"
     database: str
-    thresholds: Thresholds = Thresholds()
+    thresholds: Thresholds = field(default_factory=Thresholds)
     window_seconds: float = 300.0
+    #: the driver's message when the database is unreachable: for logs and keyed readers only
+    #: (it can name hosts, ports and stored values)
+    database_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The spec's JSON: healthy, queues {name: {isRunning, backlog, failureRate,
@@ -219,51 +140,17 @@ class HealthReport:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Alert:
-    """A threshold alert: open while its condition lasts, then resolved (one open per kind and queue)."""
-
-    id: int
-    #: None for the alert on all dead letters together
-    queue: str | None
-    #: backlog, failure_rate, processing_time or dead_letters
-    kind: str
-    message: str
-    #: the figure when the alert opened
-    value: float | None
-    threshold: float | None
-    opened_at: dt.datetime
-    resolved_at: dt.datetime | None
-
-    @property
-    def status(self) -> str:
-        return "open" if self.resolved_at is None else "resolved"
-
-    @classmethod
-    def from_row(cls, row: Row) -> Alert:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "queue": self.queue,
-            "kind": self.kind,
-            "status": self.status,
-            "message": self.message,
-            "value": self.value,
-            "threshold": self.threshold,
-            "openedAt": iso(self.opened_at),
-            "resolvedAt": _iso_or_none(self.resolved_at),
-        }
-
-
 @dataclass(frozen=True, slots=True)
-class _Condition:
+class Condition:
+    """A crossed threshold (or another alerting condition): one alert per (kind, queue) while it lasts."""
+
     kind: str
     queue: str | None
     value: float
     threshold: float
     message: str
+    #: what else it concerns (an appliance's task)
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,25 +159,25 @@ class _Figures:
     dead_letters: int
 
 
-def _conditions(figures: _Figures, t: Thresholds) -> list[_Condition]:
+def _conditions(figures: _Figures, t: Thresholds) -> list[Condition]:
     out = []
     for name, q in figures.queues.items():
         if q.backlog > t.max_backlog:
-            out.append(_Condition("backlog", name, q.backlog, t.max_backlog,
+            out.append(Condition("backlog", name, q.backlog, t.max_backlog,
                                   f"{name}: backlog {q.backlog} exceeds maxBacklog {t.max_backlog}"))  # fmt: skip
         if q.failure_rate > t.max_failure_rate:
-            out.append(_Condition(
+            out.append(Condition(
                 "failure_rate", name, q.failure_rate, t.max_failure_rate,
                 f"{name}: failure rate {q.failure_rate:.1f}% exceeds maxFailureRate {t.max_failure_rate:g}%",
             ))  # fmt: skip
         if q.avg_processing_time > t.max_processing_time:
-            out.append(_Condition(
+            out.append(Condition(
                 "processing_time", name, q.avg_processing_time, t.max_processing_time,
                 f"{name}: average processing time {q.avg_processing_time:.0f} ms exceeds "
                 f"maxProcessingTime {t.max_processing_time:g} ms",
             ))  # fmt: skip
     if figures.dead_letters > t.max_dead_letter_jobs:
-        out.append(_Condition(
+        out.append(Condition(
             "dead_letters", None, figures.dead_letters, t.max_dead_letter_jobs,
             f"dead letters: {figures.dead_letters} open exceed maxDeadLetterJobs {t.max_dead_letter_jobs}",
         ))  # fmt: skip
@@ -308,11 +195,10 @@ class Monitor:
     """Health, statistics, metrics and alerts of every queue on one database.
 
     Args:
-        db: the fleetbox database.
+        store: the fleetbox database.
+        thresholds: the thresholds in force (configured, with runtime changes stored in the
+            database taking precedence field by field).
         clock: the time of figures, snapshots and alerts.
-        thresholds: the configured thresholds, kept as :attr:`defaults` (a configuration reload
-            replaces them); runtime changes (:meth:`update_thresholds`) stored in the database
-            take precedence, field by field.
         window_seconds: failure rate, processing time and throughput cover the attempts that
             finished in this many last seconds.
         depth_cache_seconds: the queue depth and window figures are read at most this often per
@@ -321,23 +207,25 @@ class Monitor:
             the database (the completer writes within milliseconds, process clocks differ a little)
             fall into the next snapshot instead of none.
         timeout_seconds: :meth:`health` reports the database unreachable after this long.
+        consumers: the live appliances that can run each queue (presence), shown per queue.
     """
 
     def __init__(
         self,
-        db: Database,
+        store: Store,
+        thresholds: ThresholdSettings,
         *,
         clock: Clock,
-        thresholds: Thresholds,
         window_seconds: float = 300,
         depth_cache_seconds: float = 2.0,
         settle_seconds: float = 5.0,
         timeout_seconds: float = 5.0,
+        consumers: Callable[[], Awaitable[dict[str, int]]] | None = None,
     ) -> None:
-        self.db = db
+        self.store = store
+        self._consumers = consumers
+        self.thresholds = thresholds
         self.clock = clock
-        #: the configured thresholds (the fallback for fields not changed at runtime)
-        self.defaults = thresholds
         self.window_seconds = window_seconds
         self.depth_cache_seconds = depth_cache_seconds
         self.settle_seconds = settle_seconds
@@ -345,17 +233,31 @@ class Monitor:
         self._cache: tuple[float, _Figures] | None = None
         self._cache_lock = asyncio.Lock()
 
+    def configure(self, *, window_seconds: float, depth_cache_seconds: float) -> None:
+        """A configuration reload: the new window and cache age apply to the next figures."""
+        self.window_seconds = window_seconds
+        self.depth_cache_seconds = depth_cache_seconds
+        self._cache = None
+
     # -- figures --------------------------------------------------------------------------
 
-    async def _figures(self, *, fresh: bool = False, conn: Conn | None = None) -> _Figures:
+    async def _figures(self, *, fresh: bool = False, where: Stores | None = None) -> _Figures:
         """Per-queue figures; depth and window figures come from the cache when recent enough.
 
-        ``fresh`` reads them now (the alert check, on its own connection, without waiting for the
-        cache lock: a health request holding it may be waiting for a pool connection).
+        ``fresh`` reads them now (the alert check, in its own transaction, without waiting for
+        the cache lock: a health request holding it may be waiting for a pool connection).
         """
-        db: Database | Conn = conn or self.db
-        queues = await db.fetch("queue_list")
-        dead = {r["queue"]: int(r["dead"]) for r in await db.fetch("dead_letter_depth")}
+        figures = await self._figures_of_queues(fresh=fresh, where=where)
+        if self._consumers is None:
+            return figures
+        consumers = await self._consumers()
+        queues = {name: replace(q, consumers=consumers.get(name, 0)) for name, q in figures.queues.items()}
+        return _Figures(queues, figures.dead_letters)
+
+    async def _figures_of_queues(self, *, fresh: bool, where: Stores | None) -> _Figures:
+        db = where or self.store
+        queues = await db.queues.all()
+        dead = await db.queues.open_dead_letters()
         if fresh:
             return await self._count(db, queues, dead)
         async with self._cache_lock:  # one recount at a time; the requests waiting for it reuse it
@@ -364,47 +266,37 @@ class Monitor:
                 return await self._count(db, queues, dead)
         # The cached counts with the pause flags and dead letters read now.
         out = {}
-        for r in queues:
-            q = cached[1].queues.get(r["name"])
-            if q is not None:
-                out[r["name"]] = replace(q, is_running=not r["paused"], dead_letters=dead.get(r["name"], 0))
+        for q in queues:
+            figures = cached[1].queues.get(q.name)
+            if figures is not None:
+                out[q.name] = replace(figures, is_running=not q.paused, dead_letters=dead.get(q.name, 0))
         return _Figures(out, sum(dead.values()))
 
-    async def _count(self, db: Database | Conn, queues: list[Row], dead: dict[str, int]) -> _Figures:
+    async def _count(self, db: Stores, queues: list[QueueInfo], dead: dict[str, int]) -> _Figures:
         now = self.clock.now()
-        depth = {r["queue"]: r for r in await db.fetch("queue_depth", now)}
-        since = now - dt.timedelta(seconds=self.window_seconds)
-        window = {r["queue"]: r for r in await db.fetch("monitor_window", since)}
+        depth = await db.queues.counts(now)
+        window = await db.monitor.window(now - dt.timedelta(seconds=self.window_seconds))
         built = self._build(queues, depth, window, dead)
         self._cache = (time.monotonic(), built)
         return built
 
     def _build(
-        self, queues: list[Row], depth: dict[str, Row], window: dict[str, Row], dead: dict[str, int]
+        self, queues: list[QueueInfo], depth: dict[str, QueueCounts], window: dict[str, Window], dead: dict[str, int]
     ) -> _Figures:
         out: dict[str, QueueHealth] = {}
         minutes = self.window_seconds / 60
-        for r in queues:
-            tier = Tier(r["tier"])
-            if tier is Tier.DEAD:
+        for q in queues:
+            if q.tier is Tier.DEAD:
                 continue  # holds dead letters, runs nothing: reported as deadLetterCount
-            name = r["name"]
-            d = depth.get(name)
-            w = window.get(name)
-            ready, scheduled, retrying, running = (
-                (int(d["ready"]), int(d["scheduled"]), int(d["retrying"]), int(d["running"])) if d else (0, 0, 0, 0)
-            )
-            attempts = int(w["attempts"]) if w else 0
-            succeeded = int(w["succeeded"]) if w else 0
-            failed = int(w["failed"]) if w else 0
-            out[name] = QueueHealth(
-                name=name, tier=tier, is_running=not r["paused"],
-                backlog=ready + scheduled + retrying, ready=ready, scheduled=scheduled, retrying=retrying,
-                running=running, failure_rate=_rate(failed, attempts),
-                avg_processing_time=float(w["avg_ms"]) if w and w["avg_ms"] is not None else 0.0,
-                p95_processing_time=float(w["p95_ms"]) if w and w["p95_ms"] is not None else 0.0,
-                completed=succeeded, failed=failed, throughput=succeeded / minutes if minutes else 0.0,
-                dead_letters=dead.get(name, 0),
+            d = depth.get(q.name) or QueueCounts()
+            w = window.get(q.name) or Window()
+            out[q.name] = QueueHealth(
+                name=q.name, tier=q.tier, is_running=not q.paused,
+                backlog=d.ready + d.scheduled + d.retrying, ready=d.ready, scheduled=d.scheduled,
+                retrying=d.retrying, running=d.running, failure_rate=_rate(w.failed, w.attempts),
+                avg_processing_time=w.avg_ms or 0.0, p95_processing_time=w.p95_ms or 0.0,
+                completed=w.succeeded, failed=w.failed, throughput=w.succeeded / minutes if minutes else 0.0,
+                dead_letters=dead.get(q.name, 0),
             )  # fmt: skip
         return _Figures(out, sum(dead.values()))
 
@@ -422,16 +314,19 @@ class Monitor:
         checked = self.clock.now()
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                thresholds = await self.thresholds()
+                thresholds = await self.thresholds.current()
                 figures = await self._figures()
         except (DatabaseError, TimeoutError, OSError) as exc:
+            # The driver's message (host, port, stored values) goes to the log only.
+            log.warning("health: database unreachable", extra={"event": "health_database_error", "error": str(exc)})
             if isinstance(exc, TimeoutError):
                 reason = f"database unreachable: no answer within {self.timeout_seconds:g} s"
             else:
-                reason = str(exc) if str(exc).startswith("database unreachable") else f"database unreachable: {exc}"
+                reason = "database unreachable"
             return HealthReport(
                 healthy=False, reasons=(reason,), queues={}, dead_letter_count=0, last_checked=checked,
-                database="unreachable", thresholds=self.defaults, window_seconds=self.window_seconds,
+                database="unreachable", thresholds=self.thresholds.configured, window_seconds=self.window_seconds,
+                database_error=str(exc) or type(exc).__name__,
             )  # fmt: skip
         reasons = tuple(c.message for c in _conditions(figures, thresholds))
         return HealthReport(
@@ -451,7 +346,9 @@ class Monitor:
         """
         now = self.clock.now()
         figures = await self._figures()
-        day = {r["queue"]: _totals(r) for r in await self.db.fetch("monitor_totals", now - dt.timedelta(hours=24), now)}
+        day = {
+            name: _totals(t) for name, t in (await self.store.monitor.totals(now - dt.timedelta(hours=24), now)).items()
+        }
         queues: dict[str, Any] = {}
         totals = dict.fromkeys(
             ("backlog", "ready", "scheduled", "retrying", "running", "deadLetters", "completed", "failed"), 0
@@ -500,14 +397,14 @@ class Monitor:
         length, width = TIME_RANGES[time_range]
         end = self.clock.now()
         start = end - length
-        rows = await self.db.fetch("monitor_series", start, end, width)
-        names = [r["name"] for r in await self.db.fetch("queue_list") if r["tier"] != Tier.DEAD]
+        rows = await self.store.monitor.series(start, end, width)
+        names = [q.name for q in await self.store.queues.all() if q.tier is not Tier.DEAD]
         buckets = _buckets(start, end, width)
-        by_queue: dict[str, dict[dt.datetime, Row]] = {}
+        by_queue: dict[str, dict[dt.datetime, Bucket]] = {}
         for r in rows:
-            by_queue.setdefault(r["queue"], {})[r["bucket"]] = r
-            if r["queue"] not in names:
-                names.append(r["queue"])
+            by_queue.setdefault(r.queue, {})[r.at] = r
+            if r.queue not in names:
+                names.append(r.queue)
         series = {name: [_point(b, by_queue.get(name, {}).get(b)) for b in buckets] for name in names}
         totals = [_sum_points(b, [series[name][i] for name in names]) for i, b in enumerate(buckets)]
         return {
@@ -532,9 +429,9 @@ class Monitor:
         """
         now = self.clock.now()
         end = now - dt.timedelta(seconds=self.settle_seconds)
-        async with self.db.transaction() as conn:
-            await conn.fetchval("monitor_snapshot_lock")
-            previous: dt.datetime | None = await conn.fetchval("monitor_last_snapshot")
+        async with self.store.transaction() as tx:
+            await tx.monitor.lock_snapshots()
+            previous = await tx.monitor.last_snapshot()
             if previous is not None and previous >= end:
                 return 0
             start = previous if previous is not None else end - dt.timedelta(seconds=self.window_seconds)
@@ -543,10 +440,10 @@ class Monitor:
                             extra={"event": "statistics_gap", "uncovered_from": iso(start),
                                    "uncovered_to": iso(end - MAX_SNAPSHOT_SPAN)})  # fmt: skip
                 start = end - MAX_SNAPSHOT_SPAN
-            rows = await conn.fetch("monitor_snapshot_write", start, end, now)
-        log.info("statistics snapshot", extra={"event": "statistics_snapshot", "queues": len(rows),
+            written = await tx.monitor.write_snapshot(start, end, now)
+        log.info("statistics snapshot", extra={"event": "statistics_snapshot", "queues": written,
                                                "period_start": iso(start), "period_end": iso(end)})  # fmt: skip
-        return len(rows)
+        return written
 
     async def performance_report(self, *, end: dt.datetime | None = None) -> dict[str, Any]:
         """The performance report of the 24 hours before ``end`` (default: now), from the snapshots.
@@ -558,94 +455,52 @@ class Monitor:
         """
         end = end or self.clock.now()
         start = end - dt.timedelta(hours=24)
-        rows = await self.db.fetch("monitor_totals", start, end)
-        queues = {r["queue"]: _totals(r) for r in rows}
+        queues = {name: _totals(t) for name, t in (await self.store.monitor.totals(start, end)).items()}
         total = _sum_totals(list(queues.values()))
         report = {"periodStart": iso(start), "periodEnd": iso(end), "queues": queues, "totals": total}
-        stored = await self.db.fetchval("monitor_report_store", start, end, self.clock.now(), report)
-        if stored is None:
-            row = await self.db.fetchrow("monitor_report_get", start, end)
-            assert row is not None
-            existing: dict[str, Any] = row["report"]
-            return existing
-        log.info("daily performance report", extra={"event": "performance_report", "report": report})
-        return report
-
-    # -- thresholds -----------------------------------------------------------------------
-
-    async def thresholds(self) -> Thresholds:
-        """The thresholds in force: those changed at runtime (shared by every process), the
-        configured ones for the rest. Raises DatabaseError when the database cannot be reached."""
-        row = await self.db.fetchrow("monitor_thresholds_get")
-        return self._merge(row)
-
-    def _merge(self, row: Row | None) -> Thresholds:
-        if row is None:
-            return self.defaults
-        changes = {name: row[name] for name in _THRESHOLD_FIELDS if row[name] is not None}
-        return replace(self.defaults, **changes)
-
-    async def update_thresholds(self, changes: Mapping[str, object], *, actor: str) -> Thresholds:
-        """Change thresholds for every process on the database; returns the thresholds in force.
-
-        ``changes`` uses the spec's keys (``maxBacklog``, ``maxFailureRate``, ``maxProcessingTime``,
-        ``maxDeadLetterJobs``) or snake_case; keys not given keep their values. Audit-logged.
-
-        Raises:
-            InvalidInput: no key, an unknown key or a bad value (named); nothing was changed.
-        """
-        parsed = _parse_changes(changes)
-        if not parsed:
-            keys = ", ".join(camel for camel, *_ in _THRESHOLD_FIELDS.values())
-            raise InvalidInput(f"give at least one of {keys}", field="thresholds")
-        if not isinstance(actor, str) or not actor:
-            raise InvalidInput("must be a non-empty string", field="actor")
-        args = [parsed.get(name) for name in _THRESHOLD_FIELDS]
-        async with self.db.transaction() as conn:
-            row = await conn.fetchrow("monitor_thresholds_set", *args, self.clock.now(), actor)
-            result = self._merge(row)
-            changed = {_THRESHOLD_FIELDS[name][0]: value for name, value in parsed.items()}
-            await conn.execute("audit", actor, "monitor.thresholds", "thresholds",
-                               {"changes": changed, "thresholds": result.to_json()})  # fmt: skip
-        log.info("alert thresholds changed", extra={"event": "audit.thresholds.update", "actor": actor,
-                                                    "changes": changed, "thresholds": result.to_json()})  # fmt: skip
-        return result
+        stored = await self.store.monitor.store_report(start, end, self.clock.now(), report)
+        if stored is report:
+            log.info("daily performance report", extra={"event": "performance_report", "report": report})
+        return stored
 
     # -- alerts ---------------------------------------------------------------------------
 
-    async def check_alerts(self) -> list[Alert]:
+    async def check_alerts(self, extra: list[Condition] | None = None) -> list[Alert]:
         """Evaluate the thresholds on fresh figures; returns the alerts this call opened or resolved.
 
-        A crossed threshold opens one alert per (kind, queue) and leaves it open while the
-        condition lasts: the database's unique index on open alerts keeps it to one even when
-        several processes check at once, and the checks of all processes are serialised (an
+        ``extra`` are conditions found elsewhere (queues without a consumer, failing tasks), held
+        to the same rules. A crossed threshold opens one alert per (kind, queue) and leaves it open
+        while the condition lasts: the database's unique index on open alerts keeps it to one even
+        when several processes check at once, and the checks of all processes are serialised (an
         advisory lock held for the check), so none acts on figures older than another's result.
         An open alert whose condition cleared is resolved. Each opening and resolution is logged
         (events ``alert_opened``, ``alert_resolved``) by the one process that made it. Raises
         DatabaseError when the database cannot be reached.
         """
         changed: list[Alert] = []
-        async with self.db.transaction() as conn:
-            await conn.fetchval("alert_check_lock")
+        async with self.store.transaction() as tx:
+            await tx.monitor.lock_alerts()
             now = self.clock.now()
-            thresholds = self._merge(await conn.fetchrow("monitor_thresholds_get"))
-            figures = await self._figures(fresh=True, conn=conn)
-            conditions = {(c.kind, c.queue): c for c in _conditions(figures, thresholds)}
-            open_now = {(r["kind"], r["queue"]): Alert.from_row(r) for r in await conn.fetch("alert_list_open")}
+            thresholds = merged(self.thresholds.configured, await tx.monitor.thresholds())
+            figures = await self._figures(fresh=True, where=tx)
+            found = _conditions(figures, thresholds) + list(extra or [])
+            conditions = {(c.kind, c.queue, c.subject): c for c in found}
+            open_now = {(a.kind, a.queue, a.subject): a for a in await tx.monitor.open_alerts()}
             for key, c in conditions.items():
                 if key in open_now:
                     continue
-                row = await conn.fetchrow("alert_open", c.queue, c.kind, c.message, c.value, c.threshold, now)
-                if row is not None:  # None: another process opened it first
-                    changed.append(Alert.from_row(row))
+                opened = await tx.monitor.open_alert(c.queue, c.kind, c.message, c.value, c.threshold, now, c.subject)
+                if opened is not None:  # None: another process opened it first
+                    changed.append(opened)
             cleared = [a.id for key, a in open_now.items() if key not in conditions]
             if cleared:
-                changed.extend(Alert.from_row(row) for row in await conn.fetch("alert_resolve", cleared, now))
+                changed.extend(await tx.monitor.resolve_alerts(cleared, now))
         for alert in changed:  # committed: now say so
             if alert.resolved_at is None:
                 log.warning("alert opened", extra={
                     "event": "alert_opened", "alert_id": alert.id, "kind": alert.kind, "queue": alert.queue,
-                    "value": alert.value, "threshold": alert.threshold, "alert_message": alert.message,
+                    "subject": alert.subject, "value": alert.value, "threshold": alert.threshold,
+                    "alert_message": alert.message,
                 })  # fmt: skip
             else:
                 log.info("alert resolved", extra={
@@ -664,7 +519,7 @@ class Monitor:
             raise InvalidInput(f"must be open or resolved, got {status!r}", field="status")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidInput(f"must be an integer from 1 to 1000, got {limit!r}", field="limit")
-        return [Alert.from_row(r) for r in await self.db.fetch("alert_list", status, limit)]
+        return await self.store.monitor.alerts(status, limit)
 
 
 # -- time series helpers ------------------------------------------------------------------------
@@ -683,41 +538,35 @@ def _buckets(start: dt.datetime, end: dt.datetime, width: dt.timedelta) -> list[
     return out
 
 
-def _point(at: dt.datetime, r: Row | None) -> dict[str, Any]:
-    if r is None:
-        return {
-            "at": iso(at), "completed": 0, "failed": 0, "deadLettered": 0, "attempts": 0, "failureRate": 0.0,
-            "avgProcessingTime": 0.0, "p95ProcessingTime": 0.0, "backlog": 0, "peakBacklog": 0, "deadLetters": 0,
-        }  # fmt: skip
-    attempts = int(r["attempts"])
+def _point(at: dt.datetime, b: Bucket | None) -> dict[str, Any]:
+    t = b.totals if b is not None else Totals()
     return {
         "at": iso(at),
-        "completed": int(r["succeeded"]),
-        "failed": int(r["failed"]),
-        "deadLettered": int(r["dead"]),
-        "attempts": attempts,
-        "failureRate": round(_rate(int(r["failed"]), attempts), 2),
-        "avgProcessingTime": round(float(r["avg_ms"]), 1) if r["avg_ms"] is not None else 0.0,
-        "p95ProcessingTime": round(float(r["p95_ms"]), 1) if r["p95_ms"] is not None else 0.0,
-        "backlog": int(r["backlog"] or 0),
-        "peakBacklog": int(r["peak_backlog"] or 0),
-        "deadLetters": int(r["dead_letters"] or 0),
+        "completed": t.succeeded,
+        "failed": t.failed,
+        "deadLettered": t.dead,
+        "attempts": t.attempts,
+        "failureRate": round(_rate(t.failed, t.attempts), 2),
+        "avgProcessingTime": round(t.avg_ms, 1) if t.avg_ms is not None else 0.0,
+        "p95ProcessingTime": round(t.p95_ms, 1) if t.p95_ms is not None else 0.0,
+        "backlog": b.backlog if b is not None else 0,
+        "peakBacklog": t.peak_backlog,
+        "deadLetters": b.dead_letters if b is not None else 0,
     }
 
 
-def _totals(r: Row | None) -> dict[str, Any]:
-    """Figures summed over a range of snapshots (a monitor_totals row)."""
-    attempts = int(r["attempts"]) if r else 0
-    failed = int(r["failed"]) if r else 0
+def _totals(t: Totals | None) -> dict[str, Any]:
+    """Figures summed over a range of snapshots."""
+    t = t or Totals()
     return {
-        "completed": int(r["succeeded"]) if r else 0,
-        "failed": failed,
-        "deadLettered": int(r["dead"]) if r else 0,
-        "attempts": attempts,
-        "failureRate": round(_rate(failed, attempts), 2),
-        "avgProcessingTime": round(float(r["avg_ms"]), 1) if r and r["avg_ms"] is not None else 0.0,
-        "p95ProcessingTime": round(float(r["p95_ms"]), 1) if r and r["p95_ms"] is not None else 0.0,
-        "peakBacklog": int(r["peak_backlog"] or 0) if r else 0,
+        "completed": t.succeeded,
+        "failed": t.failed,
+        "deadLettered": t.dead,
+        "attempts": t.attempts,
+        "failureRate": round(_rate(t.failed, t.attempts), 2),
+        "avgProcessingTime": round(t.avg_ms, 1) if t.avg_ms is not None else 0.0,
+        "p95ProcessingTime": round(t.p95_ms, 1) if t.p95_ms is not None else 0.0,
+        "peakBacklog": t.peak_backlog,
     }
 
 

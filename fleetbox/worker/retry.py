@@ -1,4 +1,5 @@
-"""The retry policy by error class: when a failed attempt runs again, or that it goes dead.
+"""The retry policy by error class: the one place that decides whether and when a failed attempt
+runs again, or that its job goes to the dead-letter queue.
 
 =============== ============================================ ==========================
 error class     delay before retry n (n = 1, 2, ...)          retries (default)
@@ -8,10 +9,13 @@ transient       1 s * 2**(n-1): 1, 2, 4, 8, 16 s              5
 authentication  none (the token-refresh hook runs first)      1
 lease_expired   none (the worker died; run again at once)     3
 permanent       never retried: straight to the dead letters   0
+poison          never retried: straight to the dead letters   0
 =============== ============================================ ==========================
 
 Retries are counted per class, so five throttles do not use up the network retries. A job's
-``max_attempts`` (when set) caps all attempts together. Every rule can be overridden per queue.
+``max_attempts`` (when set), else its queue's, caps all attempts together. Every rule can be
+overridden per queue. The executor asks :meth:`RetryPolicies.decide` after a failed attempt; the
+lease reaper's SQL gets its numbers from :meth:`RetryPolicies.lease_rules`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from dataclasses import dataclass
 
 from fleetbox.config import QueueSettings, RetryRule, RetrySettings
 from fleetbox.errors import ErrorClass
+from fleetbox.store.jobs import LeaseRule
+
+_RETRIED = (ErrorClass.RATE_LIMITED, ErrorClass.TRANSIENT, ErrorClass.AUTHENTICATION, ErrorClass.LEASE_EXPIRED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,21 +52,23 @@ class RetryPolicy:
     def __init__(self, defaults: RetrySettings, queue: QueueSettings | None = None) -> None:
         self._rules: dict[str, RetryRule] = {}
         overrides = queue.retry if queue is not None else None
-        for cls in ("rate_limited", "transient", "authentication", "lease_expired"):
-            rule: RetryRule = getattr(defaults, cls)
-            override = getattr(overrides, cls) if overrides is not None else None
+        for cls in _RETRIED:
+            rule: RetryRule = getattr(defaults, cls.value)
+            override = getattr(overrides, cls.value) if overrides is not None else None
             if override is not None:
                 rule = rule.model_copy(update=override.model_dump(exclude_none=True))
-            self._rules[cls] = rule
+            self._rules[cls.value] = rule
         self.max_attempts = queue.max_attempts if queue is not None else None
 
     def rule(self, error_class: ErrorClass) -> RetryRule | None:
+        """The rule of a retried class (None: that class is never retried)."""
         return self._rules.get(error_class.value)
 
     def delay(self, error_class: ErrorClass, retry: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (from 1) of this class."""
         rule = self._rules[error_class.value]
-        if error_class is ErrorClass.RATE_LIMITED and retry_after is not None:
+        if retry_after is not None and error_class in (ErrorClass.RATE_LIMITED, ErrorClass.TRANSIENT):
+            # The server said when to come back (429, or a 503/504 with Retry-After).
             return max(0.0, retry_after)
         return float(min(rule.max_seconds, rule.base_seconds * rule.factor ** (retry - 1)))
 
@@ -76,7 +85,7 @@ class RetryPolicy:
         used = dict(retries)
         rule = self.rule(error_class)
         if rule is None:
-            return Decision(None, used, "permanent error: not retried")
+            return Decision(None, used, f"{error_class.value} error: not retried")
         n = used.get(error_class.value, 0) + 1
         if n > rule.max_retries:
             return Decision(None, used, f"{error_class.value}: {rule.max_retries} retries used up")
@@ -88,6 +97,41 @@ class RetryPolicy:
         return Decision(now + dt.timedelta(seconds=delay), used, f"{error_class.value} retry {n} in {delay:g}s")
 
 
-def build_policies(defaults: RetrySettings, queues: Iterable[tuple[str, QueueSettings]]) -> dict[str, RetryPolicy]:
-    """One policy per queue: the defaults with that queue's overrides."""
-    return {name: RetryPolicy(defaults, queue) for name, queue in queues}
+class RetryPolicies:
+    """The retry policy of every queue: the configured defaults with each queue's overrides."""
+
+    def __init__(self, defaults: RetrySettings, queues: Iterable[tuple[str, QueueSettings]]) -> None:
+        self.default = RetryPolicy(defaults)
+        self._by_queue = {name: RetryPolicy(defaults, queue) for name, queue in queues}
+
+    def of(self, queue: str) -> RetryPolicy:
+        return self._by_queue.get(queue, self.default)
+
+    def decide(
+        self,
+        queue: str,
+        *,
+        error_class: ErrorClass,
+        retries: Mapping[str, int],
+        attempt: int,
+        max_attempts: int | None,
+        now: dt.datetime,
+        retry_after: float | None = None,
+    ) -> Decision:
+        """After a failed attempt of a job of ``queue``: when it runs again, or that it is dead."""
+        return self.of(queue).decide(
+            error_class=error_class, retries=retries, attempt=attempt, max_attempts=max_attempts, now=now,
+            retry_after=retry_after,
+        )  # fmt: skip
+
+    def lease_rules(self) -> tuple[list[LeaseRule], int]:
+        """What the lease reaper needs: per queue, how many lost leases its jobs may have and its
+        cap on attempts; and the default number of lost leases."""
+        default = self.default.rule(ErrorClass.LEASE_EXPIRED)
+        assert default is not None
+        out = []
+        for name, policy in self._by_queue.items():
+            rule = policy.rule(ErrorClass.LEASE_EXPIRED)
+            assert rule is not None
+            out.append(LeaseRule(name, rule.max_retries, policy.max_attempts))
+        return out, default.max_retries

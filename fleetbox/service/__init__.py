@@ -1,0 +1,60 @@
+"""The one service layer: every operator action and every way a job enters, defined once.
+
+The CLI, the admin HTTP API, the control socket (and so the terminal UI) and the Python
+``Client`` all call this, and only this; it calls the store. Audit rows are written here only
+(:mod:`fleetbox.service.audit`)::
+
+    service = Service(store, clock=clock, limits=limits, thresholds=thresholds)
+    await service.enqueue.enqueue("sync", {"userId": "u1"})
+    await service.dead_letters.retry(dead_letter_id, actor="alice")
+    await service.queues.set_paused("sync", True, actor="alice")
+"""
+
+from __future__ import annotations
+
+from fleetbox import rules
+from fleetbox.models import Clock, SystemClock, Thresholds
+from fleetbox.service.audit import Audit
+from fleetbox.service.dead_letters import DeadLetters
+from fleetbox.service.enqueue import Enqueuer
+from fleetbox.service.jobs import Jobs
+from fleetbox.service.queues import Queues
+from fleetbox.service.retention import Retention
+from fleetbox.service.thresholds import ThresholdSettings
+from fleetbox.store import Store
+
+__all__ = ["Service"]
+
+
+class Service:
+    """The operator actions and enqueue, over one store.
+
+    Args:
+        store: the fleetbox database (open).
+        clock: the time of every decision (tests pass a ManualClock).
+        limits: the payload limits in force (``[appliance]`` settings).
+        thresholds: the configured alert thresholds.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        limits: rules.Limits | None = None,
+        thresholds: Thresholds | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.audit = Audit(store)
+        self.enqueue = Enqueuer(store, self.audit, clock=self.clock, limits=limits or rules.Limits())
+        self.dead_letters = DeadLetters(store, self.audit, clock=self.clock)
+        self.jobs = Jobs(store, self.audit, self.dead_letters, clock=self.clock)
+        self.queues = Queues(store, self.audit, clock=self.clock)
+        self.thresholds = ThresholdSettings(store, self.audit, clock=self.clock, configured=thresholds or Thresholds())
+        self.retention = Retention(store)
+
+    def apply(self, limits: rules.Limits, thresholds: Thresholds) -> None:
+        """A configuration reload: new payload limits and configured thresholds apply from now."""
+        self.enqueue.limits = limits
+        self.thresholds.configured = thresholds

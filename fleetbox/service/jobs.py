@@ -1,0 +1,159 @@
+"""Jobs: one job wherever it is, a queue's jobs page by page, its failures, and retrying one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from fleetbox import rules
+from fleetbox.errors import Conflict, InvalidInput, NotFound
+from fleetbox.models import Attempt, Clock, DeadLetter, JobInfo, JobState
+from fleetbox.service.audit import Audit
+from fleetbox.service.dead_letters import DeadLetters
+from fleetbox.store import Store
+from fleetbox.store.audit import AuditEntry
+from fleetbox.store.dead_letters import FIRST_PAGE
+from fleetbox.store.jobs import ErrorGroup
+
+#: ``status`` of a job list, with the spec's words: "pending" is every waiting job, "completed"
+#: the succeeded ones, "failed" the dead ones.
+LIVE_STATUSES = ("ready", "scheduled", "retrying", "running", "pending")
+DONE_STATUSES = ("succeeded", "dead", "cleared")
+ALIASES = {"waiting": "pending", "completed": "succeeded", "failed": "dead"}
+JOB_STATUSES = LIVE_STATUSES + DONE_STATUSES + tuple(ALIASES)
+#: The most failed attempts an error summary reads (newest first).
+MAX_ERROR_ATTEMPTS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a job list; ``next_after`` continues it (None: this was the last page)."""
+
+    jobs: list[JobInfo]
+    next_after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    """A job with its attempts, and its dead letter with every operator action on it."""
+
+    job: JobInfo
+    dead_letter: DeadLetter | None
+    trail: list[AuditEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """A queue's jobs waiting for a retry, its open dead letters and its latest failed attempts."""
+
+    retrying: list[JobInfo]
+    dead_letters: list[DeadLetter]
+    attempts: list[Attempt]
+
+
+class Jobs:
+    """Reading jobs and retrying failed ones."""
+
+    def __init__(self, store: Store, audit: Audit, dead_letters: DeadLetters, *, clock: Clock) -> None:
+        self._store = store
+        self._audit = audit
+        self._dead = dead_letters
+        self._clock = clock
+
+    async def get(self, job_id: int) -> JobInfo:
+        """A job wherever it is, with every recorded attempt."""
+        info = await self._store.jobs.get(rules.check_id(job_id, "job_id"), self._clock.now())
+        if info is None:
+            raise NotFound(f"no job {job_id}")
+        return info
+
+    async def detail(self, job_id: int) -> JobDetail:
+        """A job, and for a dead one its dead letter and the operators' actions on it."""
+        info = await self.get(job_id)
+        if info.state is not JobState.DEAD:
+            return JobDetail(info, None, [])
+        dead_id = await self._store.dead_letters.id_of_job(job_id)
+        if dead_id is None:
+            return JobDetail(info, None, [])
+        return JobDetail(info, await self._dead.get(dead_id), await self._dead.trail(dead_id))
+
+    async def page(self, queue: str, status: str | None, *, after: int | None, offset: int, limit: int) -> JobPage:
+        """A page of a queue's jobs.
+
+        Jobs still in the queue (no status, or ready, scheduled, retrying, running, pending) come
+        oldest first (id order); finished ones (succeeded, dead, cleared) last finished first.
+        ``after`` is the last id of the page before.
+        """
+        if status is not None and status not in JOB_STATUSES:
+            raise InvalidInput(f"must be one of {', '.join(JOB_STATUSES)}", field="status")
+        status = ALIASES.get(status, status) if status is not None else None
+        now = self._clock.now()
+        start = after or 0
+        async with self._store.transaction() as tx:
+            await tx.jobs.plan_for_parameters()
+            if status is None:
+                jobs = await tx.jobs.page_live(queue, now, start, offset, limit + 1)
+            elif status in ("ready", "scheduled", "pending"):
+                jobs = await tx.jobs.page_waiting(queue, status, now, start, offset, limit + 1)
+            elif status == "retrying":
+                jobs = await tx.jobs.page_retrying(queue, start, offset, limit + 1)
+            elif status == "running":
+                jobs = await tx.jobs.page_running(queue, start, offset, limit + 1)
+            else:
+                top = FIRST_PAGE
+                if after is not None:
+                    at = await tx.jobs.done_cursor(after, queue, status)
+                    if at is None:
+                        raise InvalidInput(f"job {after} is not a {status} job of queue {queue!r}", field="after")
+                    top = (at, after)
+                jobs = await tx.jobs.page_done(queue, status, top, offset, limit + 1)
+        return JobPage(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)
+
+    async def failures(self, queue: str, limit: int) -> Failures:
+        """A queue's jobs waiting for a retry, its open dead letters and its latest failed attempts."""
+        async with self._store.transaction() as tx:
+            await tx.jobs.plan_for_parameters()
+            return Failures(
+                await tx.jobs.page_retrying(queue, 0, 0, limit),
+                await tx.dead_letters.open_of_queue(queue, limit),
+                await tx.jobs.failed_attempts(queue, limit),
+            )
+
+    async def errors(self, queue: str, minutes: int) -> list[ErrorGroup]:
+        """A queue's failed attempts of the last ``minutes``, grouped by error class, most first."""
+        since = self._clock.now() - dt.timedelta(minutes=minutes)
+        async with self._store.transaction() as tx:
+            await tx.jobs.plan_for_parameters()
+            return await tx.jobs.errors_by_class(queue, since, MAX_ERROR_ATTEMPTS)
+
+    async def retry(self, job_id: int, *, actor: str, queue: str | None = None) -> int:
+        """Retry a failed job now: one waiting for its next retry runs at once (its id is
+        returned); a dead-lettered one is re-enqueued on its original queue as a new job linked
+        to the dead letter (the new job's id is returned). With ``queue``, the job must be on it.
+        """
+        job_id = rules.check_id(job_id, "job_id")
+        info: JobInfo | None
+        try:
+            info = await self.get(job_id)
+        except NotFound:
+            info = None  # finished long ago and archived: its dead letter may still be there
+        dead_id = await self._store.dead_letters.id_of_job(job_id)
+        if info is None and dead_id is None:
+            raise NotFound(f"no job {job_id}")
+        if queue is not None:
+            job_queue = info.queue if info is not None else (await self._dead.get(dead_id)).queue  # type: ignore[arg-type]
+            if job_queue != queue:
+                raise NotFound(f"job {job_id} is not on queue {queue!r} (it is on {job_queue!r})")
+        if info is not None and info.state not in (JobState.RETRYING, JobState.DEAD):
+            raise Conflict(
+                f"job {job_id} is {info.state.value}; only a job waiting for a retry or a dead one can be retried"
+            )
+        async with self._store.transaction() as tx:
+            tier = await tx.jobs.run_now(job_id, self._clock.now())
+            if tier is not None:
+                await self._audit.record(tx, actor, "job.retry", f"job:{job_id}")
+                await tx.jobs.notify([tier])
+                return job_id
+        if dead_id is None:
+            raise NotFound(f"job {job_id} is not waiting for a retry and is not a dead letter")
+        return await self._dead.retry(dead_id, actor=actor)
