@@ -154,11 +154,8 @@ class Appliance:
     def _consumed(self) -> list[str]:
         return sorted(name for name, spec in self.worker.registry.items() if spec.handler is not None)
 
-    def _failing(self) -> dict[str, tuple[float, str | None]]:
-        return {
-            name: (self.supervisor.failing_for(name), state.last_error)
-            for name, state in self.supervisor.failing().items()
-        }
+    def _failing(self) -> dict[str, str | None]:
+        return {name: state.last_error for name, state in self.supervisor.failing().items()}
 
     def _task_failed(self, state: TaskState) -> None:
         self.metrics.task_failures.labels(state.name).inc()

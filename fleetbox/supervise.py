@@ -134,13 +134,6 @@ class Supervisor:
         """The tasks failing now, by name."""
         return {name: s for name, s in self.tasks.items() if s.failing}
 
-    def failing_for(self, name: str) -> float:
-        """Seconds ``name`` has been failing (0 when it is healthy or unknown)."""
-        state = self.tasks.get(name)
-        if state is None or state.failing_since is None:
-            return 0.0
-        return self._monotonic() - state.failing_since
-
     def running(self, name: str) -> bool:
         state = self.tasks.get(name)
         return state is not None and state.task is not None and not state.task.done()

@@ -38,7 +38,7 @@ class Presence:
         name: str,
         version: str,
         queues: Callable[[], Sequence[str]],
-        failing: Callable[[], Mapping[str, tuple[float, str | None]]],
+        failing: Callable[[], Mapping[str, str | None]],
         interval_seconds: float,
         no_consumer_seconds: float,
         task_failing_seconds: float,
@@ -54,6 +54,8 @@ class Presence:
         self.no_consumer_seconds = no_consumer_seconds
         self.task_failing_seconds = task_failing_seconds
         self.started_at = clock.now()
+        #: when (by this appliance's clock) each task failing now was first seen failing
+        self._failing_since: dict[str, float] = {}
 
     def configure(self, *, no_consumer_seconds: float, task_failing_seconds: float) -> None:
         """A configuration reload: new alert delays apply to the next check."""
@@ -75,10 +77,9 @@ class Presence:
 
     async def beat(self) -> None:
         now = self._clock.now()
-        failing = {
-            name: {"since": now.timestamp() - seconds, "error": error}
-            for name, (seconds, error) in self._failing().items()
-        }
+        errors = self._failing()
+        self._failing_since = {name: self._failing_since.get(name, now.timestamp()) for name in errors}
+        failing = {name: {"since": self._failing_since[name], "error": error} for name, error in errors.items()}
         await self._store.appliances.beat(
             self.worker_id, self._name, self._version, self.started_at, now, list(self._queues()), failing
         )
