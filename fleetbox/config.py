@@ -269,8 +269,28 @@ class RetentionSettings(_Section):
     cleanup_cron: str = "0 0 * * 0"
     #: rows moved or deleted per transaction
     batch: int = Field(10_000, ge=1, le=1_000_000)
+    #: the daily cleanup of every other table that grows with traffic (ages below)
+    prune_cron: str = "15 3 * * *"
+    #: rate-limit waits and 429s (rate_limit_tracking)
+    rate_events_days: float = Field(7, gt=0)
+    #: alerts, once resolved (open ones stay)
+    resolved_alerts_days: float = Field(90, gt=0)
+    #: operator actions (audit_log)
+    audit_days: float = Field(365, gt=0)
+    #: dead letters an operator retried or discarded, with their job's record and attempts
+    resolved_dead_letters_days: float = Field(90, gt=0)
+    #: sync rounds (the latest complete one of each resource is always kept)
+    sync_history_days: float = Field(30, gt=0)
+    #: messages fetched from Graph, after their last change
+    inbound_days: float = Field(30, gt=0)
+    #: daily performance reports
+    reports_days: float = Field(365, gt=0)
+    #: appliances not seen since
+    appliances_days: float = Field(7, gt=0)
+    #: Graph subscriptions after they were removed, and upload sessions of finished jobs
+    graph_days: float = Field(7, gt=0)
 
-    _crons = field_validator("archive_cron", "cleanup_cron")(_check_cron)
+    _crons = field_validator("archive_cron", "cleanup_cron", "prune_cron")(_check_cron)
 
 
 class MonitorSettings(_Section):

@@ -10,7 +10,11 @@
   ``retention.archive_hours`` (QUEUE_ARCHIVE_HOURS) into the archive;
 - ``job-cleanup`` at ``retention.cleanup_cron`` (Sunday midnight): the archiving, then archived
   jobs older than ``retention.delete_days`` (QUEUE_DELETE_DAYS) deleted, and received webhook
-  notifications as old.
+  notifications as old;
+- ``table-cleanup`` at ``retention.prune_cron`` (daily 03:15): every other table that grows with
+  traffic, each by its own age (``retention.*_days``): rate-limit events, resolved alerts, the
+  audit log, resolved dead letters, sync history, fetched messages, reports, appliances gone, and
+  Graph subscriptions and upload sessions no longer needed. Nothing grows for ever.
 
 Cron expressions are read in ``monitor.timezone``.
 """
@@ -87,6 +91,20 @@ def default_tasks(
         webhooks = await retention.prune(Prunable.WEBHOOK_EVENTS, older_than=before, batch=r.batch)
         return {"archived": archived, "deleted": deleted, "webhookEvents": webhooks}
 
+    async def table_cleanup() -> object:
+        now = clock.now()
+        ages = {
+            Prunable.RATE_EVENTS: r.rate_events_days, Prunable.RESOLVED_ALERTS: r.resolved_alerts_days,
+            Prunable.AUDIT: r.audit_days, Prunable.RESOLVED_DEAD_LETTERS: r.resolved_dead_letters_days,
+            Prunable.SYNC_HISTORY: r.sync_history_days, Prunable.INBOUND_MESSAGES: r.inbound_days,
+            Prunable.REPORTS: r.reports_days, Prunable.APPLIANCES: r.appliances_days,
+            Prunable.REMOVED_SUBSCRIPTIONS: r.graph_days, Prunable.STALE_UPLOADS: r.graph_days,
+        }  # fmt: skip
+        return {
+            table.name.lower(): await retention.prune(table, older_than=now - dt.timedelta(days=days), batch=r.batch)
+            for table, days in ages.items()
+        }
+
     return [
         PeriodicTask(name="health-check", every=m.interval_seconds, run=health_check),
         PeriodicTask(name="statistics-snapshot", every=m.snapshot_seconds, run=snapshot),
@@ -94,4 +112,5 @@ def default_tasks(
         PeriodicTask(name="statistics-cleanup", schedule=m.stats_cleanup_cron, timezone=tz, run=statistics_cleanup),
         PeriodicTask(name="job-archive", schedule=r.archive_cron, timezone=tz, run=archive),
         PeriodicTask(name="job-cleanup", schedule=r.cleanup_cron, timezone=tz, run=job_cleanup),
+        PeriodicTask(name="table-cleanup", schedule=r.prune_cron, timezone=tz, run=table_cleanup),
     ]

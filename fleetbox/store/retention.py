@@ -15,6 +15,16 @@ class Prunable(StrEnum):
     STATISTICS = "retention_statistics_batch"
     TICKS = "retention_ticks_batch"
     WEBHOOK_EVENTS = "retention_webhook_events_batch"
+    RATE_EVENTS = "retention_rate_events_batch"
+    RESOLVED_ALERTS = "retention_alerts_batch"
+    AUDIT = "retention_audit_batch"
+    SYNC_HISTORY = "retention_sync_history_batch"
+    INBOUND_MESSAGES = "retention_inbound_batch"
+    REPORTS = "retention_reports_batch"
+    APPLIANCES = "retention_appliances_batch"
+    REMOVED_SUBSCRIPTIONS = "retention_subscriptions_batch"
+    STALE_UPLOADS = "retention_uploads_batch"
+    RESOLVED_DEAD_LETTERS = "retention_dead_letters_batch"
 
 
 class RetentionStore:

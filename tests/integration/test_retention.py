@@ -197,3 +197,78 @@ async def test_real_jobs_dead_letters_stay_through_the_weekly_cleanup(appliance_
     assert {d.status.value for d in after} == {"open"}
     for job_id in dead_jobs:
         assert (await app.client.get_job(job_id)).state is JobState.DEAD
+
+
+async def test_the_daily_table_cleanup_cuts_every_growing_table_by_its_own_age(db: Store) -> None:
+    """rate_limit_tracking, queue_alerts, audit_log, dead_letters, sync_history, inbound_messages,
+    performance_reports, appliances, graph_subscriptions, graph_uploads: old rows go, recent ones
+    stay, and what is still needed (open alerts and dead letters, the latest delta link) stays."""
+    old, recent = NOW - dt.timedelta(days=400), NOW - dt.timedelta(hours=1)
+    sql = db.pool
+    for at in (old, recent):
+        await sql.execute("INSERT INTO rate_limit_tracking (resource, at, event) VALUES ('teams', $1, 'wait')", at)
+        await sql.execute(
+            "INSERT INTO audit_log (at, actor, action, target) VALUES ($1, 'ops', 'queue.pause', 'sync')", at
+        )
+        await sql.execute(
+            "INSERT INTO performance_reports (period_start, period_end, created_at, report) VALUES ($1, $1, $1, '{}')",
+            at,
+        )
+        await sql.execute(
+            "INSERT INTO appliances (worker_id, name, version, started_at, seen_at) VALUES ($1, 'a', '1', $2, $2)",
+            f"w-{at.timestamp()}", at,
+        )  # fmt: skip
+        await sql.execute(
+            "INSERT INTO inbound_messages (source, container, graph_id, data, updated_at) VALUES "
+            "('outlook', 'inbox', $1, '{}', $2)", f"m-{at.timestamp()}", at,
+        )  # fmt: skip
+        await sql.execute(
+            "INSERT INTO graph_subscriptions (id, source, resource, change_type, expires_at, removed_at) "
+            "VALUES ($1, 'outlook', $1, 'created', $2, $2)", f"s-{at.timestamp()}", at,
+        )  # fmt: skip
+        await sql.execute(
+            "INSERT INTO graph_uploads (job_id, upload_url, total_bytes, updated_at) VALUES ($1, 'https://u', 10, $2)",
+            int(at.timestamp()), at,
+        )  # fmt: skip
+    # alerts: an old resolved one goes, an old open one stays
+    await sql.execute(
+        "INSERT INTO queue_alerts (kind, message, opened_at, resolved_at) VALUES ('backlog', 'x', $1, $1)", old
+    )
+    await sql.execute("INSERT INTO queue_alerts (kind, message, opened_at) VALUES ('dead_letters', 'y', $1)", old)
+    # sync history: the old round that holds the latest delta link stays; older superseded ones go
+    for started, link in ((old, "https://g/delta?1"), (old + dt.timedelta(hours=1), "https://g/delta?2")):
+        await sql.execute(
+            "INSERT INTO sync_history (resource, scope, started_at, finished_at, delta_link) VALUES "
+            "('messages', 'u1/inbox', $1, $1, $2)", started, link,
+        )  # fmt: skip
+    # dead letters: one retried long ago goes with its job record; an old open one stays
+    for status, job_id in (("retried", 901), ("open", 902)):
+        await sql.execute(
+            "INSERT INTO jobs_done (id, queue, priority, state, data, attempts, created_at, run_at, finished_at) "
+            "VALUES ($1, 'sync', 5, 'dead', '{}', 1, $2, $2, $2)", job_id, old,
+        )  # fmt: skip
+        await sql.execute(
+            "INSERT INTO dead_letters (job_id, queue, priority, data, error_class, error, attempts, history, "
+            "job_created_at, failed_at, status, retried_at) VALUES ($1, 'sync', 5, '{}', 'permanent', 'e', 1, '[]', "
+            "$2, $2, $3, $4)", job_id, old, status, old if status == "retried" else None,
+        )  # fmt: skip
+
+    settings = Settings(database={"dsn": "postgresql://unused"})
+    clock = ManualClock(NOW)
+    tasks = {t.name: t for t in tasks_for(settings, db, monitor_for(db, clock=clock), clock)}
+    result = await tasks["table-cleanup"].run()
+    assert result == {
+        "rate_events": 1, "resolved_alerts": 1, "audit": 1, "resolved_dead_letters": 1, "sync_history": 1,
+        "inbound_messages": 1, "reports": 1, "appliances": 1, "removed_subscriptions": 1, "stale_uploads": 1,
+    }  # fmt: skip
+    for table, column in (
+        ("rate_limit_tracking", "at"), ("audit_log", "at"), ("performance_reports", "period_end"),
+        ("appliances", "seen_at"), ("inbound_messages", "updated_at"), ("graph_subscriptions", "removed_at"),
+        ("graph_uploads", "updated_at"),
+    ):  # fmt: skip
+        assert await sql.fetchval(f"SELECT min({column}) FROM {table}") == recent, table
+    assert [r["kind"] for r in await sql.fetch("SELECT kind FROM queue_alerts")] == ["dead_letters"]
+    assert await sql.fetchval("SELECT delta_link FROM sync_history") == "https://g/delta?2"
+    assert [r["job_id"] for r in await sql.fetch("SELECT job_id FROM dead_letters")] == [902]
+    assert [r["id"] for r in await sql.fetch("SELECT id FROM jobs_done")] == [902]
+    assert await tasks["table-cleanup"].run() == dict.fromkeys(result, 0)  # nothing more to cut

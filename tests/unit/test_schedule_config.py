@@ -32,6 +32,7 @@ def test_the_default_schedule_is_the_specs() -> None:
         "statistics-cleanup": ("0 2 * * *", None, "UTC"),  # daily at 2 AM
         "job-archive": ("30 * * * *", None, "UTC"),  # hourly, so QUEUE_ARCHIVE_HOURS holds to the hour
         "job-cleanup": ("0 0 * * 0", None, "UTC"),  # weekly on Sunday
+        "table-cleanup": ("15 3 * * *", None, "UTC"),  # daily: every other table that grows
     }
 
 
