@@ -7,7 +7,9 @@ away), a running job is cancelled before its lease can lapse, because another ap
 claim it; its outcome is never written. The reaper returns expired jobs to their queues, or
 dead-letters them when the retry policy says they lost their lease too often or used their
 attempts (the numbers come from :meth:`RetryPolicies.lease_rules`). It skips the jobs this
-process still holds.
+process still holds, and after it could not reach the database it holds off for two heartbeats:
+when an outage ends, the live owners of leases that ran out during it renew them (a heartbeat
+renews any lease its attempt still holds) and write their outcomes before anyone takes their jobs.
 
 What remains of at-least-once: a job whose handler finished but whose outcome could not be
 written before the database had been away for a whole lease (``appliance.lease_seconds``, 30 s)
@@ -62,6 +64,10 @@ class Leases:
         self._on_returned = on_returned
         self.lost = 0
         self.reaped = 0
+        #: monotonic time before which the reaper holds off: after this process could not reach
+        #: the database, the live owners of leases that ran out meanwhile get two heartbeats to
+        #: renew them (or write their outcomes) before anyone takes their jobs
+        self._hold_until = 0.0
 
     def _running(self) -> list[RunningJob]:
         return [e for p in self._pools.values() for e in p.running.values()]
@@ -116,11 +122,15 @@ class Leases:
 
     async def reap(self) -> int:
         """Return jobs whose lease expired (their worker died) to their queues, or dead-letter them."""
+        if time.monotonic() < self._hold_until:
+            return 0
         rules, default = self._policies().lease_rules()
         try:
             reaped = await self._store.jobs.reap(self._clock.now(), REAP_BATCH, rules, default, self._holding())
         except DatabaseError as exc:
-            log.warning("lease reaper failed", extra={"event": "reap_failed", "error": str(exc)})
+            log.warning("lease reaper failed; it holds off for two heartbeats once the database is back",
+                        extra={"event": "reap_failed", "error": str(exc)})  # fmt: skip
+            self._hold_until = time.monotonic() + 2 * self.heartbeat_seconds
             return 0
         if reaped:
             back = [r.job_id for r in reaped if not r.dead]

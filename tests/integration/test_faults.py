@@ -214,3 +214,22 @@ async def test_a_job_that_keeps_losing_its_lease_is_dead_lettered_whatever_the_c
     assert letter.error_class == "poison"
     assert "the lease expired 4 times" in letter.error
     assert [h["outcome"] for h in letter.history] == ["lease_expired"] * 3 + ["dead"]
+
+
+async def test_after_a_database_outage_the_reaper_lets_live_owners_renew_first(
+    appliance_factory: AppFactory, clock: ManualClock, client: Client, db: Any
+) -> None:
+    """When the database comes back, a lease that ran out during the outage may belong to an owner
+    that is alive and about to renew it: the reaper holds off for two heartbeats."""
+    app = await appliance_factory(handlers={}, clock=clock, appliance={"reap_seconds": 3600, "heartbeat_seconds": 1})
+    job = await client.enqueue("sync", {}, run_at=clock.now())
+    now = clock.now()
+    await db.jobs.claim(app.registry["sync"].tier, 1, "owner-elsewhere", now, now + dt.timedelta(seconds=5))
+    clock.advance(6)  # the lease ran out
+    await app.store.close()  # the database is away for this appliance
+    assert await app.worker.leases.reap() == 0
+    await app.store.open()
+    assert await app.worker.leases.reap() == 0  # back, but holding off
+    assert (await client.get_job(job.id)).state is JobState.RUNNING
+    await wait_for(app.worker.leases.reap, timeout=5)  # two heartbeats later it reaps
+    assert (await client.get_job(job.id)).state is not JobState.RUNNING
