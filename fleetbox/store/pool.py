@@ -49,6 +49,8 @@ def translate(exc: BaseException) -> Exception:
         return SchemaNotReady(f"the fleetbox schema is not ready ({exc}); run `fleetbox migrate`")
     if isinstance(exc, asyncpg.InvalidSchemaNameError):
         return SchemaNotReady(f"the fleetbox schema is missing ({exc}); run `fleetbox migrate`")
+    if isinstance(exc, asyncpg.TooManyConnectionsError):
+        return DatabaseError(f"database busy: the server refuses new connections ({exc}); try again")
     if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError):
         return DatabaseError(f"database unreachable: {type(exc).__name__}: {exc}")
     if isinstance(exc, asyncpg.PostgresError):

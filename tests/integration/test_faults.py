@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -233,3 +234,37 @@ async def test_after_a_database_outage_the_reaper_lets_live_owners_renew_first(
     assert (await client.get_job(job.id)).state is JobState.RUNNING
     await wait_for(app.worker.leases.reap, timeout=5)  # two heartbeats later it reaps
     assert (await client.get_job(job.id)).state is not JobState.RUNNING
+
+
+async def test_enqueue_with_no_free_connection_fails_fast_with_a_retryable_error(dsn: str) -> None:
+    """A database at its connection limit slows an enqueue down, it does not hang it."""
+    from fleetbox.errors import DatabaseError
+    from fleetbox.store import Store
+
+    async with Store(dsn, schema="fleetbox", min_size=1, max_size=1, acquire_timeout=0.5) as store:
+        client = Client(store)
+        async with store.pool.acquire():  # the only connection is taken
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            with pytest.raises(DatabaseError, match=r"no connection free within 0\.5 s; try again"):
+                await client.enqueue("sync", {})
+            assert loop.time() - began < 5
+        assert (await client.enqueue("sync", {})).created  # and it works again once one is free
+
+
+async def test_a_database_at_its_connection_limit_is_a_clear_retryable_error(dsn: str, db: Any) -> None:
+    """New connections refused by the server (too many clients) are a DatabaseError that says so."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from fleetbox.errors import DatabaseError
+    from fleetbox.store import Store
+
+    role = f"fleetbox_limited_{uuid.uuid4().hex[:8]}"
+    await db.pool.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+    try:
+        parts = urlsplit(dsn)
+        limited = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+        with pytest.raises(DatabaseError, match=r"database busy: .*too many connections.*try again"):
+            await Store(limited, schema="fleetbox", min_size=1, max_size=2).open()
+    finally:
+        await db.pool.execute(f"DROP ROLE {role}")
