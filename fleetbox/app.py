@@ -346,7 +346,7 @@ class Appliance:
         )  # fmt: skip
         stream = Stream(
             self.store, clock=self.clock, info=info.to_protocol(read_only=False), pools=self.worker.pools,
-            limiter=self.limiter_states,
+            limiter=self.limiter_states, consumers=self.presence.consumers,
         )  # fmt: skip
         app = build_app(
             service=self.service, monitor=self.monitor, settings=self.settings, appliance_info=info,

@@ -113,6 +113,9 @@ class QueueRow(TypedDict):
     oldestWaitingSeconds: float | None
     workers: Workers
     limiter: LimiterState | None
+    #: live appliances that can run this queue (absent: the stream does not know); a queue with
+    #: waiting jobs and 0 consumers waits for an appliance that has its handler
+    consumers: NotRequired[int]
 
 
 class DatabaseState(TypedDict):

@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -274,6 +274,7 @@ class Stream:
         info: ApplianceInfo,
         pools: Mapping[Tier, TierPool] | None = None,
         limiter: LimiterSource | None = None,
+        consumers: Callable[[], Awaitable[Mapping[str, int]]] | None = None,
         period: float | None = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -282,6 +283,8 @@ class Stream:
         self.info = info
         self.pools = pools or {}
         self.limiter = limiter
+        self.consumers = consumers
+        self._consumers: Mapping[str, int] | None = None
         self.period = period
         self.monotonic = monotonic
         self.seq = 0
@@ -419,6 +422,8 @@ class Stream:
             self._events_from_now = False
             self._audit.floor = None
             self._dead_cursor.floor = None
+        if self.consumers is not None:
+            self._consumers = await self.consumers()
         async with self.store.transaction() as tx:
             self._queues = await tx.queues.all()
             self._dead = await tx.queues.open_dead_letters(unreviewed_only=True)
@@ -467,8 +472,7 @@ class Stream:
             done, failed, avg = self._ring(name).window(sec, WINDOW_SECONDS)
             oldest = d.oldest_due
             pool = self.pools.get(tier)
-            queues.append(
-                QueueRow(
+            row = QueueRow(
                     name=name, tier=TIER_NAMES[tier], paused=q.paused,
                     ready=d.ready, scheduled=d.scheduled, running=d.running, retrying=d.retrying,
                     deadUnreviewed=self._dead.get(name, 0),
@@ -479,8 +483,10 @@ class Stream:
                     oldestWaitingSeconds=max(0.0, (now - oldest).total_seconds()) if oldest is not None else None,
                     workers={"busy": busy.get(name, 0), "size": pool.size if pool is not None else 0},
                     limiter=limits.get(name),
-                )
             )  # fmt: skip
+            if self._consumers is not None:
+                row["consumers"] = self._consumers.get(name, 0)
+            queues.append(row)
         age = (mono - self._depth.at) * 1000 if self._depth is not None else 0.0
         return Tick(
             type="tick", seq=self.seq, t=now.timestamp(), statsAgeMs=round(max(0.0, age), 1),

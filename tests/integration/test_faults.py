@@ -268,3 +268,17 @@ async def test_a_database_at_its_connection_limit_is_a_clear_retryable_error(dsn
             await Store(limited, schema="fleetbox", min_size=1, max_size=2).open()
     finally:
         await db.pool.execute(f"DROP ROLE {role}")
+
+
+async def test_the_live_stream_says_how_many_appliances_can_run_each_queue(appliance_factory: AppFactory) -> None:
+    from fleetbox.admin.routes import STATE
+
+    async def handle(job: Any) -> None:
+        return None
+
+    app = await appliance_factory(handlers={"sync": handle})
+    await app.presence.beat()
+    assert app.admin is not None
+    tick = await app.admin.app[STATE].stream.step()
+    consumers = {q["name"]: q.get("consumers") for q in tick["queues"]}
+    assert (consumers["sync"], consumers["teams-outbound"]) == (1, 0)
