@@ -39,11 +39,14 @@ from fleetbox.errors import ConfigError, DatabaseError, SchemaNotReady
 from fleetbox.graph.runtime import GraphRuntime
 from fleetbox.models import Clock, QueueDepth, SystemClock
 from fleetbox.monitor import Monitor
+from fleetbox.monitor.crons import CronRunner
+from fleetbox.monitor.health import Condition
 from fleetbox.monitor.metrics import Metrics
 from fleetbox.monitor.presence import Presence
 from fleetbox.monitor.schedule import PeriodicTask, Scheduler
 from fleetbox.monitor.tasks import default_tasks
 from fleetbox.service import Service
+from fleetbox.service.schedules import ScheduleSpec
 from fleetbox.store import Store
 from fleetbox.store.migrations import current_version, latest_version, migrate, write_limits
 from fleetbox.supervise import Supervisor, TaskState
@@ -54,7 +57,12 @@ from fleetbox.worker.registry import Handler, QueueSpec, build_registry, registe
 log = logging.getLogger("fleetbox.app")
 
 #: Task names of the appliance's own loops (the worker names its own).
-SCHEDULER, PRESENCE, RATE_EVENTS = "fleetbox.scheduler", "fleetbox.presence", "fleetbox.graph.ratelimit_writer"
+SCHEDULER, PRESENCE, RATE_EVENTS, CRON = (
+    "fleetbox.scheduler",
+    "fleetbox.presence",
+    "fleetbox.ratelimit_writer",
+    "fleetbox.cron",
+)
 #: Tasks without which the appliance cannot do its work: while one is failing it is not ready.
 CRITICAL_TASKS = ("fleetbox.dispatcher", "fleetbox.completer", "fleetbox.heartbeat")
 
@@ -131,6 +139,7 @@ class Appliance:
             self.store, self.service.thresholds, clock=self.clock, window_seconds=mon.window_seconds,
             depth_cache_seconds=mon.depth_cache_seconds, consumers=self.presence.consumers,
         )  # fmt: skip
+        self.crons = CronRunner(self.service.schedules, clock=self.clock, worker_id=self.worker_id)
         self.scheduler = Scheduler(self.store, clock=self.clock, worker_id=self.worker_id, tasks=self._tasks(settings))
         #: the admin HTTP API, while it serves (admin.enabled); ``admin.port`` is the bound port
         self.admin: AdminServer | None = None
@@ -160,9 +169,13 @@ class Appliance:
     def _task_failed(self, state: TaskState) -> None:
         self.metrics.task_failures.labels(state.name).inc()
 
+    async def _conditions(self) -> list[Condition]:
+        """What the alert check looks at beside the queue figures: appliances and schedules."""
+        return [*await self.presence.conditions(), *await self.crons.conditions()]
+
     def _tasks(self, settings: Settings) -> list[PeriodicTask]:
         return [
-            *default_tasks(settings, self.monitor, self.service.retention, self.clock, self.presence.conditions),
+            *default_tasks(settings, self.monitor, self.service.retention, self.clock, self._conditions),
             *self.graph.tasks(),
         ]
 
@@ -182,6 +195,7 @@ class Appliance:
                 )
             await write_limits(self.store, self.settings.appliance.limits())
             await register_queues(self.store, self.worker.registry)
+            await self.service.schedules.apply_config(_schedule_specs(self.settings))
             await self.graph.start()
         except BaseException:
             await self.graph.stop()
@@ -192,6 +206,7 @@ class Appliance:
         self.worker.start(self.supervisor)
         self.supervisor.spawn(RATE_EVENTS, self.graph.writer.run)
         self.supervisor.spawn(PRESENCE, self.presence.loop)
+        self.supervisor.spawn(CRON, self.crons.loop)
         if self.settings.monitor.schedule:
             self.supervisor.spawn(SCHEDULER, self.scheduler.run)
         if self.settings.admin.enabled:
@@ -213,7 +228,7 @@ class Appliance:
         self._draining = True
         grace = self.settings.appliance.shutdown_grace_seconds
         log.info("appliance stopping", extra={"event": "appliance_stopping", "grace_seconds": grace})
-        await self.supervisor.stop(SCHEDULER, PRESENCE)
+        await self.supervisor.stop(CRON, SCHEDULER, PRESENCE)
         await self.worker.stop(grace=grace)
         await self.supervisor.stop(RATE_EVENTS)
         await self.graph.stop()
@@ -307,9 +322,10 @@ class Appliance:
         registry = build_registry(settings, self._code_handlers)  # raises ConfigError: nothing applied
         old = self.settings.model_dump()
         new = settings.model_dump()
-        live = {"pools", "retry", "queues", "monitor", "retention", "rate_limits", "appliance"}
+        live = {"pools", "retry", "queues", "monitor", "retention", "rate_limits", "appliance", "schedules"}
         restart = sorted(section for section in new if section not in live and new[section] != old[section])
         await register_queues(self.store, registry)
+        await self.service.schedules.apply_config(_schedule_specs(settings))
         limits = settings.appliance.limits()
         await write_limits(self.store, limits)
         # Keep the parts that only a restart changes, so every component goes on with one set.
@@ -364,3 +380,7 @@ class Appliance:
         admin, self.admin = self.admin, None
         if admin is not None:
             await admin.stop()
+
+
+def _schedule_specs(settings: Settings) -> list[ScheduleSpec]:
+    return [ScheduleSpec(**s.model_dump()) for s in settings.schedules]

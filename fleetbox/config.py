@@ -28,6 +28,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from fleetbox import cron as fleetbox_cron
 from fleetbox import rules
 from fleetbox.errors import ConfigError, InvalidInput
 from fleetbox.models import Thresholds
@@ -289,6 +290,8 @@ class RetentionSettings(_Section):
     appliances_days: float = Field(7, gt=0)
     #: Graph subscriptions after they were removed, and upload sessions of finished jobs
     graph_days: float = Field(7, gt=0)
+    #: schedule runs (what each cron tick did); a schedule's last tick and job stay on the schedule
+    schedule_runs_days: float = Field(30, gt=0)
 
     _crons = field_validator("archive_cron", "cleanup_cron", "prune_cron")(_check_cron)
 
@@ -443,6 +446,46 @@ class RateLimitSettings(_Section):
     max_retry_after_seconds: float = Field(3600.0, gt=0)
 
 
+class ScheduleSettings(_Section):
+    """A cron schedule of the config file (``[[schedules]]``), applied at start and on reload."""
+
+    name: str = Field(pattern=rf"^{rules.QUEUE_NAME.pattern}$")
+    #: 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or @hourly etc.
+    cron: str
+    queue: str
+    data: dict[str, Any] = {}
+    #: the IANA time zone the expression is read in
+    timezone: str = "UTC"
+    priority: int = Field(5, ge=rules.PRIORITY_MIN, le=rules.PRIORITY_MAX)
+    enabled: bool = True
+    #: a local time the fall-back day repeats runs once, or at both
+    dst: Literal["once", "both"] = "once"
+    #: runs missed while no appliance ran: none, the latest one, or all (up to catch_up_max)
+    catch_up: Literal["none", "latest", "all"] = "latest"
+    catch_up_max: int = Field(100, ge=1, le=10_000)
+    #: when the previous run is still waiting or running
+    overlap: Literal["allow", "skip", "queue", "cancel_previous"] = "allow"
+    #: the dead-man alert: a job of this schedule must have succeeded within this many seconds
+    alert_after_seconds: float | None = Field(None, gt=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            return fleetbox_cron.check(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc).removeprefix("cron: ")) from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            fleetbox_cron.zone(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc).removeprefix("timezone: ")) from None
+        return value
+
+
 class Settings(BaseSettings):
     """The effective configuration. Build it with :func:`load_settings` (or directly in tests)."""
 
@@ -458,6 +501,15 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = MonitorSettings()
     graph: GraphSettings = GraphSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
+    schedules: list[ScheduleSettings] = []
+
+    @model_validator(mode="after")
+    def _unique_schedules(self) -> Settings:
+        names = [s.name for s in self.schedules]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"schedule names must be unique: {', '.join(duplicates)} given twice")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -343,6 +343,99 @@ class Alert:
 _ALERT_FIELDS = ("id", "queue", "subject", "kind", "message", "value", "threshold", "opened_at", "resolved_at")
 
 
+class Overlap(StrEnum):
+    """What a schedule does when its previous run is still waiting or running."""
+
+    ALLOW = "allow"  #: enqueue anyway
+    SKIP = "skip"  #: skip this run (recorded)
+    QUEUE = "queue"  #: wait: the run is enqueued once the previous one has finished
+    CANCEL_PREVIOUS = "cancel_previous"  #: clear the previous run if it is still waiting, then enqueue
+
+
+class CatchUp(StrEnum):
+    """What a schedule does with the runs it missed while no appliance was running."""
+
+    NONE = "none"  #: drop them (recorded as missed)
+    LATEST = "latest"  #: run the latest of them once
+    ALL = "all"  #: run each of them, up to ``catch_up_max``
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """A cron schedule: a job enqueued on ``queue`` at every tick of ``cron`` in ``timezone``."""
+
+    name: str
+    cron: str
+    queue: str
+    data: dict[str, Any]
+    priority: int
+    timezone: str
+    enabled: bool
+    dst: str
+    catch_up: CatchUp
+    catch_up_max: int
+    overlap: Overlap
+    #: the dead-man alert: a job of this schedule must have succeeded within this many seconds
+    alert_after_seconds: float | None
+    #: "config" (from [[schedules]], applied at start and on reload) or "api"
+    source: str
+    next_run_at: dt.datetime | None
+    last_tick: dt.datetime | None
+    last_run_at: dt.datetime | None
+    last_job_id: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    updated_by: str | None
+
+    @classmethod
+    def from_row(cls, row: RowLike) -> Schedule:
+        values = _row(row, _SCHEDULE_FIELDS)
+        values["catch_up"] = CatchUp(values["catch_up"])
+        values["overlap"] = Overlap(values["overlap"])
+        return cls(**values)
+
+
+_SCHEDULE_FIELDS = (
+    "name",
+    "cron",
+    "queue",
+    "data",
+    "priority",
+    "timezone",
+    "enabled",
+    "dst",
+    "catch_up",
+    "catch_up_max",
+    "overlap",
+    "alert_after_seconds",
+    "source",
+    "next_run_at",
+    "last_tick",
+    "last_run_at",
+    "last_job_id",
+    "created_at",
+    "updated_at",
+    "updated_by",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleRun:
+    """What happened at one tick of a schedule."""
+
+    schedule: str
+    tick: dt.datetime
+    fired_at: dt.datetime
+    #: enqueued, skipped (the overlap policy) or missed (downtime, the catch_up policy)
+    outcome: str
+    job_id: int | None
+    worker_id: str | None
+
+    @classmethod
+    def from_row(cls, row: RowLike) -> ScheduleRun:
+        return cls(**_row(row, ("schedule", "tick", "fired_at", "outcome", "job_id", "worker_id")))
+
+
 class Clock(Protocol):
     """What time it is for scheduling decisions (tests inject one they control)."""
 

@@ -20,6 +20,7 @@ from fleetbox.service.enqueue import Enqueuer
 from fleetbox.service.jobs import Jobs
 from fleetbox.service.queues import Queues
 from fleetbox.service.retention import Retention
+from fleetbox.service.schedules import Schedules
 from fleetbox.service.thresholds import ThresholdSettings
 from fleetbox.store import Store
 
@@ -53,6 +54,7 @@ class Service:
         self.queues = Queues(store, self.audit, clock=self.clock)
         self.thresholds = ThresholdSettings(store, self.audit, clock=self.clock, configured=thresholds or Thresholds())
         self.retention = Retention(store)
+        self.schedules = Schedules(store, self.audit, self.enqueue, clock=self.clock)
 
     def apply(self, limits: rules.Limits, thresholds: Thresholds) -> None:
         """A configuration reload: new payload limits and configured thresholds apply from now."""

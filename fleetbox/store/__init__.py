@@ -2,8 +2,9 @@
 
 :class:`Store` opens a pool of connections to the fleetbox schema and offers the typed stores,
 one per area: ``jobs``, ``queues``, ``dead_letters``, ``audit``, ``monitor``, ``stream``,
-``retention``, ``ticks``, ``graph`` and ``appliances``. Their methods have names, typed parameters and typed
-results; the SQL text lives in ``sql/queries/*.sql`` (named blocks) and ``sql/migrations``.
+``retention``, ``ticks``, ``graph``, ``appliances`` and ``schedules``. Their methods have names,
+typed parameters and typed results; the SQL text lives in ``sql/queries/*.sql`` (named blocks)
+and ``sql/migrations``.
 Several writes that must land together run in :meth:`Store.transaction`, which offers the same
 typed stores on one connection::
 
@@ -31,6 +32,7 @@ from fleetbox.store.monitor import MonitorStore
 from fleetbox.store.pool import Conn, Listener, Pool, Row, Runner
 from fleetbox.store.queues import QueueStore
 from fleetbox.store.retention import RetentionStore
+from fleetbox.store.schedules import ScheduleStore
 from fleetbox.store.stream import StreamStore
 from fleetbox.store.ticks import TickStore
 
@@ -82,6 +84,10 @@ class Stores:
     @cached_property
     def appliances(self) -> ApplianceStore:
         return ApplianceStore(self._runner)
+
+    @cached_property
+    def schedules(self) -> ScheduleStore:
+        return ScheduleStore(self._runner)
 
 
 class Tx(Stores):

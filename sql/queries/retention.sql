@@ -151,3 +151,11 @@ WITH picked AS (
     DELETE FROM graph_effects e WHERE e.job_id = ANY(ARRAY(SELECT job_id FROM letters)) RETURNING 1
 )
 SELECT 1 FROM letters
+
+-- name: retention_schedule_runs_batch
+-- Deletes up to $2 schedule runs fired before $1 (where a schedule stands, its last tick and job,
+-- is in scheduled_jobs).
+-- params: $1 before, $2 batch size
+DELETE FROM schedule_runs
+ WHERE ctid = ANY(ARRAY(SELECT ctid FROM schedule_runs WHERE fired_at < $1 LIMIT $2))
+RETURNING 1

@@ -201,7 +201,7 @@ async def test_real_jobs_dead_letters_stay_through_the_weekly_cleanup(appliance_
 
 async def test_the_daily_table_cleanup_cuts_every_growing_table_by_its_own_age(db: Store) -> None:
     """rate_limit_tracking, queue_alerts, audit_log, dead_letters, sync_history, inbound_messages,
-    performance_reports, appliances, graph_subscriptions, graph_uploads: old rows go, recent ones
+    performance_reports, appliances, graph_subscriptions, graph_uploads, schedule_runs: old rows go, recent ones
     stay, and what is still needed (open alerts and dead letters, the latest delta link) stays."""
     old, recent = NOW - dt.timedelta(days=400), NOW - dt.timedelta(hours=1)
     sql = db.pool
@@ -230,6 +230,9 @@ async def test_the_daily_table_cleanup_cuts_every_growing_table_by_its_own_age(d
             "INSERT INTO graph_uploads (job_id, upload_url, total_bytes, updated_at) VALUES ($1, 'https://u', 10, $2)",
             int(at.timestamp()), at,
         )  # fmt: skip
+        await sql.execute(
+            "INSERT INTO schedule_runs (schedule, tick, fired_at, outcome) VALUES ('nightly', $1, $1, 'enqueued')", at
+        )
     # alerts: an old resolved one goes, an old open one stays
     await sql.execute(
         "INSERT INTO queue_alerts (kind, message, opened_at, resolved_at) VALUES ('backlog', 'x', $1, $1)", old
@@ -260,11 +263,12 @@ async def test_the_daily_table_cleanup_cuts_every_growing_table_by_its_own_age(d
     assert result == {
         "rate_events": 1, "resolved_alerts": 1, "audit": 1, "resolved_dead_letters": 1, "sync_history": 1,
         "inbound_messages": 1, "reports": 1, "appliances": 1, "removed_subscriptions": 1, "stale_uploads": 1,
+        "schedule_runs": 1,
     }  # fmt: skip
     for table, column in (
         ("rate_limit_tracking", "at"), ("audit_log", "at"), ("performance_reports", "period_end"),
         ("appliances", "seen_at"), ("inbound_messages", "updated_at"), ("graph_subscriptions", "removed_at"),
-        ("graph_uploads", "updated_at"),
+        ("graph_uploads", "updated_at"), ("schedule_runs", "fired_at"),
     ):  # fmt: skip
         assert await sql.fetchval(f"SELECT min({column}) FROM {table}") == recent, table
     assert [r["kind"] for r in await sql.fetch("SELECT kind FROM queue_alerts")] == ["dead_letters"]
