@@ -1,5 +1,5 @@
-"""The ``fleetbox`` command: run, migrate, enqueue, config show, queues, job, dead, status, tui, auth,
-subscriptions, bench."""
+"""The ``fleetbox`` command: run, migrate, enqueue, config show, queues, job, dead, schedule, status,
+tui, auth, subscriptions, bench."""
 
 from __future__ import annotations
 
@@ -117,6 +117,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-jobs", type=int, default=500, help="trickled jobs for pickup latency")
     bench.add_argument("--backlog", action="store_true",
                        help="also measure the claim rate behind a 10k and a 1M job backlog (slow)")  # fmt: skip
+
+    from fleetbox import cli_schedules
+
+    cli_schedules.add_parser(sub, common)
     return parser
 
 
@@ -267,6 +271,10 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
     if args.command == "retry":
         print(await service.jobs.retry(args.job_id, actor="cli"))
         return 0
+    if args.command == "schedule":
+        from fleetbox import cli_schedules
+
+        return await cli_schedules.run(args, service)
     from fleetbox.service.dead_letters import check_filter
 
     dead = service.dead_letters
