@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from fleetbox.admin import AdminServer, ApplianceInfo, build_app
 from fleetbox.admin.server import fleetbox_version
 from fleetbox.admin.stream import LimiterSource, Stream
+from fleetbox.alerts.delivery import AlertDelivery
 from fleetbox.client import Client
 from fleetbox.config import Settings
 from fleetbox.errors import ConfigError, DatabaseError, SchemaNotReady
@@ -42,6 +43,7 @@ from fleetbox.monitor import Monitor
 from fleetbox.monitor.crons import CronRunner
 from fleetbox.monitor.health import Condition
 from fleetbox.monitor.metrics import Metrics
+from fleetbox.monitor.notify import AlertNotifier
 from fleetbox.monitor.presence import Presence
 from fleetbox.monitor.schedule import PeriodicTask, Scheduler
 from fleetbox.monitor.tasks import default_tasks
@@ -124,8 +126,10 @@ class Appliance:
         self.client = Client.for_service(self.service)
         #: the Graph processors, client, limiters (and the simulator when Graph is simulated)
         self.graph = GraphRuntime(settings, self.store, self.metrics, self.clock)
+        #: alert notifications sent to the configured webhooks (the queue alert-webhooks)
+        self.alerts = AlertDelivery(self.store, settings.alerts.webhooks)
         # Handlers given in code win over the Graph processors of the spec's queues.
-        self._code_handlers = {**self.graph.handlers(), **(handlers or {})}
+        self._code_handlers = {**self.graph.handlers(), **self.alerts.handlers(), **(handlers or {})}
         self.worker = Worker(
             self.store, settings, build_registry(settings, self._code_handlers), worker_id=self.worker_id,
             clock=self.clock, on_auth_error=on_auth_error, on_written=self.metrics.observe,
@@ -138,6 +142,7 @@ class Appliance:
         self.monitor = Monitor(
             self.store, self.service.thresholds, clock=self.clock, window_seconds=mon.window_seconds,
             depth_cache_seconds=mon.depth_cache_seconds, consumers=self.presence.consumers,
+            notifier=AlertNotifier(settings.alerts.webhooks),
         )  # fmt: skip
         self.crons = CronRunner(self.service.schedules, clock=self.clock, worker_id=self.worker_id)
         self.scheduler = Scheduler(self.store, clock=self.clock, worker_id=self.worker_id, tasks=self._tasks(settings))
@@ -232,6 +237,7 @@ class Appliance:
         await self.worker.stop(grace=grace)
         await self.supervisor.stop(RATE_EVENTS)
         await self.graph.stop()
+        await self.alerts.stop()
         await self.worker.finish()
         await self.presence.leave()
         # The admin API and the control socket answered "draining" until the work was done.
@@ -322,7 +328,7 @@ class Appliance:
         registry = build_registry(settings, self._code_handlers)  # raises ConfigError: nothing applied
         old = self.settings.model_dump()
         new = settings.model_dump()
-        live = {"pools", "retry", "queues", "monitor", "retention", "rate_limits", "appliance", "schedules"}
+        live = {"pools", "retry", "queues", "monitor", "retention", "rate_limits", "appliance", "schedules", "alerts"}
         restart = sorted(section for section in new if section not in live and new[section] != old[section])
         await register_queues(self.store, registry)
         await self.service.schedules.apply_config(_schedule_specs(settings))
@@ -343,6 +349,9 @@ class Appliance:
         )
         self.scheduler.set_tasks(self._tasks(self.settings))
         self.graph.apply(settings)
+        self.alerts.apply(settings.alerts.webhooks)
+        if self.monitor.notifier is not None:
+            self.monitor.notifier.apply(settings.alerts.webhooks)
         log.info("configuration reloaded", extra={"event": "config_reloaded", "needs_restart": restart})
         return restart
 

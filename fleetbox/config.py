@@ -292,6 +292,8 @@ class RetentionSettings(_Section):
     graph_days: float = Field(7, gt=0)
     #: schedule runs (what each cron tick did); a schedule's last tick and job stay on the schedule
     schedule_runs_days: float = Field(30, gt=0)
+    #: what was sent to alert webhooks (alert_notifications)
+    alert_notifications_days: float = Field(30, gt=0)
 
     _crons = field_validator("archive_cron", "cleanup_cron", "prune_cron")(_check_cron)
 
@@ -486,6 +488,77 @@ class ScheduleSettings(_Section):
         return value
 
 
+class AlertWebhookSettings(_Section):
+    """Where alerts are POSTed (``[[alerts.webhooks]]``): every alert that opens or resolves, grouped."""
+
+    #: names the webhook in logs, metrics and the delivery jobs (the URL may hold a token: never shown)
+    name: str = Field(pattern=rf"^{rules.QUEUE_NAME.pattern}$")
+    #: the receiver; for slack and teams the URL itself is the secret, so it is redacted like one
+    url: SecretStr
+    #: json: the Standard Webhooks signing secret (``whsec_<base64>``); pagerduty: the integration's
+    #: routing key; slack, teams: not used
+    secret: SecretStr | None = None
+    #: json (Standard Webhooks), slack (incoming webhook), teams (Workflows, Adaptive Card),
+    #: pagerduty (Events API v2)
+    format: Literal["json", "slack", "teams", "pagerduty"] = "json"
+    #: which changes are sent: opened, resolved (a repeat counts as opened)
+    events: list[Literal["opened", "resolved"]] = ["opened", "resolved"]
+    #: alert kinds sent (backlog, failure_rate, processing_time, dead_letters, no_consumer,
+    #: task_failing, schedule_late, ...); empty: all
+    kinds: list[str] = []
+    #: an alert still open is sent again after this long
+    repeat_interval_seconds: float = Field(14_400, ge=60)
+    #: changes within this long of the first one go out in one message
+    group_seconds: float = Field(30, ge=0, le=3600)
+    timeout_seconds: float = Field(10, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_for_format(self) -> AlertWebhookSettings:
+        secret = self.secret.get_secret_value() if self.secret is not None else None
+        if self.format == "json":
+            if secret is None or not _is_whsec(secret):
+                raise ValueError('format json needs secret = "whsec_<base64 of 24 to 64 random bytes>"')
+        elif self.format == "pagerduty" and not secret:
+            raise ValueError("format pagerduty needs secret = the integration's routing key")
+        return self
+
+
+def _is_whsec(secret: str) -> bool:
+    import base64
+    import binascii
+
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        return 24 <= len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) <= 64
+    except binascii.Error:
+        return False
+
+
+class AlertSettings(_Section):
+    """Alert notifications sent out (``[alerts]``)."""
+
+    webhooks: list[AlertWebhookSettings] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> AlertSettings:
+        names = [w.name for w in self.webhooks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"webhook names must be unique: {', '.join(duplicates)} given twice")
+        return self
+
+
 class Settings(BaseSettings):
     """The effective configuration. Build it with :func:`load_settings` (or directly in tests)."""
 
@@ -502,6 +575,7 @@ class Settings(BaseSettings):
     graph: GraphSettings = GraphSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     schedules: list[ScheduleSettings] = []
+    alerts: AlertSettings = AlertSettings()
 
     @model_validator(mode="after")
     def _unique_schedules(self) -> Settings:
@@ -673,6 +747,17 @@ def effective_values(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
         elif value is None:
             shown = "(not set)"
         else:
-            shown = str(value)
+            shown = str(_redact_nested(value))
         rows.append((key, shown, loaded.sources.get(key, "default")))
     return rows
+
+
+def _redact_nested(value: Any) -> Any:
+    """Secrets inside lists and tables (a webhook's URL and secret) shown as ``(redacted)``."""
+    if isinstance(value, SecretStr):
+        return "(redacted)"
+    if isinstance(value, dict):
+        return {k: _redact_nested(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_nested(v) for v in value]
+    return value

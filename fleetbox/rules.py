@@ -23,6 +23,7 @@ operator names, notes, text   200 / 10,000 / 200 characters                no
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import math
 import re
@@ -337,3 +338,29 @@ def parse_threshold_changes(mapping: object) -> dict[str, int | float]:
 def parse_thresholds(mapping: object) -> Thresholds:
     """Thresholds from a mapping with camelCase or snake_case keys; missing keys keep the defaults."""
     return Thresholds(**parse_threshold_changes(mapping))  # type: ignore[arg-type]
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+_RETRY_AFTER_NUMBER = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:,\s*\d+\s*)?$")
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: integer or fractional seconds, or an HTTP date.
+
+    ``"5,5"`` (seen from some gateways) counts as 5. A date in the past is 0. Anything else
+    (empty, negative, garbage) is None: the caller falls back to its own backoff.
+    """
+    if value is None:
+        return None
+    match = _RETRY_AFTER_NUMBER.match(value)
+    if match:
+        seconds = float(match.group(1))
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())

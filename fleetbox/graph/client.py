@@ -27,12 +27,9 @@ only to pre-authenticated download URLs.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import io
 import json as jsonlib
 import logging
-import math
-import re
 import ssl
 import uuid
 from collections.abc import Mapping
@@ -57,6 +54,7 @@ from fleetbox.errors import (
 )
 from fleetbox.graph.ratelimit import Limiters
 from fleetbox.graph.tokens import TokenKind, Tokens
+from fleetbox.rules import parse_retry_after
 
 log = logging.getLogger("fleetbox.graph.client")
 
@@ -69,28 +67,6 @@ MAX_MESSAGE = 500
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _THROTTLED = frozenset({429, 503, 504})
 _SYNC_LOST = ("syncStateNotFound", "resyncRequired")
-_NUMBER = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:,\s*\d+\s*)?$")
-
-
-def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: integer or fractional seconds, or an HTTP date.
-
-    ``"5,5"`` (seen from some gateways) counts as 5. A date in the past is 0. Anything else
-    (empty, negative, garbage) is None: the caller falls back to its own backoff.
-    """
-    if value is None:
-        return None
-    match = _NUMBER.match(value)
-    if match:
-        seconds = float(match.group(1))
-        return seconds if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is always GMT
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
 
 
 def error_detail(

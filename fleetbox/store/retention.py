@@ -26,6 +26,7 @@ class Prunable(StrEnum):
     STALE_UPLOADS = "retention_uploads_batch"
     RESOLVED_DEAD_LETTERS = "retention_dead_letters_batch"
     SCHEDULE_RUNS = "retention_schedule_runs_batch"
+    ALERT_NOTIFICATIONS = "retention_alert_notifications_batch"
 
 
 class RetentionStore:

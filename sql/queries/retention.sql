@@ -159,3 +159,10 @@ SELECT 1 FROM letters
 DELETE FROM schedule_runs
  WHERE ctid = ANY(ARRAY(SELECT ctid FROM schedule_runs WHERE fired_at < $1 LIMIT $2))
 RETURNING 1
+
+-- name: retention_alert_notifications_batch
+-- Deletes up to $2 alert notifications recorded before $1 (their alerts stay, by their own age).
+-- params: $1 before, $2 batch size
+DELETE FROM alert_notifications
+ WHERE ctid = ANY(ARRAY(SELECT ctid FROM alert_notifications WHERE created_at < $1 LIMIT $2))
+RETURNING 1

@@ -15,6 +15,7 @@ import pytest
 from fleetbox.client import Client
 from fleetbox.models import JobState
 from fleetbox.store.sql import migrations
+from fleetbox.worker.registry import BUILTIN_QUEUES
 from tests.conftest import wait_for
 from tests.e2e.conftest import FleetboxProcess, child_env, write_config
 
@@ -102,7 +103,7 @@ async def test_migrate_twice_creates_the_schema_once(cli: Cli, pg: asyncpg.Conne
     assert "schema up to date" in second
     assert await pg.fetchval("SELECT count(*) FROM e2e_fresh.schema_version") == len(migrations())
     queues = await pg.fetch("SELECT name FROM e2e_fresh.queues ORDER BY name")
-    assert "dead-letter" in {r["name"] for r in queues} and len(queues) == 9
+    assert "dead-letter" in {r["name"] for r in queues} and len(queues) == len(BUILTIN_QUEUES)
 
     job = job_id_of(cli("enqueue", "sync", "--data", "{}", "--schema", "e2e_fresh"))
     assert await pg.fetchval("SELECT queue FROM e2e_fresh.jobs WHERE id = $1", job) == "sync"

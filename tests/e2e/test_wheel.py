@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from fleetbox.store.sql import migrations, queries, sql_dir
+from fleetbox.worker.registry import BUILTIN_QUEUES
 from tests.e2e.conftest import REPO, child_env
 
 PROBE = """
@@ -67,6 +68,6 @@ async def test_the_wheel_carries_the_sql_and_finds_it_when_installed(tmp_path: P
     assert f"applied migrations {[v for v, _, _ in migrations()]}" in migrated
     conn = await asyncpg.connect(dsn)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM from_wheel.queues") == 9
+        assert await conn.fetchval("SELECT count(*) FROM from_wheel.queues") == len(BUILTIN_QUEUES)
     finally:
         await conn.close()

@@ -17,7 +17,8 @@ from fleetbox.errors import (
     TransientError,
     ValidationError,
 )
-from fleetbox.graph.client import classify, error_detail, parse_retry_after, redacted_path
+from fleetbox.graph.client import classify, error_detail, redacted_path
+from fleetbox.rules import parse_retry_after
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 

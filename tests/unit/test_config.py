@@ -488,7 +488,7 @@ def test_resolved_dsn_from_parts_quotes_the_password() -> None:
 # -- queues and handlers --------------------------------------------------------------------
 
 
-def test_spec_queues_are_registered_with_their_tiers() -> None:
+def test_spec_queues_and_the_alert_deliveries_are_registered_with_their_tiers() -> None:
     registry = build_registry(Settings())
     assert {name: spec.tier for name, spec in registry.items()} == {
         "teams-outbound": Tier.HIGH,
@@ -500,6 +500,7 @@ def test_spec_queues_are_registered_with_their_tiers() -> None:
         "attachments": Tier.LOW,
         "sync": Tier.LOW,
         "dead-letter": Tier.DEAD,
+        "alert-webhooks": Tier.HIGH,
     }
     assert all(spec.handler is None for spec in registry.values())
 
