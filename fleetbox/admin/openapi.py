@@ -188,13 +188,20 @@ SCHEMAS: dict[str, Schema] = {
     },
     "QueueHealth": _obj(_QUEUE_FIGURES),
     "Health": _obj(
-        {
+        _HEALTH := {
             "healthy": BOOL,
             "queues": {"type": "object", "additionalProperties": _ref("QueueHealth")},
             "deadLetterCount": INT,
             "lastChecked": TIME,
             "reasons": {"type": "array", "items": STR, "description": "why healthy is false"},
             "database": {"type": "string", "enum": ["ok", "unreachable"]},
+            "databaseError": {
+                "type": "string",
+                "description": "only when the database is unreachable: the driver's message for keyed "
+                "readers, `database unreachable` for everyone else",
+            },
+            "ready": {"type": "boolean", "description": "what /readyz says"},
+            "draining": {"type": "boolean", "description": "the appliance is stopping and finishes its jobs"},
             "thresholds": _ref("Thresholds"),
             "windowSeconds": NUM,
             "graph": _obj(
@@ -203,6 +210,20 @@ SCHEMAS: dict[str, Schema] = {
                     "note": STR,
                 }
             ),
+        },
+        required=[k for k in _HEALTH if k != "databaseError"],
+    ),
+    "Alive": _obj({"alive": {"type": "boolean", "const": True}}),
+    "Ready": _obj(
+        {
+            "ready": BOOL,
+            "draining": BOOL,
+            "reasons": {"type": "array", "items": STR, "description": "why ready is false"},
+            "failingTasks": {
+                "type": "object",
+                "additionalProperties": _null(STR),
+                "description": "background tasks failing now: name -> last error (null without a key)",
+            },
         }
     ),
     "PeriodTotals": _obj({**_PERIOD_TOTALS, "peakBacklog": INT}, required=list(_PERIOD_TOTALS)),
@@ -525,10 +546,23 @@ def _operations() -> dict[str, dict[str, Any]]:
     body_errors = [400, 413, 415]
     return {
         "getHealth": {
-            "summary": "Health: per queue isRunning, backlog, failureRate (%), avgProcessingTime (ms)",
-            "description": "200 when healthy, 503 when not (a threshold is crossed or the database is "
-            "unreachable), with the same document and the reasons listed.",
-            "responses": {"200": _ok("Health", "Healthy"), "503": _ok("Health", "Unhealthy (see reasons)")},
+            "summary": "Health: per queue isRunning, backlog, failureRate (%), avgProcessingTime (ms), consumers",
+            "description": "A crossed threshold is `healthy: false` with the reasons, and still 200: the "
+            "appliance works. 503 (the same document) only when the database is unreachable or the "
+            "appliance cannot work (not ready for a reason other than draining).",
+            "responses": {
+                "200": _ok("Health", "The appliance works (healthy may still be false: see reasons)"),
+                "503": _ok("Health", "The database is unreachable or the appliance cannot work"),
+            },
+        },
+        "getLivez": {
+            "summary": "Liveness: the process answers (no key, no database)",
+            "responses": {"200": _ok("Alive", "Alive")},
+        },
+        "getReadyz": {
+            "summary": "Readiness: database reachable, schema current, no critical task failing, not draining",
+            "description": "No key. 503 with the reasons when not ready (draining included: send it no work).",
+            "responses": {"200": _ok("Ready", "Ready"), "503": _ok("Ready", "Not ready (see reasons)")},
         },
         "getStats": {
             "summary": "Current figures per queue and in total, and the last 24 hours from the snapshots",
@@ -806,6 +840,8 @@ def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[s
 
 _TAGS = {
     "getHealth": "monitoring",
+    "getLivez": "monitoring",
+    "getReadyz": "monitoring",
     "getStats": "monitoring",
     "getMetrics": "monitoring",
     "listAlerts": "monitoring",

@@ -9,12 +9,13 @@ Handlers read their input through :mod:`fleetbox.admin.inputs`, act through the 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -24,7 +25,7 @@ from fleetbox.admin.auth import HEADER, Access, KeyCheck
 from fleetbox.admin.errors import UpgradeRequired
 from fleetbox.admin.stream import Sockets, Stream, serve
 from fleetbox.config import AdminSettings
-from fleetbox.errors import Conflict, InvalidInput, UnknownQueue
+from fleetbox.errors import Conflict, DatabaseError, InvalidInput, UnknownQueue
 from fleetbox.models import JobPriority
 from fleetbox.monitor import Monitor
 from fleetbox.monitor.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
@@ -34,6 +35,7 @@ from fleetbox.rules import MAX_ID, MAX_TEXT_FILTER, parse_path_id
 from fleetbox.service import Service
 from fleetbox.service.dead_letters import MAX_BULK, check_filter
 from fleetbox.service.jobs import JOB_STATUSES
+from fleetbox.store.migrations import current_version, latest_version
 
 #: Page sizes of every list.
 MAX_LIMIT = 500
@@ -44,6 +46,8 @@ TIME_RANGES = ("1h", "24h", "7d")
 #: The longest look back of GET /api/queue/{queue}/errors, in minutes (a day).
 MAX_ERROR_MINUTES = 1440
 ALERT_STATUSES = ("open", "resolved")
+#: How long /readyz waits for the database (without an appliance behind the API), in seconds.
+READY_TIMEOUT = 5
 THRESHOLD_FIELDS = ("maxBacklog", "maxFailureRate", "maxProcessingTime", "maxDeadLetterJobs")
 ENQUEUE_FIELDS = ("data", "priority", "delay", "runAt", "singletonKey", "maxAttempts")
 #: Field names of the Python API, as the HTTP API spells them.
@@ -100,8 +104,32 @@ class AdminState:
 
 STATE = web.AppKey("fleetbox_admin_state", AdminState)
 
+
+class ReadinessReport(Protocol):
+    """Whether the appliance can do its work (the appliance's ``Readiness``)."""
+
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
+    @property
+    def failing(self) -> Mapping[str, str | None]: ...
+    @property
+    def draining(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseReadiness:
+    """Readiness of an admin API that runs without an appliance: the database and its schema."""
+
+    ready: bool
+    reasons: tuple[str, ...]
+    failing: Mapping[str, str | None] = field(default_factory=dict)
+    draining: bool = False
+
+
 Reload = Callable[[], Awaitable[list[str]]]
-Readiness = Callable[[], Awaitable[Any]]
+Readiness = Callable[[], Awaitable[ReadinessReport]]
 
 
 def _state(request: web.Request) -> AdminState:
@@ -139,13 +167,70 @@ def _limit(request: web.Request) -> int:
 # -- monitoring ------------------------------------------------------------------------------
 
 
+def _keyed(request: web.Request) -> bool:
+    """Whether the caller may read more than the public sees: it came over the control socket or
+    sent a key that grants reads (a driver's message can name hosts, ports and stored values)."""
+    return inputs.via_control_socket(request) or _state(request).keys.grants(Access.READ, request.headers.get(HEADER))
+
+
+async def _readiness(state: AdminState) -> ReadinessReport:
+    if state.readiness is not None:
+        return await state.readiness()
+    # No appliance behind this API: ready when the database answers with a current schema.
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            version = await current_version(state.service.store)
+    except (DatabaseError, TimeoutError):
+        return DatabaseReadiness(False, ("database unreachable",))
+    if version < latest_version():
+        return DatabaseReadiness(False, (f"schema at version {version}, this fleetbox needs {latest_version()}",))
+    return DatabaseReadiness(True, ())
+
+
+def _cannot_work(readiness: ReadinessReport) -> bool:
+    """Not ready for a reason other than draining (a draining appliance still finishes its jobs)."""
+    return not readiness.ready and any(not r.startswith("draining") for r in readiness.reasons)
+
+
 async def get_health(request: web.Request) -> web.Response:
-    """The spec's health document: 200 when healthy, 503 when not (same shape)."""
+    """The spec's health document. A crossed threshold is ``healthy: false`` with the reasons but
+    200 (the appliance works; an orchestrator must not restart it); 503 only when the database is
+    unreachable or the appliance cannot work (not ready for a reason other than draining)."""
     state = _state(request)
     report = await state.monitor.health()
+    readiness = await _readiness(state)
     body = report.to_json()
+    extra = [r for r in readiness.reasons if r not in report.reasons]
+    if not readiness.ready:
+        body["healthy"] = False
+        body["reasons"] = [*body["reasons"], *extra]
+    body["ready"] = readiness.ready
+    body["draining"] = readiness.draining
+    if report.database_error is not None:
+        body["databaseError"] = report.database_error if _keyed(request) else "database unreachable"
     body["graph"] = {"mode": state.info.graph_mode, "note": GRAPH_NOTES[state.info.graph_mode]}
-    return reply(body, 200 if report.healthy else 503)
+    down = report.database != "ok" or _cannot_work(readiness)
+    return reply(body, 503 if down else 200)
+
+
+async def get_livez(_request: web.Request) -> web.Response:
+    """Liveness: the process's event loop answers (nothing else is asked)."""
+    return reply({"alive": True})
+
+
+async def get_readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 when the database answers with a current schema and no critical task is
+    failing; 503 (with the reasons) otherwise, draining included (send no new work to it)."""
+    readiness = await _readiness(_state(request))
+    keyed = _keyed(request)
+    body = {
+        "ready": readiness.ready,
+        "draining": readiness.draining,
+        "reasons": list(readiness.reasons),
+        # the task's last error may quote a driver message: keyed readers only
+        "failingTasks": {name: (error if keyed else None) for name, error in readiness.failing.items()},
+    }
+    return reply(body, 200 if readiness.ready else 503)
 
 
 #: what /api/queue/health says about Microsoft Graph
@@ -498,4 +583,6 @@ def route_table(settings: AdminSettings) -> list[Route]:
         Route("POST", f"{q}/dead-letter/{{jobId}}/discard", discard_dead_letter, Access.ADMIN, "discardDeadLetter"),
         Route("GET", f"{q}/jobs/{{jobId}}", get_job, Access.READ, "getJob"),
         Route("GET", "/metrics", get_prometheus, health, "getPrometheusMetrics"),
+        Route("GET", "/livez", get_livez, Access.PUBLIC, "getLivez"),
+        Route("GET", "/readyz", get_readyz, Access.PUBLIC, "getReadyz"),
     ]
