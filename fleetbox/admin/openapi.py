@@ -289,6 +289,10 @@ SCHEMAS: dict[str, Schema] = {
         {
             **_JOB,
             "history": {"type": "array", "items": _ref("Attempt"), "description": "every recorded attempt"},
+            "deadLetterId": {
+                **_null(INT),
+                "description": "the dead letter this job became (use dl-<id> to address it), when it is dead",
+            },
             "deadLetter": {
                 "anyOf": [_ref("DeadLetter"), {"type": "null"}],
                 "description": "the job's dead letter, when it is dead",

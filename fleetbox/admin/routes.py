@@ -369,6 +369,7 @@ async def get_job(request: web.Request) -> web.Response:
     detail = await _state(request).service.jobs.detail(job_id)
     body = views.job(detail.job)
     body["history"] = [views.attempt(a) for a in detail.job.history]
+    body["deadLetterId"] = detail.dead_letter.id if detail.dead_letter is not None else None
     body["deadLetter"] = views.dead_letter(detail.dead_letter) if detail.dead_letter is not None else None
     body["operatorActions"] = [views.audit_entry(entry) for entry in detail.trail]
     return reply(body)

@@ -274,6 +274,33 @@ async def test_job_detail_has_the_attempt_history_and_the_dead_letter(rig: Rig) 
     assert body["deadLetter"]["history"][0]["outcome"] == "dead"
 
 
+async def test_a_dead_job_shows_why_and_its_dead_letter(rig: Rig, db: Store) -> None:
+    job = await rig.enqueue("permanent")
+
+    async def dead() -> bool:
+        return (await rig.app.client.get_job(job)).state is JobState.DEAD
+
+    await wait_for(dead)
+    dead_id = await rig.app.service.dead_letters.of_job(job)
+    body = await (await rig.api.get(f"/api/queue/jobs/{job}", headers=READ)).json()
+    assert body["lastErrorClass"] == "permanent" and "payload is wrong" in body["lastError"]
+    assert body["deadLetterId"] == dead_id == body["deadLetter"]["id"]
+    # without its dead letter (pruned), the last failed attempt still says why
+    await db.pool.execute("DELETE FROM fleetbox.dead_letters WHERE id = $1", dead_id)
+    body = await (await rig.api.get(f"/api/queue/jobs/{job}", headers=READ)).json()
+    assert body["lastErrorClass"] == "permanent" and "payload is wrong" in body["lastError"]
+    assert body["deadLetterId"] is None and body["deadLetter"] is None
+    # a job that is not dead has no dead letter and no error
+    ok = await rig.enqueue("ok")
+
+    async def succeeded() -> bool:
+        return (await rig.app.client.get_job(ok)).state is JobState.SUCCEEDED
+
+    await wait_for(succeeded)
+    body = await (await rig.api.get(f"/api/queue/jobs/{ok}", headers=READ)).json()
+    assert body["deadLetterId"] is None and body["lastError"] is None
+
+
 async def test_job_detail_errors(api: Api) -> None:
     missing = await api.get("/api/queue/jobs/123456", headers=READ)
     assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
