@@ -17,12 +17,14 @@ from fleetbox.admin.inputs import ACTOR_HEADER
 from fleetbox.admin.routes import (
     ALERT_STATUSES,
     DEFAULT_LIMIT,
+    INCLUDES,
     MAX_ERROR_MINUTES,
     MAX_LIMIT,
     MAX_OFFSET,
     TIME_RANGES,
     Route,
 )
+from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
 from fleetbox.rules import MAX_ACTOR, MAX_ID, MAX_PATH_ID_DIGITS
@@ -100,12 +102,21 @@ _POINT = {
     "deadLetters": INT,
 }
 
+_DATA: dict[str, Schema] = {
+    "data": {
+        "type": ["object", "null"],
+        "description": "the payload; null in a list row unless include=payload; "
+        '{"undecodable": true, "reason", "size"} when it cannot be shown',
+    },
+    "dataPreview": {"type": "string", "description": f"the first {PREVIEW_CHARS} characters of its JSON text"},
+    "dataSize": {"type": "integer", "minimum": 0, "description": "bytes of its JSON text"},
+}
 _JOB = {
     "id": ID,
     "queue": STR,
     "priority": {"type": "integer", "minimum": 1, "maximum": 10},
     "state": {"type": "string", "enum": [s.value for s in JobState]},
-    "data": ANY_OBJECT,
+    **_DATA,
     "singletonKey": _null(STR),
     "attempts": {"type": "integer", "minimum": 0},
     "maxAttempts": _null(INT),
@@ -142,7 +153,7 @@ _DEAD_LETTER = {
     "jobId": ID,
     "queue": STR,
     "priority": INT,
-    "data": ANY_OBJECT,
+    **_DATA,
     "singletonKey": _null(STR),
     "errorClass": STR,
     "error": STR,
@@ -323,6 +334,7 @@ SCHEMAS: dict[str, Schema] = {
             "retrying": {"type": "array", "items": _ref("Job"), "description": "jobs waiting for their next attempt"},
             "deadLetters": {"type": "array", "items": _ref("DeadLetter"), "description": "open dead letters"},
             "recentFailures": {"type": "array", "items": _ref("Attempt"), "description": "latest failed attempts"},
+            "truncated": {"type": "boolean", "description": "true: the lists were cut to stay under 8 MiB"},
         }
     ),
     "DeadLetterList": _obj(
@@ -494,6 +506,12 @@ DEAD_REF_PATH: Schema = {
 LIMIT: Schema = _query(
     "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}, "page size"
 )
+INCLUDE: Schema = _query(
+    "include",
+    {"type": "string", "enum": list(INCLUDES)},
+    "payload: rows carry their payloads in full (by default data is null and dataPreview/dataSize say "
+    "what it holds); a page ends before 8 MiB and its cursor continues after the last row sent",
+)
 ACTOR: Schema = {
     "name": ACTOR_HEADER,
     "in": "header",
@@ -546,6 +564,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         _query("q", {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}, "only errors with this text (any case)"),
         _query("before", ID, "the id of the last dead letter of the page before (keyset paging)"),
         LIMIT,
+        INCLUDE,
     ]
     body_errors = [400, 413, 415]
     return {
@@ -677,6 +696,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                     "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "jobs to skip"
                 ),
                 _query("after", ID, "the last job id of the page before (keyset paging)"),
+                INCLUDE,
             ],
             "responses": {"200": _ok("JobList", "A page of jobs")},
             "errors": [400, 404, 503],
@@ -716,7 +736,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "listFailed": {
             "summary": "A queue's failures: jobs waiting for a retry, open dead letters, latest failed attempts",
-            "parameters": [QUEUE_PATH, LIMIT],
+            "parameters": [QUEUE_PATH, LIMIT, INCLUDE],
             "responses": {"200": _ok("FailedJobs", "Failures")},
             "errors": [400, 404, 503],
         },

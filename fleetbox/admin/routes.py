@@ -46,6 +46,11 @@ TIME_RANGES = ("1h", "24h", "7d")
 #: The longest look back of GET /api/queue/{queue}/errors, in minutes (a day).
 MAX_ERROR_MINUTES = 1440
 ALERT_STATUSES = ("open", "resolved")
+#: What a list may include in full (``include=payload``).
+INCLUDES = ("payload",)
+#: The most JSON one page of a list carries: it ends before this, and its cursor continues after
+#: the last row sent.
+PAGE_BYTES = 8 * 1024 * 1024
 #: How long /readyz waits for the database (without an appliance behind the API), in seconds.
 READY_TIMEOUT = 5
 THRESHOLD_FIELDS = ("maxBacklog", "maxFailureRate", "maxProcessingTime", "maxDeadLetterJobs")
@@ -162,6 +167,21 @@ def _limit(request: web.Request) -> int:
     value = inputs.query_int(request, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
     assert value is not None
     return value
+
+
+def _include_payload(request: web.Request) -> bool:
+    """``include=payload``: list rows carry their payloads in full (by default only a preview)."""
+    return inputs.query_choice(request, "include", INCLUDES) == "payload"
+
+
+def _fit(rows: list[dict[str, Any]], budget: int = PAGE_BYTES) -> list[dict[str, Any]]:
+    """The leading rows whose JSON fits in ``budget`` bytes (at least one, so paging moves on)."""
+    used = 0
+    for n, row in enumerate(rows):
+        used += len(_dumps(row).encode("utf-8", "surrogatepass")) + 1
+        if used > budget and n > 0:
+            return rows[:n]
+    return rows
 
 
 # -- monitoring ------------------------------------------------------------------------------
@@ -318,12 +338,14 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = _limit(request)
     offset = inputs.query_int(request, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
     after = inputs.query_int(request, "after", default=None, minimum=1, maximum=MAX_ID)
+    full = _include_payload(request)
     assert offset is not None
     await state.service.queues.get(queue)
     page = await state.service.jobs.page(queue, status, after=after, offset=offset, limit=limit)
+    rows = _fit([views.job(j, full=full) for j in page.jobs])
+    next_after = rows[-1]["id"] if len(rows) < len(page.jobs) else page.next_after
     return reply({
-        "queue": queue, "status": status, "limit": limit, "offset": offset,
-        "jobs": [views.job(j) for j in page.jobs], "nextAfter": page.next_after,
+        "queue": queue, "status": status, "limit": limit, "offset": offset, "jobs": rows, "nextAfter": next_after,
     })  # fmt: skip
 
 
@@ -391,13 +413,17 @@ async def list_failed(request: web.Request) -> web.Response:
     state = _state(request)
     queue = request.match_info["queue"]
     limit = _limit(request)
+    full = _include_payload(request)
     await state.service.queues.get(queue)
     failures = await state.service.jobs.failures(queue, limit)
+    retrying = _fit([views.job(j, full=full) for j in failures.retrying], PAGE_BYTES // 2)
+    dead = _fit([views.dead_letter(d, full=full) for d in failures.dead_letters], PAGE_BYTES // 2)
     return reply({
         "queue": queue,
-        "retrying": [views.job(j) for j in failures.retrying],
-        "deadLetters": [views.dead_letter(d) for d in failures.dead_letters],
+        "retrying": retrying,
+        "deadLetters": dead,
         "recentFailures": [views.attempt(a) for a in failures.attempts],
+        "truncated": len(retrying) < len(failures.retrying) or len(dead) < len(failures.dead_letters),
     })  # fmt: skip
 
 
@@ -455,13 +481,15 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     text = inputs.query_text(request, "q", limit=MAX_TEXT_FILTER)
     before = inputs.query_int(request, "before", default=None, minimum=1, maximum=MAX_ID)
     limit = _limit(request)
+    full = _include_payload(request)
     if queue is not None:
         await state.service.queues.get(queue)
     where = check_filter(queue=queue, reviewed=reviewed, status=status, error_class=error_class, text=text)
     page = await state.service.dead_letters.list(where, before=before, limit=limit)
+    rows = _fit([views.dead_letter(d, full=full) for d in page.letters])
+    next_before = rows[-1]["id"] if len(rows) < len(page.letters) else page.next_before
     return reply({
-        "deadLetters": [views.dead_letter(d) for d in page.letters], "nextBefore": page.next_before,
-        "total": page.total, "totalCapped": page.total_capped,
+        "deadLetters": rows, "nextBefore": next_before, "total": page.total, "totalCapped": page.total_capped,
     })  # fmt: skip
 
 

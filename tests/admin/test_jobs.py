@@ -327,7 +327,7 @@ async def test_failed_lists_retrying_jobs_dead_letters_and_failed_attempts(rig: 
     assert sorted(a["jobId"] for a in body["recentFailures"]) == sorted([retrying, dead])
     assert {a["outcome"] for a in body["recentFailures"]} == {"retry", "dead"}
     other = await (await rig.api.get(f"/api/queue/{OTHER}/failed", headers=READ)).json()
-    assert other == {"queue": OTHER, "retrying": [], "deadLetters": [], "recentFailures": []}
+    assert other == {"queue": OTHER, "retrying": [], "deadLetters": [], "recentFailures": [], "truncated": False}
     assert (await rig.api.get("/api/queue/nope/failed", headers=READ)).status == 404
     assert (await rig.api.get(f"/api/queue/{WORK}/failed?limit=0", headers=READ)).status == 400
 
