@@ -27,11 +27,11 @@ from fleetbox.admin.routes import (
 from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, MAX_ID, MAX_PATH_ID_DIGITS
+from fleetbox.rules import MAX_ACTOR, MAX_ID, MAX_PATH_ID_DIGITS, YES_NO
 from fleetbox.rules import MAX_TEXT_FILTER as MAX_TEXT
 from fleetbox.service.dead_letters import COUNT_CAP
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
-from fleetbox.service.jobs import JOB_STATUSES
+from fleetbox.service.jobs import ALIASES, JOB_STATUSES
 
 Schema = dict[str, Any]
 
@@ -558,7 +558,11 @@ def _body(schema_name: str) -> Schema:
 def _operations() -> dict[str, dict[str, Any]]:
     dead_filters = [
         _query("queue", {"type": "string", "minLength": 1, "maxLength": 63}, "only dead letters from this queue"),
-        _query("reviewed", BOOL, "only reviewed (true) or unreviewed (false) ones"),
+        _query(
+            "reviewed",
+            {"type": "string", "enum": list(YES_NO)},
+            "only reviewed (true, yes) or unreviewed (false, no) ones",
+        ),
         _query("status", {"type": "string", "enum": ["open", "retried", "discarded"]}, "only this status"),
         _query("errorClass", {"type": "string", "minLength": 1, "maxLength": 100}, "only this error class"),
         _query("q", {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}, "only errors with this text (any case)"),
@@ -690,7 +694,12 @@ def _operations() -> dict[str, dict[str, Any]]:
             f"`after` (the previous page's nextAfter), or with `offset` up to {MAX_OFFSET}.",
             "parameters": [
                 QUEUE_PATH,
-                _query("status", {"type": "string", "enum": list(JOB_STATUSES)}, "only jobs in this state"),
+                _query(
+                    "status",
+                    {"type": "string", "enum": list(JOB_STATUSES)},
+                    "only jobs in this state; the spec's words are aliases: "
+                    + ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items()),
+                ),
                 LIMIT,
                 _query(
                     "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "jobs to skip"

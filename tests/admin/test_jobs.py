@@ -174,6 +174,10 @@ async def test_jobs_are_listed_by_status(rig: Rig) -> None:
     assert await listed(OTHER, "cleared") == [to_clear]
     assert await listed(WORK, "cleared") == []
     assert await listed(WORK, "pending") == sorted([ids["ready"], ids["scheduled"], ids["retrying"]])
+    # the spec's words are aliases of the state names
+    assert await listed(WORK, "waiting") == await listed(WORK, "pending")
+    assert await listed(WORK, "completed") == [ids["succeeded"]]
+    assert await listed(WORK, "failed") == [ids["dead"]]
     live = [ids[s] for s in ("ready", "scheduled", "retrying", "running")]
     assert await listed(WORK, None) == sorted(live)
     body = await (await rig.api.get(f"/api/queue/{WORK}/jobs", headers=READ)).json()
