@@ -27,7 +27,7 @@ from fleetbox.admin.routes import (
 from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, MAX_ID, MAX_PATH_ID_DIGITS, YES_NO
+from fleetbox.rules import MAX_ACTOR, MAX_ERROR_CLASS, MAX_ID, MAX_NOTES, MAX_PATH_ID_DIGITS, YES_NO
 from fleetbox.rules import MAX_TEXT_FILTER as MAX_TEXT
 from fleetbox.service.dead_letters import COUNT_CAP
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
@@ -175,6 +175,24 @@ _THRESHOLDS = {
     "maxFailureRate": {"type": "number", "minimum": 0, "maximum": 100},
     "maxProcessingTime": {"type": "number", "exclusiveMinimum": 0, "maximum": 10**12},
     "maxDeadLetterJobs": {"type": "integer", "minimum": 0, "maximum": 10**12},
+}
+
+_BULK_FILTER: dict[str, Schema] = {
+    "queue": {"type": "string", "minLength": 1, "maxLength": 63, "description": "only this original queue"},
+    "errorClass": {"type": "string", "minLength": 1, "maxLength": MAX_ERROR_CLASS},
+    "q": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_TEXT,
+        "description": "only those whose error message contains this text (any case)",
+    },
+    "reviewed": BOOL,
+    "expectedCount": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_BULK_RETRY,
+        "description": "how many open dead letters the caller expects to match (409 and no change otherwise)",
+    },
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -437,27 +455,52 @@ SCHEMAS: dict[str, Schema] = {
     )
     | {"examples": [{"reviewedBy": "admin@example.com", "resolutionNotes": "Fixed upstream API issue"}]},
     "RetriedDeadLetter": _obj({"deadLetterId": ID, "jobId": ID}),
-    "BulkRetryRequest": _obj(
-        {
-            "queue": {"type": "string", "minLength": 1, "maxLength": 63, "description": "only this original queue"},
-            "errorClass": {"type": "string", "minLength": 1, "maxLength": 100},
-            "q": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_TEXT,
-                "description": "only those whose error message contains this text (any case)",
-            },
-            "reviewed": BOOL,
-            "expectedCount": {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": MAX_BULK_RETRY,
-                "description": "how many open dead letters the caller expects to match",
-            },
-        },
-        required=["expectedCount"],
-    )
+    "BulkRetryRequest": _obj(_BULK_FILTER, required=["expectedCount"])
     | {"examples": [{"queue": "sync", "errorClass": "permanent", "reviewed": False, "expectedCount": 0}]},
+    "BulkReviewRequest": _obj(
+        {
+            **_BULK_FILTER,
+            "reviewedBy": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR, "pattern": r"\S"},
+            "resolutionNotes": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_NOTES},
+        },
+        required=["expectedCount", "reviewedBy"],
+    )
+    | {"examples": [{"queue": "sync", "errorClass": "permanent", "expectedCount": 0, "reviewedBy": "ana"}]},
+    "BulkDiscardRequest": _obj(_BULK_FILTER, required=["expectedCount"])
+    | {"examples": [{"queue": "sync", "errorClass": "permanent", "expectedCount": 0}]},
+    "BulkChanged": _obj(
+        {
+            "matched": {"type": "integer", "minimum": 0},
+            "changed": {"type": "array", "items": ID, "description": "the dead letters changed (their own ids)"},
+            "skipped": {"type": "array", "items": ID, "description": "matched but left as they were"},
+        }
+    ),
+    "DeadLetterGroups": _obj(
+        {
+            "groups": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "errorClass": STR,
+                        "message": STR,
+                        "count": {"type": "integer", "minimum": 1},
+                        "queues": {"type": "array", "items": STR},
+                        "lastFailedAt": TIME,
+                    }
+                ),
+            }
+        }
+    ),
+    "DeadLetterDetail": _obj(
+        {
+            **_DEAD_LETTER,
+            "operatorActions": {
+                "type": "array",
+                "items": _ref("OperatorAction"),
+                "description": "every review, retry and discard of it, oldest first (the audit log)",
+            },
+        }
+    ),
     "BulkRetried": _obj(
         {
             "matched": {"type": "integer", "minimum": 0},
@@ -686,6 +729,35 @@ def _operations() -> dict[str, dict[str, Any]]:
             "responses": {"200": _ok("BulkRetried", "Retried")},
             "errors": [*body_errors, 404, 409, 503],
         },
+        "listDeadLetterGroups": {
+            "summary": "Dead letters grouped by error class and message (count, queues, last failure), largest first",
+            "parameters": dead_filters[:5],
+            "responses": {"200": _ok("DeadLetterGroups", "The groups")},
+            "errors": [400, 404, 503],
+        },
+        "getDeadLetter": {
+            "summary": "One dead letter with its payload in full and every operator action on it",
+            "parameters": [DEAD_REF_PATH],
+            "responses": {"200": _ok("DeadLetterDetail", "The dead letter")},
+            "errors": [400, 404, 503],
+        },
+        "reviewDeadLetters": {
+            "summary": "Mark every open dead letter matching a filter reviewed",
+            "description": "Counted under lock: when the number of open dead letters matching differs from "
+            f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
+            "requestBody": _body("BulkReviewRequest"),
+            "responses": {"200": _ok("BulkChanged", "Reviewed")},
+            "errors": [*body_errors, 404, 409, 503],
+        },
+        "discardDeadLetters": {
+            "summary": "Discard every open dead letter matching a filter",
+            "description": "Counted under lock: when the number of open dead letters matching differs from "
+            f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
+            "parameters": [ACTOR, OPERATOR],
+            "requestBody": _body("BulkDiscardRequest"),
+            "responses": {"200": _ok("BulkChanged", "Discarded")},
+            "errors": [*body_errors, 404, 409, 503],
+        },
         "listJobs": {
             "summary": "A page of a queue's jobs",
             "description": "Without status: every job still in the queue (waiting or running). pending = "
@@ -895,6 +967,10 @@ _TAGS = {
     "clearQueue": "queues",
     "listDeadLetters": "dead letters",
     "retryDeadLetters": "dead letters",
+    "reviewDeadLetters": "dead letters",
+    "discardDeadLetters": "dead letters",
+    "listDeadLetterGroups": "dead letters",
+    "getDeadLetter": "dead letters",
     "reviewDeadLetter": "dead letters",
     "retryDeadLetter": "dead letters",
     "discardDeadLetter": "dead letters",

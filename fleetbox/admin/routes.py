@@ -31,10 +31,11 @@ from fleetbox.monitor import Monitor
 from fleetbox.monitor.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from fleetbox.monitor.metrics import Metrics
 from fleetbox.protocol import STREAM_PATH, GraphMode
-from fleetbox.rules import MAX_ID, MAX_TEXT_FILTER, parse_path_id
+from fleetbox.rules import MAX_ACTOR, MAX_ERROR_CLASS, MAX_ID, MAX_NOTES, MAX_TEXT_FILTER, parse_path_id
 from fleetbox.service import Service
 from fleetbox.service.dead_letters import MAX_BULK, check_filter
 from fleetbox.service.jobs import JOB_STATUSES
+from fleetbox.store.dead_letters import DeadFilter
 from fleetbox.store.migrations import current_version, latest_version
 
 #: Page sizes of every list.
@@ -54,6 +55,9 @@ PAGE_BYTES = 8 * 1024 * 1024
 #: How long /readyz waits for the database (without an appliance behind the API), in seconds.
 READY_TIMEOUT = 5
 THRESHOLD_FIELDS = ("maxBacklog", "maxFailureRate", "maxProcessingTime", "maxDeadLetterJobs")
+DEAD_STATUSES = ("open", "retried", "discarded")
+#: The filter of a bulk action on dead letters, and the count the caller expects to match.
+BULK_FIELDS = ("queue", "errorClass", "q", "reviewed", "expectedCount")
 ENQUEUE_FIELDS = ("data", "priority", "delay", "runAt", "singletonKey", "maxAttempts")
 #: Field names of the Python API, as the HTTP API spells them.
 _API_FIELD = {
@@ -471,20 +475,45 @@ async def clear_queue(request: web.Request) -> web.Response:
 # -- dead letters ----------------------------------------------------------------------------
 
 
+def _dead_filter_of_query(request: web.Request) -> DeadFilter:
+    """The dead-letter filter of a list or grouping: queue, reviewed, status, errorClass, q."""
+    return check_filter(
+        queue=inputs.query_text(request, "queue", limit=63),
+        reviewed=inputs.query_bool(request, "reviewed"),
+        status=inputs.query_choice(request, "status", DEAD_STATUSES),
+        error_class=inputs.query_text(request, "errorClass", limit=MAX_ERROR_CLASS),
+        text=inputs.query_text(request, "q", limit=MAX_TEXT_FILTER),
+    )
+
+
+async def _dead_filter_of_body(state: AdminState, body: dict[str, Any]) -> DeadFilter:
+    """The dead-letter filter of a bulk action's body (an unknown queue: 404)."""
+    queue = inputs.json_text(body, "queue", limit=63)
+    if queue is not None:
+        await state.service.queues.get(queue)
+    return check_filter(
+        queue=queue,
+        reviewed=inputs.json_bool(body, "reviewed"),
+        error_class=inputs.json_text(body, "errorClass", limit=MAX_ERROR_CLASS),
+        text=inputs.json_text(body, "q", limit=MAX_TEXT_FILTER),
+    )
+
+
+def _expected(body: dict[str, Any]) -> int:
+    expected = inputs.json_int(body, "expectedCount", minimum=0, maximum=MAX_BULK, required=True)
+    assert expected is not None
+    return expected
+
+
 async def list_dead_letters(request: web.Request) -> web.Response:
     """Dead letters newest first, with filters and keyset paging (``before``)."""
     state = _state(request)
-    queue = inputs.query_text(request, "queue", limit=63)
-    reviewed = inputs.query_bool(request, "reviewed")
-    status = inputs.query_choice(request, "status", ("open", "retried", "discarded"))
-    error_class = inputs.query_text(request, "errorClass", limit=100)
-    text = inputs.query_text(request, "q", limit=MAX_TEXT_FILTER)
+    where = _dead_filter_of_query(request)
     before = inputs.query_int(request, "before", default=None, minimum=1, maximum=MAX_ID)
     limit = _limit(request)
     full = _include_payload(request)
-    if queue is not None:
-        await state.service.queues.get(queue)
-    where = check_filter(queue=queue, reviewed=reviewed, status=status, error_class=error_class, text=text)
+    if where.queue is not None:
+        await state.service.queues.get(where.queue)
     page = await state.service.dead_letters.list(where, before=before, limit=limit)
     rows = _fit([views.dead_letter(d, full=full) for d in page.letters])
     next_before = rows[-1]["id"] if len(rows) < len(page.letters) else page.next_before
@@ -495,6 +524,8 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 
 #: A dead letter named in a path by its own id: ``dl-17`` (a bare number is always a job id).
 DEAD_LETTER_REF = "dl-"
+#: What the dead-letter detail route matches (the id itself is checked by the handler).
+DEAD_REF_ROUTE = r"(?:dl-)?[0-9]+"
 
 
 async def _dead_letter_id(state: AdminState, ref: str) -> int:
@@ -511,17 +542,22 @@ async def _dead_letter_id(state: AdminState, ref: str) -> int:
     return await state.service.dead_letters.of_job(parse_path_id(ref, "jobId"))
 
 
+def _reviewer(body: dict[str, Any]) -> str:
+    who = inputs.json_text(body, "reviewedBy", limit=MAX_ACTOR, required=True)
+    assert who is not None
+    if not who.strip():
+        raise InvalidInput("must not be blank", field="reviewedBy")
+    return who
+
+
 async def review_dead_letter(request: web.Request) -> web.Response:
     """Mark a dead letter reviewed: who, and resolution notes."""
     state = _state(request)
     dead_id = await _dead_letter_id(state, request.match_info["jobId"])
     body = await inputs.json_body(request)
     inputs.reject_unknown(body, ("reviewedBy", "resolutionNotes"))
-    who = inputs.json_text(body, "reviewedBy", limit=200, required=True)
-    notes = inputs.json_text(body, "resolutionNotes", limit=10_000)
-    assert who is not None
-    if not who.strip():
-        raise InvalidInput("must not be blank", field="reviewedBy")
+    who = _reviewer(body)
+    notes = inputs.json_text(body, "resolutionNotes", limit=MAX_NOTES)
     letter = await state.service.dead_letters.review(dead_id, reviewed_by=who, resolution_notes=notes)
     return reply(views.dead_letter(letter))
 
@@ -543,27 +579,64 @@ async def discard_dead_letter(request: web.Request) -> web.Response:
     return reply(views.dead_letter(await state.service.dead_letters.discard(dead_id, actor=who)))
 
 
+async def get_dead_letter(request: web.Request) -> web.Response:
+    """One dead letter with its payload in full and every operator action on it."""
+    state = _state(request)
+    dead_id = await _dead_letter_id(state, request.match_info["jobId"])
+    letter = await state.service.dead_letters.get(dead_id)
+    body = views.dead_letter(letter)
+    body["operatorActions"] = [views.audit_entry(e) for e in await state.service.dead_letters.trail(dead_id)]
+    return reply(body)
+
+
+async def dead_letter_groups(request: web.Request) -> web.Response:
+    """The dead letters matching a filter grouped by error class and message, largest first."""
+    state = _state(request)
+    where = _dead_filter_of_query(request)
+    if where.queue is not None:
+        await state.service.queues.get(where.queue)
+    groups = await state.service.dead_letters.groups(where)
+    return reply({"groups": [views.dead_group(g) for g in groups]})
+
+
 async def retry_dead_letters(request: web.Request) -> web.Response:
     """Retry every open dead letter matching a filter, if exactly ``expectedCount`` match (else 409)."""
     state = _state(request)
     who = inputs.actor(request)
     body = await inputs.json_body(request)
-    inputs.reject_unknown(body, ("queue", "errorClass", "q", "reviewed", "expectedCount"))
-    queue = inputs.json_text(body, "queue", limit=63)
-    error_class = inputs.json_text(body, "errorClass", limit=100)
-    text = inputs.json_text(body, "q", limit=MAX_TEXT_FILTER)
-    reviewed = inputs.json_bool(body, "reviewed")
-    expected = inputs.json_int(body, "expectedCount", minimum=0, maximum=MAX_BULK, required=True)
-    assert expected is not None
-    if queue is not None:
-        await state.service.queues.get(queue)
-    where = check_filter(queue=queue, reviewed=reviewed, error_class=error_class, text=text)
-    result = await state.service.dead_letters.retry_matching(where, expected=expected, actor=who)
+    inputs.reject_unknown(body, BULK_FIELDS)
+    where = await _dead_filter_of_body(state, body)
+    result = await state.service.dead_letters.retry_matching(where, expected=_expected(body), actor=who)
     return reply({
         "matched": result.matched,
         "retried": [{"deadLetterId": d, "jobId": j} for d, j in result.retried],
         "skipped": result.skipped,
     })  # fmt: skip
+
+
+async def review_dead_letters(request: web.Request) -> web.Response:
+    """Mark every open dead letter matching a filter reviewed, if exactly ``expectedCount`` match."""
+    state = _state(request)
+    body = await inputs.json_body(request)
+    inputs.reject_unknown(body, (*BULK_FIELDS, "reviewedBy", "resolutionNotes"))
+    who = _reviewer(body)
+    notes = inputs.json_text(body, "resolutionNotes", limit=MAX_NOTES)
+    where = await _dead_filter_of_body(state, body)
+    result = await state.service.dead_letters.review_matching(
+        where, expected=_expected(body), reviewed_by=who, resolution_notes=notes
+    )
+    return reply({"matched": result.matched, "changed": result.changed, "skipped": result.skipped})
+
+
+async def discard_dead_letters(request: web.Request) -> web.Response:
+    """Discard every open dead letter matching a filter, if exactly ``expectedCount`` match."""
+    state = _state(request)
+    who = inputs.actor(request)
+    body = await inputs.json_body(request)
+    inputs.reject_unknown(body, BULK_FIELDS)
+    where = await _dead_filter_of_body(state, body)
+    result = await state.service.dead_letters.discard_matching(where, expected=_expected(body), actor=who)
+    return reply({"matched": result.matched, "changed": result.changed, "skipped": result.skipped})
 
 
 # -- the route table -------------------------------------------------------------------------
@@ -580,6 +653,8 @@ class Route:
     handler: Handler
     access: Access
     operation_id: str
+    #: the path as aiohttp matches it, when narrower than ``path`` (a pattern for a placeholder)
+    match: str | None = None
 
 
 def route_table(settings: AdminSettings) -> list[Route]:
@@ -598,7 +673,10 @@ def route_table(settings: AdminSettings) -> list[Route]:
         Route("GET", STREAM_PATH, stream_socket, Access.READ, "streamQueues"),
         Route("POST", f"{q}/config/reload", reload_config, Access.ADMIN, "reloadConfig"),
         Route("GET", f"{q}/dead-letter", list_dead_letters, Access.READ, "listDeadLetters"),
+        Route("GET", f"{q}/dead-letter/groups", dead_letter_groups, Access.READ, "listDeadLetterGroups"),
         Route("POST", f"{q}/dead-letter/retry", retry_dead_letters, Access.ADMIN, "retryDeadLetters"),
+        Route("POST", f"{q}/dead-letter/review", review_dead_letters, Access.ADMIN, "reviewDeadLetters"),
+        Route("POST", f"{q}/dead-letter/discard", discard_dead_letters, Access.ADMIN, "discardDeadLetters"),
         Route("GET", f"{q}/{{queue}}/jobs", list_jobs, Access.READ, "listJobs"),
         Route("POST", f"{q}/{{queue}}/jobs", enqueue_job, Access.ADMIN, "enqueueJob"),
         Route("GET", f"{q}/{{queue}}/failed", list_failed, Access.READ, "listFailed"),
@@ -611,6 +689,15 @@ def route_table(settings: AdminSettings) -> list[Route]:
         Route("POST", f"{q}/dead-letter/{{jobId}}/retry", retry_dead_letter, Access.ADMIN, "retryDeadLetter"),
         Route("POST", f"{q}/dead-letter/{{jobId}}/discard", discard_dead_letter, Access.ADMIN, "discardDeadLetter"),
         Route("GET", f"{q}/jobs/{{jobId}}", get_job, Access.READ, "getJob"),
+        # Only ids match here, so GET on a bulk path (/dead-letter/retry) is 405, not a bad id.
+        Route(
+            "GET",
+            f"{q}/dead-letter/{{jobId}}",
+            get_dead_letter,
+            Access.READ,
+            "getDeadLetter",
+            match=f"{q}/dead-letter/{{jobId:{DEAD_REF_ROUTE}}}",
+        ),
         Route("GET", "/metrics", get_prometheus, health, "getPrometheusMetrics"),
         Route("GET", "/livez", get_livez, Access.PUBLIC, "getLivez"),
         Route("GET", "/readyz", get_readyz, Access.PUBLIC, "getReadyz"),

@@ -11,6 +11,7 @@ from typing import Any
 from fleetbox import rules
 from fleetbox.models import Attempt, DeadLetter, JobInfo, QueueInfo, Tier, UndecodablePayload, iso
 from fleetbox.store.audit import AuditEntry
+from fleetbox.store.dead_letters import ErrorGroupRow
 from fleetbox.store.jobs import ErrorGroup
 
 
@@ -164,3 +165,9 @@ def error_group(group: ErrorGroup) -> dict[str, Any]:
     """A queue's failed attempts of one error class."""
     return {"errorClass": group.error_class, "count": group.count, "lastAt": iso(group.last_at),
             "lastMessage": group.last_message}  # fmt: skip
+
+
+def dead_group(group: ErrorGroupRow) -> dict[str, Any]:
+    """Dead letters that failed the same way: error class and message, how many, which queues."""
+    return {"errorClass": group.error_class, "message": group.message, "count": group.count,
+            "queues": list(group.queues), "lastFailedAt": when(group.last_failed_at)}  # fmt: skip

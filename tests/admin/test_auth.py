@@ -17,6 +17,8 @@ WRONG = {"x-admin-key": "wrong-key-for-tests-00000000"}
 BODIES: dict[str, Any] = {
     "updateThresholds": {"maxBacklog": 5},
     "retryDeadLetters": {"expectedCount": 0},
+    "reviewDeadLetters": {"expectedCount": 0, "reviewedBy": "x"},
+    "discardDeadLetters": {"expectedCount": 0},
     "enqueueJob": {"data": {}},
     "reviewDeadLetter": {"reviewedBy": "x"},
 }
