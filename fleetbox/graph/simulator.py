@@ -442,7 +442,13 @@ class GraphSimulator:
         entra = not request.path.startswith(("/v1.0/", UPLOAD_PREFIX, DOWNLOAD_PREFIX))
         mailbox: str | None = None
         try:
-            body = await request.read()
+            try:
+                body = await request.read()
+            except ConnectionError:
+                # The client went away in the middle of its body: Graph never saw the request whole
+                # and does nothing with it. The record keeps status 0.
+                self.requests[index] = replace(record, delivered=False)
+                return web.Response(status=400)
             self.requests[index] = record = replace(record, body=body)
             if self._take_fault("drop", route):
                 log.info("dropping a connection", extra={"event": "graph_simulator_drop", "route": route})
@@ -510,11 +516,14 @@ class GraphSimulator:
         finally:
             if mailbox is not None:
                 self._mailbox_in_flight[mailbox] -= 1
-        if request.transport is None or request.transport.is_closing():
+        # Record what was done even when the client is gone: the effect stands (Graph does not undo a
+        # stored fragment because its client died waiting for the answer).
+        delivered = request.transport is not None and not request.transport.is_closing()
+        self.requests[index] = replace(record, status=response.status, delivered=delivered)
+        if not delivered:
             return response
         response.headers["request-id"] = request_id
         response.headers["client-request-id"] = client_request_id
-        self.requests[index] = replace(record, status=response.status)
         return response
 
     def _fault_error(self, fault: _Fault, path: str, entra: bool) -> Exception:
