@@ -266,6 +266,8 @@ class TokenInfo:
     subject: str
     expires_at: float
     scopes: tuple[str, ...]
+    #: the ``aud`` claim: the resource the token was asked for (Graph accepts only its own)
+    audience: str = "https://graph.microsoft.com"
 
 
 @dataclass(frozen=True)

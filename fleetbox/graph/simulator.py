@@ -158,7 +158,8 @@ class GraphSimulator:
     ``notify_on_change`` (seeded or posted changes notify matching subscriptions), ``validation_timeout_seconds``
     (10), ``delivery_timeout_seconds`` (3), ``notification_redeliveries`` (automatic notifications are retried
     this many times on failure), ``device_code_interval_seconds``, ``min_upload_session_bytes``,
-    ``allow_http_notification_urls``, ``auto_approve_device_codes``.
+    ``allow_http_notification_urls``, ``auto_approve_device_codes``, ``audience`` (the token audience
+    Graph routes accept).
     """
 
     def __init__(
@@ -175,6 +176,7 @@ class GraphSimulator:
         enforce_limits: bool = True,
         allow_http_notification_urls: bool = False,
         auto_approve_device_codes: bool = True,
+        audience: str = sim_entra.GRAPH_RESOURCE,
     ) -> None:
         self.tenant = tenant
         self.client_id = client_id
@@ -186,6 +188,8 @@ class GraphSimulator:
         self.enforce_limits = enforce_limits
         self.allow_http_notification_urls = allow_http_notification_urls
         self.auto_approve_device_codes = auto_approve_device_codes
+        #: the token audience Graph routes accept (Microsoft Graph's own; a gateway may use another)
+        self.audience = audience
         self.notify_on_change = True
         self.validation_timeout_seconds = 10.0
         self.delivery_timeout_seconds = 3.0
@@ -579,6 +583,8 @@ class GraphSimulator:
             raise GraphError(401, "InvalidAuthenticationToken", "CompactToken parsing failed with error code: 80049217")
         if info.expires_at <= time.time():
             raise GraphError(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
+        if info.audience.rstrip("/") != self.audience.rstrip("/"):
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
         return info
 
     def refuse_authorization_header(self, request: web.Request) -> None:

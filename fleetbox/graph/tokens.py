@@ -66,10 +66,21 @@ def default_cache_path(settings: Settings) -> Path:
     return settings.graph.token_cache_path or settings.appliance.data_dir / "graph-token-cache.json"
 
 
-def graph_scope(base_url: str) -> str:
-    """The app-only scope of the Graph at ``base_url``: its origin + ``/.default``."""
-    parts = urlsplit(base_url)
-    return f"{parts.scheme}://{parts.netloc}/.default"
+#: Microsoft's Graph hosts (global and national clouds): a token for one of them names that host
+NATIONAL_GRAPH_HOSTS = frozenset(
+    {"graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"}
+)
+GLOBAL_GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+
+def graph_scope(settings: GraphSettings) -> str:
+    """The app-only scope: ``graph.scope``, else the national cloud's resource for Microsoft's Graph
+    hosts, else the global Graph's (any other host is a proxy, gateway or test server in front of
+    Graph, which still wants a token for Graph's audience; its origin would be the wrong one)."""
+    if settings.scope is not None:
+        return settings.scope
+    host = (urlsplit(settings.base_url).hostname or "").lower()
+    return f"https://{host}/.default" if host in NATIONAL_GRAPH_HOSTS else GLOBAL_GRAPH_SCOPE
 
 
 class EntraSession(requests.Session):
@@ -209,9 +220,7 @@ class Tokens:
     def _acquire_app(self) -> Mapping[str, Any]:
         if self._confidential is None:
             raise PermanentError("app tokens need graph.client_secret or graph.certificate_path")
-        result: Mapping[str, Any] = self._confidential.acquire_token_for_client(
-            scopes=[graph_scope(self._settings.base_url)]
-        )
+        result: Mapping[str, Any] = self._confidential.acquire_token_for_client(scopes=[graph_scope(self._settings)])
         return result
 
     def _acquire_delegated(self) -> Mapping[str, Any]:

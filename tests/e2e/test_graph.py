@@ -18,7 +18,7 @@ from fleetbox.graph.attachments import CHUNK_BYTES
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.models import JobState
 from tests.conftest import wait_for
-from tests.e2e.conftest import E2E_APPLIANCE, FleetboxProcess, toml_text
+from tests.e2e.conftest import E2E_APPLIANCE, FleetboxProcess, child_env, toml_text
 
 TEAM = "5f3ad8e1-3c1b-4f0e-9a57-2a1c0e6b7d21"
 CHANNEL = "19:c0ffee@thread.tacv2"
@@ -120,3 +120,11 @@ async def test_with_nothing_configured_the_graph_queues_run_on_the_simulator(
         await wait_for(succeeded, timeout=30)
     assert ready["worker_id"]
     assert await pg.fetchval("SELECT count(*) FROM graph_effects") == 2
+
+
+async def test_config_show_has_the_graph_scope_from_the_environment(cli: Any, log_dir: Path) -> None:
+    env = child_env(log_dir, FLEETBOX_GRAPH__SCOPE="api://contoso-graph-gateway/.default")
+    result = cli("config", "show", env=env, with_dsn=False)
+    assert result.returncode == 0, result.stderr
+    [row] = [line for line in result.stdout.splitlines() if line.startswith("graph.scope")]
+    assert "api://contoso-graph-gateway/.default" in row and "[environment]" in row
