@@ -401,6 +401,9 @@ class GraphSettings(_Section):
     subscriptions: list[SubscriptionSettings] = []
     #: subscriptions are renewed when they have less than this left
     renew_before_hours: float = Field(24.0, gt=0, le=70)
+    #: while Entra fails to issue tokens (5xx, timeouts), jobs wait without using attempts for up to
+    #: this long; after that their attempts count again (and a longer outage dead-letters them)
+    identity_outage_wait_seconds: float = Field(600.0, ge=0, le=86_400)
     #: where attachment files are read from and written to. Unset: ``<appliance.data_dir>/attachments``
     files_dir: Path | None = None
 

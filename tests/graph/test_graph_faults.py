@@ -7,6 +7,8 @@ there. Retry time runs on a ManualClock where a test checks when the next attemp
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,14 @@ from tests.graph.helpers import attempts, finished, posts
 
 MAIL = {"to": ["driver@contoso.example"], "subject": "Route change", "body": "Take the A7"}
 SEND_MAIL = r"POST /v1\.0/users/.*/sendMail"
+
+
+def forget_access_tokens(graph: dict[str, Any]) -> None:
+    """Leave only the refresh token in the service account's cache: the next Teams post refreshes."""
+    path = Path(graph["token_cache_path"])
+    cache = json.loads(path.read_text(encoding="utf-8"))
+    cache["AccessToken"] = {}
+    path.write_text(json.dumps(cache), encoding="utf-8")
 
 
 def token_requests(sim: GraphSimulator, grant: str = "client_credentials") -> list[Any]:
@@ -164,3 +174,80 @@ async def test_an_expired_token_costs_one_retry_with_a_fresh_token(
     assert [r.status for r in posts(sim, "POST /v1.0/users/")[-2:]] == [401, 202]
     assert len(sim.sent_mail) == 2
     assert info.history[1].started_at - info.history[0].finished_at < dt.timedelta(seconds=1)
+
+
+# -- 2. an Entra outage ---------------------------------------------------------------------
+
+TOKEN_ROUTE = r"POST /.*/oauth2/v2\.0/token"
+CHAT = "19:2da4c29f6d7041eca70b638b43d45437@thread.v2"
+
+
+async def _all_waiting(client: Client, clock: ManualClock, ids: list[int]) -> dt.datetime:
+    """Wait until every job waits for a later time; return the earliest of those times."""
+    due: list[dt.datetime] = []
+
+    async def check() -> bool:
+        infos = [await client.get_job(i) for i in ids]
+        for info in infos:
+            assert info.state is not JobState.DEAD, [a.error for a in info.history]
+        due[:] = [i.run_at for i in infos]
+        # (the state says "ready" once the database's own time passes run_at: the ManualClock decides)
+        waiting = (JobState.SCHEDULED, JobState.READY, JobState.RETRYING)
+        return all(i.state in waiting and i.run_at > clock.now() for i in infos)
+
+    await wait_for(check, timeout=15)
+    return min(due)
+
+
+async def test_a_four_minute_entra_outage_dead_letters_no_teams_job_and_raises_an_alert(
+    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock, graph: dict[str, Any]
+) -> None:
+    forget_access_tokens(graph)
+    app = await start(clock=clock)
+    sim.fail(TOKEN_ROUTE, 503, times=100_000)  # Entra is down before the first refresh
+    jobs = [await client.enqueue_teams_message({"chatId": CHAT, "content": f"m{i}"}, run_at=clock.now())
+            for i in range(3)]  # fmt: skip
+    ids = [j.id for j in jobs]
+    began = clock.now()
+    await app.presence.beat()
+    while (due := await _all_waiting(client, clock, ids)) - began < dt.timedelta(minutes=4):
+        clock.advance((due - clock.now()).total_seconds())
+        app.wake()
+    await app.presence.beat()
+    [alert] = [c for c in await app.presence.conditions() if c.kind == "task_failing"]
+    assert alert.subject is not None and alert.subject.endswith("/graph-tokens-delegated")
+    assert alert.value > 60
+    # One token request per probe (1, 2, 4 ... 30 s apart), not one per job and retry.
+    refreshes = [r for r in sim.requests if r.path.endswith("/oauth2/v2.0/token")]
+    assert 8 <= len(refreshes) <= 16
+    sim.clear_faults()  # Entra is back; msal's own 60 s throttle must not hide it
+    clock.advance((due - clock.now()).total_seconds())
+    app.wake()
+    for job_id in ids:
+        await wait_for(finished(client, job_id))
+        info = await client.get_job(job_id)
+        assert [a.error_class for a in info.history if a.error_class] == []  # no attempt was used up
+    assert len(sim.chat_messages[CHAT]) == 3
+
+
+async def test_an_outage_longer_than_the_wait_lets_jobs_use_their_retries(
+    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock, graph: dict[str, Any]
+) -> None:
+    forget_access_tokens(graph)
+    app = await start(clock=clock, graph={"identity_outage_wait_seconds": 10})
+    sim.fail(TOKEN_ROUTE, 503, times=100_000)
+    job = await client.enqueue_teams_message({"chatId": CHAT, "content": "late"}, run_at=clock.now())
+
+    async def dead_or_waiting() -> bool:
+        info = await client.get_job(job.id)
+        return info.state is JobState.DEAD or (info.state is not JobState.RUNNING and info.run_at > clock.now())
+
+    for _ in range(40):
+        await wait_for(dead_or_waiting, timeout=15)
+        info = await client.get_job(job.id)
+        if info.state is JobState.DEAD:
+            break
+        clock.advance((info.run_at - clock.now()).total_seconds())
+        app.wake()
+    assert info.state is JobState.DEAD
+    assert "Entra" in (info.history[-1].error or "")

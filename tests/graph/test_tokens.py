@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from fleetbox.errors import AuthenticationError, ConfigError, NetworkError, PermanentError, TransientError
+from fleetbox.errors import (
+    AuthenticationError,
+    ConfigError,
+    Deferred,
+    NetworkError,
+    PermanentError,
+    TransientError,
+)
 from fleetbox.graph.sim_common import RecordedRequest
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.tokens import TokenKind, Tokens
@@ -82,8 +89,12 @@ async def test_a_token_endpoint_failure_is_transient(
     tokens = make_tokens()
     await tokens.start()
     sim.fail(TOKEN_ENDPOINT, 503, retry_after=1)
-    with pytest.raises(TransientError):
+    # The job waits for the next probe (1 s) without using an attempt; the cause is transient.
+    with pytest.raises(Deferred) as raised:
         await tokens.token(TokenKind.APP)
+    assert raised.value.seconds == 1.0 and isinstance(raised.value.__cause__, TransientError)
+    [outage] = tokens.failing()
+    assert outage.kind is TokenKind.APP and outage.failures == 1
 
 
 async def test_entra_out_of_reach_defers_to_the_first_token(
@@ -91,8 +102,9 @@ async def test_entra_out_of_reach_defers_to_the_first_token(
 ) -> None:
     tokens = make_tokens(authority_host="https://127.0.0.1:9", timeout_seconds=2)
     await tokens.start()  # logs and goes on: the appliance starts without Entra
-    with pytest.raises(NetworkError, match="Entra not reachable"):
+    with pytest.raises(Deferred, match="Entra not reachable") as raised:
         await tokens.token(TokenKind.APP)
+    assert isinstance(raised.value.__cause__, NetworkError)
 
 
 async def test_a_wrong_tenant_fails_start(sim: GraphSimulator, cache_path: Path, make_tokens: MakeTokens) -> None:
