@@ -169,7 +169,8 @@ class Appliance:
         return sorted(name for name, spec in self.worker.registry.items() if spec.handler is not None)
 
     def _failing(self) -> dict[str, str | None]:
-        return {name: state.last_error for name, state in self.supervisor.failing().items()}
+        failing = {name: state.last_error for name, state in self.supervisor.failing().items()}
+        return {**failing, **self.graph.failing()}
 
     def _task_failed(self, state: TaskState) -> None:
         self.metrics.task_failures.labels(state.name).inc()

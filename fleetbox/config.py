@@ -381,6 +381,10 @@ class GraphSettings(_Section):
     authority_host: str = "https://login.microsoftonline.com"
     #: the Graph root (national clouds: https://graph.microsoft.us/v1.0, https://microsoftgraph.chinacloudapi.cn/v1.0)
     base_url: str = "https://graph.microsoft.com/v1.0"
+    #: the app-token scope (``<resource>/.default``). Unset: the national cloud's Graph resource for
+    #: Microsoft's Graph hosts, else https://graph.microsoft.com/.default (a proxy or gateway in front
+    #: of Graph still needs Graph's audience)
+    scope: str | None = None
     #: a CA bundle to trust instead of the system's (a corporate TLS proxy, a test CA)
     ca_bundle: Path | None = None
     timeout_seconds: float = Field(30.0, gt=0, le=600)
@@ -402,6 +406,9 @@ class GraphSettings(_Section):
     subscriptions: list[SubscriptionSettings] = []
     #: subscriptions are renewed when they have less than this left
     renew_before_hours: float = Field(24.0, gt=0, le=70)
+    #: while Entra fails to issue tokens (5xx, timeouts), jobs wait without using attempts for up to
+    #: this long; after that their attempts count again (and a longer outage dead-letters them)
+    identity_outage_wait_seconds: float = Field(600.0, ge=0, le=86_400)
     #: where attachment files are read from and written to. Unset: ``<appliance.data_dir>/attachments``
     files_dir: Path | None = None
 
@@ -421,6 +428,8 @@ class GraphSettings(_Section):
             raise ValueError("give client_secret or certificate_path (with certificate_thumbprint)")
         if self.certificate_path is not None and not self.certificate_thumbprint:
             raise ValueError("certificate_path needs certificate_thumbprint")
+        if self.scope is not None and not self.scope.endswith("/.default"):
+            raise ValueError(f"scope must be a resource followed by /.default, not {self.scope!r}")
         for key in ("authority_host", "base_url", "webhook_base_url"):
             value = getattr(self, key)
             if value is not None and urlsplit(value).scheme not in ("https", "http"):
