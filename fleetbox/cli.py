@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -215,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fleetbox.config import config_file_notes, load_settings
     from fleetbox.errors import FleetboxError
 
+    # Everything fleetbox creates (data directories, sockets, token caches, downloaded attachments,
+    # the embedded server's files) is its owner's alone: directories 0700, files 0600.
+    os.umask(0o077)
     try:
         loaded = load_settings(args.config, _flags(args))
         logs.setup(_log_level(args, loaded.settings.appliance.log_level), loaded.settings.appliance.log_format)
@@ -242,14 +246,12 @@ def _log_level(args: argparse.Namespace, configured: str) -> str:
 def _handler_paths(loaded: LoadedSettings) -> None:
     """Let ``fleetbox run`` import handler modules kept next to the config file or in the working
     directory, as ``python -m`` would; installed packages and PYTHONPATH come first."""
-    import os
-
     places = [Path.cwd()]
     if loaded.config_file is not None:
         places.insert(0, loaded.config_file.resolve().parent)
-    for place in places:
-        if str(place) not in sys.path and os.fspath(place) not in sys.path:
-            sys.path.append(str(place))
+    for place in map(str, places):
+        if place not in sys.path:
+            sys.path.append(place)
 
 
 async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
@@ -520,7 +522,6 @@ async def _reload(app: Any) -> None:
 
 async def _auth(command: str, settings: Settings) -> int:
     """``fleetbox auth login|status``: the delegated token of the Teams service account (never a secret)."""
-    import os
     import stat
 
     from fleetbox.errors import ConfigError

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -453,3 +456,60 @@ async def test_a_handler_module_next_to_the_config_file_imports_without_pythonpa
     assert int(done.read_text()) == app.pid
     app.signal(signal.SIGTERM)
     assert await app.wait_exit(timeout=30) == 0, app.describe()
+
+
+async def test_status_finds_the_appliance_through_its_control_socket(
+    start_appliance: Callable[..., FleetboxProcess], cli: Cli, tmp_path: Path
+) -> None:
+    short = Path(tempfile.mkdtemp(prefix="fbs-"))  # a unix socket path may have at most 107 bytes
+    try:
+        config = write_config(tmp_path / "status.toml", queues={})
+        # the HTTP port is ephemeral (0), so only the socket can be found
+        text = config.read_text(encoding="utf-8").replace(
+            "socket_enabled = false", f'socket_enabled = true\nsocket_path = "{short / "admin.sock"}"'
+        )
+        config.write_text(text, encoding="utf-8")
+        down = cli("status", "--config", str(config), with_dsn=False)
+        assert down.returncode == 3 and "did not answer" in down.stderr and "Traceback" not in down.stderr
+        app = start_appliance("status", config)
+        await app.wait_ready()
+        shown = cli("status", "--config", str(config), "--json", with_dsn=False)
+        health = json.loads(ok(shown))
+        assert health["healthy"] is True and "notifications" in health["queues"]
+        app.signal(signal.SIGTERM)
+        assert await app.wait_exit(timeout=30) == 0, app.describe()
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def _modes(paths: list[Path], trees: list[Path]) -> dict[Path, int]:
+    """The permission bits of ``paths`` and of everything under ``trees``."""
+    found = [*paths, *(p for tree in trees for p in tree.rglob("*"))]
+    return {p: stat.S_IMODE(p.stat().st_mode) for p in found}
+
+
+async def test_what_an_appliance_creates_is_private_to_its_user(
+    start_appliance: Callable[..., FleetboxProcess], cli: Cli, tmp_path: Path, log_dir: Path
+) -> None:
+    short = Path(tempfile.mkdtemp(prefix="fbp-"))
+    try:
+        data_dir = short / "new" / "data"  # created by the appliance, parents too
+        config = write_config(
+            tmp_path / "private.toml",
+            queues={"e2e-private": {"tier": "high", "handler": "tests.e2e.handlers:record"}},
+            appliance={"data_dir": str(data_dir)},
+        )
+        config.write_text(config.read_text(encoding="utf-8").replace("socket_enabled = false", "socket_enabled = true"))
+        app = start_appliance("private", config)
+        await app.wait_ready()
+        job_id_of(cli("enqueue", "e2e-private", "--data", "{}"))
+        # the handler opens its log file asking for 0644, as most code does
+        await wait_for(lambda: any('"end"' in p.read_text() for p in log_dir.glob("*.log")), timeout=30)
+        app.signal(signal.SIGTERM)
+        assert await app.wait_exit(timeout=30) == 0, app.describe()
+        modes = _modes([short / "new", data_dir], [data_dir, log_dir])
+        assert data_dir / "admin.sock.lock" in modes
+        for path, mode in modes.items():
+            assert mode == (0o700 if path.is_dir() else 0o600), f"{path}: {mode:04o}"
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
