@@ -15,9 +15,11 @@ What ``<data_dir>`` holds for it:
 
 As root, PostgreSQL refuses to run, so the server runs as the system user ``fleetbox-pg``
 (created if missing with ``useradd --system``, no home, no login shell) and ``pgdata`` belongs to
-it. Nothing else changes ownership or mode: ``<data_dir>`` is made 0711 (others may traverse it,
-never list it) and every directory above it must already be traversable by that user, or the
-start fails saying which one is not (``/var/lib/fleetbox``, the default as root, is).
+it (a ``pgdata`` that already belongs to another user, such as ``pgserver`` from older versions,
+keeps running as that user). Nothing else changes ownership or mode: ``<data_dir>`` is made 0711
+(others may traverse it, never list it) and every directory above it must already be traversable
+by that user, or the start fails saying which one is not (``/var/lib/fleetbox``, the default as
+root, is).
 """
 
 from __future__ import annotations
@@ -144,6 +146,11 @@ class EmbeddedPostgres:
         """As root: the unprivileged user that runs the server (created if missing)."""
         if not self._as_root:
             return None
+        with contextlib.suppress(FileNotFoundError, KeyError):
+            # A cluster made before (by another fleetbox version, or by hand) keeps its owner.
+            owner = self.pgdata.stat().st_uid
+            if owner != 0:
+                return pwd.getpwuid(owner).pw_name
         try:
             pwd.getpwnam(ROOT_SERVER_USER)
         except KeyError:

@@ -171,3 +171,27 @@ async def test_run_owns_its_server_restarts_it_if_it_dies_and_stops_it_on_exit(
     app.signal(signal.SIGTERM)
     assert await app.wait_exit(timeout=60) == 0, app.describe()
     assert postmaster_pid(data_dir) is None, "the embedded server outlived fleetbox run"
+
+
+def test_no_directory_above_the_data_is_opened_up_for_the_server(tmp_path: Path) -> None:
+    """As root the server runs as its own user; fleetbox never widens a directory's permissions
+    for it, and says which directory it cannot reach instead. As another user it just works."""
+    private = Path(tempfile.mkdtemp(prefix="fleetbox-private-"))
+    try:
+        private.chmod(0o700)
+        data_dir = private / "data"
+        result = subprocess.run(
+            [fleetbox_script(), "migrate", "--data-dir", str(data_dir)], cwd=tmp_path, env=child_env(tmp_path),
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert "Traceback" not in result.stderr
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
+        if os.geteuid() == 0:
+            assert result.returncode == 3, result.stderr
+            assert f"runs as the system user fleetbox-pg, which cannot reach {private} (mode 0700)" in result.stderr
+        else:
+            assert result.returncode == 0, result.stderr
+            pid = postmaster_pid(data_dir)
+            assert pid is None  # stopped with the command
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
