@@ -610,6 +610,8 @@ def parse_assignment(text: str) -> dict[str, Any]:
     """``section.key=value`` (from ``--set``) as a nested mapping; the value is parsed as TOML."""
     path, sep, raw = text.partition("=")
     keys = path.strip().split(".")
+    if len(keys) > 8:
+        raise ConfigError(f"--set {path.strip()[:60]!r}: at most 8 levels (section.key or section.name.key)")
     if not sep:
         # Without '=', key and value cannot be told apart: echo nothing (it may hold a secret).
         raise ConfigError("--set: expected section.key=value (no '=' found)")
@@ -619,6 +621,8 @@ def parse_assignment(text: str) -> dict[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word is a string
+    except RecursionError:
+        raise ConfigError(f"--set {path.strip()[:60]!r}: the value is nested too deeply") from None
     nested: dict[str, Any] = {keys[-1]: value}
     for key in reversed(keys[:-1]):
         nested = {key: nested}
@@ -680,18 +684,42 @@ def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) ->
     return None
 
 
+#: The largest config file read (a real one is a few kB; /dev/zero must not fill the memory).
+MAX_CONFIG_BYTES = 4 * 1_048_576
+
+
 def load_settings(
     config_file: str | Path | None = None,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> LoadedSettings:
     """Build the settings from every layer; a bad value raises ConfigError naming key and source."""
+    try:
+        return _load_settings(config_file, flags, environ)
+    except RecursionError:
+        # TOML, JSON in a FLEETBOX_ variable or --set nested thousands deep: no real setting is.
+        raise ConfigError(
+            "invalid configuration: a value is nested too deeply (config file, environment or --set)"
+        ) from None
+
+
+def _read_config(path: Path) -> str:
+    with path.open("rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    return raw.decode("utf-8")
+
+
+def _load_settings(
+    config_file: str | Path | None, flags: Mapping[str, Any] | None, environ: Mapping[str, str] | None
+) -> LoadedSettings:
     environ = os.environ if environ is None else environ
     path = find_config_file(config_file, environ)
     layers: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
         try:
-            file_data = tomllib.loads(path.read_text(encoding="utf-8"))
+            file_data = tomllib.loads(_read_config(path))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
