@@ -219,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything fleetbox creates (data directories, sockets, token caches, downloaded attachments,
     # the embedded server's files) is its owner's alone: directories 0700, files 0600.
     os.umask(0o077)
+    if args.command != "run":  # `run` stops gracefully on SIGTERM by itself
+        # SIGTERM ends a one-shot command as Ctrl-C does, through its clean-up (the embedded
+        # server it started is stopped), not by the default instant death.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         loaded = load_settings(args.config, _flags(args))
         logs.setup(_log_level(args, loaded.settings.appliance.log_level), loaded.settings.appliance.log_format)

@@ -195,3 +195,39 @@ def test_no_directory_above_the_data_is_opened_up_for_the_server(tmp_path: Path)
             assert pid is None  # stopped with the command
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+async def test_a_one_shot_command_stopped_by_sigterm_stops_the_server_it_started(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    proc = _waiting_for_stdin(data_dir, tmp_path)
+    try:
+        # the command started the server and now waits for its payload on stdin
+        await wait_for(lambda: postmaster_pid(data_dir) is not None and _holds(data_dir, proc.pid), timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        await wait_for(lambda: proc.poll() is not None, timeout=60)
+        assert proc.stderr is not None
+        assert "Traceback" not in proc.stderr.read().decode()
+        assert postmaster_pid(data_dir) is None, "the server outlived the command that started it"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+        for stream in (proc.stdin, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _waiting_for_stdin(data_dir: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """``fleetbox enqueue --data -`` with its stdin held open: a one-shot command that waits."""
+    return subprocess.Popen(
+        [fleetbox_script(), "enqueue", "sync", "--data", "-", "--data-dir", str(data_dir)], cwd=cwd,
+        env=child_env(cwd), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def _holds(data_dir: Path, pid: int) -> bool:
+    try:
+        return pid in json.loads((data_dir / "embedded-holders.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return False
