@@ -399,7 +399,7 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
     if args.command == "queues":
         depth = await service.queues.depth()
         if args.json:
-            print(json.dumps([{"queue": q.queue, "tier": q.tier.name.lower(), "paused": q.paused, "ready": q.ready,
+            print(json.dumps([{"queue": q.queue, "tier": q.tier.name.lower(), "paused": q.paused, "waiting": q.ready,
                                "scheduled": q.scheduled, "retrying": q.retrying, "running": q.running,
                                "dead": q.dead} for q in depth]))  # fmt: skip
             return 0
@@ -414,7 +414,7 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
         return 0
     if args.command == "job":
         info = await service.jobs.get(args.job_id)
-        print(json.dumps(_jsonable(info), indent=2, default=str))
+        print(json.dumps({**_jsonable(info), "state": _state_word(info.state)}, indent=2, default=str))
         return 0
     if args.command == "jobs":
         return await _jobs(args, service)
@@ -449,6 +449,12 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
 
 #: What the CLI calls each job state (a due job waiting for a worker is "waiting").
 _STATE_WORD = {"ready": "waiting"}
+
+
+def _state_word(state: object) -> str:
+    return _STATE_WORD.get(str(state), str(state))
+
+
 #: The job list's status for each CLI state ("waiting" is every job not yet started, as the spec's "pending").
 _SERVICE_STATUS = {"waiting": "pending"}
 
@@ -457,7 +463,7 @@ async def _jobs(args: argparse.Namespace, service: Service) -> int:
     status = None if args.state is None else _SERVICE_STATUS.get(args.state, args.state)
     page = await service.jobs.page(args.queue, status, after=None, offset=0, limit=args.limit)
     for info in page.jobs:
-        state = _STATE_WORD.get(str(info.state), str(info.state))
+        state = _state_word(info.state)
         if args.json:
             print(json.dumps({**_jsonable(info), "state": state}, default=str))
         else:

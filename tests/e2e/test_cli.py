@@ -218,7 +218,7 @@ async def test_dead_letter_commands_work_on_jobs_dead_lettered_by_a_running_appl
     assert [(h["outcome"], h["error_class"]) for h in shown["history"]] == [("dead", "permanent")]
 
     depth = {d["queue"]: d for d in json.loads(ok(cli("queues", "--json")))}
-    assert depth[queue]["dead"] == 2 and depth[queue]["tier"] == "medium" and depth[queue]["ready"] == 0
+    assert depth[queue]["dead"] == 2 and depth[queue]["tier"] == "medium" and depth[queue]["waiting"] == 0
     assert depth["dead-letter"]["dead"] == 2
     table = ok(cli("queues"))
     assert any(line.split()[0] == queue for line in table.splitlines())
@@ -403,6 +403,8 @@ async def test_jobs_filters_by_state_with_the_spec_words_as_aliases(cli: Cli, cl
     }
     assert shown == {waiting: "waiting", later: "scheduled"}
     assert "waiting" in ok(cli("queues")).splitlines()[0]
+    assert json.loads(ok(cli("job", str(waiting))))["state"] == "waiting"
+    assert {d["queue"]: d for d in json.loads(ok(cli("queues", "--json")))}["sync"]["waiting"] == 1
     assert ok(cli("dead", "list", "--reviewed", "true")) == ok(cli("dead", "list", "--reviewed", "no")) == ""
 
 

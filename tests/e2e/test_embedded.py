@@ -83,7 +83,7 @@ def test_with_no_database_configured_the_cli_uses_an_embedded_postgresql(fleetbo
     assert f"applied migrations {ALL_MIGRATIONS}" in used(fleetbox("migrate")).stdout
     job_id = int(used(fleetbox("enqueue", "sync", "--data", "{}")).stdout)
     depth = {d["queue"]: d for d in json.loads(used(fleetbox("queues", "--json")).stdout)}
-    assert depth["sync"]["ready"] == 1 and job_id >= 1
+    assert depth["sync"]["waiting"] == 1 and job_id >= 1
     assert (data_dir / "pgdata" / "PG_VERSION").is_file()
     # Each one-shot command's server stopped when the command exited.
     assert postmaster_pid(data_dir) is None
