@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -31,6 +31,7 @@ from pydantic_settings import (
 from fleetbox import cron as fleetbox_cron
 from fleetbox import rules
 from fleetbox.errors import ConfigError, InvalidInput
+from fleetbox.logs import redact_dsn as redact_dsn  # the one DSN redaction, re-exported for callers
 from fleetbox.models import Thresholds
 from fleetbox.protocol import SOCKET_NAME
 
@@ -78,6 +79,13 @@ class DatabaseSettings(_Section):
     #: the longest one statement may run (None: the server's statement_timeout)
     statement_timeout_seconds: float | None = Field(None, gt=0, le=3600)
 
+    @field_validator("dsn")
+    @classmethod
+    def _valid_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_dsn(value.get_secret_value())
+        return value
+
     @property
     def configured(self) -> bool:
         return self.dsn is not None or self.host is not None
@@ -91,19 +99,53 @@ class DatabaseSettings(_Section):
         auth = quote(self.user, safe="")
         if self.password is not None:
             auth += ":" + quote(self.password.get_secret_value(), safe="")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.name, safe='')}"
+        # An IPv6 address goes in brackets, or its colons would read as a port.
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"postgresql://{auth}@{host}:{self.port}/{quote(self.name, safe='')}"
 
 
-def redact_dsn(dsn: str) -> str:
-    """A DSN with its password replaced, safe to print."""
+def _check_port(text: str) -> None:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"port must be a number from 1 to 65535, got {text[:12]!r}")
+
+
+def check_dsn(dsn: str) -> str:
+    """A ``postgresql://`` URL the driver can use; ValueError says what is wrong without echoing
+    the DSN (it may hold a password)."""
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        raise ValueError(
+            "must be a URL such as postgresql://user:password@host:5432/dbname (a key=value DSN is not supported)"
+        )
     try:
         parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparseable dsn>"
-    if not parts.password:
-        return dsn
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed bracket
+        raise ValueError(
+            f"malformed URL: {exc} (an IPv6 host goes in brackets: postgresql://u@[::1]:5432/db)"
+        ) from None
+    hostspec = parts.netloc.rpartition("@")[2]
+    for host in hostspec.split(",") if hostspec else []:
+        if host.startswith("["):
+            inside, bracket, rest = host[1:].partition("]")
+            if not bracket or not inside or (rest and not rest.startswith(":")):
+                raise ValueError("malformed IPv6 host: write it in brackets, as [::1] or [::1]:5432")
+            port = rest[1:]
+        else:
+            name, colon, port = host.rpartition(":")
+            if colon and ":" in name:
+                raise ValueError("an IPv6 host must be written in brackets, as [::1]:5432")
+            if not colon:
+                port = ""
+        if port:
+            _check_port(port)
+    if parts.query:
+        try:
+            query = parse_qs(parts.query, strict_parsing=True)
+        except ValueError:
+            raise ValueError("malformed query string (expected key=value pairs joined by &)") from None
+        for port in query.get("port", [])[-1:]:
+            for one in port.split(","):
+                _check_port(one)
+    return dsn
 
 
 def default_data_dir() -> Path:
@@ -651,6 +693,8 @@ def parse_assignment(text: str) -> dict[str, Any]:
     """``section.key=value`` (from ``--set``) as a nested mapping; the value is parsed as TOML."""
     path, sep, raw = text.partition("=")
     keys = path.strip().split(".")
+    if len(keys) > 8:
+        raise ConfigError(f"--set {path.strip()[:60]!r}: at most 8 levels (section.key or section.name.key)")
     if not sep:
         # Without '=', key and value cannot be told apart: echo nothing (it may hold a secret).
         raise ConfigError("--set: expected section.key=value (no '=' found)")
@@ -660,6 +704,8 @@ def parse_assignment(text: str) -> dict[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word is a string
+    except RecursionError:
+        raise ConfigError(f"--set {path.strip()[:60]!r}: the value is nested too deeply") from None
     nested: dict[str, Any] = {keys[-1]: value}
     for key in reversed(keys[:-1]):
         nested = {key: nested}
@@ -669,10 +715,45 @@ def parse_assignment(text: str) -> dict[str, Any]:
 class LoadedSettings:
     """Settings plus where each value came from (for ``fleetbox config show``)."""
 
-    def __init__(self, settings: Settings, sources: dict[str, str], config_file: Path | None) -> None:
+    def __init__(
+        self, settings: Settings, sources: dict[str, str], config_file: Path | None, config_origin: str | None = None
+    ) -> None:
         self.settings = settings
         self.sources = sources
         self.config_file = config_file
+        #: how the file was chosen: "--config", "FLEETBOX_CONFIG" or "the working directory"
+        self.config_origin = config_origin
+
+
+def _config_origin(explicit: str | Path | None, environ: Mapping[str, str]) -> str:
+    if explicit is not None:
+        return "--config"
+    return "FLEETBOX_CONFIG" if environ.get("FLEETBOX_CONFIG") else "the working directory"
+
+
+def config_file_notes(loaded: LoadedSettings) -> list[str]:
+    """What an operator should know about the config file in use (printed on stderr): where a
+    ``fleetbox.toml`` found in the working directory came from, and a file holding secrets that
+    users other than its owner can read."""
+    path = loaded.config_file
+    if path is None:
+        return []
+    notes = []
+    if loaded.config_origin == "the working directory":
+        notes.append(f"using the config file {path} (found in the working directory; --config FILE to choose another)")
+    label = f"file {path}"
+    secrets = sorted(
+        key for key, value in _flatten(loaded.settings.model_dump(mode="python")).items()
+        if isinstance(value, SecretStr) and loaded.sources.get(key) == label
+    )  # fmt: skip
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return notes
+    if secrets and mode & 0o044:
+        notes.append(f"warning: {path} holds secrets ({', '.join(secrets)}) and other users can read it "
+                     f"(mode {mode:04o}); make it private: chmod 600 {path}")  # fmt: skip
+    return notes
 
 
 def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
@@ -682,8 +763,12 @@ def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) ->
         return Path(environ["FLEETBOX_CONFIG"])
     for name in DEFAULT_CONFIG_FILES:
         if Path(name).is_file():
-            return Path(name)
+            return Path(name).absolute()  # said in full: which directory it came from matters
     return None
+
+
+#: The largest config file read (a real one is a few kB; /dev/zero must not fill the memory).
+MAX_CONFIG_BYTES = 4 * 1_048_576
 
 
 def load_settings(
@@ -692,12 +777,32 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
 ) -> LoadedSettings:
     """Build the settings from every layer; a bad value raises ConfigError naming key and source."""
+    try:
+        return _load_settings(config_file, flags, environ)
+    except RecursionError:
+        # TOML, JSON in a FLEETBOX_ variable or --set nested thousands deep: no real setting is.
+        raise ConfigError(
+            "invalid configuration: a value is nested too deeply (config file, environment or --set)"
+        ) from None
+
+
+def _read_config(path: Path) -> str:
+    with path.open("rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    return raw.decode("utf-8")
+
+
+def _load_settings(
+    config_file: str | Path | None, flags: Mapping[str, Any] | None, environ: Mapping[str, str] | None
+) -> LoadedSettings:
     environ = os.environ if environ is None else environ
     path = find_config_file(config_file, environ)
     layers: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
         try:
-            file_data = tomllib.loads(path.read_text(encoding="utf-8"))
+            file_data = tomllib.loads(_read_config(path))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -731,7 +836,7 @@ def load_settings(
         settings = Settings(**merged)
     except PydanticValidationError as exc:
         raise ConfigError(_describe(exc, sources)) from None
-    return LoadedSettings(settings, sources, path)
+    return LoadedSettings(settings, sources, path, _config_origin(config_file, environ) if path else None)
 
 
 def _describe(exc: PydanticValidationError, sources: Mapping[str, str]) -> str:
@@ -742,7 +847,9 @@ def _describe(exc: PydanticValidationError, sources: Mapping[str, str]) -> str:
             (src for k, src in sources.items() if k == key or k.startswith(key + ".") or key.startswith(k + ".")),
             "default",
         )
-        lines.append(f"{key}: {error['msg']} (from {origin})")
+        lines.append(f"{key}: {error['msg'].removeprefix('Value error, ')} (from {origin})")
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
