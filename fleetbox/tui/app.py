@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from fleetbox.protocol import INTERVALS_MS, Event
@@ -70,6 +71,17 @@ class FleetboxTUI(App[None]):
         self.dead_changed = False
 
     # -- state ------------------------------------------------------------------------------
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:  # fmt: skip
+        """Show a notification, always as plain text (``markup`` is ignored).
+
+        Notifications carry what the appliance says: actor names, error messages, notes. Read as
+        Textual markup, ``[/bogus]`` would crash the TUI and ``[@click=app.quit]`` would make
+        clickable text, so no notification of the TUI is ever parsed (screens call this too).
+        """
+        del markup
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def now(self) -> float:
         """The injected clock (frozen in tests)."""

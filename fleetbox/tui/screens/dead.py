@@ -90,7 +90,10 @@ class DeadLettersScreen(LiveScreen):
         self.next_before: int | None = None
         self.total: int | None = None
         self.total_capped = False
-        self.loading = False
+        #: a page is being fetched. Not ``loading``: that is Textual's own reactive, which puts a
+        #: loading indicator in place of the whole screen; set on a screen shown for the first time,
+        #: the screen was never drawn (the first press of ``2`` showed nothing: issue 12)
+        self.fetching = False
         #: something changed them (an action here or in the job detail): reload on return
         self.dirty = False
         #: bumped by every full reload, so a late "next page" of an older list is dropped
@@ -150,14 +153,15 @@ class DeadLettersScreen(LiveScreen):
         self.reload()
 
     async def _load(self, before: int | None, generation: int) -> None:
-        self.loading = True
+        self.fetching = True
+        self.paint()
         try:
             page = await self.fb.client.dead_letters(self.filter, before=before, limit=PAGE)
         except ClientError as exc:
             self.notify(f"Dead letters: {exc}", severity="error")
             return
         finally:
-            self.loading = False
+            self.fetching = False
         if generation == self._generation:
             self.apply_page(page, reset=before is None)
 
@@ -187,8 +191,8 @@ class DeadLettersScreen(LiveScreen):
 
     @on(DataTable.RowHighlighted, "#dead")
     def _near_end(self, event: DataTable.RowHighlighted) -> None:
-        if self.next_before is not None and not self.loading and event.cursor_row >= self.table.row_count - PREFETCH:
-            self.loading = True
+        if self.next_before is not None and not self.fetching and event.cursor_row >= self.table.row_count - PREFETCH:
+            self.fetching = True
             self.run_worker(self._load(self.next_before, self._generation), group="dead-more", exit_on_error=False)
 
     def paint(self) -> None:
@@ -201,6 +205,8 @@ class DeadLettersScreen(LiveScreen):
         line.append(f"  filter: {described}" if described else "  no filter")
         total = "?" if self.total is None else f"{self.total:,}{'+' if self.total_capped else ''}"
         line.append(f" · {total} matching · {len(self.letters):,} loaded")
+        if self.fetching:
+            line.append(" · loading…", style="italic")
         if self.marks:
             line.append(f" · {len(self.marks):,} marked", style="bold magenta")
         new = self.fb.state.new_dead

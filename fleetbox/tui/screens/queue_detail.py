@@ -39,6 +39,8 @@ class QueueDetailScreen(LiveScreen):
         super().__init__()
         self.queue = queue
         self.errors: list[Json] = []
+        #: the recent errors arrived
+        self.loaded = False
 
     def crumbs(self) -> str:
         """``queues ▸ email``."""
@@ -87,6 +89,7 @@ class QueueDetailScreen(LiveScreen):
                 Text(error["errorClass"], style="bold red"), Text(count(error["count"]), justify="right"),
                 Text(ago(error.get("lastAt"), now)), Text(error.get("lastMessage") or ""), key=error["errorClass"],
             )  # fmt: skip
+        self.loaded = True
 
     def paint(self) -> None:
         """The state line and the charts from the latest tick and series."""

@@ -63,11 +63,12 @@ class StatusBar(Vertical):
         sim = self.query_one("#simulator-banner", Static)
         sim.display = simulated
         if simulated:
-            sim.update(" SIMULATED GRAPH: Microsoft Graph is simulated; no message leaves this appliance ")
+            sim.update(Text(" SIMULATED GRAPH: Microsoft Graph is simulated; no message leaves this appliance "))
 
         banner = self.query_one("#link-banner", Static)
         banner.display = link is Link.DISCONNECTED or (link is Link.CONNECTING and state.down_reason is not None)
         if banner.display:
             retry = "" if state.retry_at is None else f"; retrying in {duration(max(0.0, state.retry_at - now))}"
             shown = "no data yet" if age is None else f"data shown is {duration(age)} old"
-            banner.update(f" ✕ disconnected: {state.down_reason} · {shown}{retry} ")
+            # the reason is an exception's text (the appliance's words): plain text, never markup
+            banner.update(Text(f" ✕ disconnected: {state.down_reason} · {shown}{retry} "))

@@ -28,7 +28,7 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box"):
-            yield Label(self.question, classes="dialog-question")
+            yield Label(Text(self.question), classes="dialog-question")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.yes} (y)", variant="warning", id="yes")
                 yield Button("No (n)", variant="primary", id="no")
@@ -57,8 +57,8 @@ class TypedConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box"):
-            yield Label(self.question, classes="dialog-question")
-            yield Label(f"Type [b]{self.expected}[/b] and press Enter to confirm, Esc to cancel.")
+            yield Label(Text(self.question), classes="dialog-question")
+            yield Label(Text.assemble("Type ", (self.expected, "bold"), " and press Enter to confirm, Esc to cancel."))
             yield Input(placeholder=self.expected, id="typed")
             yield Label("", id="typed-error", classes="dialog-error")
 
@@ -70,7 +70,7 @@ class TypedConfirmModal(ModalScreen[bool]):
         if event.value.strip() == self.expected:
             self.dismiss(True)
         else:
-            self.query_one("#typed-error", Label).update(f"That is not {self.expected!r}: nothing was done yet.")
+            self.query_one("#typed-error", Label).update(Text(f"That is not {self.expected!r}: nothing was done yet."))
 
     def action_cancel(self) -> None:
         """Close without doing anything."""
@@ -101,7 +101,7 @@ class ReviewModal(ModalScreen[Review | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box review-box"):
-            yield Label(f"Mark {self.what} reviewed", classes="dialog-question")
+            yield Label(Text(f"Mark {self.what} reviewed"), classes="dialog-question")
             yield Label("Reviewer")
             yield Input(self.reviewer, id="reviewer")
             yield Label("Resolution notes (ctrl+s saves, esc cancels)")
@@ -166,7 +166,7 @@ class HelpScreen(ModalScreen[None]):
                     table.append(f"  {' '.join(dict.fromkeys(keys)):<14}", style="bold")
                     table.append(f"{description or action}\n")
         with Vertical(classes="dialog-box help-box"):
-            yield Label(f"Keys: {getattr(self.under, 'CRUMBS', 'fleetbox')}", classes="dialog-question")
+            yield Label(Text(f"Keys: {getattr(self.under, 'CRUMBS', 'fleetbox')}"), classes="dialog-question")
             with VerticalScroll():
                 yield Static(table, id="help-keys")
             yield Label("Mouse: click a row to select it, a footer key to run it. Esc closes.")
