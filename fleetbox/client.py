@@ -120,6 +120,8 @@ class Client:
         delay: float | dt.timedelta | None = None,
         singleton_key: str | None = None,
         max_attempts: int | None = None,
+        depends_on: Iterable[int] | None = None,
+        on_failure: str = "cancel",
     ) -> EnqueueResult:
         """Enqueue one job.
 
@@ -132,16 +134,24 @@ class Client:
             singleton_key: at most one waiting or running job per queue and key; when one
                 exists, its id is returned with ``created=False``.
             max_attempts: cap on all attempts, across error classes.
+            depends_on: ids of jobs that must succeed first: the job stays ``blocked`` (never
+                claimed) until the last of them succeeds, then becomes ready in that parent's
+                completion; its handler reads their results in ``job.parents``. Not with
+                ``singleton_key``.
+            on_failure: what a parent's failure (dead letter) does to this job: ``cancel`` it
+                (the default), ``ignore`` the failure and run anyway, or ``hold`` it until an
+                operator retries the parent, skips it with a result, or cancels the dependents.
 
         Returns:
             the job's id and whether it was created.
 
         Raises:
-            InvalidInput: a value is wrong (the error names the field); nothing was written.
+            InvalidInput: a value is wrong (the error names the field), or a parent is unknown or
+                already failed in a way the policy cannot wait for; nothing was written.
         """
         return await self.service.enqueue.enqueue(
             queue, data, priority=priority, run_at=run_at, delay=delay, singleton_key=singleton_key,
-            max_attempts=max_attempts,
+            max_attempts=max_attempts, depends_on=depends_on, on_failure=on_failure,
         )  # fmt: skip
 
     async def enqueue_many(self, jobs: Iterable[NewJob | Mapping[str, Any]]) -> list[EnqueueResult]:

@@ -2,7 +2,7 @@
 
 :class:`Store` opens a pool of connections to the fleetbox schema and offers the typed stores,
 one per area: ``jobs``, ``queues``, ``dead_letters``, ``audit``, ``monitor``, ``stream``,
-``retention``, ``ticks``, ``graph``, ``appliances`` and ``schedules``. Their methods have names,
+``retention``, ``ticks``, ``graph``, ``appliances``, ``schedules`` and ``dependencies``. Their methods have names,
 typed parameters and typed results; the SQL text lives in ``sql/queries/*.sql`` (named blocks)
 and ``sql/migrations``.
 Several writes that must land together run in :meth:`Store.transaction`, which offers the same
@@ -26,6 +26,7 @@ import asyncpg
 from fleetbox.store.appliances import ApplianceStore
 from fleetbox.store.audit import AuditStore
 from fleetbox.store.dead_letters import DeadLetterStore
+from fleetbox.store.dependencies import DependencyStore
 from fleetbox.store.graph import GraphStore
 from fleetbox.store.jobs import JobStore
 from fleetbox.store.monitor import MonitorStore
@@ -88,6 +89,10 @@ class Stores:
     @cached_property
     def schedules(self) -> ScheduleStore:
         return ScheduleStore(self._runner)
+
+    @cached_property
+    def dependencies(self) -> DependencyStore:
+        return DependencyStore(self._runner)
 
 
 class Tx(Stores):
