@@ -31,11 +31,12 @@ from fleetbox.models import (
 )
 from fleetbox.service import Service
 from fleetbox.service.dead_letters import check_filter
+from fleetbox.service.dependencies import CancelResult, Relations, Step, WorkflowInfo, WorkflowResult
 from fleetbox.service.enqueue import NewJob
 from fleetbox.store import Store
 from fleetbox.store.audit import AuditEntry
 
-__all__ = ["Client", "NewJob"]
+__all__ = ["Client", "NewJob", "Workflow"]
 
 
 class Client:
@@ -232,6 +233,31 @@ class Client:
         """A job wherever it is, with every recorded attempt."""
         return await self.service.jobs.get(job_id)
 
+    async def job_relations(self, job_id: int) -> Relations:
+        """A job's parents and children (where each is now), its result, and why it was cancelled."""
+        return await self.service.dependencies.relations(job_id)
+
+    # -- workflows ------------------------------------------------------------------------
+
+    def workflow(self, name: str) -> Workflow:
+        """A new workflow (a DAG of jobs) to fill with steps and enqueue at once::
+
+        flow = client.workflow("send report")
+        upload = flow.step("upload", "attachments", {...})
+        flow.step("mail", "outlook-outbound", {...}, after=[upload])
+        result = await flow.enqueue()   # one transaction: every step, or none
+        result.jobs["mail"]             # each step's job id
+        """
+        return Workflow(self, name)
+
+    async def get_workflow(self, workflow_id: int) -> WorkflowInfo:
+        """A workflow and where each of its steps is."""
+        return await self.service.dependencies.workflow(workflow_id)
+
+    async def cancel_workflow(self, workflow_id: int, *, actor: str | None = None) -> CancelResult:
+        """Cancel every step of a workflow that has not started (running ones finish)."""
+        return await self.service.dependencies.cancel_workflow(workflow_id, actor=actor or self.actor)
+
     async def retry_failed_job(self, job_id: int, *, actor: str | None = None) -> int:
         """Retry a failed job now.
 
@@ -247,6 +273,7 @@ class ClientDeadLetters:
 
     def __init__(self, service: Service, actor: str) -> None:
         self._dead = service.dead_letters
+        self._deps = service.dependencies
         self.actor = actor
 
     async def get(self, dead_letter_id: int) -> DeadLetter:
@@ -294,9 +321,62 @@ class ClientDeadLetters:
         """Drop an open dead letter (it stays on record as discarded)."""
         return await self._dead.discard(dead_letter_id, actor=actor or self.actor)
 
+    async def held(self, dead_letter_id: int) -> builtins.list[int]:
+        """The jobs waiting on this dead letter's job (dependents under ``on_failure="hold"``)."""
+        return await self._deps.held_by(dead_letter_id)
+
+    async def skip(self, dead_letter_id: int, result: object = None, *, actor: str | None = None) -> int:
+        """Treat the dead letter's job as succeeded with ``result`` in its place: its held
+        dependents resume and read that result. Returns how many became ready."""
+        return await self._deps.skip(dead_letter_id, result, actor=actor or self.actor)
+
+    async def cancel_dependents(self, dead_letter_id: int, *, actor: str | None = None) -> CancelResult:
+        """Cancel every blocked job below the dead letter's job."""
+        return await self._deps.cancel_held(dead_letter_id, actor=actor or self.actor)
+
     async def audit_trail(self, dead_letter_id: int) -> builtins.list[AuditEntry]:
         """Every operator action on this dead letter, oldest first."""
         return await self._dead.trail(dead_letter_id)
+
+
+class Workflow:
+    """Steps of a DAG gathered in memory, enqueued at once by :meth:`enqueue` (``client.workflow()``).
+
+    Fan-out: several steps ``after`` one; fan-in: one step ``after`` several. Each step's handler
+    reads its parents' results in ``job.parents``, keyed by step name.
+    """
+
+    def __init__(self, client: Client, name: str) -> None:
+        self._client = client
+        self.name = name
+        self.steps: list[Step] = []
+
+    def step(
+        self,
+        name: str,
+        queue: str,
+        data: Mapping[str, Any],
+        *,
+        after: Iterable[str] = (),
+        on_failure: str = "cancel",
+        priority: int = JobPriority.NORMAL,
+        run_at: dt.datetime | None = None,
+        delay: float | dt.timedelta | None = None,
+        max_attempts: int | None = None,
+    ) -> str:
+        """Add a step; returns its name (to pass in a later step's ``after``). Nothing is checked
+        or written until :meth:`enqueue`. ``on_failure``: what a parent's failure does to this
+        step (cancel, ignore or hold, as for ``Client.enqueue``)."""
+        self.steps.append(
+            Step(name=name, queue=queue, data=data, after=tuple(after), on_failure=on_failure, priority=priority,
+                 run_at=run_at, delay=delay, max_attempts=max_attempts)
+        )  # fmt: skip
+        return name
+
+    async def enqueue(self) -> WorkflowResult:
+        """Enqueue every step in one transaction: all, or none if any is invalid (InvalidInput
+        names it: a value, an unknown step in ``after``, a cycle)."""
+        return await self._client.service.dependencies.enqueue_workflow(self.name, self.steps)
 
 
 class _Connecting:
