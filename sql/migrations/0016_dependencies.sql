@@ -198,22 +198,28 @@ BEGIN
     IF released IS NULL OR cardinality(released) = 0 THEN
         RETURN 0;
     END IF;
-    -- a child released by an ignored parent may have been cancelled by another one meanwhile
+    -- Set-based (joins, not a subquery per child): a fan-out releases thousands at once, and the
+    -- plans here are generic, made before the tables had statistics.
     WITH moved AS (
-        DELETE FROM jobs_blocked b WHERE b.id = ANY(released) AND b.pending = 0 RETURNING b.*
+        DELETE FROM jobs_blocked b WHERE b.id IN (SELECT unnest(released)) AND b.pending = 0 RETURNING b.*
+    ), given AS (
+        SELECT * FROM unnest(result_ids, results) AS p(job_id, result)
+    ), mapped AS (
+        SELECT d.child_id,
+               jsonb_object_agg(coalesce(s.step, d.parent_id::text), coalesce(g.result, r.result, 'null'::jsonb))
+                 AS parents
+          FROM job_dependencies d
+          JOIN moved m ON m.id = d.child_id
+          LEFT JOIN job_results r ON r.job_id = d.parent_id
+          LEFT JOIN workflow_steps s ON s.job_id = d.parent_id
+          LEFT JOIN given g ON g.job_id = d.parent_id
+         GROUP BY d.child_id
     ), ins AS (
         INSERT INTO jobs (id, queue, tier, priority, run_at, data, max_attempts, created_at, has_dependents,
                           parents)
         SELECT m.id, m.queue, m.tier, m.priority, greatest(m.run_at, at), m.data, m.max_attempts, m.created_at,
-               m.has_dependents,
-               (SELECT jsonb_object_agg(coalesce(s.step, d.parent_id::text),
-                                        coalesce(p.result, r.result, 'null'::jsonb))
-                  FROM job_dependencies d
-                  LEFT JOIN job_results r ON r.job_id = d.parent_id
-                  LEFT JOIN workflow_steps s ON s.job_id = d.parent_id
-                  LEFT JOIN unnest(result_ids, results) AS p(job_id, result) ON p.job_id = d.parent_id
-                 WHERE d.child_id = m.id)
-          FROM moved m
+               m.has_dependents, p.parents
+          FROM moved m LEFT JOIN mapped p ON p.child_id = m.id
         RETURNING 1
     )
     SELECT count(*) INTO total FROM ins;

@@ -234,3 +234,12 @@ async def test_lease_expiry_dead_letter_applies_the_policy(ops: Client, db: Stor
     reaped = await db.jobs.reap(now + dt.timedelta(seconds=2), 100, [], 3)
     assert [(r.job_id, r.dead) for r in reaped] == [(parent, True)]
     assert await state(ops, child) is JobState.CANCELLED
+
+
+async def test_clearing_a_parents_queue_applies_the_policy(ops: Client, db: Store, clock: ManualClock) -> None:
+    parent = (await ops.enqueue("webhooks", {"p": 1})).id
+    cancelled = (await ops.enqueue("sync", {"c": 1}, depends_on=[parent])).id
+    ignoring = (await ops.enqueue("sync", {"c": 2}, depends_on=[parent], on_failure="ignore")).id
+    assert await ops.service.queues.clear("webhooks", actor="alice") == 1
+    assert await state(ops, cancelled) is JobState.CANCELLED
+    assert await state(ops, ignoring) is JobState.READY
