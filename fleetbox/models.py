@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from types import MappingProxyType
 from typing import Any, Protocol
 
 
@@ -48,6 +49,7 @@ class JobPriority(IntEnum):
 class JobState(StrEnum):
     """Where a job is in its life."""
 
+    BLOCKED = "blocked"  #: waiting for its parents (depends_on); never claimed until released
     SCHEDULED = "scheduled"  #: waiting for its run_at
     READY = "ready"  #: due, waiting for a worker
     RUNNING = "running"  #: claimed by a worker holding a lease
@@ -55,6 +57,7 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"  #: finished
     DEAD = "dead"  #: moved to the dead-letter queue
     CLEARED = "cleared"  #: removed by an operator before it ran
+    CANCELLED = "cancelled"  #: a dependent cancelled before it ran (a parent failed, or an operator)
 
 
 class Outcome(StrEnum):
@@ -93,6 +96,10 @@ class UndecodablePayload:
         return f"(payload not shown: {self.reason}; {self.size} bytes)"
 
 
+#: ``Job.parents`` of a job without dependencies (read-only, shared)
+NO_PARENTS: Mapping[str, Any] = MappingProxyType({})
+
+
 def _row(row: RowLike, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: row[name] for name in names}
 
@@ -116,6 +123,10 @@ class Job:
     singleton_key: str | None = None
     #: set when this job retries a dead letter
     dead_letter_id: int | None = None
+    #: for a job enqueued with ``depends_on`` (or a workflow step): what each parent's handler
+    #: returned, by the parent's step name in a workflow, else by its job id as a string (null
+    #: for a parent that returned nothing, or failed under ``on_failure="ignore"``)
+    parents: Mapping[str, Any] = field(default_factory=lambda: NO_PARENTS)
 
     @classmethod
     def from_row(cls, row: RowLike) -> Job:

@@ -17,6 +17,10 @@ payload size                  1 MiB of JSON text                           appli
 payload nesting               64 levels of objects and arrays              appliance.max_payload_depth
 delay                         0 to ten years                               no
 operator names, notes, text   200 / 10,000 / 200 characters                no
+job result                    any JSON value, 1 MiB, 64 levels             no
+depends_on                    1 to 1,000 existing job ids                  no
+on_failure                    cancel, ignore or hold                       no
+workflow                      1 to 100,000 steps, names of 1-100 chars     no
 ============================  ==========================================  ======================
 """
 
@@ -53,6 +57,14 @@ MAX_TEXT_FILTER = 200
 MAX_ERROR_CLASS = 100
 #: The largest id PostgreSQL's bigint holds.
 MAX_ID = 2**63 - 1
+#: A handler's result (stored with the job, read by its dependents): any JSON value this large.
+MAX_RESULT_BYTES = 1_048_576
+MAX_PARENTS = 1000
+MAX_WORKFLOW_STEPS = 100_000
+#: What a parent's failure does to its dependents.
+ON_FAILURE = ("cancel", "ignore", "hold")
+#: A workflow step's name: it keys ``job.parents`` and appears in logs and URLs as it is.
+STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,6 +261,56 @@ def encode_payload(data: object, limits: Limits, *, field: str = "data") -> Json
     if size > limits.max_payload_bytes:
         raise InvalidInput(f"is larger than the limit of {limits.max_payload_bytes} bytes of JSON text", field=field)
     return JsonText(text)
+
+
+def encode_result(value: object, *, field: str = "result") -> JsonText:
+    """A handler's result (or an operator's stand-in for one) as JSON text: any JSON value of at
+    most :data:`MAX_RESULT_BYTES`, nested at most the default payload depth."""
+    try:
+        text = _JSON.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"not JSON-serialisable: {exc}", field=field) from None
+    except RecursionError:
+        raise InvalidInput(f"is nested more than {DEFAULT_MAX_PAYLOAD_DEPTH} levels deep", field=field) from None
+    if depth_over(value, DEFAULT_MAX_PAYLOAD_DEPTH):
+        raise InvalidInput(f"is nested more than {DEFAULT_MAX_PAYLOAD_DEPTH} levels deep", field=field)
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise InvalidInput("contains a NUL character (\\u0000), which cannot be stored", field=field)
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise InvalidInput("contains a lone surrogate (invalid Unicode), which cannot be stored", field=field) from None
+    if size > MAX_RESULT_BYTES:
+        raise InvalidInput(f"is larger than the limit of {MAX_RESULT_BYTES} bytes of JSON text", field=field)
+    return JsonText(text)
+
+
+def check_parents(value: object, field: str = "depends_on") -> list[int]:
+    """Parent job ids: a non-empty list of ids, each once (duplicates are dropped), in order."""
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple | set | frozenset):
+        raise InvalidInput("must be a list of job ids", field=field)
+    ids = list(dict.fromkeys(check_id(v, f"{field}[{i}]") for i, v in enumerate(value)))
+    if not ids:
+        raise InvalidInput("must name at least one job", field=field)
+    if len(ids) > MAX_PARENTS:
+        raise InvalidInput(f"names more than {MAX_PARENTS} jobs", field=field)
+    return ids
+
+
+def check_on_failure(value: object, field: str = "on_failure") -> str:
+    """A dependency set's failure policy."""
+    if value not in ON_FAILURE:
+        raise InvalidInput(f"must be one of {', '.join(ON_FAILURE)}, got {value!r}", field=field)
+    return str(value)
+
+
+def check_step_name(value: object, field: str = "step") -> str:
+    """A workflow step's name."""
+    if not isinstance(value, str) or not STEP_NAME.fullmatch(value):
+        raise InvalidInput(
+            "a step name is 1-100 letters, digits, '_', '.', ':' or '-', starting with a letter or digit", field=field
+        )
+    return value
 
 
 def parse_json_text(text: str, limits: Limits, *, field: str = "data") -> Any:

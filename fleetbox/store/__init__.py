@@ -2,7 +2,8 @@
 
 :class:`Store` opens a pool of connections to the fleetbox schema and offers the typed stores,
 one per area: ``jobs``, ``queues``, ``dead_letters``, ``audit``, ``monitor``, ``stream``,
-``retention``, ``ticks``, ``graph``, ``appliances``, ``schedules`` and ``alerting``. Their methods have names,
+``retention``, ``ticks``, ``graph``, ``appliances``, ``schedules``, ``alerting`` and
+``dependencies``. Their methods have names,
 typed parameters and typed results; the SQL text lives in ``sql/queries/*.sql`` (named blocks)
 and ``sql/migrations``.
 Several writes that must land together run in :meth:`Store.transaction`, which offers the same
@@ -27,6 +28,7 @@ from fleetbox.store.alerting import AlertOutboxStore
 from fleetbox.store.appliances import ApplianceStore
 from fleetbox.store.audit import AuditStore
 from fleetbox.store.dead_letters import DeadLetterStore
+from fleetbox.store.dependencies import DependencyStore
 from fleetbox.store.graph import GraphStore
 from fleetbox.store.jobs import JobStore
 from fleetbox.store.monitor import MonitorStore
@@ -93,6 +95,10 @@ class Stores:
     @cached_property
     def alerting(self) -> AlertOutboxStore:
         return AlertOutboxStore(self._runner)
+
+    @cached_property
+    def dependencies(self) -> DependencyStore:
+        return DependencyStore(self._runner)
 
 
 class Tx(Stores):

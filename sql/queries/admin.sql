@@ -135,9 +135,11 @@ SELECT id, job_id, queue, priority, data, singleton_key, error_class, error, att
 -- the claim (we hold its row lock) or, once claimed, no longer matches state = 'waiting' when
 -- the DELETE re-reads it.
 -- params: $1 queue, $2 now
+-- The dependents of a cleared job follow their failure policies (settle_parents).
 WITH gone AS (
     DELETE FROM jobs WHERE queue = $1 AND state = 'waiting'
-    RETURNING id, queue, priority, data, singleton_key, attempt, dead_letter_id, created_at, run_at
+    RETURNING id, queue, priority, data, singleton_key, attempt, dead_letter_id, created_at, run_at,
+              has_dependents
 ), moved AS (
     INSERT INTO jobs_done (id, queue, priority, state, data, singleton_key, attempts, dead_letter_id,
                            created_at, run_at, finished_at)
@@ -145,8 +147,11 @@ WITH gone AS (
            run_at, $2
       FROM gone
     RETURNING 1
+), settled AS (
+    SELECT settle_parents(array_agg(id), 'failed', '{}', '{}', $2) FROM gone WHERE has_dependents
+    HAVING count(*) > 0
 )
-SELECT count(*) FROM moved
+SELECT count(*) FROM moved WHERE (SELECT count(*) FROM settled) >= 0
 
 -- name: admin_dead_letters_lock_for_retry
 -- The open dead letters a bulk retry would take, locked until the transaction ends; at most $4

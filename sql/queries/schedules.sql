@@ -78,12 +78,17 @@ SELECT state::text FROM jobs WHERE id = $1
 -- name: job_clear_waiting
 -- A waiting job leaves for jobs_done as cleared (a running one is not touched: no row returned).
 -- params: $1 job id, $2 now
+-- Its dependents follow their failure policies (settle_parents).
 WITH gone AS (
     DELETE FROM jobs WHERE id = $1 AND state = 'waiting'
-    RETURNING id, queue, priority, data, singleton_key, attempt, dead_letter_id, created_at, run_at
+    RETURNING id, queue, priority, data, singleton_key, attempt, dead_letter_id, created_at, run_at,
+              has_dependents
+), settled AS (
+    SELECT settle_parents(array_agg(id), 'failed', '{}', '{}', $2) FROM gone WHERE has_dependents
+    HAVING count(*) > 0
 )
 INSERT INTO jobs_done (id, queue, priority, state, data, singleton_key, attempts, dead_letter_id, created_at,
                        run_at, finished_at)
 SELECT id, queue, priority, 'cleared', data, singleton_key, attempt, dead_letter_id, created_at, run_at, $2
-  FROM gone
+  FROM gone WHERE (SELECT count(*) FROM settled) >= 0
 RETURNING id
