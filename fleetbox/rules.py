@@ -139,6 +139,22 @@ def parse_id(text: str, field: str) -> int:
     return int(text)
 
 
+#: An id in a URL path: 1 to 18 digits (every such number fits PostgreSQL's bigint, so no id in a
+#: path can overflow a query).
+MAX_PATH_ID_DIGITS = 18
+PATH_ID_PATTERN = rf"^[0-9]{{1,{MAX_PATH_ID_DIGITS}}}$"
+_PATH_ID = re.compile(PATH_ID_PATTERN)
+
+
+def parse_path_id(text: str, field: str) -> int:
+    """An id from a URL path: a positive integer of at most 18 digits."""
+    if not _PATH_ID.fullmatch(text) or int(text) < 1:
+        raise InvalidInput(
+            f"must be a positive integer of at most {MAX_PATH_ID_DIGITS} digits, got {text[:40]!r}", field=field
+        )
+    return int(text)
+
+
 # -- payloads -------------------------------------------------------------------------------------
 
 #: json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False), built once

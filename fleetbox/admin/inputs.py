@@ -18,7 +18,7 @@ from aiohttp import web
 from fleetbox.admin.errors import BodyTooLarge, MalformedBody, UnsupportedMediaType
 from fleetbox.errors import InvalidInput
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, parse_id, storable
+from fleetbox.rules import MAX_ACTOR, parse_path_id, storable
 
 _INT = re.compile(r"-?[0-9]{1,20}")
 ACTOR_HEADER = "x-admin-actor"
@@ -69,8 +69,8 @@ def query_text(request: web.Request, name: str, *, limit: int = 200) -> str | No
 
 
 def path_id(request: web.Request, name: str) -> int:
-    """A positive 64-bit id from the path."""
-    return parse_id(request.match_info[name], name)
+    """A positive id of at most 18 digits from the path."""
+    return parse_path_id(request.match_info[name], name)
 
 
 def json_int(body: dict[str, Any], name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None:

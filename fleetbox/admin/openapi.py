@@ -25,7 +25,7 @@ from fleetbox.admin.routes import (
 )
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, MAX_ID
+from fleetbox.rules import MAX_ACTOR, MAX_ID, MAX_PATH_ID_DIGITS
 from fleetbox.rules import MAX_TEXT_FILTER as MAX_TEXT
 from fleetbox.service.dead_letters import COUNT_CAP
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
@@ -62,6 +62,8 @@ NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+#: The largest id a path takes (18 digits).
+PATH_ID_MAX = 10**MAX_PATH_ID_DIGITS - 1
 ANY_OBJECT: Schema = {"type": "object"}
 
 _QUEUE_FIGURES = {
@@ -451,17 +453,18 @@ JOB_ID_PATH: Schema = {
     "name": "jobId",
     "in": "path",
     "required": True,
-    "schema": ID,
+    "schema": {**ID, "maximum": PATH_ID_MAX},
     "examples": {"first": {"value": 1}},
-    "description": "a job id",
+    "description": "a job id (at most 18 digits)",
 }
 DEAD_REF_PATH: Schema = {
     "name": "jobId",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^([0-9]{1,19}|job-[0-9]{1,19})$"},
-    "examples": {"deadLetterId": {"value": "1"}, "jobId": {"value": "job-1"}},
-    "description": "the dead letter: its own id (`17`), or the id of the job it holds as `job-<id>` (`job-4711`)",
+    "schema": {"type": "string", "pattern": f"^(dl-)?[0-9]{{1,{MAX_PATH_ID_DIGITS}}}$"},
+    "examples": {"jobId": {"value": "1"}, "deadLetterId": {"value": "dl-1"}},
+    "description": "the dead letter: the id of the job it holds (`4711`, the spec's form), or its own id "
+    "as `dl-<id>` (`dl-17`)",
 }
 LIMIT: Schema = _query(
     "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}, "page size"

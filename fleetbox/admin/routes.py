@@ -30,7 +30,7 @@ from fleetbox.monitor import Monitor
 from fleetbox.monitor.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from fleetbox.monitor.metrics import Metrics
 from fleetbox.protocol import STREAM_PATH, GraphMode
-from fleetbox.rules import MAX_ID, MAX_TEXT_FILTER, parse_id
+from fleetbox.rules import MAX_ID, MAX_TEXT_FILTER, parse_path_id
 from fleetbox.service import Service
 from fleetbox.service.dead_letters import MAX_BULK, check_filter
 from fleetbox.service.jobs import JOB_STATUSES
@@ -379,11 +379,22 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     })  # fmt: skip
 
 
+#: A dead letter named in a path by its own id: ``dl-17`` (a bare number is always a job id).
+DEAD_LETTER_REF = "dl-"
+
+
 async def _dead_letter_id(state: AdminState, ref: str) -> int:
-    """The dead letter named in a path: its own id (``17``) or its job's id (``job-4711``)."""
+    """The dead letter named in a path: by its job's id (``4711``, the spec's form) or by its own
+    id (``dl-17``). Dead-letter ids and job ids come from different sequences, so the two forms
+    never share a spelling and no path is ambiguous."""
+    if ref.startswith(DEAD_LETTER_REF):
+        return parse_path_id(ref.removeprefix(DEAD_LETTER_REF), "jobId")
     if ref.startswith("job-"):
-        return await state.service.dead_letters.of_job(parse_id(ref[4:], "jobId"))
-    return parse_id(ref, "jobId")
+        raise InvalidInput(
+            f"{ref[:40]!r}: the path takes the job id itself (4711), or dl-<id> for a dead letter's own id",
+            field="jobId",
+        )
+    return await state.service.dead_letters.of_job(parse_path_id(ref, "jobId"))
 
 
 async def review_dead_letter(request: web.Request) -> web.Response:

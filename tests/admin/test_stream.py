@@ -242,7 +242,7 @@ async def test_dead_letters_reviews_and_retries_are_events(
     assert tick["deadUnreviewed"] == 1
     async with unix_session(path) as local:
         async with local.post(
-            f"{BASE}/api/queue/dead-letter/job-{job_id}/review",
+            f"{BASE}/api/queue/dead-letter/{job_id}/review",
             json={"reviewedBy": "dora", "resolutionNotes": "payload fixed"},
         ) as response:
             assert response.status == 200
@@ -251,7 +251,7 @@ async def test_dead_letters_reviews_and_retries_are_events(
         assert (reviewed["by"], reviewed["jobIds"]) == ("dora", [job_id])
         assert reviewed["detail"] == {"deadLetterIds": [dead_id], "notes": "payload fixed"}
         async with local.post(
-            f"{BASE}/api/queue/dead-letter/{dead_id}/retry", headers={OPERATOR_HEADER: "dora"}
+            f"{BASE}/api/queue/dead-letter/dl-{dead_id}/retry", headers={OPERATOR_HEADER: "dora"}
         ) as response:
             new_job = (await response.json())["jobId"]
     retried = await client.until(event("dead_retried", queue=WORK))
