@@ -308,8 +308,10 @@ class AdminServer:
             raise
         self._runner = runner
         where = str(self.socket_path) if self.socket_path else None
-        log.info("admin API listening",
-                 extra={"event": "admin_listening", "host": self.host, "port": self.port, "socket": where})  # fmt: skip
+        dashboard_url = f"{self.url}/ui/"
+        log.info("admin API listening; the dashboard is at %s", dashboard_url,
+                 extra={"event": "admin_listening", "host": self.host, "port": self.port, "socket": where,
+                        "dashboard": dashboard_url})  # fmt: skip
 
     async def _cleanup(self, runner: web.AppRunner) -> None:
         await runner.cleanup()

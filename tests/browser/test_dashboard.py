@@ -181,3 +181,66 @@ def test_an_action_without_the_csrf_token_is_refused(dashboard: Dashboard, brows
     token = browser.fetch("GET", "session", {})["body"]["csrfToken"]
     assert browser.fetch("POST", f"../api/queue/{REPORTS}/pause", {"x-csrf-token": token})["status"] == 200
     assert dashboard.sql("SELECT paused FROM queues WHERE name = $1", REPORTS)[0]["paused"] is True
+
+
+def test_create_a_job_pause_and_clear_a_queue_and_edit_a_threshold(dashboard: Dashboard, browser: Browser) -> None:
+    browser.sign_in(dashboard.url, ADMIN_KEY)
+    browser.wait_text("#status", "live")
+    browser.open(dashboard.url + "/ui/#/jobs")
+    form = browser.find("#create-job")
+    form.find_element("css selector", f'select[name=queue] option[value="{REPORTS}"]').click()
+    payload = form.find_element("css selector", "textarea[name=payload]")
+    payload.clear()
+    payload.send_keys('["not", "an object"]')
+    form.find_element("css selector", "input[name=delay]").send_keys("3600")
+    form.find_element("css selector", "button[type=submit]").click()
+    browser.wait_text("#create-job", "must be a JSON object")  # the API's own check, shown by the field
+    payload.clear()
+    payload.send_keys('{"report": "weekly"}')
+    form.find_element("css selector", "button[type=submit]").click()
+    browser.wait_text("#main h1", "Job ")
+    job_id = int(browser.text("#main h1").split()[-1])
+    (row,) = dashboard.sql(
+        "SELECT queue, data, run_at > now() + interval '50 minutes' AS later FROM jobs WHERE id = $1", job_id
+    )
+    assert (row["queue"], row["later"]) == (REPORTS, True) and '"weekly"' in row["data"]
+    browser.screenshot("job-created")
+
+    browser.open(dashboard.url + "/ui/#/queues")
+    browser.find(f'#queue-rows tr[data-queue="{REPORTS}"]')
+    browser.find(f'#queue-rows tr[data-queue="{REPORTS}"] button').click()  # Pause
+    until(lambda: dashboard.sql("SELECT paused FROM queues WHERE name = $1", REPORTS)[0]["paused"], "not paused")
+    browser.wait_text(f'#queue-rows tr[data-queue="{REPORTS}"]', "Resume")
+    browser.find(f'#queue-rows tr[data-queue="{REPORTS}"] button.danger').click()  # Clear…
+    confirm = browser.find("#dialog button.danger")
+    assert not confirm.is_enabled()  # until the queue's name is typed
+    browser.find("#dialog input[name=confirm]").send_keys(REPORTS)
+    browser.screenshot("clear-confirm")
+    confirm.click()
+    until(lambda: not dashboard.sql("SELECT 1 FROM jobs WHERE id = $1", job_id), "the job was not cleared")
+
+    browser.open(dashboard.url + "/ui/#/alerts")
+    backlog = browser.find("#thresholds input[name=maxBacklog]")
+    backlog.clear()
+    backlog.send_keys("4321")
+    browser.find("#thresholds button[type=submit]").click()
+    until(lambda: dashboard.api("GET", "/api/queue/thresholds")[1]["maxBacklog"] == 4321, "the threshold not saved")
+    browser.screenshot("alerts")
+
+
+def test_on_a_phone_in_the_dark_theme_with_the_keyboard(dashboard: Dashboard, browser: Browser) -> None:
+    browser.driver.set_window_size(390, 844)
+    browser.sign_in(dashboard.url, ADMIN_KEY)
+    browser.wait_text("#status", "live")
+    browser.find("#queue-rows tr")
+    body = browser.driver.find_element("css selector", "body")
+    body.send_keys("t")  # dark theme
+    assert browser.driver.execute_script("return document.documentElement.dataset.theme") in ("dark", "light")
+    width = browser.driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 400, f"the page is {width}px wide on a 390px phone: only tables may scroll sideways"
+    browser.screenshot("phone-queues")
+    body.send_keys("3")  # dead letters
+    browser.wait_text("#main h1", "Dead letters")
+    body.send_keys("?")
+    browser.wait_text("#dialog", "Keyboard")
+    browser.screenshot("phone-help")

@@ -453,7 +453,8 @@ function preview(row) {
 function createJobPanel(queues) {
   const queue = h("select", { name: "queue", required: true }, queues.map((n) => h("option", { value: n }, n)));
   const data = h("textarea", { name: "payload", placeholder: '{"to": "someone@example.com"}' }, "{}");
-  const priority = h("select", { name: "priority" }, ["low", "normal", "high", "critical"].map((p) => h("option", { value: p, selected: p === "normal" }, p)));
+  const priority = h("select", { name: "priority" },
+    [[1, "1 critical"], [3, "3 high"], [5, "5 normal"], [8, "8 low"], [10, "10 very low"]].map(([v, t]) => h("option", { value: v, selected: v === 5 }, t)));
   const delay = h("input", { name: "delay", type: "number", min: 0, placeholder: "seconds", size: 8 });
   const err = h("p", { class: "error-text", role: "alert" });
   const form = h("form", { id: "create-job" },
@@ -465,13 +466,13 @@ function createJobPanel(queues) {
     err.textContent = "";
     let payload;
     try { payload = JSON.parse(data.value); } catch (e) { err.textContent = `payload: not JSON (${e.message})`; return; }
-    const body = { data: payload, priority: priority.value };
-    if (delay.value) body.delay = Number(delay.value);
+    const body = { data: payload, priority: Number(priority.value) };
+    if (delay.value) body.delay = Math.round(Number(delay.value) * 1000); // the API takes milliseconds
     try {
       const r = await post(`${encodeURIComponent(queue.value)}/jobs`, body);
       toast(r.created ? `job ${r.id} created on ${r.queue}` : `not created: job ${r.id} holds that singleton key`);
       location.hash = `#/job/${r.id}`;
-    } catch (e) { err.textContent = `${e.field ? `${e.field}: ` : ""}${e.message}`; }
+    } catch (e) { err.textContent = e.message; }
   });
   return h("div", { class: "panel" }, h("h2", {}, "Create a job"), form);
 }
