@@ -280,6 +280,9 @@ class AdminSettings(_Section):
     socket_path: Path | None = None
     #: serve the admin application on the unix socket too
     socket_enabled: bool = True
+    #: where a reverse proxy mounts the admin API and dashboard (``/ops/fleetbox``); empty: the
+    #: ``X-Forwarded-Prefix`` header, else the root. Only the dashboard's cookie path depends on it.
+    path_prefix: str = Field("", pattern=r"^(/[A-Za-z0-9._~-]{1,64}){0,8}$")
 
     @field_validator("socket_path")
     @classmethod

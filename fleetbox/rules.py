@@ -54,6 +54,8 @@ MAX_DELAY_SECONDS = 10 * 365 * 86400
 MAX_ACTOR = 200
 MAX_NOTES = 10_000
 MAX_TEXT_FILTER = 200
+#: The longest payload filter of a job search (JSON text of an object the payloads must contain).
+MAX_PAYLOAD_FILTER = 2000
 MAX_ERROR_CLASS = 100
 #: The largest id PostgreSQL's bigint holds.
 MAX_ID = 2**63 - 1
@@ -454,3 +456,26 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     if when.tzinfo is None:  # an HTTP date is always GMT
         when = when.replace(tzinfo=dt.UTC)
     return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def check_payload_filter(text: object, field: str = "data") -> JsonText:
+    """A job search's payload filter: the JSON text of an object (``{"userId": "u1"}``) that a
+    payload must contain (PostgreSQL's ``@>``), at most :data:`MAX_PAYLOAD_FILTER` characters."""
+    if not isinstance(text, str) or not 1 <= len(text) <= MAX_PAYLOAD_FILTER or not storable(text):
+        raise InvalidInput(
+            f"must be the JSON text of an object, 1 to {MAX_PAYLOAD_FILTER} characters, without NUL", field=field
+        )
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        raise InvalidInput(f"not JSON: {exc}", field=field) from None
+    except RecursionError:
+        raise InvalidInput("is nested too deeply", field=field) from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"must be a JSON object (the keys and values a payload contains), got {json_type(value)}",
+                           field=field)  # fmt: skip
+    return JsonText(json.dumps(value, separators=(",", ":"), ensure_ascii=False))

@@ -68,6 +68,10 @@ class NoKeyConfigured(AccessError):
     """No admin key is configured, so admin operations are refused."""
 
 
+class CsrfRefused(AccessError):
+    """A dashboard action without its CSRF token, or from another site (fleetbox.admin.dashboard)."""
+
+
 class MalformedBody(InvalidInput):
     """The request body is not valid JSON (or not UTF-8)."""
 
@@ -90,6 +94,7 @@ ERROR_TABLE: tuple[tuple[type[FleetboxError], int, str], ...] = (
     (WrongKey, 403, "invalid_key"),
     (ReadOnlyKey, 403, "read_only_key"),
     (NoKeyConfigured, 403, "admin_key_not_configured"),
+    (CsrfRefused, 403, "csrf_refused"),
     (UnknownQueue, 404, "unknown_queue"),
     (NotFound, 404, "not_found"),
     (BodyTooLarge, 413, "payload_too_large"),

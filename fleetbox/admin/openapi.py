@@ -27,7 +27,7 @@ from fleetbox.admin.routes import (
 from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, MAX_ERROR_CLASS, MAX_ID, MAX_NOTES, MAX_PATH_ID_DIGITS, YES_NO
+from fleetbox.rules import MAX_ACTOR, MAX_ERROR_CLASS, MAX_ID, MAX_NOTES, MAX_PATH_ID_DIGITS, MAX_PAYLOAD_FILTER, YES_NO
 from fleetbox.rules import MAX_TEXT_FILTER as MAX_TEXT
 from fleetbox.service.dead_letters import COUNT_CAP
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
@@ -344,6 +344,12 @@ SCHEMAS: dict[str, Schema] = {
             "offset": INT,
             "jobs": {"type": "array", "items": _ref("Job")},
             "nextAfter": {**_null(INT), "description": "pass as `after` for the next page; null on the last page"},
+        }
+    ),
+    "JobSearch": _obj(
+        {
+            "jobs": {"type": "array", "items": _ref("Job")},
+            "nextBefore": {**_null(INT), "description": "pass as `before` for the next page; null on the last page"},
         }
     ),
     "FailedJobs": _obj(
@@ -782,6 +788,30 @@ def _operations() -> dict[str, dict[str, Any]]:
             "responses": {"200": _ok("JobList", "A page of jobs")},
             "errors": [400, 404, 503],
         },
+        "searchJobs": {
+            "summary": "Search jobs of every queue and state, newest first",
+            "description": "By payload containment (`data`: the JSON text of an object the payload contains, "
+            "PostgreSQL's @>) and by error text (`error`: in the latest error of a job still queued, or in any "
+            "failed attempt of a finished one). Page with `before` (the previous page's nextBefore). A search "
+            "that scans more than 3 seconds is stopped (503): narrow it with `queue`.",
+            "parameters": [
+                _query("queue", {"type": "string", "minLength": 1, "maxLength": 63}, "only this queue"),
+                _query(
+                    "data",
+                    {"type": "string", "minLength": 1, "maxLength": MAX_PAYLOAD_FILTER},
+                    "JSON object the payload contains",
+                ),
+                _query(
+                    "error",
+                    {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                    "text the error holds (case-insensitive)",
+                ),
+                _query("before", ID, "the last job id of the page before (keyset paging)"),
+                LIMIT,
+            ],
+            "responses": {"200": _ok("JobSearch", "A page of jobs")},
+            "errors": [400, 404, 503],
+        },
         "enqueueJob": {
             "summary": "Enqueue a job (the same checks as fleetbox.Client.enqueue)",
             "parameters": [QUEUE_PATH, ACTOR, OPERATOR],
@@ -956,6 +986,7 @@ _TAGS = {
     "getPrometheusMetrics": "monitoring",
     "reloadConfig": "meta",
     "listJobs": "jobs",
+    "searchJobs": "jobs",
     "enqueueJob": "jobs",
     "getJob": "jobs",
     "listFailed": "jobs",

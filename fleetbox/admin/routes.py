@@ -31,7 +31,15 @@ from fleetbox.monitor import Monitor
 from fleetbox.monitor.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from fleetbox.monitor.metrics import Metrics
 from fleetbox.protocol import STREAM_PATH, GraphMode
-from fleetbox.rules import MAX_ACTOR, MAX_ERROR_CLASS, MAX_ID, MAX_NOTES, MAX_TEXT_FILTER, parse_path_id
+from fleetbox.rules import (
+    MAX_ACTOR,
+    MAX_ERROR_CLASS,
+    MAX_ID,
+    MAX_NOTES,
+    MAX_PAYLOAD_FILTER,
+    MAX_TEXT_FILTER,
+    parse_path_id,
+)
 from fleetbox.service import Service
 from fleetbox.service.dead_letters import MAX_BULK, check_filter
 from fleetbox.service.jobs import JOB_STATUSES
@@ -351,6 +359,20 @@ async def list_jobs(request: web.Request) -> web.Response:
     return reply({
         "queue": queue, "status": status, "limit": limit, "offset": offset, "jobs": rows, "nextAfter": next_after,
     })  # fmt: skip
+
+
+async def search_jobs(request: web.Request) -> web.Response:
+    """Jobs of every queue and state, newest first: by payload containment and by error text."""
+    state = _state(request)
+    queue = inputs.query_text(request, "queue", limit=63)
+    contains = inputs.query_text(request, "data", limit=MAX_PAYLOAD_FILTER)
+    error = inputs.query_text(request, "error", limit=MAX_TEXT_FILTER)
+    before = inputs.query_int(request, "before", default=None, minimum=1, maximum=MAX_ID)
+    limit = _limit(request)
+    if queue is not None:
+        await state.service.queues.get(queue)
+    page = await state.service.jobs.search(queue=queue, contains=contains, error=error, before=before, limit=limit)
+    return reply({"jobs": [views.job(j) for j in page.jobs], "nextBefore": page.next_before})
 
 
 def _run_at(value: object) -> dt.datetime | None:
@@ -698,6 +720,7 @@ def route_table(settings: AdminSettings) -> list[Route]:
             "getDeadLetter",
             match=f"{q}/dead-letter/{{jobId:{DEAD_REF_ROUTE}}}",
         ),
+        Route("GET", f"{q}/jobs", search_jobs, Access.READ, "searchJobs"),
         Route("GET", "/metrics", get_prometheus, health, "getPrometheusMetrics"),
         Route("GET", "/livez", get_livez, Access.PUBLIC, "getLivez"),
         Route("GET", "/readyz", get_readyz, Access.PUBLIC, "getReadyz"),

@@ -34,6 +34,14 @@ class JobPage:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSearch:
+    """One page of a job search, newest first; ``next_before`` continues it (None: the last page)."""
+
+    jobs: list[JobInfo]
+    next_before: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class JobDetail:
     """A job with its attempts, and its dead letter with every operator action on it."""
 
@@ -123,6 +131,25 @@ class Jobs:
                     top = (at, after)
                 jobs = await tx.jobs.page_done(queue, status, top, offset, limit + 1)
         return JobPage(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)
+
+    async def search(
+        self, *, queue: str | None, contains: str | None, error: str | None, before: int | None, limit: int
+    ) -> JobSearch:
+        """Jobs of every queue (or one) and every state, newest first: by payload containment
+        (``contains``: the JSON text of an object, e.g. ``{"userId": "u1"}``) and by error text.
+        ``before`` is the previous page's ``next_before``. A search that scans too long is
+        stopped by the database (a DatabaseError naming the statement timeout)."""
+        wanted = rules.check_payload_filter(contains) if contains is not None else None
+        text = rules.check_text(error, "error", limit=rules.MAX_TEXT_FILTER, required=False)
+        if before is not None:
+            rules.check_id(before, "before")
+        async with self._store.transaction() as tx:
+            await tx.jobs.plan_for_parameters()
+            jobs = await tx.jobs.search(
+                before=before or rules.MAX_ID, queue=queue, contains=wanted, error=text, limit=limit + 1,
+                now=self._clock.now(),
+            )  # fmt: skip
+        return JobSearch(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)
 
     async def failures(self, queue: str, limit: int) -> Failures:
         """A queue's jobs waiting for a retry, its open dead letters and its latest failed attempts."""

@@ -294,6 +294,16 @@ class JobStore:
             rows = await self._run.fetch("admin_jobs_unsucceeded", queue, state, before[0], before[1], offset, limit)
         return [JobInfo.from_row(r) for r in rows]
 
+    async def search(
+        self, *, before: int, queue: str | None, contains: JsonText | None, error: str | None,
+        limit: int, now: dt.datetime,
+    ) -> list[JobInfo]:  # fmt: skip
+        """Jobs of every state, newest first, below id ``before``: payload containing ``contains``,
+        error text holding ``error``; stopped by a statement timeout (a search may scan)."""
+        await self._run.execute("admin_search_timeout")
+        rows = await self._run.fetch("admin_jobs_search", before, queue, contains, error, limit, now)
+        return [JobInfo.from_row(r) for r in rows]
+
     async def failed_attempts(self, queue: str, limit: int) -> list[Attempt]:
         """The latest attempts of a queue that did not succeed, newest first."""
         return [Attempt.from_row(r) for r in await self._run.fetch("admin_failed_attempts", queue, limit)]
