@@ -180,8 +180,13 @@ class Appliance:
         return [*await self.presence.conditions(), *await self.crons.conditions()]
 
     def _tasks(self, settings: Settings) -> list[PeriodicTask]:
+        async def retry_experiments() -> object:
+            return {"changed": await self.service.experiments.tune(settings.queues)}
+
         return [
             *default_tasks(settings, self.monitor, self.service.retention, self.clock, self._conditions),
+            # guardrails and the bandit of retry experiments (once a minute across the appliances)
+            PeriodicTask(name="retry-experiments", every=60, run=retry_experiments),
             *self.graph.tasks(),
         ]
 
@@ -202,6 +207,8 @@ class Appliance:
             await write_limits(self.store, self.settings.appliance.limits())
             await register_queues(self.store, self.worker.registry)
             await self.service.schedules.apply_config(_schedule_specs(self.settings))
+            await self.service.experiments.apply_config(self.settings.queues)
+            await self.worker.refresh_experiments()
             await self.graph.start()
         except BaseException:
             await self.graph.stop()
@@ -333,6 +340,7 @@ class Appliance:
         restart = sorted(section for section in new if section not in live and new[section] != old[section])
         await register_queues(self.store, registry)
         await self.service.schedules.apply_config(_schedule_specs(settings))
+        await self.service.experiments.apply_config(settings.queues)
         limits = settings.appliance.limits()
         await write_limits(self.store, limits)
         # Keep the parts that only a restart changes, so every component goes on with one set.
@@ -340,6 +348,7 @@ class Appliance:
             update={"database": self.settings.database, "admin": self.settings.admin, "graph": self.settings.graph}
         )
         self.worker.apply(self.settings, registry)
+        await self.worker.refresh_experiments()
         self.service.apply(limits, settings.monitor.thresholds())
         self.monitor.configure(
             window_seconds=settings.monitor.window_seconds, depth_cache_seconds=settings.monitor.depth_cache_seconds

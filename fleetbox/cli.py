@@ -177,9 +177,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--backlog", action="store_true",
                        help="also measure the claim rate behind a 10k and a 1M job backlog (slow)")  # fmt: skip
 
-    from fleetbox import cli_schedules
+    from fleetbox import cli_experiments, cli_schedules
 
     cli_schedules.add_parser(sub, common)
+    cli_experiments.add_parser(sub, common)
     return parser
 
 
@@ -371,6 +372,10 @@ async def _with_database(
         from fleetbox.service import Service
 
         service = Service(store, limits=settings.appliance.limits(), thresholds=settings.monitor.thresholds())
+        if args.command == "retry-report":
+            from fleetbox import cli_experiments
+
+            return await cli_experiments.run(args, service, settings)
         return await _service_command(args, service)
 
 

@@ -246,6 +246,17 @@ class RetryOverrides(_Section):
 _HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
+class RetryVariantSettings(_Section):
+    """One arm of a queue's retry experiment (``[queues.<name>.retry_variants.<label>]``)."""
+
+    #: its share of the queue's new jobs (weights are relative)
+    weight: float = Field(1.0, gt=0, le=1000)
+    #: the error classes its rules apply to (empty: every retried class); other classes follow the queue
+    error_classes: list[Literal["rate_limited", "transient", "authentication", "lease_expired"]] = []
+    #: its rules, over the queue's own (same keys as [retry])
+    retry: RetryOverrides = RetryOverrides()
+
+
 class QueueSettings(_Section):
     """A queue declared in the config file (a custom queue, or settings for one of the spec's)."""
 
@@ -254,6 +265,23 @@ class QueueSettings(_Section):
     handler: str | None = None
     max_attempts: int | None = Field(None, ge=1)
     retry: RetryOverrides = RetryOverrides()
+    #: a retry experiment: each new job gets one variant, by a hash of its id (or of variant_key)
+    retry_variants: dict[str, RetryVariantSettings] = {}
+    #: a payload key whose value picks the variant (jobs of one user, say, all get the same one)
+    variant_key: str | None = Field(None, min_length=1, max_length=200)
+    #: fixed: the configured weights; bandit: weights follow Thompson sampling of the success rates
+    variant_mode: Literal["fixed", "bandit"] = "fixed"
+    #: a variant whose dead-letter rate passes this (with guardrail_min_jobs finished) is stopped
+    guardrail_dead_rate: float = Field(0.5, gt=0, le=1)
+    guardrail_min_jobs: int = Field(50, ge=1)
+
+    @field_validator("retry_variants")
+    @classmethod
+    def _labels(cls, value: dict[str, RetryVariantSettings]) -> dict[str, RetryVariantSettings]:
+        for label in value:
+            if not rules.valid_queue_name(label) or label == "default":
+                raise ValueError(f"variant label {label!r:.40}: 1-63 of a-z, 0-9, '-', '_', '.' (not 'default')")
+        return value
 
     @field_validator("handler")
     @classmethod

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import hashlib
 import json
 import math
 import re
@@ -479,3 +480,30 @@ def check_payload_filter(text: object, field: str = "data") -> JsonText:
         raise InvalidInput(f"must be a JSON object (the keys and values a payload contains), got {json_type(value)}",
                            field=field)  # fmt: skip
     return JsonText(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+# -- retry experiments --------------------------------------------------------------------------
+
+
+def variant_bucket(job_id: int, key: object = None) -> float:
+    """Where a job falls in its queue's retry-variant weights, in [0, 1): a hash of the payload
+    key's value when the queue names one and the job has it, else of the job's id. The worker
+    choosing a job's rules and the report counting it both use this, so they always agree."""
+    text = str(job_id) if key is None else json.dumps(key, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.blake2b(text.encode(), digest_size=8, person=b"fbvariant").digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def pick_variant(weights: Mapping[str, float], bucket: float) -> str | None:
+    """The label whose share of ``weights`` (labels in sorted order) holds ``bucket``; None when
+    there is no experiment (no weights)."""
+    total = sum(weights.values())
+    if not weights or total <= 0:
+        return None
+    upper = 0.0
+    labels = sorted(label for label, weight in weights.items() if weight > 0)
+    for label in labels:
+        upper += weights[label] / total
+        if bucket < upper:
+            return label
+    return labels[-1]  # rounding: the last share ends at 1

@@ -19,6 +19,7 @@ from fleetbox.service.audit import Audit
 from fleetbox.service.dead_letters import DeadLetters
 from fleetbox.service.dependencies import Dependencies
 from fleetbox.service.enqueue import Enqueuer
+from fleetbox.service.experiments import Experiments
 from fleetbox.service.jobs import Jobs
 from fleetbox.service.queues import Queues
 from fleetbox.service.retention import Retention
@@ -58,6 +59,7 @@ class Service:
         self.retention = Retention(store)
         self.schedules = Schedules(store, self.audit, self.enqueue, clock=self.clock)
         self.dependencies = Dependencies(store, self.audit, self.enqueue, clock=self.clock)
+        self.experiments = Experiments(store, self.audit, clock=self.clock)
 
     def apply(self, limits: rules.Limits, thresholds: Thresholds) -> None:
         """A configuration reload: new payload limits and configured thresholds apply from now."""

@@ -2,8 +2,8 @@
 
 :class:`Store` opens a pool of connections to the fleetbox schema and offers the typed stores,
 one per area: ``jobs``, ``queues``, ``dead_letters``, ``audit``, ``monitor``, ``stream``,
-``retention``, ``ticks``, ``graph``, ``appliances``, ``schedules``, ``alerting`` and
-``dependencies``. Their methods have names,
+``retention``, ``ticks``, ``graph``, ``appliances``, ``schedules``, ``alerting``,
+``dependencies`` and ``experiments``. Their methods have names,
 typed parameters and typed results; the SQL text lives in ``sql/queries/*.sql`` (named blocks)
 and ``sql/migrations``.
 Several writes that must land together run in :meth:`Store.transaction`, which offers the same
@@ -29,6 +29,7 @@ from fleetbox.store.appliances import ApplianceStore
 from fleetbox.store.audit import AuditStore
 from fleetbox.store.dead_letters import DeadLetterStore
 from fleetbox.store.dependencies import DependencyStore
+from fleetbox.store.experiments import ExperimentStore
 from fleetbox.store.graph import GraphStore
 from fleetbox.store.jobs import JobStore
 from fleetbox.store.monitor import MonitorStore
@@ -99,6 +100,10 @@ class Stores:
     @cached_property
     def dependencies(self) -> DependencyStore:
         return DependencyStore(self._runner)
+
+    @cached_property
+    def experiments(self) -> ExperimentStore:
+        return ExperimentStore(self._runner)
 
 
 class Tx(Stores):

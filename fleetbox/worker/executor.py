@@ -133,7 +133,7 @@ class Executor:
         now = self.clock.now()
         decision = self.policies.decide(
             job.queue, error_class=error_class, retries=job.retries, attempt=job.attempt,
-            max_attempts=job.max_attempts, now=now, retry_after=retry_after,
+            max_attempts=job.max_attempts, now=now, retry_after=retry_after, job=job,
         )  # fmt: skip
         log.info(
             "job failed",

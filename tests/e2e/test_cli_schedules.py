@@ -1,5 +1,5 @@
-"""``fleetbox schedule``: cron schedules managed at runtime from the console script, against the test
-database, as an operator would use them."""
+"""``fleetbox schedule`` (cron schedules managed at runtime) and ``fleetbox retry-report``, from the
+console script against the test database, as an operator would use them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import subprocess
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -113,3 +114,29 @@ async def test_a_bad_schedule_is_refused_naming_what_is_wrong_and_writes_nothing
     assert field in result.stderr, result.stderr
     assert await pg.fetchval("SELECT count(*) FROM scheduled_jobs") == 0
     assert await pg.fetchval("SELECT count(*) FROM audit_log") == 0
+
+
+async def test_retry_report_prints_each_variant_and_promote_changes_the_weights(
+    cli: Cli, pg: asyncpg.Connection, tmp_path: Any
+) -> None:
+    config = tmp_path / "fleetbox.toml"
+    config.write_text(
+        '[queues.reports]\ntier = "low"\n'
+        "[queues.reports.retry_variants.control]\nweight = 1\n"
+        "[queues.reports.retry_variants.patient]\nweight = 3\n"
+    )
+    await pg.execute(
+        "INSERT INTO queues (name, tier) VALUES ('reports', 3);"
+        "INSERT INTO retry_experiments (queue, started_at, weights, source) "
+        "VALUES ('reports', now() - interval '1 hour', '{\"control\": 1, \"patient\": 3}', 'config')"
+    )
+    text = ok(cli("retry-report", "reports", "--config", str(config)))
+    assert "queue reports: retry variants (fixed)" in text
+    assert "control" in text and "patient" in text and "0.75" in text
+    assert "verdict: not enough jobs yet (0 and 0; 30 each needed)" in text
+    ok(cli("retry-report", "reports", "--promote", "patient", "--by", "dana", "--config", str(config)))
+    report = json.loads(ok(cli("retry-report", "reports", "--json", "--config", str(config))))
+    assert {v["label"]: v["weight"] for v in report["variants"]} == {"control": 0.0, "patient": 1.0}
+    assert report["history"][-1]["source"] == "promote" and report["history"][-1]["actor"] == "dana"
+    missing = cli("retry-report", "reports", "--promote", "nope", "--config", str(config))
+    assert missing.returncode == 4 and "no retry variant 'nope'" in missing.stderr
