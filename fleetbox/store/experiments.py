@@ -45,8 +45,7 @@ class ExperimentStore:
         """Every epoch of every queue, oldest first (a handful of rows per queue)."""
         rows = await self._run.fetch("experiment_epochs")
         return [
-            Epoch(r["queue"], r["started_at"], dict(r["weights"]), r["source"], r["reason"], r["actor"])
-            for r in rows
+            Epoch(r["queue"], r["started_at"], dict(r["weights"]), r["source"], r["reason"], r["actor"]) for r in rows
         ]
 
     async def add(
@@ -66,6 +65,5 @@ class ExperimentStore:
         first, at most ``limit``."""
         rows = await self._run.fetch("experiment_finished_jobs", queue, since, limit)
         return [
-            FinishedJob(r["id"], r["data"], r["state"], r["attempts"], r["created_at"], r["finished_at"])
-            for r in rows
+            FinishedJob(r["id"], r["data"], r["state"], r["attempts"], r["created_at"], r["finished_at"]) for r in rows
         ]
