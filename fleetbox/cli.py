@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,7 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything fleetbox creates (data directories, sockets, token caches, downloaded attachments,
     # the embedded server's files) is its owner's alone: directories 0700, files 0600.
     os.umask(0o077)
-    if args.command != "run":  # `run` stops gracefully on SIGTERM by itself
+    # `run` stops gracefully on SIGTERM by itself; a program calling main() from another thread
+    # keeps its own signal handling (only the main thread may set one).
+    if args.command != "run" and threading.current_thread() is threading.main_thread():
         # SIGTERM ends a one-shot command as Ctrl-C does, through its clean-up (the embedded
         # server it started is stopped), not by the default instant death.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
