@@ -157,6 +157,18 @@ def parse_path_id(text: str, field: str) -> int:
     return int(text)
 
 
+#: Yes/no words a filter takes (``reviewed``), as the CLI and the TUI spell them too.
+YES_NO = {"true": True, "yes": True, "false": False, "no": False}
+
+
+def parse_yes_no(text: str, field: str) -> bool:
+    """``true``/``yes`` or ``false``/``no``."""
+    try:
+        return YES_NO[text]
+    except KeyError:
+        raise InvalidInput(f"must be one of {', '.join(YES_NO)}, got {text[:40]!r}", field=field) from None
+
+
 # -- payloads -------------------------------------------------------------------------------------
 
 #: json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False), built once

@@ -124,7 +124,7 @@ def build_app(
         readiness=readiness,
     )
     for route in routes:
-        app.router.add_route(route.method, route.path, _guarded(route, keys), name=route.operation_id)
+        app.router.add_route(route.method, route.match or route.path, _guarded(route, keys), name=route.operation_id)
     dashboard.install(app, settings.admin, keys)
 
     async def run_stream(_app: web.Application) -> AsyncIterator[None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fleetbox import rules
 from fleetbox.errors import Conflict, InvalidInput, NotFound
@@ -59,6 +59,20 @@ class Failures:
     attempts: list[Attempt]
 
 
+def _why_dead(info: JobInfo, letter: DeadLetter | None) -> JobInfo:
+    """A dead job with its last error filled in: the finished-job row keeps none, so it comes from
+    its dead letter (the error that killed it) or, without one, its last failed attempt."""
+    if info.last_error is not None:
+        return info
+    if letter is not None:
+        return replace(info, last_error_class=letter.error_class, last_error=letter.error)
+    failed = [a for a in info.history if a.error_class is not None or a.error is not None]
+    if failed:
+        last = max(failed, key=lambda a: a.attempt)
+        return replace(info, last_error_class=last.error_class, last_error=last.error)
+    return info
+
+
 class Jobs:
     """Reading jobs and retrying failed ones."""
 
@@ -82,8 +96,9 @@ class Jobs:
             return JobDetail(info, None, [])
         dead_id = await self._store.dead_letters.id_of_job(job_id)
         if dead_id is None:
-            return JobDetail(info, None, [])
-        return JobDetail(info, await self._dead.get(dead_id), await self._dead.trail(dead_id))
+            return JobDetail(_why_dead(info, None), None, [])
+        letter = await self._dead.get(dead_id)
+        return JobDetail(_why_dead(info, letter), letter, await self._dead.trail(dead_id))
 
     async def page(self, queue: str, status: str | None, *, after: int | None, offset: int, limit: int) -> JobPage:
         """A page of a queue's jobs.

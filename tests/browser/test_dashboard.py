@@ -3,6 +3,8 @@ what an operator does, and what the database says afterwards."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.browser.conftest import ADMIN_KEY, MAIL, READ_KEY, REPORTS, Browser, Dashboard, until
 
 
@@ -82,6 +84,7 @@ def test_review_a_dead_letter_with_notes_then_retry_it(dashboard: Dashboard, bro
     browser.open(dashboard.url + "/ui/#/dead")
     row = browser.find(f'#dead-letters tr[data-job="{job_id}"]')
     assert "rejected by the e2e test" in row.text
+    browser.wait(lambda: "ValidationError" in browser.text("#dead-group-table"), "no error groups")
     browser.screenshot("dead-letters")
     row.find_element("css selector", "a").click()
     browser.find("#dead-letter")
@@ -114,13 +117,16 @@ def test_review_a_dead_letter_with_notes_then_retry_it(dashboard: Dashboard, bro
     ), actions
 
 
-def test_retry_all_matching_after_a_preview_of_count_and_sample(dashboard: Dashboard, browser: Browser) -> None:
+@pytest.mark.parametrize(("action", "status"), [("retry", "retried"), ("discard", "discarded")])
+def test_all_matching_after_a_preview_of_count_and_sample(
+    dashboard: Dashboard, browser: Browser, action: str, status: str
+) -> None:
     jobs = [dead_letter_of(dashboard, f"bulk-{i}") for i in range(3)]
     browser.sign_in(dashboard.url, ADMIN_KEY)
     browser.wait_text("#status", "live")
     browser.open(dashboard.url + f"/ui/#/dead?queue={MAIL}")
     browser.wait(lambda: len(browser.find_all("#dead-letters tbody tr")) == 3, "three dead letters not listed")
-    browser.find("#retry-matching").click()
+    browser.find(f"#{action}-matching").click()
     browser.wait_text("#bulk-count", "3 dead letters match")
     assert len(browser.find_all("#bulk-sample li")) == 3
     confirm = browser.find("#dialog button.danger")
@@ -128,11 +134,29 @@ def test_retry_all_matching_after_a_preview_of_count_and_sample(dashboard: Dashb
     browser.find("#dialog input[name=confirm]").send_keys("3")
     browser.screenshot("bulk-preview")
     confirm.click()
-    browser.wait(lambda: not browser.find_all("#dead-letters tbody tr"), "the retried dead letters are still listed")
+    browser.wait(lambda: not browser.find_all("#dead-letters tbody tr"), "the dead letters are still listed as open")
     rows = dashboard.sql("SELECT status FROM dead_letters WHERE job_id = ANY($1::bigint[])", jobs)
-    assert [r["status"] for r in rows] == ["retried"] * 3
-    actions = dashboard.sql("SELECT actor FROM audit_log WHERE action LIKE '%retry%'")
-    assert actions and all(r["actor"] == "dashboard:alice" for r in actions)
+    assert [r["status"] for r in rows] == [status] * 3
+    actors = {r["actor"] for r in dashboard.sql("SELECT actor FROM audit_log WHERE action LIKE $1", f"%{action}%")}
+    assert actors == {"dashboard:alice"}
+
+
+def test_review_all_matching_with_notes(dashboard: Dashboard, browser: Browser) -> None:
+    jobs = [dead_letter_of(dashboard, f"review-{i}") for i in range(2)]
+    browser.sign_in(dashboard.url, ADMIN_KEY, name="bob")
+    browser.wait_text("#status", "live")
+    browser.open(dashboard.url + f"/ui/#/dead?queue={MAIL}&reviewed=false")
+    browser.wait(lambda: len(browser.find_all("#dead-letters tbody tr")) == 2, "two dead letters not listed")
+    browser.find("#review-matching").click()
+    browser.wait_text("#bulk-count", "2 dead letters match")
+    browser.find("#dialog textarea[name=notes]").send_keys("known outage, nothing to do")
+    browser.find("#dialog input[name=confirm]").send_keys("2")
+    browser.find("#dialog button.primary").click()
+    browser.wait(lambda: not browser.find_all("#dead-letters tbody tr"), "the reviewed dead letters are still listed")
+    rows = dashboard.sql(
+        "SELECT reviewed_by, resolution_notes FROM dead_letters WHERE job_id = ANY($1::bigint[])", jobs
+    )
+    assert {(r["reviewed_by"], r["resolution_notes"]) for r in rows} == {("bob", "known outage, nothing to do")}
 
 
 def test_a_read_key_session_sees_but_cannot_act(dashboard: Dashboard, browser: Browser) -> None:
