@@ -87,7 +87,9 @@ def test_review_a_dead_letter_with_notes_then_retry_it(dashboard: Dashboard, bro
     browser.wait(lambda: "ValidationError" in browser.text("#dead-group-table"), "no error groups")
     browser.screenshot("dead-letters")
     row.find_element("css selector", "a").click()
-    browser.find("#dead-letter")
+    browser.wait_text("#main h1", f"Dead letter of job {job_id}")
+    assert '"userId": "u-dead"' in browser.text("#payload")
+    assert "ValidationError" in browser.text("#attempts")
     browser.screenshot("dead-letter")
 
     browser.find("#dl-review").click()

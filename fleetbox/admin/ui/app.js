@@ -259,7 +259,7 @@ function onTick(tick) {
 function onEvent(ev) {
   if (ev.kind === "dead_added" && state.view === "dead") {
     const note = $("#dead-new");
-    if (note) note.textContent = `New dead letters arrived: press r… or reload (ctrl+r) to see them.`;
+    if (note) note.textContent = `New dead letters arrived: ctrl+r loads them.`;
   }
 }
 
@@ -484,7 +484,7 @@ async function viewJob(id) {
     ["Created", fmt.when(job.createdAt)], ["Run at", fmt.when(job.runAt)], ["Finished", fmt.when(job.finishedAt)], ["Singleton key", job.singletonKey || "–"],
     ["Last error", job.lastError ? `${job.lastErrorClass || ""} ${job.lastError}` : "–"]];
   const body = [h("h1", {}, `Job ${job.id}`), h("div", { class: "panel" }, h("dl", { class: "facts", id: "job-facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])))];
-  if (dl) body.push(deadLetterPanel(dl, job));
+  if (dl) body.push(deadLetterPanel(dl));
   body.push(h("h2", {}, "Payload"), payloadBlock(job.data, `job-${job.id}.json`));
   const history = job.history || [];
   body.push(h("h2", {}, `Attempts (${history.length})`), h("div", { class: "scroll panel" }, h("table", { id: "attempts" },
@@ -510,7 +510,7 @@ function payloadBlock(data, filename) {
     h("pre", { id: "payload" }, `${text.slice(0, LARGE_PAYLOAD)}\n…`));
 }
 
-function deadLetterPanel(dl, job) {
+function deadLetterPanel(dl) {
   const facts = [["Dead letter", `dl-${dl.id}`], ["Status", dl.status], ["Failed", fmt.when(dl.failedAt)], ["Error", `${dl.errorClass || ""}: ${dl.error || ""}`],
     ["Reviewed", dl.reviewed ? `yes, by ${dl.reviewedBy} at ${fmt.when(dl.reviewedAt)}` : "no"], ["Notes", dl.resolutionNotes || "–"],
     ["Retried as", dl.retriedJobId ? h("a", { href: `#/job/${dl.retriedJobId}` }, `job ${dl.retriedJobId}`) : "–"]];
@@ -550,8 +550,27 @@ function deadFilterFrom(params) {
   return f;
 }
 
+async function viewDeadLetter(jobId) {
+  // A dead letter on its own (it outlives its job's row, which retention prunes).
+  const dl = await get(`dead-letter/${encodeURIComponent(jobId)}`);
+  const history = dl.history || [];
+  main().replaceChildren(
+    h("h1", {}, `Dead letter of job ${dl.jobId}`),
+    h("p", {}, h("a", { href: `#/job/${dl.jobId}` }, "the job"), " · ", h("a", { href: `#/dead?queue=${encodeURIComponent(dl.queue)}` }, `dead letters of ${dl.queue}`)),
+    deadLetterPanel(dl),
+    h("h2", {}, "Payload"), payloadBlock(dl.data, `dead-letter-${dl.id}.json`),
+    h("h2", {}, `Attempts (${history.length})`),
+    h("div", { class: "scroll panel" }, h("table", { id: "attempts" },
+      h("thead", {}, h("tr", {}, ["#", "Started", "Duration", "Outcome", "Error class", "Error / Graph code"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, history.map((a) => h("tr", {}, h("td", {}, a.attempt ?? ""), h("td", {}, fmt.when(a.startedAt)), h("td", { class: "num" }, fmt.ms(a.durationMs)),
+        h("td", { class: "bad" }, a.outcome || ""), h("td", {}, a.errorClass || ""), h("td", { class: "wrap" }, a.error || "")))))),
+    (dl.operatorActions || []).length
+      ? [h("h2", {}, "Operator actions"), h("div", { class: "panel" }, h("ul", { id: "trail" }, dl.operatorActions.map((e) => h("li", {}, `${fmt.when(e.at)} · ${e.actor} · ${e.action}`))))]
+      : null);
+}
+
 async function viewDead(id, params) {
-  if (id) { location.hash = `#/job/${id}`; return; }
+  if (id) return viewDeadLetter(id);
   const f = deadFilterFrom(params);
   state.marks.clear();
   const field = (name, el) => { el.name = name; return el; };
@@ -593,8 +612,8 @@ async function loadDead(box, f, before, table) {
   }
   for (const d of page.deadLetters) {
     const mark = h("input", { type: "checkbox", "aria-label": `mark job ${d.jobId}`, onclick: (ev) => { ev.stopPropagation(); toggleMark(d.jobId, mark.checked); } });
-    table.tBodies[0].append(h("tr", { class: "clickable", dataset: { job: d.jobId }, onclick: () => { location.hash = `#/job/${d.jobId}`; } },
-      h("td", {}, mark), h("td", {}, h("a", { href: `#/job/${d.jobId}` }, String(d.jobId))), h("td", {}, d.queue), h("td", {}, fmt.when(d.failedAt)),
+    table.tBodies[0].append(h("tr", { class: "clickable", dataset: { job: d.jobId }, onclick: () => { location.hash = `#/dead/${d.jobId}`; } },
+      h("td", {}, mark), h("td", {}, h("a", { href: `#/dead/${d.jobId}` }, String(d.jobId))), h("td", {}, d.queue), h("td", {}, fmt.when(d.failedAt)),
       h("td", { class: "num" }, d.attempts), h("td", { class: "wrap" }, `${d.errorClass || ""}: ${d.error || ""}`), h("td", { class: "wrap" }, preview(d)),
       h("td", {}, d.reviewed ? `✎ ${d.reviewedBy}` : "")));
   }
