@@ -37,7 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fleetbox.admin.auth import HEADER, Access, KeyCheck
+from fleetbox.admin.auth import HEADER, Access, KeyCheck, KeyThrottle
 from fleetbox.admin.errors import CsrfRefused, MissingKey, NoKeyConfigured, ReadOnlyKey, WrongKey
 from fleetbox.config import AdminSettings
 from fleetbox.errors import InvalidInput
@@ -83,8 +83,12 @@ def _ui_file(name: str) -> bytes:
 class Sessions:
     """Issues and checks dashboard sessions for one admin application."""
 
-    def __init__(self, settings: AdminSettings, keys: KeyCheck, *, clock: Any = time.time) -> None:
+    def __init__(
+        self, settings: AdminSettings, keys: KeyCheck, throttle: KeyThrottle | None = None, *, clock: Any = time.time
+    ) -> None:
         self.keys = keys
+        #: wrong keys at sign-in count against the address as wrong API keys do
+        self.throttle = throttle if throttle is not None else KeyThrottle()
         self._clock = clock
         admin = settings.key.get_secret_value() if settings.key is not None else ""
         read = settings.read_key.get_secret_value() if settings.read_key is not None else ""
@@ -250,6 +254,10 @@ async def sign_in(request: web.Request) -> web.Response:
     if not isinstance(name, str) or len(name) > _MAX_NAME or not name.isprintable():
         raise InvalidInput(f"your name for the audit log: at most {_MAX_NAME} printable characters", field="name")
     keys = sessions.keys
+    address = request.remote or "unknown"
+    sessions.throttle.admit(address)
+    if keys.any_configured and not keys.matches(key):
+        await sessions.throttle.wrong(address)
     try:
         keys.check(Access.ADMIN, key)
         admin = True
@@ -292,9 +300,10 @@ async def sign_out(request: web.Request) -> web.Response:
     return response
 
 
-def install(app: web.Application, settings: AdminSettings, keys: KeyCheck) -> None:
-    """Serve the dashboard on ``app`` (routes under ``/ui``) and accept its sessions."""
-    app[SESSIONS] = Sessions(settings, keys)
+def install(app: web.Application, settings: AdminSettings, keys: KeyCheck, throttle: KeyThrottle) -> None:
+    """Serve the dashboard on ``app`` (routes under ``/ui``) and accept its sessions; wrong keys
+    at sign-in count in ``throttle`` with the API's."""
+    app[SESSIONS] = Sessions(settings, keys, throttle)
     app.router.add_get("/ui", to_index)
     app.router.add_get("/ui/", index)
     app.router.add_post("/ui/session", sign_in)

@@ -592,6 +592,7 @@ _ERROR_TEXT = {
     404: "No such queue, job or dead letter",
     409: "The object is not in a state that allows this",
     426: "This is a WebSocket: connect with Upgrade: websocket",
+    429: "Too many wrong keys from this address: requests with a key wait for Retry-After seconds",
     413: "The request body is too large",
     415: "The request body is not application/json",
     422: "The configuration file is invalid (the reason is in the message); nothing changed",
@@ -948,6 +949,7 @@ def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[s
     for route in routes:
         spec = copy.deepcopy(operations[route.operation_id])
         errors: list[int] = list(spec.pop("errors", []))
+        errors.append(429)  # any request that carries a key, after too many wrong ones
         if route.access is not Access.PUBLIC:
             errors += [401, 403]
             spec["security"] = [{"adminKey": []}]

@@ -3,12 +3,17 @@ the mount prefix (the browser tests in tests/browser drive the same through Chro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http.cookies import SimpleCookie
+from typing import Any
 
-from fleetbox.admin.auth import KeyCheck
+from fleetbox.admin import ApplianceInfo, build_app
+from fleetbox.admin.auth import KeyCheck, KeyThrottle, ThrottleRule
 from fleetbox.admin.dashboard import COOKIE, CSP, CSRF_HEADER, SESSION_SECONDS, Sessions
-from fleetbox.config import AdminSettings
-from tests.admin.conftest import ADMIN_KEY, READ_KEY, Api, ApiFactory
+from fleetbox.client import Client
+from fleetbox.config import AdminSettings, Settings
+from tests.admin import conftest
+from tests.admin.conftest import ADMIN_KEY, READ_KEY, Api, ApiFactory, admin_section
 
 #: a queue of the spec, registered in every test database
 WORK = "webhooks"
@@ -146,3 +151,19 @@ async def test_the_cookie_path_follows_the_mount_prefix(api_factory: ApiFactory)
     configured = await api_factory(path_prefix="/fleet")
     response = await configured.post("/ui/session", json={"key": ADMIN_KEY}, headers={"X-Forwarded-Prefix": "/other"})
     assert SimpleCookie(response.headers["Set-Cookie"])[COOKIE]["path"] == "/fleet/"
+
+
+async def test_wrong_keys_at_sign_in_are_throttled_with_the_apis(
+    aiohttp_client: Any, client: Client, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(admin=admin_section())
+    app = build_app(
+        service=client.service, monitor=conftest.test_monitor(client), settings=settings,
+        appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"), key_throttle=KeyThrottle(ThrottleRule(2, 3600)),
+    )  # fmt: skip
+    api: Api = await aiohttp_client(app)
+    for _ in range(2):
+        assert (await api.post("/ui/session", json={"key": "guess"})).status == 403
+    throttled = await api.post("/ui/session", json={"key": ADMIN_KEY})  # even the right key, while throttled
+    assert throttled.status == 429 and (await throttled.json())["error"]["code"] == "too_many_wrong_keys"
+    assert (await api.get("/api/queue/stats", headers={"x-admin-key": ADMIN_KEY})).status == 429

@@ -354,7 +354,14 @@ function renderQueueRows() {
       h("button", { type: "button", class: "act", disabled: !canAct(), onclick: () => togglePause(q.name) }, q.paused ? "Resume" : "Pause"), " ",
       h("button", { type: "button", class: "danger act", disabled: !canAct(), onclick: () => clearQueue(q.name) }, "Clear…"));
     if (!tr) tr = h("tr", { dataset: { queue: q.name } });
-    tr.replaceChildren(...cells, actions);
+    // Replace only the cells whose content changed: a button or link under the pointer (or a
+    // test's) stays the same element from tick to tick.
+    const fresh = [...cells, actions];
+    fresh.forEach((td, c) => {
+      const old = tr.children[c];
+      if (!old) tr.append(td);
+      else if (old.innerHTML !== td.innerHTML || old.className !== td.className) tr.replaceChild(td, old);
+    });
     tr.classList.toggle("selected", i === state.selected);
     if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
     existing.delete(q.name);
