@@ -271,3 +271,40 @@ def test_on_a_phone_in_the_dark_theme_with_the_keyboard(dashboard: Dashboard, br
     body.send_keys("?")
     browser.wait_text("#dialog", "Keyboard")
     browser.screenshot("phone-help")
+
+
+HIDE = """
+    Object.defineProperty(document, "hidden", {configurable: true, get: () => arguments[0]});
+    document.dispatchEvent(new Event("visibilitychange"));
+"""
+
+
+def test_the_live_table_pauses_while_the_tab_is_hidden(dashboard: Dashboard, browser: Browser) -> None:
+    assert dashboard.api("POST", f"/api/queue/{REPORTS}/pause")[0] == 200
+    browser.sign_in(dashboard.url, ADMIN_KEY)
+    browser.wait_text("#status", "live")
+    browser.wait(lambda: ready_cell(browser, REPORTS) == "0", "reports not shown")
+    browser.driver.execute_script(HIDE, True)
+    browser.wait_text("#status", "paused")
+    assert dashboard.api("POST", f"/api/queue/{REPORTS}/jobs", {"data": {"n": 1}})[0] == 201
+    # the page closed its stream ("paused"): no tick reaches it, so the table stays as it was
+    assert "live" not in browser.text("#status")
+    assert ready_cell(browser, REPORTS) == "0"
+    browser.driver.execute_script(HIDE, False)
+    browser.wait_text("#status", "live")
+    browser.wait(lambda: ready_cell(browser, REPORTS) == "1", "the table did not catch up on return")
+
+
+def test_a_large_payload_is_cut_with_a_download_link(dashboard: Dashboard, browser: Browser) -> None:
+    assert dashboard.api("POST", f"/api/queue/{REPORTS}/pause")[0] == 200
+    big = {"rows": ["x" * 1000 for _ in range(200)]}
+    status, body = dashboard.api("POST", f"/api/queue/{REPORTS}/jobs", {"data": big})
+    assert status == 201, body
+    browser.sign_in(dashboard.url, ADMIN_KEY)
+    browser.wait_text("#status", "live")
+    browser.open(dashboard.url + f"/ui/#/job/{body['id']}")
+    browser.wait_text("#main", "large payload")
+    assert len(browser.text("#payload")) < 70_000
+    link = browser.find("#main a[download]")
+    assert link.get_attribute("href").startswith("blob:")
+    browser.screenshot("large-payload")
