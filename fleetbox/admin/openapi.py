@@ -815,6 +815,12 @@ def _operations() -> dict[str, dict[str, Any]]:
                     {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
                     "text the error holds (case-insensitive)",
                 ),
+                _query("status", {"type": "string", "enum": list(JOB_STATUSES)}, "only jobs in this state"),
+                _query(
+                    "since",
+                    {"type": "string", "format": "date-time", "maxLength": 40},
+                    "only jobs created at or after this time (ISO 8601 with a time zone)",
+                ),
                 _query("before", ID, "the last job id of the page before (keyset paging)"),
                 LIMIT,
                 INCLUDE,

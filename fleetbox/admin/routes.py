@@ -361,18 +361,31 @@ async def list_jobs(request: web.Request) -> web.Response:
     })  # fmt: skip
 
 
+def _since(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"not an ISO 8601 time: {value!r}", field="since") from None
+
+
 async def search_jobs(request: web.Request) -> web.Response:
     """Jobs of every queue and state, newest first: by payload containment and by error text."""
     state = _state(request)
     queue = inputs.query_text(request, "queue", limit=63)
     contains = inputs.query_text(request, "data", limit=MAX_PAYLOAD_FILTER)
     error = inputs.query_text(request, "error", limit=MAX_TEXT_FILTER)
+    status = inputs.query_choice(request, "status", JOB_STATUSES)
+    since = _since(inputs.query_text(request, "since", limit=40))
     before = inputs.query_int(request, "before", default=None, minimum=1, maximum=MAX_ID)
     limit = _limit(request)
     full = _include_payload(request)
     if queue is not None:
         await state.service.queues.get(queue)
-    page = await state.service.jobs.search(queue=queue, contains=contains, error=error, before=before, limit=limit)
+    page = await state.service.jobs.search(
+        queue=queue, contains=contains, error=error, before=before, limit=limit, status=status, since=since
+    )
     rows = _fit([views.job(j, full=full) for j in page.jobs])
     next_before = rows[-1]["id"] if len(rows) < len(page.jobs) else page.next_before
     return reply({"jobs": rows, "nextBefore": next_before})

@@ -4,6 +4,7 @@ what an operator does, and what the database says afterwards."""
 from __future__ import annotations
 
 import pytest
+from selenium.webdriver.support.ui import Select
 
 from tests.browser.conftest import ADMIN_KEY, MAIL, READ_KEY, REPORTS, Browser, Dashboard, until
 
@@ -67,6 +68,7 @@ def test_search_a_job_by_payload_and_by_error_text(dashboard: Dashboard, browser
     search = browser.find("#job-search input[name=data]")
     search.clear()
     browser.find("#job-search input[name=error]").send_keys("REJECTED by the e2e")
+    Select(browser.find("#job-search select[name=status]")).select_by_value("dead")
     browser.find("#job-search button[type=submit]").click()
     browser.wait(
         lambda: [r.get_attribute("data-id") for r in browser.find_all("#jobs tbody tr")] == [str(dead)],

@@ -414,24 +414,30 @@ async function viewJobs(_rest, params) {
   const id = h("input", { name: "id", inputmode: "numeric", placeholder: "job id", size: 10 });
   const data = h("input", { name: "data", placeholder: '{"userId": "u1"}', size: 28, value: params.get("data") || "" });
   const error = h("input", { name: "error", placeholder: "error text", size: 18, value: params.get("error") || "" });
+  const status = h("select", { name: "status" }, h("option", { value: "" }, "any state"),
+    ["ready", "scheduled", "retrying", "running", "pending", "succeeded", "dead", "cleared"].map((v) => h("option", { value: v, selected: params.get("status") === v }, v)));
+  const since = h("input", { name: "since", type: "datetime-local", value: params.get("since") ? toLocalInput(params.get("since")) : "" });
   const form = h("form", { class: "bar", id: "job-search" },
     h("label", {}, "Id", id), h("label", {}, "Payload contains (JSON)", data), h("label", {}, "Error text", error), h("label", {}, "Queue", qSel),
+    h("label", {}, "State", status), h("label", {}, "Created since", since),
     h("button", { type: "submit", class: "primary" }, "Search"));
   const results = h("div", { id: "job-results" });
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     if (id.value.trim()) { location.hash = `#/job/${encodeURIComponent(id.value.trim())}`; return; }
     const p = new URLSearchParams();
-    for (const [k, el] of [["queue", qSel], ["data", data], ["error", error]]) if (el.value.trim()) p.set(k, el.value.trim());
+    for (const [k, el] of [["queue", qSel], ["data", data], ["error", error], ["status", status]]) if (el.value.trim()) p.set(k, el.value.trim());
+    if (since.value) p.set("since", new Date(since.value).toISOString());
     const next = `#/jobs?${p}`;
     if (location.hash === next) search(results, p); else location.hash = next;
   });
   main().replaceChildren(h("h1", {}, "Jobs"), h("div", { class: "panel" }, form), results, canAct() ? createJobPanel(queues) : null);
-  if (params.get("queue") || params.get("data") || params.get("error")) await search(results, params);
+  if (["queue", "data", "error", "status", "since"].some((k) => params.get(k))) await search(results, params);
 }
 
 async function search(box, params, before, table) {
-  const query = { queue: params.get("queue"), data: params.get("data"), error: params.get("error"), before, limit: 50 };
+  const query = { before, limit: 50 };
+  for (const k of ["queue", "data", "error", "status", "since"]) query[k] = params.get(k);
   let page;
   try { page = await get("jobs", query); } catch (e) { box.replaceChildren(h("p", { class: "error-text", role: "alert" }, e.message)); return; }
   if (!table) {
@@ -448,6 +454,13 @@ async function search(box, params, before, table) {
   }
   $("#more-jobs")?.remove();
   if (page.nextBefore) box.append(h("button", { type: "button", id: "more-jobs", onclick: () => search(box, params, page.nextBefore, table) }, "Load more"));
+}
+
+function toLocalInput(iso) {
+  // An ISO time as the value of a datetime-local input (the browser's time zone).
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
 }
 
 function preview(row) {
