@@ -41,6 +41,7 @@ from fleetbox.admin.auth import HEADER, Access, KeyCheck, KeyThrottle
 from fleetbox.admin.errors import CsrfRefused, MissingKey, NoKeyConfigured, ReadOnlyKey, WrongKey
 from fleetbox.config import AdminSettings
 from fleetbox.errors import InvalidInput
+from fleetbox.rules import storable
 
 #: The session cookie's name.
 COOKIE = "fleetbox_session"
@@ -63,6 +64,7 @@ CSP = (
 )
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_NAME = 60
+_MAX_KEY = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,8 @@ class Sessions:
 
     def read(self, token: str) -> Session | None:
         """The session a cookie holds, or None when it is forged, damaged or expired."""
+        if not token.isascii():
+            return None  # a real token is base64url text and a dot
         body, _, mac = token.partition(".")
         if not body or not mac or not hmac.compare_digest(mac, self._mac("session", body)):
             return None
@@ -148,7 +152,7 @@ class Sessions:
         _same_origin(request)
         if request.method not in _SAFE_METHODS:
             given = request.headers.get(CSRF_HEADER, "")
-            if not given or not hmac.compare_digest(given, self.csrf(session)):
+            if not given or not given.isascii() or not hmac.compare_digest(given, self.csrf(session)):
                 raise CsrfRefused(f"an action from the dashboard needs its {CSRF_HEADER} header: reload the page")
         if level is Access.ADMIN:
             if not self._admin_configured:
@@ -256,8 +260,12 @@ async def sign_in(request: web.Request) -> web.Response:
     keys = sessions.keys
     address = request.remote or "unknown"
     sessions.throttle.admit(address)
-    if keys.any_configured and not keys.matches(key):
+    # A key no header could carry (a lone surrogate, NUL, a megabyte) is simply not a key.
+    usable = len(key) <= _MAX_KEY and storable(key)
+    if keys.any_configured and not (usable and keys.matches(key)):
         await sessions.throttle.wrong(address)
+    if not usable:
+        raise WrongKey("that key is neither the admin key nor the read key")
     try:
         keys.check(Access.ADMIN, key)
         admin = True
