@@ -296,12 +296,13 @@ class JobStore:
 
     async def search(
         self, *, before: int, queue: str | None, contains: JsonText | None, error: str | None,
-        limit: int, now: dt.datetime,
+        state: str | None, since: dt.datetime | None, limit: int, now: dt.datetime,
     ) -> list[JobInfo]:  # fmt: skip
-        """Jobs of every state, newest first, below id ``before``: payload containing ``contains``,
-        error text holding ``error``; stopped by a statement timeout (a search may scan)."""
+        """Jobs newest first, below id ``before``: payload containing ``contains``, error text
+        holding ``error``, in ``state`` (a job-list status), created at or after ``since``;
+        stopped by a statement timeout (a search may scan)."""
         await self._run.execute("admin_search_timeout")
-        rows = await self._run.fetch("admin_jobs_search", before, queue, contains, error, limit, now)
+        rows = await self._run.fetch("admin_jobs_search", before, queue, contains, error, limit, now, state, since)
         return [JobInfo.from_row(r) for r in rows]
 
     async def failed_attempts(self, queue: str, limit: int) -> list[Attempt]:
