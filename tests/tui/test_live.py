@@ -13,6 +13,7 @@ from fleetbox.app import Appliance
 from fleetbox.tui.app import FleetboxTUI
 from fleetbox.tui.client import UnixSocketClient
 from fleetbox.tui.screens.dead import DeadLettersScreen
+from fleetbox.tui.screens.queue_detail import QueueDetailScreen
 from fleetbox.tui.screens.queues import QueuesScreen
 from tests.admin.conftest import WORK, Behaviour
 from tests.admin.test_socket import short_dir, start_with_socket  # noqa: F401
@@ -178,3 +179,31 @@ async def test_the_first_press_of_2_shows_the_dead_letters(appliance_factory: St
         await settle(app, pilot)
         assert screen.table.region.height > 10 and screen.table.row_count == 30
         assert "30 matching" in str(summary.content) and "loading" not in str(summary.content)
+
+
+async def test_a_queue_with_jobs_and_no_consumer_is_flagged(appliance_factory: StartAppliance, short_dir: Path) -> None:  # noqa: F811
+    behaviour = Behaviour()
+    path = short_dir / "admin.sock"
+    appliance = await start_with_socket(appliance_factory, path, behaviour)
+    # Graph delivery is off in tests: no live appliance can run teams-outbound.
+    await appliance.client.enqueue("teams-outbound", {"chatId": "c1", "content": "hi"})
+    app = live_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await live(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, QueuesScreen)
+
+        def cell(queue: str, column: str) -> str:
+            return str(screen.table.get_cell(queue, column)) if queue in {k.value for k in screen.table.rows} else ""
+
+        await until(pilot, lambda: cell("teams-outbound", "state") == "no app", deadline=20)
+        assert cell("teams-outbound", "name") == "⚠ teams-outbound"
+        assert (cell(WORK, "name"), cell(WORK, "state")) == (WORK, "run")  # runs here
+        assert cell("teams-inbound", "state") == "run"  # no consumer either, but nothing waits
+        await pilot.press("slash", *"teams-out", "enter", "enter")
+        detail = app.screen
+        assert isinstance(detail, QueueDetailScreen)
+        await settle(app, pilot)
+        status = str(detail.query_one("#queue-state", Static).content)
+        assert "0 appliances can run it" in status
+        assert "no live appliance can run teams-outbound: 1 job waiting for an appliance that has its handler" in status
