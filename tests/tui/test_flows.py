@@ -382,8 +382,7 @@ async def test_interval_keys_subscribe(fake: FakeClient) -> None:
 
 
 def test_limiter_cells_say_what_the_limit_is() -> None:
-    from fleetbox.tui.screens.queues import limit_text
-    from fleetbox.tui.widgets.text import DASH
+    from fleetbox.tui.widgets.text import DASH, limit_text
 
     base = {"resource": "r", "available": None, "pausedUntil": None, "waits": 0, "throttled": 0}
     assert limit_text({**base, "ratePerSecond": 50.0, "available": 1.0}) == "50/s 1"

@@ -12,8 +12,7 @@ from textual.widgets import DataTable, Label, Sparkline, Static
 
 from fleetbox.tui.client import ClientError, DeadFilter, Json
 from fleetbox.tui.screens.base import LiveScreen
-from fleetbox.tui.screens.queues import limit_text, unconsumed, waiting
-from fleetbox.tui.widgets.text import ago, count, duration, ms
+from fleetbox.tui.widgets.text import ago, count, duration, limit_text, ms, unconsumed, waiting
 
 #: the window of "recent errors"
 ERROR_MINUTES = 60

@@ -8,10 +8,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input
 
-from fleetbox.protocol import LimiterState, QueueRow
+from fleetbox.protocol import QueueRow
 from fleetbox.tui.client import DeadFilter
 from fleetbox.tui.screens.base import LiveScreen, cursor_key
-from fleetbox.tui.widgets.text import DASH, count, duration, ms, trend
+from fleetbox.tui.widgets.text import NO_CONSUMER, count, duration, limiter_text, ms, trend, unconsumed
 
 _TIER_ORDER = {"high": 0, "medium": 1, "low": 2}
 TREND_WIDTH = 9
@@ -24,45 +24,10 @@ COLUMNS = [
 ]  # fmt: skip
 #: a failure rate (percent) shown in red from here on
 FAIL_WARN = 5.0
-#: before the name of a queue with jobs that no live appliance can run
-NO_CONSUMER = "⚠ "
 
 
 def _right(text: str, style: str = "") -> Text:
     return Text(text, style=style, justify="right")
-
-
-def limiter_text(limiter: LimiterState | None, now: float) -> Text:
-    """``10/s 3.5`` (rate and tokens left), ``paused 12s`` or a dash."""
-    if limiter is None:
-        return Text(DASH)
-    if limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now:
-        return Text(f"hold {duration(limiter['pausedUntil'] - now)}", style="bold yellow")
-    return Text(limit_text(limiter), style="yellow" if limiter["throttled"] else "")
-
-
-def limit_text(limiter: LimiterState) -> str:
-    """``50/s 1`` (rate and tokens left), ``16.7/s 4 per mailbox``, ``5 at once``, or a dash."""
-    parts = []
-    if limiter["ratePerSecond"] is not None:
-        parts.append(f"{limiter['ratePerSecond']:.3g}/s")
-        if limiter["available"] is not None:
-            parts.append(f"{limiter['available']:.0f}")
-    concurrency = limiter.get("concurrency")
-    if concurrency is not None:
-        per = limiter.get("per", "appliance")
-        parts.append(f"{concurrency} per {per}" if per != "appliance" else f"{concurrency} at once")
-    return " ".join(parts) or DASH
-
-
-def waiting(row: QueueRow) -> int:
-    """Jobs of the queue not yet running: due, scheduled and awaiting a retry."""
-    return row["ready"] + row["scheduled"] + row["retrying"]
-
-
-def unconsumed(row: QueueRow) -> bool:
-    """The queue has jobs but no live appliance can run it (none has its handler)."""
-    return row.get("consumers") == 0 and waiting(row) > 0
 
 
 def row_cells(row: QueueRow, trend_text: str, now: float) -> dict[str, Text]:
