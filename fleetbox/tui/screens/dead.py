@@ -199,7 +199,7 @@ class DeadLettersScreen(LiveScreen):
 
     def paint(self) -> None:
         """The summary line: filter, counts, marks and new arrivals."""
-        if not self.is_mounted:
+        if not self.drawable:
             return
         line = Text()
         line.append(f" {_REVIEWED_LABEL[self.filter.reviewed]} ", style="bold reverse")
