@@ -105,7 +105,15 @@ async def test_retry_marked_dead_letters(served: tuple[Appliance, Path]) -> None
         assert isinstance(dead, DeadLettersScreen)
         await until(pilot, lambda: len(dead.letters) == 3 and not dead.fetching, deadline=20)
         marked = [d["jobId"] for d in list(dead.letters.values())[:2]]
-        await pilot.press("space", "space", "r")
+        await pilot.press("space", "space")
+        marks = set(dead.marks)
+        # marks survive a reload (new dead letters loaded with ctrl+r, or back from a job)
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: not dead.fetching, deadline=20)
+        await settle(app, pilot)
+        assert dead.marks == marks and len(marks) == 2
+        assert {str(dead.table.get_cell(str(i), "mark")) for i in marks} == {"■"}
+        await pilot.press("r")
         assert isinstance(app.screen, ConfirmModal)
         await pilot.press("y")
         await settle(app, pilot)
