@@ -134,7 +134,11 @@ async def test_the_tui_survives_an_appliance_restart(appliance_factory: StartApp
         assert isinstance(screen, QueuesScreen)
         await first.stop()
         await until(pilot, lambda: screen.has_class("-stale"), deadline=20)
-        assert screen.query_one("#link-banner").display
+        banner = screen.query_one("#link-banner", Static)
+        assert banner.display
+        await until(pilot, lambda: "retrying in" in str(banner.content), deadline=20)
+        assert str(banner.content).startswith(" ✕ disconnected: ")
+        assert "✕ disconnected" in str(screen.query_one("#status-line", Static).content)
         assert shown(app, "name") == WORK  # the last data stays, dimmed
         await start_with_socket(appliance_factory, path, behaviour)
         await until(pilot, lambda: app.state.connected and not screen.has_class("-stale"), deadline=30)
