@@ -33,17 +33,22 @@ from dataclasses import dataclass
 from fleetbox.admin import AdminServer, ApplianceInfo, build_app
 from fleetbox.admin.server import fleetbox_version
 from fleetbox.admin.stream import LimiterSource, Stream
+from fleetbox.alerts.delivery import AlertDelivery
 from fleetbox.client import Client
 from fleetbox.config import Settings
 from fleetbox.errors import ConfigError, DatabaseError, SchemaNotReady
 from fleetbox.graph.runtime import GraphRuntime
 from fleetbox.models import Clock, QueueDepth, SystemClock
 from fleetbox.monitor import Monitor
+from fleetbox.monitor.crons import CronRunner
+from fleetbox.monitor.health import Condition
 from fleetbox.monitor.metrics import Metrics
+from fleetbox.monitor.notify import AlertNotifier
 from fleetbox.monitor.presence import Presence
 from fleetbox.monitor.schedule import PeriodicTask, Scheduler
 from fleetbox.monitor.tasks import default_tasks
 from fleetbox.service import Service
+from fleetbox.service.schedules import ScheduleSpec
 from fleetbox.store import Store
 from fleetbox.store.migrations import current_version, latest_version, migrate, write_limits
 from fleetbox.supervise import Supervisor, TaskState
@@ -54,7 +59,12 @@ from fleetbox.worker.registry import Handler, QueueSpec, build_registry, registe
 log = logging.getLogger("fleetbox.app")
 
 #: Task names of the appliance's own loops (the worker names its own).
-SCHEDULER, PRESENCE, RATE_EVENTS = "fleetbox.scheduler", "fleetbox.presence", "fleetbox.graph.ratelimit_writer"
+SCHEDULER, PRESENCE, RATE_EVENTS, CRON = (
+    "fleetbox.scheduler",
+    "fleetbox.presence",
+    "fleetbox.ratelimit_writer",
+    "fleetbox.cron",
+)
 #: Tasks without which the appliance cannot do its work: while one is failing it is not ready.
 CRITICAL_TASKS = ("fleetbox.dispatcher", "fleetbox.completer", "fleetbox.heartbeat")
 
@@ -116,8 +126,10 @@ class Appliance:
         self.client = Client.for_service(self.service)
         #: the Graph processors, client, limiters (and the simulator when Graph is simulated)
         self.graph = GraphRuntime(settings, self.store, self.metrics, self.clock)
+        #: alert notifications sent to the configured webhooks (the queue alert-webhooks)
+        self.alerts = AlertDelivery(self.store, settings.alerts.webhooks)
         # Handlers given in code win over the Graph processors of the spec's queues.
-        self._code_handlers = {**self.graph.handlers(), **(handlers or {})}
+        self._code_handlers = {**self.graph.handlers(), **self.alerts.handlers(), **(handlers or {})}
         self.worker = Worker(
             self.store, settings, build_registry(settings, self._code_handlers), worker_id=self.worker_id,
             clock=self.clock, on_auth_error=on_auth_error, on_written=self.metrics.observe,
@@ -130,7 +142,9 @@ class Appliance:
         self.monitor = Monitor(
             self.store, self.service.thresholds, clock=self.clock, window_seconds=mon.window_seconds,
             depth_cache_seconds=mon.depth_cache_seconds, consumers=self.presence.consumers,
+            notifier=AlertNotifier(settings.alerts.webhooks),
         )  # fmt: skip
+        self.crons = CronRunner(self.service.schedules, clock=self.clock, worker_id=self.worker_id)
         self.scheduler = Scheduler(self.store, clock=self.clock, worker_id=self.worker_id, tasks=self._tasks(settings))
         #: the admin HTTP API, while it serves (admin.enabled); ``admin.port`` is the bound port
         self.admin: AdminServer | None = None
@@ -155,14 +169,24 @@ class Appliance:
         return sorted(name for name, spec in self.worker.registry.items() if spec.handler is not None)
 
     def _failing(self) -> dict[str, str | None]:
-        return {name: state.last_error for name, state in self.supervisor.failing().items()}
+        failing = {name: state.last_error for name, state in self.supervisor.failing().items()}
+        return {**failing, **self.graph.failing()}
 
     def _task_failed(self, state: TaskState) -> None:
         self.metrics.task_failures.labels(state.name).inc()
 
+    async def _conditions(self) -> list[Condition]:
+        """What the alert check looks at beside the queue figures: appliances and schedules."""
+        return [*await self.presence.conditions(), *await self.crons.conditions()]
+
     def _tasks(self, settings: Settings) -> list[PeriodicTask]:
+        async def retry_experiments() -> object:
+            return {"changed": await self.service.experiments.tune(settings.queues)}
+
         return [
-            *default_tasks(settings, self.monitor, self.service.retention, self.clock, self.presence.conditions),
+            *default_tasks(settings, self.monitor, self.service.retention, self.clock, self._conditions),
+            # guardrails and the bandit of retry experiments (once a minute across the appliances)
+            PeriodicTask(name="retry-experiments", every=60, run=retry_experiments),
             *self.graph.tasks(),
         ]
 
@@ -182,6 +206,9 @@ class Appliance:
                 )
             await write_limits(self.store, self.settings.appliance.limits())
             await register_queues(self.store, self.worker.registry)
+            await self.service.schedules.apply_config(_schedule_specs(self.settings))
+            await self.service.experiments.apply_config(self.settings.queues)
+            await self.worker.refresh_experiments()
             await self.graph.start()
         except BaseException:
             await self.graph.stop()
@@ -192,6 +219,7 @@ class Appliance:
         self.worker.start(self.supervisor)
         self.supervisor.spawn(RATE_EVENTS, self.graph.writer.run)
         self.supervisor.spawn(PRESENCE, self.presence.loop)
+        self.supervisor.spawn(CRON, self.crons.loop)
         if self.settings.monitor.schedule:
             self.supervisor.spawn(SCHEDULER, self.scheduler.run)
         if self.settings.admin.enabled:
@@ -213,10 +241,11 @@ class Appliance:
         self._draining = True
         grace = self.settings.appliance.shutdown_grace_seconds
         log.info("appliance stopping", extra={"event": "appliance_stopping", "grace_seconds": grace})
-        await self.supervisor.stop(SCHEDULER, PRESENCE)
+        await self.supervisor.stop(CRON, SCHEDULER, PRESENCE)
         await self.worker.stop(grace=grace)
         await self.supervisor.stop(RATE_EVENTS)
         await self.graph.stop()
+        await self.alerts.stop()
         await self.worker.finish()
         await self.presence.leave()
         # The admin API and the control socket answered "draining" until the work was done.
@@ -307,9 +336,11 @@ class Appliance:
         registry = build_registry(settings, self._code_handlers)  # raises ConfigError: nothing applied
         old = self.settings.model_dump()
         new = settings.model_dump()
-        live = {"pools", "retry", "queues", "monitor", "retention", "rate_limits", "appliance"}
+        live = {"pools", "retry", "queues", "monitor", "retention", "rate_limits", "appliance", "schedules", "alerts"}
         restart = sorted(section for section in new if section not in live and new[section] != old[section])
         await register_queues(self.store, registry)
+        await self.service.schedules.apply_config(_schedule_specs(settings))
+        await self.service.experiments.apply_config(settings.queues)
         limits = settings.appliance.limits()
         await write_limits(self.store, limits)
         # Keep the parts that only a restart changes, so every component goes on with one set.
@@ -317,6 +348,7 @@ class Appliance:
             update={"database": self.settings.database, "admin": self.settings.admin, "graph": self.settings.graph}
         )
         self.worker.apply(self.settings, registry)
+        await self.worker.refresh_experiments()
         self.service.apply(limits, settings.monitor.thresholds())
         self.monitor.configure(
             window_seconds=settings.monitor.window_seconds, depth_cache_seconds=settings.monitor.depth_cache_seconds
@@ -327,6 +359,9 @@ class Appliance:
         )
         self.scheduler.set_tasks(self._tasks(self.settings))
         self.graph.apply(settings)
+        self.alerts.apply(settings.alerts.webhooks)
+        if self.monitor.notifier is not None:
+            self.monitor.notifier.apply(settings.alerts.webhooks)
         log.info("configuration reloaded", extra={"event": "config_reloaded", "needs_restart": restart})
         return restart
 
@@ -364,3 +399,7 @@ class Appliance:
         admin, self.admin = self.admin, None
         if admin is not None:
             await admin.stop()
+
+
+def _schedule_specs(settings: Settings) -> list[ScheduleSpec]:
+    return [ScheduleSpec(**s.model_dump()) for s in settings.schedules]

@@ -15,10 +15,15 @@ Figures (the same phases as the peers' benchmarks, so the numbers compare side b
   from the enqueue call to the handler's start (so it includes the NOTIFY wake-up);
 * with ``backlog``: the claim rate with a 10k and with a 1M backlog behind the claimed jobs
   (``claim_flatness`` is their ratio, 1.0 when the claim cost does not grow with the backlog).
+
+Dependencies (:func:`run_dependency_bench`, ``python -m fleetbox.bench --dsn DSN``): the claim
+rate with and without 100k blocked jobs waiting, a 10k-job fan-out/fan-in workflow and a 20-layer
+DAG (every step waiting for the whole layer before it), each from enqueue to the last step done.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -30,10 +35,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from fleetbox import rules
 from fleetbox.app import Appliance
 from fleetbox.client import Client, NewJob
 from fleetbox.config import QueueSettings, Settings
-from fleetbox.models import Job
+from fleetbox.models import Job, JobState
+from fleetbox.service.dependencies import Step
 from fleetbox.store import Store
 from fleetbox.store.migrations import drop_schema, migrate, server_version, truncate, vacuum_analyze
 from fleetbox.worker.registry import build_registry, register_queues
@@ -46,6 +53,12 @@ TRICKLE_RATE = 50.0
 BACKLOG_SMALL = 10_000
 BACKLOG_LARGE = 1_000_000
 BACKLOG_SAMPLE = 10_000
+#: The dependency figures: blocked jobs behind the claim, the fan-out width, the DAG's shape.
+BLOCKED_JOBS = 100_000
+FAN_OUT = 10_000
+DAG_LAYERS = 20
+DAG_WIDTH = 20
+CLAIM_RUNS = 3
 
 
 def bench_schema(schema_name: str) -> str:
@@ -186,6 +199,39 @@ class _Bench:
         ms = [x * 1000 for x in self.latencies]
         return {"p50_ms": _pct(ms, 50), "p90_ms": _pct(ms, 90), "p99_ms": _pct(ms, 99), "max_ms": max(ms)}
 
+    async def blocked(self, count: int) -> float:
+        """Seconds to enqueue ``count`` jobs blocked for good: workflows whose first step is on a
+        queue this benchmark never runs."""
+        t0 = time.perf_counter()
+        per = rules.MAX_WORKFLOW_STEPS - 1
+        for start in range(0, count, per):
+            n = min(per, count - start)
+            steps = [Step(name="parent", queue="sync", data={})]
+            steps += [Step(name=f"c{i}", queue=QUEUE, data={}, after=("parent",)) for i in range(n)]
+            await self.client.service.dependencies.enqueue_workflow("blocked", steps)
+        return time.perf_counter() - t0
+
+    async def flow(self, name: str, steps: list[Step], last: str) -> dict[str, Any]:
+        """Enqueue a workflow and run it with one appliance until its ``last`` step is done."""
+        self.handled = 0
+        t0 = time.perf_counter()
+        result = await self.client.service.dependencies.enqueue_workflow(name, steps)
+        enqueued = time.perf_counter() - t0
+        app = self.appliance()
+        await app.start()
+        try:
+            t1 = time.perf_counter()
+            done = await _wait_until(lambda: app.worker.completer.written >= len(steps), limit=600, interval=0.01)
+            ran = time.perf_counter() - t1
+        finally:
+            await app.stop()
+        final = await self.client.get_job(result.jobs[last])
+        if not done or final.state is not JobState.SUCCEEDED:
+            raise RuntimeError(
+                f"{name}: {app.worker.completer.written} of {len(steps)} steps done, {last} {final.state}"
+            )
+        return {"enqueue_s": enqueued, "run_s": ran, "jobs_s": len(steps) / ran}
+
     async def claim_rate(self, backlog: int, sample: int) -> float:
         """Jobs/s claimed and finished for the first ``sample`` jobs of a ``backlog`` deep queue."""
         await truncate(self.store, "jobs", "jobs_done", "job_attempts")
@@ -293,6 +339,76 @@ async def run_bench(
     return 0
 
 
+async def run_dependency_bench(settings: Settings, dsn: str, *, as_json: bool) -> dict[str, Any]:
+    """Measure and print the dependency figures (see the module's docstring); returns them."""
+    schema = bench_schema(settings.database.schema_name)
+    b = _Bench(settings, dsn, schema)
+    logging.getLogger("fleetbox").setLevel(logging.WARNING)
+    await b.store.open()
+    try:
+        await b.setup()
+        # The best of three runs each: one run is short, and a shared machine makes it noisy.
+        claim_before = max([await b.claim_rate(BACKLOG_SAMPLE, BACKLOG_SAMPLE) for _ in range(CLAIM_RUNS)])
+        blocked_s = await b.blocked(BLOCKED_JOBS)
+        claim_after = max([await b.claim_rate(BACKLOG_SAMPLE, BACKLOG_SAMPLE) for _ in range(CLAIM_RUNS)])
+        blocked_left = await b.store.dependencies.blocked_count()
+        if blocked_left != BLOCKED_JOBS:
+            raise RuntimeError(f"{blocked_left} blocked jobs left, not {BLOCKED_JOBS}")
+
+        fan = [Step(name="root", queue=QUEUE, data={})]
+        fan += [Step(name=f"m{i}", queue=QUEUE, data={}, after=("root",)) for i in range(FAN_OUT)]
+        fan.append(Step(name="sink", queue=QUEUE, data={}, after=tuple(f"m{i}" for i in range(FAN_OUT))))
+        fan_out = await b.flow("fan-out/fan-in", fan, "sink")
+
+        dag: list[Step] = []
+        for layer in range(DAG_LAYERS):
+            above = tuple(f"l{layer - 1}-{j}" for j in range(DAG_WIDTH)) if layer else ()
+            dag += [Step(name=f"l{layer}-{j}", queue=QUEUE, data={}, after=above) for j in range(DAG_WIDTH)]
+        dag.append(
+            Step(name="end", queue=QUEUE, data={}, after=tuple(f"l{DAG_LAYERS - 1}-{j}" for j in range(DAG_WIDTH)))
+        )
+        layered = await b.flow("layers", dag, "end")
+    finally:
+        try:
+            await drop_schema(b.store)
+        finally:
+            await b.store.close()
+    results = {
+        "claim_jobs_s_no_blocked": round(claim_before, 1),
+        "claim_jobs_s_100k_blocked": round(claim_after, 1),
+        "claim_ratio": round(claim_after / claim_before, 3) if claim_before else None,
+        "blocked_enqueue_jobs_s": round(BLOCKED_JOBS / blocked_s, 1),
+        "fan_out_jobs": len(fan),
+        "fan_out_enqueue_s": round(fan_out["enqueue_s"], 3),
+        "fan_out_run_s": round(fan_out["run_s"], 3),
+        "fan_out_jobs_s": round(fan_out["jobs_s"], 1),
+        "dag_layers": DAG_LAYERS,
+        "dag_width": DAG_WIDTH,
+        "dag_jobs": len(dag),
+        "dag_edges": DAG_WIDTH * DAG_WIDTH * (DAG_LAYERS - 1) + DAG_WIDTH,
+        "dag_enqueue_s": round(layered["enqueue_s"], 3),
+        "dag_run_s": round(layered["run_s"], 3),
+        "dag_ms_per_layer": round(layered["run_s"] * 1000 / (DAG_LAYERS + 1), 2),
+    }
+    if as_json:
+        print(json.dumps(results))
+    else:
+        for key, value in results.items():
+            print(f"  {key:<28} {value}")
+    return results
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m fleetbox.bench", description="dependency benchmark figures")
+    parser.add_argument("--dsn", required=True, help="PostgreSQL DSN")
+    parser.add_argument("--schema", default="fleetbox", help="schema name; the benchmark uses <schema>_bench")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    base = Settings()
+    settings = base.model_copy(update={"database": base.database.model_copy(update={"schema_name": args.schema})})
+    asyncio.run(run_dependency_bench(settings, args.dsn, as_json=args.json))
+
+
 def _print_table(r: dict[str, Any]) -> None:
     rows = [
         ("bulk enqueue", f"{r['bulk_enqueue_jobs_s']:,.0f} jobs/s", f"{r['jobs']:,} jobs, enqueue_many x {CHUNK:,}"),
@@ -313,3 +429,7 @@ def _print_table(r: dict[str, Any]) -> None:
     width = max(len(name) for name, _, _ in rows)
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:>16}  {note}".rstrip())
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,5 +1,5 @@
-"""The ``fleetbox`` command: run, migrate, enqueue, config show, queues, job, dead, status, tui, auth,
-subscriptions, bench."""
+"""The ``fleetbox`` command: run, migrate, enqueue, config show, queues, job, dead, schedule, status,
+tui, auth, subscriptions, bench."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from fleetbox.errors import FleetboxError
     from fleetbox.service import Service
     from fleetbox.store import Store
+    from fleetbox.store.embedded import EmbeddedPostgres
 
 # The core (config, database, asyncpg) is imported inside the commands that need it: `fleetbox tui`
 # is a client of the control socket and must start without it (tests/tui/test_entry.py).
@@ -31,6 +34,43 @@ def _exit_code(exc: FleetboxError) -> int:
     return next((code for cls, code in codes if isinstance(exc, cls)), 1)
 
 
+#: The job states the CLI shows and filters on, and the spec's words accepted for them.
+STATES = ("waiting", "scheduled", "running", "retrying", "succeeded", "dead")
+STATE_ALIASES = {"pending": "waiting", "completed": "succeeded", "failed": "dead"}
+
+
+def _state(text: str) -> str:
+    state = STATE_ALIASES.get(text.lower(), text.lower())
+    if state not in STATES:
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(STATES)} (or {', '.join(STATE_ALIASES)}), got {text[:40]!r}"
+        )
+    return state
+
+
+def _yes_no(text: str) -> bool:
+    value = {"true": True, "yes": True, "false": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be true or false (yes or no), got {text[:40]!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10**9:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {10**9}, got {text[:40]!r}")
+    return int(text)
+
+
+def _job_id(text: str) -> int:
+    from fleetbox import rules
+    from fleetbox.errors import InvalidInput
+
+    try:
+        return rules.parse_id(text, "id")
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("id: ")) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -40,8 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--schema", help="PostgreSQL schema for fleetbox's tables (default fleetbox)")
     common.add_argument("--data-dir", help="where the embedded PostgreSQL keeps its files")
     common.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log at info level (-vv: debug); one-shot commands log only warnings")  # fmt: skip
     common.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="set any config key, e.g. --set pools.high=40 (repeatable)")  # fmt: skip
+
+    # What every listing command takes: the same row limit, and (below) one spelling of each job
+    # state (_state) and of yes/no values (_yes_no).
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--limit", type=_positive, default=50, help="at most this many rows (default 50)")
 
     parser = argparse.ArgumentParser(prog="fleetbox", description="PostgreSQL job-queue appliance")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,13 +100,20 @@ def _parser() -> argparse.ArgumentParser:
 
     enq = sub.add_parser("enqueue", parents=[common], help="enqueue one job and print its id")
     enq.add_argument("queue")
-    enq.add_argument("--data", required=True, help="the payload, a JSON object")
+    enq.add_argument("--data", required=True,
+                     help="the payload, a JSON object; @FILE reads it from a file, - from standard input")  # fmt: skip
     enq.add_argument("--priority", type=int, default=5, help="1 (first) to 10 (default 5)")
     when = enq.add_mutually_exclusive_group()
     when.add_argument("--delay", type=float, metavar="MS", help="run no earlier than MS milliseconds from now")
     when.add_argument("--run-at", metavar="ISO", help="run no earlier than this time (ISO 8601 with zone)")
     enq.add_argument("--singleton-key", metavar="KEY")
     enq.add_argument("--max-attempts", type=int)
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL (used when no database is configured)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("start", parents=[common], help="start it and keep it running after every command")
+    db_sub.add_parser("stop", parents=[common], help="stop it (once no fleetbox process uses it)")
+    db_sub.add_parser("status", parents=[common], help="whether it runs, its DSN, and who uses it")
 
     cfg = sub.add_parser("config", help="configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
@@ -70,26 +124,31 @@ def _parser() -> argparse.ArgumentParser:
     queues.add_argument("--json", action="store_true")
 
     job = sub.add_parser("job", parents=[common], help="show a job and its attempts")
-    job.add_argument("job_id", type=int)
+    job.add_argument("job_id", type=_job_id)
+
+    jobs = sub.add_parser("jobs", parents=[common, filters], help="a queue's jobs, filtered by state")
+    jobs.add_argument("queue")
+    jobs.add_argument("--state", type=_state, metavar="STATE",
+                      help=f"one of {', '.join(STATES)} (the spec's {', '.join(STATE_ALIASES)} also work)")  # fmt: skip
+    jobs.add_argument("--json", action="store_true", help="one JSON object per job")
 
     retry = sub.add_parser("retry", parents=[common], help="retry a failed job by id")
-    retry.add_argument("job_id", type=int)
+    retry.add_argument("job_id", type=_job_id)
 
     dead = sub.add_parser("dead", help="the dead-letter queue")
     dead_sub = dead.add_subparsers(dest="dead_command", required=True)
-    dl = dead_sub.add_parser("list", parents=[common])
-    dl.add_argument("--queue")
-    dl.add_argument("--reviewed", choices=["yes", "no"])
-    dl.add_argument("--limit", type=int, default=50)
+    dl = dead_sub.add_parser("list", parents=[common, filters])
+    dl.add_argument("--queue", help="only this queue's dead letters")
+    dl.add_argument("--reviewed", type=_yes_no, metavar="true|false", help="reviewed ones only, or open ones only")
     dr = dead_sub.add_parser("retry", parents=[common])
-    dr.add_argument("dead_letter_id", type=int)
+    dr.add_argument("dead_letter_id", type=_job_id)
     dr.add_argument("--by", default="cli")
     dv = dead_sub.add_parser("review", parents=[common])
-    dv.add_argument("dead_letter_id", type=int)
+    dv.add_argument("dead_letter_id", type=_job_id)
     dv.add_argument("--by", required=True, help="who reviewed it")
     dv.add_argument("--notes", help="resolution notes")
     dd = dead_sub.add_parser("discard", parents=[common])
-    dd.add_argument("dead_letter_id", type=int)
+    dd.add_argument("dead_letter_id", type=_job_id)
     dd.add_argument("--by", default="cli")
 
     status = sub.add_parser("status", parents=[common], help="health and per-queue figures from a running appliance")
@@ -113,10 +172,15 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", parents=[common], help="measure enqueue, drain and pickup latency")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    bench.add_argument("--jobs", type=int, default=50_000, help="jobs to drain (default 50000)")
-    bench.add_argument("--latency-jobs", type=int, default=500, help="trickled jobs for pickup latency")
+    bench.add_argument("--jobs", type=_positive, default=50_000, help="jobs to drain (default 50000)")
+    bench.add_argument("--latency-jobs", type=_positive, default=500, help="trickled jobs for pickup latency")
     bench.add_argument("--backlog", action="store_true",
                        help="also measure the claim rate behind a 10k and a 1M job backlog (slow)")  # fmt: skip
+
+    from fleetbox import cli_experiments, cli_schedules
+
+    cli_schedules.add_parser(sub, common)
+    cli_experiments.add_parser(sub, common)
     return parser
 
 
@@ -150,18 +214,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run(args)
     from fleetbox import logs
-    from fleetbox.config import load_settings
+    from fleetbox.config import config_file_notes, load_settings
     from fleetbox.errors import FleetboxError
 
+    # Everything fleetbox creates (data directories, sockets, token caches, downloaded attachments,
+    # the embedded server's files) is its owner's alone: directories 0700, files 0600.
+    os.umask(0o077)
+    if args.command != "run":  # `run` stops gracefully on SIGTERM by itself
+        # SIGTERM ends a one-shot command as Ctrl-C does, through its clean-up (the embedded
+        # server it started is stopped), not by the default instant death.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         loaded = load_settings(args.config, _flags(args))
-        logs.setup(loaded.settings.appliance.log_level, loaded.settings.appliance.log_format)
+        logs.setup(_log_level(args, loaded.settings.appliance.log_level), loaded.settings.appliance.log_format)
+        for note in config_file_notes(loaded):
+            print(f"fleetbox: {note}", file=sys.stderr)
         return asyncio.run(_dispatch(args, loaded))
     except FleetboxError as exc:
-        print(f"fleetbox: error: {exc}", file=sys.stderr)
+        # Redacted: a driver's or a parser's message may quote the DSN it was given.
+        print(f"fleetbox: error: {logs.redact_dsn(str(exc))}", file=sys.stderr)
         return _exit_code(exc)
     except KeyboardInterrupt:
         return 130
+
+
+def _log_level(args: argparse.Namespace, configured: str) -> str:
+    """-v and -vv win; ``fleetbox run`` logs at the configured level, one-shot commands warnings only
+    (their output is the answer, not a log) unless --log-level says otherwise."""
+    if args.verbose:
+        return "DEBUG" if args.verbose > 1 else "INFO"
+    if args.command == "run" or args.log_level is not None:
+        return configured
+    return "WARNING"
+
+
+def _handler_paths(loaded: LoadedSettings) -> None:
+    """Let ``fleetbox run`` import handler modules kept next to the config file or in the working
+    directory, as ``python -m`` would; installed packages and PYTHONPATH come first."""
+    places = [Path.cwd()]
+    if loaded.config_file is not None:
+        places.insert(0, loaded.config_file.resolve().parent)
+    for place in map(str, places):
+        if place not in sys.path:
+            sys.path.append(place)
 
 
 async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
@@ -173,17 +268,65 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
         return await print_status(loaded.settings, url=args.url, as_json=args.json)
     if args.command == "auth":
         return await _auth(args.auth_command, loaded.settings)
-    from fleetbox.config import load_settings, redact_dsn
-    from fleetbox.store import Store
-    from fleetbox.store.embedded import resolve_dsn
+    from fleetbox.store.embedded import EmbeddedPostgres
 
     settings = loaded.settings
-    dsn, embedded = await resolve_dsn(settings)
-    if embedded:
-        print(f"fleetbox: embedded PostgreSQL in {settings.appliance.data_dir / 'pgdata'} ({dsn})", file=sys.stderr)
+    if args.command == "db":
+        return await _db(args.db_command, settings, EmbeddedPostgres(settings.appliance.data_dir))
+    dsn = settings.database.resolved_dsn()
+    if dsn is not None:
+        return await _with_database(args, loaded, dsn, None)
+    embedded = EmbeddedPostgres(settings.appliance.data_dir)
+    dsn = await asyncio.to_thread(embedded.acquire)
+    print(f"fleetbox: embedded PostgreSQL in {embedded.pgdata} ({dsn})", file=sys.stderr)
+    try:
+        return await _with_database(args, loaded, dsn, embedded)
+    finally:
+        # Stopped with the last fleetbox process using it, unless `fleetbox db start` pinned it.
+        await asyncio.shield(asyncio.to_thread(embedded.release))
+
+
+async def _db(command: str, settings: Settings, embedded: EmbeddedPostgres) -> int:
+    """``fleetbox db start|stop|status``: the embedded server, shared explicitly."""
+    from fleetbox.config import redact_dsn
+
+    if settings.database.configured and command != "status":
+        from fleetbox.errors import ConfigError
+
+        raise ConfigError(f"a database is configured ({redact_dsn(settings.database.resolved_dsn() or '')}): "
+                          "`fleetbox db` manages only the embedded PostgreSQL")  # fmt: skip
+    if command == "start":
+        dsn = await asyncio.to_thread(embedded.pin)
+        print(f"embedded PostgreSQL in {embedded.pgdata} running until `fleetbox db stop`: {dsn}")
+        return 0
+    if command == "stop":
+        stopped, holders = await asyncio.to_thread(embedded.unpin)
+        if stopped:
+            print(f"embedded PostgreSQL in {embedded.pgdata} stopped")
+        else:
+            print(f"embedded PostgreSQL in {embedded.pgdata} still used by process(es) "
+                  f"{', '.join(map(str, holders))}: it stops when the last of them exits")  # fmt: skip
+        return 0
+    st = await asyncio.to_thread(embedded.status)
+    print(f"pgdata:    {st.pgdata}{'' if st.initialised else ' (not created yet)'}")
+    print(f"server:    {f'running (pid {st.pid})' if st.running else 'stopped'}")
+    print(f"dsn:       {st.dsn or '-'}")
+    print(f"kept:      {'until fleetbox db stop' if st.pinned else 'while fleetbox processes use it'}")
+    print(f"used by:   {', '.join(map(str, st.holders)) or 'no process'}")
+    return 0 if st.running else 1
+
+
+async def _with_database(
+    args: argparse.Namespace, loaded: LoadedSettings, dsn: str, embedded: EmbeddedPostgres | None
+) -> int:
+    from fleetbox.config import load_settings, redact_dsn
+    from fleetbox.store import Store
+
+    settings = loaded.settings
     if args.command == "run":
         from fleetbox.app import Appliance
 
+        _handler_paths(loaded)
         app = Appliance(
             settings, dsn=dsn, migrate=not args.no_migrate,
             load_config=lambda: load_settings(args.config, _flags(args)).settings,
@@ -197,11 +340,19 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
+        stopping = asyncio.Event()
+        watchdog = None
+        if embedded is not None:
+            # The embedded server is this appliance's: restart it if it dies while we run.
+            watchdog = asyncio.get_running_loop().create_task(embedded.watch(stopping), name="fleetbox.embedded")
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
         try:
             return await app.run_until_stopped()
         finally:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            stopping.set()
+            if watchdog is not None:
+                await watchdog
     if args.command == "bench":
         from fleetbox.bench import run_bench
 
@@ -221,6 +372,10 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
         from fleetbox.service import Service
 
         service = Service(store, limits=settings.appliance.limits(), thresholds=settings.monitor.thresholds())
+        if args.command == "retry-report":
+            from fleetbox import cli_experiments
+
+            return await cli_experiments.run(args, service, settings)
         return await _service_command(args, service)
 
 
@@ -229,7 +384,8 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
     from fleetbox.errors import InvalidInput
 
     if args.command == "enqueue":
-        data = rules.parse_json_text(args.data, service.enqueue.limits, field="--data")
+        data = rules.parse_json_text(_read_data(args.data, service.enqueue.limits), service.enqueue.limits,
+                                     field="--data")  # fmt: skip
         run_at = None
         if args.run_at is not None:
             try:
@@ -248,12 +404,13 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
     if args.command == "queues":
         depth = await service.queues.depth()
         if args.json:
-            print(json.dumps([{"queue": q.queue, "tier": q.tier.name.lower(), "paused": q.paused, "ready": q.ready,
+            print(json.dumps([{"queue": q.queue, "tier": q.tier.name.lower(), "paused": q.paused, "waiting": q.ready,
                                "scheduled": q.scheduled, "retrying": q.retrying, "running": q.running,
                                "dead": q.dead} for q in depth]))  # fmt: skip
             return 0
         print(
-            f"{'queue':<20} {'tier':<7} {'state':<7} {'ready':>8} {'sched':>8} {'retry':>8} {'running':>8} {'dead':>6}"
+            f"{'queue':<20} {'tier':<7} {'state':<7} {'waiting':>8} {'sched':>8} {'retry':>8} {'running':>8} "
+            f"{'dead':>6}"
         )
         for q in depth:
             state = "paused" if q.paused else "active"
@@ -262,17 +419,22 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
         return 0
     if args.command == "job":
         info = await service.jobs.get(args.job_id)
-        print(json.dumps(_jsonable(info), indent=2, default=str))
+        print(json.dumps({**_jsonable(info), "state": _state_word(info.state)}, indent=2, default=str))
         return 0
+    if args.command == "jobs":
+        return await _jobs(args, service)
     if args.command == "retry":
         print(await service.jobs.retry(args.job_id, actor="cli"))
         return 0
+    if args.command == "schedule":
+        from fleetbox import cli_schedules
+
+        return await cli_schedules.run(args, service)
     from fleetbox.service.dead_letters import check_filter
 
     dead = service.dead_letters
     if args.dead_command == "list":
-        reviewed = None if args.reviewed is None else args.reviewed == "yes"
-        page = await dead.list(check_filter(queue=args.queue, reviewed=reviewed), limit=args.limit)
+        page = await dead.list(check_filter(queue=args.queue, reviewed=args.reviewed), limit=args.limit)
         for d in page.letters:
             mark = "reviewed" if d.reviewed else "open"
             print(f"{d.id:>6} job {d.job_id:<8} {d.queue:<18} {d.status:<9} {mark:<8} {d.failed_at:%Y-%m-%d %H:%M:%S} "
@@ -288,6 +450,55 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
     await dead.discard(args.dead_letter_id, actor=args.by)
     print(f"dead letter {args.dead_letter_id} discarded")
     return 0
+
+
+#: What the CLI calls each job state (a due job waiting for a worker is "waiting").
+_STATE_WORD = {"ready": "waiting"}
+
+
+def _state_word(state: object) -> str:
+    return _STATE_WORD.get(str(state), str(state))
+
+
+#: The job list's status for each CLI state ("waiting" is every job not yet started, as the spec's "pending").
+_SERVICE_STATUS = {"waiting": "pending"}
+
+
+async def _jobs(args: argparse.Namespace, service: Service) -> int:
+    status = None if args.state is None else _SERVICE_STATUS.get(args.state, args.state)
+    page = await service.jobs.page(args.queue, status, after=None, offset=0, limit=args.limit)
+    for info in page.jobs:
+        state = _state_word(info.state)
+        if args.json:
+            print(json.dumps({**_jsonable(info), "state": state}, default=str))
+        else:
+            print(f"{info.id:>10} {state:<10} p{info.priority:<3} attempts {info.attempts:<3} "
+                  f"run at {info.run_at:%Y-%m-%d %H:%M:%S}")  # fmt: skip
+    return 0
+
+
+def _read_data(arg: str, limits: Any) -> str:
+    """``--data``: the JSON text itself, ``@FILE`` or ``-`` (standard input). At most what
+    ``rules.parse_json_text`` accepts is read, so a huge file or stream is refused, not loaded."""
+    from fleetbox.errors import InvalidInput
+
+    if arg != "-" and not arg.startswith("@"):
+        return arg
+    cap = limits.max_payload_bytes * 2 + 1
+    try:
+        if arg == "-":
+            raw = sys.stdin.buffer.read(cap)
+        else:
+            with open(arg[1:], "rb") as f:
+                raw = f.read(cap)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {arg[1:] or 'the file'!r}: {exc.strerror}", field="--data") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"{'standard input' if arg == '-' else arg[1:]!r} is not UTF-8 text", field="--data"
+        ) from None
 
 
 async def _subscriptions(store: Store, *, as_json: bool) -> int:
@@ -326,7 +537,6 @@ async def _reload(app: Any) -> None:
 
 async def _auth(command: str, settings: Settings) -> int:
     """``fleetbox auth login|status``: the delegated token of the Teams service account (never a secret)."""
-    import os
     import stat
 
     from fleetbox.errors import ConfigError

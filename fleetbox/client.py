@@ -31,11 +31,12 @@ from fleetbox.models import (
 )
 from fleetbox.service import Service
 from fleetbox.service.dead_letters import check_filter
+from fleetbox.service.dependencies import CancelResult, Relations, Step, WorkflowInfo, WorkflowResult
 from fleetbox.service.enqueue import NewJob
 from fleetbox.store import Store
 from fleetbox.store.audit import AuditEntry
 
-__all__ = ["Client", "NewJob"]
+__all__ = ["Client", "NewJob", "Workflow"]
 
 
 class Client:
@@ -120,6 +121,8 @@ class Client:
         delay: float | dt.timedelta | None = None,
         singleton_key: str | None = None,
         max_attempts: int | None = None,
+        depends_on: Iterable[int] | None = None,
+        on_failure: str = "cancel",
     ) -> EnqueueResult:
         """Enqueue one job.
 
@@ -132,16 +135,24 @@ class Client:
             singleton_key: at most one waiting or running job per queue and key; when one
                 exists, its id is returned with ``created=False``.
             max_attempts: cap on all attempts, across error classes.
+            depends_on: ids of jobs that must succeed first: the job stays ``blocked`` (never
+                claimed) until the last of them succeeds, then becomes ready in that parent's
+                completion; its handler reads their results in ``job.parents``. Not with
+                ``singleton_key``.
+            on_failure: what a parent's failure (dead letter) does to this job: ``cancel`` it
+                (the default), ``ignore`` the failure and run anyway, or ``hold`` it until an
+                operator retries the parent, skips it with a result, or cancels the dependents.
 
         Returns:
             the job's id and whether it was created.
 
         Raises:
-            InvalidInput: a value is wrong (the error names the field); nothing was written.
+            InvalidInput: a value is wrong (the error names the field), or a parent is unknown or
+                already failed in a way the policy cannot wait for; nothing was written.
         """
         return await self.service.enqueue.enqueue(
             queue, data, priority=priority, run_at=run_at, delay=delay, singleton_key=singleton_key,
-            max_attempts=max_attempts,
+            max_attempts=max_attempts, depends_on=depends_on, on_failure=on_failure,
         )  # fmt: skip
 
     async def enqueue_many(self, jobs: Iterable[NewJob | Mapping[str, Any]]) -> list[EnqueueResult]:
@@ -222,6 +233,31 @@ class Client:
         """A job wherever it is, with every recorded attempt."""
         return await self.service.jobs.get(job_id)
 
+    async def job_relations(self, job_id: int) -> Relations:
+        """A job's parents and children (where each is now), its result, and why it was cancelled."""
+        return await self.service.dependencies.relations(job_id)
+
+    # -- workflows ------------------------------------------------------------------------
+
+    def workflow(self, name: str) -> Workflow:
+        """A new workflow (a DAG of jobs) to fill with steps and enqueue at once::
+
+        flow = client.workflow("send report")
+        upload = flow.step("upload", "attachments", {...})
+        flow.step("mail", "outlook-outbound", {...}, after=[upload])
+        result = await flow.enqueue()   # one transaction: every step, or none
+        result.jobs["mail"]             # each step's job id
+        """
+        return Workflow(self, name)
+
+    async def get_workflow(self, workflow_id: int) -> WorkflowInfo:
+        """A workflow and where each of its steps is."""
+        return await self.service.dependencies.workflow(workflow_id)
+
+    async def cancel_workflow(self, workflow_id: int, *, actor: str | None = None) -> CancelResult:
+        """Cancel every step of a workflow that has not started (running ones finish)."""
+        return await self.service.dependencies.cancel_workflow(workflow_id, actor=actor or self.actor)
+
     async def retry_failed_job(self, job_id: int, *, actor: str | None = None) -> int:
         """Retry a failed job now.
 
@@ -237,6 +273,7 @@ class ClientDeadLetters:
 
     def __init__(self, service: Service, actor: str) -> None:
         self._dead = service.dead_letters
+        self._deps = service.dependencies
         self.actor = actor
 
     async def get(self, dead_letter_id: int) -> DeadLetter:
@@ -284,9 +321,62 @@ class ClientDeadLetters:
         """Drop an open dead letter (it stays on record as discarded)."""
         return await self._dead.discard(dead_letter_id, actor=actor or self.actor)
 
+    async def held(self, dead_letter_id: int) -> builtins.list[int]:
+        """The jobs waiting on this dead letter's job (dependents under ``on_failure="hold"``)."""
+        return await self._deps.held_by(dead_letter_id)
+
+    async def skip(self, dead_letter_id: int, result: object = None, *, actor: str | None = None) -> int:
+        """Treat the dead letter's job as succeeded with ``result`` in its place: its held
+        dependents resume and read that result. Returns how many became ready."""
+        return await self._deps.skip(dead_letter_id, result, actor=actor or self.actor)
+
+    async def cancel_dependents(self, dead_letter_id: int, *, actor: str | None = None) -> CancelResult:
+        """Cancel every blocked job below the dead letter's job."""
+        return await self._deps.cancel_held(dead_letter_id, actor=actor or self.actor)
+
     async def audit_trail(self, dead_letter_id: int) -> builtins.list[AuditEntry]:
         """Every operator action on this dead letter, oldest first."""
         return await self._dead.trail(dead_letter_id)
+
+
+class Workflow:
+    """Steps of a DAG gathered in memory, enqueued at once by :meth:`enqueue` (``client.workflow()``).
+
+    Fan-out: several steps ``after`` one; fan-in: one step ``after`` several. Each step's handler
+    reads its parents' results in ``job.parents``, keyed by step name.
+    """
+
+    def __init__(self, client: Client, name: str) -> None:
+        self._client = client
+        self.name = name
+        self.steps: list[Step] = []
+
+    def step(
+        self,
+        name: str,
+        queue: str,
+        data: Mapping[str, Any],
+        *,
+        after: Iterable[str] = (),
+        on_failure: str = "cancel",
+        priority: int = JobPriority.NORMAL,
+        run_at: dt.datetime | None = None,
+        delay: float | dt.timedelta | None = None,
+        max_attempts: int | None = None,
+    ) -> str:
+        """Add a step; returns its name (to pass in a later step's ``after``). Nothing is checked
+        or written until :meth:`enqueue`. ``on_failure``: what a parent's failure does to this
+        step (cancel, ignore or hold, as for ``Client.enqueue``)."""
+        self.steps.append(
+            Step(name=name, queue=queue, data=data, after=tuple(after), on_failure=on_failure, priority=priority,
+                 run_at=run_at, delay=delay, max_attempts=max_attempts)
+        )  # fmt: skip
+        return name
+
+    async def enqueue(self) -> WorkflowResult:
+        """Enqueue every step in one transaction: all, or none if any is invalid (InvalidInput
+        names it: a value, an unknown step in ``after``, a cycle)."""
+        return await self._client.service.dependencies.enqueue_workflow(self.name, self.steps)
 
 
 class _Connecting:

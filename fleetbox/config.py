@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -28,8 +28,10 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from fleetbox import cron as fleetbox_cron
 from fleetbox import rules
 from fleetbox.errors import ConfigError, InvalidInput
+from fleetbox.logs import redact_dsn as redact_dsn  # the one DSN redaction, re-exported for callers
 from fleetbox.models import Thresholds
 from fleetbox.protocol import SOCKET_NAME
 
@@ -77,6 +79,13 @@ class DatabaseSettings(_Section):
     #: the longest one statement may run (None: the server's statement_timeout)
     statement_timeout_seconds: float | None = Field(None, gt=0, le=3600)
 
+    @field_validator("dsn")
+    @classmethod
+    def _valid_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_dsn(value.get_secret_value())
+        return value
+
     @property
     def configured(self) -> bool:
         return self.dsn is not None or self.host is not None
@@ -90,19 +99,53 @@ class DatabaseSettings(_Section):
         auth = quote(self.user, safe="")
         if self.password is not None:
             auth += ":" + quote(self.password.get_secret_value(), safe="")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.name, safe='')}"
+        # An IPv6 address goes in brackets, or its colons would read as a port.
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"postgresql://{auth}@{host}:{self.port}/{quote(self.name, safe='')}"
 
 
-def redact_dsn(dsn: str) -> str:
-    """A DSN with its password replaced, safe to print."""
+def _check_port(text: str) -> None:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"port must be a number from 1 to 65535, got {text[:12]!r}")
+
+
+def check_dsn(dsn: str) -> str:
+    """A ``postgresql://`` URL the driver can use; ValueError says what is wrong without echoing
+    the DSN (it may hold a password)."""
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        raise ValueError(
+            "must be a URL such as postgresql://user:password@host:5432/dbname (a key=value DSN is not supported)"
+        )
     try:
         parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparseable dsn>"
-    if not parts.password:
-        return dsn
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed bracket
+        raise ValueError(
+            f"malformed URL: {exc} (an IPv6 host goes in brackets: postgresql://u@[::1]:5432/db)"
+        ) from None
+    hostspec = parts.netloc.rpartition("@")[2]
+    for host in hostspec.split(",") if hostspec else []:
+        if host.startswith("["):
+            inside, bracket, rest = host[1:].partition("]")
+            if not bracket or not inside or (rest and not rest.startswith(":")):
+                raise ValueError("malformed IPv6 host: write it in brackets, as [::1] or [::1]:5432")
+            port = rest[1:]
+        else:
+            name, colon, port = host.rpartition(":")
+            if colon and ":" in name:
+                raise ValueError("an IPv6 host must be written in brackets, as [::1]:5432")
+            if not colon:
+                port = ""
+        if port:
+            _check_port(port)
+    if parts.query:
+        try:
+            query = parse_qs(parts.query, strict_parsing=True)
+        except ValueError:
+            raise ValueError("malformed query string (expected key=value pairs joined by &)") from None
+        for port in query.get("port", [])[-1:]:
+            for one in port.split(","):
+                _check_port(one)
+    return dsn
 
 
 def default_data_dir() -> Path:
@@ -203,6 +246,17 @@ class RetryOverrides(_Section):
 _HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
+class RetryVariantSettings(_Section):
+    """One arm of a queue's retry experiment (``[queues.<name>.retry_variants.<label>]``)."""
+
+    #: its share of the queue's new jobs (weights are relative)
+    weight: float = Field(1.0, gt=0, le=1000)
+    #: the error classes its rules apply to (empty: every retried class); other classes follow the queue
+    error_classes: list[Literal["rate_limited", "transient", "authentication", "lease_expired"]] = []
+    #: its rules, over the queue's own (same keys as [retry])
+    retry: RetryOverrides = RetryOverrides()
+
+
 class QueueSettings(_Section):
     """A queue declared in the config file (a custom queue, or settings for one of the spec's)."""
 
@@ -211,6 +265,23 @@ class QueueSettings(_Section):
     handler: str | None = None
     max_attempts: int | None = Field(None, ge=1)
     retry: RetryOverrides = RetryOverrides()
+    #: a retry experiment: each new job gets one variant, by a hash of its id (or of variant_key)
+    retry_variants: dict[str, RetryVariantSettings] = {}
+    #: a payload key whose value picks the variant (jobs of one user, say, all get the same one)
+    variant_key: str | None = Field(None, min_length=1, max_length=200)
+    #: fixed: the configured weights; bandit: weights follow Thompson sampling of the success rates
+    variant_mode: Literal["fixed", "bandit"] = "fixed"
+    #: a variant whose dead-letter rate passes this (with guardrail_min_jobs finished) is stopped
+    guardrail_dead_rate: float = Field(0.5, gt=0, le=1)
+    guardrail_min_jobs: int = Field(50, ge=1)
+
+    @field_validator("retry_variants")
+    @classmethod
+    def _labels(cls, value: dict[str, RetryVariantSettings]) -> dict[str, RetryVariantSettings]:
+        for label in value:
+            if not rules.valid_queue_name(label) or label == "default":
+                raise ValueError(f"variant label {label!r:.40}: 1-63 of a-z, 0-9, '-', '_', '.' (not 'default')")
+        return value
 
     @field_validator("handler")
     @classmethod
@@ -237,6 +308,9 @@ class AdminSettings(_Section):
     socket_path: Path | None = None
     #: serve the admin application on the unix socket too
     socket_enabled: bool = True
+    #: where a reverse proxy mounts the admin API and dashboard (``/ops/fleetbox``); empty: the
+    #: ``X-Forwarded-Prefix`` header, else the root. Only the dashboard's cookie path depends on it.
+    path_prefix: str = Field("", pattern=r"^(/[A-Za-z0-9._~-]{1,64}){0,8}$")
 
     @field_validator("socket_path")
     @classmethod
@@ -289,6 +363,10 @@ class RetentionSettings(_Section):
     appliances_days: float = Field(7, gt=0)
     #: Graph subscriptions after they were removed, and upload sessions of finished jobs
     graph_days: float = Field(7, gt=0)
+    #: schedule runs (what each cron tick did); a schedule's last tick and job stay on the schedule
+    schedule_runs_days: float = Field(30, gt=0)
+    #: what was sent to alert webhooks (alert_notifications)
+    alert_notifications_days: float = Field(30, gt=0)
 
     _crons = field_validator("archive_cron", "cleanup_cron", "prune_cron")(_check_cron)
 
@@ -376,6 +454,10 @@ class GraphSettings(_Section):
     authority_host: str = "https://login.microsoftonline.com"
     #: the Graph root (national clouds: https://graph.microsoft.us/v1.0, https://microsoftgraph.chinacloudapi.cn/v1.0)
     base_url: str = "https://graph.microsoft.com/v1.0"
+    #: the app-token scope (``<resource>/.default``). Unset: the national cloud's Graph resource for
+    #: Microsoft's Graph hosts, else https://graph.microsoft.com/.default (a proxy or gateway in front
+    #: of Graph still needs Graph's audience)
+    scope: str | None = None
     #: a CA bundle to trust instead of the system's (a corporate TLS proxy, a test CA)
     ca_bundle: Path | None = None
     timeout_seconds: float = Field(30.0, gt=0, le=600)
@@ -397,6 +479,9 @@ class GraphSettings(_Section):
     subscriptions: list[SubscriptionSettings] = []
     #: subscriptions are renewed when they have less than this left
     renew_before_hours: float = Field(24.0, gt=0, le=70)
+    #: while Entra fails to issue tokens (5xx, timeouts), jobs wait without using attempts for up to
+    #: this long; after that their attempts count again (and a longer outage dead-letters them)
+    identity_outage_wait_seconds: float = Field(600.0, ge=0, le=86_400)
     #: where attachment files are read from and written to. Unset: ``<appliance.data_dir>/attachments``
     files_dir: Path | None = None
 
@@ -416,6 +501,8 @@ class GraphSettings(_Section):
             raise ValueError("give client_secret or certificate_path (with certificate_thumbprint)")
         if self.certificate_path is not None and not self.certificate_thumbprint:
             raise ValueError("certificate_path needs certificate_thumbprint")
+        if self.scope is not None and not self.scope.endswith("/.default"):
+            raise ValueError(f"scope must be a resource followed by /.default, not {self.scope!r}")
         for key in ("authority_host", "base_url", "webhook_base_url"):
             value = getattr(self, key)
             if value is not None and urlsplit(value).scheme not in ("https", "http"):
@@ -443,6 +530,117 @@ class RateLimitSettings(_Section):
     max_retry_after_seconds: float = Field(3600.0, gt=0)
 
 
+class ScheduleSettings(_Section):
+    """A cron schedule of the config file (``[[schedules]]``), applied at start and on reload."""
+
+    name: str = Field(pattern=rf"^{rules.QUEUE_NAME.pattern}$")
+    #: 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or @hourly etc.
+    cron: str
+    queue: str
+    data: dict[str, Any] = {}
+    #: the IANA time zone the expression is read in
+    timezone: str = "UTC"
+    priority: int = Field(5, ge=rules.PRIORITY_MIN, le=rules.PRIORITY_MAX)
+    enabled: bool = True
+    #: a local time the fall-back day repeats runs once, or at both
+    dst: Literal["once", "both"] = "once"
+    #: runs missed while no appliance ran: none, the latest one, or all (up to catch_up_max)
+    catch_up: Literal["none", "latest", "all"] = "latest"
+    catch_up_max: int = Field(100, ge=1, le=10_000)
+    #: when the previous run is still waiting or running
+    overlap: Literal["allow", "skip", "queue", "cancel_previous"] = "allow"
+    #: the dead-man alert: a job of this schedule must have succeeded within this many seconds
+    alert_after_seconds: float | None = Field(None, gt=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            return fleetbox_cron.check(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc).removeprefix("cron: ")) from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            fleetbox_cron.zone(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc).removeprefix("timezone: ")) from None
+        return value
+
+
+class AlertWebhookSettings(_Section):
+    """Where alerts are POSTed (``[[alerts.webhooks]]``): every alert that opens or resolves, grouped."""
+
+    #: names the webhook in logs, metrics and the delivery jobs (the URL may hold a token: never shown)
+    name: str = Field(pattern=rf"^{rules.QUEUE_NAME.pattern}$")
+    #: the receiver; for slack and teams the URL itself is the secret, so it is redacted like one
+    url: SecretStr
+    #: json: the Standard Webhooks signing secret (``whsec_<base64>``); pagerduty: the integration's
+    #: routing key; slack, teams: not used
+    secret: SecretStr | None = None
+    #: json (Standard Webhooks), slack (incoming webhook), teams (Workflows, Adaptive Card),
+    #: pagerduty (Events API v2)
+    format: Literal["json", "slack", "teams", "pagerduty"] = "json"
+    #: which changes are sent: opened, resolved (a repeat counts as opened)
+    events: list[Literal["opened", "resolved"]] = ["opened", "resolved"]
+    #: alert kinds sent (backlog, failure_rate, processing_time, dead_letters, no_consumer,
+    #: task_failing, schedule_late, ...); empty: all
+    kinds: list[str] = []
+    #: an alert still open is sent again after this long
+    repeat_interval_seconds: float = Field(14_400, ge=60)
+    #: changes within this long of the first one go out in one message
+    group_seconds: float = Field(30, ge=0, le=3600)
+    timeout_seconds: float = Field(10, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_for_format(self) -> AlertWebhookSettings:
+        secret = self.secret.get_secret_value() if self.secret is not None else None
+        if self.format == "json":
+            if secret is None or not _is_whsec(secret):
+                raise ValueError('format json needs secret = "whsec_<base64 of 24 to 64 random bytes>"')
+        elif self.format == "pagerduty" and not secret:
+            raise ValueError("format pagerduty needs secret = the integration's routing key")
+        return self
+
+
+def _is_whsec(secret: str) -> bool:
+    import base64
+    import binascii
+
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        return 24 <= len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) <= 64
+    except binascii.Error:
+        return False
+
+
+class AlertSettings(_Section):
+    """Alert notifications sent out (``[alerts]``)."""
+
+    webhooks: list[AlertWebhookSettings] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> AlertSettings:
+        names = [w.name for w in self.webhooks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"webhook names must be unique: {', '.join(duplicates)} given twice")
+        return self
+
+
 class Settings(BaseSettings):
     """The effective configuration. Build it with :func:`load_settings` (or directly in tests)."""
 
@@ -458,6 +656,16 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = MonitorSettings()
     graph: GraphSettings = GraphSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
+    schedules: list[ScheduleSettings] = []
+    alerts: AlertSettings = AlertSettings()
+
+    @model_validator(mode="after")
+    def _unique_schedules(self) -> Settings:
+        names = [s.name for s in self.schedules]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"schedule names must be unique: {', '.join(duplicates)} given twice")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -516,6 +724,8 @@ def parse_assignment(text: str) -> dict[str, Any]:
     """``section.key=value`` (from ``--set``) as a nested mapping; the value is parsed as TOML."""
     path, sep, raw = text.partition("=")
     keys = path.strip().split(".")
+    if len(keys) > 8:
+        raise ConfigError(f"--set {path.strip()[:60]!r}: at most 8 levels (section.key or section.name.key)")
     if not sep:
         # Without '=', key and value cannot be told apart: echo nothing (it may hold a secret).
         raise ConfigError("--set: expected section.key=value (no '=' found)")
@@ -525,6 +735,8 @@ def parse_assignment(text: str) -> dict[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word is a string
+    except RecursionError:
+        raise ConfigError(f"--set {path.strip()[:60]!r}: the value is nested too deeply") from None
     nested: dict[str, Any] = {keys[-1]: value}
     for key in reversed(keys[:-1]):
         nested = {key: nested}
@@ -534,10 +746,45 @@ def parse_assignment(text: str) -> dict[str, Any]:
 class LoadedSettings:
     """Settings plus where each value came from (for ``fleetbox config show``)."""
 
-    def __init__(self, settings: Settings, sources: dict[str, str], config_file: Path | None) -> None:
+    def __init__(
+        self, settings: Settings, sources: dict[str, str], config_file: Path | None, config_origin: str | None = None
+    ) -> None:
         self.settings = settings
         self.sources = sources
         self.config_file = config_file
+        #: how the file was chosen: "--config", "FLEETBOX_CONFIG" or "the working directory"
+        self.config_origin = config_origin
+
+
+def _config_origin(explicit: str | Path | None, environ: Mapping[str, str]) -> str:
+    if explicit is not None:
+        return "--config"
+    return "FLEETBOX_CONFIG" if environ.get("FLEETBOX_CONFIG") else "the working directory"
+
+
+def config_file_notes(loaded: LoadedSettings) -> list[str]:
+    """What an operator should know about the config file in use (printed on stderr): where a
+    ``fleetbox.toml`` found in the working directory came from, and a file holding secrets that
+    users other than its owner can read."""
+    path = loaded.config_file
+    if path is None:
+        return []
+    notes = []
+    if loaded.config_origin == "the working directory":
+        notes.append(f"using the config file {path} (found in the working directory; --config FILE to choose another)")
+    label = f"file {path}"
+    secrets = sorted(
+        key for key, value in _flatten(loaded.settings.model_dump(mode="python")).items()
+        if isinstance(value, SecretStr) and loaded.sources.get(key) == label
+    )  # fmt: skip
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return notes
+    if secrets and mode & 0o044:
+        notes.append(f"warning: {path} holds secrets ({', '.join(secrets)}) and other users can read it "
+                     f"(mode {mode:04o}); make it private: chmod 600 {path}")  # fmt: skip
+    return notes
 
 
 def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
@@ -547,8 +794,12 @@ def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) ->
         return Path(environ["FLEETBOX_CONFIG"])
     for name in DEFAULT_CONFIG_FILES:
         if Path(name).is_file():
-            return Path(name)
+            return Path(name).absolute()  # said in full: which directory it came from matters
     return None
+
+
+#: The largest config file read (a real one is a few kB; /dev/zero must not fill the memory).
+MAX_CONFIG_BYTES = 4 * 1_048_576
 
 
 def load_settings(
@@ -557,12 +808,32 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
 ) -> LoadedSettings:
     """Build the settings from every layer; a bad value raises ConfigError naming key and source."""
+    try:
+        return _load_settings(config_file, flags, environ)
+    except RecursionError:
+        # TOML, JSON in a FLEETBOX_ variable or --set nested thousands deep: no real setting is.
+        raise ConfigError(
+            "invalid configuration: a value is nested too deeply (config file, environment or --set)"
+        ) from None
+
+
+def _read_config(path: Path) -> str:
+    with path.open("rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    return raw.decode("utf-8")
+
+
+def _load_settings(
+    config_file: str | Path | None, flags: Mapping[str, Any] | None, environ: Mapping[str, str] | None
+) -> LoadedSettings:
     environ = os.environ if environ is None else environ
     path = find_config_file(config_file, environ)
     layers: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
         try:
-            file_data = tomllib.loads(path.read_text(encoding="utf-8"))
+            file_data = tomllib.loads(_read_config(path))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -596,7 +867,7 @@ def load_settings(
         settings = Settings(**merged)
     except PydanticValidationError as exc:
         raise ConfigError(_describe(exc, sources)) from None
-    return LoadedSettings(settings, sources, path)
+    return LoadedSettings(settings, sources, path, _config_origin(config_file, environ) if path else None)
 
 
 def _describe(exc: PydanticValidationError, sources: Mapping[str, str]) -> str:
@@ -607,7 +878,9 @@ def _describe(exc: PydanticValidationError, sources: Mapping[str, str]) -> str:
             (src for k, src in sources.items() if k == key or k.startswith(key + ".") or key.startswith(k + ".")),
             "default",
         )
-        lines.append(f"{key}: {error['msg']} (from {origin})")
+        lines.append(f"{key}: {error['msg'].removeprefix('Value error, ')} (from {origin})")
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
@@ -621,6 +894,17 @@ def effective_values(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
         elif value is None:
             shown = "(not set)"
         else:
-            shown = str(value)
+            shown = str(_redact_nested(value))
         rows.append((key, shown, loaded.sources.get(key, "default")))
     return rows
+
+
+def _redact_nested(value: Any) -> Any:
+    """Secrets inside lists and tables (a webhook's URL and secret) shown as ``(redacted)``."""
+    if isinstance(value, SecretStr):
+        return "(redacted)"
+    if isinstance(value, dict):
+        return {k: _redact_nested(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_nested(v) for v in value]
+    return value

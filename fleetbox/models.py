@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from types import MappingProxyType
 from typing import Any, Protocol
 
 
@@ -48,6 +49,7 @@ class JobPriority(IntEnum):
 class JobState(StrEnum):
     """Where a job is in its life."""
 
+    BLOCKED = "blocked"  #: waiting for its parents (depends_on); never claimed until released
     SCHEDULED = "scheduled"  #: waiting for its run_at
     READY = "ready"  #: due, waiting for a worker
     RUNNING = "running"  #: claimed by a worker holding a lease
@@ -55,6 +57,7 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"  #: finished
     DEAD = "dead"  #: moved to the dead-letter queue
     CLEARED = "cleared"  #: removed by an operator before it ran
+    CANCELLED = "cancelled"  #: a dependent cancelled before it ran (a parent failed, or an operator)
 
 
 class Outcome(StrEnum):
@@ -93,6 +96,10 @@ class UndecodablePayload:
         return f"(payload not shown: {self.reason}; {self.size} bytes)"
 
 
+#: ``Job.parents`` of a job without dependencies (read-only, shared)
+NO_PARENTS: Mapping[str, Any] = MappingProxyType({})
+
+
 def _row(row: RowLike, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: row[name] for name in names}
 
@@ -116,6 +123,10 @@ class Job:
     singleton_key: str | None = None
     #: set when this job retries a dead letter
     dead_letter_id: int | None = None
+    #: for a job enqueued with ``depends_on`` (or a workflow step): what each parent's handler
+    #: returned, by the parent's step name in a workflow, else by its job id as a string (null
+    #: for a parent that returned nothing, or failed under ``on_failure="ignore"``)
+    parents: Mapping[str, Any] = field(default_factory=lambda: NO_PARENTS)
 
     @classmethod
     def from_row(cls, row: RowLike) -> Job:
@@ -341,6 +352,137 @@ class Alert:
 
 
 _ALERT_FIELDS = ("id", "queue", "subject", "kind", "message", "value", "threshold", "opened_at", "resolved_at")
+
+
+class Overlap(StrEnum):
+    """What a schedule does when its previous run is still waiting or running."""
+
+    ALLOW = "allow"  #: enqueue anyway
+    SKIP = "skip"  #: skip this run (recorded)
+    QUEUE = "queue"  #: wait: the run is enqueued once the previous one has finished
+    CANCEL_PREVIOUS = "cancel_previous"  #: clear the previous run if it is still waiting, then enqueue
+
+
+class CatchUp(StrEnum):
+    """What a schedule does with the runs it missed while no appliance was running."""
+
+    NONE = "none"  #: drop them (recorded as missed)
+    LATEST = "latest"  #: run the latest of them once
+    ALL = "all"  #: run each of them, up to ``catch_up_max``
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """A cron schedule: a job enqueued on ``queue`` at every tick of ``cron`` in ``timezone``."""
+
+    name: str
+    cron: str
+    queue: str
+    data: dict[str, Any]
+    priority: int
+    timezone: str
+    enabled: bool
+    dst: str
+    catch_up: CatchUp
+    catch_up_max: int
+    overlap: Overlap
+    #: the dead-man alert: a job of this schedule must have succeeded within this many seconds
+    alert_after_seconds: float | None
+    #: "config" (from [[schedules]], applied at start and on reload) or "api"
+    source: str
+    next_run_at: dt.datetime | None
+    last_tick: dt.datetime | None
+    last_run_at: dt.datetime | None
+    last_job_id: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    updated_by: str | None
+
+    @classmethod
+    def from_row(cls, row: RowLike) -> Schedule:
+        values = _row(row, _SCHEDULE_FIELDS)
+        values["catch_up"] = CatchUp(values["catch_up"])
+        values["overlap"] = Overlap(values["overlap"])
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        """The admin API's and ``fleetbox schedule --json``'s shape."""
+        return {
+            "name": self.name,
+            "cron": self.cron,
+            "queue": self.queue,
+            "data": self.data,
+            "priority": self.priority,
+            "timezone": self.timezone,
+            "enabled": self.enabled,
+            "dst": self.dst,
+            "catchUp": self.catch_up.value,
+            "catchUpMax": self.catch_up_max,
+            "overlap": self.overlap.value,
+            "alertAfterSeconds": self.alert_after_seconds,
+            "source": self.source,
+            "nextRunAt": _iso_or_none(self.next_run_at),
+            "lastTick": _iso_or_none(self.last_tick),
+            "lastRunAt": _iso_or_none(self.last_run_at),
+            "lastJobId": self.last_job_id,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+            "updatedBy": self.updated_by,
+        }
+
+
+_SCHEDULE_FIELDS = (
+    "name",
+    "cron",
+    "queue",
+    "data",
+    "priority",
+    "timezone",
+    "enabled",
+    "dst",
+    "catch_up",
+    "catch_up_max",
+    "overlap",
+    "alert_after_seconds",
+    "source",
+    "next_run_at",
+    "last_tick",
+    "last_run_at",
+    "last_job_id",
+    "created_at",
+    "updated_at",
+    "updated_by",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleRun:
+    """What happened at one tick of a schedule."""
+
+    schedule: str
+    tick: dt.datetime
+    fired_at: dt.datetime
+    #: enqueued, skipped (the overlap policy) or missed (downtime, the catch_up policy)
+    outcome: str
+    job_id: int | None
+    worker_id: str | None
+
+    @classmethod
+    def from_row(cls, row: RowLike) -> ScheduleRun:
+        return cls(**_row(row, ("schedule", "tick", "fired_at", "outcome", "job_id", "worker_id")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tick": iso(self.tick),
+            "firedAt": iso(self.fired_at),
+            "outcome": self.outcome,
+            "jobId": self.job_id,
+            "workerId": self.worker_id,
+        }
+
+
+def _iso_or_none(value: dt.datetime | None) -> str | None:
+    return None if value is None else iso(value)
 
 
 class Clock(Protocol):

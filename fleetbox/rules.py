@@ -17,12 +17,18 @@ payload size                  1 MiB of JSON text                           appli
 payload nesting               64 levels of objects and arrays              appliance.max_payload_depth
 delay                         0 to ten years                               no
 operator names, notes, text   200 / 10,000 / 200 characters                no
+job result                    any JSON value, 1 MiB, 64 levels             no
+depends_on                    1 to 1,000 existing job ids                  no
+on_failure                    cancel, ignore or hold                       no
+workflow                      1 to 100,000 steps, names of 1-100 chars     no
 ============================  ==========================================  ======================
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
+import hashlib
 import json
 import math
 import re
@@ -49,9 +55,19 @@ MAX_DELAY_SECONDS = 10 * 365 * 86400
 MAX_ACTOR = 200
 MAX_NOTES = 10_000
 MAX_TEXT_FILTER = 200
+#: The longest payload filter of a job search (JSON text of an object the payloads must contain).
+MAX_PAYLOAD_FILTER = 2000
 MAX_ERROR_CLASS = 100
 #: The largest id PostgreSQL's bigint holds.
 MAX_ID = 2**63 - 1
+#: A handler's result (stored with the job, read by its dependents): any JSON value this large.
+MAX_RESULT_BYTES = 1_048_576
+MAX_PARENTS = 1000
+MAX_WORKFLOW_STEPS = 100_000
+#: What a parent's failure does to its dependents.
+ON_FAILURE = ("cancel", "ignore", "hold")
+#: A workflow step's name: it keys ``job.parents`` and appears in logs and URLs as it is.
+STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +155,34 @@ def parse_id(text: str, field: str) -> int:
     return int(text)
 
 
+#: An id in a URL path: 1 to 18 digits (every such number fits PostgreSQL's bigint, so no id in a
+#: path can overflow a query).
+MAX_PATH_ID_DIGITS = 18
+PATH_ID_PATTERN = rf"^[0-9]{{1,{MAX_PATH_ID_DIGITS}}}$"
+_PATH_ID = re.compile(PATH_ID_PATTERN)
+
+
+def parse_path_id(text: str, field: str) -> int:
+    """An id from a URL path: a positive integer of at most 18 digits."""
+    if not _PATH_ID.fullmatch(text) or int(text) < 1:
+        raise InvalidInput(
+            f"must be a positive integer of at most {MAX_PATH_ID_DIGITS} digits, got {text[:40]!r}", field=field
+        )
+    return int(text)
+
+
+#: Yes/no words a filter takes (``reviewed``), as the CLI and the TUI spell them too.
+YES_NO = {"true": True, "yes": True, "false": False, "no": False}
+
+
+def parse_yes_no(text: str, field: str) -> bool:
+    """``true``/``yes`` or ``false``/``no``."""
+    try:
+        return YES_NO[text]
+    except KeyError:
+        raise InvalidInput(f"must be one of {', '.join(YES_NO)}, got {text[:40]!r}", field=field) from None
+
+
 # -- payloads -------------------------------------------------------------------------------------
 
 #: json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False), built once
@@ -220,6 +264,56 @@ def encode_payload(data: object, limits: Limits, *, field: str = "data") -> Json
     if size > limits.max_payload_bytes:
         raise InvalidInput(f"is larger than the limit of {limits.max_payload_bytes} bytes of JSON text", field=field)
     return JsonText(text)
+
+
+def encode_result(value: object, *, field: str = "result") -> JsonText:
+    """A handler's result (or an operator's stand-in for one) as JSON text: any JSON value of at
+    most :data:`MAX_RESULT_BYTES`, nested at most the default payload depth."""
+    try:
+        text = _JSON.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"not JSON-serialisable: {exc}", field=field) from None
+    except RecursionError:
+        raise InvalidInput(f"is nested more than {DEFAULT_MAX_PAYLOAD_DEPTH} levels deep", field=field) from None
+    if depth_over(value, DEFAULT_MAX_PAYLOAD_DEPTH):
+        raise InvalidInput(f"is nested more than {DEFAULT_MAX_PAYLOAD_DEPTH} levels deep", field=field)
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise InvalidInput("contains a NUL character (\\u0000), which cannot be stored", field=field)
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise InvalidInput("contains a lone surrogate (invalid Unicode), which cannot be stored", field=field) from None
+    if size > MAX_RESULT_BYTES:
+        raise InvalidInput(f"is larger than the limit of {MAX_RESULT_BYTES} bytes of JSON text", field=field)
+    return JsonText(text)
+
+
+def check_parents(value: object, field: str = "depends_on") -> list[int]:
+    """Parent job ids: a non-empty list of ids, each once (duplicates are dropped), in order."""
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple | set | frozenset):
+        raise InvalidInput("must be a list of job ids", field=field)
+    ids = list(dict.fromkeys(check_id(v, f"{field}[{i}]") for i, v in enumerate(value)))
+    if not ids:
+        raise InvalidInput("must name at least one job", field=field)
+    if len(ids) > MAX_PARENTS:
+        raise InvalidInput(f"names more than {MAX_PARENTS} jobs", field=field)
+    return ids
+
+
+def check_on_failure(value: object, field: str = "on_failure") -> str:
+    """A dependency set's failure policy."""
+    if value not in ON_FAILURE:
+        raise InvalidInput(f"must be one of {', '.join(ON_FAILURE)}, got {value!r}", field=field)
+    return str(value)
+
+
+def check_step_name(value: object, field: str = "step") -> str:
+    """A workflow step's name."""
+    if not isinstance(value, str) or not STEP_NAME.fullmatch(value):
+        raise InvalidInput(
+            "a step name is 1-100 letters, digits, '_', '.', ':' or '-', starting with a letter or digit", field=field
+        )
+    return value
 
 
 def parse_json_text(text: str, limits: Limits, *, field: str = "data") -> Any:
@@ -337,3 +431,79 @@ def parse_threshold_changes(mapping: object) -> dict[str, int | float]:
 def parse_thresholds(mapping: object) -> Thresholds:
     """Thresholds from a mapping with camelCase or snake_case keys; missing keys keep the defaults."""
     return Thresholds(**parse_threshold_changes(mapping))  # type: ignore[arg-type]
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+_RETRY_AFTER_NUMBER = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:,\s*\d+\s*)?$")
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: integer or fractional seconds, or an HTTP date.
+
+    ``"5,5"`` (seen from some gateways) counts as 5. A date in the past is 0. Anything else
+    (empty, negative, garbage) is None: the caller falls back to its own backoff.
+    """
+    if value is None:
+        return None
+    match = _RETRY_AFTER_NUMBER.match(value)
+    if match:
+        seconds = float(match.group(1))
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def check_payload_filter(text: object, field: str = "data") -> JsonText:
+    """A job search's payload filter: the JSON text of an object (``{"userId": "u1"}``) that a
+    payload must contain (PostgreSQL's ``@>``), at most :data:`MAX_PAYLOAD_FILTER` characters."""
+    if not isinstance(text, str) or not 1 <= len(text) <= MAX_PAYLOAD_FILTER or not storable(text):
+        raise InvalidInput(
+            f"must be the JSON text of an object, 1 to {MAX_PAYLOAD_FILTER} characters, without NUL", field=field
+        )
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        raise InvalidInput(f"not JSON: {exc}", field=field) from None
+    except RecursionError:
+        raise InvalidInput("is nested too deeply", field=field) from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"must be a JSON object (the keys and values a payload contains), got {json_type(value)}",
+                           field=field)  # fmt: skip
+    return JsonText(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+# -- retry experiments --------------------------------------------------------------------------
+
+
+def variant_bucket(job_id: int, key: object = None) -> float:
+    """Where a job falls in its queue's retry-variant weights, in [0, 1): a hash of the payload
+    key's value when the queue names one and the job has it, else of the job's id. The worker
+    choosing a job's rules and the report counting it both use this, so they always agree."""
+    text = str(job_id) if key is None else json.dumps(key, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.blake2b(text.encode(), digest_size=8, person=b"fbvariant").digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def pick_variant(weights: Mapping[str, float], bucket: float) -> str | None:
+    """The label whose share of ``weights`` (labels in sorted order) holds ``bucket``; None when
+    there is no experiment (no weights)."""
+    total = sum(weights.values())
+    if not weights or total <= 0:
+        return None
+    upper = 0.0
+    labels = sorted(label for label, weight in weights.items() if weight > 0)
+    for label in labels:
+        upper += weights[label] / total
+        if bucket < upper:
+            return label
+    return labels[-1]  # rounding: the last share ends at 1

@@ -7,7 +7,7 @@ import sys
 
 import aiohttp
 
-from fleetbox.config import Settings
+from fleetbox.config import Settings, redact_dsn
 from fleetbox.errors import DatabaseError
 
 #: Exit codes: 0 healthy, 1 unhealthy, 3 the appliance could not be reached.
@@ -15,25 +15,47 @@ UNHEALTHY = 1
 UNREACHABLE = 3
 
 
-async def fetch_health(settings: Settings, url: str | None = None) -> tuple[int, dict[str, object]]:
-    """GET /api/queue/health; returns the HTTP status and the document."""
-    admin = settings.admin
-    base = (url or f"http://{admin.host}:{admin.port}").rstrip("/")
-    headers = {}
-    key = admin.read_key or admin.key
-    if key is not None:
-        headers["x-admin-key"] = key.get_secret_value()
+async def _get_health(
+    base: str, headers: dict[str, str], connector: aiohttp.BaseConnector | None, where: str
+) -> tuple[int, dict[str, object]]:
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), connector=connector) as session,
             session.get(f"{base}/api/queue/health", headers=headers) as response,
         ):
             body = await response.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-        raise DatabaseError(f"the appliance at {base} did not answer: {type(exc).__name__}: {exc}") from None
+        raise DatabaseError(f"the appliance at {where} did not answer: {type(exc).__name__}: {exc}") from None
     if not isinstance(body, dict):
-        raise DatabaseError(f"the appliance at {base} answered with something that is not a health document")
+        raise DatabaseError(f"the appliance at {where} answered with something that is not a health document")
     return response.status, body
+
+
+async def fetch_health(settings: Settings, url: str | None = None) -> tuple[int, dict[str, object]]:
+    """GET /api/queue/health; returns the HTTP status and the document.
+
+    Without ``url``, the appliance's control socket is asked first when it exists (it needs no
+    key and works with the HTTP port ephemeral or unknown), then ``http://<admin.host>:<admin.port>``.
+    """
+    admin = settings.admin
+    headers = {}
+    key = admin.read_key or admin.key
+    if key is not None:
+        headers["x-admin-key"] = key.get_secret_value()
+    socket_path = admin.control_socket(settings.appliance.data_dir) if url is None else None
+    failures = []
+    if socket_path is not None and socket_path.exists():
+        try:
+            return await _get_health(
+                "http://localhost", {}, aiohttp.UnixConnector(path=str(socket_path)), f"the socket {socket_path}"
+            )
+        except DatabaseError as exc:
+            failures.append(str(exc))
+    base = (url or f"http://{admin.host}:{admin.port}").rstrip("/")
+    try:
+        return await _get_health(base, headers, None, redact_dsn(base))
+    except DatabaseError as exc:
+        raise DatabaseError("; ".join([*failures, str(exc)])) from None
 
 
 def format_table(health: dict[str, object]) -> str:
@@ -59,7 +81,7 @@ async def print_status(settings: Settings, *, url: str | None, as_json: bool) ->
     try:
         status, health = await fetch_health(settings, url)
     except DatabaseError as exc:
-        print(f"fleetbox: error: {exc}", file=sys.stderr)
+        print(f"fleetbox: error: {redact_dsn(str(exc))}", file=sys.stderr)
         return UNREACHABLE
     if status in (401, 403):
         error = health.get("error")

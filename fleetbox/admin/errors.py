@@ -68,6 +68,10 @@ class NoKeyConfigured(AccessError):
     """No admin key is configured, so admin operations are refused."""
 
 
+class CsrfRefused(AccessError):
+    """A dashboard action without its CSRF token, or from another site (fleetbox.admin.dashboard)."""
+
+
 class MalformedBody(InvalidInput):
     """The request body is not valid JSON (or not UTF-8)."""
 
@@ -90,6 +94,7 @@ ERROR_TABLE: tuple[tuple[type[FleetboxError], int, str], ...] = (
     (WrongKey, 403, "invalid_key"),
     (ReadOnlyKey, 403, "read_only_key"),
     (NoKeyConfigured, 403, "admin_key_not_configured"),
+    (CsrfRefused, 403, "csrf_refused"),
     (UnknownQueue, 404, "unknown_queue"),
     (NotFound, 404, "not_found"),
     (BodyTooLarge, 413, "payload_too_large"),
@@ -159,30 +164,52 @@ def _from_http(exc: web.HTTPException, request: web.Request) -> web.Response:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: Set on a request (to its prepared response) once its connection became a WebSocket: from then
+#: on no HTTP answer may be written on it.
+UPGRADED = web.RequestKey("fleetbox_upgraded", web.StreamResponse)
+
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer every error with the JSON error body and the status from :data:`ERROR_TABLE`."""
+    """Answer every error with the JSON error body and the status from :data:`ERROR_TABLE`
+    (after a WebSocket upgrade the error is logged and the socket's own response returned)."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _from_http(exc, request)
+        return _upgraded(request, exc) or _from_http(exc, request)
     except FleetboxError as exc:
-        status, code = classify(exc)
-        if status >= 500:
-            # The driver's message may quote stored values: it goes to the log, not the client.
-            log.error("admin request failed", extra={"event": "admin_request_failed", "method": request.method,
-                                                     "path": request.path, "error": str(exc)})  # fmt: skip
-            message = {
-                "schema_not_ready": "the fleetbox schema is not ready: run `fleetbox migrate`",
-                "database_unavailable": "the database is unreachable or failed; the appliance log has the details",
-            }.get(code, "internal error; the appliance log has the details")
-            return error_response(status, code, message)
-        field = exc.field if isinstance(exc, InvalidInput) else None
-        return error_response(status, code, str(exc), field)
-    except Exception:
+        return _upgraded(request, exc) or _from_fleetbox(exc, request)
+    except Exception as exc:
         where = {"method": request.method, "path": request.path}
-        log.exception("admin request failed unexpectedly", extra={"event": "admin_internal_error", **where})
-        return error_response(500, "internal_error", "internal error; the appliance log has the details")
+        log.error("admin request failed unexpectedly", exc_info=exc, extra={"event": "admin_internal_error", **where})
+        return _upgraded(request, None) or error_response(
+            500, "internal_error", "internal error; the appliance log has the details"
+        )
+
+
+def _upgraded(request: web.Request, exc: Exception | None) -> web.StreamResponse | None:
+    """The WebSocket's response when the connection was upgraded (no HTTP answer can follow)."""
+    upgraded: web.StreamResponse | None = request.get(UPGRADED)
+    if upgraded is None:
+        return None
+    if exc is not None:
+        where = {"method": request.method, "path": request.path}
+        log.error("stream failed after the upgrade", exc_info=exc, extra={"event": "admin_internal_error", **where})
+    return upgraded
+
+
+def _from_fleetbox(exc: FleetboxError, request: web.Request) -> web.Response:
+    status, code = classify(exc)
+    if status >= 500:
+        # The driver's message may quote stored values: it goes to the log, not the client.
+        log.error("admin request failed", extra={"event": "admin_request_failed", "method": request.method,
+                                                 "path": request.path, "error": str(exc)})  # fmt: skip
+        message = {
+            "schema_not_ready": "the fleetbox schema is not ready: run `fleetbox migrate`",
+            "database_unavailable": "the database is unreachable or failed; the appliance log has the details",
+        }.get(code, "internal error; the appliance log has the details")
+        return error_response(status, code, message)
+    field = exc.field if isinstance(exc, InvalidInput) else None
+    return error_response(status, code, str(exc), field)

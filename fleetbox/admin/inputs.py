@@ -18,7 +18,7 @@ from aiohttp import web
 from fleetbox.admin.errors import BodyTooLarge, MalformedBody, UnsupportedMediaType
 from fleetbox.errors import InvalidInput
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, parse_id, storable
+from fleetbox.rules import MAX_ACTOR, parse_path_id, parse_yes_no, storable
 
 _INT = re.compile(r"-?[0-9]{1,20}")
 ACTOR_HEADER = "x-admin-actor"
@@ -53,9 +53,9 @@ def query_choice(request: web.Request, name: str, choices: Collection[str]) -> s
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:
-    """``true`` or ``false``."""
-    raw = query_choice(request, name, ("true", "false"))
-    return None if raw is None else raw == "true"
+    """``true``/``yes`` or ``false``/``no``."""
+    raw = _single(request, name)
+    return None if raw is None else parse_yes_no(raw, name)
 
 
 def query_text(request: web.Request, name: str, *, limit: int = 200) -> str | None:
@@ -69,8 +69,8 @@ def query_text(request: web.Request, name: str, *, limit: int = 200) -> str | No
 
 
 def path_id(request: web.Request, name: str) -> int:
-    """A positive 64-bit id from the path."""
-    return parse_id(request.match_info[name], name)
+    """A positive id of at most 18 digits from the path."""
+    return parse_path_id(request.match_info[name], name)
 
 
 def json_int(body: dict[str, Any], name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None:

@@ -17,19 +17,21 @@ from fleetbox.admin.inputs import ACTOR_HEADER
 from fleetbox.admin.routes import (
     ALERT_STATUSES,
     DEFAULT_LIMIT,
+    INCLUDES,
     MAX_ERROR_MINUTES,
     MAX_LIMIT,
     MAX_OFFSET,
     TIME_RANGES,
     Route,
 )
+from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, MAX_ID
+from fleetbox.rules import MAX_ACTOR, MAX_ERROR_CLASS, MAX_ID, MAX_NOTES, MAX_PATH_ID_DIGITS, MAX_PAYLOAD_FILTER, YES_NO
 from fleetbox.rules import MAX_TEXT_FILTER as MAX_TEXT
 from fleetbox.service.dead_letters import COUNT_CAP
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
-from fleetbox.service.jobs import JOB_STATUSES
+from fleetbox.service.jobs import ALIASES, JOB_STATUSES
 
 Schema = dict[str, Any]
 
@@ -62,6 +64,8 @@ NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+#: The largest id a path takes (18 digits).
+PATH_ID_MAX = 10**MAX_PATH_ID_DIGITS - 1
 ANY_OBJECT: Schema = {"type": "object"}
 
 _QUEUE_FIGURES = {
@@ -98,12 +102,21 @@ _POINT = {
     "deadLetters": INT,
 }
 
+_DATA: dict[str, Schema] = {
+    "data": {
+        "type": ["object", "null"],
+        "description": "the payload; null in a list row unless include=payload; "
+        '{"undecodable": true, "reason", "size"} when it cannot be shown',
+    },
+    "dataPreview": {"type": "string", "description": f"the first {PREVIEW_CHARS} characters of its JSON text"},
+    "dataSize": {"type": "integer", "minimum": 0, "description": "bytes of its JSON text"},
+}
 _JOB = {
     "id": ID,
     "queue": STR,
     "priority": {"type": "integer", "minimum": 1, "maximum": 10},
     "state": {"type": "string", "enum": [s.value for s in JobState]},
-    "data": ANY_OBJECT,
+    **_DATA,
     "singletonKey": _null(STR),
     "attempts": {"type": "integer", "minimum": 0},
     "maxAttempts": _null(INT),
@@ -140,7 +153,7 @@ _DEAD_LETTER = {
     "jobId": ID,
     "queue": STR,
     "priority": INT,
-    "data": ANY_OBJECT,
+    **_DATA,
     "singletonKey": _null(STR),
     "errorClass": STR,
     "error": STR,
@@ -162,6 +175,24 @@ _THRESHOLDS = {
     "maxFailureRate": {"type": "number", "minimum": 0, "maximum": 100},
     "maxProcessingTime": {"type": "number", "exclusiveMinimum": 0, "maximum": 10**12},
     "maxDeadLetterJobs": {"type": "integer", "minimum": 0, "maximum": 10**12},
+}
+
+_BULK_FILTER: dict[str, Schema] = {
+    "queue": {"type": "string", "minLength": 1, "maxLength": 63, "description": "only this original queue"},
+    "errorClass": {"type": "string", "minLength": 1, "maxLength": MAX_ERROR_CLASS},
+    "q": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_TEXT,
+        "description": "only those whose error message contains this text (any case)",
+    },
+    "reviewed": BOOL,
+    "expectedCount": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_BULK_RETRY,
+        "description": "how many open dead letters the caller expects to match (409 and no change otherwise)",
+    },
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -186,13 +217,20 @@ SCHEMAS: dict[str, Schema] = {
     },
     "QueueHealth": _obj(_QUEUE_FIGURES),
     "Health": _obj(
-        {
+        _HEALTH := {
             "healthy": BOOL,
             "queues": {"type": "object", "additionalProperties": _ref("QueueHealth")},
             "deadLetterCount": INT,
             "lastChecked": TIME,
             "reasons": {"type": "array", "items": STR, "description": "why healthy is false"},
             "database": {"type": "string", "enum": ["ok", "unreachable"]},
+            "databaseError": {
+                "type": "string",
+                "description": "only when the database is unreachable: the driver's message for keyed "
+                "readers, `database unreachable` for everyone else",
+            },
+            "ready": {"type": "boolean", "description": "what /readyz says"},
+            "draining": {"type": "boolean", "description": "the appliance is stopping and finishes its jobs"},
             "thresholds": _ref("Thresholds"),
             "windowSeconds": NUM,
             "graph": _obj(
@@ -201,6 +239,20 @@ SCHEMAS: dict[str, Schema] = {
                     "note": STR,
                 }
             ),
+        },
+        required=[k for k in _HEALTH if k != "databaseError"],
+    ),
+    "Alive": _obj({"alive": {"type": "boolean", "const": True}}),
+    "Ready": _obj(
+        {
+            "ready": BOOL,
+            "draining": BOOL,
+            "reasons": {"type": "array", "items": STR, "description": "why ready is false"},
+            "failingTasks": {
+                "type": "object",
+                "additionalProperties": _null(STR),
+                "description": "background tasks failing now: name -> last error (null without a key)",
+            },
         }
     ),
     "PeriodTotals": _obj({**_PERIOD_TOTALS, "peakBacklog": INT}, required=list(_PERIOD_TOTALS)),
@@ -266,6 +318,10 @@ SCHEMAS: dict[str, Schema] = {
         {
             **_JOB,
             "history": {"type": "array", "items": _ref("Attempt"), "description": "every recorded attempt"},
+            "deadLetterId": {
+                **_null(INT),
+                "description": "the dead letter this job became (use dl-<id> to address it), when it is dead",
+            },
             "deadLetter": {
                 "anyOf": [_ref("DeadLetter"), {"type": "null"}],
                 "description": "the job's dead letter, when it is dead",
@@ -290,12 +346,19 @@ SCHEMAS: dict[str, Schema] = {
             "nextAfter": {**_null(INT), "description": "pass as `after` for the next page; null on the last page"},
         }
     ),
+    "JobSearch": _obj(
+        {
+            "jobs": {"type": "array", "items": _ref("Job")},
+            "nextBefore": {**_null(INT), "description": "pass as `before` for the next page; null on the last page"},
+        }
+    ),
     "FailedJobs": _obj(
         {
             "queue": STR,
             "retrying": {"type": "array", "items": _ref("Job"), "description": "jobs waiting for their next attempt"},
             "deadLetters": {"type": "array", "items": _ref("DeadLetter"), "description": "open dead letters"},
             "recentFailures": {"type": "array", "items": _ref("Attempt"), "description": "latest failed attempts"},
+            "truncated": {"type": "boolean", "description": "true: the lists were cut to stay under 8 MiB"},
         }
     ),
     "DeadLetterList": _obj(
@@ -398,27 +461,52 @@ SCHEMAS: dict[str, Schema] = {
     )
     | {"examples": [{"reviewedBy": "admin@example.com", "resolutionNotes": "Fixed upstream API issue"}]},
     "RetriedDeadLetter": _obj({"deadLetterId": ID, "jobId": ID}),
-    "BulkRetryRequest": _obj(
-        {
-            "queue": {"type": "string", "minLength": 1, "maxLength": 63, "description": "only this original queue"},
-            "errorClass": {"type": "string", "minLength": 1, "maxLength": 100},
-            "q": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_TEXT,
-                "description": "only those whose error message contains this text (any case)",
-            },
-            "reviewed": BOOL,
-            "expectedCount": {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": MAX_BULK_RETRY,
-                "description": "how many open dead letters the caller expects to match",
-            },
-        },
-        required=["expectedCount"],
-    )
+    "BulkRetryRequest": _obj(_BULK_FILTER, required=["expectedCount"])
     | {"examples": [{"queue": "sync", "errorClass": "permanent", "reviewed": False, "expectedCount": 0}]},
+    "BulkReviewRequest": _obj(
+        {
+            **_BULK_FILTER,
+            "reviewedBy": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR, "pattern": r"\S"},
+            "resolutionNotes": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_NOTES},
+        },
+        required=["expectedCount", "reviewedBy"],
+    )
+    | {"examples": [{"queue": "sync", "errorClass": "permanent", "expectedCount": 0, "reviewedBy": "ana"}]},
+    "BulkDiscardRequest": _obj(_BULK_FILTER, required=["expectedCount"])
+    | {"examples": [{"queue": "sync", "errorClass": "permanent", "expectedCount": 0}]},
+    "BulkChanged": _obj(
+        {
+            "matched": {"type": "integer", "minimum": 0},
+            "changed": {"type": "array", "items": ID, "description": "the dead letters changed (their own ids)"},
+            "skipped": {"type": "array", "items": ID, "description": "matched but left as they were"},
+        }
+    ),
+    "DeadLetterGroups": _obj(
+        {
+            "groups": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "errorClass": STR,
+                        "message": STR,
+                        "count": {"type": "integer", "minimum": 1},
+                        "queues": {"type": "array", "items": STR},
+                        "lastFailedAt": TIME,
+                    }
+                ),
+            }
+        }
+    ),
+    "DeadLetterDetail": _obj(
+        {
+            **_DEAD_LETTER,
+            "operatorActions": {
+                "type": "array",
+                "items": _ref("OperatorAction"),
+                "description": "every review, retry and discard of it, oldest first (the audit log)",
+            },
+        }
+    ),
     "BulkRetried": _obj(
         {
             "matched": {"type": "integer", "minimum": 0},
@@ -451,20 +539,27 @@ JOB_ID_PATH: Schema = {
     "name": "jobId",
     "in": "path",
     "required": True,
-    "schema": ID,
+    "schema": {**ID, "maximum": PATH_ID_MAX},
     "examples": {"first": {"value": 1}},
-    "description": "a job id",
+    "description": "a job id (at most 18 digits)",
 }
 DEAD_REF_PATH: Schema = {
     "name": "jobId",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^([0-9]{1,19}|job-[0-9]{1,19})$"},
-    "examples": {"deadLetterId": {"value": "1"}, "jobId": {"value": "job-1"}},
-    "description": "the dead letter: its own id (`17`), or the id of the job it holds as `job-<id>` (`job-4711`)",
+    "schema": {"type": "string", "pattern": f"^(dl-)?[0-9]{{1,{MAX_PATH_ID_DIGITS}}}$"},
+    "examples": {"jobId": {"value": "1"}, "deadLetterId": {"value": "dl-1"}},
+    "description": "the dead letter: the id of the job it holds (`4711`, the spec's form), or its own id "
+    "as `dl-<id>` (`dl-17`)",
 }
 LIMIT: Schema = _query(
     "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}, "page size"
+)
+INCLUDE: Schema = _query(
+    "include",
+    {"type": "string", "enum": list(INCLUDES)},
+    "payload: rows carry their payloads in full (by default data is null and dataPreview/dataSize say "
+    "what it holds); a page ends before 8 MiB and its cursor continues after the last row sent",
 )
 ACTOR: Schema = {
     "name": ACTOR_HEADER,
@@ -512,20 +607,38 @@ def _body(schema_name: str) -> Schema:
 def _operations() -> dict[str, dict[str, Any]]:
     dead_filters = [
         _query("queue", {"type": "string", "minLength": 1, "maxLength": 63}, "only dead letters from this queue"),
-        _query("reviewed", BOOL, "only reviewed (true) or unreviewed (false) ones"),
+        _query(
+            "reviewed",
+            {"type": "string", "enum": list(YES_NO)},
+            "only reviewed (true, yes) or unreviewed (false, no) ones",
+        ),
         _query("status", {"type": "string", "enum": ["open", "retried", "discarded"]}, "only this status"),
         _query("errorClass", {"type": "string", "minLength": 1, "maxLength": 100}, "only this error class"),
         _query("q", {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}, "only errors with this text (any case)"),
         _query("before", ID, "the id of the last dead letter of the page before (keyset paging)"),
         LIMIT,
+        INCLUDE,
     ]
     body_errors = [400, 413, 415]
     return {
         "getHealth": {
-            "summary": "Health: per queue isRunning, backlog, failureRate (%), avgProcessingTime (ms)",
-            "description": "200 when healthy, 503 when not (a threshold is crossed or the database is "
-            "unreachable), with the same document and the reasons listed.",
-            "responses": {"200": _ok("Health", "Healthy"), "503": _ok("Health", "Unhealthy (see reasons)")},
+            "summary": "Health: per queue isRunning, backlog, failureRate (%), avgProcessingTime (ms), consumers",
+            "description": "A crossed threshold is `healthy: false` with the reasons, and still 200: the "
+            "appliance works. 503 (the same document) only when the database is unreachable or the "
+            "appliance cannot work (not ready for a reason other than draining).",
+            "responses": {
+                "200": _ok("Health", "The appliance works (healthy may still be false: see reasons)"),
+                "503": _ok("Health", "The database is unreachable or the appliance cannot work"),
+            },
+        },
+        "getLivez": {
+            "summary": "Liveness: the process answers (no key, no database)",
+            "responses": {"200": _ok("Alive", "Alive")},
+        },
+        "getReadyz": {
+            "summary": "Readiness: database reachable, schema current, no critical task failing, not draining",
+            "description": "No key. 503 with the reasons when not ready (draining included: send it no work).",
+            "responses": {"200": _ok("Ready", "Ready"), "503": _ok("Ready", "Not ready (see reasons)")},
         },
         "getStats": {
             "summary": "Current figures per queue and in total, and the last 24 hours from the snapshots",
@@ -622,6 +735,35 @@ def _operations() -> dict[str, dict[str, Any]]:
             "responses": {"200": _ok("BulkRetried", "Retried")},
             "errors": [*body_errors, 404, 409, 503],
         },
+        "listDeadLetterGroups": {
+            "summary": "Dead letters grouped by error class and message (count, queues, last failure), largest first",
+            "parameters": dead_filters[:5],
+            "responses": {"200": _ok("DeadLetterGroups", "The groups")},
+            "errors": [400, 404, 503],
+        },
+        "getDeadLetter": {
+            "summary": "One dead letter with its payload in full and every operator action on it",
+            "parameters": [DEAD_REF_PATH],
+            "responses": {"200": _ok("DeadLetterDetail", "The dead letter")},
+            "errors": [400, 404, 503],
+        },
+        "reviewDeadLetters": {
+            "summary": "Mark every open dead letter matching a filter reviewed",
+            "description": "Counted under lock: when the number of open dead letters matching differs from "
+            f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
+            "requestBody": _body("BulkReviewRequest"),
+            "responses": {"200": _ok("BulkChanged", "Reviewed")},
+            "errors": [*body_errors, 404, 409, 503],
+        },
+        "discardDeadLetters": {
+            "summary": "Discard every open dead letter matching a filter",
+            "description": "Counted under lock: when the number of open dead letters matching differs from "
+            f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
+            "parameters": [ACTOR, OPERATOR],
+            "requestBody": _body("BulkDiscardRequest"),
+            "responses": {"200": _ok("BulkChanged", "Discarded")},
+            "errors": [*body_errors, 404, 409, 503],
+        },
         "listJobs": {
             "summary": "A page of a queue's jobs",
             "description": "Without status: every job still in the queue (waiting or running). pending = "
@@ -630,14 +772,44 @@ def _operations() -> dict[str, dict[str, Any]]:
             f"`after` (the previous page's nextAfter), or with `offset` up to {MAX_OFFSET}.",
             "parameters": [
                 QUEUE_PATH,
-                _query("status", {"type": "string", "enum": list(JOB_STATUSES)}, "only jobs in this state"),
+                _query(
+                    "status",
+                    {"type": "string", "enum": list(JOB_STATUSES)},
+                    "only jobs in this state; the spec's words are aliases: "
+                    + ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items()),
+                ),
                 LIMIT,
                 _query(
                     "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "jobs to skip"
                 ),
                 _query("after", ID, "the last job id of the page before (keyset paging)"),
+                INCLUDE,
             ],
             "responses": {"200": _ok("JobList", "A page of jobs")},
+            "errors": [400, 404, 503],
+        },
+        "searchJobs": {
+            "summary": "Search jobs of every queue and state, newest first",
+            "description": "By payload containment (`data`: the JSON text of an object the payload contains, "
+            "PostgreSQL's @>) and by error text (`error`: in the latest error of a job still queued, or in any "
+            "failed attempt of a finished one). Page with `before` (the previous page's nextBefore). A search "
+            "that scans more than 3 seconds is stopped (503): narrow it with `queue`.",
+            "parameters": [
+                _query("queue", {"type": "string", "minLength": 1, "maxLength": 63}, "only this queue"),
+                _query(
+                    "data",
+                    {"type": "string", "minLength": 1, "maxLength": MAX_PAYLOAD_FILTER},
+                    "JSON object the payload contains",
+                ),
+                _query(
+                    "error",
+                    {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                    "text the error holds (case-insensitive)",
+                ),
+                _query("before", ID, "the last job id of the page before (keyset paging)"),
+                LIMIT,
+            ],
+            "responses": {"200": _ok("JobSearch", "A page of jobs")},
             "errors": [400, 404, 503],
         },
         "enqueueJob": {
@@ -675,7 +847,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "listFailed": {
             "summary": "A queue's failures: jobs waiting for a retry, open dead letters, latest failed attempts",
-            "parameters": [QUEUE_PATH, LIMIT],
+            "parameters": [QUEUE_PATH, LIMIT, INCLUDE],
             "responses": {"200": _ok("FailedJobs", "Failures")},
             "errors": [400, 404, 503],
         },
@@ -803,6 +975,8 @@ def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[s
 
 _TAGS = {
     "getHealth": "monitoring",
+    "getLivez": "monitoring",
+    "getReadyz": "monitoring",
     "getStats": "monitoring",
     "getMetrics": "monitoring",
     "listAlerts": "monitoring",
@@ -812,6 +986,7 @@ _TAGS = {
     "getPrometheusMetrics": "monitoring",
     "reloadConfig": "meta",
     "listJobs": "jobs",
+    "searchJobs": "jobs",
     "enqueueJob": "jobs",
     "getJob": "jobs",
     "listFailed": "jobs",
@@ -823,6 +998,10 @@ _TAGS = {
     "clearQueue": "queues",
     "listDeadLetters": "dead letters",
     "retryDeadLetters": "dead letters",
+    "reviewDeadLetters": "dead letters",
+    "discardDeadLetters": "dead letters",
+    "listDeadLetterGroups": "dead letters",
+    "getDeadLetter": "dead letters",
     "reviewDeadLetter": "dead letters",
     "retryDeadLetter": "dead letters",
     "discardDeadLetter": "dead letters",

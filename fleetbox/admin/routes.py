@@ -9,12 +9,13 @@ Handlers read their input through :mod:`fleetbox.admin.inputs`, act through the 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -24,16 +25,26 @@ from fleetbox.admin.auth import HEADER, Access, KeyCheck
 from fleetbox.admin.errors import UpgradeRequired
 from fleetbox.admin.stream import Sockets, Stream, serve
 from fleetbox.config import AdminSettings
-from fleetbox.errors import Conflict, InvalidInput, UnknownQueue
+from fleetbox.errors import Conflict, DatabaseError, InvalidInput, UnknownQueue
 from fleetbox.models import JobPriority
 from fleetbox.monitor import Monitor
 from fleetbox.monitor.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from fleetbox.monitor.metrics import Metrics
 from fleetbox.protocol import STREAM_PATH, GraphMode
-from fleetbox.rules import MAX_ID, MAX_TEXT_FILTER, parse_id
+from fleetbox.rules import (
+    MAX_ACTOR,
+    MAX_ERROR_CLASS,
+    MAX_ID,
+    MAX_NOTES,
+    MAX_PAYLOAD_FILTER,
+    MAX_TEXT_FILTER,
+    parse_path_id,
+)
 from fleetbox.service import Service
 from fleetbox.service.dead_letters import MAX_BULK, check_filter
 from fleetbox.service.jobs import JOB_STATUSES
+from fleetbox.store.dead_letters import DeadFilter
+from fleetbox.store.migrations import current_version, latest_version
 
 #: Page sizes of every list.
 MAX_LIMIT = 500
@@ -44,7 +55,17 @@ TIME_RANGES = ("1h", "24h", "7d")
 #: The longest look back of GET /api/queue/{queue}/errors, in minutes (a day).
 MAX_ERROR_MINUTES = 1440
 ALERT_STATUSES = ("open", "resolved")
+#: What a list may include in full (``include=payload``).
+INCLUDES = ("payload",)
+#: The most JSON one page of a list carries: it ends before this, and its cursor continues after
+#: the last row sent.
+PAGE_BYTES = 8 * 1024 * 1024
+#: How long /readyz waits for the database (without an appliance behind the API), in seconds.
+READY_TIMEOUT = 5
 THRESHOLD_FIELDS = ("maxBacklog", "maxFailureRate", "maxProcessingTime", "maxDeadLetterJobs")
+DEAD_STATUSES = ("open", "retried", "discarded")
+#: The filter of a bulk action on dead letters, and the count the caller expects to match.
+BULK_FIELDS = ("queue", "errorClass", "q", "reviewed", "expectedCount")
 ENQUEUE_FIELDS = ("data", "priority", "delay", "runAt", "singletonKey", "maxAttempts")
 #: Field names of the Python API, as the HTTP API spells them.
 _API_FIELD = {
@@ -100,8 +121,32 @@ class AdminState:
 
 STATE = web.AppKey("fleetbox_admin_state", AdminState)
 
+
+class ReadinessReport(Protocol):
+    """Whether the appliance can do its work (the appliance's ``Readiness``)."""
+
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
+    @property
+    def failing(self) -> Mapping[str, str | None]: ...
+    @property
+    def draining(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseReadiness:
+    """Readiness of an admin API that runs without an appliance: the database and its schema."""
+
+    ready: bool
+    reasons: tuple[str, ...]
+    failing: Mapping[str, str | None] = field(default_factory=dict)
+    draining: bool = False
+
+
 Reload = Callable[[], Awaitable[list[str]]]
-Readiness = Callable[[], Awaitable[Any]]
+Readiness = Callable[[], Awaitable[ReadinessReport]]
 
 
 def _state(request: web.Request) -> AdminState:
@@ -136,16 +181,88 @@ def _limit(request: web.Request) -> int:
     return value
 
 
+def _include_payload(request: web.Request) -> bool:
+    """``include=payload``: list rows carry their payloads in full (by default only a preview)."""
+    return inputs.query_choice(request, "include", INCLUDES) == "payload"
+
+
+def _fit(rows: list[dict[str, Any]], budget: int = PAGE_BYTES) -> list[dict[str, Any]]:
+    """The leading rows whose JSON fits in ``budget`` bytes (at least one, so paging moves on)."""
+    used = 0
+    for n, row in enumerate(rows):
+        used += len(_dumps(row).encode("utf-8", "surrogatepass")) + 1
+        if used > budget and n > 0:
+            return rows[:n]
+    return rows
+
+
 # -- monitoring ------------------------------------------------------------------------------
 
 
+def _keyed(request: web.Request) -> bool:
+    """Whether the caller may read more than the public sees: it came over the control socket or
+    sent a key that grants reads (a driver's message can name hosts, ports and stored values)."""
+    return inputs.via_control_socket(request) or _state(request).keys.grants(Access.READ, request.headers.get(HEADER))
+
+
+async def _readiness(state: AdminState) -> ReadinessReport:
+    if state.readiness is not None:
+        return await state.readiness()
+    # No appliance behind this API: ready when the database answers with a current schema.
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            version = await current_version(state.service.store)
+    except (DatabaseError, TimeoutError):
+        return DatabaseReadiness(False, ("database unreachable",))
+    if version < latest_version():
+        return DatabaseReadiness(False, (f"schema at version {version}, this fleetbox needs {latest_version()}",))
+    return DatabaseReadiness(True, ())
+
+
+def _cannot_work(readiness: ReadinessReport) -> bool:
+    """Not ready for a reason other than draining (a draining appliance still finishes its jobs)."""
+    return not readiness.ready and any(not r.startswith("draining") for r in readiness.reasons)
+
+
 async def get_health(request: web.Request) -> web.Response:
-    """The spec's health document: 200 when healthy, 503 when not (same shape)."""
+    """The spec's health document. A crossed threshold is ``healthy: false`` with the reasons but
+    200 (the appliance works; an orchestrator must not restart it); 503 only when the database is
+    unreachable or the appliance cannot work (not ready for a reason other than draining)."""
     state = _state(request)
     report = await state.monitor.health()
+    readiness = await _readiness(state)
     body = report.to_json()
+    extra = [r for r in readiness.reasons if r not in report.reasons]
+    if not readiness.ready:
+        body["healthy"] = False
+        body["reasons"] = [*body["reasons"], *extra]
+    body["ready"] = readiness.ready
+    body["draining"] = readiness.draining
+    if report.database_error is not None:
+        body["databaseError"] = report.database_error if _keyed(request) else "database unreachable"
     body["graph"] = {"mode": state.info.graph_mode, "note": GRAPH_NOTES[state.info.graph_mode]}
-    return reply(body, 200 if report.healthy else 503)
+    down = report.database != "ok" or _cannot_work(readiness)
+    return reply(body, 503 if down else 200)
+
+
+async def get_livez(_request: web.Request) -> web.Response:
+    """Liveness: the process's event loop answers (nothing else is asked)."""
+    return reply({"alive": True})
+
+
+async def get_readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 when the database answers with a current schema and no critical task is
+    failing; 503 (with the reasons) otherwise, draining included (send no new work to it)."""
+    readiness = await _readiness(_state(request))
+    keyed = _keyed(request)
+    body = {
+        "ready": readiness.ready,
+        "draining": readiness.draining,
+        "reasons": list(readiness.reasons),
+        # the task's last error may quote a driver message: keyed readers only
+        "failingTasks": {name: (error if keyed else None) for name, error in readiness.failing.items()},
+    }
+    return reply(body, 200 if readiness.ready else 503)
 
 
 #: what /api/queue/health says about Microsoft Graph
@@ -233,13 +350,29 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = _limit(request)
     offset = inputs.query_int(request, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
     after = inputs.query_int(request, "after", default=None, minimum=1, maximum=MAX_ID)
+    full = _include_payload(request)
     assert offset is not None
     await state.service.queues.get(queue)
     page = await state.service.jobs.page(queue, status, after=after, offset=offset, limit=limit)
+    rows = _fit([views.job(j, full=full) for j in page.jobs])
+    next_after = rows[-1]["id"] if len(rows) < len(page.jobs) else page.next_after
     return reply({
-        "queue": queue, "status": status, "limit": limit, "offset": offset,
-        "jobs": [views.job(j) for j in page.jobs], "nextAfter": page.next_after,
+        "queue": queue, "status": status, "limit": limit, "offset": offset, "jobs": rows, "nextAfter": next_after,
     })  # fmt: skip
+
+
+async def search_jobs(request: web.Request) -> web.Response:
+    """Jobs of every queue and state, newest first: by payload containment and by error text."""
+    state = _state(request)
+    queue = inputs.query_text(request, "queue", limit=63)
+    contains = inputs.query_text(request, "data", limit=MAX_PAYLOAD_FILTER)
+    error = inputs.query_text(request, "error", limit=MAX_TEXT_FILTER)
+    before = inputs.query_int(request, "before", default=None, minimum=1, maximum=MAX_ID)
+    limit = _limit(request)
+    if queue is not None:
+        await state.service.queues.get(queue)
+    page = await state.service.jobs.search(queue=queue, contains=contains, error=error, before=before, limit=limit)
+    return reply({"jobs": [views.job(j) for j in page.jobs], "nextBefore": page.next_before})
 
 
 def _run_at(value: object) -> dt.datetime | None:
@@ -284,6 +417,7 @@ async def get_job(request: web.Request) -> web.Response:
     detail = await _state(request).service.jobs.detail(job_id)
     body = views.job(detail.job)
     body["history"] = [views.attempt(a) for a in detail.job.history]
+    body["deadLetterId"] = detail.dead_letter.id if detail.dead_letter is not None else None
     body["deadLetter"] = views.dead_letter(detail.dead_letter) if detail.dead_letter is not None else None
     body["operatorActions"] = [views.audit_entry(entry) for entry in detail.trail]
     return reply(body)
@@ -305,13 +439,17 @@ async def list_failed(request: web.Request) -> web.Response:
     state = _state(request)
     queue = request.match_info["queue"]
     limit = _limit(request)
+    full = _include_payload(request)
     await state.service.queues.get(queue)
     failures = await state.service.jobs.failures(queue, limit)
+    retrying = _fit([views.job(j, full=full) for j in failures.retrying], PAGE_BYTES // 2)
+    dead = _fit([views.dead_letter(d, full=full) for d in failures.dead_letters], PAGE_BYTES // 2)
     return reply({
         "queue": queue,
-        "retrying": [views.job(j) for j in failures.retrying],
-        "deadLetters": [views.dead_letter(d) for d in failures.dead_letters],
+        "retrying": retrying,
+        "deadLetters": dead,
         "recentFailures": [views.attempt(a) for a in failures.attempts],
+        "truncated": len(retrying) < len(failures.retrying) or len(dead) < len(failures.dead_letters),
     })  # fmt: skip
 
 
@@ -359,31 +497,79 @@ async def clear_queue(request: web.Request) -> web.Response:
 # -- dead letters ----------------------------------------------------------------------------
 
 
+def _dead_filter_of_query(request: web.Request) -> DeadFilter:
+    """The dead-letter filter of a list or grouping: queue, reviewed, status, errorClass, q."""
+    return check_filter(
+        queue=inputs.query_text(request, "queue", limit=63),
+        reviewed=inputs.query_bool(request, "reviewed"),
+        status=inputs.query_choice(request, "status", DEAD_STATUSES),
+        error_class=inputs.query_text(request, "errorClass", limit=MAX_ERROR_CLASS),
+        text=inputs.query_text(request, "q", limit=MAX_TEXT_FILTER),
+    )
+
+
+async def _dead_filter_of_body(state: AdminState, body: dict[str, Any]) -> DeadFilter:
+    """The dead-letter filter of a bulk action's body (an unknown queue: 404)."""
+    queue = inputs.json_text(body, "queue", limit=63)
+    if queue is not None:
+        await state.service.queues.get(queue)
+    return check_filter(
+        queue=queue,
+        reviewed=inputs.json_bool(body, "reviewed"),
+        error_class=inputs.json_text(body, "errorClass", limit=MAX_ERROR_CLASS),
+        text=inputs.json_text(body, "q", limit=MAX_TEXT_FILTER),
+    )
+
+
+def _expected(body: dict[str, Any]) -> int:
+    expected = inputs.json_int(body, "expectedCount", minimum=0, maximum=MAX_BULK, required=True)
+    assert expected is not None
+    return expected
+
+
 async def list_dead_letters(request: web.Request) -> web.Response:
     """Dead letters newest first, with filters and keyset paging (``before``)."""
     state = _state(request)
-    queue = inputs.query_text(request, "queue", limit=63)
-    reviewed = inputs.query_bool(request, "reviewed")
-    status = inputs.query_choice(request, "status", ("open", "retried", "discarded"))
-    error_class = inputs.query_text(request, "errorClass", limit=100)
-    text = inputs.query_text(request, "q", limit=MAX_TEXT_FILTER)
+    where = _dead_filter_of_query(request)
     before = inputs.query_int(request, "before", default=None, minimum=1, maximum=MAX_ID)
     limit = _limit(request)
-    if queue is not None:
-        await state.service.queues.get(queue)
-    where = check_filter(queue=queue, reviewed=reviewed, status=status, error_class=error_class, text=text)
+    full = _include_payload(request)
+    if where.queue is not None:
+        await state.service.queues.get(where.queue)
     page = await state.service.dead_letters.list(where, before=before, limit=limit)
+    rows = _fit([views.dead_letter(d, full=full) for d in page.letters])
+    next_before = rows[-1]["id"] if len(rows) < len(page.letters) else page.next_before
     return reply({
-        "deadLetters": [views.dead_letter(d) for d in page.letters], "nextBefore": page.next_before,
-        "total": page.total, "totalCapped": page.total_capped,
+        "deadLetters": rows, "nextBefore": next_before, "total": page.total, "totalCapped": page.total_capped,
     })  # fmt: skip
 
 
+#: A dead letter named in a path by its own id: ``dl-17`` (a bare number is always a job id).
+DEAD_LETTER_REF = "dl-"
+#: What the dead-letter detail route matches (the id itself is checked by the handler).
+DEAD_REF_ROUTE = r"(?:dl-)?[0-9]+"
+
+
 async def _dead_letter_id(state: AdminState, ref: str) -> int:
-    """The dead letter named in a path: its own id (``17``) or its job's id (``job-4711``)."""
+    """The dead letter named in a path: by its job's id (``4711``, the spec's form) or by its own
+    id (``dl-17``). Dead-letter ids and job ids come from different sequences, so the two forms
+    never share a spelling and no path is ambiguous."""
+    if ref.startswith(DEAD_LETTER_REF):
+        return parse_path_id(ref.removeprefix(DEAD_LETTER_REF), "jobId")
     if ref.startswith("job-"):
-        return await state.service.dead_letters.of_job(parse_id(ref[4:], "jobId"))
-    return parse_id(ref, "jobId")
+        raise InvalidInput(
+            f"{ref[:40]!r}: the path takes the job id itself (4711), or dl-<id> for a dead letter's own id",
+            field="jobId",
+        )
+    return await state.service.dead_letters.of_job(parse_path_id(ref, "jobId"))
+
+
+def _reviewer(body: dict[str, Any]) -> str:
+    who = inputs.json_text(body, "reviewedBy", limit=MAX_ACTOR, required=True)
+    assert who is not None
+    if not who.strip():
+        raise InvalidInput("must not be blank", field="reviewedBy")
+    return who
 
 
 async def review_dead_letter(request: web.Request) -> web.Response:
@@ -392,11 +578,8 @@ async def review_dead_letter(request: web.Request) -> web.Response:
     dead_id = await _dead_letter_id(state, request.match_info["jobId"])
     body = await inputs.json_body(request)
     inputs.reject_unknown(body, ("reviewedBy", "resolutionNotes"))
-    who = inputs.json_text(body, "reviewedBy", limit=200, required=True)
-    notes = inputs.json_text(body, "resolutionNotes", limit=10_000)
-    assert who is not None
-    if not who.strip():
-        raise InvalidInput("must not be blank", field="reviewedBy")
+    who = _reviewer(body)
+    notes = inputs.json_text(body, "resolutionNotes", limit=MAX_NOTES)
     letter = await state.service.dead_letters.review(dead_id, reviewed_by=who, resolution_notes=notes)
     return reply(views.dead_letter(letter))
 
@@ -418,27 +601,64 @@ async def discard_dead_letter(request: web.Request) -> web.Response:
     return reply(views.dead_letter(await state.service.dead_letters.discard(dead_id, actor=who)))
 
 
+async def get_dead_letter(request: web.Request) -> web.Response:
+    """One dead letter with its payload in full and every operator action on it."""
+    state = _state(request)
+    dead_id = await _dead_letter_id(state, request.match_info["jobId"])
+    letter = await state.service.dead_letters.get(dead_id)
+    body = views.dead_letter(letter)
+    body["operatorActions"] = [views.audit_entry(e) for e in await state.service.dead_letters.trail(dead_id)]
+    return reply(body)
+
+
+async def dead_letter_groups(request: web.Request) -> web.Response:
+    """The dead letters matching a filter grouped by error class and message, largest first."""
+    state = _state(request)
+    where = _dead_filter_of_query(request)
+    if where.queue is not None:
+        await state.service.queues.get(where.queue)
+    groups = await state.service.dead_letters.groups(where)
+    return reply({"groups": [views.dead_group(g) for g in groups]})
+
+
 async def retry_dead_letters(request: web.Request) -> web.Response:
     """Retry every open dead letter matching a filter, if exactly ``expectedCount`` match (else 409)."""
     state = _state(request)
     who = inputs.actor(request)
     body = await inputs.json_body(request)
-    inputs.reject_unknown(body, ("queue", "errorClass", "q", "reviewed", "expectedCount"))
-    queue = inputs.json_text(body, "queue", limit=63)
-    error_class = inputs.json_text(body, "errorClass", limit=100)
-    text = inputs.json_text(body, "q", limit=MAX_TEXT_FILTER)
-    reviewed = inputs.json_bool(body, "reviewed")
-    expected = inputs.json_int(body, "expectedCount", minimum=0, maximum=MAX_BULK, required=True)
-    assert expected is not None
-    if queue is not None:
-        await state.service.queues.get(queue)
-    where = check_filter(queue=queue, reviewed=reviewed, error_class=error_class, text=text)
-    result = await state.service.dead_letters.retry_matching(where, expected=expected, actor=who)
+    inputs.reject_unknown(body, BULK_FIELDS)
+    where = await _dead_filter_of_body(state, body)
+    result = await state.service.dead_letters.retry_matching(where, expected=_expected(body), actor=who)
     return reply({
         "matched": result.matched,
         "retried": [{"deadLetterId": d, "jobId": j} for d, j in result.retried],
         "skipped": result.skipped,
     })  # fmt: skip
+
+
+async def review_dead_letters(request: web.Request) -> web.Response:
+    """Mark every open dead letter matching a filter reviewed, if exactly ``expectedCount`` match."""
+    state = _state(request)
+    body = await inputs.json_body(request)
+    inputs.reject_unknown(body, (*BULK_FIELDS, "reviewedBy", "resolutionNotes"))
+    who = _reviewer(body)
+    notes = inputs.json_text(body, "resolutionNotes", limit=MAX_NOTES)
+    where = await _dead_filter_of_body(state, body)
+    result = await state.service.dead_letters.review_matching(
+        where, expected=_expected(body), reviewed_by=who, resolution_notes=notes
+    )
+    return reply({"matched": result.matched, "changed": result.changed, "skipped": result.skipped})
+
+
+async def discard_dead_letters(request: web.Request) -> web.Response:
+    """Discard every open dead letter matching a filter, if exactly ``expectedCount`` match."""
+    state = _state(request)
+    who = inputs.actor(request)
+    body = await inputs.json_body(request)
+    inputs.reject_unknown(body, BULK_FIELDS)
+    where = await _dead_filter_of_body(state, body)
+    result = await state.service.dead_letters.discard_matching(where, expected=_expected(body), actor=who)
+    return reply({"matched": result.matched, "changed": result.changed, "skipped": result.skipped})
 
 
 # -- the route table -------------------------------------------------------------------------
@@ -455,6 +675,8 @@ class Route:
     handler: Handler
     access: Access
     operation_id: str
+    #: the path as aiohttp matches it, when narrower than ``path`` (a pattern for a placeholder)
+    match: str | None = None
 
 
 def route_table(settings: AdminSettings) -> list[Route]:
@@ -473,7 +695,10 @@ def route_table(settings: AdminSettings) -> list[Route]:
         Route("GET", STREAM_PATH, stream_socket, Access.READ, "streamQueues"),
         Route("POST", f"{q}/config/reload", reload_config, Access.ADMIN, "reloadConfig"),
         Route("GET", f"{q}/dead-letter", list_dead_letters, Access.READ, "listDeadLetters"),
+        Route("GET", f"{q}/dead-letter/groups", dead_letter_groups, Access.READ, "listDeadLetterGroups"),
         Route("POST", f"{q}/dead-letter/retry", retry_dead_letters, Access.ADMIN, "retryDeadLetters"),
+        Route("POST", f"{q}/dead-letter/review", review_dead_letters, Access.ADMIN, "reviewDeadLetters"),
+        Route("POST", f"{q}/dead-letter/discard", discard_dead_letters, Access.ADMIN, "discardDeadLetters"),
         Route("GET", f"{q}/{{queue}}/jobs", list_jobs, Access.READ, "listJobs"),
         Route("POST", f"{q}/{{queue}}/jobs", enqueue_job, Access.ADMIN, "enqueueJob"),
         Route("GET", f"{q}/{{queue}}/failed", list_failed, Access.READ, "listFailed"),
@@ -486,5 +711,17 @@ def route_table(settings: AdminSettings) -> list[Route]:
         Route("POST", f"{q}/dead-letter/{{jobId}}/retry", retry_dead_letter, Access.ADMIN, "retryDeadLetter"),
         Route("POST", f"{q}/dead-letter/{{jobId}}/discard", discard_dead_letter, Access.ADMIN, "discardDeadLetter"),
         Route("GET", f"{q}/jobs/{{jobId}}", get_job, Access.READ, "getJob"),
+        # Only ids match here, so GET on a bulk path (/dead-letter/retry) is 405, not a bad id.
+        Route(
+            "GET",
+            f"{q}/dead-letter/{{jobId}}",
+            get_dead_letter,
+            Access.READ,
+            "getDeadLetter",
+            match=f"{q}/dead-letter/{{jobId:{DEAD_REF_ROUTE}}}",
+        ),
+        Route("GET", f"{q}/jobs", search_jobs, Access.READ, "searchJobs"),
         Route("GET", "/metrics", get_prometheus, health, "getPrometheusMetrics"),
+        Route("GET", "/livez", get_livez, Access.PUBLIC, "getLivez"),
+        Route("GET", "/readyz", get_readyz, Access.PUBLIC, "getReadyz"),
     ]

@@ -25,7 +25,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from fleetbox.admin.auth import HEADER, KeyCheck
+from fleetbox.admin import dashboard
+from fleetbox.admin.auth import KeyCheck
 from fleetbox.admin.errors import error_middleware
 from fleetbox.admin.inputs import via_control_socket
 from fleetbox.admin.openapi import build_openapi
@@ -76,7 +77,7 @@ def _guarded(route: Route, keys: KeyCheck) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         # On the control socket the file permissions already decided who may connect.
         if not via_control_socket(request):
-            keys.check(route.access, request.headers.get(HEADER))
+            dashboard.guard(request, route.access, keys)
         return await route.handler(request)
 
     handle.__name__ = route.handler.__name__
@@ -123,7 +124,8 @@ def build_app(
         readiness=readiness,
     )
     for route in routes:
-        app.router.add_route(route.method, route.path, _guarded(route, keys), name=route.operation_id)
+        app.router.add_route(route.method, route.match or route.path, _guarded(route, keys), name=route.operation_id)
+    dashboard.install(app, settings.admin, keys)
 
     async def run_stream(_app: web.Application) -> AsyncIterator[None]:
         assert stream is not None
@@ -306,8 +308,10 @@ class AdminServer:
             raise
         self._runner = runner
         where = str(self.socket_path) if self.socket_path else None
-        log.info("admin API listening",
-                 extra={"event": "admin_listening", "host": self.host, "port": self.port, "socket": where})  # fmt: skip
+        dashboard_url = f"{self.url}/ui/"
+        log.info("admin API listening; the dashboard is at %s", dashboard_url,
+                 extra={"event": "admin_listening", "host": self.host, "port": self.port, "socket": where,
+                        "dashboard": dashboard_url})  # fmt: skip
 
     async def _cleanup(self, runner: web.AppRunner) -> None:
         await runner.cleanup()

@@ -36,6 +36,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from fleetbox.admin.errors import UPGRADED
 from fleetbox.errors import DatabaseError, FleetboxError
 from fleetbox.models import Clock, QueueInfo, Tier
 from fleetbox.protocol import (
@@ -88,6 +89,8 @@ HEARTBEAT_SECONDS = 10.0
 CLOSE_SECONDS = 1.0
 #: The largest message a client may send (a subscribe is a few dozen bytes).
 MAX_CLIENT_MESSAGE = 4096
+#: The close reason for a message nested deeper than the decoder's stack (close code 1007).
+TOO_DEEP = b"message nested too deeply: send one flat JSON object per text frame"
 
 
 class _HasId(Protocol):
@@ -597,6 +600,8 @@ async def serve(request: web.Request, stream: Stream, sockets: Sockets, info: Ap
     reading subscribe messages. Returns when either side closes."""
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_CLIENT_MESSAGE)
     await ws.prepare(request)
+    # From here on the connection speaks WebSocket: the error middleware must not answer in HTTP.
+    request[UPGRADED] = ws
     sockets.add(ws, request)
     sub = stream.subscribe()
     writer: asyncio.Task[None] | None = None
@@ -606,13 +611,23 @@ async def serve(request: web.Request, stream: Stream, sockets: Sockets, info: Ap
         writer = asyncio.get_running_loop().create_task(_write(ws, sub, stream), name="fleetbox.admin.stream.writer")
         async for message in ws:
             if message.type is WSMsgType.TEXT:
-                error = handle_message(stream, sub, message.data)
+                try:
+                    error = handle_message(stream, sub, message.data)
+                except RecursionError:
+                    await ws.close(code=WSCloseCode.INVALID_TEXT, message=TOO_DEEP)
+                    break
             else:
                 error = _client_error("body", "send text frames holding JSON")
             if error is not None:
                 sub.offer(error)
     except (ConnectionError, DatabaseError):
         pass  # the client went away, or the first sample failed: nothing to tell anyone
+    except Exception:
+        log.exception("stream failed unexpectedly", extra={"event": "admin_stream_error"})
+        with contextlib.suppress(ConnectionError):
+            await ws.close(
+                code=WSCloseCode.INTERNAL_ERROR, message=b"internal error; the appliance log has the details"
+            )
     finally:
         stream.unsubscribe(sub)
         sockets.discard(ws)

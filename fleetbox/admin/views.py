@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from fleetbox import rules
 from fleetbox.models import Attempt, DeadLetter, JobInfo, QueueInfo, Tier, UndecodablePayload, iso
 from fleetbox.store.audit import AuditEntry
+from fleetbox.store.dead_letters import ErrorGroupRow
 from fleetbox.store.jobs import ErrorGroup
 
 
@@ -16,21 +20,63 @@ def when(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def payload(data: object) -> object:
-    """A stored payload as JSON: one that cannot be decoded is described, never sent."""
+#: How much of a payload's JSON text a list row shows (``dataPreview``).
+PREVIEW_CHARS = 200
+#: The deepest payload an answer carries: the most ``appliance.max_payload_depth`` allows. Deeper
+#: ones got in around fleetbox (by SQL); encoding them could exhaust the stack, so they are
+#: described instead.
+RENDER_DEPTH = 512
+_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A stored payload made ready for an answer: never raises, whatever was stored."""
+
+    #: the payload, or ``{"undecodable": true, "reason", "size"}`` when it cannot be shown
+    value: object
+    #: the first PREVIEW_CHARS characters of its JSON text (a description when it cannot be shown)
+    preview: str
+    #: bytes of its JSON text
+    size: int
+
+
+def _undecodable(reason: str, size: int) -> Payload:
+    return Payload({"undecodable": True, "reason": reason, "size": size}, f"(payload not shown: {reason})", size)
+
+
+def payload(data: object) -> Payload:
+    """A stored payload as JSON: one that cannot be decoded or is nested too deeply is described,
+    never sent."""
     if isinstance(data, UndecodablePayload):
-        return {"undecodable": True, "reason": data.reason, "size": data.size}
-    return data
+        return _undecodable(data.reason, data.size)
+    try:
+        text = _TEXT.encode(data)
+    except RecursionError:
+        return _undecodable("nested too deeply to show", 0)
+    except (TypeError, ValueError) as exc:
+        return _undecodable(f"not JSON: {exc}"[:200], 0)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    # Fewer brackets than the limit cannot nest deeper than it: the walk runs only when it might.
+    if text.count("{") + text.count("[") > RENDER_DEPTH and rules.depth_over(data, RENDER_DEPTH):
+        return _undecodable(f"nested more than {RENDER_DEPTH} levels deep", size)
+    return Payload(data, text[:PREVIEW_CHARS], size)
 
 
-def job(info: JobInfo) -> dict[str, Any]:
-    """A job in a list."""
+def _data(data: object, full: bool) -> dict[str, Any]:
+    shown = payload(data)
+    return {"data": shown.value if full else None, "dataPreview": shown.preview, "dataSize": shown.size}
+
+
+def job(info: JobInfo, *, full: bool = True) -> dict[str, Any]:
+    """A job; ``full=False`` (a list row without ``include=payload``): ``data`` is null, the preview
+    and size say what it holds."""
     return {
         "id": info.id,
         "queue": info.queue,
         "priority": info.priority,
         "state": info.state.value,
-        "data": payload(info.data),
+        **_data(info.data, full),
         "singletonKey": info.singleton_key,
         "attempts": info.attempts,
         "maxAttempts": info.max_attempts,
@@ -71,19 +117,21 @@ def _history_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def dead_letter(d: DeadLetter) -> dict[str, Any]:
-    """A dead letter with its payload and the copy of its attempt history."""
+def dead_letter(d: DeadLetter, *, full: bool = True) -> dict[str, Any]:
+    """A dead letter with its payload (``full=False``: only its preview and size) and the copy of
+    its attempt history."""
+    history = d.history if isinstance(d.history, list | tuple) else ()
     return {
         "id": d.id,
         "jobId": d.job_id,
         "queue": d.queue,
         "priority": d.priority,
-        "data": payload(d.data),
+        **_data(d.data, full),
         "singletonKey": d.singleton_key,
         "errorClass": d.error_class,
         "error": d.error,
         "attempts": d.attempts,
-        "history": [_history_entry(h) for h in d.history],
+        "history": [_history_entry(h) for h in history if isinstance(h, Mapping)],
         "jobCreatedAt": when(d.job_created_at),
         "failedAt": when(d.failed_at),
         "status": d.status.value,
@@ -117,3 +165,9 @@ def error_group(group: ErrorGroup) -> dict[str, Any]:
     """A queue's failed attempts of one error class."""
     return {"errorClass": group.error_class, "count": group.count, "lastAt": iso(group.last_at),
             "lastMessage": group.last_message}  # fmt: skip
+
+
+def dead_group(group: ErrorGroupRow) -> dict[str, Any]:
+    """Dead letters that failed the same way: error class and message, how many, which queues."""
+    return {"errorClass": group.error_class, "message": group.message, "count": group.count,
+            "queues": list(group.queues), "lastFailedAt": when(group.last_failed_at)}  # fmt: skip

@@ -6,13 +6,18 @@ response and on every error. Failures become :mod:`fleetbox.errors` classes:
 =========================================== ===============================================
 Graph's answer                              raised
 =========================================== ===============================================
-429, 503, 504                               RateLimitError(retry_after=Retry-After or None);
-                                            the resource's limiter is paused meanwhile
-... with Retry-After over the configured    TransientError
+429                                         RateLimitError(retry_after=Retry-After or None:
+                                            then 2, 4, 8 ... s); the resource (for Outlook:
+                                            the mailbox) is paused meanwhile
+503, 504 with Retry-After                   NetworkError(retry_after=Retry-After); the
+                                            resource is paused for it
+503, 504 without Retry-After                NetworkError: 1, 2, 4, 8, 16 s
+... with Retry-After over the configured    TransientError (not waited for)
 maximum
 other 5xx, 408, connection error, timeout   TransientError / NetworkError
-401 InvalidAuthenticationToken              the token is dropped and the request sent once
-                                            more; a second 401 is AuthenticationError
+401 InvalidAuthenticationToken              AuthenticationError; the token is dropped first,
+                                            so the one retry the policy grants goes with a
+                                            fresh token (one refresh, one retry)
 401 with another code (app-only message     PermanentError (a missing permission, not an
 post: "only for import purposes")           expired token)
 410, syncStateNotFound, resyncRequired      SyncStateLost
@@ -27,12 +32,9 @@ only to pre-authenticated download URLs.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import io
 import json as jsonlib
 import logging
-import math
-import re
 import ssl
 import uuid
 from collections.abc import Mapping
@@ -57,11 +59,12 @@ from fleetbox.errors import (
 )
 from fleetbox.graph.ratelimit import Limiters
 from fleetbox.graph.tokens import TokenKind, Tokens
+from fleetbox.rules import parse_retry_after
 
 log = logging.getLogger("fleetbox.graph.client")
 
-#: how long a resource pauses after a 429/503/504 that gave no Retry-After (the retry policy's
-#: first rate-limited backoff is the same)
+#: how long a resource pauses after a 429 that gave no Retry-After (the retry policy's first
+#: rate-limited backoff is the same)
 DEFAULT_THROTTLE_PAUSE_S = 2.0
 MAX_REDIRECTS = 10
 #: Graph's error message is kept up to this length in fleetbox's error text
@@ -69,28 +72,6 @@ MAX_MESSAGE = 500
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _THROTTLED = frozenset({429, 503, 504})
 _SYNC_LOST = ("syncStateNotFound", "resyncRequired")
-_NUMBER = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:,\s*\d+\s*)?$")
-
-
-def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: integer or fractional seconds, or an HTTP date.
-
-    ``"5,5"`` (seen from some gateways) counts as 5. A date in the past is 0. Anything else
-    (empty, negative, garbage) is None: the caller falls back to its own backoff.
-    """
-    if value is None:
-        return None
-    match = _NUMBER.match(value)
-    if match:
-        seconds = float(match.group(1))
-        return seconds if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is always GMT
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
 
 
 def error_detail(
@@ -153,8 +134,12 @@ def classify(
         retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
         if retry_after is not None and retry_after > max_retry_after:
             error = TransientError(f"{text}; Retry-After {retry_after:g} s is over the {max_retry_after:g} s maximum")
-        else:
+        elif status == 429:
             error = RateLimitError(text, retry_after=retry_after)
+        else:
+            # 503/504: the service (not this client) is in trouble. A network error: 1, 2, 4 ... s,
+            # or when Graph says, its Retry-After.
+            error = NetworkError(text, retry_after=retry_after)
     elif status == 401:
         # An expired or unreadable token says InvalidAuthenticationToken (or nothing parseable);
         # any other code is a missing permission, such as app-only message posts.
@@ -290,36 +275,37 @@ class GraphClient:
         base_headers = CIMultiDict(headers or {})
         if json is not None:
             base_headers.setdefault("Content-Type", "application/json")
-        retried = False
-        while True:
-            send = CIMultiDict(base_headers)
-            client_request_id = str(uuid.uuid4())
-            send["client-request-id"] = client_request_id
-            if token is not None:
-                send["Authorization"] = f"Bearer {await self._tokens.token(token)}"
-            async with self._limiters.acquire(resource, key):
-                status, got, content = await self._send(
-                    method, target, body=body, headers=send, params=params, follow=allow_redirects
-                )
-            request_id = _header(got, "request-id")
-            if status < 400:
-                return GraphResponse(status, got, content, request_id, client_request_id)
-            detail = error_detail(status, got, content, client_request_id=client_request_id)
-            error = classify(
-                detail, got, what=f"{method} {redacted_path(target)}",
-                max_retry_after=self._limiters.settings.max_retry_after_seconds,
-            )  # fmt: skip
-            if isinstance(error, AuthenticationError) and token is not None and not retried:
-                # The token expired or was revoked early: drop it and try once with a new one.
-                retried = True
-                self._log(method, target, detail, "graph_token_rejected", logging.INFO)
-                await self._tokens.invalidate(token)
-                continue
-            if status in _THROTTLED:
-                wait = error.retry_after if isinstance(error, RateLimitError) else None
-                self._limiters.pause(resource, key, wait if wait is not None else DEFAULT_THROTTLE_PAUSE_S)
-            self._log(method, target, detail, "graph_request_failed", logging.WARNING)
+        send = CIMultiDict(base_headers)
+        client_request_id = str(uuid.uuid4())
+        send["client-request-id"] = client_request_id
+        if token is not None:
+            send["Authorization"] = f"Bearer {await self._tokens.token(token)}"
+        async with self._limiters.acquire(resource, key):
+            status, got, content = await self._send(
+                method, target, body=body, headers=send, params=params, follow=allow_redirects
+            )
+        request_id = _header(got, "request-id")
+        if status < 400:
+            return GraphResponse(status, got, content, request_id, client_request_id)
+        detail = error_detail(status, got, content, client_request_id=client_request_id)
+        error = classify(
+            detail, got, what=f"{method} {redacted_path(target)}",
+            max_retry_after=self._limiters.settings.max_retry_after_seconds,
+        )  # fmt: skip
+        if isinstance(error, AuthenticationError) and token is not None:
+            # The token expired or was revoked early: drop it, so the one retry the retry policy
+            # grants an authentication error fetches a new one (the spec: one refresh, one retry;
+            # a second 401 dead-letters the job with Graph's code and message).
+            self._log(method, target, detail, "graph_token_rejected", logging.INFO)
+            await self._tokens.invalidate(token)
             raise error
+        if status == 429:
+            wait = error.retry_after if isinstance(error, RateLimitError) else None
+            self._limiters.pause(resource, key, wait if wait is not None else DEFAULT_THROTTLE_PAUSE_S)
+        elif status in _THROTTLED and error.retry_after is not None:
+            self._limiters.pause(resource, key, error.retry_after)
+        self._log(method, target, detail, "graph_request_failed", logging.WARNING)
+        raise error
 
     async def _send(
         self,

@@ -132,7 +132,7 @@ class GraphRuntime:
                 "Microsoft Graph is simulated: the Graph queues run against the built-in simulator and nothing "
                 "leaves this machine", extra={"event": "graph_simulated", "base_url": graph.base_url},
             )  # fmt: skip
-        tokens = self.tokens = Tokens(graph, cache_path=cache_path)
+        tokens = self.tokens = Tokens(graph, cache_path=cache_path, clock=lambda: self.clock.now().timestamp())
         await tokens.start()
         if self.simulator is not None and tokens.delegated_account() is None:
             # The simulator approves its own device codes: the Teams service account signs in here.
@@ -165,6 +165,13 @@ class GraphRuntime:
     async def _maintain(self) -> object:
         assert self.subscriptions is not None
         return await self.subscriptions.maintain()
+
+    def failing(self) -> dict[str, str | None]:
+        """Graph's part of the appliance's failing tasks: token kinds Entra is failing to issue
+        (``graph-tokens-app``, ``graph-tokens-delegated``; a ``task_failing`` alert after a minute)."""
+        if self.tokens is None:
+            return {}
+        return {f"graph-tokens-{o.kind.value}": o.error for o in self.tokens.failing()}
 
     def limiter_states(self) -> dict[str, protocol.LimiterState]:
         """Per Graph queue, the state of the limiter of the resource it calls (the live stream's)."""

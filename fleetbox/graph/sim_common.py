@@ -112,9 +112,13 @@ class OAuthError(Exception):
 class RecordedRequest:
     """One request the simulator received.
 
-    ``at`` is ``time.monotonic()`` on arrival; ``status`` is the status answered (0 while the request
-    is still in flight, and for a connection the simulator dropped on purpose). Header names are
-    lower case.
+    ``at`` is ``time.monotonic()`` on arrival; ``status`` is the status the simulator decided, and so
+    what it did (0 while the request is still in flight, for a connection the simulator dropped on
+    purpose, and for a body the client never finished sending). ``delivered`` is False when the
+    client had gone before the answer could be written: like Graph, the simulator still did what the
+    answer says (an upload fragment that arrived whole is stored though its client died waiting), and
+    a client learns of it only by asking (an upload session's ``nextExpectedRanges``). Header names
+    are lower case.
     """
 
     method: str
@@ -124,6 +128,7 @@ class RecordedRequest:
     body: bytes
     at: float
     status: int
+    delivered: bool = True
 
     @property
     def route(self) -> str:
@@ -261,6 +266,8 @@ class TokenInfo:
     subject: str
     expires_at: float
     scopes: tuple[str, ...]
+    #: the ``aud`` claim: the resource the token was asked for (Graph accepts only its own)
+    audience: str = "https://graph.microsoft.com"
 
 
 @dataclass(frozen=True)

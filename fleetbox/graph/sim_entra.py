@@ -164,10 +164,22 @@ def _assertion_ok(sim: GraphSimulator, assertion: str) -> bool:
     )
 
 
+def audience_of(scopes: tuple[str, ...]) -> str:
+    """The resource a token is for: the part of the first URL scope before its permission
+    (``https://graph.microsoft.com/.default`` -> ``https://graph.microsoft.com``); bare
+    permission names (``ChatMessage.Send``) mean Microsoft Graph, as Entra reads them."""
+    for scope in scopes:
+        if "://" in scope or scope.startswith("api:"):
+            resource, _, _permission = scope.rpartition("/")
+            return resource
+    return GRAPH_RESOURCE
+
+
 def _access_token(sim: GraphSimulator, kind: TokenKind, subject: str, scopes: tuple[str, ...]) -> str:
     now = int(time.time())
+    audience = audience_of(scopes)
     claims: dict[str, Any] = {
-        "aud": GRAPH_RESOURCE,
+        "aud": audience,
         "iss": f"{sim.authority_host}/{sim.tenant}/v2.0",
         "iat": now,
         "nbf": now,
@@ -180,7 +192,7 @@ def _access_token(sim: GraphSimulator, kind: TokenKind, subject: str, scopes: tu
     if kind is TokenKind.DELEGATED:
         claims.update(upn=subject, oid=stable_guid("user", subject), scp=" ".join(scopes))
     token = unsigned_jwt(claims) + secrets.token_urlsafe(16)  # a "signature" so no two tokens are equal
-    sim.tokens[token] = TokenInfo(kind, subject, time.time() + sim.token_lifetime_seconds, scopes)
+    sim.tokens[token] = TokenInfo(kind, subject, time.time() + sim.token_lifetime_seconds, scopes, audience)
     return token
 
 

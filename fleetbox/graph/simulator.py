@@ -158,7 +158,8 @@ class GraphSimulator:
     ``notify_on_change`` (seeded or posted changes notify matching subscriptions), ``validation_timeout_seconds``
     (10), ``delivery_timeout_seconds`` (3), ``notification_redeliveries`` (automatic notifications are retried
     this many times on failure), ``device_code_interval_seconds``, ``min_upload_session_bytes``,
-    ``allow_http_notification_urls``, ``auto_approve_device_codes``.
+    ``allow_http_notification_urls``, ``auto_approve_device_codes``, ``audience`` (the token audience
+    Graph routes accept).
     """
 
     def __init__(
@@ -175,6 +176,7 @@ class GraphSimulator:
         enforce_limits: bool = True,
         allow_http_notification_urls: bool = False,
         auto_approve_device_codes: bool = True,
+        audience: str = sim_entra.GRAPH_RESOURCE,
     ) -> None:
         self.tenant = tenant
         self.client_id = client_id
@@ -186,6 +188,8 @@ class GraphSimulator:
         self.enforce_limits = enforce_limits
         self.allow_http_notification_urls = allow_http_notification_urls
         self.auto_approve_device_codes = auto_approve_device_codes
+        #: the token audience Graph routes accept (Microsoft Graph's own; a gateway may use another)
+        self.audience = audience
         self.notify_on_change = True
         self.validation_timeout_seconds = 10.0
         self.delivery_timeout_seconds = 3.0
@@ -442,7 +446,13 @@ class GraphSimulator:
         entra = not request.path.startswith(("/v1.0/", UPLOAD_PREFIX, DOWNLOAD_PREFIX))
         mailbox: str | None = None
         try:
-            body = await request.read()
+            try:
+                body = await request.read()
+            except ConnectionError:
+                # The client went away in the middle of its body: Graph never saw the request whole
+                # and does nothing with it. The record keeps status 0.
+                self.requests[index] = replace(record, delivered=False)
+                return web.Response(status=400)
             self.requests[index] = record = replace(record, body=body)
             if self._take_fault("drop", route):
                 log.info("dropping a connection", extra={"event": "graph_simulator_drop", "route": route})
@@ -510,11 +520,14 @@ class GraphSimulator:
         finally:
             if mailbox is not None:
                 self._mailbox_in_flight[mailbox] -= 1
-        if request.transport is None or request.transport.is_closing():
+        # Record what was done even when the client is gone: the effect stands (Graph does not undo a
+        # stored fragment because its client died waiting for the answer).
+        delivered = request.transport is not None and not request.transport.is_closing()
+        self.requests[index] = replace(record, status=response.status, delivered=delivered)
+        if not delivered:
             return response
         response.headers["request-id"] = request_id
         response.headers["client-request-id"] = client_request_id
-        self.requests[index] = replace(record, status=response.status)
         return response
 
     def _fault_error(self, fault: _Fault, path: str, entra: bool) -> Exception:
@@ -570,6 +583,8 @@ class GraphSimulator:
             raise GraphError(401, "InvalidAuthenticationToken", "CompactToken parsing failed with error code: 80049217")
         if info.expires_at <= time.time():
             raise GraphError(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
+        if info.audience.rstrip("/") != self.audience.rstrip("/"):
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
         return info
 
     def refuse_authorization_header(self, request: web.Request) -> None:

@@ -13,6 +13,17 @@ Two kinds:
 msal talks HTTP through a ``requests.Session`` of fleetbox's own: ``ca_bundle`` is honoured even
 when ``REQUESTS_CA_BUNDLE`` is set (requests lets that variable override a plain ``verify=``), and
 every call has the configured timeout. Proxies from the environment are not used either.
+
+**Entra outages.** msal keeps a failed token-endpoint answer (429, 5xx) in its own throttle cache
+and hands it back for Retry-After or 60 s (public clients; 5 s for confidential ones) without asking
+Entra again: a job retried on the usual 1, 2, 4, 8, 16 s would use up its retries on that cached
+answer during a one-minute outage. fleetbox throttles its token requests itself instead: after a
+failure it asks Entra again after 1, 2, 4 ... up to 30 s (one request per token kind, whatever the
+number of jobs), clears msal's throttle cache before each such probe, and meanwhile answers the
+jobs that need a token with :class:`~fleetbox.errors.Deferred` until the next probe, so they give
+their worker slot back and use no attempt. After ``graph.identity_outage_wait_seconds`` of outage
+the failure is a transient error of the job again. :meth:`Tokens.failing` says which kinds have
+been failing since when (the appliance raises a ``task_failing`` alert after a minute).
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from fleetbox.config import GraphSettings, Settings
 from fleetbox.errors import (
     AuthenticationError,
     ConfigError,
+    Deferred,
     JobError,
     NetworkError,
     PermanentError,
@@ -51,6 +63,8 @@ log = logging.getLogger("fleetbox.graph.tokens")
 
 #: msal treats a token as expired this long before it does; fleetbox's memo does the same
 EXPIRY_MARGIN_S = 300.0
+#: after a failed token request, Entra is asked again after 1, 2, 4 ... seconds, at most this
+OUTAGE_PROBE_MAX_S = 30.0
 LOGIN_HINT = "run `fleetbox auth login` to sign in the Teams service account"
 
 
@@ -66,10 +80,21 @@ def default_cache_path(settings: Settings) -> Path:
     return settings.graph.token_cache_path or settings.appliance.data_dir / "graph-token-cache.json"
 
 
-def graph_scope(base_url: str) -> str:
-    """The app-only scope of the Graph at ``base_url``: its origin + ``/.default``."""
-    parts = urlsplit(base_url)
-    return f"{parts.scheme}://{parts.netloc}/.default"
+#: Microsoft's Graph hosts (global and national clouds): a token for one of them names that host
+NATIONAL_GRAPH_HOSTS = frozenset(
+    {"graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"}
+)
+GLOBAL_GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+
+def graph_scope(settings: GraphSettings) -> str:
+    """The app-only scope: ``graph.scope``, else the national cloud's resource for Microsoft's Graph
+    hosts, else the global Graph's (any other host is a proxy, gateway or test server in front of
+    Graph, which still wants a token for Graph's audience; its origin would be the wrong one)."""
+    if settings.scope is not None:
+        return settings.scope
+    host = (urlsplit(settings.base_url).hostname or "").lower()
+    return f"https://{host}/.default" if host in NATIONAL_GRAPH_HOSTS else GLOBAL_GRAPH_SCOPE
 
 
 class EntraSession(requests.Session):
@@ -95,11 +120,36 @@ class _Memo:
     valid_until: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Outage:
+    """Token requests of one kind failing: since when, how often, and when to ask Entra again."""
+
+    since: float
+    failures: int
+    next_try: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOutage:
+    """A token kind Entra has failed to issue since ``since`` (seconds since the epoch)."""
+
+    kind: TokenKind
+    since: float
+    failures: int
+    error: str
+
+
 class Tokens:
     """msal-backed tokens of one appliance: one confidential app (app tokens), one public app (delegated)."""
 
-    def __init__(self, settings: GraphSettings, *, cache_path: Path) -> None:
+    def __init__(self, settings: GraphSettings, *, cache_path: Path, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
+        #: seconds since the epoch (an appliance passes its own clock, so tests can drive outages)
+        self._clock = clock
+        self._outages: dict[TokenKind, _Outage] = {}
+        #: msal's HTTP cache, which holds its throttled answers: fleetbox clears it before a probe
+        self._http_cache: dict[str, Any] = {}
         self._cache_path = cache_path
         self._cache = msal.SerializableTokenCache()
         #: the cache file's mtime when it was last read or written (another process may sign in)
@@ -161,6 +211,7 @@ class Tokens:
             # Outside Microsoft's own hosts (a simulator, a test), msal must not ask
             # login.microsoftonline.com to validate the authority.
             "instance_discovery": None if host in WELL_KNOWN_AUTHORITY_HOSTS else False,
+            "http_cache": self._http_cache,
         }
         credential = self._credential()
         if credential is not None and self._confidential is None:
@@ -194,24 +245,69 @@ class Tokens:
         memo = self._memo.get(kind)
         if memo is not None and memo.valid_until > time.monotonic():
             return memo.token
-        await self._ensure_built()
+        self._wait_for_probe(kind)
         # One msal call at a time per kind: on a cache miss, every caller would go to Entra.
         async with self._locks[kind]:
             memo = self._memo.get(kind)
             if memo is not None and memo.valid_until > time.monotonic():
                 return memo.token
-            result = await _off_loop(self._acquire_app if kind is TokenKind.APP else self._acquire_delegated)
-            token = _token_from(kind, result)
+            self._wait_for_probe(kind)  # another caller's request failed while this one waited
+            if kind in self._outages:
+                self._http_cache.clear()  # this is the probe: Entra must really be asked
+            try:
+                await self._ensure_built()
+                result = await _off_loop(self._acquire_app if kind is TokenKind.APP else self._acquire_delegated)
+                token = _token_from(kind, result)
+            except TransientError as exc:  # Entra failed or is away (NetworkError included)
+                raise self._failed(kind, exc) from exc
+            self._recovered(kind)
             expires_in = float(result.get("expires_in") or 0)
             self._memo[kind] = _Memo(token, time.monotonic() + expires_in - EXPIRY_MARGIN_S)
             return token
 
+    def _wait_for_probe(self, kind: TokenKind) -> None:
+        """Before the next probe of an outage: the job waits for it (Deferred), no request goes out."""
+        outage = self._outages.get(kind)
+        if outage is None:
+            return
+        now = self._clock()
+        if now >= outage.next_try:
+            return
+        if now - outage.since < self._settings.identity_outage_wait_seconds:
+            raise Deferred(outage.next_try - now, f"Entra is failing to issue {kind.value} tokens: {outage.error}")
+        raise TransientError(f"Entra has failed to issue {kind.value} tokens for {now - outage.since:.0f} s: "
+                             f"{outage.error}")  # fmt: skip
+
+    def _failed(self, kind: TokenKind, exc: TransientError) -> Exception:
+        """Note a failed token request; the job waits for the next probe (or, late in an outage, fails)."""
+        now = self._clock()
+        before = self._outages.get(kind)
+        failures = before.failures + 1 if before is not None else 1
+        since = before.since if before is not None else now
+        wait = min(OUTAGE_PROBE_MAX_S, 2.0 ** (failures - 1))
+        self._outages[kind] = _Outage(since, failures, now + wait, str(exc))
+        if before is None:
+            log.warning("Entra failed to issue a token; asking again with backoff", extra={
+                "event": "graph_token_outage", "kind": kind.value, "error": str(exc)})  # fmt: skip
+        if now - since < self._settings.identity_outage_wait_seconds:
+            return Deferred(wait, f"Entra failed to issue a {kind.value} token: {exc}")
+        return exc
+
+    def _recovered(self, kind: TokenKind) -> None:
+        outage = self._outages.pop(kind, None)
+        if outage is not None:
+            log.warning("Entra issues tokens again", extra={
+                "event": "graph_token_recovered", "kind": kind.value, "failures": outage.failures,
+                "outage_seconds": round(self._clock() - outage.since, 3)})  # fmt: skip
+
+    def failing(self) -> list[TokenOutage]:
+        """The token kinds Entra is failing to issue now."""
+        return [TokenOutage(kind, o.since, o.failures, o.error) for kind, o in self._outages.items()]
+
     def _acquire_app(self) -> Mapping[str, Any]:
         if self._confidential is None:
             raise PermanentError("app tokens need graph.client_secret or graph.certificate_path")
-        result: Mapping[str, Any] = self._confidential.acquire_token_for_client(
-            scopes=[graph_scope(self._settings.base_url)]
-        )
+        result: Mapping[str, Any] = self._confidential.acquire_token_for_client(scopes=[graph_scope(self._settings)])
         return result
 
     def _acquire_delegated(self) -> Mapping[str, Any]:

@@ -32,6 +32,7 @@ from typing import Any
 
 from fleetbox.errors import DatabaseError, InvalidInput
 from fleetbox.models import Alert, Clock, QueueInfo, Thresholds, Tier, iso
+from fleetbox.monitor.notify import AlertNotifier
 from fleetbox.service.thresholds import ThresholdSettings, merged
 from fleetbox.store import Store, Stores
 from fleetbox.store.monitor import Bucket, Totals, Window
@@ -208,6 +209,8 @@ class Monitor:
             fall into the next snapshot instead of none.
         timeout_seconds: :meth:`health` reports the database unreachable after this long.
         consumers: the live appliances that can run each queue (presence), shown per queue.
+        notifier: records the alert changes each configured webhook is sent, in the check's
+            transaction.
     """
 
     def __init__(
@@ -221,6 +224,7 @@ class Monitor:
         settle_seconds: float = 5.0,
         timeout_seconds: float = 5.0,
         consumers: Callable[[], Awaitable[dict[str, int]]] | None = None,
+        notifier: AlertNotifier | None = None,
     ) -> None:
         self.store = store
         self._consumers = consumers
@@ -230,6 +234,7 @@ class Monitor:
         self.depth_cache_seconds = depth_cache_seconds
         self.settle_seconds = settle_seconds
         self.timeout_seconds = timeout_seconds
+        self.notifier = notifier
         self._cache: tuple[float, _Figures] | None = None
         self._cache_lock = asyncio.Lock()
 
@@ -495,6 +500,9 @@ class Monitor:
             cleared = [a.id for key, a in open_now.items() if key not in conditions]
             if cleared:
                 changed.extend(await tx.monitor.resolve_alerts(cleared, now))
+            if self.notifier is not None:
+                still_open = [a for key, a in open_now.items() if key in conditions]
+                await self.notifier.record(tx, changed, still_open, now)
         for alert in changed:  # committed: now say so
             if alert.resolved_at is None:
                 log.warning("alert opened", extra={

@@ -99,6 +99,7 @@ def default_tasks(
             Prunable.SYNC_HISTORY: r.sync_history_days, Prunable.INBOUND_MESSAGES: r.inbound_days,
             Prunable.REPORTS: r.reports_days, Prunable.APPLIANCES: r.appliances_days,
             Prunable.REMOVED_SUBSCRIPTIONS: r.graph_days, Prunable.STALE_UPLOADS: r.graph_days,
+            Prunable.SCHEDULE_RUNS: r.schedule_runs_days, Prunable.ALERT_NOTIFICATIONS: r.alert_notifications_days,
         }  # fmt: skip
         return {
             table.name.lower(): await retention.prune(table, older_than=now - dt.timedelta(days=days), batch=r.batch)

@@ -8,6 +8,7 @@ The CLI, the admin HTTP API, the control socket (and so the terminal UI) and the
     await service.enqueue.enqueue("sync", {"userId": "u1"})
     await service.dead_letters.retry(dead_letter_id, actor="alice")
     await service.queues.set_paused("sync", True, actor="alice")
+    await service.dependencies.skip(dead_letter_id, {"url": None}, actor="alice")
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from fleetbox import rules
 from fleetbox.models import Clock, SystemClock, Thresholds
 from fleetbox.service.audit import Audit
 from fleetbox.service.dead_letters import DeadLetters
+from fleetbox.service.dependencies import Dependencies
 from fleetbox.service.enqueue import Enqueuer
+from fleetbox.service.experiments import Experiments
 from fleetbox.service.jobs import Jobs
 from fleetbox.service.queues import Queues
 from fleetbox.service.retention import Retention
+from fleetbox.service.schedules import Schedules
 from fleetbox.service.thresholds import ThresholdSettings
 from fleetbox.store import Store
 
@@ -53,6 +57,9 @@ class Service:
         self.queues = Queues(store, self.audit, clock=self.clock)
         self.thresholds = ThresholdSettings(store, self.audit, clock=self.clock, configured=thresholds or Thresholds())
         self.retention = Retention(store)
+        self.schedules = Schedules(store, self.audit, self.enqueue, clock=self.clock)
+        self.dependencies = Dependencies(store, self.audit, self.enqueue, clock=self.clock)
+        self.experiments = Experiments(store, self.audit, clock=self.clock)
 
     def apply(self, limits: rules.Limits, thresholds: Thresholds) -> None:
         """A configuration reload: new payload limits and configured thresholds apply from now."""

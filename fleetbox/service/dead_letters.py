@@ -158,6 +158,8 @@ class DeadLetters:
                     f"dead letter {dead_letter_id}: a job with the same singleton key is already waiting or running"
                 )
             await tx.dead_letters.mark_retried(dead_letter_id, job_id, now)
+            # Dependents held on the failed job now wait on the new one (the hold policy).
+            await tx.dependencies.follow_retries([dead_letter_id])
             await self._audit.record(tx, actor, "dead.retry", f"dead:{dead_letter_id}", {"job_id": job_id})
         return job_id
 
@@ -207,6 +209,8 @@ class DeadLetters:
         async with self._store.transaction() as tx:
             ids = await self._lock_expected(tx, where, expected)
             retried = await tx.dead_letters.requeue_many(ids, now) if ids else []
+            if retried:
+                await tx.dependencies.follow_retries([d for d, _j in retried])
             await self._audit.record_many(
                 tx, actor, "dead.retry", [f"dead:{d}" for d, _j in retried],
                 [{"job_id": job_id, "bulk": True} for _d, job_id in retried], _summary(where),

@@ -2,7 +2,9 @@
 
 One job without a singleton key is one INSERT (one round trip, one commit); with a key it goes
 through the SQL function ``enqueue``, which resolves the key under concurrency. A bulk enqueue
-writes all of its jobs or none (COPY for large batches).
+writes all of its jobs or none (COPY for large batches). A job with ``depends_on`` goes through
+the SQL function ``enqueue_after``, which finds and locks each parent (see
+:mod:`fleetbox.service.dependencies`).
 """
 
 from __future__ import annotations
@@ -98,12 +100,16 @@ class Enqueuer:
         delay: float | dt.timedelta | None = None,
         singleton_key: str | None = None,
         max_attempts: int | None = None,
+        depends_on: Iterable[int] | None = None,
+        on_failure: str = "cancel",
         actor: str | None = None,
     ) -> EnqueueResult:
         """Enqueue one job (see ``Client.enqueue``); with ``actor``, the enqueue is audited."""
         tier = await self.tier(queue)
         row = self.check(queue, tier, data, priority, run_at, delay, singleton_key, max_attempts)
         due = row.run_at or self._clock.now()
+        if depends_on is not None:
+            return await self._enqueue_after(row, due, depends_on, on_failure, actor)
         if actor is None:
             return await self._write_one(self._store, row, due)
         async with self._store.transaction() as tx:
@@ -112,6 +118,24 @@ class Enqueuer:
                 tx, actor, "job.enqueue", f"job:{result.id}", {"queue": queue, "created": result.created}
             )
         return result
+
+    async def _enqueue_after(
+        self, row: NewRow, due: dt.datetime, depends_on: object, on_failure: object, actor: str | None
+    ) -> EnqueueResult:
+        parents = rules.check_parents(depends_on)
+        policy = rules.check_on_failure(on_failure)
+        if row.singleton_key is not None:
+            # A blocked job holds no key, and a release that met a taken key would fail the
+            # parent's completion: the two do not mix.
+            raise InvalidInput("cannot be combined with depends_on", field="singleton_key")
+        async with self._store.transaction() as tx:
+            job_id = await tx.dependencies.enqueue_after(
+                row.queue, row.data, parents, policy, row.priority, due, row.max_attempts
+            )
+            if actor is not None:
+                details = {"queue": row.queue, "created": True, "depends_on": parents, "on_failure": policy}
+                await self._audit.record(tx, actor, "job.enqueue", f"job:{job_id}", details)
+        return EnqueueResult(id=job_id)
 
     @staticmethod
     async def _write_one(where: Stores, row: NewRow, due: dt.datetime) -> EnqueueResult:

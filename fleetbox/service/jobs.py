@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fleetbox import rules
 from fleetbox.errors import Conflict, InvalidInput, NotFound
@@ -34,6 +34,14 @@ class JobPage:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSearch:
+    """One page of a job search, newest first; ``next_before`` continues it (None: the last page)."""
+
+    jobs: list[JobInfo]
+    next_before: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class JobDetail:
     """A job with its attempts, and its dead letter with every operator action on it."""
 
@@ -49,6 +57,20 @@ class Failures:
     retrying: list[JobInfo]
     dead_letters: list[DeadLetter]
     attempts: list[Attempt]
+
+
+def _why_dead(info: JobInfo, letter: DeadLetter | None) -> JobInfo:
+    """A dead job with its last error filled in: the finished-job row keeps none, so it comes from
+    its dead letter (the error that killed it) or, without one, its last failed attempt."""
+    if info.last_error is not None:
+        return info
+    if letter is not None:
+        return replace(info, last_error_class=letter.error_class, last_error=letter.error)
+    failed = [a for a in info.history if a.error_class is not None or a.error is not None]
+    if failed:
+        last = max(failed, key=lambda a: a.attempt)
+        return replace(info, last_error_class=last.error_class, last_error=last.error)
+    return info
 
 
 class Jobs:
@@ -74,8 +96,9 @@ class Jobs:
             return JobDetail(info, None, [])
         dead_id = await self._store.dead_letters.id_of_job(job_id)
         if dead_id is None:
-            return JobDetail(info, None, [])
-        return JobDetail(info, await self._dead.get(dead_id), await self._dead.trail(dead_id))
+            return JobDetail(_why_dead(info, None), None, [])
+        letter = await self._dead.get(dead_id)
+        return JobDetail(_why_dead(info, letter), letter, await self._dead.trail(dead_id))
 
     async def page(self, queue: str, status: str | None, *, after: int | None, offset: int, limit: int) -> JobPage:
         """A page of a queue's jobs.
@@ -108,6 +131,25 @@ class Jobs:
                     top = (at, after)
                 jobs = await tx.jobs.page_done(queue, status, top, offset, limit + 1)
         return JobPage(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)
+
+    async def search(
+        self, *, queue: str | None, contains: str | None, error: str | None, before: int | None, limit: int
+    ) -> JobSearch:
+        """Jobs of every queue (or one) and every state, newest first: by payload containment
+        (``contains``: the JSON text of an object, e.g. ``{"userId": "u1"}``) and by error text.
+        ``before`` is the previous page's ``next_before``. A search that scans too long is
+        stopped by the database (a DatabaseError naming the statement timeout)."""
+        wanted = rules.check_payload_filter(contains) if contains is not None else None
+        text = rules.check_text(error, "error", limit=rules.MAX_TEXT_FILTER, required=False)
+        if before is not None:
+            rules.check_id(before, "before")
+        async with self._store.transaction() as tx:
+            await tx.jobs.plan_for_parameters()
+            jobs = await tx.jobs.search(
+                before=before or rules.MAX_ID, queue=queue, contains=wanted, error=text, limit=limit + 1,
+                now=self._clock.now(),
+            )  # fmt: skip
+        return JobSearch(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)
 
     async def failures(self, queue: str, limit: int) -> Failures:
         """A queue's jobs waiting for a retry, its open dead letters and its latest failed attempts."""

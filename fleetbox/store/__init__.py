@@ -2,8 +2,10 @@
 
 :class:`Store` opens a pool of connections to the fleetbox schema and offers the typed stores,
 one per area: ``jobs``, ``queues``, ``dead_letters``, ``audit``, ``monitor``, ``stream``,
-``retention``, ``ticks``, ``graph`` and ``appliances``. Their methods have names, typed parameters and typed
-results; the SQL text lives in ``sql/queries/*.sql`` (named blocks) and ``sql/migrations``.
+``retention``, ``ticks``, ``graph``, ``appliances``, ``schedules``, ``alerting``,
+``dependencies`` and ``experiments``. Their methods have names,
+typed parameters and typed results; the SQL text lives in ``sql/queries/*.sql`` (named blocks)
+and ``sql/migrations``.
 Several writes that must land together run in :meth:`Store.transaction`, which offers the same
 typed stores on one connection::
 
@@ -22,15 +24,19 @@ from functools import cached_property
 
 import asyncpg
 
+from fleetbox.store.alerting import AlertOutboxStore
 from fleetbox.store.appliances import ApplianceStore
 from fleetbox.store.audit import AuditStore
 from fleetbox.store.dead_letters import DeadLetterStore
+from fleetbox.store.dependencies import DependencyStore
+from fleetbox.store.experiments import ExperimentStore
 from fleetbox.store.graph import GraphStore
 from fleetbox.store.jobs import JobStore
 from fleetbox.store.monitor import MonitorStore
 from fleetbox.store.pool import Conn, Listener, Pool, Row, Runner
 from fleetbox.store.queues import QueueStore
 from fleetbox.store.retention import RetentionStore
+from fleetbox.store.schedules import ScheduleStore
 from fleetbox.store.stream import StreamStore
 from fleetbox.store.ticks import TickStore
 
@@ -82,6 +88,22 @@ class Stores:
     @cached_property
     def appliances(self) -> ApplianceStore:
         return ApplianceStore(self._runner)
+
+    @cached_property
+    def schedules(self) -> ScheduleStore:
+        return ScheduleStore(self._runner)
+
+    @cached_property
+    def alerting(self) -> AlertOutboxStore:
+        return AlertOutboxStore(self._runner)
+
+    @cached_property
+    def dependencies(self) -> DependencyStore:
+        return DependencyStore(self._runner)
+
+    @cached_property
+    def experiments(self) -> ExperimentStore:
+        return ExperimentStore(self._runner)
 
 
 class Tx(Stores):

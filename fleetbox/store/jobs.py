@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from fleetbox.models import Attempt, EnqueueResult, Job, JobInfo, JsonText, Tier
+from fleetbox.models import NO_PARENTS, Attempt, EnqueueResult, Job, JobInfo, JsonText, Tier
 from fleetbox.store.pool import Runner
 
 #: COPY is the fastest way in, but costs a few round trips: below this many rows, unnest wins
@@ -148,7 +148,7 @@ class JobStore:
         # lookups by name cost a measurable share of drain time at 20k+ jobs/s.
         return [
             Job(id=r[0], queue=r[1], priority=r[2], data=r[3], attempt=r[4], max_attempts=r[5], retries=r[6],
-                run_at=r[7], created_at=r[8], singleton_key=r[9], dead_letter_id=r[10])
+                run_at=r[7], created_at=r[8], singleton_key=r[9], dead_letter_id=r[10], parents=r[11] or NO_PARENTS)
             for r in rows
         ]  # fmt: skip
 
@@ -196,9 +196,17 @@ class JobStore:
         started: Sequence[float],
         finished: Sequence[float],
         worker_id: str,
-    ) -> int:
-        """Record successful attempts (times in epoch seconds); returns how many still held their job."""
-        return int(await self._run.fetchval("complete_succeeded", ids, attempts, started, finished, worker_id))
+        result_ids: Sequence[int] = (),
+        results: Sequence[JsonText] = (),
+    ) -> tuple[int, int]:
+        """Record successful attempts (times in epoch seconds) and the results some returned
+        (``result_ids``, ``results``); settles their dependents. Returns how many still held their
+        job, and how many dependents became ready."""
+        row = await self._run.fetchrow(
+            "complete_succeeded", ids, attempts, started, finished, worker_id, result_ids, results
+        )
+        assert row is not None  # one row, always
+        return int(row[0]), int(row[1])
 
     async def complete_retry(
         self,
@@ -284,6 +292,16 @@ class JobStore:
             rows = await self._run.fetch("admin_jobs_succeeded", queue, before[0], before[1], offset, limit)
         else:
             rows = await self._run.fetch("admin_jobs_unsucceeded", queue, state, before[0], before[1], offset, limit)
+        return [JobInfo.from_row(r) for r in rows]
+
+    async def search(
+        self, *, before: int, queue: str | None, contains: JsonText | None, error: str | None,
+        limit: int, now: dt.datetime,
+    ) -> list[JobInfo]:  # fmt: skip
+        """Jobs of every state, newest first, below id ``before``: payload containing ``contains``,
+        error text holding ``error``; stopped by a statement timeout (a search may scan)."""
+        await self._run.execute("admin_search_timeout")
+        rows = await self._run.fetch("admin_jobs_search", before, queue, contains, error, limit, now)
         return [JobInfo.from_row(r) for r in rows]
 
     async def failed_attempts(self, queue: str, limit: int) -> list[Attempt]:

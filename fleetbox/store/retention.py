@@ -25,6 +25,8 @@ class Prunable(StrEnum):
     REMOVED_SUBSCRIPTIONS = "retention_subscriptions_batch"
     STALE_UPLOADS = "retention_uploads_batch"
     RESOLVED_DEAD_LETTERS = "retention_dead_letters_batch"
+    SCHEDULE_RUNS = "retention_schedule_runs_batch"
+    ALERT_NOTIFICATIONS = "retention_alert_notifications_batch"
 
 
 class RetentionStore:

@@ -385,19 +385,19 @@ class UnixSocketClient:
         return int(body["cleared"])
 
     async def retry_dead(self, dead_id: int) -> int:
-        """``POST /api/queue/dead-letter/{id}/retry``."""
-        return int((await self._request("POST", f"/api/queue/dead-letter/{dead_id}/retry"))["jobId"])
+        """``POST /api/queue/dead-letter/dl-{id}/retry`` (the dead letter by its own id)."""
+        return int((await self._request("POST", f"/api/queue/dead-letter/dl-{dead_id}/retry"))["jobId"])
 
     async def review_dead(self, dead_id: int, *, reviewed_by: str, notes: str | None) -> Json:
-        """``POST /api/queue/dead-letter/{id}/review``."""
+        """``POST /api/queue/dead-letter/dl-{id}/review`` (the dead letter by its own id)."""
         body: Json = {"reviewedBy": reviewed_by}
         if notes:
             body["resolutionNotes"] = notes
-        return cast(Json, await self._request("POST", f"/api/queue/dead-letter/{dead_id}/review", body=body))
+        return cast(Json, await self._request("POST", f"/api/queue/dead-letter/dl-{dead_id}/review", body=body))
 
     async def discard_dead(self, dead_id: int) -> Json:
-        """``POST /api/queue/dead-letter/{id}/discard``."""
-        return cast(Json, await self._request("POST", f"/api/queue/dead-letter/{dead_id}/discard"))
+        """``POST /api/queue/dead-letter/dl-{id}/discard`` (the dead letter by its own id)."""
+        return cast(Json, await self._request("POST", f"/api/queue/dead-letter/dl-{dead_id}/discard"))
 
     async def retry_matching(self, flt: DeadFilter, *, expected: int) -> BulkRetry:
         """``POST /api/queue/dead-letter/retry`` with ``expectedCount``: 409 when the count drifted."""

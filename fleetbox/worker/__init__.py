@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from fleetbox.config import Settings
 from fleetbox.errors import DatabaseError
 from fleetbox.models import Clock, Job, Tier
+from fleetbox.service.experiments import VariantBook
 from fleetbox.store import Listener, Store
 from fleetbox.supervise import Supervisor
 from fleetbox.worker.completer import Completer, Finished
@@ -42,6 +43,9 @@ TIERS = (Tier.HIGH, Tier.MEDIUM, Tier.LOW)
 COMPLETER, HEARTBEAT, REAPER, DISPATCHER, LISTENER = (
     "fleetbox.completer", "fleetbox.heartbeat", "fleetbox.reaper", "fleetbox.dispatcher", "fleetbox.listener",
 )  # fmt: skip
+#: Reads the retry-experiment weights (each job's variant) every few seconds.
+EXPERIMENTS = "fleetbox.experiments"
+EXPERIMENTS_REFRESH_SECONDS = 5.0
 
 
 def _pool_size(settings: Settings, tier: Tier) -> int:
@@ -125,6 +129,7 @@ class Worker:
         supervisor.spawn(REAPER, self.leases.reaper_loop)
         supervisor.spawn(DISPATCHER, self.dispatcher.run)
         supervisor.spawn(LISTENER, lambda: self.listener.run(self._listener_error))
+        supervisor.spawn(EXPERIMENTS, self._experiments_loop)
 
     async def stop(self, *, grace: float) -> None:
         """Stop claiming, hand back claimed jobs that never started, let running jobs finish within
@@ -133,7 +138,7 @@ class Worker:
         if supervisor is None:
             return
         self._accepting = False
-        await supervisor.stop(LISTENER)
+        await supervisor.stop(LISTENER, EXPERIMENTS)
         await self._stop_dispatcher(supervisor)
         await self._hand_back_unstarted()
         running = [e.task for p in self.pools.values() for e in p.running.values() if e.task is not None]
@@ -188,6 +193,17 @@ class Worker:
             log.warning("could not hand back claimed jobs; they return when their leases expire",
                         extra={"event": "release_failed", "error": str(exc)})  # fmt: skip
 
+    async def refresh_experiments(self) -> None:
+        """Read every queue's retry-experiment epochs (the variant of each job comes from them)."""
+        self.policies.book = VariantBook(await self._store.experiments.epochs())
+
+    async def _experiments_loop(self) -> None:
+        # Weights change rarely (a reload, a promotion, a guardrail, the bandit): a few seconds'
+        # lag only means a job created in them follows its variant from its next failure on.
+        while True:
+            await self.refresh_experiments()
+            await asyncio.sleep(EXPERIMENTS_REFRESH_SECONDS)
+
     # -- settings ---------------------------------------------------------------------------
 
     def apply(self, settings: Settings, registry: Mapping[str, QueueSpec]) -> None:
@@ -196,7 +212,9 @@ class Worker:
         cfg = settings.appliance
         self.registry.clear()
         self.registry.update(registry)
-        self.policies = RetryPolicies(settings.retry, ((n, q.settings) for n, q in self.registry.items()))
+        self.policies = RetryPolicies(
+            settings.retry, ((n, q.settings) for n, q in self.registry.items()), self.policies.book
+        )
         self.executor.policies = self.policies
         for tier in TIERS:
             self.pools[tier].size = _pool_size(settings, tier)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from fleetbox.errors import DatabaseError
-from fleetbox.models import Outcome, Tier
+from fleetbox.models import JsonText, Outcome, Tier
 from fleetbox.store import Store, Stores
 
 log = logging.getLogger("fleetbox.completer")
@@ -44,6 +44,8 @@ class Finished:
     retries: dict[str, int] | None = None
     error_class: str | None = None
     error: str | None = None
+    #: for SUCCEEDED: what the handler returned, as JSON text (None: nothing)
+    result: JsonText | None = None
 
 
 class Completer:
@@ -75,6 +77,8 @@ class Completer:
         self.batches = 0
         #: outcomes the database refused because the attempt no longer held its job
         self.stale = 0
+        #: dependents made ready by the successes written (their last parent finished)
+        self.released = 0
 
     def __repr__(self) -> str:
         return f"<Completer pending={self.pending} written={self.written} stale={self.stale}>"
@@ -175,10 +179,14 @@ class Completer:
         jobs = where.jobs
         written = 0
         if ok:
-            written += await jobs.complete_succeeded(
+            returned = [(i.job_id, i.result) for i in ok if i.result is not None]
+            held, released = await jobs.complete_succeeded(
                 [i.job_id for i in ok], [i.attempt for i in ok], [i.started_at for i in ok],
-                [i.finished_at for i in ok], self._worker_id,
+                [i.finished_at for i in ok], self._worker_id, [j for j, _r in returned],
+                [r for _j, r in returned],
             )  # fmt: skip
+            written += held
+            self.released += released
         if retry:
             written += await jobs.complete_retry(
                 [i.job_id for i in retry], [i.attempt for i in retry], [i.started_at for i in retry],

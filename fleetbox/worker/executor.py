@@ -2,7 +2,10 @@
 to the completer.
 
 A job whose payload could not be decoded is not handed to its handler: it fails at once as
-poison. A handler that raises :class:`~fleetbox.errors.Deferred` gives its slot back: the job waits
+poison. What a handler returns (anything but None) is its result, stored with the job for its
+dependents (``job.parents``); a result that cannot be stored (not JSON, too large) fails the
+attempt for good: running the handler again would return the same. A handler that raises
+:class:`~fleetbox.errors.Deferred` gives its slot back: the job waits
 until the time it names and the attempt does not count.
 """
 
@@ -14,7 +17,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from fleetbox.errors import Deferred, ErrorClass, JobError, NoProcessorError, PoisonError, classify
+from fleetbox import rules
+from fleetbox.errors import (
+    Deferred,
+    ErrorClass,
+    InvalidInput,
+    JobError,
+    NoProcessorError,
+    PermanentError,
+    PoisonError,
+    classify,
+)
 from fleetbox.models import Clock, Job, Outcome, SystemClock, Tier, UndecodablePayload
 from fleetbox.worker.completer import Finished
 from fleetbox.worker.pools import CancelReason, RunningJob, TierPool
@@ -57,8 +70,14 @@ class Executor:
         started_at = self._epoch()
         entry.handler_started = time.monotonic()
         outcome: Finished | None = None
+        result = None
         try:
-            await self._handler_for(job)(job)
+            returned = await self._handler_for(job)(job)
+            if returned is not None:
+                try:
+                    result = rules.encode_result(returned)
+                except InvalidInput as exc:
+                    raise PermanentError(f"the handler's result cannot be stored: {exc}") from None
         except asyncio.CancelledError:
             if entry.cancel_reason is CancelReason.SHUTDOWN:
                 outcome = self._failed(job, pool.tier, started_at, ErrorClass.TRANSIENT,
@@ -90,7 +109,8 @@ class Executor:
             pool.failed += 1
         else:
             pool.done += 1
-            outcome = Finished(job.id, job.attempt, job.queue, pool.tier, started_at, self._epoch(), Outcome.SUCCEEDED)
+            outcome = Finished(job.id, job.attempt, job.queue, pool.tier, started_at, self._epoch(), Outcome.SUCCEEDED,
+                               result=result)  # fmt: skip
         finally:
             if outcome is not None:
                 self._complete(outcome)
@@ -113,7 +133,7 @@ class Executor:
         now = self.clock.now()
         decision = self.policies.decide(
             job.queue, error_class=error_class, retries=job.retries, attempt=job.attempt,
-            max_attempts=job.max_attempts, now=now, retry_after=retry_after,
+            max_attempts=job.max_attempts, now=now, retry_after=retry_after, job=job,
         )  # fmt: skip
         log.info(
             "job failed",

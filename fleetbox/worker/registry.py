@@ -16,6 +16,7 @@ from fleetbox import rules
 from fleetbox.config import QueueSettings, Settings
 from fleetbox.errors import ConfigError
 from fleetbox.models import Job, Tier
+from fleetbox.monitor.notify import ALERT_QUEUE
 from fleetbox.store import Store
 
 Handler = Callable[[Job], Awaitable[object]]
@@ -34,6 +35,9 @@ SPEC_QUEUES: dict[str, Tier] = {
     "sync": Tier.LOW,
     DEAD_LETTER_QUEUE: Tier.DEAD,
 }
+
+#: Every queue an appliance always has: the spec's and fleetbox's own alert deliveries.
+BUILTIN_QUEUES: dict[str, Tier] = {**SPEC_QUEUES, ALERT_QUEUE: Tier.HIGH}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,7 @@ def build_registry(
     """Every queue: the spec's, then the config's; handlers given in code win over config paths."""
     handlers = dict(handlers or {})
     registry: dict[str, QueueSpec] = {}
-    names = list(SPEC_QUEUES) + [n for n in settings.queues if n not in SPEC_QUEUES]
+    names = list(BUILTIN_QUEUES) + [n for n in settings.queues if n not in BUILTIN_QUEUES]
     for name in handlers:
         if name not in names:
             raise ConfigError(f"handler given for unknown queue {name!r}; declare it under [queues.{name}]")
@@ -83,8 +87,8 @@ def build_registry(
                 raise ConfigError("queues.dead-letter: the dead-letter queue cannot be configured")
             registry[name] = QueueSpec(name, Tier.DEAD, None, qs)
             continue
-        if name in SPEC_QUEUES:
-            tier = Tier.parse(qs.tier) if qs.tier else SPEC_QUEUES[name]
+        if name in BUILTIN_QUEUES:
+            tier = Tier.parse(qs.tier) if qs.tier else BUILTIN_QUEUES[name]
         elif qs.tier is None:
             raise ConfigError(f"queues.{name}.tier: a custom queue needs a tier (high, medium or low)")
         else:

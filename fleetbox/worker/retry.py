@@ -24,8 +24,10 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from fleetbox.config import QueueSettings, RetryRule, RetrySettings
+from fleetbox.config import QueueSettings, RetryRule, RetrySettings, RetryVariantSettings
 from fleetbox.errors import ErrorClass
+from fleetbox.models import Job
+from fleetbox.service.experiments import VariantBook, key_of
 from fleetbox.store.jobs import LeaseRule
 
 _RETRIED = (ErrorClass.RATE_LIMITED, ErrorClass.TRANSIENT, ErrorClass.AUTHENTICATION, ErrorClass.LEASE_EXPIRED)
@@ -47,16 +49,23 @@ class Decision:
 
 
 class RetryPolicy:
-    """Decides, for one queue, whether and when a failed attempt is retried."""
+    """Decides, for one queue (or one retry variant of it), whether and when a failed attempt is
+    retried."""
 
-    def __init__(self, defaults: RetrySettings, queue: QueueSettings | None = None) -> None:
+    def __init__(
+        self, defaults: RetrySettings, queue: QueueSettings | None = None, variant: RetryVariantSettings | None = None
+    ) -> None:
         self._rules: dict[str, RetryRule] = {}
-        overrides = queue.retry if queue is not None else None
+        layers = [queue.retry if queue is not None else None]
+        if variant is not None:
+            layers.append(variant.retry)
         for cls in _RETRIED:
             rule: RetryRule = getattr(defaults, cls.value)
-            override = getattr(overrides, cls.value) if overrides is not None else None
-            if override is not None:
-                rule = rule.model_copy(update=override.model_dump(exclude_none=True))
+            for i, overrides in enumerate(layers):
+                in_scope = i == 0 or variant is None or not variant.error_classes or cls.value in variant.error_classes
+                override = getattr(overrides, cls.value) if overrides is not None and in_scope else None
+                if override is not None:
+                    rule = rule.model_copy(update=override.model_dump(exclude_none=True))
             self._rules[cls.value] = rule
         self.max_attempts = queue.max_attempts if queue is not None else None
 
@@ -98,14 +107,31 @@ class RetryPolicy:
 
 
 class RetryPolicies:
-    """The retry policy of every queue: the configured defaults with each queue's overrides."""
+    """The retry policy of every queue: the configured defaults with each queue's overrides, and
+    each retry variant's rules over its queue's (``book`` says which variant a job has)."""
 
-    def __init__(self, defaults: RetrySettings, queues: Iterable[tuple[str, QueueSettings]]) -> None:
+    def __init__(
+        self, defaults: RetrySettings, queues: Iterable[tuple[str, QueueSettings]], book: VariantBook | None = None
+    ) -> None:
         self.default = RetryPolicy(defaults)
-        self._by_queue = {name: RetryPolicy(defaults, queue) for name, queue in queues}
+        self._settings = dict(queues)
+        self._by_queue = {name: RetryPolicy(defaults, queue) for name, queue in self._settings.items()}
+        self._variants = {
+            (name, label): RetryPolicy(defaults, queue, variant)
+            for name, queue in self._settings.items()
+            for label, variant in queue.retry_variants.items()
+        }
+        #: every queue's experiment epochs (refreshed by the worker)
+        self.book = book or VariantBook()
 
     def of(self, queue: str) -> RetryPolicy:
         return self._by_queue.get(queue, self.default)
+
+    def variant_of(self, job: Job) -> str | None:
+        """The retry variant of ``job`` (None: its queue's own rules)."""
+        if not self.book.epochs(job.queue):
+            return None
+        return self.book.label(job.queue, job.id, job.created_at, key_of(self._settings.get(job.queue), job.data))
 
     def decide(
         self,
@@ -117,12 +143,19 @@ class RetryPolicies:
         max_attempts: int | None,
         now: dt.datetime,
         retry_after: float | None = None,
+        job: Job | None = None,
     ) -> Decision:
-        """After a failed attempt of a job of ``queue``: when it runs again, or that it is dead."""
-        return self.of(queue).decide(
+        """After a failed attempt of a job of ``queue``: when it runs again, or that it is dead.
+        With ``job``, a job in a retry experiment follows its variant's rules."""
+        label = self.variant_of(job) if job is not None else None
+        policy = self._variants.get((queue, label)) if label is not None else None
+        decision = (policy or self.of(queue)).decide(
             error_class=error_class, retries=retries, attempt=attempt, max_attempts=max_attempts, now=now,
             retry_after=retry_after,
         )  # fmt: skip
+        if label is None or policy is None:
+            return decision
+        return Decision(decision.run_at, decision.retries, f"{decision.reason} (retry variant {label})")
 
     def lease_rules(self) -> tuple[list[LeaseRule], int]:
         """What the lease reaper needs: per queue, how many lost leases its jobs may have and its

@@ -135,9 +135,11 @@ SELECT id, job_id, queue, priority, data, singleton_key, error_class, error, att
 -- the claim (we hold its row lock) or, once claimed, no longer matches state = 'waiting' when
 -- the DELETE re-reads it.
 -- params: $1 queue, $2 now
+-- The dependents of a cleared job follow their failure policies (settle_parents).
 WITH gone AS (
     DELETE FROM jobs WHERE queue = $1 AND state = 'waiting'
-    RETURNING id, queue, priority, data, singleton_key, attempt, dead_letter_id, created_at, run_at
+    RETURNING id, queue, priority, data, singleton_key, attempt, dead_letter_id, created_at, run_at,
+              has_dependents
 ), moved AS (
     INSERT INTO jobs_done (id, queue, priority, state, data, singleton_key, attempts, dead_letter_id,
                            created_at, run_at, finished_at)
@@ -145,8 +147,11 @@ WITH gone AS (
            run_at, $2
       FROM gone
     RETURNING 1
+), settled AS (
+    SELECT settle_parents(array_agg(id), 'failed', '{}', '{}', $2) FROM gone WHERE has_dependents
+    HAVING count(*) > 0
 )
-SELECT count(*) FROM moved
+SELECT count(*) FROM moved WHERE (SELECT count(*) FROM settled) >= 0
 
 -- name: admin_dead_letters_lock_for_retry
 -- The open dead letters a bulk retry would take, locked until the transaction ends; at most $4
@@ -189,3 +194,47 @@ SELECT dead_letter_id, job_id FROM upd ORDER BY dead_letter_id
 -- params: $1 actor, $2 action, $3 target[], $4 details[]
 INSERT INTO audit_log (actor, action, target, details)
 SELECT $1, $2, t, d FROM unnest($3::text[], $4::jsonb[]) AS u(t, d)
+
+-- name: admin_search_timeout
+-- A job search may scan: it stops after this long (the dashboard says to narrow it) rather than
+-- hold a connection while an operator waits.
+SET LOCAL statement_timeout = '3s'
+
+-- name: admin_jobs_search
+-- Jobs of every state (waiting and running in jobs, finished in jobs_done), newest first, whose
+-- payload contains $3 (jsonb @>) and whose error text holds $4 (case-insensitive): the latest
+-- error of a job in the queue, or any failed attempt of a finished one. Keyset paging on id; each
+-- branch stops at $5 rows, so a common filter is cheap and a rare one is cut by the timeout above.
+-- params: $1 before id (the largest bigint: from the newest), $2 queue or NULL, $3 jsonb or NULL,
+--         $4 error text or NULL, $5 limit, $6 now
+SELECT * FROM (
+    (SELECT id, queue, priority,
+            CASE WHEN state = 'running' THEN 'running'
+                 WHEN attempt > 0 THEN 'retrying'
+                 WHEN run_at > $6 THEN 'scheduled'
+                 ELSE 'ready' END AS state,
+            data, singleton_key, attempt AS attempts, max_attempts, run_at, created_at,
+            NULL::timestamptz AS finished_at, last_error_class, last_error, dead_letter_id
+       FROM jobs
+      WHERE id < $1
+        AND ($2::text IS NULL OR queue = $2)
+        AND ($3::jsonb IS NULL OR data @> $3::jsonb)
+        AND ($4::text IS NULL OR strpos(lower(last_error), lower($4)) > 0)
+      ORDER BY id DESC
+      LIMIT $5)
+    UNION ALL
+    (SELECT d.id, d.queue, d.priority, d.state, d.data, d.singleton_key, d.attempts, NULL::integer,
+            d.run_at, d.created_at, d.finished_at, NULL::text, NULL::text, d.dead_letter_id
+       FROM jobs_done d
+      WHERE d.id < $1
+        AND ($2::text IS NULL OR d.queue = $2)
+        AND ($3::jsonb IS NULL OR d.data @> $3::jsonb)
+        AND ($4::text IS NULL OR EXISTS (
+              SELECT 1 FROM job_attempts a
+               WHERE a.job_id = d.id AND a.outcome <> 'succeeded'
+                 AND strpos(lower(a.error), lower($4)) > 0))
+      ORDER BY d.id DESC
+      LIMIT $5)
+) j
+ ORDER BY id DESC
+ LIMIT $5

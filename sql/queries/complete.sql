@@ -9,7 +9,12 @@
 -- name: complete_succeeded
 -- Records a batch of successful attempts: each job leaves the hot table for jobs_done. Only rows
 -- this attempt still holds are touched, so a completion after a lost lease changes nothing.
--- params: $1 id[], $2 attempt[], $3 started_at[], $4 finished_at[] (epoch seconds), $5 worker id
+-- The results handlers returned are stored, and the jobs with dependents settle them in this
+-- statement (settle_parents, 0016_dependencies.sql): a child whose last parent this is becomes
+-- ready in the same transaction. Without results and dependents (the common case) both steps
+-- cost an empty unnest and a filter.
+-- params: $1 id[], $2 attempt[], $3 started_at[], $4 finished_at[] (epoch seconds), $5 worker id,
+--         $6 id[] of the jobs that returned a result, $7 their results (jsonb[])
 WITH s AS (
     SELECT array_agg(id ORDER BY id, attempt) AS ids, array_agg(attempt ORDER BY id, attempt) AS attempts,
            array_agg(to_timestamp(started_at) ORDER BY id, attempt) AS started,
@@ -22,7 +27,7 @@ WITH s AS (
        AND j.attempt = s.attempts[width_bucket(j.id, s.ids)]
     RETURNING j.id, j.queue, j.priority, j.data, j.singleton_key, j.attempt, j.dead_letter_id,
               j.created_at, j.run_at, s.started[width_bucket(j.id, s.ids)] AS started_at,
-              s.finished[width_bucket(j.id, s.ids)] AS finished_at
+              s.finished[width_bucket(j.id, s.ids)] AS finished_at, j.has_dependents
 ), timed AS (
     SELECT *, extract(epoch FROM finished_at - started_at) * 1000 AS duration_ms FROM gone
 ), done AS (
@@ -36,9 +41,17 @@ WITH s AS (
                               duration_ms, outcome)
     SELECT id, attempt, queue, $5, started_at, finished_at, duration_ms, 'succeeded' FROM timed
     RETURNING 1
+), results AS (
+    INSERT INTO job_results (job_id, result, stored_at)
+    SELECT r.id, r.result, t.finished_at
+      FROM unnest($6::bigint[], $7::jsonb[]) AS r(id, result) JOIN timed t ON t.id = r.id
+), settled AS (
+    SELECT settle_parents(array_agg(id), 'succeeded', $6::bigint[], $7::jsonb[], max(finished_at)) AS released
+      FROM timed WHERE has_dependents HAVING count(*) > 0
 )
--- One row, the number of attempts written (a row per job would only be counted).
-SELECT count(*) FROM attempts
+-- One row: the number of attempts written (a row per job would only be counted) and the
+-- dependents released.
+SELECT (SELECT count(*) FROM attempts), (SELECT coalesce(sum(released), 0) FROM settled)
 
 -- name: complete_retry
 -- Puts failed attempts back to wait for their next run and records them.
@@ -97,7 +110,7 @@ WITH s AS (
               j.created_at, j.run_at, s.started[width_bucket(j.id, s.ids)] AS started_at,
               s.finished[width_bucket(j.id, s.ids)] AS finished_at,
               s.error_classes[width_bucket(j.id, s.ids)] AS error_class,
-              s.errors[width_bucket(j.id, s.ids)] AS error
+              s.errors[width_bucket(j.id, s.ids)] AS error, j.has_dependents
 ), timed AS (
     SELECT *, extract(epoch FROM finished_at - started_at) * 1000 AS duration_ms FROM gone
 ), att AS (
@@ -111,6 +124,10 @@ WITH s AS (
     SELECT id, queue, priority, 'dead', data, singleton_key, attempt, dead_letter_id, created_at,
            run_at, finished_at, duration_ms
       FROM timed
+), settled AS (
+    -- the dependents' failure policies (cancel, ignore; hold leaves them on the dead letter)
+    SELECT settle_parents(array_agg(id), 'failed', '{}', '{}', max(finished_at)) AS released
+      FROM timed WHERE has_dependents HAVING count(*) > 0
 )
 INSERT INTO dead_letters (job_id, queue, priority, data, singleton_key, error_class, error, attempts,
                           history, job_created_at, failed_at)
@@ -126,4 +143,5 @@ SELECT g.id, g.queue, g.priority, g.data, g.singleton_key, g.error_class, g.erro
                     'error_class', g.error_class, 'error', g.error)),
        g.created_at, g.finished_at
   FROM timed g
+ WHERE (SELECT count(*) FROM settled) >= 0  -- runs the settling (a CTE nothing reads never runs)
 RETURNING id, job_id, queue

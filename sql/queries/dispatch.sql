@@ -18,7 +18,7 @@ UPDATE jobs j
    SET state = 'running', attempt = j.attempt + 1, worker_id = $3, claimed_at = $4, lease_until = $5
  WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING j.id, j.queue, j.priority, j.data, j.attempt, j.max_attempts, j.retries, j.run_at,
-          j.created_at, j.singleton_key, j.dead_letter_id
+          j.created_at, j.singleton_key, j.dead_letter_id, j.parents
 
 -- name: release
 -- Hands back claimed jobs that never started (shutdown): the attempt did not happen.
@@ -83,7 +83,7 @@ WITH expired AS (
     DELETE FROM jobs j USING verdict v
      WHERE j.id = v.id AND v.dead
     RETURNING j.id, j.queue, j.priority, j.data, j.singleton_key, j.attempt, j.dead_letter_id,
-              j.created_at, j.run_at
+              j.created_at, j.run_at, j.has_dependents
 ), att AS (
     INSERT INTO job_attempts (job_id, attempt, queue, worker_id, started_at, finished_at, duration_ms,
                               outcome, error_class, error)
@@ -118,9 +118,14 @@ WITH expired AS (
                         'outcome', 'dead', 'error_class', 'lease_expired', 'error', v.error)),
            g.created_at, $1
       FROM gone g JOIN verdict v USING (id)
+), settled AS (
+    -- the dependents' failure policies (see complete_dead)
+    SELECT settle_parents(array_agg(id), 'failed', '{}', '{}', $1) AS released
+      FROM gone WHERE has_dependents HAVING count(*) > 0
 )
 SELECT v.id, v.tier, v.dead FROM verdict v
  WHERE v.id IN (SELECT id FROM back UNION ALL SELECT id FROM gone)
+   AND (SELECT count(*) FROM settled) >= 0  -- runs the settling (a CTE nothing reads never runs)
 
 -- name: defer
 -- Puts running jobs back to wait until their run_at without counting the attempt: the handler

@@ -1,5 +1,6 @@
 -- name: job_get
--- One job wherever it is: waiting or running (hot table) or finished (jobs_done).
+-- One job wherever it is: blocked (waiting for its parents), waiting or running (hot table) or
+-- finished (jobs_done).
 SELECT id, queue, priority,
        CASE WHEN state = 'running' THEN 'running'
             WHEN attempt > 0 THEN 'retrying'
@@ -8,6 +9,10 @@ SELECT id, queue, priority,
        data, singleton_key, attempt AS attempts, max_attempts, run_at, created_at,
        NULL::timestamptz AS finished_at, last_error_class, last_error, dead_letter_id
   FROM jobs WHERE id = $1
+UNION ALL
+SELECT id, queue, priority, 'blocked', data, NULL, 0, max_attempts, run_at, created_at,
+       NULL, NULL, NULL, NULL
+  FROM jobs_blocked WHERE id = $1
 UNION ALL
 SELECT id, queue, priority, state, data, singleton_key, attempts, NULL, run_at, created_at,
        finished_at, NULL, NULL, dead_letter_id

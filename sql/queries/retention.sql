@@ -2,12 +2,12 @@
 -- index on the time column, so a run costs what it moves or deletes, not the table size.
 
 -- name: retention_archive_batch
--- Moves up to $2 completed jobs (succeeded or cleared, never dead) that finished before $1 from
+-- Moves up to $2 completed jobs (succeeded, cleared or cancelled, never dead) that finished before $1 from
 -- jobs_done to jobs_archive. SKIP LOCKED lets two processes archive side by side.
 -- params: $1 finished before, $2 batch size, $3 archived at
 WITH picked AS (
     SELECT id FROM jobs_done
-     WHERE finished_at < $1 AND state IN ('succeeded', 'cleared')
+     WHERE finished_at < $1 AND state IN ('succeeded', 'cleared', 'cancelled')
      LIMIT $2
        FOR UPDATE SKIP LOCKED
 ), moved AS (
@@ -35,6 +35,14 @@ WITH picked AS (
 ), effects AS (
     -- what those jobs created in Graph: kept while a retry could still need it, not forever
     DELETE FROM graph_effects e WHERE e.job_id = ANY(ARRAY(SELECT id FROM gone)) RETURNING 1
+), results AS (
+    -- their results, why they were cancelled, and the edges to their children (a parent is
+    -- archived after its children were released, so none still waits on it)
+    DELETE FROM job_results r WHERE r.job_id = ANY(ARRAY(SELECT id FROM gone))
+), cancellations AS (
+    DELETE FROM job_cancellations c WHERE c.job_id = ANY(ARRAY(SELECT id FROM gone))
+), edges AS (
+    DELETE FROM job_dependencies d WHERE d.parent_id = ANY(ARRAY(SELECT id FROM gone)) AND d.state IS NOT NULL
 )
 SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM attempts) AS attempts
 
@@ -151,3 +159,18 @@ WITH picked AS (
     DELETE FROM graph_effects e WHERE e.job_id = ANY(ARRAY(SELECT job_id FROM letters)) RETURNING 1
 )
 SELECT 1 FROM letters
+
+-- name: retention_schedule_runs_batch
+-- Deletes up to $2 schedule runs fired before $1 (where a schedule stands, its last tick and job,
+-- is in scheduled_jobs).
+-- params: $1 before, $2 batch size
+DELETE FROM schedule_runs
+ WHERE ctid = ANY(ARRAY(SELECT ctid FROM schedule_runs WHERE fired_at < $1 LIMIT $2))
+RETURNING 1
+
+-- name: retention_alert_notifications_batch
+-- Deletes up to $2 alert notifications recorded before $1 (their alerts stay, by their own age).
+-- params: $1 before, $2 batch size
+DELETE FROM alert_notifications
+ WHERE ctid = ANY(ARRAY(SELECT ctid FROM alert_notifications WHERE created_at < $1 LIMIT $2))
+RETURNING 1

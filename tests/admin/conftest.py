@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from fleetbox.admin import ApplianceInfo, build_app
+from fleetbox.admin.routes import Readiness
 from fleetbox.app import Appliance
 from fleetbox.client import Client
 from fleetbox.config import Settings
@@ -45,11 +46,13 @@ def test_monitor(client: Client, **kwargs: Any) -> Monitor:
     return Monitor(client.store, client.service.thresholds, clock=client.clock, **kwargs)
 
 
-def app_for(settings: Settings, client: Client, monitor: Monitor | None = None) -> web.Application:
-    """build_app for a test."""
+def app_for(
+    settings: Settings, client: Client, monitor: Monitor | None = None, *, readiness: Readiness | None = None
+) -> web.Application:
+    """build_app for a test (``readiness``: the appliance's, or one the test makes up)."""
     return build_app(
         service=client.service, monitor=monitor or test_monitor(client),
-        settings=settings, appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"),
+        settings=settings, appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"), readiness=readiness,
     )  # fmt: skip
 
 

@@ -17,6 +17,8 @@ WRONG = {"x-admin-key": "wrong-key-for-tests-00000000"}
 BODIES: dict[str, Any] = {
     "updateThresholds": {"maxBacklog": 5},
     "retryDeadLetters": {"expectedCount": 0},
+    "reviewDeadLetters": {"expectedCount": 0, "reviewedBy": "x"},
+    "discardDeadLetters": {"expectedCount": 0},
     "enqueueJob": {"data": {}},
     "reviewDeadLetter": {"reviewedBy": "x"},
 }
@@ -68,11 +70,15 @@ async def test_the_read_key_cannot_change_state(api: Api, db: Store) -> None:
     await nothing_changed(db)
 
 
+#: What a read answers with a good key on an empty database (200 unless named here).
+READ_ANSWERS = {"streamQueues": 426, "getJob": 404, "getDeadLetter": 404}
+
+
 async def test_reads_take_either_key(api: Api) -> None:
     for route in by_access(Access.READ):
         for headers in (READ, ADMIN):
-            status, _body = await call(api, route, headers)
-            assert status not in (401, 403), (route.path, headers)
+            status, body = await call(api, route, headers)
+            assert status == READ_ANSWERS.get(route.operation_id, 200), (route.path, headers, body)
 
 
 async def test_without_any_key_configured_everything_but_public_reads_is_refused(
@@ -95,13 +101,14 @@ async def test_a_read_key_alone_opens_reads_but_no_admin_operation(api_factory: 
         status, body = await call(api, route, READ)
         assert (status, body["error"]["code"]) == (403, "admin_key_not_configured"), route.path
     for route in by_access(Access.READ):
-        assert (await call(api, route, READ))[0] not in (401, 403), route.path
+        assert (await call(api, route, READ))[0] == READ_ANSWERS.get(route.operation_id, 200), route.path
     await nothing_changed(db)
 
 
 async def test_public_endpoints_need_no_key(api: Api) -> None:
     assert {(r.method, r.path) for r in by_access(Access.PUBLIC)} == {
         ("GET", "/api/queue/health"), ("GET", "/api/queue/openapi.json"), ("GET", "/metrics"),
+        ("GET", "/livez"), ("GET", "/readyz"),
     }  # fmt: skip
     for route in by_access(Access.PUBLIC):
         assert (await call(api, route))[0] == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -40,8 +41,8 @@ async def test_dead_letters_are_listed_newest_first_with_filters_and_paging(rig:
     assert sorted(everything) == sorted(ids)
     failed = [(await rig.app.client.dead_letters.get(i)).failed_at for i in everything]
     assert failed == sorted(failed, reverse=True)
-    assert await listed("?reviewed=true") == [ids[0]]
-    assert sorted(await listed("?reviewed=false")) == sorted(ids[1:])
+    assert await listed("?reviewed=true") == await listed("?reviewed=yes") == [ids[0]]
+    assert sorted(await listed("?reviewed=false")) == sorted(await listed("?reviewed=no")) == sorted(ids[1:])
     assert await listed(f"?queue={OTHER}") == [ids[3]]
     assert sorted(await listed("?errorClass=permanent")) == sorted(ids)
     assert await listed("?errorClass=transient") == []
@@ -55,7 +56,8 @@ async def test_dead_letters_are_listed_newest_first_with_filters_and_paging(rig:
     assert [d["id"] for d in body["deadLetters"]] == everything[3:] and body["nextBefore"] is None
 
     letter = (await (await rig.api.get(f"/api/queue/dead-letter?queue={OTHER}", headers=READ)).json())["deadLetters"][0]
-    assert letter["queue"] == OTHER and letter["data"] == {"mode": "permanent", "n": 3}
+    assert letter["queue"] == OTHER and letter["data"] is None
+    assert json.loads(letter["dataPreview"]) == {"mode": "permanent", "n": 3}
     assert letter["errorClass"] == "permanent" and letter["status"] == "open" and letter["reviewed"] is False
     assert [h["outcome"] for h in letter["history"]] == ["dead"]
 
@@ -79,19 +81,19 @@ async def test_dead_letter_list_parameters_are_checked(api: Api, query: str, sta
     assert (await response.json())["error"]["field"] == field
 
 
-async def test_review_by_dead_letter_id_or_job_id(rig: Rig, db: Store) -> None:
+async def test_review_by_job_id_or_by_dead_letter_id(rig: Rig, db: Store) -> None:
     (dead_id,) = await dead_jobs(rig, (WORK, {}))
     job_id = (await rig.app.client.dead_letters.get(dead_id)).job_id
     body = {"reviewedBy": "admin@example.com", "resolutionNotes": "Fixed upstream API issue"}
-    response = await rig.api.post(f"/api/queue/dead-letter/{dead_id}/review", json=body, headers=ADMIN)
+    # the spec's form: the path names the job
+    response = await rig.api.post(f"/api/queue/dead-letter/{job_id}/review", json=body, headers=ADMIN)
     assert response.status == 200, await response.text()
     letter = await response.json()
     assert letter["id"] == dead_id and letter["reviewed"] is True and letter["reviewedBy"] == "admin@example.com"
     assert letter["resolutionNotes"] == "Fixed upstream API issue" and letter["status"] == "open"
-    # by the id of the job it holds; the last review wins
-    again = await rig.api.post(
-        f"/api/queue/dead-letter/job-{job_id}/review", json={"reviewedBy": "dave"}, headers=ADMIN
-    )
+    # by the dead letter's own id, explicitly; the last review wins
+    path = f"/api/queue/dead-letter/dl-{dead_id}/review"
+    again = await rig.api.post(path, json={"reviewedBy": "dave"}, headers=ADMIN)
     assert again.status == 200
     assert (await again.json())["reviewedBy"] == "dave" and (await again.json())["resolutionNotes"] is None
     trail = await db.pool.fetch(
@@ -106,6 +108,36 @@ async def test_review_by_dead_letter_id_or_job_id(rig: Rig, db: Store) -> None:
     ]
 
 
+async def crossed(rig: Rig, db: Store) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Two dead letters whose ids cross: B's own id is A's job id. Returns (job, dead) of A and B."""
+    await db.pool.execute("ALTER TABLE fleetbox.jobs ALTER COLUMN id RESTART WITH 500")
+    (dead_a,) = await dead_jobs(rig, (WORK, {}))
+    job_a = (await rig.app.client.dead_letters.get(dead_a)).job_id
+    await db.pool.execute(f"ALTER TABLE fleetbox.dead_letters ALTER COLUMN id RESTART WITH {job_a}")
+    (dead_b,) = await dead_jobs(rig, (WORK, {}))
+    job_b = (await rig.app.client.dead_letters.get(dead_b)).job_id
+    assert dead_b == job_a and job_b != dead_a and dead_a != job_a
+    return (job_a, dead_a), (job_b, dead_b)
+
+
+@pytest.mark.parametrize("action", ["review", "retry", "discard"])
+async def test_a_bare_path_id_is_the_job_id_even_when_it_is_also_a_dead_letter_id(
+    rig: Rig, db: Store, action: str
+) -> None:
+    (job_a, dead_a), (_job_b, dead_b) = await crossed(rig, db)
+    body = {"reviewedBy": "erin"} if action == "review" else None
+    response = await rig.api.post(f"/api/queue/dead-letter/{job_a}/{action}", json=body, headers=ADMIN)
+    assert response.status == 200, await response.text()
+    a, b = [await rig.app.client.dead_letters.get(d) for d in (dead_a, dead_b)]
+    changed = {"review": lambda d: d.reviewed, "retry": lambda d: d.status.value == "retried",
+               "discard": lambda d: d.status.value == "discarded"}[action]  # fmt: skip
+    assert changed(a) and not changed(b)
+    # dl-<id> names B by its own id (the number that is A's job id)
+    response = await rig.api.post(f"/api/queue/dead-letter/dl-{dead_b}/{action}", json=body, headers=ADMIN)
+    assert response.status == 200, await response.text()
+    assert changed(await rig.app.client.dead_letters.get(dead_b))
+
+
 @pytest.mark.parametrize(
     ("ref", "body", "status", "field"),
     [
@@ -118,17 +150,24 @@ async def test_review_by_dead_letter_id_or_job_id(rig: Rig, db: Store) -> None:
         ("{dead}", {"reviewedBy": "a", "notes": "typo"}, 400, "body"),
         ("{dead}", {"reviewedBy": "a\u0000b"}, 400, "reviewedBy"),
         ("987654", {"reviewedBy": "a"}, 404, None),
-        ("job-987654", {"reviewedBy": "a"}, 404, None),
+        ("dl-987654", {"reviewedBy": "a"}, 404, None),
+        ("job-987654", {"reviewedBy": "a"}, 400, "jobId"),
+        ("job-{job}", {"reviewedBy": "a"}, 400, "jobId"),
         ("abc", {"reviewedBy": "a"}, 400, "jobId"),
-        ("job-abc", {"reviewedBy": "a"}, 400, "jobId"),
+        ("dl-abc", {"reviewedBy": "a"}, 400, "jobId"),
+        ("dl-", {"reviewedBy": "a"}, 400, "jobId"),
         ("0", {"reviewedBy": "a"}, 400, "jobId"),
+        ("1" * 19, {"reviewedBy": "a"}, 400, "jobId"),
+        ("dl-" + "1" * 19, {"reviewedBy": "a"}, 400, "jobId"),
     ],
 )
 async def test_review_errors(
     rig: Rig, db: Store, ref: str, body: dict[str, Any], status: int, field: str | None
 ) -> None:
     (dead_id,) = await dead_jobs(rig, (WORK, {}))
-    response = await rig.api.post(f"/api/queue/dead-letter/{ref.format(dead=dead_id)}/review", json=body, headers=ADMIN)
+    job_id = (await rig.app.client.dead_letters.get(dead_id)).job_id
+    path = ref.format(dead=f"dl-{dead_id}", job=job_id)
+    response = await rig.api.post(f"/api/queue/dead-letter/{path}/review", json=body, headers=ADMIN)
     assert response.status == status, await response.text()
     assert (await response.json())["error"].get("field") == field
     assert (await rig.app.client.dead_letters.get(dead_id)).reviewed_at is None
@@ -137,26 +176,27 @@ async def test_review_errors(
 
 async def test_retry_and_discard_one_dead_letter(rig: Rig) -> None:
     first, second = await dead_jobs(rig, (WORK, {}), (WORK, {}))
-    retried = await rig.api.post(f"/api/queue/dead-letter/{first}/retry", headers=ADMIN)
+    retried = await rig.api.post(f"/api/queue/dead-letter/dl-{first}/retry", headers=ADMIN)
     assert retried.status == 200
     body = await retried.json()
     assert body["deadLetterId"] == first
     job = await rig.app.client.get_job(body["jobId"])
     assert job.queue == WORK and job.dead_letter_id == first
     for action in ("retry", "discard"):
-        response = await rig.api.post(f"/api/queue/dead-letter/{first}/{action}", headers=ADMIN)
+        response = await rig.api.post(f"/api/queue/dead-letter/dl-{first}/{action}", headers=ADMIN)
         assert response.status == 409, action
         assert (await response.json())["error"]["code"] == "conflict"
 
     job_of_second = (await rig.app.client.dead_letters.get(second)).job_id
-    discarded = await rig.api.post(f"/api/queue/dead-letter/job-{job_of_second}/discard", headers=ADMIN)
+    discarded = await rig.api.post(f"/api/queue/dead-letter/{job_of_second}/discard", headers=ADMIN)
     assert discarded.status == 200
     letter = await discarded.json()
     assert letter["id"] == second and letter["status"] == "discarded" and letter["discardedAt"] is not None
     for action in ("retry", "discard"):
-        assert (await rig.api.post(f"/api/queue/dead-letter/{second}/{action}", headers=ADMIN)).status == 409
-    assert (await rig.api.post("/api/queue/dead-letter/424242/discard", headers=ADMIN)).status == 404
-    assert (await rig.api.post("/api/queue/dead-letter/424242/retry", headers=ADMIN)).status == 404
+        assert (await rig.api.post(f"/api/queue/dead-letter/dl-{second}/{action}", headers=ADMIN)).status == 409
+    for ref in ("424242", "dl-424242"):
+        assert (await rig.api.post(f"/api/queue/dead-letter/{ref}/discard", headers=ADMIN)).status == 404
+        assert (await rig.api.post(f"/api/queue/dead-letter/{ref}/retry", headers=ADMIN)).status == 404
 
 
 async def test_bulk_retry_checks_the_count_under_lock_and_changes_nothing_on_a_mismatch(rig: Rig, db: Store) -> None:

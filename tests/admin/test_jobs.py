@@ -174,6 +174,10 @@ async def test_jobs_are_listed_by_status(rig: Rig) -> None:
     assert await listed(OTHER, "cleared") == [to_clear]
     assert await listed(WORK, "cleared") == []
     assert await listed(WORK, "pending") == sorted([ids["ready"], ids["scheduled"], ids["retrying"]])
+    # the spec's words are aliases of the state names
+    assert await listed(WORK, "waiting") == await listed(WORK, "pending")
+    assert await listed(WORK, "completed") == [ids["succeeded"]]
+    assert await listed(WORK, "failed") == [ids["dead"]]
     live = [ids[s] for s in ("ready", "scheduled", "retrying", "running")]
     assert await listed(WORK, None) == sorted(live)
     body = await (await rig.api.get(f"/api/queue/{WORK}/jobs", headers=READ)).json()
@@ -274,6 +278,33 @@ async def test_job_detail_has_the_attempt_history_and_the_dead_letter(rig: Rig) 
     assert body["deadLetter"]["history"][0]["outcome"] == "dead"
 
 
+async def test_a_dead_job_shows_why_and_its_dead_letter(rig: Rig, db: Store) -> None:
+    job = await rig.enqueue("permanent")
+
+    async def dead() -> bool:
+        return (await rig.app.client.get_job(job)).state is JobState.DEAD
+
+    await wait_for(dead)
+    dead_id = await rig.app.service.dead_letters.of_job(job)
+    body = await (await rig.api.get(f"/api/queue/jobs/{job}", headers=READ)).json()
+    assert body["lastErrorClass"] == "permanent" and "payload is wrong" in body["lastError"]
+    assert body["deadLetterId"] == dead_id == body["deadLetter"]["id"]
+    # without its dead letter (pruned), the last failed attempt still says why
+    await db.pool.execute("DELETE FROM fleetbox.dead_letters WHERE id = $1", dead_id)
+    body = await (await rig.api.get(f"/api/queue/jobs/{job}", headers=READ)).json()
+    assert body["lastErrorClass"] == "permanent" and "payload is wrong" in body["lastError"]
+    assert body["deadLetterId"] is None and body["deadLetter"] is None
+    # a job that is not dead has no dead letter and no error
+    ok = await rig.enqueue("ok")
+
+    async def succeeded() -> bool:
+        return (await rig.app.client.get_job(ok)).state is JobState.SUCCEEDED
+
+    await wait_for(succeeded)
+    body = await (await rig.api.get(f"/api/queue/jobs/{ok}", headers=READ)).json()
+    assert body["deadLetterId"] is None and body["lastError"] is None
+
+
 async def test_job_detail_errors(api: Api) -> None:
     missing = await api.get("/api/queue/jobs/123456", headers=READ)
     assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
@@ -300,7 +331,7 @@ async def test_failed_lists_retrying_jobs_dead_letters_and_failed_attempts(rig: 
     assert sorted(a["jobId"] for a in body["recentFailures"]) == sorted([retrying, dead])
     assert {a["outcome"] for a in body["recentFailures"]} == {"retry", "dead"}
     other = await (await rig.api.get(f"/api/queue/{OTHER}/failed", headers=READ)).json()
-    assert other == {"queue": OTHER, "retrying": [], "deadLetters": [], "recentFailures": []}
+    assert other == {"queue": OTHER, "retrying": [], "deadLetters": [], "recentFailures": [], "truncated": False}
     assert (await rig.api.get("/api/queue/nope/failed", headers=READ)).status == 404
     assert (await rig.api.get(f"/api/queue/{WORK}/failed?limit=0", headers=READ)).status == 400
 

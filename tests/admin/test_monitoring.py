@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from fleetbox.app import Readiness
 from fleetbox.client import Client
 from fleetbox.config import Settings
 from fleetbox.store import Store
@@ -26,15 +27,18 @@ async def test_health_is_public_and_in_the_spec_shape(api: Api) -> None:
     assert "dead-letter" not in body["queues"]
 
 
-async def test_health_is_503_with_the_reasons_when_a_threshold_is_crossed(api: Api, client: Client) -> None:
+async def test_a_crossed_threshold_is_200_with_healthy_false_and_the_reasons(api: Api, client: Client) -> None:
     await client.enqueue("sync", {})
     response = await api.put("/api/queue/thresholds", json={"maxBacklog": 0}, headers=ADMIN)
     assert response.status == 200
     unhealthy = await api.get("/api/queue/health")
-    assert unhealthy.status == 503
+    # an orchestrator probing health must not restart a working appliance
+    assert unhealthy.status == 200
     body = await unhealthy.json()
     assert body["healthy"] is False and body["queues"]["sync"]["backlog"] == 1
     assert any("maxBacklog" in reason for reason in body["reasons"])
+    assert body["ready"] is True and "databaseError" not in body
+    assert (await api.get("/readyz")).status == 200
 
 
 async def test_health_needs_a_key_when_not_public(api_factory: ApiFactory) -> None:
@@ -57,6 +61,14 @@ async def test_an_unreachable_database_is_unhealthy_and_other_reads_are_503(
     assert health.status == 503
     body = await health.json()
     assert body["healthy"] is False and body["database"] == "unreachable" and body["reasons"]
+    # the driver's message for keyed readers only
+    assert body["databaseError"] == "database unreachable"
+    keyed = await (await api.get("/api/queue/health", headers=READ)).json()
+    assert keyed["databaseError"] and keyed["databaseError"] != "database unreachable"
+    ready = await api.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["ready"] is False and "database unreachable" in (await ready.json())["reasons"]
+    assert await (await api.get("/livez")).json() == {"alive": True}
     for path in ("/api/queue/stats", "/api/queue/sync/jobs", "/api/queue/dead-letter"):
         response = await api.get(path, headers=READ)
         assert response.status == 503, path
@@ -146,3 +158,52 @@ async def test_threshold_changes_are_checked_and_nothing_changes(
     assert (await response.json())["error"]["field"] == field
     assert await db.pool.fetchval("SELECT count(*) FROM fleetbox.monitor_thresholds") == 0
     assert await db.pool.fetchval("SELECT count(*) FROM fleetbox.audit_log") == 0
+
+
+async def test_livez_and_readyz_answer_without_a_key(api: Api) -> None:
+    live = await api.get("/livez")
+    assert live.status == 200 and await live.json() == {"alive": True}
+    ready = await api.get("/readyz")
+    assert ready.status == 200
+    assert await ready.json() == {"ready": True, "draining": False, "reasons": [], "failingTasks": {}}
+
+
+def readiness_of(report: Readiness) -> Callable[[], Awaitable[Readiness]]:
+    async def readiness() -> Readiness:
+        return report
+
+    return readiness
+
+
+async def test_a_draining_appliance_is_healthy_to_orchestrators_but_not_ready(
+    aiohttp_client: Any, client: Client, make_settings: Callable[..., Settings]
+) -> None:
+    draining = Readiness(False, ("draining: the appliance is stopping",), {}, True)
+    app = app_for(make_settings(admin=admin_section()), client, readiness=readiness_of(draining))
+    api: Api = await aiohttp_client(app)
+    health = await api.get("/api/queue/health")
+    assert health.status == 200
+    body = await health.json()
+    assert body["draining"] is True and body["ready"] is False and body["healthy"] is False
+    ready = await api.get("/readyz")
+    assert ready.status == 503 and (await ready.json())["draining"] is True
+
+
+async def test_a_failing_critical_task_is_503_and_its_error_is_for_keyed_readers_only(
+    aiohttp_client: Any, client: Client, make_settings: Callable[..., Settings]
+) -> None:
+    failing = Readiness(
+        False, ("task fleetbox.dispatcher is failing",), {"fleetbox.dispatcher": "connection to 10.0.0.7 refused"}
+    )
+    app = app_for(make_settings(admin=admin_section()), client, readiness=readiness_of(failing))
+    api: Api = await aiohttp_client(app)
+    health = await api.get("/api/queue/health")
+    assert health.status == 503
+    assert "task fleetbox.dispatcher is failing" in (await health.json())["reasons"]
+    public = await api.get("/readyz")
+    assert public.status == 503
+    assert (await public.json())["failingTasks"] == {"fleetbox.dispatcher": None}
+    keyed = await (await api.get("/readyz", headers=READ)).json()
+    assert keyed["failingTasks"] == {"fleetbox.dispatcher": "connection to 10.0.0.7 refused"}
+    wrong = await (await api.get("/readyz", headers={"x-admin-key": "nope"})).json()
+    assert wrong["failingTasks"] == {"fleetbox.dispatcher": None}

@@ -17,10 +17,13 @@ import aiohttp
 import pytest
 
 from fleetbox import protocol
+from fleetbox.admin import ApplianceInfo, build_app
+from fleetbox.admin.stream import Stream
 from fleetbox.app import Appliance
 from fleetbox.client import Client
 from fleetbox.protocol import HISTORY_SECONDS, OPERATOR_HEADER, STREAM_PATH
-from tests.admin.conftest import WORK, Behaviour
+from tests.admin.conftest import READ, WORK, Behaviour, admin_section
+from tests.admin.conftest import test_monitor as monitor_for
 from tests.admin.test_socket import BASE, short_dir, start_with_socket, unix_session  # noqa: F401
 
 # -- a validator for the protocol's TypedDicts ------------------------------------------------
@@ -242,7 +245,7 @@ async def test_dead_letters_reviews_and_retries_are_events(
     assert tick["deadUnreviewed"] == 1
     async with unix_session(path) as local:
         async with local.post(
-            f"{BASE}/api/queue/dead-letter/job-{job_id}/review",
+            f"{BASE}/api/queue/dead-letter/{job_id}/review",
             json={"reviewedBy": "dora", "resolutionNotes": "payload fixed"},
         ) as response:
             assert response.status == 200
@@ -251,7 +254,7 @@ async def test_dead_letters_reviews_and_retries_are_events(
         assert (reviewed["by"], reviewed["jobIds"]) == ("dora", [job_id])
         assert reviewed["detail"] == {"deadLetterIds": [dead_id], "notes": "payload fixed"}
         async with local.post(
-            f"{BASE}/api/queue/dead-letter/{dead_id}/retry", headers={OPERATOR_HEADER: "dora"}
+            f"{BASE}/api/queue/dead-letter/dl-{dead_id}/retry", headers={OPERATOR_HEADER: "dora"}
         ) as response:
             new_job = (await response.json())["jobId"]
     retried = await client.until(event("dead_retried", queue=WORK))
@@ -314,3 +317,38 @@ async def test_stopping_the_appliance_closes_the_streams(
     assert await asyncio.wait_for(reader, 5) is aiohttp.WSMsgType.CLOSE
     assert client.ws.close_code == aiohttp.WSCloseCode.GOING_AWAY
     assert not path.exists()
+
+
+async def test_a_message_nested_too_deeply_closes_the_stream_with_1007(
+    live: tuple[Appliance, Path, Behaviour],
+    connect: Callable[[], Awaitable[StreamClient]],
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    client = await connect()
+    bystander = await connect()
+    await client.ws.send_str("[" * 2000 + "]" * 2000)  # under 4 KiB, deeper than any decoder's stack
+    closed = await client.ws.receive(timeout=10)
+    assert closed.type is aiohttp.WSMsgType.CLOSE
+    assert closed.data == aiohttp.WSCloseCode.INVALID_TEXT and "nested too deeply" in closed.extra
+    # nobody else noticed, and nothing was logged as a failure
+    assert (await bystander.until(lambda f: f["type"] == "tick"))["type"] == "tick"
+    assert not [r for r in logs.records if getattr(r, "event", "") == "admin_internal_error"]
+
+
+async def test_an_unexpected_failure_closes_the_stream_with_1011_and_writes_no_http_answer(
+    aiohttp_client: Any, client: Client, make_settings: Callable[..., Any], logs: pytest.LogCaptureFixture
+) -> None:
+    async def broken() -> dict[str, int]:
+        raise RuntimeError("presence table exploded")
+
+    info = ApplianceInfo("test", "test:1:abc", "0.1.0")
+    stream = Stream(client.store, clock=client.clock, info=info.to_protocol(read_only=False), consumers=broken)
+    app = build_app(service=client.service, monitor=monitor_for(client),
+                    settings=make_settings(admin=admin_section()), appliance_info=info, stream=stream)  # fmt: skip
+    api = await aiohttp_client(app)
+    ws = await api.ws_connect(STREAM_PATH, headers=READ)
+    closed = await ws.receive(timeout=10)
+    assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == aiohttp.WSCloseCode.INTERNAL_ERROR
+    assert "presence table exploded" not in (closed.extra or "")
+    assert [r.getMessage() for r in logs.records if getattr(r, "event", "") == "admin_stream_error"]
+    await ws.close()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,8 +18,9 @@ import pytest
 from fleetbox.client import Client
 from fleetbox.models import JobState
 from fleetbox.store.sql import migrations
+from fleetbox.worker.registry import BUILTIN_QUEUES
 from tests.conftest import wait_for
-from tests.e2e.conftest import FleetboxProcess, child_env, write_config
+from tests.e2e.conftest import FleetboxProcess, child_env, fleetbox_script, write_config
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -102,7 +106,7 @@ async def test_migrate_twice_creates_the_schema_once(cli: Cli, pg: asyncpg.Conne
     assert "schema up to date" in second
     assert await pg.fetchval("SELECT count(*) FROM e2e_fresh.schema_version") == len(migrations())
     queues = await pg.fetch("SELECT name FROM e2e_fresh.queues ORDER BY name")
-    assert "dead-letter" in {r["name"] for r in queues} and len(queues) == 9
+    assert "dead-letter" in {r["name"] for r in queues} and len(queues) == len(BUILTIN_QUEUES)
 
     job = job_id_of(cli("enqueue", "sync", "--data", "{}", "--schema", "e2e_fresh"))
     assert await pg.fetchval("SELECT queue FROM e2e_fresh.jobs WHERE id = $1", job) == "sync"
@@ -215,7 +219,7 @@ async def test_dead_letter_commands_work_on_jobs_dead_lettered_by_a_running_appl
     assert [(h["outcome"], h["error_class"]) for h in shown["history"]] == [("dead", "permanent")]
 
     depth = {d["queue"]: d for d in json.loads(ok(cli("queues", "--json")))}
-    assert depth[queue]["dead"] == 2 and depth[queue]["tier"] == "medium" and depth[queue]["ready"] == 0
+    assert depth[queue]["dead"] == 2 and depth[queue]["tier"] == "medium" and depth[queue]["waiting"] == 0
     assert depth["dead-letter"]["dead"] == 2
     table = ok(cli("queues"))
     assert any(line.split()[0] == queue for line in table.splitlines())
@@ -266,3 +270,249 @@ async def test_subscriptions_lists_the_live_graph_subscriptions(cli: Cli, pg: as
     listed = cli("subscriptions")
     assert "sub-2" in listed.stdout and "chats/getAllMessages" in listed.stdout and "sub-1" not in listed.stdout
     assert [r["id"] for r in json.loads(cli("subscriptions", "--json").stdout)] == ["sub-2"]
+
+
+# -- bad input never ends in a traceback ------------------------------------------------------------
+
+DEEP = '{"a":' * 3000 + "1" + "}" * 3000
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["queues", "--dsn", "postgresql://u@127.0.0.1:abc/db"], "database.dsn: port must be a number"),
+        (["queues", "--dsn", "postgresql://u@127.0.0.1:99999/db"], "database.dsn: port must be a number"),
+        (["queues", "--dsn", "postgresql://u@[::1/db"], "database.dsn: malformed URL"),
+        (["queues", "--dsn", "postgresql://u@::1:5432/db"], "database.dsn: an IPv6 host must be written in brackets"),
+        (["queues", "--dsn", "host=db password=x"], "database.dsn: must be a URL such as postgresql://"),
+        (["bench", "--jobs", "-5"], "argument --jobs: must be a whole number from 1"),
+        (["bench", "--latency-jobs", "0"], "argument --latency-jobs: must be a whole number from 1"),
+        (["job", "99999999999999999999999"], "argument job_id: must be a positive integer"),
+        (["retry", "-1"], "argument job_id"),
+        (["dead", "retry", "9223372036854775808"], "argument dead_letter_id: must be a positive integer"),
+        (["dead", "list", "--limit", "0"], "argument --limit: must be a whole number from 1"),
+        (["dead", "list", "--reviewed", "maybe"], "argument --reviewed: must be true or false"),
+        (["jobs", "sync", "--state", "finished"], "argument --state: must be one of waiting, scheduled"),
+        (["enqueue", "sync", "--data", DEEP], "--data: is nested more than 64 levels deep"),
+        (["enqueue", "sync", "--data", "@/nonexistent/p.json"], "--data: cannot read '/nonexistent/p.json'"),
+    ],
+    ids=[
+        "dsn-port-abc", "dsn-port-99999", "dsn-ipv6-unclosed", "dsn-ipv6-bare", "dsn-key-value", "bench-jobs-negative",
+        "bench-latency-zero", "job-id-overflow", "retry-negative", "dead-id-overflow", "limit-zero", "reviewed-maybe",
+        "state-unknown", "deep-json", "data-file-missing",
+    ],
+)  # fmt: skip
+async def test_bad_input_exits_2_with_one_line_naming_what_is_wrong(
+    cli: Cli, pg: asyncpg.Connection, args: list[str], expected: str
+) -> None:
+    result = cli(*args, with_dsn="--dsn" not in args)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert expected in result.stderr, result.stderr
+    # argparse adds its usage lines; our own errors are one line
+    if not expected.startswith("argument"):
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert await pg.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+DSN_SECRET = "dsnsecret-e2e-5c2e"
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        f"postgresql://fleet@127.0.0.1:1/fleet?password={DSN_SECRET}",
+        f"postgresql://fleet:{DSN_SECRET}@127.0.0.1:1/fleet?sslpassword={DSN_SECRET}",
+    ],
+    ids=["query-password", "userinfo-and-sslpassword"],
+)
+async def test_no_form_of_dsn_secret_is_printed_or_logged(cli: Cli, log_dir: Path, tmp_path: Path, dsn: str) -> None:
+    env = child_env(log_dir, DATABASE_URL=dsn)
+    results = [
+        cli("queues", env=env, with_dsn=False),
+        cli("queues", "-v", env=env, with_dsn=False),
+        cli("run", "--set", "admin.port=0", "--set", "admin.socket_enabled=false", "--set", "graph.enabled=false",
+            "--log-level", "DEBUG", env=env, with_dsn=False),
+        cli("config", "show", env=env, with_dsn=False),
+        cli("config", "show", "--json", env=env, with_dsn=False),
+    ]  # fmt: skip
+    for result in results[:3]:
+        assert result.returncode == 3, result.stderr
+        assert "database unreachable" in result.stderr and "Traceback" not in result.stderr
+    assert "127.0.0.1:1" in results[2].stderr and "***" in results[2].stderr  # the start-up line, redacted
+    for result in results:
+        assert DSN_SECRET not in result.stdout + result.stderr
+
+
+# -- payloads from a file or standard input ---------------------------------------------------------
+
+
+def _stdin_cli(dsn: str, log_dir: Path, tmp_path: Path, payload: bytes, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [fleetbox_script(), "enqueue", *args, "--data", "-", "--dsn", dsn], cwd=tmp_path, env=child_env(log_dir),
+        input=payload, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), result.stderr.decode())
+
+
+async def test_data_from_a_file_or_stdin_has_the_limits_of_every_entry_path(
+    cli: Cli, client: Client, pg: asyncpg.Connection, dsn: str, log_dir: Path, tmp_path: Path
+) -> None:
+    big = {"rows": ["x" * 1000] * 600}  # 600 kB: too big for a command line on many systems
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps(big), encoding="utf-8")
+    from_file = job_id_of(cli("enqueue", "sync", "--data", f"@{path}"))
+    assert (await client.get_job(from_file)).data == big
+    from_stdin = job_id_of(_stdin_cli(dsn, log_dir, tmp_path, json.dumps({"n": 1}).encode(), "sync"))
+    assert (await client.get_job(from_stdin)).data == {"n": 1}
+
+    limited = ("--set", "appliance.max_payload_bytes=100000")
+    for result in (
+        cli("enqueue", "sync", "--data", f"@{path}", *limited),
+        _stdin_cli(dsn, log_dir, tmp_path, path.read_bytes(), "sync", *limited),
+    ):
+        assert result.returncode == 2 and "--data: is larger than the limit of 100000 bytes" in result.stderr
+    huge = tmp_path / "huge.json"
+    huge.write_bytes(b'{"a": "' + b"x" * (3 * 1_048_576) + b'"}')
+    assert "--data: is larger than the limit of 1048576 bytes" in cli("enqueue", "sync", "--data", f"@{huge}").stderr
+    deep = tmp_path / "deep.json"
+    deep.write_text(DEEP, encoding="utf-8")
+    assert "--data: is nested more than 64 levels deep" in cli("enqueue", "sync", "--data", f"@{deep}").stderr
+    binary = _stdin_cli(dsn, log_dir, tmp_path, b'{"a": "\xff"}', "sync")
+    assert binary.returncode == 2 and "--data: 'standard input' is not UTF-8 text" in binary.stderr
+    assert await pg.fetchval("SELECT count(*) FROM jobs") == 2
+
+
+# -- one set of words -------------------------------------------------------------------------------
+
+
+async def test_jobs_filters_by_state_with_the_spec_words_as_aliases(cli: Cli, client: Client) -> None:
+    waiting = job_id_of(cli("enqueue", "sync", "--data", "{}"))
+    later = job_id_of(cli("enqueue", "sync", "--data", "{}", "--delay", "600000"))
+
+    def ids(*args: str) -> list[int]:
+        return [json.loads(line)["id"] for line in ok(cli("jobs", "sync", "--json", *args)).splitlines()]
+
+    assert ids() == [waiting, later]
+    assert ids("--state", "waiting") == ids("--state", "pending") == [waiting, later]
+    assert ids("--state", "scheduled") == [later]
+    assert ids("--state", "succeeded") == ids("--state", "completed") == []
+    assert ids("--state", "dead") == ids("--state", "FAILED") == []
+    assert ids("--limit", "1") == [waiting]
+    shown = {
+        json.loads(line)["id"]: json.loads(line)["state"] for line in ok(cli("jobs", "sync", "--json")).splitlines()
+    }
+    assert shown == {waiting: "waiting", later: "scheduled"}
+    assert "waiting" in ok(cli("queues")).splitlines()[0]
+    assert json.loads(ok(cli("job", str(waiting))))["state"] == "waiting"
+    assert {d["queue"]: d for d in json.loads(ok(cli("queues", "--json")))}["sync"]["waiting"] == 1
+    assert ok(cli("dead", "list", "--reviewed", "true")) == ok(cli("dead", "list", "--reviewed", "no")) == ""
+
+
+async def test_one_shot_commands_log_only_warnings_unless_verbose(cli: Cli) -> None:
+    quiet = cli("migrate", "--schema", "e2e_quiet")
+    assert ok(quiet) and "migration_applied" not in quiet.stderr
+    loud = cli("migrate", "--schema", "e2e_loud", "-v")
+    assert ok(loud) and '"event": "migration_applied"' in loud.stderr
+
+
+# -- the config file and handler modules ------------------------------------------------------------
+
+
+async def test_the_working_directory_config_is_named_and_readable_secrets_are_warned_about(
+    cli: Cli, tmp_path: Path
+) -> None:
+    config = tmp_path / "fleetbox.toml"  # the cli fixture runs in tmp_path
+    config.write_text('[admin]\nkey = "adminkey-e2e-0b9e-secret"\n', encoding="utf-8")
+    config.chmod(0o644)
+    result = cli("config", "show", with_dsn=False)
+    ok(result)
+    assert f"using the config file {config} (found in the working directory" in result.stderr
+    assert f"warning: {config} holds secrets (admin.key)" in result.stderr and "mode 0644" in result.stderr
+    assert "adminkey-e2e-0b9e-secret" not in result.stdout + result.stderr
+    config.chmod(0o600)
+    assert "warning" not in cli("config", "show", with_dsn=False).stderr
+
+
+HANDLER_MODULE = """
+import os, pathlib
+async def work(job):
+    pathlib.Path(job.data["done"]).write_text(str(os.getpid()))
+"""
+
+
+async def test_a_handler_module_next_to_the_config_file_imports_without_pythonpath(
+    start_appliance: Callable[..., FleetboxProcess], tmp_path: Path, cli: Cli
+) -> None:
+    # The appliance runs in tmp_path (PYTHONPATH: the repository); the module is only in ops/.
+    ops = tmp_path / "ops"
+    ops.mkdir()
+    (ops / "opshandlers_e2e.py").write_text(HANDLER_MODULE, encoding="utf-8")
+    config = write_config(
+        ops / "fleetbox.toml", queues={"e2e-ops": {"tier": "high", "handler": "opshandlers_e2e:work"}}
+    )
+    app = start_appliance("ops", config)
+    await app.wait_ready()
+    done = tmp_path / "done"
+    job_id_of(cli("enqueue", "e2e-ops", "--data", json.dumps({"done": str(done)}), "--config", str(config)))
+    await wait_for(done.exists, timeout=30)
+    assert int(done.read_text()) == app.pid
+    app.signal(signal.SIGTERM)
+    assert await app.wait_exit(timeout=30) == 0, app.describe()
+
+
+async def test_status_finds_the_appliance_through_its_control_socket(
+    start_appliance: Callable[..., FleetboxProcess], cli: Cli, tmp_path: Path
+) -> None:
+    short = Path(tempfile.mkdtemp(prefix="fbs-"))  # a unix socket path may have at most 107 bytes
+    try:
+        config = write_config(tmp_path / "status.toml", queues={})
+        # the HTTP port is ephemeral (0), so only the socket can be found
+        text = config.read_text(encoding="utf-8").replace(
+            "socket_enabled = false", f'socket_enabled = true\nsocket_path = "{short / "admin.sock"}"'
+        )
+        config.write_text(text, encoding="utf-8")
+        down = cli("status", "--config", str(config), with_dsn=False)
+        assert down.returncode == 3 and "did not answer" in down.stderr and "Traceback" not in down.stderr
+        app = start_appliance("status", config)
+        await app.wait_ready()
+        shown = cli("status", "--config", str(config), "--json", with_dsn=False)
+        health = json.loads(ok(shown))
+        assert health["healthy"] is True and "notifications" in health["queues"]
+        app.signal(signal.SIGTERM)
+        assert await app.wait_exit(timeout=30) == 0, app.describe()
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def _modes(paths: list[Path], trees: list[Path]) -> dict[Path, int]:
+    """The permission bits of ``paths`` and of everything under ``trees``."""
+    found = [*paths, *(p for tree in trees for p in tree.rglob("*"))]
+    return {p: stat.S_IMODE(p.stat().st_mode) for p in found}
+
+
+async def test_what_an_appliance_creates_is_private_to_its_user(
+    start_appliance: Callable[..., FleetboxProcess], cli: Cli, tmp_path: Path, log_dir: Path
+) -> None:
+    short = Path(tempfile.mkdtemp(prefix="fbp-"))
+    try:
+        data_dir = short / "new" / "data"  # created by the appliance, parents too
+        config = write_config(
+            tmp_path / "private.toml",
+            queues={"e2e-private": {"tier": "high", "handler": "tests.e2e.handlers:record"}},
+            appliance={"data_dir": str(data_dir)},
+        )
+        config.write_text(config.read_text(encoding="utf-8").replace("socket_enabled = false", "socket_enabled = true"))
+        app = start_appliance("private", config)
+        await app.wait_ready()
+        job_id_of(cli("enqueue", "e2e-private", "--data", "{}"))
+        # the handler opens its log file asking for 0644, as most code does
+        await wait_for(lambda: any('"end"' in p.read_text() for p in log_dir.glob("*.log")), timeout=30)
+        app.signal(signal.SIGTERM)
+        assert await app.wait_exit(timeout=30) == 0, app.describe()
+        modes = _modes([short / "new", data_dir], [data_dir, log_dir])
+        assert data_dir / "admin.sock.lock" in modes
+        for path, mode in modes.items():
+            assert mode == (0o700 if path.is_dir() else 0o600), f"{path}: {mode:04o}"
+    finally:
+        shutil.rmtree(short, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from fleetbox.store.sql import migrations, queries, sql_dir
+from fleetbox.worker.registry import BUILTIN_QUEUES
 from tests.e2e.conftest import REPO, child_env
 
 PROBE = """
@@ -41,6 +42,10 @@ async def test_the_wheel_carries_the_sql_and_finds_it_when_installed(tmp_path: P
     assert {f"fleetbox/sql/{p}" for p in repo_sql} <= names
     assert any(n.startswith("fleetbox/sql/queries/") and n.endswith(".sql") for n in names)
     assert "fleetbox/cli.py" in names and "fleetbox/__main__.py" in names
+    # the web dashboard's static files (served from the package with importlib.resources)
+    repo_ui = sorted(p.name for p in (REPO / "fleetbox" / "admin" / "ui").iterdir())
+    assert {"index.html", "app.js", "style.css"} <= set(repo_ui)
+    assert {f"fleetbox/admin/ui/{n}" for n in repo_ui} <= names
     assert not any(n.startswith(("tests/", "sql/")) or "__pycache__" in n for n in names), sorted(names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(wheel) as zf:
@@ -67,6 +72,6 @@ async def test_the_wheel_carries_the_sql_and_finds_it_when_installed(tmp_path: P
     assert f"applied migrations {[v for v, _, _ in migrations()]}" in migrated
     conn = await asyncpg.connect(dsn)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM from_wheel.queues") == 9
+        assert await conn.fetchval("SELECT count(*) FROM from_wheel.queues") == len(BUILTIN_QUEUES)
     finally:
         await conn.close()

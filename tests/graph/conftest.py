@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import requests
 
+from fleetbox.app import Appliance
 from fleetbox.config import GraphSettings, RateLimitSettings
 from fleetbox.graph.client import GraphClient
 from fleetbox.graph.ratelimit import Limiters, RateEvent
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.tokens import Tokens
+from tests.graph.helpers import SENDER
+
+AppFactory = Callable[..., Awaitable[Appliance]]
 
 
 def graph_settings(sim: GraphSimulator, **overrides: Any) -> GraphSettings:
@@ -88,3 +93,41 @@ def sessions() -> Iterator[list[requests.Session]]:
     yield made
     for session in made:
         session.close()
+
+
+@pytest.fixture
+async def sql(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """Plain SQL on the test database, to look at what the appliance wrote."""
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "fleetbox"})
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def graph(sim: GraphSimulator, tmp_path: Path) -> dict[str, Any]:
+    """The [graph] section pointing at the simulator, with the Teams service account signed in."""
+    section: dict[str, Any] = {
+        "enabled": True, "simulate": False, "tenant_id": sim.tenant, "client_id": sim.client_id,
+        "client_secret": sim.client_secret, "authority_host": sim.authority_host, "base_url": sim.base_url,
+        "ca_bundle": str(sim.ca_pem_path), "token_cache_path": str(tmp_path / "token-cache.json"),
+        "sender": SENDER, "client_state": "s3cret-client-state", "files_dir": str(tmp_path / "files"),
+    }  # fmt: skip
+    tokens = Tokens(GraphSettings(**section), cache_path=tmp_path / "token-cache.json")
+    await tokens.start()
+    try:
+        await tokens.device_login(lambda _message: None)
+    finally:
+        tokens.close()
+    (tmp_path / "files").mkdir()
+    return section
+
+
+@pytest.fixture
+async def start(appliance_factory: AppFactory, graph: dict[str, Any]) -> Callable[..., Awaitable[Appliance]]:
+    """Start an appliance on the simulator (``clock=`` a ManualClock where a test drives retry time)."""
+
+    async def run(**sections: Any) -> Appliance:
+        merged = {**graph, **sections.pop("graph", {})}
+        return await appliance_factory(graph=merged, **sections)
+
+    return run

@@ -11,13 +11,15 @@ import pytest
 from fleetbox.errors import (
     AuthenticationError,
     JobError,
+    NetworkError,
     PermanentError,
     RateLimitError,
     SyncStateLost,
     TransientError,
     ValidationError,
 )
-from fleetbox.graph.client import classify, error_detail, parse_retry_after, redacted_path
+from fleetbox.graph.client import classify, error_detail, redacted_path
+from fleetbox.rules import parse_retry_after
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -113,16 +115,18 @@ def test_odd_bodies_are_tolerated(body: bytes) -> None:
     assert error.graph is not None and error.graph.status == 500
 
 
-@pytest.mark.parametrize("status", [429, 503, 504])
-def test_throttling_statuses_are_rate_limited(status: int) -> None:
-    error = _classify(status, _body({"code": "TooManyRequests", "message": "Please retry again later."}),
+def test_429_is_rate_limited_with_its_retry_after() -> None:
+    error = _classify(429, _body({"code": "TooManyRequests", "message": "Please retry again later."}),
                       {"Retry-After": "2.5"})  # fmt: skip
     assert isinstance(error, RateLimitError) and error.retry_after == 2.5
 
 
-def test_throttled_without_retry_after_leaves_the_backoff_to_the_retry_policy() -> None:
-    error = _classify(503, _body({"code": "serviceNotAvailable", "message": "try later"}))
-    assert isinstance(error, RateLimitError) and error.retry_after is None
+@pytest.mark.parametrize("status", [503, 504])
+def test_503_and_504_are_network_errors_that_keep_retry_after(status: int) -> None:
+    error = _classify(status, _body({"code": "serviceNotAvailable", "message": "try later"}), {"Retry-After": "4"})
+    assert type(error) is NetworkError and error.retry_after == 4.0
+    error = _classify(status, _body({"code": "serviceNotAvailable", "message": "try later"}))
+    assert type(error) is NetworkError and error.retry_after is None
 
 
 def test_throttled_with_an_http_date() -> None:

@@ -16,7 +16,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,95 +25,22 @@ import pytest
 
 from fleetbox.app import Appliance
 from fleetbox.client import Client
-from fleetbox.config import GraphSettings
 from fleetbox.graph.attachments import CHUNK_BYTES
 from fleetbox.graph.simulator import GraphSimulator
-from fleetbox.graph.tokens import Tokens
-from fleetbox.models import JobInfo, JobState, ManualClock
+from fleetbox.models import JobState, ManualClock
 from fleetbox.store import Store
 from tests.conftest import wait_for
+from tests.graph.helpers import SENDER, attempts, finished, posts
 
-AppFactory = Callable[..., Awaitable[Appliance]]
-
-SENDER = "fleet-notices@contoso.example"
 CHAT = "19:2da4c29f6d7041eca70b638b43d45437@thread.v2"
 TEAM = "5f3ad8e1-3c1b-4f0e-9a57-2a1c0e6b7d21"
 CHANNEL = "19:c0ffee@thread.tacv2"
 
 
 @pytest.fixture
-async def sql(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """Plain SQL on the test database, to look at what the appliance wrote."""
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": "fleetbox"})
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
 async def sim() -> AsyncIterator[GraphSimulator]:
     async with GraphSimulator(allow_http_notification_urls=True) as simulator:
         yield simulator
-
-
-@pytest.fixture
-async def graph(sim: GraphSimulator, tmp_path: Path) -> dict[str, Any]:
-    """The [graph] section pointing at the simulator, with the Teams service account signed in."""
-    section: dict[str, Any] = {
-        "enabled": True, "simulate": False, "tenant_id": sim.tenant, "client_id": sim.client_id,
-        "client_secret": sim.client_secret, "authority_host": sim.authority_host, "base_url": sim.base_url,
-        "ca_bundle": str(sim.ca_pem_path), "token_cache_path": str(tmp_path / "token-cache.json"),
-        "sender": SENDER, "client_state": "s3cret-client-state", "files_dir": str(tmp_path / "files"),
-    }  # fmt: skip
-    tokens = Tokens(GraphSettings(**section), cache_path=tmp_path / "token-cache.json")
-    await tokens.start()
-    try:
-        await tokens.device_login(lambda _message: None)
-    finally:
-        tokens.close()
-    (tmp_path / "files").mkdir()
-    return section
-
-
-@pytest.fixture
-async def start(appliance_factory: AppFactory, graph: dict[str, Any]) -> Callable[..., Awaitable[Appliance]]:
-    """Start an appliance on the simulator (``clock=`` a ManualClock where a test drives retry time)."""
-
-    async def run(**sections: Any) -> Appliance:
-        merged = {**graph, **sections.pop("graph", {})}
-        return await appliance_factory(graph=merged, **sections)
-
-    return run
-
-
-def finished(client: Client, job_id: int, *states: JobState) -> Callable[[], Awaitable[bool]]:
-    """A wait_for condition: the job reached one of ``states`` (default: succeeded).
-
-    Raises at once, naming the job's errors, when it reached another final state instead.
-    """
-    wanted = states or (JobState.SUCCEEDED,)
-
-    async def check() -> bool:
-        info = await client.get_job(job_id)
-        if info.state in wanted:
-            return True
-        if info.state in (JobState.SUCCEEDED, JobState.DEAD):
-            errors = [a.error for a in info.history]
-            raise AssertionError(f"job {job_id} ended {info.state.value}, not {wanted}: {errors}")
-        return False
-
-    return check
-
-
-async def attempts(client: Client, job_id: int, count: int) -> JobInfo:
-    async def check() -> bool:
-        return len((await client.get_job(job_id)).history) >= count
-
-    await wait_for(check, timeout=15)
-    return await client.get_job(job_id)
-
-
-def posts(sim: GraphSimulator, pattern: str) -> list[Any]:
-    return [r for r in sim.requests if f"{r.method} {r.path}".startswith(pattern)]
 
 
 # -- teams-outbound -------------------------------------------------------------------------
@@ -246,22 +173,6 @@ async def test_network_errors_back_off_1_2_4_8_16_seconds(
     assert delays == [1, 2, 4, 8, 16]
     await wait_for(finished(client, job.id))
     assert len(sim.chat_messages[CHAT]) == 1
-
-
-async def test_an_expired_token_is_refreshed_and_the_request_retried_once(
-    start: Any, client: Client, sim: GraphSimulator
-) -> None:
-    await start()
-    warm = await client.enqueue_outlook_email({"to": ["a@contoso.example"], "subject": "1", "body": "b"})
-    await wait_for(finished(client, warm.id))
-    sim.expire_tokens()
-    job = await client.enqueue_outlook_email({"to": ["a@contoso.example"], "subject": "2", "body": "b"})
-    await wait_for(finished(client, job.id))
-    info = await client.get_job(job.id)
-    assert len(info.history) == 1  # refreshed inside the attempt
-    sends = posts(sim, "POST /v1.0/users/")
-    assert [r.status for r in sends[-2:]] == [401, 202]
-    assert len(sim.sent_mail) == 2
 
 
 async def test_a_validation_error_dead_letters_at_once_with_graphs_code_and_request_id(

@@ -228,9 +228,17 @@ async def test_keys_in_use_are_kept() -> None:
 
 
 async def test_a_failing_recorder_never_breaks_a_request() -> None:
+    asked: list[RateEvent] = []
+
     def broken(event: RateEvent) -> None:
+        asked.append(event)
         raise RuntimeError("recorder down")
 
     limiters = Limiters(limits(), record=broken)
     limiters.pause("teams", None, 0.01)
-    await take(limiters, "teams", "chat")
+    acquired = False
+    async with limiters.acquire("teams", "chat"):
+        acquired = True
+    # the pause and the wait were reported to the recorder, which failed, and the request went ahead
+    assert acquired
+    assert [(e.resource, e.event) for e in asked] == [("teams", "throttled"), ("teams", "wait")]

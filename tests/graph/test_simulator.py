@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -23,6 +24,7 @@ import trustme
 from cryptography import x509
 
 from fleetbox.graph.simulator import GraphSimulator, TeamsLimits
+from tests.conftest import wait_for
 
 GRAPH_DEFAULT = ["https://graph.microsoft.com/.default"]
 CHAT = "19:2da4c29f6d7041eca70b638b43d45437@thread.v2"
@@ -630,6 +632,29 @@ async def test_drive_upload_session_rules(
     status, item, _ = await call(http, "PUT", upload, **chunk(2 * unit, total))
     assert status == 201 and item["name"] == "big.bin" and item["size"] == total
     assert sim.drive_items[item["id"]].data == data
+
+
+async def test_a_fragment_whose_client_died_waiting_is_stored_and_recorded_as_undelivered(
+    sim: GraphSimulator, http: aiohttp.ClientSession, sessions: list[requests.Session]
+) -> None:
+    token = await user_token(sim, sessions)
+    _, folder, _ = await call(http, "GET", f"{sim.base_url}/teams/{TEAM}/channels/{CHANNEL}/filesFolder", token)
+    drive = folder["parentReference"]["driveId"]
+    url = f"{sim.base_url}/drives/{drive}/items/{folder['id']}:/v.bin:/createUploadSession"
+    _, session, _ = await call(http, "POST", url, token, json={})
+    unit = 320 * 1024
+    sim.slow(r"PUT /_upload/", 0.5)
+    headers = {"Content-Range": f"bytes 0-{unit - 1}/{2 * unit}"}
+    put = asyncio.create_task(call(http, "PUT", session["uploadUrl"], data=b"\x02" * unit, headers=headers))
+    await wait_for(lambda: any(r.method == "PUT" and len(r.body) == unit for r in sim.requests))
+    put.cancel()  # the client dies while Graph works on the whole fragment it received
+    with contextlib.suppress(asyncio.CancelledError):
+        await put
+    await wait_for(lambda: [r.status for r in sim.requests if r.method == "PUT"] != [0])
+    [record] = [r for r in sim.requests if r.method == "PUT"]
+    assert (record.status, record.delivered) == (202, False)
+    status, body, _ = await call(http, "GET", session["uploadUrl"])  # how a new client finds out
+    assert status == 200 and body["nextExpectedRanges"] == [f"{unit}-"]
 
 
 # -- fault injection --------------------------------------------------------------------------------

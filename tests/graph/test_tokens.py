@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from fleetbox.errors import AuthenticationError, ConfigError, NetworkError, PermanentError, TransientError
+from fleetbox.errors import (
+    AuthenticationError,
+    ConfigError,
+    Deferred,
+    NetworkError,
+    PermanentError,
+    TransientError,
+)
 from fleetbox.graph.sim_common import RecordedRequest
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.tokens import TokenKind, Tokens
@@ -61,7 +68,8 @@ async def test_app_token_is_fetched_once_and_reused(
     first, second = await asyncio.gather(tokens.token(TokenKind.APP), tokens.token(TokenKind.APP))
     assert first == second and first in sim.tokens
     assert len(token_calls(sim, "client_credentials")) == 1
-    assert b"scope=https%3A%2F%2F127.0.0.1" in token_calls(sim)[0].body
+    # The simulator is not one of Microsoft's Graph hosts: the token is still for Graph's audience.
+    assert b"scope=https%3A%2F%2Fgraph.microsoft.com%2F.default" in token_calls(sim)[0].body
     assert not exists(cache_path)  # app tokens stay in memory
 
 
@@ -81,8 +89,12 @@ async def test_a_token_endpoint_failure_is_transient(
     tokens = make_tokens()
     await tokens.start()
     sim.fail(TOKEN_ENDPOINT, 503, retry_after=1)
-    with pytest.raises(TransientError):
+    # The job waits for the next probe (1 s) without using an attempt; the cause is transient.
+    with pytest.raises(Deferred) as raised:
         await tokens.token(TokenKind.APP)
+    assert raised.value.seconds == 1.0 and isinstance(raised.value.__cause__, TransientError)
+    [outage] = tokens.failing()
+    assert outage.kind is TokenKind.APP and outage.failures == 1
 
 
 async def test_entra_out_of_reach_defers_to_the_first_token(
@@ -90,8 +102,9 @@ async def test_entra_out_of_reach_defers_to_the_first_token(
 ) -> None:
     tokens = make_tokens(authority_host="https://127.0.0.1:9", timeout_seconds=2)
     await tokens.start()  # logs and goes on: the appliance starts without Entra
-    with pytest.raises(NetworkError, match="Entra not reachable"):
+    with pytest.raises(Deferred, match="Entra not reachable") as raised:
         await tokens.token(TokenKind.APP)
+    assert isinstance(raised.value.__cause__, NetworkError)
 
 
 async def test_a_wrong_tenant_fails_start(sim: GraphSimulator, cache_path: Path, make_tokens: MakeTokens) -> None:
@@ -134,6 +147,10 @@ async def test_device_login_then_silent_delegated_tokens_from_the_cache_file(
 
         # Graph rejects the token: the access token goes, the refresh token brings a new one.
         sim.expire_tokens()
+        with pytest.raises(AuthenticationError):  # the job's one retry follows, with a new token
+            await rig.client.request("POST", "/chats/19:abc@thread.v2/messages", resource="teams",
+                                     key="19:abc@thread.v2", token=TokenKind.DELEGATED,
+                                     json={"body": {"content": "again"}})  # fmt: skip
         again = await rig.client.request("POST", "/chats/19:abc@thread.v2/messages", resource="teams",
                                          key="19:abc@thread.v2", token=TokenKind.DELEGATED,
                                          json={"body": {"content": "again"}})  # fmt: skip

@@ -17,7 +17,7 @@ from fleetbox.models import Job, JobState
 from fleetbox.store import Store
 from fleetbox.store.migrations import current_version, latest_version, migrate
 from fleetbox.store.sql import migrations
-from fleetbox.worker.registry import build_registry, register_queues
+from fleetbox.worker.registry import BUILTIN_QUEUES, build_registry, register_queues
 from tests.conftest import SCHEMA, _admin, wait_for, with_database
 
 
@@ -75,7 +75,7 @@ async def test_migrate_twice_on_an_empty_database(empty_dsn: str) -> None:
         assert await versions(db) == applied
         # a second run leaves the data alone
         assert await db.pool.fetchval("SELECT count(*) FROM jobs") == 1
-        assert await db.pool.fetchval("SELECT count(*) FROM queues") == 9
+        assert await db.pool.fetchval("SELECT count(*) FROM queues") == len(BUILTIN_QUEUES)
 
 
 @pytest.mark.parametrize("schema", [SCHEMA, "fb_other"])

@@ -201,10 +201,15 @@ async def test_real_jobs_dead_letters_stay_through_the_weekly_cleanup(appliance_
 
 async def test_the_daily_table_cleanup_cuts_every_growing_table_by_its_own_age(db: Store) -> None:
     """rate_limit_tracking, queue_alerts, audit_log, dead_letters, sync_history, inbound_messages,
-    performance_reports, appliances, graph_subscriptions, graph_uploads: old rows go, recent ones
-    stay, and what is still needed (open alerts and dead letters, the latest delta link) stays."""
+    performance_reports, appliances, graph_subscriptions, graph_uploads, schedule_runs,
+    alert_notifications: old rows go, recent ones stay, and what is still needed (open alerts and
+    dead letters, the latest delta link) stays."""
     old, recent = NOW - dt.timedelta(days=400), NOW - dt.timedelta(hours=1)
     sql = db.pool
+    # an old open alert stays (the alerts below), what was sent about it goes by its own age
+    open_alert = await sql.fetchval(
+        "INSERT INTO queue_alerts (kind, message, opened_at) VALUES ('dead_letters', 'y', $1) RETURNING id", old
+    )
     for at in (old, recent):
         await sql.execute("INSERT INTO rate_limit_tracking (resource, at, event) VALUES ('teams', $1, 'wait')", at)
         await sql.execute(
@@ -230,11 +235,19 @@ async def test_the_daily_table_cleanup_cuts_every_growing_table_by_its_own_age(d
             "INSERT INTO graph_uploads (job_id, upload_url, total_bytes, updated_at) VALUES ($1, 'https://u', 10, $2)",
             int(at.timestamp()), at,
         )  # fmt: skip
+        await sql.execute(
+            "INSERT INTO schedule_runs (schedule, tick, fired_at, outcome) VALUES ('nightly', $1, $1, 'enqueued')", at
+        )
+        await sql.execute(
+            "INSERT INTO alert_notifications (webhook, alert_id, transition, created_at) "
+            "VALUES ('ops', $1, 'opened', $2)",
+            open_alert,
+            at,
+        )
     # alerts: an old resolved one goes, an old open one stays
     await sql.execute(
         "INSERT INTO queue_alerts (kind, message, opened_at, resolved_at) VALUES ('backlog', 'x', $1, $1)", old
     )
-    await sql.execute("INSERT INTO queue_alerts (kind, message, opened_at) VALUES ('dead_letters', 'y', $1)", old)
     # sync history: the old round that holds the latest delta link stays; older superseded ones go
     for started, link in ((old, "https://g/delta?1"), (old + dt.timedelta(hours=1), "https://g/delta?2")):
         await sql.execute(
@@ -260,11 +273,12 @@ async def test_the_daily_table_cleanup_cuts_every_growing_table_by_its_own_age(d
     assert result == {
         "rate_events": 1, "resolved_alerts": 1, "audit": 1, "resolved_dead_letters": 1, "sync_history": 1,
         "inbound_messages": 1, "reports": 1, "appliances": 1, "removed_subscriptions": 1, "stale_uploads": 1,
+        "schedule_runs": 1, "alert_notifications": 1,
     }  # fmt: skip
     for table, column in (
         ("rate_limit_tracking", "at"), ("audit_log", "at"), ("performance_reports", "period_end"),
         ("appliances", "seen_at"), ("inbound_messages", "updated_at"), ("graph_subscriptions", "removed_at"),
-        ("graph_uploads", "updated_at"),
+        ("graph_uploads", "updated_at"), ("schedule_runs", "fired_at"), ("alert_notifications", "created_at"),
     ):  # fmt: skip
         assert await sql.fetchval(f"SELECT min({column}) FROM {table}") == recent, table
     assert [r["kind"] for r in await sql.fetch("SELECT kind FROM queue_alerts")] == ["dead_letters"]

@@ -10,6 +10,7 @@ import pytest
 from fleetbox.config import (
     LoadedSettings,
     Settings,
+    config_file_notes,
     effective_values,
     load_settings,
     parse_assignment,
@@ -183,7 +184,26 @@ def test_fleetbox_toml_in_the_working_directory_is_found(tmp_path: Path) -> None
     write(tmp_path, "[pools]\nlow = 4\n", name="fleetbox.toml")
     loaded = load_settings(None, None, environ={})
     assert loaded.settings.pools.low == 4
-    assert loaded.config_file == Path("fleetbox.toml")
+    assert loaded.config_file == tmp_path / "fleetbox.toml"  # in full: which directory matters
+    assert loaded.config_origin == "the working directory"
+    (note,) = config_file_notes(loaded)
+    assert f"using the config file {tmp_path / 'fleetbox.toml'} (found in the working directory" in note
+
+
+def test_a_config_file_holding_secrets_readable_by_others_gets_a_warning(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, f'[database]\npassword = "{SECRET}"\nhost = "db"\n[admin]\nkey = "{SECRET}"\n', name="s.toml"
+    )
+    path.chmod(0o644)
+    (warning,) = config_file_notes(load_settings(path, None, environ={}))
+    assert f"{path} holds secrets (admin.key, database.password)" in warning
+    assert "mode 0644" in warning and f"chmod 600 {path}" in warning and SECRET not in warning
+    path.chmod(0o600)
+    assert config_file_notes(load_settings(path, None, environ={})) == []
+    # a readable file without secrets is fine; so are secrets that come from the environment
+    plain = write(tmp_path, "[pools]\nlow = 2\n", name="plain.toml")
+    plain.chmod(0o644)
+    assert config_file_notes(load_settings(plain, None, environ={"DB_PASSWORD": SECRET, "DB_HOST": "db"})) == []
 
 
 def test_nested_queue_settings_from_environment() -> None:
@@ -471,7 +491,75 @@ def test_redact_dsn(dsn: str, expected: str) -> None:
 def test_redact_dsn_never_returns_the_password() -> None:
     dsn = f"postgresql://fleet:{SECRET}@db:5432/fleetdb"
     assert SECRET not in redact_dsn(dsn)
-    assert redact_dsn("http://[::1") == "<unparseable dsn>"
+    assert redact_dsn("http://[::1") == "http://[::1"  # nothing secret in it; never an exception
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"postgresql://u@db/fleet?password={SECRET}",
+        f"postgresql://u@db/fleet?sslmode=require&sslpassword={SECRET}&application_name=x",
+        f"postgresql://u:{SECRET}@db/fleet?password={SECRET}",
+        f"postgresql://u:p@{SECRET}@db/fleet",  # an unencoded @ in the password
+        f"host=db user=u password={SECRET} dbname=fleet",
+        f"host=db password='{SECRET} with spaces' sslpassword={SECRET}",
+        f"could not connect to postgresql://u:{SECRET}@db:5432/x: refused",
+        f'{{"dsn": "host=db password=\\"{SECRET}\\""}}',
+        f"DB_PASSWORD={SECRET}",
+        f"PASSWORD = {SECRET}",
+    ],
+)
+def test_redact_dsn_hides_every_form_of_dsn_secret(text: str) -> None:
+    redacted = redact_dsn(text)
+    assert SECRET not in redacted and "***" in redacted
+
+
+def test_redact_dsn_keeps_what_is_not_secret() -> None:
+    dsn = "postgresql://u@db:5432/fleet?sslmode=require&passfile=/etc/fleetbox/pgpass&host=/run/pg"
+    assert redact_dsn(dsn) == dsn
+
+
+@pytest.mark.parametrize(
+    ("dsn", "reason"),
+    [
+        ("postgresql://u@h:abc/db", "port must be a number from 1 to 65535, got 'abc'"),
+        ("postgresql://u@h:99999/db", "port must be a number from 1 to 65535, got '99999'"),
+        ("postgresql://u@h:0/db", "port must be a number from 1 to 65535"),
+        ("postgresql://u@[::1/db", "malformed URL"),
+        ("postgresql://u@::1:5432/db", "an IPv6 host must be written in brackets"),
+        ("postgresql://u@[::1]x/db", "malformed IPv6 host"),
+        ("postgresql://u@h/db?port=70000", "port must be a number from 1 to 65535"),
+        ("postgresql://u@h/db?a=1&&=", "malformed query string"),
+        (f"host=h user=u password={SECRET}", "must be a URL such as postgresql://"),
+        ("mysql://u@h/db", "must be a URL such as postgresql://"),
+    ],
+)
+def test_a_malformed_dsn_is_a_config_error_naming_what_is_wrong(dsn: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, {"database": {"dsn": dsn}}, environ={})
+    message = str(err.value)
+    assert message.startswith("invalid configuration: database.dsn: ") and reason in message, message
+    assert message.endswith("(from flag)") and "\n" not in message
+    assert SECRET not in message
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://u:pw@db:5432/fleet",
+        "postgres://db/fleet",
+        "postgresql://u@[::1]:5432/fleet",
+        "postgresql://u@h1:5432,h2:5433/fleet?target_session_attrs=read-write",
+        "postgresql://postgres@/postgres?host=/tmp/fleetbox/pgdata",
+    ],
+)
+def test_well_formed_dsns_are_accepted(dsn: str) -> None:
+    assert load_settings(None, {"database": {"dsn": dsn}}, environ={}).settings.database.resolved_dsn() == dsn
+
+
+def test_an_ipv6_db_host_is_bracketed_in_the_dsn() -> None:
+    loaded = load_settings(None, None, environ={"DB_HOST": "::1", "DB_PORT": "6543"})
+    assert loaded.settings.database.resolved_dsn() == "postgresql://postgres@[::1]:6543/postgres"
 
 
 def test_resolved_dsn_from_parts_quotes_the_password() -> None:
@@ -488,7 +576,7 @@ def test_resolved_dsn_from_parts_quotes_the_password() -> None:
 # -- queues and handlers --------------------------------------------------------------------
 
 
-def test_spec_queues_are_registered_with_their_tiers() -> None:
+def test_spec_queues_and_the_alert_deliveries_are_registered_with_their_tiers() -> None:
     registry = build_registry(Settings())
     assert {name: spec.tier for name, spec in registry.items()} == {
         "teams-outbound": Tier.HIGH,
@@ -500,6 +588,7 @@ def test_spec_queues_are_registered_with_their_tiers() -> None:
         "attachments": Tier.LOW,
         "sync": Tier.LOW,
         "dead-letter": Tier.DEAD,
+        "alert-webhooks": Tier.HIGH,
     }
     assert all(spec.handler is None for spec in registry.values())
 

@@ -105,6 +105,14 @@ class JobDetailScreen(LiveScreen):
         if self.letter["jobId"] == job_id:
             self._fill()
 
+    def _payload(self) -> object:
+        """The payload in full: list rows carry only a preview; the job's detail has all of it."""
+        if self.letter.get("data") is not None:
+            return self.letter["data"]
+        if self.job is not None:
+            return (self.job.get("deadLetter") or self.job).get("data")
+        return self.letter.get("dataPreview")
+
     def _fill(self) -> None:
         letter = self.letter
         now = self.fb.now()
@@ -116,7 +124,7 @@ class JobDetailScreen(LiveScreen):
                      style="green" if letter.get("reviewed") else "bold yellow")  # fmt: skip
         title.append(f"   ({self.index + 1} of {len(self.letters)})", style="dim")
         self.query_one("#job-title", Static).update(title)
-        self.query_one("#job-payload", Static).update(JSON(json.dumps(letter.get("data"), ensure_ascii=False)))
+        self.query_one("#job-payload", Static).update(JSON(json.dumps(self._payload(), ensure_ascii=False)))
 
         errors = Text()
         attempts = letter.get("history") or []

@@ -1,0 +1,253 @@
+"""Graph delivery under Microsoft Graph's and Entra's real fault behaviour, through the real queue.
+
+An appliance runs on real PostgreSQL with Graph pointed at the TLS simulator; faults are injected
+there. Retry time runs on a ManualClock where a test checks when the next attempt is due.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetbox.client import Client
+from fleetbox.config import GraphSettings
+from fleetbox.graph.simulator import GraphSimulator
+from fleetbox.graph.tokens import graph_scope
+from fleetbox.models import JobState, ManualClock
+from tests.conftest import wait_for
+from tests.graph.helpers import attempts, finished, posts
+
+MAIL = {"to": ["driver@contoso.example"], "subject": "Route change", "body": "Take the A7"}
+SEND_MAIL = r"POST /v1\.0/users/.*/sendMail"
+
+
+def forget_access_tokens(graph: dict[str, Any]) -> None:
+    """Leave only the refresh token in the service account's cache: the next Teams post refreshes."""
+    path = Path(graph["token_cache_path"])
+    cache = json.loads(path.read_text(encoding="utf-8"))
+    cache["AccessToken"] = {}
+    path.write_text(json.dumps(cache), encoding="utf-8")
+
+
+def token_requests(sim: GraphSimulator, grant: str = "client_credentials") -> list[Any]:
+    return [
+        r for r in sim.requests if r.path.endswith("/oauth2/v2.0/token") and f"grant_type={grant}".encode() in r.body
+    ]
+
+
+# -- 1. the token scope ---------------------------------------------------------------------
+
+
+async def test_graph_behind_another_host_gets_tokens_for_graphs_audience(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    # The simulator answers on 127.0.0.1 (as a proxy or gateway would on its own name) and, like
+    # Graph, refuses a token whose audience is not Graph's.
+    await start()
+    job = await client.enqueue_outlook_email(MAIL)
+    await wait_for(finished(client, job.id))
+    assert b"scope=https%3A%2F%2Fgraph.microsoft.com%2F.default" in token_requests(sim)[0].body
+    assert not [r for r in sim.requests if r.status == 401]
+
+
+async def test_graph_scope_setting_names_the_audience(start: Any, client: Client, sim: GraphSimulator) -> None:
+    sim.audience = "api://contoso-graph-gateway"
+    await start(graph={"scope": "api://contoso-graph-gateway/.default"})
+    job = await client.enqueue_outlook_email(MAIL)
+    await wait_for(finished(client, job.id))
+    assert b"scope=api%3A%2F%2Fcontoso-graph-gateway%2F.default" in token_requests(sim)[0].body
+
+
+async def test_a_token_for_the_wrong_audience_is_refused_as_graph_refuses_it(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    sim.audience = "api://contoso-graph-gateway"  # the gateway wants its own audience; none configured
+    await start()
+    job = await client.enqueue_outlook_email(MAIL)
+    await wait_for(finished(client, job.id, JobState.DEAD), timeout=15)
+    info = await client.get_job(job.id)
+    assert "Invalid audience" in (info.history[-1].error or "")
+
+
+@pytest.mark.parametrize(
+    ("base_url", "scope"),
+    [
+        ("https://graph.microsoft.com/v1.0", "https://graph.microsoft.com/.default"),
+        ("https://graph.microsoft.us/v1.0", "https://graph.microsoft.us/.default"),
+        ("https://dod-graph.microsoft.us/beta", "https://dod-graph.microsoft.us/.default"),
+        ("https://microsoftgraph.chinacloudapi.cn/v1.0", "https://microsoftgraph.chinacloudapi.cn/.default"),
+        ("https://graph-proxy.contoso.internal:8443/v1.0", "https://graph.microsoft.com/.default"),
+    ],
+)
+def test_default_scope_per_cloud(base_url: str, scope: str) -> None:
+    assert graph_scope(GraphSettings(base_url=base_url)) == scope
+
+
+def test_a_scope_without_default_suffix_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"scope must be a resource followed by /\.default"):
+        GraphSettings(scope="https://graph.microsoft.com/Mail.Send")
+
+
+# -- 5. error classes as the spec says ------------------------------------------------------
+
+
+async def _delays(client: Client, app: Any, clock: ManualClock, job_id: int, n: int) -> list[tuple[str, float]]:
+    seen = []
+    for i in range(1, n + 1):
+        info = await attempts(client, job_id, i)
+        last = info.history[-1]
+        seen.append((last.error_class or "", round((info.run_at - last.finished_at).total_seconds(), 1)))
+        clock.advance((info.run_at - clock.now()).total_seconds())
+        app.wake()
+    return seen
+
+
+@pytest.mark.parametrize("status", [503, 504])
+async def test_503_and_504_without_retry_after_are_network_errors(
+    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock, status: int
+) -> None:
+    app = await start(clock=clock)
+    sim.fail(SEND_MAIL, status, times=4)
+    job = await client.enqueue_outlook_email(MAIL, run_at=clock.now())
+    assert await _delays(client, app, clock, job.id, 4) == [("transient", 1), ("transient", 2),
+                                                             ("transient", 4), ("transient", 8)]  # fmt: skip
+    await wait_for(finished(client, job.id))
+
+
+async def test_503_with_retry_after_waits_for_it(
+    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock
+) -> None:
+    app = await start(clock=clock)
+    sim.fail(SEND_MAIL, 503, retry_after=7)
+    job = await client.enqueue_outlook_email(MAIL, run_at=clock.now())
+    assert await _delays(client, app, clock, job.id, 1) == [("transient", 7)]
+    await wait_for(finished(client, job.id))
+
+
+async def test_429_without_retry_after_backs_off_2_4_8(
+    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock
+) -> None:
+    app = await start(clock=clock)
+    sim.fail(SEND_MAIL, 429, times=3)
+    job = await client.enqueue_outlook_email(MAIL, run_at=clock.now())
+    assert await _delays(client, app, clock, job.id, 3) == [("rate_limited", 2), ("rate_limited", 4),
+                                                             ("rate_limited", 8)]  # fmt: skip
+    await wait_for(finished(client, job.id))
+
+
+# -- 6. a 401 is retried once -----------------------------------------------------------------
+
+
+async def test_a_persistent_401_is_one_refresh_and_one_retry_then_a_dead_letter(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start()
+    warm = await client.enqueue_outlook_email(MAIL)
+    await wait_for(finished(client, warm.id))
+    fetched = len(token_requests(sim))
+    sim.fail(SEND_MAIL, 401, code="InvalidAuthenticationToken", message="Access token has expired.", times=100)
+    job = await client.enqueue_outlook_email(MAIL)
+    await wait_for(finished(client, job.id, JobState.DEAD), timeout=15)
+    info = await client.get_job(job.id)
+    assert [a.error_class for a in info.history] == ["authentication", "authentication"]
+    assert len(posts(sim, "POST /v1.0/users/")) == 3  # the warm-up, then one request and one retry
+    assert len(token_requests(sim)) == fetched + 1  # one refresh
+    assert "InvalidAuthenticationToken" in (info.history[-1].error or "")
+    assert "Access token has expired." in (info.history[-1].error or "")
+
+
+async def test_an_expired_token_costs_one_retry_with_a_fresh_token(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start()
+    warm = await client.enqueue_outlook_email(MAIL)
+    await wait_for(finished(client, warm.id))
+    sim.expire_tokens()
+    job = await client.enqueue_outlook_email(MAIL)
+    await wait_for(finished(client, job.id))
+    info = await client.get_job(job.id)
+    assert [a.error_class for a in info.history] == ["authentication", None]
+    assert [r.status for r in posts(sim, "POST /v1.0/users/")[-2:]] == [401, 202]
+    assert len(sim.sent_mail) == 2
+    assert info.history[1].started_at - info.history[0].finished_at < dt.timedelta(seconds=1)
+
+
+# -- 2. an Entra outage ---------------------------------------------------------------------
+
+TOKEN_ROUTE = r"POST /.*/oauth2/v2\.0/token"
+CHAT = "19:2da4c29f6d7041eca70b638b43d45437@thread.v2"
+
+
+async def _all_waiting(client: Client, clock: ManualClock, ids: list[int]) -> dt.datetime:
+    """Wait until every job waits for a later time; return the earliest of those times."""
+    due: list[dt.datetime] = []
+
+    async def check() -> bool:
+        infos = [await client.get_job(i) for i in ids]
+        for info in infos:
+            assert info.state is not JobState.DEAD, [a.error for a in info.history]
+        due[:] = [i.run_at for i in infos]
+        # (the state says "ready" once the database's own time passes run_at: the ManualClock decides)
+        waiting = (JobState.SCHEDULED, JobState.READY, JobState.RETRYING)
+        return all(i.state in waiting and i.run_at > clock.now() for i in infos)
+
+    await wait_for(check, timeout=15)
+    return min(due)
+
+
+async def test_a_four_minute_entra_outage_dead_letters_no_teams_job_and_raises_an_alert(
+    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock, graph: dict[str, Any]
+) -> None:
+    forget_access_tokens(graph)
+    app = await start(clock=clock)
+    sim.fail(TOKEN_ROUTE, 503, times=100_000)  # Entra is down before the first refresh
+    jobs = [await client.enqueue_teams_message({"chatId": CHAT, "content": f"m{i}"}, run_at=clock.now())
+            for i in range(3)]  # fmt: skip
+    ids = [j.id for j in jobs]
+    began = clock.now()
+    await app.presence.beat()
+    while (due := await _all_waiting(client, clock, ids)) - began < dt.timedelta(minutes=4):
+        clock.advance((due - clock.now()).total_seconds())
+        app.wake()
+    await app.presence.beat()
+    [alert] = [c for c in await app.presence.conditions() if c.kind == "task_failing"]
+    assert alert.subject is not None and alert.subject.endswith("/graph-tokens-delegated")
+    assert alert.value > 60
+    # One token request per probe (1, 2, 4 ... 30 s apart), not one per job and retry.
+    refreshes = [r for r in sim.requests if r.path.endswith("/oauth2/v2.0/token")]
+    assert 8 <= len(refreshes) <= 16
+    sim.clear_faults()  # Entra is back; msal's own 60 s throttle must not hide it
+    clock.advance((due - clock.now()).total_seconds())
+    app.wake()
+    for job_id in ids:
+        await wait_for(finished(client, job_id))
+        info = await client.get_job(job_id)
+        assert [a.error_class for a in info.history if a.error_class] == []  # no attempt was used up
+    assert len(sim.chat_messages[CHAT]) == 3
+
+
+async def test_an_outage_longer_than_the_wait_lets_jobs_use_their_retries(
+    start: Any, client: Client, sim: GraphSimulator, clock: ManualClock, graph: dict[str, Any]
+) -> None:
+    forget_access_tokens(graph)
+    app = await start(clock=clock, graph={"identity_outage_wait_seconds": 10})
+    sim.fail(TOKEN_ROUTE, 503, times=100_000)
+    job = await client.enqueue_teams_message({"chatId": CHAT, "content": "late"}, run_at=clock.now())
+
+    async def dead_or_waiting() -> bool:
+        info = await client.get_job(job.id)
+        return info.state is JobState.DEAD or (info.state is not JobState.RUNNING and info.run_at > clock.now())
+
+    for _ in range(40):
+        await wait_for(dead_or_waiting, timeout=15)
+        info = await client.get_job(job.id)
+        if info.state is JobState.DEAD:
+            break
+        clock.advance((info.run_at - clock.now()).total_seconds())
+        app.wake()
+    assert info.state is JobState.DEAD
+    assert "Entra" in (info.history[-1].error or "")
