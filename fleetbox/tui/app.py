@@ -21,7 +21,7 @@ from fleetbox.tui.screens.base import LiveScreen
 from fleetbox.tui.screens.dead import DeadLettersScreen
 from fleetbox.tui.screens.queue_detail import QueueDetailScreen
 from fleetbox.tui.screens.queues import QueuesScreen
-from fleetbox.tui.state import LiveState
+from fleetbox.tui.state import LiveState, QueueSeries, seed_series
 from fleetbox.tui.widgets.modals import ConfirmModal, HelpScreen, TypedConfirmModal
 
 #: seconds between reconnection attempts (the last one repeats)
@@ -69,6 +69,8 @@ class FleetboxTUI(App[None]):
         self.state = LiveState()
         #: someone changed dead letters: the list reloads when the operator next comes back to it
         self.dead_changed = False
+        #: a repaint is scheduled (stream messages coalesce into it)
+        self._repaint_pending = False
 
     # -- state ------------------------------------------------------------------------------
 
@@ -112,7 +114,13 @@ class FleetboxTUI(App[None]):
             try:
                 async for message in self.client.stream(self.interval_ms):
                     failures = 0
-                    self.take(message)
+                    series = None
+                    if message["type"] == "hello":
+                        # 15 minutes of per-second history per queue: rebuilt off the event loop
+                        series = await asyncio.to_thread(seed_series, message["history"])
+                    self.take(message, series=series)
+                    # Frames already received do not make the loop wait: let keys and drawing in.
+                    await asyncio.sleep(0)
                 reason = "the appliance closed the live stream"
             except ClientError as exc:  # Disconnected, or a refused upgrade
                 reason = str(exc)
@@ -122,11 +130,14 @@ class FleetboxTUI(App[None]):
             self.repaint()
             await asyncio.sleep(delay)
 
-    def take(self, message: StreamMessage) -> None:
-        """Apply one stream message and repaint the screen on top (never one under a dialog)."""
+    def take(self, message: StreamMessage, *, series: dict[str, QueueSeries] | None = None) -> None:
+        """Apply one stream message, then repaint the screen on top (never one under a dialog).
+
+        ``series``: a hello's history already turned into chart series (by :func:`seed_series`).
+        """
         if message["type"] == "hello":
             was_read_only = self.read_only
-            self.state.apply_hello(message, self.now())
+            self.state.apply_hello(message, self.now(), series=series)
             if self.read_only != was_read_only:
                 self.screen.refresh_bindings()
         elif message["type"] == "tick":
@@ -140,7 +151,17 @@ class FleetboxTUI(App[None]):
         self.repaint()
 
     def repaint(self) -> None:
-        """Repaint the screen on top if it shows live data (a dialog on top: later, on resume)."""
+        """Repaint the screen on top soon: once for however many stream messages arrive meanwhile.
+
+        A burst of frames (new dead letters on 57 queues, a tick, a reconnect's hello) costs one
+        repaint, after the messages already waiting (keys among them) are handled.
+        """
+        if not self._repaint_pending:
+            self._repaint_pending = True
+            self.call_later(self._repaint_now)
+
+    def _repaint_now(self) -> None:
+        self._repaint_pending = False
         if isinstance(self.screen, LiveScreen):
             self.screen.refresh_live()
 

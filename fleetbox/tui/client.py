@@ -10,6 +10,7 @@ core.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import os
@@ -40,6 +41,15 @@ Json = dict[str, Any]
 SOCKET_ENV = "FLEETBOX_ADMIN__SOCKET_PATH"
 #: the longest page of dead letters the admin API returns
 MAX_PAGE = 500
+#: JSON texts from this size on are decoded in a thread, so the TUI's event loop keeps drawing
+DECODE_IN_THREAD_BYTES = 64 * 1024
+
+
+async def decode(text: str) -> Any:
+    """``json.loads``, in a thread when the text is large (a page of dead letters, a hello)."""
+    if len(text) >= DECODE_IN_THREAD_BYTES:
+        return await asyncio.to_thread(json.loads, text)
+    return json.loads(text)
 
 
 def default_data_dir() -> Path:
@@ -276,7 +286,7 @@ class UnixSocketClient:
         try:
             async with self._http().request(method, path, params=params, json=body) as resp:
                 text = await resp.text()
-                payload = json.loads(text) if text else None
+                payload = await decode(text) if text else None
                 if resp.status >= 400:
                     error = payload.get("error", {}) if isinstance(payload, dict) else {}
                     message = error.get("message") or f"HTTP {resp.status}"
@@ -307,7 +317,7 @@ class UnixSocketClient:
             async for msg in ws:
                 if msg.type is aiohttp.WSMsgType.TEXT:
                     try:
-                        raw = json.loads(msg.data)
+                        raw = await decode(msg.data)
                     except json.JSONDecodeError:
                         raise Disconnected("the appliance sent a frame that is not JSON") from None
                     yield _check_message(raw)

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from fleetbox.protocol import INTERVALS_MS
 from fleetbox.tui.client import DeadFilter
-
-if TYPE_CHECKING:
-    from fleetbox.tui.app import FleetboxTUI
+from fleetbox.tui.host import Host
 
 Command = tuple[str, Callable[[], object], str]
 
@@ -22,22 +20,20 @@ class FleetboxCommands(Provider):
     """Every command the palette offers."""
 
     @property
-    def fb(self) -> FleetboxTUI:
-        """The app, typed."""
-        from fleetbox.tui.app import FleetboxTUI
-
-        return cast(FleetboxTUI, self.app)
+    def fb(self) -> Host:
+        """The app, as the palette uses it (see :mod:`fleetbox.tui.host`)."""
+        return cast(Host, self.app)
 
     def commands(self) -> list[Command]:
         """(text, what it does, help) for the current state."""
-        fb = self.fb
-        run = fb.call_later
+        fb, app = self.fb, self.app
+        run = app.call_later
         out: list[Command] = [
-            ("queues", partial(fb.switch_mode, "queues"), "The queue list"),
-            ("dead letters", partial(fb.switch_mode, "dead"), "The dead-letter list"),
-            ("alerts", partial(fb.switch_mode, "alerts"), "Open and recent alerts"),
+            ("queues", partial(app.switch_mode, "queues"), "The queue list"),
+            ("dead letters", partial(app.switch_mode, "dead"), "The dead-letter list"),
+            ("alerts", partial(app.switch_mode, "alerts"), "Open and recent alerts"),
             ("help", fb.action_help, "The keys of this screen"),
-            ("quit", fb.exit, "Leave the TUI (the appliance keeps running)"),
+            ("quit", app.exit, "Leave the TUI (the appliance keeps running)"),
         ]
         out += [
             (f"interval {ms // 1000}s", partial(fb.set_interval_ms, ms), "Ticks every so often") for ms in INTERVALS_MS

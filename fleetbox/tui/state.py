@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import accumulate
 
 from fleetbox.protocol import HISTORY_SECONDS, ApplianceInfo, Hello, QueueHistory, QueueRow, Tick
 
@@ -39,18 +40,17 @@ class QueueSeries:
     def seed(self, history: QueueHistory) -> None:
         """Rebuild the series from the per-second history sent with hello."""
         done, failed = history["done"], history["failed"]
+        n = min(len(done), len(failed))
+        # running sums over the last minute, from cumulative sums (no per-second Python loop)
+        done_cum = list(accumulate(done[:n], initial=0))
+        failed_cum = list(accumulate(failed[:n], initial=0))
+        done_min = [done_cum[i + 1] - done_cum[max(0, i + 1 - _MINUTE)] for i in range(n)]
+        failed_min = [failed_cum[i + 1] - failed_cum[max(0, i + 1 - _MINUTE)] for i in range(n)]
         for series in (self.done_per_minute, self.failure_rate, self.avg_ms, self.p95_ms):
             series.clear()
-        done_sum = failed_sum = 0
-        for i, (d, f) in enumerate(zip(done, failed, strict=False)):
-            done_sum += d
-            failed_sum += f
-            if i >= _MINUTE:
-                done_sum -= done[i - _MINUTE]
-                failed_sum -= failed[i - _MINUTE]
-            self.done_per_minute.append(float(done_sum))
-            attempts = done_sum + failed_sum
-            self.failure_rate.append(100.0 * failed_sum / attempts if attempts else 0.0)
+        self.done_per_minute.extend(map(float, done_min))
+        pairs = zip(done_min, failed_min, strict=True)
+        self.failure_rate.extend(100.0 * f / (d + f) if d + f else 0.0 for d, f in pairs)
         self.avg_ms.extend(a or 0.0 for a in history["avgMs"])
 
     def add(self, row: QueueRow) -> None:
@@ -59,6 +59,15 @@ class QueueSeries:
         self.failure_rate.append(row["failureRate"])
         self.avg_ms.append(row["avgMs"] or 0.0)
         self.p95_ms.append(row["p95Ms"] or 0.0)
+
+
+def seed_series(history: dict[str, QueueHistory]) -> dict[str, QueueSeries]:
+    """Every queue's chart series from a hello's history (pure: may run in a thread)."""
+    out: dict[str, QueueSeries] = {}
+    for name, queue_history in history.items():
+        out[name] = QueueSeries()
+        out[name].seed(queue_history)
+    return out
 
 
 @dataclass
@@ -79,12 +88,11 @@ class LiveState:
     #: dead letters added since the operator last loaded the list
     new_dead: int = 0
 
-    def apply_hello(self, hello: Hello, now: float) -> None:
-        """A (re)connection: the appliance, a full snapshot and the history."""
+    def apply_hello(self, hello: Hello, now: float, *, series: dict[str, QueueSeries] | None = None) -> None:
+        """A (re)connection: the appliance, a full snapshot and the history (``series``: the
+        history already seeded by :func:`seed_series`, e.g. in a thread)."""
         self.appliance = hello["appliance"]
-        self.series = {}
-        for name, history in hello["history"].items():
-            self.series.setdefault(name, QueueSeries()).seed(history)
+        self.series = seed_series(hello["history"]) if series is None else series
         self._take(hello["snapshot"], now)
         self.connected = True
         self.down_reason = None

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grimp
 import pytest
 
 from fleetbox.config import load_settings
@@ -62,3 +63,16 @@ def test_filter_text_parses_and_names_a_wrong_qualifier() -> None:
         DeadFilter.parse("reviewed:maybe")
     with pytest.raises(ValueError, match="queue: needs a value"):
         DeadFilter.parse("queue:")
+
+
+def test_the_tui_has_no_import_cycle() -> None:
+    """The app imports its screens; screens and the palette reach the app only through
+    fleetbox.tui.host (counting imports inside functions and for type checking too)."""
+    graph = grimp.build_graph("fleetbox")
+    modules = sorted(m for m in graph.modules if m.startswith("fleetbox.tui"))
+    both_ways = [
+        (a, b) for i, a in enumerate(modules) for b in modules[i + 1 :]
+        if graph.chain_exists(a, b) and graph.chain_exists(b, a)
+    ]  # fmt: skip
+    assert both_ways == []
+    assert not graph.find_shortest_chains("fleetbox.tui.screens", "fleetbox.tui.app")

@@ -1,21 +1,24 @@
-"""The TUI's flows against a FakeClient: every key dispatches the right call, dialogs guard the
-destructive ones, read-only refuses, the cursor stays put, and the stream reconnects by itself."""
+"""The TUI's own behaviour on scripted data (a FakeClient): the cursor stays put while ticks
+reorder the queues, nothing repaints under a dialog, the help and the palette come from the
+bindings, the job detail's tabs and stepping, the interval keys. Everything that acts on an
+appliance is tested against a real one (test_live, test_actions_live, test_plain_text,
+test_scale)."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.command import CommandPalette
-from textual.widgets import DataTable, Input, Label, Static
+from textual.widgets import DataTable, Static
 
 from fleetbox.tui.client import DeadFilter
-from fleetbox.tui.fake import FakeClient, dead_letter
+from fleetbox.tui.fake import FakeClient
 from fleetbox.tui.screens.alerts import AlertsScreen
 from fleetbox.tui.screens.dead import DeadLettersScreen
 from fleetbox.tui.screens.job import JobDetailScreen
 from fleetbox.tui.screens.queue_detail import QueueDetailScreen
 from fleetbox.tui.screens.queues import QueuesScreen
-from fleetbox.tui.widgets.modals import ConfirmModal, HelpScreen, ReviewModal, TypedConfirmModal
-from tests.tui.conftest import NOW, FrozenClock, connected, make_app, settle, until
+from fleetbox.tui.widgets.modals import ConfirmModal, HelpScreen
+from tests.tui.conftest import connected, make_app, settle, until
 
 
 def cell(table: DataTable[Text], row: str, column: str) -> str:
@@ -49,60 +52,6 @@ async def test_queue_rows_update_in_place_and_the_cursor_stays(fake: FakeClient)
         assert cell(table, "outlook-inbound", "ready") == f"{ready:,}"
 
 
-async def test_pause_asks_then_pauses_and_the_tick_shows_it(fake: FakeClient) -> None:
-    app = make_app(fake)
-    async with app.run_test(size=(140, 36)) as pilot:
-        await connected(app, pilot, fake)
-        await pilot.press("p")
-        assert isinstance(app.screen, ConfirmModal)
-        await pilot.press("n")
-        assert calls(fake, "pause") == []
-        await pilot.press("p", "y")
-        await settle(app, pilot)
-        assert calls(fake, "pause") == ["notifications"]
-        fake.push_tick()
-        screen = app.screen
-        assert isinstance(screen, QueuesScreen)
-        await until(pilot, lambda: cell(screen.table, "notifications", "state") == "PAUSED")
-        await pilot.press("p", "y")
-        await settle(app, pilot)
-        assert calls(fake, "resume") == ["notifications"]
-
-
-async def test_clear_needs_the_queue_name_typed(fake: FakeClient) -> None:
-    app = make_app(fake)
-    async with app.run_test(size=(140, 36)) as pilot:
-        await connected(app, pilot, fake)
-        await pilot.press("C")
-        modal = app.screen
-        assert isinstance(modal, TypedConfirmModal)
-        await pilot.press(*"notification", "enter")
-        assert app.screen is modal
-        assert "not 'notifications'" in str(modal.query_one("#typed-error", Label).render())
-        assert calls(fake, "clear") == []
-        await pilot.press("s", "enter")
-        await settle(app, pilot)
-        assert calls(fake, "clear") == ["notifications"]
-
-
-async def test_read_only_dims_and_refuses_every_action(fake: FakeClient) -> None:
-    app = make_app(fake, read_only=True)
-    async with app.run_test(size=(140, 36)) as pilot:
-        await connected(app, pilot, fake)
-        screen = app.screen
-        assert screen.check_action("pause", ()) is None
-        assert screen.check_action("clear", ()) is None
-        await pilot.press("p", "C")
-        assert isinstance(app.screen, QueuesScreen)
-        await pilot.press("2")
-        await settle(app, pilot)
-        await pilot.press("space", "r", "R", "m", "D")
-        await settle(app, pilot)
-        assert isinstance(app.screen, DeadLettersScreen)
-        mutating = {"pause", "resume", "clear", "retry_dead", "review_dead", "discard_dead", "retry_matching"}
-        assert not [c for c, _ in fake.calls if c in mutating]
-
-
 async def test_the_appliance_can_say_read_only(fake: FakeClient) -> None:
     fake.info["readOnly"] = True
     app = make_app(fake)
@@ -111,39 +60,6 @@ async def test_the_appliance_can_say_read_only(fake: FakeClient) -> None:
         assert app.read_only
         await pilot.press("p")
         assert isinstance(app.screen, QueuesScreen)
-
-
-async def test_retry_marked_dead_letters(fake: FakeClient) -> None:
-    app = make_app(fake)
-    async with app.run_test(size=(140, 36)) as pilot:
-        await connected(app, pilot, fake)
-        await pilot.press("2")
-        await settle(app, pilot)
-        screen = app.screen
-        assert isinstance(screen, DeadLettersScreen)
-        assert list(screen.letters)[:2] == [39, 38]
-        await pilot.press("space", "space", "r")
-        assert isinstance(app.screen, ConfirmModal)
-        await pilot.press("y")
-        await settle(app, pilot)
-        assert calls(fake, "retry_dead") == [39, 38]
-        assert 39 not in screen.letters and not screen.marks
-
-
-async def test_review_with_notes(fake: FakeClient) -> None:
-    app = make_app(fake)
-    async with app.run_test(size=(140, 36)) as pilot:
-        await connected(app, pilot, fake)
-        await pilot.press("2")
-        await settle(app, pilot)
-        await pilot.press("m")
-        modal = app.screen
-        assert isinstance(modal, ReviewModal)
-        await pilot.press(*"Graph outage, fixed upstream")
-        await pilot.press("ctrl+s")
-        await settle(app, pilot)
-        assert calls(fake, "review_dead") == [(39, "alice", "Graph outage, fixed upstream")]
-        assert fake.dead[39]["reviewed"]
 
 
 async def test_discard_asks_first(fake: FakeClient) -> None:
@@ -157,57 +73,6 @@ async def test_discard_asks_first(fake: FakeClient) -> None:
         await pilot.press("D", "y")
         await settle(app, pilot)
         assert calls(fake, "discard_dead") == [39]
-
-
-async def test_retry_all_matching_types_the_count_and_the_server_checks_it(fake: FakeClient) -> None:
-    app = make_app(fake)
-    async with app.run_test(size=(140, 36)) as pilot:
-        await connected(app, pilot, fake)
-        await app.open_dead_letters(DeadFilter(queue="notifications"))
-        await settle(app, pilot)
-        await pilot.press("R")
-        await until(pilot, lambda: isinstance(app.screen, TypedConfirmModal))
-        expected = sum(1 for d in fake.dead.values() if d["queue"] == "notifications" and not d["reviewed"])
-        assert app.screen.expected == str(expected)  # type: ignore[attr-defined]
-        await pilot.press("9", "9", "enter")
-        assert isinstance(app.screen, TypedConfirmModal)
-        # a new dead letter arrives while the operator types: the server refuses the stale count
-        fake.dead[99] = dead_letter(99, queue="notifications", now=NOW)
-        await pilot.press("ctrl+a", "ctrl+k", *str(expected), "enter")
-        await settle(app, pilot)
-        assert calls(fake, "retry_matching") == [(DeadFilter(queue="notifications"), expected)]
-        assert all(d["status"] == "open" for d in fake.dead.values() if d["queue"] == "notifications")
-        await pilot.press("R")
-        await until(pilot, lambda: isinstance(app.screen, TypedConfirmModal))
-        await pilot.press(*str(expected + 1), "enter")
-        await settle(app, pilot)
-        assert not [d for d in fake.dead.values() if d["queue"] == "notifications" and d["status"] == "open"]
-
-
-async def test_filter_by_queue_error_and_text_then_esc_clears_it(fake: FakeClient) -> None:
-    app = make_app(fake)
-    async with app.run_test(size=(140, 36)) as pilot:
-        await connected(app, pilot, fake)
-        await pilot.press("2")
-        await settle(app, pilot)
-        screen = app.screen
-        assert isinstance(screen, DeadLettersScreen)
-        await pilot.press("slash")
-        box = screen.query_one("#dead-filter", Input)
-        assert box.has_focus
-        box.value = ""
-        await pilot.press(*"queue:notifications error:NetworkError reviewed:all reset", "enter")
-        await settle(app, pilot)
-        assert screen.filter == DeadFilter("notifications", "NetworkError", "reset", None)
-        assert screen.letters and all(d["queue"] == "notifications" for d in screen.letters.values())
-        await pilot.press("escape")
-        await settle(app, pilot)
-        assert screen.filter == DeadFilter(reviewed=None)
-        await pilot.press("v")
-        await settle(app, pilot)
-        assert screen.filter.reviewed is False
-        await pilot.press("slash", *" reviewed:maybe", "enter")
-        assert screen.filter.reviewed is False  # refused, with a notice naming the qualifier
 
 
 async def test_job_detail_tabs_navigation_and_actions(fake: FakeClient) -> None:
@@ -321,54 +186,6 @@ async def test_no_repaint_under_a_dialog(fake: FakeClient) -> None:
         await until(pilot, lambda: cell(screen.table, "notifications", "ready") == "1")
 
 
-async def test_new_dead_letters_are_announced_not_loaded(fake: FakeClient) -> None:
-    app = make_app(fake)
-    async with app.run_test(size=(140, 36)) as pilot:
-        await connected(app, pilot, fake)
-        await pilot.press("2")
-        await settle(app, pilot)
-        loads = len(calls(fake, "dead_letters"))
-        fake.push({"type": "event", "kind": "dead_added", "queue": "sync", "count": 2, "t": NOW})
-        screen = app.screen
-        await until(pilot, lambda: "2 new dead letters" in str(screen.query_one("#dead-summary", Static).render()))
-        assert len(calls(fake, "dead_letters")) == loads
-        await pilot.press("ctrl+r")
-        await settle(app, pilot)
-        assert len(calls(fake, "dead_letters")) == loads + 1
-        assert "new dead" not in str(screen.query_one("#dead-summary", Static).render())
-
-
-async def test_disconnect_keeps_the_data_dimmed_and_reconnects(fake: FakeClient) -> None:
-    clock = FrozenClock()
-    app = make_app(fake, clock=clock)
-    async with app.run_test(size=(140, 36)) as pilot:
-        await connected(app, pilot, fake)
-        screen = app.screen
-        assert isinstance(screen, QueuesScreen)
-        fake.reachable = False
-        fake.drop()
-        await until(pilot, lambda: screen.has_class("-stale"))
-        clock.advance(42)
-        screen.refresh_header()
-        banner = str(screen.query_one("#link-banner", Static).render())
-        assert "disconnected" in banner and "42s old" in banner
-        assert screen.table.row_count == 8  # the last data stays
-        connects = fake.connects
-        fake.reachable = True
-        await until(pilot, lambda: fake.connects > connects and app.state.connected)
-        await settle(app, pilot)
-        assert not screen.has_class("-stale")
-        assert not screen.query_one("#link-banner", Static).display
-
-
-async def test_other_operators_actions_are_announced(fake: FakeClient) -> None:
-    app = make_app(fake)
-    async with app.run_test(size=(140, 36), notifications=True) as pilot:
-        await connected(app, pilot, fake)
-        fake.push({"type": "event", "kind": "queue_paused", "queue": "sync", "by": "bob", "t": NOW})
-        await until(pilot, lambda: any("bob paused sync" in n.message for n in app._notifications))
-
-
 async def test_interval_keys_subscribe(fake: FakeClient) -> None:
     app = make_app(fake)
     async with app.run_test(size=(140, 36)) as pilot:
@@ -382,8 +199,7 @@ async def test_interval_keys_subscribe(fake: FakeClient) -> None:
 
 
 def test_limiter_cells_say_what_the_limit_is() -> None:
-    from fleetbox.tui.screens.queues import limit_text
-    from fleetbox.tui.widgets.text import DASH
+    from fleetbox.tui.widgets.text import DASH, limit_text
 
     base = {"resource": "r", "available": None, "pausedUntil": None, "waits": 0, "throttled": 0}
     assert limit_text({**base, "ratePerSecond": 50.0, "available": 1.0}) == "50/s 1"

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Static, TextArea
 
 from fleetbox.app import Appliance
 from fleetbox.tui.app import FleetboxTUI
 from fleetbox.tui.client import UnixSocketClient
+from fleetbox.tui.screens.alerts import AlertsScreen
 from fleetbox.tui.screens.dead import DeadLettersScreen
+from fleetbox.tui.screens.job import JobDetailScreen
+from fleetbox.tui.screens.queue_detail import QueueDetailScreen
 from fleetbox.tui.screens.queues import QueuesScreen
+from fleetbox.tui.widgets.modals import ReviewModal
 from tests.admin.conftest import WORK, Behaviour
 from tests.admin.test_socket import short_dir, start_with_socket  # noqa: F401
 from tests.conftest import wait_for
@@ -129,7 +134,11 @@ async def test_the_tui_survives_an_appliance_restart(appliance_factory: StartApp
         assert isinstance(screen, QueuesScreen)
         await first.stop()
         await until(pilot, lambda: screen.has_class("-stale"), deadline=20)
-        assert screen.query_one("#link-banner").display
+        banner = screen.query_one("#link-banner", Static)
+        assert banner.display
+        await until(pilot, lambda: "retrying in" in str(banner.content), deadline=20)
+        assert str(banner.content).startswith(" ✕ disconnected: ")
+        assert "✕ disconnected" in str(screen.query_one("#status-line", Static).content)
         assert shown(app, "name") == WORK  # the last data stays, dimmed
         await start_with_socket(appliance_factory, path, behaviour)
         await until(pilot, lambda: app.state.connected and not screen.has_class("-stale"), deadline=30)
@@ -178,3 +187,121 @@ async def test_the_first_press_of_2_shows_the_dead_letters(appliance_factory: St
         await settle(app, pilot)
         assert screen.table.region.height > 10 and screen.table.row_count == 30
         assert "30 matching" in str(summary.content) and "loading" not in str(summary.content)
+
+
+async def test_a_queue_with_jobs_and_no_consumer_is_flagged(appliance_factory: StartAppliance, short_dir: Path) -> None:  # noqa: F811
+    behaviour = Behaviour()
+    path = short_dir / "admin.sock"
+    appliance = await start_with_socket(appliance_factory, path, behaviour)
+    # Graph delivery is off in tests: no live appliance can run teams-outbound.
+    await appliance.client.enqueue("teams-outbound", {"chatId": "c1", "content": "hi"})
+    app = live_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await live(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, QueuesScreen)
+
+        def cell(queue: str, column: str) -> str:
+            return str(screen.table.get_cell(queue, column)) if queue in {k.value for k in screen.table.rows} else ""
+
+        await until(pilot, lambda: cell("teams-outbound", "state") == "no app", deadline=20)
+        assert cell("teams-outbound", "name") == "⚠ teams-outbound"
+        assert (cell(WORK, "name"), cell(WORK, "state")) == (WORK, "run")  # runs here
+        assert cell("teams-inbound", "state") == "run"  # no consumer either, but nothing waits
+        await pilot.press("slash", *"teams-out", "enter", "enter")
+        detail = app.screen
+        assert isinstance(detail, QueueDetailScreen)
+        await settle(app, pilot)
+        status = str(detail.query_one("#queue-state", Static).content)
+        assert "0 appliances can run it" in status
+        assert "no live appliance can run teams-outbound: 1 job waiting for an appliance that has its handler" in status
+
+
+async def test_the_operators_way_through_the_screens(appliance_factory: StartAppliance, short_dir: Path) -> None:  # noqa: F811
+    """queues → queue detail → its dead letters → inspect → review with notes → retry → discard → alerts."""
+    behaviour = Behaviour()
+    path = short_dir / "admin.sock"
+    appliance = await start_with_socket(appliance_factory, path, behaviour, monitor={"max_dead_letter_jobs": 2})
+    job_ids = await make_dead(appliance, 3)
+    await appliance.monitor.check_alerts()  # three open dead letters exceed maxDeadLetterJobs 2
+
+    async def dead_letter(job_id: int) -> Any:
+        return await appliance.store.pool.fetchrow(
+            "SELECT status, reviewed_by, resolution_notes, retried_job_id FROM fleetbox.dead_letters WHERE job_id = $1",
+            job_id,
+        )
+
+    app = live_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await live(app, pilot)
+        # queues → the queue's detail, with its recent errors by class
+        await pilot.press("slash", *WORK, "enter", "enter")
+        detail = app.screen
+        assert isinstance(detail, QueueDetailScreen) and detail.queue == WORK
+        await until(pilot, lambda: detail.loaded, deadline=20)
+        errors = detail.query_one("#queue-errors", DataTable)
+        assert [k.value for k in errors.rows] == ["permanent"]
+        assert str(errors.get_cell("permanent", "count")) == "3"
+
+        # → its dead letters
+        await pilot.press("d")
+        dead = app.screen
+        assert isinstance(dead, DeadLettersScreen) and dead.filter.queue == WORK
+        await until(pilot, lambda: len(dead.letters) == 3 and not dead.fetching, deadline=20)
+        assert sorted(d["jobId"] for d in dead.letters.values()) == sorted(job_ids)
+
+        # → inspect the first: payload and the job's attempts
+        await pilot.press("g", "enter")
+        job = app.screen
+        assert isinstance(job, JobDetailScreen)
+        first = job.letter["jobId"]
+        await until(pilot, lambda: job.job is not None, deadline=20)
+        assert job.letter["data"] == {"mode": "permanent"}
+        assert "the payload is wrong" in str(job.query_one("#job-errors", Static).content)
+
+        # → review with notes
+        await pilot.press("m")
+        modal = app.screen
+        assert isinstance(modal, ReviewModal)
+        modal.query_one("#notes", TextArea).text = "bad payload from the importer"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        row = await dead_letter(first)
+        assert (row["reviewed_by"], row["resolution_notes"]) == ("alice", "bad payload from the importer")
+        await until(pilot, lambda: "bad payload from the importer" in str(job.query_one("#job-review", Static).content))
+
+        # → retry it: a new job on the queue, the dead letter says which
+        await pilot.press("r", "y")
+        await settle(app, pilot)
+        row = await dead_letter(first)
+        assert row["status"] == "retried" and row["retried_job_id"] is not None
+        retried_as = row["retried_job_id"]
+
+        async def ran_again() -> bool:  # and failed the same way: a dead letter of its own
+            return bool(
+                await appliance.store.pool.fetchval(
+                    "SELECT count(*) FROM fleetbox.dead_letters WHERE job_id = $1", retried_as
+                )
+            )
+
+        await wait_for(ran_again, timeout=20)
+
+        # ← back to the list: the retried one is gone from the open dead letters; discard the next
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is dead and first not in {d["jobId"] for d in dead.letters.values()})
+        await until(pilot, lambda: not dead.fetching)
+        second = dead.letters[dead.highlighted() or 0]["jobId"]
+        await pilot.press("D", "y")
+        await settle(app, pilot)
+        assert (await dead_letter(second))["status"] == "discarded"
+        await until(pilot, lambda: second not in {d["jobId"] for d in dead.letters.values()}, deadline=20)
+
+        # → alerts: the dead letters' threshold alert is open
+        await pilot.press("3")
+        alerts = app.screen
+        assert isinstance(alerts, AlertsScreen)
+        await until(pilot, lambda: alerts.loaded, deadline=20)
+        [alert] = [a for a in alerts.alerts if a["kind"] == "dead_letters"]
+        assert alert["status"] == "open" and "exceed maxDeadLetterJobs 2" in alert["message"]
+        table = alerts.query_one("#alerts", DataTable)
+        assert str(table.get_cell(str(alert["id"]), "status")) == "OPEN"

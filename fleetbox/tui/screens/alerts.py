@@ -24,6 +24,8 @@ class AlertsScreen(LiveScreen):
         super().__init__()
         self.alerts: list[Json] = []
         self._open_seen: int | None = None
+        #: the first list arrived
+        self.loaded = False
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="alerts-summary")
@@ -64,6 +66,7 @@ class AlertsScreen(LiveScreen):
             )  # fmt: skip
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1), animate=False)
+        self.loaded = True
         self.paint()
 
     def paint(self) -> None:

@@ -3,7 +3,7 @@ dimming the data while the appliance is away."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,11 +12,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 from textual.widgets.data_table import RowDoesNotExist
 
+from fleetbox.tui.host import Host
 from fleetbox.tui.state import Link
 from fleetbox.tui.widgets.header import StatusBar
-
-if TYPE_CHECKING:
-    from fleetbox.tui.app import FleetboxTUI
 
 #: actions that change something on the appliance: refused (shown dimmed) when read-only
 MUTATING = frozenset({"pause", "clear", "retry", "retry_all", "review", "discard"})
@@ -44,11 +42,9 @@ class LiveScreen(Screen[None]):
     ]
 
     @property
-    def fb(self) -> FleetboxTUI:
-        """The app, typed."""
-        from fleetbox.tui.app import FleetboxTUI
-
-        return cast(FleetboxTUI, self.app)
+    def fb(self) -> Host:
+        """The app, as its screens use it (see :mod:`fleetbox.tui.host`)."""
+        return cast(Host, self.app)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self.crumbs())
@@ -67,11 +63,17 @@ class LiveScreen(Screen[None]):
         """Back on top (a dialog closed, a screen popped): repaint from the latest data."""
         self.refresh_live()
 
+    @property
+    def drawable(self) -> bool:
+        """Composed and still part of a running app: timers, the stream and workers can call
+        back while a screen is being composed or while the app is closing (its widgets going)."""
+        return self.is_mounted and self.is_attached
+
     def refresh_header(self) -> None:
         """Repaint the status bar only (the ages move every second)."""
         bars = self.query(StatusBar)
-        if not bars:
-            return  # the clock's tick came while this screen is still being composed
+        if not self.drawable or not bars or not bars.first().is_mounted:
+            return  # the clock's tick came while this screen is still being composed, or closing
         fb = self.fb
         now = fb.now()
         bars.first().show(fb.state, now=now, interval_s=fb.interval_ms / 1000, read_only=fb.read_only)
@@ -79,7 +81,7 @@ class LiveScreen(Screen[None]):
 
     def refresh_live(self) -> None:
         """Repaint everything from the latest data."""
-        if not self.is_mounted:
+        if not self.drawable:
             return
         self.refresh_header()
         self.paint()

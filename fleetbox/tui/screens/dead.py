@@ -79,6 +79,8 @@ class DeadLettersScreen(LiveScreen):
         Binding("v", "cycle_reviewed", "Reviewed?", id="dead.reviewed", tooltip="Show unreviewed, reviewed, or both"),
         Binding("j", "cursor('down')", "Down", show=False),
         Binding("k", "cursor('up')", "Up", show=False),
+        Binding("g", "cursor('first')", "First", show=False, tooltip="The first row"),
+        Binding("G", "cursor('last')", "Last", show=False, tooltip="The last loaded row (loads the next page)"),
     ]
 
     def __init__(self, flt: DeadFilter | None = None) -> None:
@@ -197,7 +199,7 @@ class DeadLettersScreen(LiveScreen):
 
     def paint(self) -> None:
         """The summary line: filter, counts, marks and new arrivals."""
-        if not self.is_mounted:
+        if not self.drawable:
             return
         line = Text()
         line.append(f" {_REVIEWED_LABEL[self.filter.reviewed]} ", style="bold reverse")
@@ -212,16 +214,19 @@ class DeadLettersScreen(LiveScreen):
         new = self.fb.state.new_dead
         if new:
             line.append(f"   ⚑ {new:,} new dead letter{'s' if new != 1 else ''}: ctrl+r loads", style="bold yellow")
-        self.query_one("#dead-summary", Static).update(line)
+        self.query_one("#dead-summary", Static).update(line, layout=False)  # one line, fixed height
 
     # -- moving and marking -----------------------------------------------------------------
 
     def action_cursor(self, direction: str) -> None:
-        """Vim-style movement."""
+        """Vim-style movement: down, up, first or last row."""
+        table = self.table
         if direction == "down":
-            self.table.action_cursor_down()
-        else:
-            self.table.action_cursor_up()
+            table.action_cursor_down()
+        elif direction == "up":
+            table.action_cursor_up()
+        elif table.row_count:
+            table.move_cursor(row=0 if direction == "first" else table.row_count - 1)
 
     def action_mark(self) -> None:
         """Mark or unmark the highlighted row, then move down."""

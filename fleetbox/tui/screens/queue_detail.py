@@ -12,8 +12,7 @@ from textual.widgets import DataTable, Label, Sparkline, Static
 
 from fleetbox.tui.client import ClientError, DeadFilter, Json
 from fleetbox.tui.screens.base import LiveScreen
-from fleetbox.tui.screens.queues import limit_text
-from fleetbox.tui.widgets.text import ago, count, duration, ms
+from fleetbox.tui.widgets.text import ago, count, duration, limit_text, ms, unconsumed, waiting
 
 #: the window of "recent errors"
 ERROR_MINUTES = 60
@@ -106,6 +105,15 @@ class QueueDetailScreen(LiveScreen):
         line.append("PAUSED" if row["paused"] else "running", style="bold yellow" if row["paused"] else "green")
         workers = row["workers"]
         line.append(f" · workers {workers['busy']}/{workers['size']} busy")
+        consumers = row.get("consumers")
+        if consumers is not None:
+            line.append(f" · {consumers} appliance{'s' if consumers != 1 else ''} can run it")
+        if unconsumed(row):
+            line.append(
+                f"\n ⚠ no live appliance can run {self.queue}: {count(waiting(row))} "
+                f"job{'s' if waiting(row) != 1 else ''} waiting for an appliance that has its handler",
+                style="bold yellow",
+            )
         line.append(
             f"\n ready {count(row['ready'])} · scheduled {count(row['scheduled'])} · running "
             f"{count(row['running'])} · retrying {count(row['retrying'])} · dead unreviewed "

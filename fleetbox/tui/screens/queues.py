@@ -8,11 +8,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input
 
-from fleetbox.protocol import LimiterState, QueueRow
+from fleetbox.protocol import QueueRow
 from fleetbox.tui.client import DeadFilter
 from fleetbox.tui.screens.base import LiveScreen, cursor_key
-from fleetbox.tui.state import QueueSeries
-from fleetbox.tui.widgets.text import DASH, count, duration, ms, trend
+from fleetbox.tui.widgets.text import NO_CONSUMER, count, duration, limiter_text, ms, trend, unconsumed
 
 _TIER_ORDER = {"high": 0, "medium": 1, "low": 2}
 TREND_WIDTH = 9
@@ -31,38 +30,21 @@ def _right(text: str, style: str = "") -> Text:
     return Text(text, style=style, justify="right")
 
 
-def limiter_text(limiter: LimiterState | None, now: float) -> Text:
-    """``10/s 3.5`` (rate and tokens left), ``paused 12s`` or a dash."""
-    if limiter is None:
-        return Text(DASH)
-    if limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now:
-        return Text(f"hold {duration(limiter['pausedUntil'] - now)}", style="bold yellow")
-    return Text(limit_text(limiter), style="yellow" if limiter["throttled"] else "")
-
-
-def limit_text(limiter: LimiterState) -> str:
-    """``50/s 1`` (rate and tokens left), ``16.7/s 4 per mailbox``, ``5 at once``, or a dash."""
-    parts = []
-    if limiter["ratePerSecond"] is not None:
-        parts.append(f"{limiter['ratePerSecond']:.3g}/s")
-        if limiter["available"] is not None:
-            parts.append(f"{limiter['available']:.0f}")
-    concurrency = limiter.get("concurrency")
-    if concurrency is not None:
-        per = limiter.get("per", "appliance")
-        parts.append(f"{concurrency} per {per}" if per != "appliance" else f"{concurrency} at once")
-    return " ".join(parts) or DASH
-
-
-def row_cells(row: QueueRow, series: QueueSeries | None, now: float) -> dict[str, Text]:
-    """A queue's cells by column key."""
+def row_cells(row: QueueRow, trend_text: str, now: float) -> dict[str, Text]:
+    """A queue's cells by column key (``trend_text``: its sparkline, see :func:`trend`)."""
     fail = row["failureRate"]
     oldest = row["oldestWaitingSeconds"]
     workers = row["workers"]
+    if unconsumed(row):
+        name = Text(f"{NO_CONSUMER}{row['name']}", style="bold yellow")
+        state = Text("no app", style="bold yellow")
+    else:
+        name = Text(row["name"], style="bold" if not row["paused"] else "dim")
+        state = Text("PAUSED", style="bold yellow") if row["paused"] else Text("run", style="green")
     return {
-        "name": Text(row["name"], style="bold" if not row["paused"] else "dim"),
+        "name": name,
         "tier": Text({"high": "high", "medium": "med", "low": "low"}[row["tier"]]),
-        "state": Text("PAUSED", style="bold yellow") if row["paused"] else Text("run", style="green"),
+        "state": state,
         "ready": _right(count(row["ready"])),
         "scheduled": _right(count(row["scheduled"])),
         "running": _right(count(row["running"])),
@@ -75,7 +57,7 @@ def row_cells(row: QueueRow, series: QueueSeries | None, now: float) -> dict[str
         "oldest": _right(duration(oldest)),
         "workers": _right(f"{workers['busy']}/{workers['size']}"),
         "limiter": limiter_text(row["limiter"], now),
-        "trend": Text(trend(list(series.done_per_minute) if series else [], TREND_WIDTH), style="cyan"),
+        "trend": Text(trend_text, style="cyan"),
     }
 
 
@@ -98,6 +80,8 @@ class QueuesScreen(LiveScreen):
         super().__init__()
         #: the cells last written, per queue: only changed cells are written again
         self._shown: dict[str, dict[str, Text]] = {}
+        #: what the cells of each queue were made from: an unchanged queue is not redone
+        self._made_from: dict[str, tuple[object, ...]] = {}
 
     def compose_body(self) -> ComposeResult:
         yield Input(
@@ -130,11 +114,21 @@ class QueuesScreen(LiveScreen):
         for name in [n for n in self._shown if n not in keep]:
             table.remove_row(name)
             del self._shown[name]
+            self._made_from.pop(name, None)
         added = False
         for row in wanted:
             name = row["name"]
-            cells = row_cells(row, state.series.get(name), now)
+            series = state.series.get(name)
+            trend_text = trend(list(series.done_per_minute) if series else [], TREND_WIDTH)
+            limiter = row["limiter"]
+            # ``now`` shows only in a limiter's hold countdown (whole seconds)
+            held = limiter is not None and limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now
+            made_from = (repr(row), trend_text, int(now) if held else None)
             shown = self._shown.get(name)
+            if shown is not None and self._made_from.get(name) == made_from:
+                continue  # nothing of this queue changed since the last paint
+            self._made_from[name] = made_from
+            cells = row_cells(row, trend_text, now)
             if shown is None:
                 table.add_row(*(cells[key] for key, _, _ in COLUMNS), key=name)
                 added = True
@@ -147,7 +141,7 @@ class QueuesScreen(LiveScreen):
             # A new queue joins at the end; put it in its place and keep the cursor on its queue.
             current = self.selected()
             order = {r["name"]: i for i, r in enumerate(wanted)}
-            table.sort("name", key=lambda cell: order[cell.plain])
+            table.sort("name", key=lambda cell: order[cell.plain.removeprefix(NO_CONSUMER)])
             if current is not None:
                 table.move_cursor(row=table.get_row_index(current))
 

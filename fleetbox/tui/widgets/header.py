@@ -10,6 +10,8 @@ from textual.widgets import Static
 from fleetbox.tui.state import Link, LiveState
 from fleetbox.tui.widgets.text import duration
 
+SIMULATED = Text(" SIMULATED GRAPH: Microsoft Graph is simulated; no message leaves this appliance ")
+
 
 class StatusBar(Vertical):
     """Breadcrumb, appliance, uptime, database, live/stale, dead letters; banners below."""
@@ -57,13 +59,14 @@ class StatusBar(Vertical):
             if tick["alertsOpen"]:
                 line.append(f" · {tick['alertsOpen']} alert{'s' if tick['alertsOpen'] != 1 else ''} open",
                             style="bold yellow")  # fmt: skip
-        self.query_one("#status-line", Static).update(line)
+        # one line of fixed height: a new text needs no layout of the screen (every second)
+        self.query_one("#status-line", Static).update(line, layout=False)
 
         simulated = info is not None and info["graphMode"] == "simulated"
         sim = self.query_one("#simulator-banner", Static)
         sim.display = simulated
         if simulated:
-            sim.update(Text(" SIMULATED GRAPH: Microsoft Graph is simulated; no message leaves this appliance "))
+            sim.update(SIMULATED, layout=False)
 
         banner = self.query_one("#link-banner", Static)
         banner.display = link is Link.DISCONNECTED or (link is Link.CONNECTING and state.down_reason is not None)
@@ -71,4 +74,4 @@ class StatusBar(Vertical):
             retry = "" if state.retry_at is None else f"; retrying in {duration(max(0.0, state.retry_at - now))}"
             shown = "no data yet" if age is None else f"data shown is {duration(age)} old"
             # the reason is an exception's text (the appliance's words): plain text, never markup
-            banner.update(Text(f" ✕ disconnected: {state.down_reason} · {shown}{retry} "))
+            banner.update(Text(f" ✕ disconnected: {state.down_reason} · {shown}{retry} "), layout=False)

@@ -1,13 +1,19 @@
-"""Numbers, durations, times and trends as short text for tables (pure functions)."""
+"""Numbers, durations, times, trends and queue figures as short text for tables (pure functions)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
 
+from rich.text import Text
+
+from fleetbox.protocol import LimiterState, QueueRow
+
 _BLOCKS = "▁▂▃▄▅▆▇█"
 #: what a table shows for "no data" (an en dash)
 DASH = "\u2013"
+#: before the name of a queue with jobs that no live appliance can run
+NO_CONSUMER = "⚠ "
 
 
 def count(value: int) -> str:
@@ -77,3 +83,36 @@ def trend(values: Sequence[float], width: int) -> str:
     if top <= 0:
         return _BLOCKS[0] * width
     return "".join(_BLOCKS[min(len(_BLOCKS) - 1, int(b / top * (len(_BLOCKS) - 1) + 0.5))] for b in buckets)
+
+
+def limiter_text(limiter: LimiterState | None, now: float) -> Text:
+    """``10/s 3.5`` (rate and tokens left), ``paused 12s`` or a dash."""
+    if limiter is None:
+        return Text(DASH)
+    if limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now:
+        return Text(f"hold {duration(limiter['pausedUntil'] - now)}", style="bold yellow")
+    return Text(limit_text(limiter), style="yellow" if limiter["throttled"] else "")
+
+
+def limit_text(limiter: LimiterState) -> str:
+    """``50/s 1`` (rate and tokens left), ``16.7/s 4 per mailbox``, ``5 at once``, or a dash."""
+    parts = []
+    if limiter["ratePerSecond"] is not None:
+        parts.append(f"{limiter['ratePerSecond']:.3g}/s")
+        if limiter["available"] is not None:
+            parts.append(f"{limiter['available']:.0f}")
+    concurrency = limiter.get("concurrency")
+    if concurrency is not None:
+        per = limiter.get("per", "appliance")
+        parts.append(f"{concurrency} per {per}" if per != "appliance" else f"{concurrency} at once")
+    return " ".join(parts) or DASH
+
+
+def waiting(row: QueueRow) -> int:
+    """Jobs of the queue not yet running: due, scheduled and awaiting a retry."""
+    return row["ready"] + row["scheduled"] + row["retrying"]
+
+
+def unconsumed(row: QueueRow) -> bool:
+    """The queue has jobs but no live appliance can run it (none has its handler)."""
+    return row.get("consumers") == 0 and waiting(row) > 0
