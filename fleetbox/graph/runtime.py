@@ -96,13 +96,16 @@ class GraphRuntime:
 
     def _bound(self, processor: Callable[[GraphContext, Job], Awaitable[None]]) -> Handler:
         async def handler(job: Job) -> None:
-            await processor(self._context(), job)
+            # A long limiter wait inside the job defers it rather than holding its worker slot.
+            with Limiters.job(job.id):
+                await processor(self._context(), job)
 
         return handler
 
     async def _webhook(self, job: Job) -> None:
         assert self.subscriptions is not None
-        await process_webhook(self._context(), self.subscriptions, job)
+        with Limiters.job(job.id):
+            await process_webhook(self._context(), self.subscriptions, job)
 
     def _context(self) -> GraphContext:
         if self.ctx is None:
