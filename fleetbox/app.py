@@ -55,6 +55,7 @@ log = logging.getLogger("fleetbox.app")
 
 #: Task names of the appliance's own loops (the worker names its own).
 SCHEDULER, PRESENCE, RATE_EVENTS = "fleetbox.scheduler", "fleetbox.presence", "fleetbox.graph.ratelimit_writer"
+GRAPH_PAUSES = "fleetbox.graph.pauses"
 #: Tasks without which the appliance cannot do its work: while one is failing it is not ready.
 CRITICAL_TASKS = ("fleetbox.dispatcher", "fleetbox.completer", "fleetbox.heartbeat")
 
@@ -192,6 +193,7 @@ class Appliance:
         self._draining = False
         self.worker.start(self.supervisor)
         self.supervisor.spawn(RATE_EVENTS, self.graph.writer.run)
+        self.supervisor.spawn(GRAPH_PAUSES, self.graph.run_pauses)
         self.supervisor.spawn(PRESENCE, self.presence.loop)
         if self.settings.monitor.schedule:
             self.supervisor.spawn(SCHEDULER, self.scheduler.run)
@@ -216,7 +218,7 @@ class Appliance:
         log.info("appliance stopping", extra={"event": "appliance_stopping", "grace_seconds": grace})
         await self.supervisor.stop(SCHEDULER, PRESENCE)
         await self.worker.stop(grace=grace)
-        await self.supervisor.stop(RATE_EVENTS)
+        await self.supervisor.stop(RATE_EVENTS, GRAPH_PAUSES)
         await self.graph.stop()
         await self.worker.finish()
         await self.presence.leave()

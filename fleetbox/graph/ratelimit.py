@@ -50,7 +50,7 @@ from fleetbox.config import RateLimitSettings
 from fleetbox.errors import DatabaseError, Deferred
 from fleetbox.monitor.metrics import Metrics
 from fleetbox.store import Store
-from fleetbox.store.graph import RateEventRow
+from fleetbox.store.graph import PauseRow, RateEventRow
 
 log = logging.getLogger("fleetbox.graph.ratelimit")
 
@@ -171,9 +171,12 @@ class Limiters:
         record: Callable[[RateEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         idle_seconds: float = 300.0,
+        on_pause: Callable[[PauseRow], None] | None = None,
     ) -> None:
         self._settings = settings
         self._record = record
+        #: told of every pause Graph asked for, to share it with the other appliances (PauseSync)
+        self.on_pause = on_pause
         self._clock = clock
         self._idle = idle_seconds
         self._resources: dict[str, _State] = {}
@@ -314,6 +317,9 @@ class Limiters:
                     await state.bucket.acquire()
                 if res.bucket is not None:
                     await res.bucket.acquire()
+                # A 429 may have paused the key while this request waited for its turn: it must
+                # not leave inside that window either.
+                await self._rest_if_paused(res, state, job)
                 self._waited(resource, key, res, state, self._clock() - started)
                 yield
             finally:
@@ -348,6 +354,16 @@ class Limiters:
             res.in_use -= 1
             res.last_used = self._clock()
 
+    async def _rest_if_paused(self, res: _State, state: _State | None, job: int | None) -> None:
+        while True:
+            until = max(res.paused_until, state.paused_until if state is not None else 0.0)
+            remaining = until - self._clock()
+            if remaining <= 0:
+                return
+            if job is not None and remaining > self._settings.defer_after_seconds:
+                raise Deferred(remaining, f"Graph asked to wait {remaining:.2f} s (Retry-After)")
+            await asyncio.sleep(remaining)
+
     async def _wait_unpaused(self, res: _State, state: _State | None) -> None:
         while True:
             until = max(res.paused_until, state.paused_until if state is not None else 0.0)
@@ -379,6 +395,20 @@ class Limiters:
         if state is not None:
             state.throttled += 1
         self._emit(RateEvent(resource, key, "throttled", None, seconds * 1000))
+        if self.on_pause is not None and seconds > 0:
+            try:
+                self.on_pause(PauseRow(resource, key if state is not None else None, time.time() + seconds))
+            except Exception:  # sharing the pause must never break a request
+                log.exception("pause not shared", extra={"event": "graph_pause_share_failed"})
+
+    def rest_until(self, resource: str, key: str | None, until: float) -> None:
+        """Another appliance was told to pause ``resource`` (``key``) until ``until`` (epoch seconds)."""
+        res = self._resource(resource)
+        target = (self._key(resource, key) if key is not None else None) or res
+        end = self._clock() + (until - time.time())
+        if end > target.paused_until:
+            target.paused_until = end
+            target.last_used = self._clock()
 
     def _emit(self, event: RateEvent) -> None:
         if self._record is None:
@@ -504,3 +534,51 @@ class RateEventWriter:
                 for _ in batch:
                     self._buffer.popleft()
                 self.written += len(batch)
+
+
+class PauseSync:
+    """Shares Graph's pauses between the appliances on one database (table ``graph_pauses``).
+
+    A pause this appliance is told of (:meth:`record`, the Limiters' ``on_pause``) is written at
+    once; every ``interval`` seconds the live pauses of all appliances are read and applied to
+    this appliance's limiters, so a 429 seen by one holds back the others' requests to that key
+    too (within ``interval``). Run :meth:`run` as an owned task.
+    """
+
+    def __init__(self, store: Store, limiters: Limiters, *, interval: float = 0.5) -> None:
+        self._store = store
+        self._limiters = limiters
+        self._interval = interval
+        self._pending: deque[PauseRow] = deque(maxlen=10_000)
+        self._wake = asyncio.Event()
+        self._last_cleanup = 0.0
+        limiters.on_pause = self.record
+
+    def record(self, pause: PauseRow) -> None:
+        """Take a pause to share (never blocks)."""
+        self._pending.append(pause)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Write and read pauses until cancelled."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            try:
+                await self.sync()
+            except DatabaseError as exc:
+                log.warning("Graph pauses not shared; will retry", extra={
+                    "event": "graph_pauses_failed", "error": str(exc)})  # fmt: skip
+
+    async def sync(self) -> None:
+        """Write the pauses recorded here, then apply everyone's live pauses."""
+        while self._pending:
+            await self._store.graph.save_pause(self._pending[0])
+            self._pending.popleft()
+        now = time.time()
+        for pause in await self._store.graph.live_pauses(now):
+            self._limiters.rest_until(pause.resource, pause.key, pause.until)
+        if now - self._last_cleanup > 600:
+            self._last_cleanup = now
+            await self._store.graph.forget_pauses(now - 3600)

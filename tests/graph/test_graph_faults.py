@@ -289,3 +289,50 @@ async def test_posts_to_one_chat_arrive_at_least_1_1_seconds_apart(
     # Graph allows one a second per chat; fleetbox paces at 1.1 s so jitter cannot break the limit.
     assert len(times) == 5 and min(gaps) >= 1.07, gaps
     assert not [r for r in sim.requests if r.status == 429]
+
+
+# -- 4. a 429 stops everything aimed at that resource ---------------------------------------
+
+OTHER_MAILBOX = "dispatch@contoso.example"
+
+
+def sends_to(sim: GraphSimulator, mailbox: str) -> list[Any]:
+    return [r for r in posts(sim, f"POST /v1.0/users/{mailbox}/sendMail")]
+
+
+async def test_after_a_429_no_request_to_that_mailbox_leaves_before_retry_after(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start()
+    sim.fail(SEND_MAIL, 429, code="ApplicationThrottled", retry_after=3)
+    jobs = [await client.enqueue_outlook_email({**MAIL, "from": OTHER_MAILBOX}) for _ in range(6)]
+    for job in jobs:
+        await wait_for(finished(client, job.id), timeout=20)
+    calls = sends_to(sim, OTHER_MAILBOX)
+    [throttled] = [r for r in calls if r.status == 429]
+    inside = [r for r in calls if r is not throttled and throttled.at <= r.at < throttled.at + 3]
+    assert inside == []
+    assert len(sim.sent_mail) == 6
+
+
+async def test_a_pause_one_appliance_was_given_holds_back_another(
+    start: Any, client: Client, sim: GraphSimulator, sql: Any
+) -> None:
+    first = await start()
+    sim.fail(SEND_MAIL, 429, code="ApplicationThrottled", retry_after=4)
+    job = await client.enqueue_outlook_email({**MAIL, "from": OTHER_MAILBOX})
+    await wait_for(lambda: any(r.status == 429 for r in sends_to(sim, OTHER_MAILBOX)), timeout=10)
+
+    async def shared() -> bool:
+        return await sql.fetchval("SELECT count(*) FROM graph_pauses WHERE key = $1", OTHER_MAILBOX) == 1
+
+    await wait_for(shared)
+    await first.stop()
+    await start()  # another appliance, which never saw the 429
+    other = await client.enqueue_outlook_email({**MAIL, "from": OTHER_MAILBOX})
+    for job_id in (job.id, other.id):
+        await wait_for(finished(client, job_id), timeout=20)
+    calls = sends_to(sim, OTHER_MAILBOX)
+    [throttled] = [r for r in calls if r.status == 429]
+    assert [r for r in calls if r is not throttled and r.at < throttled.at + 4] == []
+    assert len(sim.sent_mail) == 2
