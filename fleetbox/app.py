@@ -62,9 +62,10 @@ log = logging.getLogger("fleetbox.app")
 SCHEDULER, PRESENCE, RATE_EVENTS, CRON = (
     "fleetbox.scheduler",
     "fleetbox.presence",
-    "fleetbox.ratelimit_writer",
+    "fleetbox.graph.ratelimit_writer",
     "fleetbox.cron",
 )
+GRAPH_PAUSES = "fleetbox.graph.pauses"
 #: Tasks without which the appliance cannot do its work: while one is failing it is not ready.
 CRITICAL_TASKS = ("fleetbox.dispatcher", "fleetbox.completer", "fleetbox.heartbeat")
 
@@ -218,6 +219,7 @@ class Appliance:
         self._draining = False
         self.worker.start(self.supervisor)
         self.supervisor.spawn(RATE_EVENTS, self.graph.writer.run)
+        self.supervisor.spawn(GRAPH_PAUSES, self.graph.run_pauses)
         self.supervisor.spawn(PRESENCE, self.presence.loop)
         self.supervisor.spawn(CRON, self.crons.loop)
         if self.settings.monitor.schedule:
@@ -243,7 +245,7 @@ class Appliance:
         log.info("appliance stopping", extra={"event": "appliance_stopping", "grace_seconds": grace})
         await self.supervisor.stop(CRON, SCHEDULER, PRESENCE)
         await self.worker.stop(grace=grace)
-        await self.supervisor.stop(RATE_EVENTS)
+        await self.supervisor.stop(RATE_EVENTS, GRAPH_PAUSES)
         await self.graph.stop()
         await self.alerts.stop()
         await self.worker.finish()
