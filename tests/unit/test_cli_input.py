@@ -1,11 +1,14 @@
 """Arbitrary command-line input: every value the CLI reads ends in a result or a clear error
-(ConfigError, or argparse's exit 2), never another exception, and no DSN secret survives redaction."""
+(ConfigError, or argparse's exit 2), never another exception, and no DSN secret survives redaction
+(of a message or of a log line)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import string
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,6 +19,7 @@ from hypothesis import strategies as st
 from fleetbox.cli import _parser
 from fleetbox.config import load_settings, parse_assignment, redact_dsn
 from fleetbox.errors import ConfigError
+from fleetbox.logs import JsonFormatter, TextFormatter
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=200)
 #: DSN-looking text: the parts a malformed DSN is made of, in any order
@@ -104,3 +108,19 @@ def test_no_dsn_password_survives_redaction(password: str, form: str, around: st
     secret = quote(password, safe="") if form in ("userinfo", "query", "sslpassword") else password.replace(";", "")
     line = f"{around} {dsn} {around}"
     assert secret not in redact_dsn(line).replace(around, "")
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter()], ids=["json", "text"])
+def test_log_lines_never_carry_a_dsn_secret(formatter: logging.Formatter) -> None:
+    secret = "logsecret-7d1f"
+    try:
+        raise ConnectionError(f"cannot reach postgresql://fleet:{secret}@db/fleet")
+    except ConnectionError:
+        record = logging.getLogger("fleetbox.test").makeRecord(
+            "fleetbox.test", logging.ERROR, __file__, 1, "connecting to %s failed",
+            (f"postgresql://fleet@db/fleet?password={secret}",), sys.exc_info(),
+            extra={"event": "db_down", "dsn": f"host=db password={secret}", "other": f"sslpassword={secret}"},
+        )  # fmt: skip
+    line = formatter.format(record)
+    assert secret not in line
+    assert "postgresql://fleet@db/fleet?password=***" in line and "ConnectionError" in line
