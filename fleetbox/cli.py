@@ -275,7 +275,20 @@ def _handler_paths(loaded: LoadedSettings) -> None:
             sys.path.append(place)
 
 
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """An error no task collected (a driver's background reconnect after the database went away,
+    say): one log line naming it, with the traceback only at debug level, never a raw dump."""
+    import logging
+
+    log = logging.getLogger("fleetbox.cli")
+    exc = context.get("exception")
+    what = f"{type(exc).__name__}: {exc}" if exc is not None else str(context.get("message", "unknown error"))
+    log.warning("background error: %s", what, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+                extra={"event": "background_error"})  # fmt: skip
+
+
 async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings, using: list[EmbeddedPostgres]) -> int:
+    asyncio.get_running_loop().set_exception_handler(_loop_exception)
     if args.command == "config":
         return _config_show(loaded, as_json=args.json)
     if args.command == "status":

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -124,3 +125,23 @@ def test_log_lines_never_carry_a_dsn_secret(formatter: logging.Formatter) -> Non
     line = formatter.format(record)
     assert secret not in line
     assert "postgresql://fleet@db/fleet?password=***" in line and "ConnectionError" in line
+
+
+def test_an_uncollected_background_error_is_one_log_line_without_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    from fleetbox.cli import _loop_exception
+
+    loop = asyncio.new_event_loop()
+    try:
+        error = ConnectionRefusedError("connect call failed ('127.0.0.1', 5432)")
+        with caplog.at_level(logging.INFO, logger="fleetbox"):
+            _loop_exception(loop, {"message": "Task exception was never retrieved", "exception": error})
+            _loop_exception(loop, {"message": "Unclosed connection"})
+        first, second = caplog.records
+        assert first.getMessage() == f"background error: ConnectionRefusedError: {error}" and first.exc_info is None
+        assert second.getMessage() == "background error: Unclosed connection"
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="fleetbox"):
+            _loop_exception(loop, {"message": "x", "exception": error})
+        assert caplog.records[0].exc_info is not None  # the traceback, when asked for with -vv
+    finally:
+        loop.close()
