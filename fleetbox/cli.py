@@ -227,18 +227,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         # SIGTERM ends a one-shot command as Ctrl-C does, through its clean-up (the embedded
         # server it started is stopped), not by the default instant death.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # The embedded server this process uses, if any: released after the event loop has closed,
+    # wherever an interrupt struck (the loop waits for a start still under way in its thread).
+    using: list[EmbeddedPostgres] = []
     try:
         loaded = load_settings(args.config, _flags(args))
         logs.setup(_log_level(args, loaded.settings.appliance.log_level), loaded.settings.appliance.log_format)
         for note in config_file_notes(loaded):
             print(f"fleetbox: {note}", file=sys.stderr)
-        return asyncio.run(_dispatch(args, loaded))
+        return asyncio.run(_dispatch(args, loaded, using))
     except FleetboxError as exc:
-        # Redacted: a driver's or a parser's message may quote the DSN it was given.
-        print(f"fleetbox: error: {logs.redact_dsn(str(exc))}", file=sys.stderr)
-        return _exit_code(exc)
+        return _fail(exc)
     except KeyboardInterrupt:
         return 130
+    finally:
+        for server in using:
+            try:
+                # Stopped with the last fleetbox process using it, unless `fleetbox db start` pinned it.
+                server.release()
+            except FleetboxError as exc:
+                _fail(exc)
+
+
+def _fail(exc: FleetboxError) -> int:
+    from fleetbox.logs import redact_dsn
+
+    # Redacted: a driver's or a parser's message may quote the DSN it was given.
+    print(f"fleetbox: error: {redact_dsn(str(exc))}", file=sys.stderr)
+    return _exit_code(exc)
 
 
 def _log_level(args: argparse.Namespace, configured: str) -> str:
@@ -262,7 +278,20 @@ def _handler_paths(loaded: LoadedSettings) -> None:
             sys.path.append(place)
 
 
-async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """An error no task collected (a driver's background reconnect after the database went away,
+    say): one log line naming it, with the traceback only at debug level, never a raw dump."""
+    import logging
+
+    log = logging.getLogger("fleetbox.cli")
+    exc = context.get("exception")
+    what = f"{type(exc).__name__}: {exc}" if exc is not None else str(context.get("message", "unknown error"))
+    log.warning("background error: %s", what, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+                extra={"event": "background_error"})  # fmt: skip
+
+
+async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings, using: list[EmbeddedPostgres]) -> int:
+    asyncio.get_running_loop().set_exception_handler(_loop_exception)
     if args.command == "config":
         return _config_show(loaded, as_json=args.json)
     if args.command == "status":
@@ -280,13 +309,10 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     if dsn is not None:
         return await _with_database(args, loaded, dsn, None)
     embedded = EmbeddedPostgres(settings.appliance.data_dir)
+    using.append(embedded)  # before the start: an interrupt during it still releases it
     dsn = await asyncio.to_thread(embedded.acquire)
     print(f"fleetbox: embedded PostgreSQL in {embedded.pgdata} ({dsn})", file=sys.stderr)
-    try:
-        return await _with_database(args, loaded, dsn, embedded)
-    finally:
-        # Stopped with the last fleetbox process using it, unless `fleetbox db start` pinned it.
-        await asyncio.shield(asyncio.to_thread(embedded.release))
+    return await _with_database(args, loaded, dsn, embedded)
 
 
 async def _db(command: str, settings: Settings, embedded: EmbeddedPostgres) -> int:
