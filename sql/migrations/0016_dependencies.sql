@@ -226,26 +226,40 @@ BEGIN
     RETURN total;
 END $$;
 
--- A dead letter retried as a new job: the children held on the dead job now wait on the new one
--- (the hold policy), and a workflow step follows its job. Called in the retry's transaction.
+-- A dead letter retried as a new job takes the failed job's place: the children held on it wait on
+-- the new one (the hold policy), a workflow step follows its job, and the new job has the failed
+-- one's parents (edges and results), so it runs with the inputs the first attempt had. Called in
+-- the retry's transaction.
 CREATE FUNCTION follow_retries(dead_letter_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     moved integer;
 BEGIN
-    WITH m AS (
-        SELECT job_id AS old_id, retried_job_id AS new_id FROM dead_letters
-         WHERE id = ANY(dead_letter_ids) AND retried_job_id IS NOT NULL
-    ), edges AS (
-        UPDATE job_dependencies d SET parent_id = m.new_id FROM m
+    CREATE TEMP TABLE IF NOT EXISTS retried_jobs (old_id bigint, new_id bigint) ON COMMIT DROP;
+    INSERT INTO retried_jobs
+    SELECT job_id, retried_job_id FROM dead_letters
+     WHERE id = ANY(dead_letter_ids) AND retried_job_id IS NOT NULL;
+    WITH edges AS (
+        UPDATE job_dependencies d SET parent_id = m.new_id FROM retried_jobs m
          WHERE d.parent_id = m.old_id AND d.state IS NULL
         RETURNING m.new_id
-    ), flag AS (
-        UPDATE jobs j SET has_dependents = true WHERE j.id IN (SELECT new_id FROM edges)
-    ), steps AS (
-        UPDATE workflow_steps s SET job_id = m.new_id FROM m WHERE s.job_id = m.old_id
     )
-    SELECT count(*) INTO moved FROM edges;
+    UPDATE jobs j SET has_dependents = true WHERE j.id IN (SELECT new_id FROM edges);
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    UPDATE workflow_steps s SET job_id = m.new_id FROM retried_jobs m WHERE s.job_id = m.old_id;
+    INSERT INTO job_dependencies (parent_id, child_id, state)
+    SELECT d.parent_id, m.new_id, d.state FROM job_dependencies d JOIN retried_jobs m ON d.child_id = m.old_id;
+    UPDATE jobs j SET parents = p.parents
+      FROM (SELECT m.new_id,
+                   jsonb_object_agg(coalesce(s.step, d.parent_id::text), coalesce(r.result, 'null'::jsonb))
+                     AS parents
+              FROM retried_jobs m
+              JOIN job_dependencies d ON d.child_id = m.old_id
+              LEFT JOIN job_results r ON r.job_id = d.parent_id
+              LEFT JOIN workflow_steps s ON s.job_id = d.parent_id
+             GROUP BY m.new_id) p
+     WHERE j.id = p.new_id;
+    DROP TABLE retried_jobs;
     RETURN moved;
 END $$;
 
