@@ -287,3 +287,18 @@ async def test_appliance_flow_held_on_a_dead_letter_resumes_after_retry(
     relations = await app.client.job_relations(result.jobs["mail"])
     assert relations.result == {"step": "mail", "parents": {"upload": {"step": "upload", "parents": {
         "prepare": {"step": "prepare", "parents": {}}}}}}  # fmt: skip
+
+
+async def test_cancel_a_blocked_job_and_what_waits_on_it(ops: Client, db: Store, clock: ManualClock) -> None:
+    parent = (await ops.enqueue("webhooks", {"p": 1})).id
+    held = (await ops.enqueue("sync", {"c": 1}, depends_on=[parent], on_failure="hold")).id
+    below = (await ops.enqueue("sync", {"g": 1}, depends_on=[held])).id
+    await ops.service.queues.clear("webhooks", actor="alice")
+    assert await state(ops, held) is JobState.BLOCKED  # hold: nothing releases it now
+    result = await ops.cancel_blocked_job(held, actor="alice")
+    assert result.cancelled == [held, below]
+    assert await state(ops, below) is JobState.CANCELLED
+    with pytest.raises(Conflict, match="only a blocked job"):
+        await ops.cancel_blocked_job(held)
+    trail = [(e.actor, e.action) for e in await ops.service.audit.trail(f"job:{held}")]
+    assert trail == [("alice", "job.cancel")]
