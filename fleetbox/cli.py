@@ -177,6 +177,17 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-jobs", type=_positive, default=500, help="trickled jobs for pickup latency")
     bench.add_argument("--backlog", action="store_true",
                        help="also measure the claim rate behind a 10k and a 1M job backlog (slow)")  # fmt: skip
+    bench.add_argument("--single-jobs", type=_positive, help="sequential single enqueues (default min(2000, jobs))")
+    bench.add_argument(
+        "--processes",
+        type=_positive,
+        help="drain --jobs with this many appliance processes: aggregate rate, jobs run twice, RSS",
+    )
+    bench.add_argument(
+        "--soak",
+        action="store_true",
+        help="process --jobs with a bounded backlog and retention on: rate over time, table sizes",
+    )
 
     from fleetbox import cli_experiments, cli_schedules
 
@@ -383,10 +394,16 @@ async def _with_database(
             if watchdog is not None:
                 await watchdog
     if args.command == "bench":
-        from fleetbox.bench import run_bench
+        from fleetbox import bench
 
-        return await run_bench(settings, dsn, jobs=args.jobs, latency_jobs=args.latency_jobs, as_json=args.json,
-                               backlog=args.backlog)  # fmt: skip
+        if args.processes:
+            await bench.run_processes(settings, dsn, jobs=args.jobs, processes=args.processes, as_json=args.json)
+            return 0
+        if args.soak:
+            await bench.run_soak(settings, dsn, jobs=args.jobs, as_json=args.json)
+            return 0
+        return await bench.run_bench(settings, dsn, jobs=args.jobs, latency_jobs=args.latency_jobs,
+                                     as_json=args.json, backlog=args.backlog, single_jobs=args.single_jobs)  # fmt: skip
     async with Store(dsn, schema=settings.database.schema_name, min_size=1, max_size=2) as store:
         if args.command == "migrate":
             from fleetbox.store.migrations import migrate
