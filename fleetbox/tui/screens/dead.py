@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Input, Static
 
 from fleetbox.tui.client import ClientError, DeadFilter, DeadPage, Disconnected, Json
 from fleetbox.tui.screens.base import LiveScreen, cursor_key
-from fleetbox.tui.widgets.modals import ConfirmModal, ReviewModal, TypedConfirmModal
+from fleetbox.tui.widgets.modals import ConfirmModal, GroupsModal, Review, ReviewModal, TypedConfirmModal
 from fleetbox.tui.widgets.text import DASH, ago
 
 #: dead letters per request
@@ -68,7 +68,30 @@ class DeadLettersScreen(LiveScreen):
             tooltip="Retry every dead letter matching the filter (type the count)",
         ),
         Binding("m", "review", "Review", id="dead.review", tooltip="Mark reviewed, with reviewer and notes"),
+        Binding(
+            "M",
+            "review_all",
+            "Review all…",
+            id="dead.review_all",
+            show=False,
+            tooltip="Mark every dead letter matching the filter reviewed (notes, then type the count)",
+        ),
         Binding("D", "discard", "Discard…", id="dead.discard", tooltip="Discard the marked (or the highlighted)"),
+        Binding(
+            "X",
+            "discard_all",
+            "Discard all…",
+            id="dead.discard_all",
+            show=False,
+            tooltip="Discard every dead letter matching the filter (type the count)",
+        ),
+        Binding(
+            "e",
+            "groups",
+            "Errors",
+            id="dead.groups",
+            tooltip="Group by error class and message: show, retry, review or discard a group",
+        ),
         Binding(
             "slash",
             "filter",
@@ -383,8 +406,6 @@ class DeadLettersScreen(LiveScreen):
         modal = ReviewModal(self._describe(ids), self.fb.client.operator, first.get("resolutionNotes"))
 
         def answered(review: object) -> None:
-            from fleetbox.tui.widgets.modals import Review
-
             if isinstance(review, Review):
                 client = self.fb.client
                 by, notes = review.reviewed_by, review.notes
@@ -393,11 +414,23 @@ class DeadLettersScreen(LiveScreen):
         self.app.push_screen(modal, answered)
 
     def action_retry_all(self) -> None:
-        """Retry every dead letter matching the filter: count now, type the count, server checks it."""
-        self.run_worker(self._retry_all(), group="dead-action", exit_on_error=False)
+        """Retry every dead letter matching the filter: count now, type the count, the appliance checks it."""
+        self.act_on_all("retry", self.filter)
 
-    async def _retry_all(self) -> None:
-        flt = self.filter
+    def action_review_all(self) -> None:
+        """Mark every dead letter matching the filter reviewed (notes, then the count typed)."""
+        self.act_on_all("review", self.filter)
+
+    def action_discard_all(self) -> None:
+        """Discard every dead letter matching the filter (the count typed)."""
+        self.act_on_all("discard", self.filter)
+
+    def act_on_all(self, verb: str, flt: DeadFilter) -> None:
+        """Retry, review or discard every open dead letter matching ``flt``, not only the loaded ones."""
+        self.run_worker(self._act_on_all(verb, flt), group="dead-action", exit_on_error=False)
+
+    async def _act_on_all(self, verb: str, flt: DeadFilter) -> None:
+        done = {"retry": "retried", "review": "reviewed", "discard": "discarded"}[verb]
         try:
             page = await self.fb.client.dead_letters(flt, before=None, limit=1)
         except ClientError as exc:
@@ -407,18 +440,57 @@ class DeadLettersScreen(LiveScreen):
             self.notify("Too many dead letters match to count them; narrow the filter first.", severity="error")
             return
         if page.total == 0:
-            self.notify("No dead letter matches the filter.", title="Retry all")
+            self.notify("No dead letter matches the filter.", title=f"{verb.capitalize()} all")
             return
         described = flt.as_text() or "no filter"
-        question = f"Retry all {page.total:,} {_REVIEWED_LABEL[flt.reviewed]} dead letters matching: {described}?"
+        what = f"all {page.total:,} {_REVIEWED_LABEL[flt.reviewed]} dead letters matching: {described}"
+        review: Review | None = None
+        if verb == "review":
+            review = await self.app.push_screen_wait(ReviewModal(what, self.fb.client.operator))
+            if review is None:
+                return
+        question = f"{verb.capitalize()} {what}?"
         if not await self.app.push_screen_wait(TypedConfirmModal(question, str(page.total))):
             return
+        client = self.fb.client
         try:
-            result = await self.fb.client.retry_matching(flt, expected=page.total)
+            if verb == "retry":
+                result = await client.retry_matching(flt, expected=page.total)
+            elif review is not None:
+                result = await client.review_matching(
+                    flt, expected=page.total, reviewed_by=review.reviewed_by, notes=review.notes
+                )
+            else:
+                result = await client.discard_matching(flt, expected=page.total)
         except ClientError as exc:
-            self.notify(str(exc), title="Nothing retried", severity="error")
+            self.notify(str(exc), title=f"Nothing {done}", severity="error")
         else:
             skipped = f"; {result.skipped:,} skipped (a job with the same key is waiting)" if result.skipped else ""
-            self.notify(f"Retried {result.retried:,} of {result.matched:,}{skipped}", title="Retry all")
+            self.notify(f"{done.capitalize()} {result.changed:,} of {result.matched:,}{skipped}",
+                        title=f"{verb.capitalize()} all")  # fmt: skip
         self.marks.clear()
         self.reload()
+
+    # -- groups -----------------------------------------------------------------------------
+
+    def action_groups(self) -> None:
+        """The dead letters of the filter grouped by error class and message; act on a group."""
+        self.run_worker(self._groups(), group="dead-groups", exclusive=True, exit_on_error=False)
+
+    async def _groups(self) -> None:
+        try:
+            groups = await self.fb.client.dead_letter_groups(self.filter)
+        except ClientError as exc:
+            self.notify(f"Error groups: {exc}", severity="error")
+            return
+        if not groups:
+            self.notify("No dead letter matches the filter.", title="Error groups")
+            return
+        chosen = await self.app.push_screen_wait(GroupsModal(groups, self.filter, read_only=self.fb.read_only))
+        if chosen is None:
+            return
+        verb, group = chosen
+        flt = self.filter.of_group(group)
+        self.set_filter(flt)
+        if verb != "show":
+            await self._act_on_all(verb, flt)
