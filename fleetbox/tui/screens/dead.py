@@ -22,6 +22,8 @@ from fleetbox.tui.widgets.text import DASH, ago
 PAGE = 200
 #: load the next page when the cursor is this close to the last loaded row
 PREFETCH = 10
+#: rows added to the table between two frames while a page is shown
+ROW_SLICE = 50
 #: mark cells rewritten per slice (one slice takes well under a frame's 100 ms)
 MARK_SLICE = 1000
 MARK = Text("■", style="bold magenta")
@@ -182,27 +184,34 @@ class DeadLettersScreen(LiveScreen):
         self.paint()
         try:
             page = await self.fb.client.dead_letters(self.filter, before=before, limit=PAGE)
+            if generation == self._generation:
+                await self.apply_page(page, reset=before is None, generation=generation)
         except ClientError as exc:
             self.notify(f"Dead letters: {exc}", severity="error")
-            return
         finally:
-            self.fetching = False
-        if generation == self._generation:
-            self.apply_page(page, reset=before is None)
+            if generation == self._generation:  # (a reload that replaced this one is fetching now)
+                self.fetching = False
+            self.paint()
 
-    def apply_page(self, page: DeadPage, *, reset: bool) -> None:
-        """Show a page: the first one replaces the list, a next one extends it."""
+    async def apply_page(self, page: DeadPage, *, reset: bool, generation: int) -> None:
+        """Show a page: the first one replaces the list, a next one extends it. Rows are added
+        ``ROW_SLICE`` at a time with a frame in between, so a page never holds up the keys."""
         table = self.table
         now = self.fb.now()
+        current, row = self.highlighted(), table.cursor_row
         if reset:
-            current, row = self.highlighted(), table.cursor_row
             table.clear()
             self.letters.clear()
             self.total, self.total_capped = page.total, page.total_capped
             self.fb.state.new_dead = 0
-        for letter in page.letters:
-            self.letters[letter["id"]] = letter
-            table.add_row(*cells(letter, now, letter["id"] in self.marks), key=str(letter["id"]))
+        for start in range(0, len(page.letters), ROW_SLICE):
+            if start:
+                await asyncio.sleep(0)  # let the app draw and take keys between slices
+                if generation != self._generation:
+                    return  # a reload replaced the list meanwhile
+            for letter in page.letters[start : start + ROW_SLICE]:
+                self.letters[letter["id"]] = letter
+                table.add_row(*cells(letter, now, letter["id"] in self.marks), key=str(letter["id"]))
         self.marks &= self.letters.keys()
         self.next_before = page.next_before
         if reset and table.row_count:
@@ -212,7 +221,6 @@ class DeadLettersScreen(LiveScreen):
         # hundreds of milliseconds every few pages. What is loaded now lives as long as the list,
         # so move it out of the collector's sight (objects made later are collected as usual).
         gc.freeze()
-        self.paint()
 
     @on(DataTable.RowHighlighted, "#dead")
     def _near_end(self, event: DataTable.RowHighlighted) -> None:
