@@ -50,7 +50,7 @@ from fleetbox.monitor.tasks import default_tasks
 from fleetbox.service import Service
 from fleetbox.service.schedules import ScheduleSpec
 from fleetbox.store import Store
-from fleetbox.store.migrations import current_version, latest_version, migrate, write_limits
+from fleetbox.store.migrations import current_version, latest_version, migrate, missing_versions, write_limits
 from fleetbox.supervise import Supervisor, TaskState
 from fleetbox.worker import Worker
 from fleetbox.worker.executor import AuthHook
@@ -62,9 +62,10 @@ log = logging.getLogger("fleetbox.app")
 SCHEDULER, PRESENCE, RATE_EVENTS, CRON = (
     "fleetbox.scheduler",
     "fleetbox.presence",
-    "fleetbox.ratelimit_writer",
+    "fleetbox.graph.ratelimit_writer",
     "fleetbox.cron",
 )
+GRAPH_PAUSES = "fleetbox.graph.pauses"
 #: Tasks without which the appliance cannot do its work: while one is failing it is not ready.
 CRITICAL_TASKS = ("fleetbox.dispatcher", "fleetbox.completer", "fleetbox.heartbeat")
 
@@ -198,11 +199,11 @@ class Appliance:
         try:
             if self._migrate:
                 await migrate(self.store, self.settings.appliance.limits())
-            version = await current_version(self.store)
-            if version < latest_version():
+            missing = await missing_versions(self.store)
+            if missing:
                 raise SchemaNotReady(
-                    f"the database schema is at version {version}, this fleetbox needs {latest_version()}: "
-                    "run `fleetbox migrate`"
+                    f"the database schema lacks migrations {missing} (at version {await current_version(self.store)}, "
+                    f"this fleetbox has {latest_version()}): run `fleetbox migrate`"
                 )
             await write_limits(self.store, self.settings.appliance.limits())
             await register_queues(self.store, self.worker.registry)
@@ -218,6 +219,7 @@ class Appliance:
         self._draining = False
         self.worker.start(self.supervisor)
         self.supervisor.spawn(RATE_EVENTS, self.graph.writer.run)
+        self.supervisor.spawn(GRAPH_PAUSES, self.graph.run_pauses)
         self.supervisor.spawn(PRESENCE, self.presence.loop)
         self.supervisor.spawn(CRON, self.crons.loop)
         if self.settings.monitor.schedule:
@@ -243,7 +245,7 @@ class Appliance:
         log.info("appliance stopping", extra={"event": "appliance_stopping", "grace_seconds": grace})
         await self.supervisor.stop(CRON, SCHEDULER, PRESENCE)
         await self.worker.stop(grace=grace)
-        await self.supervisor.stop(RATE_EVENTS)
+        await self.supervisor.stop(RATE_EVENTS, GRAPH_PAUSES)
         await self.graph.stop()
         await self.alerts.stop()
         await self.worker.finish()
@@ -309,9 +311,9 @@ class Appliance:
         reasons: list[str] = []
         try:
             async with asyncio.timeout(5):
-                version = await current_version(self.store)
-            if version < latest_version():
-                reasons.append(f"schema at version {version}, this fleetbox needs {latest_version()}")
+                missing = await missing_versions(self.store)
+            if missing:
+                reasons.append(f"schema lacks migrations {missing}: run `fleetbox migrate`")
         except (DatabaseError, TimeoutError):
             reasons.append("database unreachable")
         failing = {name: s.last_error for name, s in self.supervisor.failing().items()}

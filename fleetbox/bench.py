@@ -16,6 +16,15 @@ Figures (the same phases as the peers' benchmarks, so the numbers compare side b
 * with ``backlog``: the claim rate with a 10k and with a 1M backlog behind the claimed jobs
   (``claim_flatness`` is their ratio, 1.0 when the claim cost does not grow with the backlog).
 
+Scale and churn (:func:`run_processes`, ``fleetbox bench --processes N``): ``jobs`` no-op jobs
+bulk-enqueued, then drained by N appliance processes on the one database; the aggregate rate is
+from the first attempt's start to the last one's finish (from job_attempts), ``run_twice`` counts
+jobs with more than one attempt (must be 0), ``rss_mb`` is each process's peak resident memory, and
+every table's live and dead tuples and size are printed before and after (the bloat report).
+:func:`run_soak` (``--soak``) keeps a bounded backlog topped up while one appliance processes
+``jobs`` jobs with retention archiving and deleting every minute, and prints the rate per minute
+and every table's size before and after.
+
 Dependencies (:func:`run_dependency_bench`, ``python -m fleetbox.bench --dsn DSN``): the claim
 rate with and without 100k blocked jobs waiting, a 10k-job fan-out/fan-in workflow and a 20-layer
 DAG (every step waiting for the whole layer before it), each from enqueue to the last step done.
@@ -27,7 +36,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import platform
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -38,10 +49,11 @@ from pydantic import SecretStr
 from fleetbox import rules
 from fleetbox.app import Appliance
 from fleetbox.client import Client, NewJob
-from fleetbox.config import QueueSettings, Settings
+from fleetbox.config import QueueSettings, RetentionSettings, Settings
 from fleetbox.models import Job, JobState
 from fleetbox.service.dependencies import Step
 from fleetbox.store import Store
+from fleetbox.store.jobs import TableStats
 from fleetbox.store.migrations import drop_schema, migrate, server_version, truncate, vacuum_analyze
 from fleetbox.worker.registry import build_registry, register_queues
 
@@ -59,6 +71,10 @@ FAN_OUT = 10_000
 DAG_LAYERS = 20
 DAG_WIDTH = 20
 CLAIM_RUNS = 3
+#: The rate curve of --processes and --soak: attempts finished per window of this many seconds.
+RATE_WINDOW = 10.0
+#: --soak keeps at most this many jobs waiting (topped up a chunk at a time).
+SOAK_BACKLOG = 20_000
 
 
 def bench_schema(schema_name: str) -> str:
@@ -398,12 +414,215 @@ async def run_dependency_bench(settings: Settings, dsn: str, *, as_json: bool) -
     return results
 
 
+def _rss_mb() -> float:
+    """This process's peak resident memory in MB (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _tables(stats: list[TableStats]) -> dict[str, dict[str, int]]:
+    return {t.name: {"live": t.live, "dead": t.dead, "bytes": t.bytes, "vacuums": t.vacuums} for t in stats}
+
+
+def _quiet() -> None:
+    # The appliances started and stopped here would log each start and stop: keep to warnings.
+    logger = logging.getLogger("fleetbox")
+    if logger.getEffectiveLevel() < logging.WARNING and logger.getEffectiveLevel() != logging.DEBUG:
+        logger.setLevel(logging.WARNING)
+
+
+async def _appliance_process(dsn: str, schema: str) -> None:
+    """One appliance process of ``--processes``: runs no-op jobs until the hot table is empty,
+    then prints what it wrote and its peak RSS as one JSON line."""
+    base = Settings()
+    settings = bench_settings(base.model_copy(update={"database": base.database.model_copy(
+        update={"schema_name": schema})}), dsn, schema)  # fmt: skip
+
+    async def noop(job: Job) -> None:
+        return None
+
+    app = Appliance(settings, dsn=dsn, handlers={QUEUE: noop})
+    async with Store(dsn, schema=schema, min_size=1, max_size=1) as store:
+        await app.start()
+        try:
+            # Polled, not notified: emptiness is a fact of the shared table, not of this process.
+            while True:
+                if await store.jobs.bench_empty():
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await app.stop()
+    print(json.dumps({"pid": os.getpid(), "written": app.worker.completer.written, "rss_mb": round(_rss_mb(), 1)}))
+
+
+async def run_processes(settings: Settings, dsn: str, *, jobs: int, processes: int, as_json: bool) -> dict[str, Any]:
+    """Drain ``jobs`` pre-enqueued no-op jobs with ``processes`` appliance processes; print and
+    return the aggregate rate, the jobs run twice, each process's RSS and the tables' bloat."""
+    if jobs < 1 or processes < 1:
+        raise ValueError("jobs and processes must be at least 1")
+    schema = bench_schema(settings.database.schema_name)
+    b = _Bench(settings, dsn, schema)
+    _quiet()
+    await b.store.open()
+    try:
+        await b.setup()
+        await b.enqueue_bulk(jobs)
+        await vacuum_analyze(b.store, "jobs")
+        before = await b.store.jobs.bench_table_stats()
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "fleetbox.bench",
+                "--appliance",
+                "--dsn",
+                dsn,
+                "--schema",
+                schema,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(processes)
+        ]
+        outs = [await c.communicate() for c in children]
+        failed = [c.returncode for c in children if c.returncode != 0]
+        if failed:
+            raise RuntimeError(f"appliance processes exited with {failed}")
+        reports = [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs]
+        counts = await b.counts()
+        twice = await b.store.jobs.bench_run_twice()
+        span, windows = await b.store.jobs.bench_rate_windows(RATE_WINDOW)
+        after = await b.store.jobs.bench_table_stats()
+        version = await server_version(b.store)
+    finally:
+        try:
+            await drop_schema(b.store)
+        finally:
+            await b.store.close()
+    if counts["waiting"] != 0 or counts["done"] != jobs:
+        raise RuntimeError(f"the processes left the tables inconsistent: {counts}")
+    results = {
+        "processes": processes,
+        "jobs": jobs,
+        "drain_jobs_s": round(jobs / span, 1) if span > 0 else None,
+        "drain_seconds": round(span, 3),
+        "run_twice": twice,
+        "attempts": counts["attempts"],
+        "written_per_process": [r["written"] for r in reports],
+        "rss_mb_per_process": [r["rss_mb"] for r in reports],
+        "rate_per_window": [round(n / RATE_WINDOW, 1) for n in windows],
+        "rate_window_s": RATE_WINDOW,
+        "tables_before": _tables(before),
+        "tables_after": _tables(after),
+        "postgres_version": version,
+    }
+    if as_json:
+        print(json.dumps(results))
+    else:
+        print(f"fleetbox bench --processes {processes}: PostgreSQL {version}")
+        print(f"  drain            {results['drain_jobs_s']:>12,.0f} jobs/s  {jobs:,} jobs in {span:.2f} s, "
+              f"aggregate of {processes} processes")  # fmt: skip
+        print(f"  run twice        {twice:>12}  ({counts['attempts']:,} attempts for {jobs:,} jobs)")
+        print(f"  written          {results['written_per_process']}")
+        print(f"  peak RSS, MB     {results['rss_mb_per_process']}")
+        print(f"  jobs/s per {RATE_WINDOW:g} s  {results['rate_per_window']}")
+        _print_tables(before, after)
+    return results
+
+
+def soak_settings(settings: Settings) -> Settings:
+    """Retention at its fastest: completed jobs archived once a second old, every minute, and
+    archived ones deleted at once (the soak's retention "on")."""
+    retention = RetentionSettings(
+        archive_hours=1 / 3600, delete_days=1 / 86400, archive_cron="* * * * *", cleanup_cron="* * * * *"
+    )
+    return settings.model_copy(update={"retention": retention})
+
+
+async def run_soak(settings: Settings, dsn: str, *, jobs: int, as_json: bool) -> dict[str, Any]:
+    """Process ``jobs`` jobs with one appliance, the backlog topped up to SOAK_BACKLOG, retention on;
+    print and return the rate per window and every table's size before and after."""
+    if jobs < 1:
+        raise ValueError("jobs must be at least 1")
+    schema = bench_schema(settings.database.schema_name)
+    b = _Bench(soak_settings(settings), dsn, schema)
+    _quiet()
+    await b.store.open()
+    rates: list[float] = []
+    try:
+        await b.setup()
+        before = await b.store.jobs.bench_table_stats()
+        app = b.appliance()
+        await app.start()
+        try:
+            loop = asyncio.get_running_loop()
+            enqueued = 0
+            t0 = mark = loop.time()
+            seen = 0
+            while app.worker.completer.written < jobs:
+                if enqueued < jobs and enqueued - app.worker.completer.written < SOAK_BACKLOG:
+                    n = min(CHUNK, jobs - enqueued)
+                    await b.client.enqueue_many([NewJob(queue=QUEUE, data={}) for _ in range(n)])
+                    enqueued += n
+                else:
+                    await asyncio.sleep(0.01)
+                if loop.time() - mark >= RATE_WINDOW:
+                    written = app.worker.completer.written
+                    rates.append(round((written - seen) / (loop.time() - mark), 1))
+                    seen, mark = written, loop.time()
+                if loop.time() - t0 > max(120.0, jobs / 200):
+                    raise RuntimeError(f"soak did not finish: {app.worker.completer.written} of {jobs} written")
+            elapsed = loop.time() - t0
+        finally:
+            await app.stop()
+        after = await b.store.jobs.bench_table_stats()
+        version = await server_version(b.store)
+    finally:
+        try:
+            await drop_schema(b.store)
+        finally:
+            await b.store.close()
+    results = {
+        "jobs": jobs,
+        "seconds": round(elapsed, 1),
+        "jobs_s": round(jobs / elapsed, 1),
+        "rate_per_window": rates,
+        "rate_window_s": RATE_WINDOW,
+        "rss_mb": round(_rss_mb(), 1),
+        "tables_before": _tables(before),
+        "tables_after": _tables(after),
+        "postgres_version": version,
+    }
+    if as_json:
+        print(json.dumps(results))
+    else:
+        print(f"fleetbox bench --soak: {jobs:,} jobs in {elapsed:.1f} s ({results['jobs_s']:,.0f} jobs/s), "
+              f"retention every minute; PostgreSQL {version}")  # fmt: skip
+        print(f"  jobs/s per {RATE_WINDOW:g} s  {rates}")
+        print(f"  peak RSS, MB     {results['rss_mb']}")
+        _print_tables(before, after)
+    return results
+
+
+def _print_tables(before: list[TableStats], after: list[TableStats]) -> None:
+    was = {t.name: t for t in before}
+    print(f"  {'table':<24} {'kB before':>10} {'kB after':>10} {'live':>10} {'dead':>10} {'vacuums':>8}")
+    for t in after:
+        old = was.get(t.name)
+        kb = f"{old.bytes // 1024:>10,}" if old else f"{'':>10}"
+        print(f"  {t.name:<24} {kb} {t.bytes // 1024:>10,} {t.live:>10,} {t.dead:>10,} {t.vacuums:>8}")
+
+
 def _main() -> None:
     parser = argparse.ArgumentParser(prog="python -m fleetbox.bench", description="dependency benchmark figures")
     parser.add_argument("--dsn", required=True, help="PostgreSQL DSN")
     parser.add_argument("--schema", default="fleetbox", help="schema name; the benchmark uses <schema>_bench")
     parser.add_argument("--json", action="store_true")
+    # An appliance process of `fleetbox bench --processes` (the bench schema is already migrated).
+    parser.add_argument("--appliance", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.appliance:
+        _quiet()
+        asyncio.run(_appliance_process(args.dsn, args.schema))
+        return
     base = Settings()
     settings = base.model_copy(update={"database": base.database.model_copy(update={"schema_name": args.schema})})
     asyncio.run(run_dependency_bench(settings, args.dsn, as_json=args.json))

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,6 +177,17 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-jobs", type=_positive, default=500, help="trickled jobs for pickup latency")
     bench.add_argument("--backlog", action="store_true",
                        help="also measure the claim rate behind a 10k and a 1M job backlog (slow)")  # fmt: skip
+    bench.add_argument("--single-jobs", type=_positive, help="sequential single enqueues (default min(2000, jobs))")
+    bench.add_argument(
+        "--processes",
+        type=_positive,
+        help="drain --jobs with this many appliance processes: aggregate rate, jobs run twice, RSS",
+    )
+    bench.add_argument(
+        "--soak",
+        action="store_true",
+        help="process --jobs with a bounded backlog and retention on: rate over time, table sizes",
+    )
 
     from fleetbox import cli_experiments, cli_schedules
 
@@ -220,22 +232,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything fleetbox creates (data directories, sockets, token caches, downloaded attachments,
     # the embedded server's files) is its owner's alone: directories 0700, files 0600.
     os.umask(0o077)
-    if args.command != "run":  # `run` stops gracefully on SIGTERM by itself
+    # `run` stops gracefully on SIGTERM by itself; a program calling main() from another thread
+    # keeps its own signal handling (only the main thread may set one).
+    if args.command != "run" and threading.current_thread() is threading.main_thread():
         # SIGTERM ends a one-shot command as Ctrl-C does, through its clean-up (the embedded
         # server it started is stopped), not by the default instant death.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # The embedded server this process uses, if any: released after the event loop has closed,
+    # wherever an interrupt struck (the loop waits for a start still under way in its thread).
+    using: list[EmbeddedPostgres] = []
     try:
         loaded = load_settings(args.config, _flags(args))
         logs.setup(_log_level(args, loaded.settings.appliance.log_level), loaded.settings.appliance.log_format)
         for note in config_file_notes(loaded):
             print(f"fleetbox: {note}", file=sys.stderr)
-        return asyncio.run(_dispatch(args, loaded))
+        return asyncio.run(_dispatch(args, loaded, using))
     except FleetboxError as exc:
-        # Redacted: a driver's or a parser's message may quote the DSN it was given.
-        print(f"fleetbox: error: {logs.redact_dsn(str(exc))}", file=sys.stderr)
-        return _exit_code(exc)
+        return _fail(exc)
     except KeyboardInterrupt:
         return 130
+    finally:
+        for server in using:
+            try:
+                # Stopped with the last fleetbox process using it, unless `fleetbox db start` pinned it.
+                server.release()
+            except FleetboxError as exc:
+                _fail(exc)
+
+
+def _fail(exc: FleetboxError) -> int:
+    from fleetbox.logs import redact_dsn
+
+    # Redacted: a driver's or a parser's message may quote the DSN it was given.
+    print(f"fleetbox: error: {redact_dsn(str(exc))}", file=sys.stderr)
+    return _exit_code(exc)
 
 
 def _log_level(args: argparse.Namespace, configured: str) -> str:
@@ -259,7 +289,20 @@ def _handler_paths(loaded: LoadedSettings) -> None:
             sys.path.append(place)
 
 
-async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """An error no task collected (a driver's background reconnect after the database went away,
+    say): one log line naming it, with the traceback only at debug level, never a raw dump."""
+    import logging
+
+    log = logging.getLogger("fleetbox.cli")
+    exc = context.get("exception")
+    what = f"{type(exc).__name__}: {exc}" if exc is not None else str(context.get("message", "unknown error"))
+    log.warning("background error: %s", what, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+                extra={"event": "background_error"})  # fmt: skip
+
+
+async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings, using: list[EmbeddedPostgres]) -> int:
+    asyncio.get_running_loop().set_exception_handler(_loop_exception)
     if args.command == "config":
         return _config_show(loaded, as_json=args.json)
     if args.command == "status":
@@ -277,13 +320,10 @@ async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings) -> int:
     if dsn is not None:
         return await _with_database(args, loaded, dsn, None)
     embedded = EmbeddedPostgres(settings.appliance.data_dir)
+    using.append(embedded)  # before the start: an interrupt during it still releases it
     dsn = await asyncio.to_thread(embedded.acquire)
     print(f"fleetbox: embedded PostgreSQL in {embedded.pgdata} ({dsn})", file=sys.stderr)
-    try:
-        return await _with_database(args, loaded, dsn, embedded)
-    finally:
-        # Stopped with the last fleetbox process using it, unless `fleetbox db start` pinned it.
-        await asyncio.shield(asyncio.to_thread(embedded.release))
+    return await _with_database(args, loaded, dsn, embedded)
 
 
 async def _db(command: str, settings: Settings, embedded: EmbeddedPostgres) -> int:
@@ -354,10 +394,16 @@ async def _with_database(
             if watchdog is not None:
                 await watchdog
     if args.command == "bench":
-        from fleetbox.bench import run_bench
+        from fleetbox import bench
 
-        return await run_bench(settings, dsn, jobs=args.jobs, latency_jobs=args.latency_jobs, as_json=args.json,
-                               backlog=args.backlog)  # fmt: skip
+        if args.processes:
+            await bench.run_processes(settings, dsn, jobs=args.jobs, processes=args.processes, as_json=args.json)
+            return 0
+        if args.soak:
+            await bench.run_soak(settings, dsn, jobs=args.jobs, as_json=args.json)
+            return 0
+        return await bench.run_bench(settings, dsn, jobs=args.jobs, latency_jobs=args.latency_jobs,
+                                     as_json=args.json, backlog=args.backlog, single_jobs=args.single_jobs)  # fmt: skip
     async with Store(dsn, schema=settings.database.schema_name, min_size=1, max_size=2) as store:
         if args.command == "migrate":
             from fleetbox.store.migrations import migrate

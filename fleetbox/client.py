@@ -237,6 +237,10 @@ class Client:
         """A job's parents and children (where each is now), its result, and why it was cancelled."""
         return await self.service.dependencies.relations(job_id)
 
+    async def cancel_blocked_job(self, job_id: int, *, actor: str | None = None) -> CancelResult:
+        """Cancel a blocked job and every blocked job below it."""
+        return await self.service.dependencies.cancel_blocked(job_id, actor=actor or self.actor)
+
     # -- workflows ------------------------------------------------------------------------
 
     def workflow(self, name: str) -> Workflow:

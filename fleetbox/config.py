@@ -528,6 +528,9 @@ class RateLimitSettings(_Section):
     attachments_concurrent: int = Field(5, ge=1)
     #: the longest Retry-After honoured before a 429 is treated as a transient error (seconds)
     max_retry_after_seconds: float = Field(3600.0, gt=0)
+    #: a job whose limiter predicts a longer wait gives its worker slot back and is rescheduled for
+    #: its turn (no attempt used); shorter waits are waited in the slot
+    defer_after_seconds: float = Field(0.5, ge=0)
 
 
 class ScheduleSettings(_Section):

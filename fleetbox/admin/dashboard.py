@@ -37,10 +37,11 @@ from typing import Any
 
 from aiohttp import web
 
-from fleetbox.admin.auth import HEADER, Access, KeyCheck
+from fleetbox.admin.auth import HEADER, Access, KeyCheck, KeyThrottle
 from fleetbox.admin.errors import CsrfRefused, MissingKey, NoKeyConfigured, ReadOnlyKey, WrongKey
 from fleetbox.config import AdminSettings
 from fleetbox.errors import InvalidInput
+from fleetbox.rules import storable
 
 #: The session cookie's name.
 COOKIE = "fleetbox_session"
@@ -63,6 +64,7 @@ CSP = (
 )
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_NAME = 60
+_MAX_KEY = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +85,12 @@ def _ui_file(name: str) -> bytes:
 class Sessions:
     """Issues and checks dashboard sessions for one admin application."""
 
-    def __init__(self, settings: AdminSettings, keys: KeyCheck, *, clock: Any = time.time) -> None:
+    def __init__(
+        self, settings: AdminSettings, keys: KeyCheck, throttle: KeyThrottle | None = None, *, clock: Any = time.time
+    ) -> None:
         self.keys = keys
+        #: wrong keys at sign-in count against the address as wrong API keys do
+        self.throttle = throttle if throttle is not None else KeyThrottle()
         self._clock = clock
         admin = settings.key.get_secret_value() if settings.key is not None else ""
         read = settings.read_key.get_secret_value() if settings.read_key is not None else ""
@@ -108,6 +114,8 @@ class Sessions:
 
     def read(self, token: str) -> Session | None:
         """The session a cookie holds, or None when it is forged, damaged or expired."""
+        if not token.isascii():
+            return None  # a real token is base64url text and a dot
         body, _, mac = token.partition(".")
         if not body or not mac or not hmac.compare_digest(mac, self._mac("session", body)):
             return None
@@ -144,7 +152,7 @@ class Sessions:
         _same_origin(request)
         if request.method not in _SAFE_METHODS:
             given = request.headers.get(CSRF_HEADER, "")
-            if not given or not hmac.compare_digest(given, self.csrf(session)):
+            if not given or not given.isascii() or not hmac.compare_digest(given, self.csrf(session)):
                 raise CsrfRefused(f"an action from the dashboard needs its {CSRF_HEADER} header: reload the page")
         if level is Access.ADMIN:
             if not self._admin_configured:
@@ -182,6 +190,8 @@ SESSIONS = web.AppKey("fleetbox_dashboard_sessions", Sessions)
 def guard(request: web.Request, level: Access, keys: KeyCheck) -> None:
     """The admin API's access check: a dashboard session when the request carries its cookie
     (and no key), else the ``x-admin-key`` header."""
+    if level is Access.PUBLIC:
+        return  # a stale cookie must not shut anyone out of the health document
     sessions = request.app[SESSIONS]
     session = sessions.of(request)
     if session is not None:
@@ -248,6 +258,14 @@ async def sign_in(request: web.Request) -> web.Response:
     if not isinstance(name, str) or len(name) > _MAX_NAME or not name.isprintable():
         raise InvalidInput(f"your name for the audit log: at most {_MAX_NAME} printable characters", field="name")
     keys = sessions.keys
+    address = request.remote or "unknown"
+    sessions.throttle.admit(address)
+    # A key no header could carry (a lone surrogate, NUL, a megabyte) is simply not a key.
+    usable = len(key) <= _MAX_KEY and storable(key)
+    if keys.any_configured and not (usable and keys.matches(key)):
+        await sessions.throttle.wrong(address)
+    if not usable:
+        raise WrongKey("that key is neither the admin key nor the read key")
     try:
         keys.check(Access.ADMIN, key)
         admin = True
@@ -290,9 +308,10 @@ async def sign_out(request: web.Request) -> web.Response:
     return response
 
 
-def install(app: web.Application, settings: AdminSettings, keys: KeyCheck) -> None:
-    """Serve the dashboard on ``app`` (routes under ``/ui``) and accept its sessions."""
-    app[SESSIONS] = Sessions(settings, keys)
+def install(app: web.Application, settings: AdminSettings, keys: KeyCheck, throttle: KeyThrottle) -> None:
+    """Serve the dashboard on ``app`` (routes under ``/ui``) and accept its sessions; wrong keys
+    at sign-in count in ``throttle`` with the API's."""
+    app[SESSIONS] = Sessions(settings, keys, throttle)
     app.router.add_get("/ui", to_index)
     app.router.add_get("/ui/", index)
     app.router.add_post("/ui/session", sign_in)

@@ -13,6 +13,7 @@ error                      status  code
 MissingKey                 401     missing_key
 WrongKey                   403     invalid_key
 ReadOnlyKey                403     read_only_key
+TooManyWrongKeys           429     too_many_wrong_keys
 NoKeyConfigured            403     admin_key_not_configured
 UnknownQueue               404     unknown_queue
 NotFound                   404     not_found
@@ -64,6 +65,14 @@ class ReadOnlyKey(AccessError):
     """The read-only key was sent for an operation that changes state."""
 
 
+class TooManyWrongKeys(AccessError):
+    """The client's address sent too many wrong keys: its keyed requests wait (Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NoKeyConfigured(AccessError):
     """No admin key is configured, so admin operations are refused."""
 
@@ -93,6 +102,7 @@ ERROR_TABLE: tuple[tuple[type[FleetboxError], int, str], ...] = (
     (MissingKey, 401, "missing_key"),
     (WrongKey, 403, "invalid_key"),
     (ReadOnlyKey, 403, "read_only_key"),
+    (TooManyWrongKeys, 429, "too_many_wrong_keys"),
     (NoKeyConfigured, 403, "admin_key_not_configured"),
     (CsrfRefused, 403, "csrf_refused"),
     (UnknownQueue, 404, "unknown_queue"),
@@ -212,4 +222,7 @@ def _from_fleetbox(exc: FleetboxError, request: web.Request) -> web.Response:
         }.get(code, "internal error; the appliance log has the details")
         return error_response(status, code, message)
     field = exc.field if isinstance(exc, InvalidInput) else None
-    return error_response(status, code, str(exc), field)
+    response = error_response(status, code, str(exc), field)
+    if isinstance(exc, TooManyWrongKeys):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response

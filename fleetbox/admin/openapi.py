@@ -27,7 +27,15 @@ from fleetbox.admin.routes import (
 from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, MAX_ERROR_CLASS, MAX_ID, MAX_NOTES, MAX_PATH_ID_DIGITS, MAX_PAYLOAD_FILTER, YES_NO
+from fleetbox.rules import (
+    MAX_ACTOR,
+    MAX_ERROR_CLASS,
+    MAX_ID,
+    MAX_NOTES,
+    MAX_PATH_ID_DIGITS,
+    MAX_PAYLOAD_FILTER,
+    YES_NO,
+)
 from fleetbox.rules import MAX_TEXT_FILTER as MAX_TEXT
 from fleetbox.service.dead_letters import COUNT_CAP
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
@@ -584,6 +592,7 @@ _ERROR_TEXT = {
     404: "No such queue, job or dead letter",
     409: "The object is not in a state that allows this",
     426: "This is a WebSocket: connect with Upgrade: websocket",
+    429: "Too many wrong keys from this address: requests with a key wait for Retry-After seconds",
     413: "The request body is too large",
     415: "The request body is not application/json",
     422: "The configuration file is invalid (the reason is in the message); nothing changed",
@@ -806,8 +815,15 @@ def _operations() -> dict[str, dict[str, Any]]:
                     {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
                     "text the error holds (case-insensitive)",
                 ),
+                _query("status", {"type": "string", "enum": list(JOB_STATUSES)}, "only jobs in this state"),
+                _query(
+                    "since",
+                    {"type": "string", "format": "date-time", "maxLength": 40},
+                    "only jobs created at or after this time (ISO 8601 with a time zone)",
+                ),
                 _query("before", ID, "the last job id of the page before (keyset paging)"),
                 LIMIT,
+                INCLUDE,
             ],
             "responses": {"200": _ok("JobSearch", "A page of jobs")},
             "errors": [400, 404, 503],
@@ -939,6 +955,7 @@ def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[s
     for route in routes:
         spec = copy.deepcopy(operations[route.operation_id])
         errors: list[int] = list(spec.pop("errors", []))
+        errors.append(429)  # any request that carries a key, after too many wrong ones
         if route.access is not Access.PUBLIC:
             errors += [401, 403]
             spec["security"] = [{"adminKey": []}]

@@ -361,18 +361,34 @@ async def list_jobs(request: web.Request) -> web.Response:
     })  # fmt: skip
 
 
+def _since(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"not an ISO 8601 time: {value!r}", field="since") from None
+
+
 async def search_jobs(request: web.Request) -> web.Response:
     """Jobs of every queue and state, newest first: by payload containment and by error text."""
     state = _state(request)
     queue = inputs.query_text(request, "queue", limit=63)
     contains = inputs.query_text(request, "data", limit=MAX_PAYLOAD_FILTER)
     error = inputs.query_text(request, "error", limit=MAX_TEXT_FILTER)
+    status = inputs.query_choice(request, "status", JOB_STATUSES)
+    since = _since(inputs.query_text(request, "since", limit=40))
     before = inputs.query_int(request, "before", default=None, minimum=1, maximum=MAX_ID)
     limit = _limit(request)
+    full = _include_payload(request)
     if queue is not None:
         await state.service.queues.get(queue)
-    page = await state.service.jobs.search(queue=queue, contains=contains, error=error, before=before, limit=limit)
-    return reply({"jobs": [views.job(j) for j in page.jobs], "nextBefore": page.next_before})
+    page = await state.service.jobs.search(
+        queue=queue, contains=contains, error=error, before=before, limit=limit, status=status, since=since
+    )
+    rows = _fit([views.job(j, full=full) for j in page.jobs])
+    next_before = rows[-1]["id"] if len(rows) < len(page.jobs) else page.next_before
+    return reply({"jobs": rows, "nextBefore": next_before})
 
 
 def _run_at(value: object) -> dt.datetime | None:
@@ -711,6 +727,7 @@ def route_table(settings: AdminSettings) -> list[Route]:
         Route("POST", f"{q}/dead-letter/{{jobId}}/retry", retry_dead_letter, Access.ADMIN, "retryDeadLetter"),
         Route("POST", f"{q}/dead-letter/{{jobId}}/discard", discard_dead_letter, Access.ADMIN, "discardDeadLetter"),
         Route("GET", f"{q}/jobs/{{jobId}}", get_job, Access.READ, "getJob"),
+        Route("GET", f"{q}/jobs", search_jobs, Access.READ, "searchJobs"),
         # Only ids match here, so GET on a bulk path (/dead-letter/retry) is 405, not a bad id.
         Route(
             "GET",
@@ -720,7 +737,6 @@ def route_table(settings: AdminSettings) -> list[Route]:
             "getDeadLetter",
             match=f"{q}/dead-letter/{{jobId:{DEAD_REF_ROUTE}}}",
         ),
-        Route("GET", f"{q}/jobs", search_jobs, Access.READ, "searchJobs"),
         Route("GET", "/metrics", get_prometheus, health, "getPrometheusMetrics"),
         Route("GET", "/livez", get_livez, Access.PUBLIC, "getLivez"),
         Route("GET", "/readyz", get_readyz, Access.PUBLIC, "getReadyz"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -26,7 +27,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from fleetbox.admin import dashboard
-from fleetbox.admin.auth import KeyCheck
+from fleetbox.admin.auth import HEADER, KeyCheck, KeyThrottle
 from fleetbox.admin.errors import error_middleware
 from fleetbox.admin.inputs import via_control_socket
 from fleetbox.admin.openapi import build_openapi
@@ -73,11 +74,25 @@ def fleetbox_version() -> str:
         return "0+unknown"
 
 
-def _guarded(route: Route, keys: KeyCheck) -> Handler:
+#: Set on a request whose key matched a configured one (after the wrong-key throttle let it in).
+KEYED = web.RequestKey("fleetbox_keyed", bool)
+
+
+def _guarded(route: Route, keys: KeyCheck, throttle: KeyThrottle) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         # On the control socket the file permissions already decided who may connect.
         if not via_control_socket(request):
-            dashboard.guard(request, route.access, keys)
+            header = request.headers.get(HEADER)
+            if header and keys.any_configured:
+                # Every keyed request counts, public ones too: what a keyed caller sees more
+                # (the appliance header, driver messages) must not answer guesses either.
+                address = request.remote or "unknown"
+                throttle.admit(address)
+                if keys.matches(header):
+                    request[KEYED] = True
+                else:
+                    await throttle.wrong(address)
+            dashboard.guard(request, route.access, keys)  # the key header, else a dashboard session
         return await route.handler(request)
 
     handle.__name__ = route.handler.__name__
@@ -95,6 +110,7 @@ def build_app(
     reload: Reload | None = None,
     stream: Stream | None = None,
     readiness: Readiness | None = None,
+    key_throttle: KeyThrottle | None = None,
 ) -> web.Application:
     """The admin API as an aiohttp application (serve it with :class:`AdminServer`, or test it
     with pytest-aiohttp's ``aiohttp_client``).
@@ -102,11 +118,13 @@ def build_app(
     ``stream`` is the live stream's sampler (the appliance passes one that sees its pools and
     limiters; by default one that sees only the database). The application starts its task at
     startup, closes the stream's WebSockets on shutdown and stops the task at cleanup.
+    ``key_throttle`` counts wrong keys per address (default: 30 at once, then one every 2 s).
     """
     max_body = settings.appliance.max_payload_bytes + BODY_MARGIN
     app = web.Application(middlewares=[error_middleware], client_max_size=max_body)
     routes = route_table(settings.admin)
     keys = KeyCheck(settings.admin)
+    throttle = key_throttle if key_throttle is not None else KeyThrottle()
     if stream is None:
         stream = Stream(service.store, clock=service.clock, info=appliance_info.to_protocol(read_only=False))
     sockets = Sockets()
@@ -124,8 +142,10 @@ def build_app(
         readiness=readiness,
     )
     for route in routes:
-        app.router.add_route(route.method, route.match or route.path, _guarded(route, keys), name=route.operation_id)
-    dashboard.install(app, settings.admin, keys)
+        app.router.add_route(
+            route.method, route.match or route.path, _guarded(route, keys, throttle), name=route.operation_id
+        )
+    dashboard.install(app, settings.admin, keys, throttle)
 
     async def run_stream(_app: web.Application) -> AsyncIterator[None]:
         assert stream is not None
@@ -141,8 +161,13 @@ def build_app(
     app.cleanup_ctx.append(run_stream)
     app.on_shutdown.append(close_sockets)
 
-    async def tag(_request: web.Request, response: web.StreamResponse) -> None:
-        response.headers["x-fleetbox-appliance"] = appliance_info.worker_id
+    async def tag(request: web.Request, response: web.StreamResponse) -> None:
+        # Which process answers is for operators only: keyed callers and the control socket.
+        # (Only requests that passed the wrong-key throttle: a 404 must not answer guesses.)
+        if via_control_socket(request) or request.get(KEYED, False):
+            response.headers["x-fleetbox-appliance"] = appliance_info.worker_id
+        # No Server header: it would name the Python and aiohttp versions to anyone.
+        response.headers.popall("Server", None)
 
     app.on_response_prepare.append(tag)
     return app
@@ -182,10 +207,7 @@ class ControlSocket:
                 parent.mkdir(parents=True, mode=0o700)
             except OSError as exc:
                 raise self._refuse(f"cannot create its directory: {exc.strerror or exc}") from None
-        try:
-            lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise self._refuse(f"cannot create its lock file: {exc.strerror or exc}") from None
+        lock = self._open_lock()
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -207,6 +229,24 @@ class ControlSocket:
         self._identity = (info.st_dev, info.st_ino)
         self._lock = lock
         return sock
+
+    def _open_lock(self) -> int:
+        """The lock file, opened without following a symlink (one planted there could make the
+        appliance create or lock a file elsewhere) and refused unless this user owns it."""
+        name = f"{self.path}.lock"
+        try:
+            lock = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._refuse(f"its lock file {name} is a symlink; remove it") from None
+            raise self._refuse(f"cannot create its lock file: {exc.strerror or exc}") from None
+        info = os.fstat(lock)
+        if info.st_uid != os.geteuid() or not stat.S_ISREG(info.st_mode):
+            os.close(lock)
+            raise self._refuse(
+                f"its lock file {name} is not a regular file owned by this user (uid {os.geteuid()}); remove it"
+            )
+        return lock
 
     async def _remove_stale(self) -> None:
         try:

@@ -9,6 +9,7 @@ to end on a fresh machine, and nothing leaves it. The appliance says so at start
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import tempfile
@@ -28,7 +29,7 @@ from fleetbox.graph.context import GraphContext
 from fleetbox.graph.inbound import fetch_inbound
 from fleetbox.graph.notifications import send_notification
 from fleetbox.graph.outlook import send_mail
-from fleetbox.graph.ratelimit import Limiters, RateEventWriter
+from fleetbox.graph.ratelimit import Limiters, PauseSync, RateEventWriter
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.sync import run_sync
 from fleetbox.graph.teams import send_teams_message
@@ -71,6 +72,8 @@ class GraphRuntime:
         self.clock = clock
         self.writer = RateEventWriter(store, metrics)
         self.limiters = Limiters(settings.rate_limits, record=self.writer.record)
+        #: shares 429 pauses with the other appliances (run as an owned task)
+        self.pauses = PauseSync(store, self.limiters)
         self.simulator: GraphSimulator | None = None
         self.tokens: Tokens | None = None
         self.client: GraphClient | None = None
@@ -96,23 +99,34 @@ class GraphRuntime:
 
     def _bound(self, processor: Callable[[GraphContext, Job], Awaitable[None]]) -> Handler:
         async def handler(job: Job) -> None:
-            await processor(self._context(), job)
+            # A long limiter wait inside the job defers it rather than holding its worker slot.
+            with Limiters.job(job.id):
+                await processor(self._context(), job)
 
         return handler
 
     async def _webhook(self, job: Job) -> None:
         assert self.subscriptions is not None
-        await process_webhook(self._context(), self.subscriptions, job)
+        with Limiters.job(job.id):
+            await process_webhook(self._context(), self.subscriptions, job)
 
     def _context(self) -> GraphContext:
         if self.ctx is None:
             raise FleetboxError("the Graph runtime has not started")
         return self.ctx
 
+    async def run_pauses(self) -> None:
+        """Share Graph's pauses with the other appliances until cancelled (idle when Graph is off)."""
+        if self.mode == "off":
+            await asyncio.Event().wait()
+        await self.pauses.run()
+
     async def start(self) -> None:
-        """Start the simulator (when simulated), the tokens and the client."""
+        """Start the simulator (when simulated), the tokens and the client; take over the pauses
+        other appliances were told of."""
         if self.mode == "off":
             return
+        await self.pauses.sync()
         graph = self.settings.graph
         data_dir = self.settings.appliance.data_dir
         cache_path = graph.token_cache_path or data_dir / "graph-token-cache.json"

@@ -277,6 +277,27 @@ class Dependencies:
             )  # fmt: skip
         return CancelResult(cancelled, released)
 
+    async def cancel_blocked(self, job_id: int, *, actor: str) -> CancelResult:
+        """Cancel a blocked job and every blocked job below it (for a job held on a parent that
+        has no dead letter to act on, such as one whose queue was cleared). Conflict when the
+        job is not blocked."""
+        actor = _actor(actor)
+        job_id = rules.check_id(job_id, "job_id")
+        now = self._clock.now()
+        async with self._store.transaction() as tx:
+            below = await tx.dependencies.blocked_below([job_id])
+            cancelled = await tx.dependencies.cancel_blocked([job_id, *below], f"cancelled by {actor}", actor, now)
+            if job_id not in cancelled:
+                info = await tx.jobs.get(job_id, now)
+                if info is None:
+                    raise NotFound(f"no job {job_id}")
+                raise Conflict(f"job {job_id} is {info.state.value}; only a blocked job can be cancelled here")
+            released = await tx.dependencies.settle(cancelled, "failed", now)
+            await self._audit.record(
+                tx, actor, "job.cancel", f"job:{job_id}", {"cancelled": cancelled, "released": released}
+            )
+        return CancelResult(cancelled, released)
+
 
 def _topological(steps: Sequence[Step], parents: Sequence[Sequence[int]]) -> list[int]:
     """The steps' indexes, parents before children; InvalidInput naming a cycle if there is one."""

@@ -133,12 +133,25 @@ class Jobs:
         return JobPage(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)
 
     async def search(
-        self, *, queue: str | None, contains: str | None, error: str | None, before: int | None, limit: int
+        self,
+        *,
+        queue: str | None,
+        contains: str | None,
+        error: str | None,
+        before: int | None,
+        limit: int,
+        status: str | None = None,
+        since: dt.datetime | None = None,
     ) -> JobSearch:
         """Jobs of every queue (or one) and every state, newest first: by payload containment
         (``contains``: the JSON text of an object, e.g. ``{"userId": "u1"}``) and by error text.
         ``before`` is the previous page's ``next_before``. A search that scans too long is
-        stopped by the database (a DatabaseError naming the statement timeout)."""
+        stopped by the database (a DatabaseError naming the statement timeout). ``status`` takes
+        the job lists' words (and their aliases); ``since`` keeps jobs created at or after it."""
+        if status is not None and status not in JOB_STATUSES:
+            raise InvalidInput(f"must be one of {', '.join(JOB_STATUSES)}", field="status")
+        if since is not None and since.tzinfo is None:
+            raise InvalidInput("must have a time zone (2026-01-31T09:00:00+01:00 or …Z)", field="since")
         wanted = rules.check_payload_filter(contains) if contains is not None else None
         text = rules.check_text(error, "error", limit=rules.MAX_TEXT_FILTER, required=False)
         if before is not None:
@@ -146,8 +159,9 @@ class Jobs:
         async with self._store.transaction() as tx:
             await tx.jobs.plan_for_parameters()
             jobs = await tx.jobs.search(
-                before=before or rules.MAX_ID, queue=queue, contains=wanted, error=text, limit=limit + 1,
-                now=self._clock.now(),
+                before=before or rules.MAX_ID, queue=queue, contains=wanted, error=text,
+                state=ALIASES.get(status, status) if status is not None else None, since=since,
+                limit=limit + 1, now=self._clock.now(),
             )  # fmt: skip
         return JobSearch(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)
 

@@ -114,7 +114,10 @@ class EmbeddedPostgres:
             found = json.loads(self._holders_file.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return []
-        return [p for p in found if isinstance(p, int) and _alive(p)] if isinstance(found, list) else []
+        if not isinstance(found, list):
+            return []
+        # Only real pids: kill(0) or kill(-1) would ask about process groups, not a holder.
+        return [p for p in found if type(p) is int and p > 0 and _alive(p)]
 
     def _write_holders(self, pids: list[int]) -> None:
         fd = os.open(self._holders_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

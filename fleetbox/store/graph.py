@@ -57,6 +57,15 @@ class RateEventRow:
     retry_after_ms: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class PauseRow:
+    """A throttled Graph resource (``key`` None: all of it) that rests until ``until`` (epoch seconds)."""
+
+    resource: str
+    key: str | None
+    until: float
+
+
 def _subscription(row: Any) -> Subscription:
     return Subscription(**{k: row[k] for k in row.keys()})  # noqa: SIM118 — asyncpg records
 
@@ -171,6 +180,19 @@ class GraphStore:
         await self._run.execute("sync_finished", history_id, delta_link, items, error)
 
     # -- rate events ------------------------------------------------------------------------
+
+    async def save_pause(self, pause: PauseRow) -> None:
+        """Record that ``pause.resource`` (``pause.key``) rests until ``pause.until``, for every appliance."""
+        await self._run.execute("save_graph_pause", pause.resource, pause.key or "", pause.until)
+
+    async def live_pauses(self, now: float) -> list[PauseRow]:
+        """The pauses not over at ``now`` (epoch seconds)."""
+        rows = await self._run.fetch("live_graph_pauses", now)
+        return [PauseRow(r["resource"], r["key"] or None, float(r["until"])) for r in rows]
+
+    async def forget_pauses(self, before: float) -> None:
+        """Delete the pauses over before ``before`` (epoch seconds)."""
+        await self._run.execute("delete_graph_pauses_before", before)
 
     async def write_rate_events(self, events: Sequence[RateEventRow]) -> None:
         await self._run.execute(

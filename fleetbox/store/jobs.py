@@ -296,12 +296,13 @@ class JobStore:
 
     async def search(
         self, *, before: int, queue: str | None, contains: JsonText | None, error: str | None,
-        limit: int, now: dt.datetime,
+        state: str | None, since: dt.datetime | None, limit: int, now: dt.datetime,
     ) -> list[JobInfo]:  # fmt: skip
-        """Jobs of every state, newest first, below id ``before``: payload containing ``contains``,
-        error text holding ``error``; stopped by a statement timeout (a search may scan)."""
+        """Jobs newest first, below id ``before``: payload containing ``contains``, error text
+        holding ``error``, in ``state`` (a job-list status), created at or after ``since``;
+        stopped by a statement timeout (a search may scan)."""
         await self._run.execute("admin_search_timeout")
-        rows = await self._run.fetch("admin_jobs_search", before, queue, contains, error, limit, now)
+        rows = await self._run.fetch("admin_jobs_search", before, queue, contains, error, limit, now, state, since)
         return [JobInfo.from_row(r) for r in rows]
 
     async def failed_attempts(self, queue: str, limit: int) -> list[Attempt]:
@@ -326,6 +327,41 @@ class JobStore:
         row = await self._run.fetchrow("bench_counts")
         assert row is not None
         return {"waiting": int(row["waiting"]), "done": int(row["done"]), "attempts": int(row["attempts"])}
+
+    async def bench_empty(self) -> bool:
+        """True when the hot table holds nothing (``fleetbox bench --processes`` stops then)."""
+        return bool(await self._run.fetchval("bench_empty"))
+
+    async def bench_run_twice(self) -> int:
+        """Jobs with more than one attempt recorded (the benchmark's duplicate audit)."""
+        return int(await self._run.fetchval("bench_run_twice"))
+
+    async def bench_rate_windows(self, seconds: float) -> tuple[float, list[int]]:
+        """The span from the first attempt's start to the last one's finish, and the attempts
+        finished in each window of ``seconds`` in between."""
+        rows = await self._run.fetch("bench_rate_windows", seconds)
+        if not rows:
+            return 0.0, []
+        counts = [0] * (max(int(r["bucket"]) for r in rows) + 1)
+        for r in rows:
+            counts[int(r["bucket"])] = int(r["jobs"])
+        return float(rows[0]["span"]), counts
+
+    async def bench_table_stats(self) -> list[TableStats]:
+        """Every table of the schema: live and dead tuples, total size, vacuums so far."""
+        rows = await self._run.fetch("bench_table_stats")
+        return [TableStats(r["name"], int(r["live"]), int(r["dead"]), int(r["bytes"]), int(r["vacuums"])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class TableStats:
+    """One table's figures from pg_stat_user_tables (the benchmark's bloat report)."""
+
+    name: str
+    live: int
+    dead: int
+    bytes: int
+    vacuums: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,13 @@ async def current_version(store: Store) -> int:
     return int(await store.runner.fetchval("migrate_current_version"))
 
 
+async def missing_versions(store: Store) -> list[int]:
+    """The migrations this fleetbox has that the schema lacks (numbers need not be contiguous:
+    one landed later with a lower number is missing too)."""
+    done = {row["version"] for row in await store.runner.fetch("migrate_applied_versions")}
+    return [version for version, _, _ in migrations() if version not in done]
+
+
 def latest_version() -> int:
     """The latest migration this fleetbox has."""
     return max(version for version, _, _ in migrations())

@@ -203,10 +203,12 @@ SET LOCAL statement_timeout = '3s'
 -- name: admin_jobs_search
 -- Jobs of every state (waiting and running in jobs, finished in jobs_done), newest first, whose
 -- payload contains $3 (jsonb @>) and whose error text holds $4 (case-insensitive): the latest
--- error of a job in the queue, or any failed attempt of a finished one. Keyset paging on id; each
--- branch stops at $5 rows, so a common filter is cheap and a rare one is cut by the timeout above.
+-- error of a job in the queue, or any failed attempt of a finished one; in state $7 (a state of
+-- the job lists: the other table's branch is skipped by a one-time filter), created at or after $8.
+-- Keyset paging on id; each branch stops at $5 rows, so a common filter is cheap and a rare one
+-- is cut by the timeout above.
 -- params: $1 before id (the largest bigint: from the newest), $2 queue or NULL, $3 jsonb or NULL,
---         $4 error text or NULL, $5 limit, $6 now
+--         $4 error text or NULL, $5 limit, $6 now, $7 state or NULL, $8 created since or NULL
 SELECT * FROM (
     (SELECT id, queue, priority,
             CASE WHEN state = 'running' THEN 'running'
@@ -216,23 +218,34 @@ SELECT * FROM (
             data, singleton_key, attempt AS attempts, max_attempts, run_at, created_at,
             NULL::timestamptz AS finished_at, last_error_class, last_error, dead_letter_id
        FROM jobs
-      WHERE id < $1
+      WHERE ($7::text IS NULL OR $7::text IN ('ready', 'scheduled', 'retrying', 'running', 'pending'))
+        AND id < $1
         AND ($2::text IS NULL OR queue = $2)
         AND ($3::jsonb IS NULL OR data @> $3::jsonb)
         AND ($4::text IS NULL OR strpos(lower(last_error), lower($4)) > 0)
+        AND ($8::timestamptz IS NULL OR created_at >= $8)
+        AND ($7::text IS NULL
+             OR ($7::text = 'pending' AND state = 'waiting')
+             OR ($7::text = 'running' AND state = 'running')
+             OR ($7::text = 'retrying' AND state = 'waiting' AND attempt > 0)
+             OR ($7::text = 'scheduled' AND state = 'waiting' AND attempt = 0 AND run_at > $6)
+             OR ($7::text = 'ready' AND state = 'waiting' AND attempt = 0 AND run_at <= $6))
       ORDER BY id DESC
       LIMIT $5)
     UNION ALL
     (SELECT d.id, d.queue, d.priority, d.state, d.data, d.singleton_key, d.attempts, NULL::integer,
             d.run_at, d.created_at, d.finished_at, NULL::text, NULL::text, d.dead_letter_id
        FROM jobs_done d
-      WHERE d.id < $1
+      WHERE ($7::text IS NULL OR $7::text IN ('succeeded', 'dead', 'cleared'))
+        AND d.id < $1
         AND ($2::text IS NULL OR d.queue = $2)
         AND ($3::jsonb IS NULL OR d.data @> $3::jsonb)
         AND ($4::text IS NULL OR EXISTS (
               SELECT 1 FROM job_attempts a
                WHERE a.job_id = d.id AND a.outcome <> 'succeeded'
                  AND strpos(lower(a.error), lower($4)) > 0))
+        AND ($8::timestamptz IS NULL OR d.created_at >= $8)
+        AND ($7::text IS NULL OR d.state = $7)
       ORDER BY d.id DESC
       LIMIT $5)
 ) j

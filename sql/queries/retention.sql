@@ -43,6 +43,8 @@ WITH picked AS (
     DELETE FROM job_cancellations c WHERE c.job_id = ANY(ARRAY(SELECT id FROM gone))
 ), edges AS (
     DELETE FROM job_dependencies d WHERE d.parent_id = ANY(ARRAY(SELECT id FROM gone)) AND d.state IS NOT NULL
+), steps AS (
+    DELETE FROM workflow_steps s WHERE s.job_id = ANY(ARRAY(SELECT id FROM gone))
 )
 SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM attempts) AS attempts
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from fleetbox.models import JobState
@@ -11,10 +12,10 @@ from tests.admin.conftest import ADMIN, OTHER, READ, WORK, Rig
 from tests.conftest import wait_for
 
 
-async def search(rig: Rig, status: int = 200, **query: str) -> dict[str, object]:
+async def search(rig: Rig, expect: int = 200, **query: str) -> dict[str, object]:
     response = await rig.api.get("/api/queue/jobs", params=query, headers=READ)
     body = await response.json()
-    assert response.status == status, body
+    assert response.status == expect, body
     return body  # type: ignore[no-any-return]
 
 
@@ -85,3 +86,28 @@ async def test_bad_filters_are_400s_naming_the_field(rig: Rig) -> None:
     response = await rig.api.get("/api/queue/jobs", params={"data": "{}"})
     assert response.status == 401  # a read needs a key
     assert (await rig.api.get("/api/queue/jobs", params={"data": "{}"}, headers=ADMIN)).status == 200
+
+
+async def test_state_and_creation_time_narrow_the_search(rig: Rig) -> None:
+    running = await rig.enqueue("block")
+    done = await rig.enqueue("ok", queue=OTHER)
+    later = await rig.enqueue("ok", queue=OTHER, delay=3_600_000)
+
+    async def settled() -> bool:
+        return (
+            await rig.app.client.service.jobs.get(done)
+        ).state is JobState.SUCCEEDED and running in rig.behaviour.running
+
+    await wait_for(settled, timeout=10)
+    assert ids(await search(rig, status="running")) == [running]
+    assert ids(await search(rig, status="succeeded")) == [done]
+    assert ids(await search(rig, status="completed")) == [done]  # the job lists' alias
+    assert ids(await search(rig, status="scheduled")) == [later]
+    assert ids(await search(rig, status="pending")) == [later]
+    assert ids(await search(rig, status="dead")) == []
+    created = (await rig.app.client.service.jobs.get(later)).created_at
+    assert ids(await search(rig, since=created.isoformat())) == [later]
+    assert ids(await search(rig, since=(created + dt.timedelta(seconds=1)).isoformat())) == []
+    assert (await search(rig, 400, since="yesterday"))["error"]["field"] == "since"  # type: ignore[index]
+    assert (await search(rig, 400, since="2026-01-01T00:00:00"))["error"]["field"] == "since"  # type: ignore[index]
+    assert (await search(rig, 400, status="lost"))["error"]["field"] == "status"  # type: ignore[index]

@@ -34,7 +34,7 @@ async def test_a_running_appliance_serves_the_api_on_its_admin_port(
     assert app.admin is not None and app.admin.port > 0
     base = app.admin.url
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{base}/api/queue/health") as response:
+        async with http.get(f"{base}/api/queue/health", headers=READ) as response:
             assert response.status == 200
             assert response.headers["x-fleetbox-appliance"] == app.worker_id
             assert (await response.json())["queues"]["reports"]["isRunning"] is True

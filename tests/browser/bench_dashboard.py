@@ -164,6 +164,7 @@ def api_figures(base: str, rounds: int) -> None:
     before = dead["deadLetters"][-1]["id"]
     timed("dead letters, a later page (before=)", f"{api}/dead-letter?status=open&limit=50&before={before}", rounds)
     timed("dead letters by error class", f"{api}/dead-letter?status=open&errorClass=Error3&limit=50", rounds)
+    timed("dead letters grouped by error", f"{api}/dead-letter/groups?status=open", rounds)
     timed("job detail", f"{api}/jobs/{after}", rounds)
     common = urllib.parse.quote('{"resourceType": "messages"}')
     timed("search by payload, common value", f"{api}/jobs?data={common}&limit=50", rounds)

@@ -3,12 +3,17 @@ what an operator does, and what the database says afterwards."""
 
 from __future__ import annotations
 
+import pytest
+from selenium.webdriver.support.ui import Select
+
 from tests.browser.conftest import ADMIN_KEY, MAIL, READ_KEY, REPORTS, Browser, Dashboard, until
 
 
 def ready_cell(browser: Browser, queue: str) -> str:
-    row = browser.find(f'#queue-rows tr[data-queue="{queue}"]')
-    return str(row.find_elements("css selector", "td")[3].text)
+    """The READY cell of a queue's row, read in one step (the row's cells change with each tick)."""
+    browser.find(f'#queue-rows tr[data-queue="{queue}"]')
+    script = "return document.querySelector(`#queue-rows tr[data-queue='${arguments[0]}']`).cells[3].textContent"
+    return str(browser.driver.execute_script(script, queue))
 
 
 def dead_letter_of(dashboard: Dashboard, data: str) -> int:
@@ -27,10 +32,9 @@ def test_admin_signs_in_sees_every_queue_and_a_count_change_live(dashboard: Dash
     assert status == 200
     browser.sign_in(dashboard.url, ADMIN_KEY)
     browser.wait_text("#status", "live")
-    names = {r.get_attribute("data-queue") for r in browser.find_all("#queue-rows tr")}
     queues = {r["name"] for r in dashboard.sql("SELECT name FROM queues WHERE tier <> 0")}
-    browser.wait(lambda: {r.get_attribute("data-queue") for r in browser.find_all("#queue-rows tr")} >= queues,
-                 f"not every queue shown: {names} vs {queues}")  # fmt: skip
+    shown = "return [...document.querySelectorAll('#queue-rows tr')].map((tr) => tr.dataset.queue)"
+    browser.wait(lambda: set(browser.driver.execute_script(shown)) == queues, f"not every queue shown: {queues}")
     assert ready_cell(browser, REPORTS) == "0"
     assert "admin" in browser.text("#who")
     browser.screenshot("queues")
@@ -64,6 +68,7 @@ def test_search_a_job_by_payload_and_by_error_text(dashboard: Dashboard, browser
     search = browser.find("#job-search input[name=data]")
     search.clear()
     browser.find("#job-search input[name=error]").send_keys("REJECTED by the e2e")
+    Select(browser.find("#job-search select[name=status]")).select_by_value("dead")
     browser.find("#job-search button[type=submit]").click()
     browser.wait(
         lambda: [r.get_attribute("data-id") for r in browser.find_all("#jobs tbody tr")] == [str(dead)],
@@ -82,9 +87,12 @@ def test_review_a_dead_letter_with_notes_then_retry_it(dashboard: Dashboard, bro
     browser.open(dashboard.url + "/ui/#/dead")
     row = browser.find(f'#dead-letters tr[data-job="{job_id}"]')
     assert "rejected by the e2e test" in row.text
+    browser.wait(lambda: "ValidationError" in browser.text("#dead-group-table"), "no error groups")
     browser.screenshot("dead-letters")
     row.find_element("css selector", "a").click()
-    browser.find("#dead-letter")
+    browser.wait_text("#main h1", f"Dead letter of job {job_id}")
+    assert '"userId": "u-dead"' in browser.text("#payload")
+    assert "ValidationError" in browser.text("#attempts")
     browser.screenshot("dead-letter")
 
     browser.find("#dl-review").click()
@@ -114,13 +122,16 @@ def test_review_a_dead_letter_with_notes_then_retry_it(dashboard: Dashboard, bro
     ), actions
 
 
-def test_retry_all_matching_after_a_preview_of_count_and_sample(dashboard: Dashboard, browser: Browser) -> None:
+@pytest.mark.parametrize(("action", "status"), [("retry", "retried"), ("discard", "discarded")])
+def test_all_matching_after_a_preview_of_count_and_sample(
+    dashboard: Dashboard, browser: Browser, action: str, status: str
+) -> None:
     jobs = [dead_letter_of(dashboard, f"bulk-{i}") for i in range(3)]
     browser.sign_in(dashboard.url, ADMIN_KEY)
     browser.wait_text("#status", "live")
     browser.open(dashboard.url + f"/ui/#/dead?queue={MAIL}")
     browser.wait(lambda: len(browser.find_all("#dead-letters tbody tr")) == 3, "three dead letters not listed")
-    browser.find("#retry-matching").click()
+    browser.find(f"#{action}-matching").click()
     browser.wait_text("#bulk-count", "3 dead letters match")
     assert len(browser.find_all("#bulk-sample li")) == 3
     confirm = browser.find("#dialog button.danger")
@@ -128,11 +139,29 @@ def test_retry_all_matching_after_a_preview_of_count_and_sample(dashboard: Dashb
     browser.find("#dialog input[name=confirm]").send_keys("3")
     browser.screenshot("bulk-preview")
     confirm.click()
-    browser.wait(lambda: not browser.find_all("#dead-letters tbody tr"), "the retried dead letters are still listed")
+    browser.wait(lambda: not browser.find_all("#dead-letters tbody tr"), "the dead letters are still listed as open")
     rows = dashboard.sql("SELECT status FROM dead_letters WHERE job_id = ANY($1::bigint[])", jobs)
-    assert [r["status"] for r in rows] == ["retried"] * 3
-    actions = dashboard.sql("SELECT actor FROM audit_log WHERE action LIKE '%retry%'")
-    assert actions and all(r["actor"] == "dashboard:alice" for r in actions)
+    assert [r["status"] for r in rows] == [status] * 3
+    actors = {r["actor"] for r in dashboard.sql("SELECT actor FROM audit_log WHERE action LIKE $1", f"%{action}%")}
+    assert actors == {"dashboard:alice"}
+
+
+def test_review_all_matching_with_notes(dashboard: Dashboard, browser: Browser) -> None:
+    jobs = [dead_letter_of(dashboard, f"review-{i}") for i in range(2)]
+    browser.sign_in(dashboard.url, ADMIN_KEY, name="bob")
+    browser.wait_text("#status", "live")
+    browser.open(dashboard.url + f"/ui/#/dead?queue={MAIL}&reviewed=false")
+    browser.wait(lambda: len(browser.find_all("#dead-letters tbody tr")) == 2, "two dead letters not listed")
+    browser.find("#review-matching").click()
+    browser.wait_text("#bulk-count", "2 dead letters match")
+    browser.find("#dialog textarea[name=notes]").send_keys("known outage, nothing to do")
+    browser.find("#dialog input[name=confirm]").send_keys("2")
+    browser.find("#dialog button.primary").click()
+    browser.wait(lambda: not browser.find_all("#dead-letters tbody tr"), "the reviewed dead letters are still listed")
+    rows = dashboard.sql(
+        "SELECT reviewed_by, resolution_notes FROM dead_letters WHERE job_id = ANY($1::bigint[])", jobs
+    )
+    assert {(r["reviewed_by"], r["resolution_notes"]) for r in rows} == {("bob", "known outage, nothing to do")}
 
 
 def test_a_read_key_session_sees_but_cannot_act(dashboard: Dashboard, browser: Browser) -> None:
@@ -244,3 +273,40 @@ def test_on_a_phone_in_the_dark_theme_with_the_keyboard(dashboard: Dashboard, br
     body.send_keys("?")
     browser.wait_text("#dialog", "Keyboard")
     browser.screenshot("phone-help")
+
+
+HIDE = """
+    Object.defineProperty(document, "hidden", {configurable: true, get: () => arguments[0]});
+    document.dispatchEvent(new Event("visibilitychange"));
+"""
+
+
+def test_the_live_table_pauses_while_the_tab_is_hidden(dashboard: Dashboard, browser: Browser) -> None:
+    assert dashboard.api("POST", f"/api/queue/{REPORTS}/pause")[0] == 200
+    browser.sign_in(dashboard.url, ADMIN_KEY)
+    browser.wait_text("#status", "live")
+    browser.wait(lambda: ready_cell(browser, REPORTS) == "0", "reports not shown")
+    browser.driver.execute_script(HIDE, True)
+    browser.wait_text("#status", "paused")
+    assert dashboard.api("POST", f"/api/queue/{REPORTS}/jobs", {"data": {"n": 1}})[0] == 201
+    # the page closed its stream ("paused"): no tick reaches it, so the table stays as it was
+    assert "live" not in browser.text("#status")
+    assert ready_cell(browser, REPORTS) == "0"
+    browser.driver.execute_script(HIDE, False)
+    browser.wait_text("#status", "live")
+    browser.wait(lambda: ready_cell(browser, REPORTS) == "1", "the table did not catch up on return")
+
+
+def test_a_large_payload_is_cut_with_a_download_link(dashboard: Dashboard, browser: Browser) -> None:
+    assert dashboard.api("POST", f"/api/queue/{REPORTS}/pause")[0] == 200
+    big = {"rows": ["x" * 1000 for _ in range(200)]}
+    status, body = dashboard.api("POST", f"/api/queue/{REPORTS}/jobs", {"data": big})
+    assert status == 201, body
+    browser.sign_in(dashboard.url, ADMIN_KEY)
+    browser.wait_text("#status", "live")
+    browser.open(dashboard.url + f"/ui/#/job/{body['id']}")
+    browser.wait_text("#main", "large payload")
+    assert len(browser.text("#payload")) < 70_000
+    link = browser.find("#main a[download]")
+    assert link.get_attribute("href").startswith("blob:")
+    browser.screenshot("large-payload")

@@ -207,7 +207,8 @@ async def test_a_one_shot_command_stopped_by_sigterm_stops_the_server_it_started
         proc.send_signal(signal.SIGTERM)
         await wait_for(lambda: proc.poll() is not None, timeout=60)
         assert proc.stderr is not None
-        assert "Traceback" not in proc.stderr.read().decode()
+        stderr = proc.stderr.read().decode()
+        assert "Traceback" not in stderr, stderr
         assert postmaster_pid(data_dir) is None, "the server outlived the command that started it"
     finally:
         if proc.poll() is None:

@@ -128,6 +128,11 @@ async def start(appliance_factory: AppFactory, graph: dict[str, Any]) -> Callabl
 
     async def run(**sections: Any) -> Appliance:
         merged = {**graph, **sections.pop("graph", {})}
+        if "clock" in sections:
+            # A ManualClock drives retry times while the limiters pace in real time: a job deferred
+            # for a real-time wait would be due at a manual time the test does not move to. Such
+            # tests wait in the slot (the deferral is tested on the real clock).
+            sections["rate_limits"] = {"defer_after_seconds": 3600, **sections.get("rate_limits", {})}
         return await appliance_factory(graph=merged, **sections)
 
     return run

@@ -7,6 +7,7 @@ there. Retry time runs on a ManualClock where a test checks when the next attemp
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,7 @@ async def test_a_four_minute_entra_outage_dead_letters_no_teams_job_and_raises_a
     clock.advance((due - clock.now()).total_seconds())
     app.wake()
     for job_id in ids:
-        await wait_for(finished(client, job_id))
+        await wait_for(finished(client, job_id), timeout=20)
         info = await client.get_job(job_id)
         assert [a.error_class for a in info.history if a.error_class] == []  # no attempt was used up
     assert len(sim.chat_messages[CHAT]) == 3
@@ -251,3 +252,87 @@ async def test_an_outage_longer_than_the_wait_lets_jobs_use_their_retries(
         app.wake()
     assert info.state is JobState.DEAD
     assert "Entra" in (info.history[-1].error or "")
+
+
+# -- 3. waiting for a limiter does not hold a worker slot ------------------------------------
+
+
+async def test_mail_starts_within_a_second_while_200_teams_posts_wait_for_their_turn(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start()  # real time: Teams goes at one post a second (the service account's limit)
+    teams = [await client.enqueue_teams_message({"chatId": CHAT, "content": f"stop {i}"}) for i in range(200)]
+    await wait_for(lambda: len(sim.chat_messages.get(CHAT, [])) >= 2, timeout=15)
+    mail = await client.enqueue_outlook_email(MAIL)  # the same (high) tier as teams-outbound
+    await wait_for(finished(client, mail.id), timeout=10)
+    info = await client.get_job(mail.id)
+    assert info.history[0].started_at - info.created_at < dt.timedelta(seconds=1)
+    # The Teams posts waited outside the pool, used no attempt, and keep to one a second.
+    waiting = [await client.get_job(j.id) for j in teams[-5:]]
+    assert all(i.state is not JobState.DEAD and not [a for a in i.history if a.error_class] for i in waiting)
+    times = sorted(r.at for r in posts(sim, "POST /v1.0/chats/") if r.status == 201)
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(times))
+
+
+# -- 7. per-chat pacing with a margin ---------------------------------------------------------
+
+
+async def test_posts_to_one_chat_arrive_at_least_1_1_seconds_apart(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start()
+    jobs = [await client.enqueue_teams_message({"chatId": CHAT, "content": f"leg {i}"}) for i in range(5)]
+    for job in jobs:
+        await wait_for(finished(client, job.id), timeout=20)
+    times = sorted(r.at for r in posts(sim, "POST /v1.0/chats/") if r.status == 201)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # Graph allows one a second per chat; fleetbox paces at 1.1 s so jitter cannot break the limit.
+    assert len(times) == 5 and min(gaps) >= 1.07, gaps
+    assert not [r for r in sim.requests if r.status == 429]
+
+
+# -- 4. a 429 stops everything aimed at that resource ---------------------------------------
+
+OTHER_MAILBOX = "dispatch@contoso.example"
+
+
+def sends_to(sim: GraphSimulator, mailbox: str) -> list[Any]:
+    return [r for r in posts(sim, f"POST /v1.0/users/{mailbox}/sendMail")]
+
+
+async def test_after_a_429_no_request_to_that_mailbox_leaves_before_retry_after(
+    start: Any, client: Client, sim: GraphSimulator
+) -> None:
+    await start()
+    sim.fail(SEND_MAIL, 429, code="ApplicationThrottled", retry_after=3)
+    jobs = [await client.enqueue_outlook_email({**MAIL, "from": OTHER_MAILBOX}) for _ in range(6)]
+    for job in jobs:
+        await wait_for(finished(client, job.id), timeout=20)
+    calls = sends_to(sim, OTHER_MAILBOX)
+    [throttled] = [r for r in calls if r.status == 429]
+    inside = [r for r in calls if r is not throttled and throttled.at <= r.at < throttled.at + 3]
+    assert inside == []
+    assert len(sim.sent_mail) == 6
+
+
+async def test_a_pause_one_appliance_was_given_holds_back_another(
+    start: Any, client: Client, sim: GraphSimulator, sql: Any
+) -> None:
+    first = await start()
+    sim.fail(SEND_MAIL, 429, code="ApplicationThrottled", retry_after=4)
+    job = await client.enqueue_outlook_email({**MAIL, "from": OTHER_MAILBOX})
+    await wait_for(lambda: any(r.status == 429 for r in sends_to(sim, OTHER_MAILBOX)), timeout=10)
+
+    async def shared() -> bool:
+        return await sql.fetchval("SELECT count(*) FROM graph_pauses WHERE key = $1", OTHER_MAILBOX) == 1
+
+    await wait_for(shared)
+    await first.stop()
+    await start()  # another appliance, which never saw the 429
+    other = await client.enqueue_outlook_email({**MAIL, "from": OTHER_MAILBOX})
+    for job_id in (job.id, other.id):
+        await wait_for(finished(client, job_id), timeout=20)
+    calls = sends_to(sim, OTHER_MAILBOX)
+    [throttled] = [r for r in calls if r.status == 429]
+    assert [r for r in calls if r is not throttled and r.at < throttled.at + 4] == []
+    assert len(sim.sent_mail) == 2

@@ -262,3 +262,12 @@ async def test_unstorable_result_fails_the_attempt(appliance_factory: AppFactory
     await wait_for(dead)
     info = await app.client.get_job(job_id)
     assert "result cannot be stored" in (info.history[-1].error or "")
+
+
+async def test_job_tracking_view_shows_blocked_jobs(db: Store, clock: ManualClock) -> None:
+    client = Client(db, clock=clock)
+    a = (await client.enqueue("sync", {"step": "a"})).id
+    child = (await client.enqueue("sync", {"step": "c"}, depends_on=[a])).id
+    async with db.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT job_id, status, state FROM fleetbox.job_tracking ORDER BY job_id")
+    assert [tuple(r) for r in rows] == [(a, "pending", "waiting"), (child, "blocked", "blocked")]

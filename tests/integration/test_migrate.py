@@ -151,8 +151,20 @@ async def test_appliance_start_on_an_older_schema(empty_dsn: str, tmp_path: Path
         await app.start()
     message = str(err.value)
     assert "version 0" in message
-    assert f"needs {latest_version()}" in message
+    assert f"this fleetbox has {latest_version()}" in message
     assert "run `fleetbox migrate`" in message
+
+
+async def test_appliance_start_on_a_schema_missing_a_migration_numbered_below_its_latest(
+    dsn: str, tmp_path: Path
+) -> None:
+    """A migration that landed later with a lower number than the schema's latest is still missing."""
+    lower = sorted(v for v, _, _ in migrations())[-3]
+    async with Store(dsn, schema=SCHEMA, min_size=1, max_size=1) as db:
+        await db.pool.execute("DELETE FROM fleetbox.schema_version WHERE version = $1", lower)
+    app = Appliance(settings_for(dsn, tmp_path))
+    with pytest.raises(SchemaNotReady, match=rf"lacks migrations \[{lower}\]"):
+        await app.start()
 
 
 async def test_appliance_can_migrate_at_start_in_a_custom_schema(empty_dsn: str, tmp_path: Path) -> None:

@@ -7,12 +7,15 @@ on a ManualClock, so each step is exact.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from fleetbox import Client, Conflict, InvalidInput
+from fleetbox import Client, Conflict, InvalidInput, ValidationError
+from fleetbox.app import Appliance
 from fleetbox.models import Job, JobState, JsonText, ManualClock, Tier
 from fleetbox.store import Store
+from tests.conftest import wait_for
 
 WORKER = "test-worker"
 
@@ -243,3 +246,59 @@ async def test_clearing_a_parents_queue_applies_the_policy(ops: Client, db: Stor
     assert await ops.service.queues.clear("webhooks", actor="alice") == 1
     assert await state(ops, cancelled) is JobState.CANCELLED
     assert await state(ops, ignoring) is JobState.READY
+
+
+async def test_appliance_flow_held_on_a_dead_letter_resumes_after_retry(
+    appliance_factory: Callable[..., Awaitable[Appliance]],
+) -> None:
+    """Through a running appliance: upload, then mail; the upload fails for good once, the mail
+    holds; the operator retries the dead letter and the mail goes out with the upload's result."""
+    ran: list[str] = []
+    broken = {"upload": True}
+
+    async def handler(job: Job) -> object:
+        step = job.data["step"]
+        ran.append(step)
+        if step == "upload" and broken["upload"]:
+            raise ValidationError("the file server refused it")
+        return {"step": step, "parents": dict(job.parents)}
+
+    app = await appliance_factory(handlers={"sync": handler})
+    flow = app.client.workflow("upload then mail")
+    flow.step("prepare", "sync", {"step": "prepare"})
+    flow.step("upload", "sync", {"step": "upload"}, after=["prepare"])
+    flow.step("mail", "sync", {"step": "mail"}, after=["upload"], on_failure="hold")
+    result = await flow.enqueue()
+
+    async def upload_dead() -> bool:
+        return (await app.client.get_job(result.jobs["upload"])).state is JobState.DEAD
+
+    await wait_for(upload_dead)
+    dead_id = await app.service.dead_letters.of_job(result.jobs["upload"])
+    assert await app.client.dead_letters.held(dead_id) == [result.jobs["mail"]]
+    broken["upload"] = False
+    await app.client.dead_letters.retry(dead_id)
+
+    async def mail_done() -> bool:
+        return (await app.client.get_job(result.jobs["mail"])).state is JobState.SUCCEEDED
+
+    await wait_for(mail_done)
+    assert ran == ["prepare", "upload", "upload", "mail"]  # prepare did not run again
+    relations = await app.client.job_relations(result.jobs["mail"])
+    assert relations.result == {"step": "mail", "parents": {"upload": {"step": "upload", "parents": {
+        "prepare": {"step": "prepare", "parents": {}}}}}}  # fmt: skip
+
+
+async def test_cancel_a_blocked_job_and_what_waits_on_it(ops: Client, db: Store, clock: ManualClock) -> None:
+    parent = (await ops.enqueue("webhooks", {"p": 1})).id
+    held = (await ops.enqueue("sync", {"c": 1}, depends_on=[parent], on_failure="hold")).id
+    below = (await ops.enqueue("sync", {"g": 1}, depends_on=[held])).id
+    await ops.service.queues.clear("webhooks", actor="alice")
+    assert await state(ops, held) is JobState.BLOCKED  # hold: nothing releases it now
+    result = await ops.cancel_blocked_job(held, actor="alice")
+    assert result.cancelled == [held, below]
+    assert await state(ops, below) is JobState.CANCELLED
+    with pytest.raises(Conflict, match="only a blocked job"):
+        await ops.cancel_blocked_job(held)
+    trail = [(e.actor, e.action) for e in await ops.service.audit.trail(f"job:{held}")]
+    assert trail == [("alice", "job.cancel")]

@@ -21,10 +21,10 @@ try:
 except SystemExit:
     pass
 import fleetbox.tui.app, fleetbox.tui.main
-allowed = ("fleetbox", "fleetbox.protocol")
+# the CLI's command modules define arguments only: they import the core inside their commands
+allowed = ("fleetbox", "fleetbox.cli", "fleetbox.cli_schedules", "fleetbox.cli_experiments", "fleetbox.protocol")
 core = sorted(
-    m for m in sys.modules
-    if m.startswith("fleetbox.") and not m.startswith(("fleetbox.tui", "fleetbox.cli")) and m not in allowed
+    m for m in sys.modules if m.startswith("fleetbox.") and not m.startswith("fleetbox.tui") and m not in allowed
 )
 print("asyncpg" in sys.modules, "pydantic" in sys.modules, core)
 """

@@ -1,11 +1,15 @@
 """Arbitrary command-line input: every value the CLI reads ends in a result or a clear error
-(ConfigError, or argparse's exit 2), never another exception, and no DSN secret survives redaction."""
+(ConfigError, or argparse's exit 2), never another exception, and no DSN secret survives redaction
+(of a message or of a log line)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
+import logging
 import string
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,6 +20,7 @@ from hypothesis import strategies as st
 from fleetbox.cli import _parser
 from fleetbox.config import load_settings, parse_assignment, redact_dsn
 from fleetbox.errors import ConfigError
+from fleetbox.logs import JsonFormatter, TextFormatter
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=200)
 #: DSN-looking text: the parts a malformed DSN is made of, in any order
@@ -104,3 +109,39 @@ def test_no_dsn_password_survives_redaction(password: str, form: str, around: st
     secret = quote(password, safe="") if form in ("userinfo", "query", "sslpassword") else password.replace(";", "")
     line = f"{around} {dsn} {around}"
     assert secret not in redact_dsn(line).replace(around, "")
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter()], ids=["json", "text"])
+def test_log_lines_never_carry_a_dsn_secret(formatter: logging.Formatter) -> None:
+    secret = "logsecret-7d1f"
+    try:
+        raise ConnectionError(f"cannot reach postgresql://fleet:{secret}@db/fleet")
+    except ConnectionError:
+        record = logging.getLogger("fleetbox.test").makeRecord(
+            "fleetbox.test", logging.ERROR, __file__, 1, "connecting to %s failed",
+            (f"postgresql://fleet@db/fleet?password={secret}",), sys.exc_info(),
+            extra={"event": "db_down", "dsn": f"host=db password={secret}", "other": f"sslpassword={secret}"},
+        )  # fmt: skip
+    line = formatter.format(record)
+    assert secret not in line
+    assert "postgresql://fleet@db/fleet?password=***" in line and "ConnectionError" in line
+
+
+def test_an_uncollected_background_error_is_one_log_line_without_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    from fleetbox.cli import _loop_exception
+
+    loop = asyncio.new_event_loop()
+    try:
+        error = ConnectionRefusedError("connect call failed ('127.0.0.1', 5432)")
+        with caplog.at_level(logging.INFO, logger="fleetbox"):
+            _loop_exception(loop, {"message": "Task exception was never retrieved", "exception": error})
+            _loop_exception(loop, {"message": "Unclosed connection"})
+        first, second = caplog.records
+        assert first.getMessage() == f"background error: ConnectionRefusedError: {error}" and first.exc_info is None
+        assert second.getMessage() == "background error: Unclosed connection"
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="fleetbox"):
+            _loop_exception(loop, {"message": "x", "exception": error})
+        assert caplog.records[0].exc_info is not None  # the traceback, when asked for with -vv
+    finally:
+        loop.close()

@@ -259,7 +259,7 @@ function onTick(tick) {
 function onEvent(ev) {
   if (ev.kind === "dead_added" && state.view === "dead") {
     const note = $("#dead-new");
-    if (note) note.textContent = `New dead letters arrived: press r… or reload (ctrl+r) to see them.`;
+    if (note) note.textContent = `New dead letters arrived: ctrl+r loads them.`;
   }
 }
 
@@ -354,7 +354,14 @@ function renderQueueRows() {
       h("button", { type: "button", class: "act", disabled: !canAct(), onclick: () => togglePause(q.name) }, q.paused ? "Resume" : "Pause"), " ",
       h("button", { type: "button", class: "danger act", disabled: !canAct(), onclick: () => clearQueue(q.name) }, "Clear…"));
     if (!tr) tr = h("tr", { dataset: { queue: q.name } });
-    tr.replaceChildren(...cells, actions);
+    // Replace only the cells whose content changed: a button or link under the pointer (or a
+    // test's) stays the same element from tick to tick.
+    const fresh = [...cells, actions];
+    fresh.forEach((td, c) => {
+      const old = tr.children[c];
+      if (!old) tr.append(td);
+      else if (old.innerHTML !== td.innerHTML || old.className !== td.className) tr.replaceChild(td, old);
+    });
     tr.classList.toggle("selected", i === state.selected);
     if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
     existing.delete(q.name);
@@ -407,24 +414,30 @@ async function viewJobs(_rest, params) {
   const id = h("input", { name: "id", inputmode: "numeric", placeholder: "job id", size: 10 });
   const data = h("input", { name: "data", placeholder: '{"userId": "u1"}', size: 28, value: params.get("data") || "" });
   const error = h("input", { name: "error", placeholder: "error text", size: 18, value: params.get("error") || "" });
+  const status = h("select", { name: "status" }, h("option", { value: "" }, "any state"),
+    ["ready", "scheduled", "retrying", "running", "pending", "succeeded", "dead", "cleared"].map((v) => h("option", { value: v, selected: params.get("status") === v }, v)));
+  const since = h("input", { name: "since", type: "datetime-local", value: params.get("since") ? toLocalInput(params.get("since")) : "" });
   const form = h("form", { class: "bar", id: "job-search" },
     h("label", {}, "Id", id), h("label", {}, "Payload contains (JSON)", data), h("label", {}, "Error text", error), h("label", {}, "Queue", qSel),
+    h("label", {}, "State", status), h("label", {}, "Created since", since),
     h("button", { type: "submit", class: "primary" }, "Search"));
   const results = h("div", { id: "job-results" });
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     if (id.value.trim()) { location.hash = `#/job/${encodeURIComponent(id.value.trim())}`; return; }
     const p = new URLSearchParams();
-    for (const [k, el] of [["queue", qSel], ["data", data], ["error", error]]) if (el.value.trim()) p.set(k, el.value.trim());
+    for (const [k, el] of [["queue", qSel], ["data", data], ["error", error], ["status", status]]) if (el.value.trim()) p.set(k, el.value.trim());
+    if (since.value) p.set("since", new Date(since.value).toISOString());
     const next = `#/jobs?${p}`;
     if (location.hash === next) search(results, p); else location.hash = next;
   });
   main().replaceChildren(h("h1", {}, "Jobs"), h("div", { class: "panel" }, form), results, canAct() ? createJobPanel(queues) : null);
-  if (params.get("queue") || params.get("data") || params.get("error")) await search(results, params);
+  if (["queue", "data", "error", "status", "since"].some((k) => params.get(k))) await search(results, params);
 }
 
 async function search(box, params, before, table) {
-  const query = { queue: params.get("queue"), data: params.get("data"), error: params.get("error"), before, limit: 50 };
+  const query = { before, limit: 50 };
+  for (const k of ["queue", "data", "error", "status", "since"]) query[k] = params.get(k);
   let page;
   try { page = await get("jobs", query); } catch (e) { box.replaceChildren(h("p", { class: "error-text", role: "alert" }, e.message)); return; }
   if (!table) {
@@ -441,6 +454,13 @@ async function search(box, params, before, table) {
   }
   $("#more-jobs")?.remove();
   if (page.nextBefore) box.append(h("button", { type: "button", id: "more-jobs", onclick: () => search(box, params, page.nextBefore, table) }, "Load more"));
+}
+
+function toLocalInput(iso) {
+  // An ISO time as the value of a datetime-local input (the browser's time zone).
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
 }
 
 function preview(row) {
@@ -484,7 +504,7 @@ async function viewJob(id) {
     ["Created", fmt.when(job.createdAt)], ["Run at", fmt.when(job.runAt)], ["Finished", fmt.when(job.finishedAt)], ["Singleton key", job.singletonKey || "–"],
     ["Last error", job.lastError ? `${job.lastErrorClass || ""} ${job.lastError}` : "–"]];
   const body = [h("h1", {}, `Job ${job.id}`), h("div", { class: "panel" }, h("dl", { class: "facts", id: "job-facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])))];
-  if (dl) body.push(deadLetterPanel(dl, job));
+  if (dl) body.push(deadLetterPanel(dl));
   body.push(h("h2", {}, "Payload"), payloadBlock(job.data, `job-${job.id}.json`));
   const history = job.history || [];
   body.push(h("h2", {}, `Attempts (${history.length})`), h("div", { class: "scroll panel" }, h("table", { id: "attempts" },
@@ -510,7 +530,7 @@ function payloadBlock(data, filename) {
     h("pre", { id: "payload" }, `${text.slice(0, LARGE_PAYLOAD)}\n…`));
 }
 
-function deadLetterPanel(dl, job) {
+function deadLetterPanel(dl) {
   const facts = [["Dead letter", `dl-${dl.id}`], ["Status", dl.status], ["Failed", fmt.when(dl.failedAt)], ["Error", `${dl.errorClass || ""}: ${dl.error || ""}`],
     ["Reviewed", dl.reviewed ? `yes, by ${dl.reviewedBy} at ${fmt.when(dl.reviewedAt)}` : "no"], ["Notes", dl.resolutionNotes || "–"],
     ["Retried as", dl.retriedJobId ? h("a", { href: `#/job/${dl.retriedJobId}` }, `job ${dl.retriedJobId}`) : "–"]];
@@ -550,8 +570,27 @@ function deadFilterFrom(params) {
   return f;
 }
 
+async function viewDeadLetter(jobId) {
+  // A dead letter on its own (it outlives its job's row, which retention prunes).
+  const dl = await get(`dead-letter/${encodeURIComponent(jobId)}`);
+  const history = dl.history || [];
+  main().replaceChildren(
+    h("h1", {}, `Dead letter of job ${dl.jobId}`),
+    h("p", {}, h("a", { href: `#/job/${dl.jobId}` }, "the job"), " · ", h("a", { href: `#/dead?queue=${encodeURIComponent(dl.queue)}` }, `dead letters of ${dl.queue}`)),
+    deadLetterPanel(dl),
+    h("h2", {}, "Payload"), payloadBlock(dl.data, `dead-letter-${dl.id}.json`),
+    h("h2", {}, `Attempts (${history.length})`),
+    h("div", { class: "scroll panel" }, h("table", { id: "attempts" },
+      h("thead", {}, h("tr", {}, ["#", "Started", "Duration", "Outcome", "Error class", "Error / Graph code"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, history.map((a) => h("tr", {}, h("td", {}, a.attempt ?? ""), h("td", {}, fmt.when(a.startedAt)), h("td", { class: "num" }, fmt.ms(a.durationMs)),
+        h("td", { class: "bad" }, a.outcome || ""), h("td", {}, a.errorClass || ""), h("td", { class: "wrap" }, a.error || "")))))),
+    (dl.operatorActions || []).length
+      ? [h("h2", {}, "Operator actions"), h("div", { class: "panel" }, h("ul", { id: "trail" }, dl.operatorActions.map((e) => h("li", {}, `${fmt.when(e.at)} · ${e.actor} · ${e.action}`))))]
+      : null);
+}
+
 async function viewDead(id, params) {
-  if (id) { location.hash = `#/job/${id}`; return; }
+  if (id) return viewDeadLetter(id);
   const f = deadFilterFrom(params);
   state.marks.clear();
   const field = (name, el) => { el.name = name; return el; };
@@ -593,8 +632,8 @@ async function loadDead(box, f, before, table) {
   }
   for (const d of page.deadLetters) {
     const mark = h("input", { type: "checkbox", "aria-label": `mark job ${d.jobId}`, onclick: (ev) => { ev.stopPropagation(); toggleMark(d.jobId, mark.checked); } });
-    table.tBodies[0].append(h("tr", { class: "clickable", dataset: { job: d.jobId }, onclick: () => { location.hash = `#/job/${d.jobId}`; } },
-      h("td", {}, mark), h("td", {}, h("a", { href: `#/job/${d.jobId}` }, String(d.jobId))), h("td", {}, d.queue), h("td", {}, fmt.when(d.failedAt)),
+    table.tBodies[0].append(h("tr", { class: "clickable", dataset: { job: d.jobId }, onclick: () => { location.hash = `#/dead/${d.jobId}`; } },
+      h("td", {}, mark), h("td", {}, h("a", { href: `#/dead/${d.jobId}` }, String(d.jobId))), h("td", {}, d.queue), h("td", {}, fmt.when(d.failedAt)),
       h("td", { class: "num" }, d.attempts), h("td", { class: "wrap" }, `${d.errorClass || ""}: ${d.error || ""}`), h("td", { class: "wrap" }, preview(d)),
       h("td", {}, d.reviewed ? `✎ ${d.reviewedBy}` : "")));
   }
