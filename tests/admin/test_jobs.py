@@ -232,7 +232,7 @@ async def test_finished_job_lists_page_newest_first(rig: Rig) -> None:
     assert finished == sorted(finished, reverse=True)
     # a cursor that is not in this list is refused rather than silently starting over
     response = await rig.api.get(f"/api/queue/{WORK}/jobs?status=dead&after={ids[0]}", headers=READ)
-    assert response.status == 400 and (await response.json())["error"]["field"] == "after"
+    assert response.status == 404 and (await response.json())["error"]["code"] == "not_found"
 
 
 @pytest.mark.parametrize(
@@ -256,6 +256,12 @@ async def test_job_list_parameters_are_checked(api: Api, query: str, field: str)
     response = await api.get(f"/api/queue/sync/jobs?{query}", headers=READ)
     assert response.status == 400
     assert (await response.json())["error"]["field"] == field
+
+
+async def test_a_cursor_that_points_nowhere_is_404(api: Api) -> None:
+    response = await api.get("/api/queue/sync/jobs?status=succeeded&after=424242", headers=READ)
+    assert response.status == 404 and (await response.json())["error"]["code"] == "not_found"
+    assert "424242" in (await response.json())["error"]["message"]
 
 
 async def test_job_list_of_an_unknown_queue_is_404_and_of_a_name_no_queue_can_have_400(api: Api) -> None:
