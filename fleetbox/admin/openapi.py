@@ -13,7 +13,7 @@ import copy
 from typing import Any
 
 from fleetbox.admin.auth import HEADER, Access
-from fleetbox.admin.inputs import ACTOR_HEADER
+from fleetbox.admin.inputs import ACTOR_HEADER, ACTOR_PATTERN
 from fleetbox.admin.models import ALERT_STATUSES, MAX_ERROR_MINUTES, MAX_OFFSET, TIME_RANGES, Input, reads
 from fleetbox.admin.routes import Route
 from fleetbox.admin.views import PREVIEW_CHARS
@@ -433,15 +433,15 @@ ACTOR: Schema = {
     "name": ACTOR_HEADER,
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR, "pattern": ACTOR_PATTERN},
     "description": "who acts, recorded in the audit log (default: admin-api; socket:<uid> on the control socket)",
 }
 OPERATOR: Schema = {
     "name": OPERATOR_HEADER,
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
-    "description": f"the operator's login name (the terminal UI sends it), as {ACTOR_HEADER}; both: the same",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR, "pattern": ACTOR_PATTERN},
+    "description": f"the operator's login name (the terminal UI sends it), as {ACTOR_HEADER}; both sent: this one",
 }
 
 _ERROR_TEXT = {
