@@ -46,7 +46,6 @@ MAX_OFFSET = 100_000
 MAX_ERROR_MINUTES = 1440
 TIME_RANGES = ("1h", "24h", "7d")
 ALERT_STATUSES = ("open", "resolved")
-DEAD_STATUSES = ("open", "retried", "discarded")
 #: A dead letter named in a path by its own id: ``dl-17`` (a bare number is always a job id).
 DEAD_LETTER_REF = "dl-"
 #: The longest delay of an enqueue, in milliseconds.

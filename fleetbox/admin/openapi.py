@@ -19,7 +19,7 @@ from fleetbox.admin.routes import Route
 from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, MAX_ID, MAX_PATH_ID_DIGITS
+from fleetbox.rules import MAX_ACTOR, MAX_ID
 from fleetbox.service.dead_letters import COUNT_CAP
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
 from fleetbox.service.jobs import JOB_STATUSES
@@ -55,8 +55,6 @@ NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-#: The largest id a path takes (18 digits).
-PATH_ID_MAX = 10**MAX_PATH_ID_DIGITS - 1
 ANY_OBJECT: Schema = {"type": "object"}
 
 _QUEUE_FIGURES = {
@@ -425,10 +423,6 @@ SCHEMAS: dict[str, Schema] = {
 # -- parameters ----------------------------------------------------------------------------------
 
 
-def _query(name: str, schema: Schema, description: str) -> Schema:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
-
-
 ACTOR: Schema = {
     "name": ACTOR_HEADER,
     "in": "header",
@@ -466,10 +460,6 @@ def _error(status: int) -> Schema:
 
 def _ok(schema_name: str, description: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema_name)}}}
-
-
-def _body(schema_name: str) -> Schema:
-    return {"required": True, "content": {"application/json": {"schema": _ref(schema_name)}}}
 
 
 #: operationId -> (summary, parameters, request body schema | None, {status: response}, errors)
