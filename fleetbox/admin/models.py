@@ -47,7 +47,6 @@ MAX_OFFSET = 100_000
 MAX_ERROR_MINUTES = 1440
 TIME_RANGES = ("1h", "24h", "7d")
 ALERT_STATUSES = ("open", "resolved")
-DEAD_STATUSES = ("open", "retried", "discarded")
 #: A dead letter named in a path by its own id: ``dl-17`` (a bare number is always a job id).
 DEAD_LETTER_REF = "dl-"
 #: The longest delay of an enqueue, in milliseconds.
@@ -95,8 +94,22 @@ def _yes_no(value: object) -> object:
     return rules.parse_yes_no(value, "reviewed") if isinstance(value, str) else value
 
 
-#: an integer in a JSON body
-JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+def json_int(ge: int, le: int) -> Any:
+    """An integer from ``ge`` to ``le`` in a JSON body (the bounds come first, so the schema has them)."""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_json_integer)]
+
+
+def _json_number(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+def json_number(*, le: float, ge: float | None = None, gt: float | None = None) -> Any:
+    """A number in a JSON body within the bounds (the bounds come first, so the schema has them)."""
+    return Annotated[float, Field(ge=ge, gt=gt, le=le), BeforeValidator(_json_number)]
+
+
 #: true or false in a JSON body
 JsonBool = Annotated[bool, BeforeValidator(_json_bool)]
 #: a yes/no query parameter: true, yes, false, no
@@ -177,7 +190,7 @@ class DeadRefPath(Input):
     ref: Annotated[
         str,
         Field(
-            pattern=f"^({DEAD_LETTER_REF})?[0-9]{{1,{rules.MAX_PATH_ID_DIGITS}}}$",
+            pattern=f"^({DEAD_LETTER_REF})?{rules.PATH_ID_DIGITS}$",
             description="the id of the job the dead letter holds (`4711`), or its own id as `dl-<id>` (`dl-17`)",
         ),
         AfterValidator(_dead_ref),
@@ -280,18 +293,12 @@ def _iso_text(value: object) -> object:
     return value
 
 
-def _number(value: object, _field: str) -> object:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("must be a number")
-    return value
-
-
 class EnqueueBody(Body):
     data: dict[str, Any] = Field(description="the payload, a JSON object (at most appliance.max_payload_bytes)")
-    priority: Annotated[JsonInt, Field(ge=rules.PRIORITY_MIN, le=rules.PRIORITY_MAX)] | None = Field(
+    priority: json_int(rules.PRIORITY_MIN, rules.PRIORITY_MAX) | None = Field(  # type: ignore[valid-type]
         None, description="1 runs first, 10 last (default 5)"
     )
-    delay: Annotated[float, BeforeValidator(lambda v: _number(v, "delay")), Field(ge=0, le=MAX_DELAY_MS)] | None = (
+    delay: json_number(ge=0, le=MAX_DELAY_MS) | None = (  # type: ignore[valid-type]
         Field(None, description="run no earlier than this many milliseconds from now (not with runAt)")
     )
     run_at: Annotated[dt.datetime, BeforeValidator(_iso_text)] | None = Field(
@@ -300,7 +307,7 @@ class EnqueueBody(Body):
     singleton_key: text(rules.SINGLETON_KEY_MAX) | None = Field(  # type: ignore[valid-type]
         None, alias="singletonKey", description="at most one waiting or running job per queue and key"
     )
-    max_attempts: Annotated[JsonInt, Field(ge=1, le=rules.MAX_ATTEMPTS_MAX)] | None = Field(None, alias="maxAttempts")
+    max_attempts: json_int(1, rules.MAX_ATTEMPTS_MAX) | None = Field(None, alias="maxAttempts")  # type: ignore[valid-type]
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -335,7 +342,7 @@ class BulkBody(Body):
         None, description="only those whose error message contains this text (any case)"
     )
     reviewed: JsonBool | None = None
-    expected_count: Annotated[JsonInt, Field(ge=0, le=MAX_BULK)] = Field(
+    expected_count: json_int(0, MAX_BULK) = Field(  # type: ignore[valid-type]
         alias="expectedCount",
         description="how many open dead letters the caller expects to match (409 and no change otherwise)",
     )
@@ -353,18 +360,18 @@ class BulkReviewBody(BulkBody):
 
 
 class ThresholdsBody(Body):
-    """The thresholds to change; the others keep their values."""
+    """The thresholds to change; the others keep their values (null is not a threshold)."""
 
     whole: ClassVar[str] = "thresholds"
 
-    max_backlog: Annotated[JsonInt, Field(ge=0, le=10**12)] | None = Field(None, alias="maxBacklog")
-    max_failure_rate: Annotated[float, BeforeValidator(lambda v: _number(v, "")), Field(ge=0, le=100)] | None = Field(
+    max_backlog: json_int(0, 10**12) = Field(None, alias="maxBacklog")  # type: ignore[valid-type]
+    max_failure_rate: json_number(ge=0, le=100) = Field(  # type: ignore[valid-type]
         None, alias="maxFailureRate"
     )
-    max_processing_time: Annotated[float, BeforeValidator(lambda v: _number(v, "")), Field(gt=0, le=10**12)] | None = (
+    max_processing_time: json_number(gt=0, le=10**12) = (  # type: ignore[valid-type]
         Field(None, alias="maxProcessingTime")
     )
-    max_dead_letter_jobs: Annotated[JsonInt, Field(ge=0, le=10**12)] | None = Field(None, alias="maxDeadLetterJobs")
+    max_dead_letter_jobs: json_int(0, 10**12) = Field(None, alias="maxDeadLetterJobs")  # type: ignore[valid-type]
 
     model_config = ConfigDict(
         json_schema_extra={"minProperties": 1, "examples": [{"maxBacklog": 2000, "maxFailureRate": 15}]}

@@ -13,13 +13,13 @@ import copy
 from typing import Any
 
 from fleetbox.admin.auth import HEADER, Access
-from fleetbox.admin.inputs import ACTOR_HEADER
+from fleetbox.admin.inputs import ACTOR_HEADER, ACTOR_PATTERN
 from fleetbox.admin.models import ALERT_STATUSES, MAX_ERROR_MINUTES, MAX_OFFSET, TIME_RANGES, Input, reads
 from fleetbox.admin.routes import Route
 from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, MAX_ID, MAX_PATH_ID_DIGITS
+from fleetbox.rules import MAX_ACTOR, MAX_ID
 from fleetbox.service.dead_letters import COUNT_CAP
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
 from fleetbox.service.jobs import JOB_STATUSES
@@ -55,8 +55,6 @@ NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-#: The largest id a path takes (18 digits).
-PATH_ID_MAX = 10**MAX_PATH_ID_DIGITS - 1
 ANY_OBJECT: Schema = {"type": "object"}
 
 _QUEUE_FIGURES = {
@@ -431,23 +429,19 @@ SCHEMAS: dict[str, Schema] = {
 # -- parameters ----------------------------------------------------------------------------------
 
 
-def _query(name: str, schema: Schema, description: str) -> Schema:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
-
-
 ACTOR: Schema = {
     "name": ACTOR_HEADER,
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR, "pattern": ACTOR_PATTERN},
     "description": "who acts, recorded in the audit log (default: admin-api; socket:<uid> on the control socket)",
 }
 OPERATOR: Schema = {
     "name": OPERATOR_HEADER,
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
-    "description": f"the operator's login name (the terminal UI sends it), as {ACTOR_HEADER}; both: the same",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR, "pattern": ACTOR_PATTERN},
+    "description": f"the operator's login name (the terminal UI sends it), as {ACTOR_HEADER}; both sent: this one",
 }
 
 _ERROR_TEXT = {
@@ -472,10 +466,6 @@ def _error(status: int) -> Schema:
 
 def _ok(schema_name: str, description: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema_name)}}}
-
-
-def _body(schema_name: str) -> Schema:
-    return {"required": True, "content": {"application/json": {"schema": _ref(schema_name)}}}
 
 
 #: operationId -> (summary, parameters, request body schema | None, {status: response}, errors)
