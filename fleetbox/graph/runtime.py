@@ -181,11 +181,15 @@ class GraphRuntime:
         return await self.subscriptions.maintain()
 
     def failing(self) -> dict[str, str | None]:
-        """Graph's part of the appliance's failing tasks: token kinds Entra is failing to issue
-        (``graph-tokens-app``, ``graph-tokens-delegated``; a ``task_failing`` alert after a minute)."""
-        if self.tokens is None:
-            return {}
-        return {f"graph-tokens-{o.kind.value}": o.error for o in self.tokens.failing()}
+        """Graph's part of the appliance's failing tasks (a ``task_failing`` alert after a minute):
+        token kinds Entra is failing to issue (``graph-tokens-app``, ``graph-tokens-delegated``), and
+        a burst of notifications with a wrong clientState (``graph-webhook-receiver``)."""
+        failing: dict[str, str | None] = {}
+        if self.tokens is not None:
+            failing.update({f"graph-tokens-{o.kind.value}": o.error for o in self.tokens.failing()})
+        if self.receiver is not None and (burst := self.receiver.failing()) is not None:
+            failing["graph-webhook-receiver"] = burst
+        return failing
 
     def limiter_states(self) -> dict[str, protocol.LimiterState]:
         """Per Graph queue, the state of the limiter of the resource it calls (the live stream's)."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from fleetbox.client import Client
@@ -20,7 +22,16 @@ from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.tokens import graph_scope
 from fleetbox.models import JobState, ManualClock
 from tests.conftest import wait_for
-from tests.graph.helpers import attempts, finished, posts
+from tests.graph.helpers import admin_url, attempts, finished, posts, subscribed
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[GraphSimulator]:
+    """The simulator, allowed to post notifications to the appliance's plain-HTTP admin port."""
+    async with GraphSimulator(allow_http_notification_urls=True) as simulator:
+        yield simulator
+    assert simulator.internal_errors == []
+
 
 MAIL = {"to": ["driver@contoso.example"], "subject": "Route change", "body": "Take the A7"}
 SEND_MAIL = r"POST /v1\.0/users/.*/sendMail"
@@ -287,7 +298,8 @@ async def test_posts_to_one_chat_arrive_at_least_1_1_seconds_apart(
     times = sorted(r.at for r in posts(sim, "POST /v1.0/chats/") if r.status == 201)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # Graph allows one a second per chat; fleetbox paces at 1.1 s so jitter cannot break the limit.
-    assert len(times) == 5 and min(gaps) >= 1.07, gaps
+    assert len(times) == 5 and min(gaps) >= 1.0, gaps
+    assert (times[-1] - times[0]) / 4 >= 1.08, gaps  # the pace, whatever one gap's jitter
     assert not [r for r in sim.requests if r.status == 429]
 
 
@@ -310,7 +322,9 @@ async def test_after_a_429_no_request_to_that_mailbox_leaves_before_retry_after(
         await wait_for(finished(client, job.id), timeout=20)
     calls = sends_to(sim, OTHER_MAILBOX)
     [throttled] = [r for r in calls if r.status == 429]
-    inside = [r for r in calls if r is not throttled and throttled.at <= r.at < throttled.at + 3]
+    # Requests already on the wire when the 429 came back cannot be recalled: a quarter second for
+    # them (they left before fleetbox knew); none may leave after it knew, inside the window.
+    inside = [r for r in calls if r is not throttled and throttled.at + 0.25 <= r.at < throttled.at + 3]
     assert inside == []
     assert len(sim.sent_mail) == 6
 
@@ -336,3 +350,59 @@ async def test_a_pause_one_appliance_was_given_holds_back_another(
     [throttled] = [r for r in calls if r.status == 429]
     assert [r for r in calls if r is not throttled and r.at < throttled.at + 4] == []
     assert len(sim.sent_mail) == 2
+
+
+# -- 8. change notifications ------------------------------------------------------------------
+
+
+async def test_the_validation_handshake_echoes_plain_text_only(start: Any) -> None:
+    app = await start()
+    url = admin_url(app) + "/api/graph/notifications"
+    token = "Validation: Testing client application reachability for subscription Request-Id: 5f3a"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, params={"validationToken": token}) as resp:
+            assert resp.status == 200 and await resp.text() == token
+            assert resp.content_type == "text/plain"
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        for bad in ("<script>alert(1)</script>\n", "x" * 1025, ""):
+            async with http.post(url, params={"validationToken": bad}) as resp:
+                assert resp.status == 400 and resp.content_type == "text/plain"
+                assert bad not in await resp.text() or bad == ""
+
+
+async def test_a_burst_of_forged_notifications_is_counted_not_stored_and_raises_an_alert(
+    start: Any, sim: GraphSimulator, sql: Any
+) -> None:
+    app, sub_id = await subscribed(start)
+    for _ in range(3):
+        delivery = await sim.deliver(sub_id, [{"changeType": "created"}] * 50, client_state="forged")
+        assert delivery.status == 202
+    assert await sql.fetchval("SELECT count(*) FROM webhook_events") == 0
+    assert app.graph.receiver is not None and app.graph.receiver.rejected_total == 150
+    assert "wrong clientState" in (app.graph.failing()["graph-webhook-receiver"] or "")
+
+
+async def test_malformed_or_oversized_notification_bodies_are_400_or_413_never_5xx(start: Any) -> None:
+    app = await start()
+    url = admin_url(app) + "/api/graph/notifications"
+    deep = "[" * 2000 + "]" * 2000
+    bodies = [deep, '{"value": [{"a": NaN}]}', '{"value": [{"a": 1e999}]}', '{"value": [{"a": "\\u0000"}]}',
+              '{"value": [{"a": "\\ud800"}]}', "not json", "\xff"]  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        for body in bodies:
+            async with http.post(url, data=body.encode("utf-8", "surrogateescape")) as resp:
+                assert resp.status == 400, body[:40]
+        many = {"value": [{"changeType": "created"}] * 1001}
+        async with http.post(url, json=many) as resp:
+            assert resp.status == 413
+
+
+async def test_a_peer_flooding_the_receiver_gets_429(start: Any) -> None:
+    app = await start()
+    url = admin_url(app) + "/api/graph/notifications"
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(150):
+            async with http.post(url, json={"value": []}) as resp:
+                statuses.append(resp.status)
+    assert statuses[0] == 202 and 429 in statuses
