@@ -81,6 +81,7 @@ class GraphRuntime:
         self.subscriptions: Subscriptions | None = None
         self.receiver: Receiver | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._subscribing: asyncio.Task[None] | None = None
 
     def handlers(self) -> dict[str, Handler]:
         """The processors of the spec's Graph-backed queues (none when Graph is off)."""
@@ -166,9 +167,23 @@ class GraphRuntime:
             self.receiver.install(app)
 
     def set_public_url(self, url: str) -> None:
-        """The admin server's address, once bound: the simulator's notifications go there."""
+        """The admin server's address, once bound: the simulator's notifications go there. The
+        receiver answers now, so the configured subscriptions are created (or adopted) at once
+        rather than at the first 5-minute tick."""
         if self.ctx is not None and self.simulator is not None and self.settings.graph.webhook_base_url is None:
             self.ctx.settings = self.ctx.settings.model_copy(update={"webhook_base_url": url})
+        if self.subscriptions is not None and self.settings.graph.subscriptions and self._subscribing is None:
+            self._subscribing = asyncio.create_task(self._subscribe_at_start(), name="graph-subscribe-at-start")
+
+    async def _subscribe_at_start(self) -> None:
+        assert self.subscriptions is not None
+        try:
+            done = await self.subscriptions.maintain()
+        except Exception as exc:  # the 5-minute tick tries again
+            log.warning("subscriptions not created at start; the scheduled check will try again",
+                        extra={"event": "graph_subscriptions_deferred", "error": str(exc)})  # fmt: skip
+        else:
+            log.info("subscriptions checked at start", extra={"event": "graph_subscriptions_started", **done})
 
     def tasks(self) -> list[PeriodicTask]:
         """Scheduled: keep the configured subscriptions alive (every 5 minutes, once across processes)."""
@@ -224,6 +239,10 @@ class GraphRuntime:
 
     async def stop(self) -> None:
         """Close the client and the simulator; then write the rate-limit events still buffered."""
+        if self._subscribing is not None:
+            self._subscribing.cancel()
+            await asyncio.gather(self._subscribing, return_exceptions=True)
+            self._subscribing = None
         if self.client is not None:
             await self.client.close()
             self.client = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.tokens import graph_scope
 from fleetbox.models import JobState, ManualClock
 from tests.conftest import wait_for
-from tests.graph.helpers import admin_url, attempts, finished, posts, subscribed
+from tests.graph.helpers import SENDER, admin_url, attempts, finished, posts, subscribed
 
 
 @pytest.fixture
@@ -406,3 +407,27 @@ async def test_a_peer_flooding_the_receiver_gets_429(start: Any) -> None:
             async with http.post(url, json={"value": []}) as resp:
                 statuses.append(resp.status)
     assert statuses[0] == 202 and 429 in statuses
+
+
+# -- 9. subscriptions at start ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_configured_subscriptions_are_created_at_start_not_at_the_first_tick(
+    start: Any, sim: GraphSimulator
+) -> None:
+    port = free_port()
+    resource = f"users/{SENDER}/mailFolders('inbox')/messages"
+    await start(
+        admin={"port": port, "socket_enabled": False},
+        graph={"webhook_base_url": f"http://127.0.0.1:{port}",
+               "subscriptions": [{"source": "outlook", "resource": resource}]},
+    )  # fmt: skip
+    # Graph keeps a subscription only once the receiver answered its validation handshake; the
+    # scheduled check would first run five minutes after start.
+    await wait_for(lambda: any(s["resource"] == resource for s in sim.subscriptions.values()), timeout=10)
