@@ -7,7 +7,7 @@ the Graph client gets :attr:`GraphSimulator.base_url` and :meth:`GraphSimulator.
 The TLS certificate comes from a throw-away ``trustme`` CA, because msal refuses any authority or
 token endpoint that is not https.
 
-What it serves (the contract is ``shared/research/graph-contract.md``; section numbers below):
+What it serves (the contract is ``docs/graph-contract.md`` in this repository; section numbers below):
 
 - Entra (6.x): OIDC discovery, the token endpoint (client credentials with a secret or an assertion,
   refresh token, device code) and the device-code endpoint.
