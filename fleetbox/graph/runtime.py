@@ -155,6 +155,8 @@ class GraphRuntime:
         self.client = GraphClient(graph, tokens, self.limiters)
         await self.client.start()
         files_dir = graph.files_dir or data_dir / "attachments"
+        # Attachments are private: a directory fleetbox creates is the appliance user's only.
+        files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.ctx = GraphContext(self.store, self.client, self.limiters, graph, self.clock, files_dir)
         self.subscriptions = Subscriptions(self.ctx)
         secret = graph.client_state.get_secret_value() if graph.client_state else None

@@ -18,7 +18,7 @@ import re
 import secrets
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -30,6 +30,7 @@ from fleetbox.graph.sim_common import (
     MAX_OUTLOOK_CHUNK_BYTES,
     DriveFile,
     GraphError,
+    TokenKind,
     UploadSession,
     iso,
     json_response,
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 MAX_SIMPLE_UPLOAD_BYTES = 250 * 1024 * 1024
 DOWNLOAD_URL_SECONDS = 300.0
 _ITEM_PATH = re.compile(r"^(?P<parent>[^:/]+):/(?P<name>[^:]+):/(?P<action>content|createUploadSession)$")
+#: the path form of /me/drive: ``root:/{folder/path/name}:/{action}``, exactly two colons
+_ME_PATH = re.compile(r"^root:/(?P<path>[^:]+):/(?P<action>content|createUploadSession)$")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CONFLICT_BEHAVIORS = ("fail", "replace", "rename")
@@ -80,6 +83,66 @@ def _team_drive(sim: GraphSimulator, team: str) -> str:
         root = _folder_item(sim, drive_id, "root", f"{sim.authority_host}/sites/{team}/Shared%20Documents")
         root.item["root"] = {}
     return drive_id
+
+
+def _user_drive(sim: GraphSimulator, user: str) -> str:
+    """The OneDrive of a user (created on first use, as provisioning does)."""
+    key = f"user:{user.lower()}"
+    drive_id = sim.teams_drives.get(key)
+    if drive_id is None:
+        drive_id = sim.teams_drives[key] = "b!" + secrets.token_urlsafe(48)
+        root = _folder_item(sim, drive_id, "root", f"{sim.authority_host}/personal/{quote(user)}/Documents")
+        root.item["root"] = {}
+    return drive_id
+
+
+def _folder_at(sim: GraphSimulator, drive_id: str, segments: list[str]) -> DriveFile:
+    """The folder at a path under the drive's root; missing folders are created, as Graph does for a
+    path-based upload."""
+    folder = _root(sim, drive_id)
+    for name in segments:
+        child = next((e for e in sim.drive_items.values() if e.drive_id == drive_id and e.folder
+                      and e.parent_id == folder.item["id"] and e.name.lower() == name.lower()), None)  # fmt: skip
+        if child is None:
+            child = _folder_item(sim, drive_id, name, f"{folder.item['webUrl']}/{quote(name)}")
+            child.parent_id = folder.item["id"]
+            folder.item["folder"]["childCount"] = folder.item["folder"].get("childCount", 0) + 1
+        folder = child
+    return folder
+
+
+def _me_target(sim: GraphSimulator, request: web.Request, action: str) -> tuple[str, DriveFile, str]:
+    """``/me/drive/root:/{path}:/{action}``: the drive, the parent folder and the file name."""
+    token = sim.authorize(request)
+    if token.kind is not TokenKind.DELEGATED:
+        raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
+    match = _ME_PATH.match(request.match_info["path"])
+    if match is None or match["action"] != action:
+        raise GraphError(
+            400, "invalidRequest", f"Use /me/drive/root:/{{path/to/filename}}:/{action} (one path between two colons)."
+        )
+    *folders, name = [unquote(s) for s in match["path"].split("/") if s]
+    drive_id = _user_drive(sim, token.subject)
+    return drive_id, _folder_at(sim, drive_id, folders), name
+
+
+async def me_drive_put(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+    """``PUT /me/drive/root:/{path}/{name}:/content``: a small upload to the signed-in user's OneDrive."""
+    drive_id, parent, name = _me_target(sim, request, "content")
+    data: bytes = request[BODY]
+    if len(data) > MAX_SIMPLE_UPLOAD_BYTES:
+        raise GraphError(
+            413, "RequestEntityTooLarge", "PUT content supports files up to 250 MB; use an upload session."
+        )
+    conflict = _conflict(request.query.get("@microsoft.graph.conflictBehavior"))
+    stored, status = _commit(sim, drive_id, parent, name, data, conflict)
+    return json_response(_item_json(sim, stored), status=status)
+
+
+async def me_drive_post(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+    """``POST /me/drive/root:/{path}/{name}:/createUploadSession`` (200)."""
+    drive_id, parent, name = _me_target(sim, request, "createUploadSession")
+    return _open_session(sim, request, drive_id, parent.item["id"], name)
 
 
 def _root(sim: GraphSimulator, drive_id: str) -> DriveFile:
@@ -218,6 +281,12 @@ async def drive_item_post(sim: GraphSimulator, request: web.Request) -> web.Stre
     if match is None or match["action"] != "createUploadSession":
         raise GraphError(400, "invalidRequest", "Use POST .../items/{parent-id}:/{filename}:/createUploadSession.")
     _parent(sim, drive_id, match["parent"])
+    return _open_session(sim, request, drive_id, match["parent"], match["name"])
+
+
+def _open_session(
+    sim: GraphSimulator, request: web.Request, drive_id: str, parent_id: str, name: str
+) -> web.StreamResponse:
     body: bytes = request[BODY]
     payload = read_json(body) if body else {}
     item = payload.get("item", {})
@@ -232,9 +301,9 @@ async def drive_item_post(sim: GraphSimulator, request: web.Request) -> web.Stre
         kind="drive",
         size=-1,
         expires=utc_now() + dt.timedelta(hours=24),
-        name=str(item.get("name") or match["name"]),
+        name=str(item.get("name") or name),
         drive_id=drive_id,
-        parent_id=match["parent"],
+        parent_id=parent_id,
         conflict_behavior=_conflict(item.get("@microsoft.graph.conflictBehavior")),
         defer_commit=defer,
         auth_token=sim.new_token(),
@@ -418,6 +487,8 @@ ROUTES = [
     ("PUT", "/v1.0/drives/{drive_id}/items/{path:.+}", drive_item_put),
     ("POST", "/v1.0/drives/{drive_id}/items/{path:.+}", drive_item_post),
     ("GET", "/v1.0/drives/{drive_id}/items/{path:.+}", drive_item_get),
+    ("PUT", "/v1.0/me/drive/{path:.+}", me_drive_put),
+    ("POST", "/v1.0/me/drive/{path:.+}", me_drive_post),
     ("PUT", "/_upload/{session_id}", upload_put),
     ("GET", "/_upload/{session_id}", upload_get),
     ("DELETE", "/_upload/{session_id}", upload_delete),

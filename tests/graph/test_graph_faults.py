@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import os
 import socket
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 from fleetbox.client import Client
 from fleetbox.config import GraphSettings
 from fleetbox.graph.simulator import GraphSimulator
-from fleetbox.graph.tokens import graph_scope
+from fleetbox.graph.tokens import TokenKind, Tokens, graph_scope
 from fleetbox.models import JobState, ManualClock
 from tests.conftest import wait_for
 from tests.graph.helpers import SENDER, admin_url, attempts, finished, posts, subscribed
@@ -431,3 +433,61 @@ async def test_configured_subscriptions_are_created_at_start_not_at_the_first_ti
     # Graph keeps a subscription only once the receiver answered its validation handshake; the
     # scheduled check would first run five minutes after start.
     await wait_for(lambda: any(s["resource"] == resource for s in sim.subscriptions.values()), timeout=10)
+
+
+# -- issue 10: the OneDrive upload path, private attachment files -------------------------------
+
+
+@pytest.mark.parametrize("size", [1000, 3 * 1024 * 1024 + 5])
+async def test_the_onedrive_default_uploads_to_a_valid_path_in_the_service_accounts_drive(
+    start: Any, client: Client, sim: GraphSimulator, graph: dict[str, Any], size: int
+) -> None:
+    await start()
+    data = os.urandom(size)
+    Path(graph["files_dir"], "report").write_bytes(data)  # noqa: ASYNC240 -- test setup, before the work
+    job = await client.enqueue_attachment_upload(
+        {"fileId": "report", "fileName": "route report.pdf", "fileSize": size, "contentType": "application/pdf",
+         "operation": "upload", "source": "teams"}
+    )  # fmt: skip
+    await wait_for(finished(client, job.id), timeout=20)
+    [item] = [f for f in sim.drive_items.values() if f.name == "route report.pdf"]
+    assert item.data == data
+    assert sim.drive_items[item.parent_id].name == "fleetbox"
+    [call] = [r for r in sim.requests if r.path.startswith("/v1.0/me/drive/")]
+    assert call.path.startswith("/v1.0/me/drive/root:/fleetbox/route report.pdf:/")
+
+
+async def test_a_path_with_a_colon_per_folder_is_refused_as_graph_refuses_it(
+    sim: GraphSimulator, http: aiohttp.ClientSession, graph: dict[str, Any]
+) -> None:
+    tokens = Tokens(GraphSettings(**graph), cache_path=Path(graph["token_cache_path"]))
+    await tokens.start()
+    try:
+        token = await tokens.token(TokenKind.DELEGATED)
+    finally:
+        tokens.close()
+    url = f"{sim.base_url}/me/drive/root:/fleetbox:/a.txt:/content"
+    async with http.put(url, data=b"x", headers={"Authorization": f"Bearer {token}"}) as resp:
+        assert resp.status == 400
+
+
+async def test_downloaded_attachments_are_owner_only(
+    start: Any, client: Client, sim: GraphSimulator, tmp_path: Path
+) -> None:
+    private = tmp_path / "private"
+    await start(graph={"files_dir": str(private)})
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700  # made by the appliance, owner-only
+    (private / "up").write_bytes(b"manifest")
+    up = await client.enqueue_attachment_upload(
+        {"fileId": "up", "fileName": "m.txt", "fileSize": 8, "contentType": "text/plain", "operation": "upload",
+         "source": "teams", "teamId": "5f3ad8e1-3c1b-4f0e-9a57-2a1c0e6b7d21", "channelId": "19:c0ffee@thread.tacv2"}
+    )  # fmt: skip
+    await wait_for(finished(client, up.id))
+    [(item_id, item)] = [(i, f) for i, f in sim.drive_items.items() if f.name == "m.txt"]
+    down = await client.enqueue_attachment_upload(
+        {"fileId": "down", "fileName": "m.txt", "fileSize": 8, "contentType": "text/plain",
+         "operation": "download", "source": "teams", "driveId": item.drive_id, "itemId": item_id}
+    )  # fmt: skip
+    await wait_for(finished(client, down.id))
+    assert (private / "down").read_bytes() == b"manifest"
+    assert stat.S_IMODE((private / "down").stat().st_mode) == 0o600
