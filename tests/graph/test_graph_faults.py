@@ -491,3 +491,24 @@ async def test_downloaded_attachments_are_owner_only(
     await wait_for(finished(client, down.id))
     assert (private / "down").read_bytes() == b"manifest"
     assert stat.S_IMODE((private / "down").stat().st_mode) == 0o600
+
+
+# -- issue 12: simulator-mode sync state survives a restart -------------------------------------
+
+
+async def test_a_sync_after_a_restart_in_simulator_mode_goes_on_from_the_stored_delta_link(
+    appliance_factory: Any, client: Client, sql: Any
+) -> None:
+    section = {"enabled": True, "simulate": True, "sender": SENDER}
+    sync = {"resourceType": "messages", "userId": SENDER, "folder": "inbox"}
+    first = await appliance_factory(graph=section)
+    job = await client.enqueue("sync", sync)
+    await wait_for(finished(client, job.id), timeout=15)
+    link = await sql.fetchval("SELECT delta_link FROM sync_history WHERE delta_link IS NOT NULL")
+    assert link.startswith("users/") and "$deltatoken=" in link  # relative to graph.base_url
+    await first.stop()
+    await appliance_factory(graph=section)  # a new simulator, on another port
+    again = await client.enqueue("sync", sync)
+    await wait_for(finished(client, again.id), timeout=15)
+    info = await client.get_job(again.id)
+    assert [a.error_class for a in info.history] == [None]
