@@ -40,7 +40,7 @@ from fleetbox.graph.sim_common import (
 )
 
 if TYPE_CHECKING:
-    from fleetbox.graph.simulator import GraphSimulator
+    from fleetbox.graph.sim_state import SimState
 
 #: small uploads (PUT .../content) are limited to 250 MB
 MAX_SIMPLE_UPLOAD_BYTES = 250 * 1024 * 1024
@@ -57,7 +57,7 @@ def _item_id() -> str:
     return "01" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(32))
 
 
-def _folder_item(sim: GraphSimulator, drive_id: str, name: str, web_url: str) -> DriveFile:
+def _folder_item(sim: SimState, drive_id: str, name: str, web_url: str) -> DriveFile:
     now = iso(utc_now())
     item_id = _item_id()
     item = {
@@ -76,7 +76,7 @@ def _folder_item(sim: GraphSimulator, drive_id: str, name: str, web_url: str) ->
     return folder
 
 
-def _team_drive(sim: GraphSimulator, team: str) -> str:
+def _team_drive(sim: SimState, team: str) -> str:
     drive_id = sim.teams_drives.get(team)
     if drive_id is None:
         drive_id = sim.teams_drives[team] = "b!" + secrets.token_urlsafe(48)
@@ -85,7 +85,7 @@ def _team_drive(sim: GraphSimulator, team: str) -> str:
     return drive_id
 
 
-def _user_drive(sim: GraphSimulator, user: str) -> str:
+def _user_drive(sim: SimState, user: str) -> str:
     """The OneDrive of a user (created on first use, as provisioning does)."""
     key = f"user:{user.lower()}"
     drive_id = sim.teams_drives.get(key)
@@ -96,7 +96,7 @@ def _user_drive(sim: GraphSimulator, user: str) -> str:
     return drive_id
 
 
-def _folder_at(sim: GraphSimulator, drive_id: str, segments: list[str]) -> DriveFile:
+def _folder_at(sim: SimState, drive_id: str, segments: list[str]) -> DriveFile:
     """The folder at a path under the drive's root; missing folders are created, as Graph does for a
     path-based upload."""
     folder = _root(sim, drive_id)
@@ -111,7 +111,7 @@ def _folder_at(sim: GraphSimulator, drive_id: str, segments: list[str]) -> Drive
     return folder
 
 
-def _me_target(sim: GraphSimulator, request: web.Request, action: str) -> tuple[str, DriveFile, str]:
+def _me_target(sim: SimState, request: web.Request, action: str) -> tuple[str, DriveFile, str]:
     """``/me/drive/root:/{path}:/{action}``: the drive, the parent folder and the file name."""
     token = sim.authorize(request)
     if token.kind is not TokenKind.DELEGATED:
@@ -126,7 +126,7 @@ def _me_target(sim: GraphSimulator, request: web.Request, action: str) -> tuple[
     return drive_id, _folder_at(sim, drive_id, folders), name
 
 
-async def me_drive_put(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def me_drive_put(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``PUT /me/drive/root:/{path}/{name}:/content``: a small upload to the signed-in user's OneDrive."""
     drive_id, parent, name = _me_target(sim, request, "content")
     data: bytes = request[BODY]
@@ -139,20 +139,20 @@ async def me_drive_put(sim: GraphSimulator, request: web.Request) -> web.StreamR
     return json_response(_item_json(sim, stored), status=status)
 
 
-async def me_drive_post(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def me_drive_post(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /me/drive/root:/{path}/{name}:/createUploadSession`` (200)."""
     drive_id, parent, name = _me_target(sim, request, "createUploadSession")
     return _open_session(sim, request, drive_id, parent.item["id"], name)
 
 
-def _root(sim: GraphSimulator, drive_id: str) -> DriveFile:
+def _root(sim: SimState, drive_id: str) -> DriveFile:
     for entry in sim.drive_items.values():
         if entry.drive_id == drive_id and entry.folder and "root" in entry.item:
             return entry
     raise GraphError(404, "itemNotFound", f"Drive '{drive_id}' was not found.")
 
 
-async def files_folder(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def files_folder(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /teams/{team-id}/channels/{channel-id}/filesFolder``: the channel's folder driveItem."""
     sim.authorize(request)
     team, channel = request.match_info["team_id"], request.match_info["channel_id"]
@@ -172,7 +172,7 @@ async def files_folder(sim: GraphSimulator, request: web.Request) -> web.StreamR
     return json_response({"@odata.context": context, **body})
 
 
-def _parent(sim: GraphSimulator, drive_id: str, parent_id: str) -> DriveFile:
+def _parent(sim: SimState, drive_id: str, parent_id: str) -> DriveFile:
     if parent_id == "root":
         return _root(sim, drive_id)
     parent = sim.drive_items.get(parent_id)
@@ -182,7 +182,7 @@ def _parent(sim: GraphSimulator, drive_id: str, parent_id: str) -> DriveFile:
 
 
 def _commit(
-    sim: GraphSimulator, drive_id: str, parent: DriveFile, name: str, data: bytes, conflict: str
+    sim: SimState, drive_id: str, parent: DriveFile, name: str, data: bytes, conflict: str
 ) -> tuple[DriveFile, int]:
     """Store a file under ``parent``; return it and the status (201 new, 200 replaced)."""
     existing = next(
@@ -251,11 +251,11 @@ def _conflict(value: object) -> str:
     return behavior
 
 
-def _item_json(sim: GraphSimulator, stored: DriveFile) -> dict[str, Any]:
+def _item_json(sim: SimState, stored: DriveFile) -> dict[str, Any]:
     return {"@odata.context": f"{sim.base_url}/$metadata#drives('{stored.drive_id}')/items/$entity", **stored.item}
 
 
-async def drive_item_put(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def drive_item_put(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``PUT /drives/{drive-id}/items/{parent-id}:/{name}:/content``: a small upload (201, or 200 on replace)."""
     sim.authorize(request)
     drive_id = request.match_info["drive_id"]
@@ -273,7 +273,7 @@ async def drive_item_put(sim: GraphSimulator, request: web.Request) -> web.Strea
     return json_response(_item_json(sim, stored), status=status)
 
 
-async def drive_item_post(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def drive_item_post(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /drives/{drive-id}/items/{parent-id}:/{name}:/createUploadSession`` (200)."""
     sim.authorize(request)
     drive_id = request.match_info["drive_id"]
@@ -284,9 +284,7 @@ async def drive_item_post(sim: GraphSimulator, request: web.Request) -> web.Stre
     return _open_session(sim, request, drive_id, match["parent"], match["name"])
 
 
-def _open_session(
-    sim: GraphSimulator, request: web.Request, drive_id: str, parent_id: str, name: str
-) -> web.StreamResponse:
+def _open_session(sim: SimState, request: web.Request, drive_id: str, parent_id: str, name: str) -> web.StreamResponse:
     body: bytes = request[BODY]
     payload = read_json(body) if body else {}
     item = payload.get("item", {})
@@ -321,7 +319,7 @@ def _open_session(
     )
 
 
-async def drive_item_get(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def drive_item_get(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /drives/{drive-id}/items/{item-id}`` (JSON) and ``.../{item-id}/content`` (302 to the bytes)."""
     sim.authorize(request)
     drive_id, path = request.match_info["drive_id"], request.match_info["path"]
@@ -342,7 +340,7 @@ async def drive_item_get(sim: GraphSimulator, request: web.Request) -> web.Strea
     return json_response(body)
 
 
-def _session(sim: GraphSimulator, request: web.Request) -> UploadSession:
+def _session(sim: SimState, request: web.Request) -> UploadSession:
     sim.refuse_authorization_header(request)
     session = sim.upload_sessions.get(request.match_info["session_id"])
     if session is None or session.expires <= utc_now():
@@ -352,7 +350,7 @@ def _session(sim: GraphSimulator, request: web.Request) -> UploadSession:
     return session
 
 
-def _progress(sim: GraphSimulator, session: UploadSession, status: int) -> web.Response:
+def _progress(sim: SimState, session: UploadSession, status: int) -> web.Response:
     done = len(session.received)
     if session.kind == "outlook":
         context = (
@@ -372,7 +370,7 @@ def _progress(sim: GraphSimulator, session: UploadSession, status: int) -> web.R
     return json_response(body, status=status)
 
 
-async def upload_put(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def upload_put(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``PUT {uploadUrl}``: the next fragment, in order, with ``Content-Range: bytes a-b/total``."""
     session = _session(sim, request)
     data: bytes = request[BODY]
@@ -426,7 +424,7 @@ async def upload_put(sim: GraphSimulator, request: web.Request) -> web.StreamRes
     return _finish_drive(sim, session)
 
 
-def _finish_drive(sim: GraphSimulator, session: UploadSession) -> web.Response:
+def _finish_drive(sim: SimState, session: UploadSession) -> web.Response:
     del sim.upload_sessions[session.id]
     parent = _parent(sim, session.drive_id, session.parent_id)
     stored, status = _commit(
@@ -435,19 +433,19 @@ def _finish_drive(sim: GraphSimulator, session: UploadSession) -> web.Response:
     return json_response(_item_json(sim, stored), status=status)
 
 
-async def upload_get(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def upload_get(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET {uploadUrl}``: the session's status, to resume after a crash (200 + nextExpectedRanges)."""
     return _progress(sim, _session(sim, request), 200)
 
 
-async def upload_delete(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def upload_delete(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``DELETE {uploadUrl}``: cancel the session (204)."""
     session = _session(sim, request)
     del sim.upload_sessions[session.id]
     return web.Response(status=204)
 
 
-async def upload_commit(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def upload_commit(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST {uploadUrl}`` with ``Content-Length: 0``: commit a deferCommit drive session (201)."""
     session = _session(sim, request)
     if session.kind != "drive" or not session.defer_commit:
@@ -457,7 +455,7 @@ async def upload_commit(sim: GraphSimulator, request: web.Request) -> web.Stream
     return _finish_drive(sim, session)
 
 
-async def download(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def download(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET {downloadUrl}``: the file's bytes (206 for a ``Range``), no Authorization header allowed."""
     sim.refuse_authorization_header(request)
     entry = sim.downloads.get(request.match_info["token"])
