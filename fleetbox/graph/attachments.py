@@ -124,6 +124,8 @@ async def _upload_session(
         await ctx.store.graph.save_upload(job.id, url, size, 0, None)
     while True:
         chunk = await asyncio.to_thread(_read_chunk, path, offset, min(CHUNK_BYTES, size - offset))
+        if op.source == "outlook" and key is not None:
+            await ctx.limiters.upload_bytes(key, len(chunk))  # Outlook: 150 MB per 5 min per mailbox
         end = offset + len(chunk) - 1
         response = await ctx.graph.request(
                 "PUT", url, resource="uploads", token=None, data=chunk,

@@ -512,3 +512,29 @@ async def test_a_sync_after_a_restart_in_simulator_mode_goes_on_from_the_stored_
     await wait_for(finished(client, again.id), timeout=15)
     info = await client.get_job(again.id)
     assert [a.error_class for a in info.history] == [None]
+
+
+# -- 10. Outlook's upload budget per mailbox -----------------------------------------------------
+
+
+async def test_attachment_uploads_into_one_mailbox_keep_to_its_byte_budget(
+    start: Any, client: Client, sim: GraphSimulator, graph: dict[str, Any]
+) -> None:
+    # Graph: 150 MB per 5 minutes per mailbox; here 4 MiB per 2 s, so two 3.2 MB files cannot both
+    # go at once: the second waits (outside the worker pool) until the budget has room.
+    await start(rate_limits={"outlook_upload_bytes": 4 * 1024 * 1024, "outlook_upload_period_seconds": 2})
+    size = 3 * 1024 * 1024 + 300_000
+    jobs = []
+    for n in (1, 2):
+        draft = sim.add_mail(SENDER, "drafts", {"subject": f"photos {n}"})
+        Path(graph["files_dir"], f"p{n}").write_bytes(os.urandom(size))  # noqa: ASYNC240 -- test setup
+        jobs.append(await client.enqueue_attachment_upload(
+            {"fileId": f"p{n}", "fileName": f"p{n}.zip", "fileSize": size, "contentType": "application/zip",
+             "operation": "upload", "source": "outlook", "userId": SENDER, "messageId": draft["id"]}
+        ))  # fmt: skip
+    for job in jobs:
+        await wait_for(finished(client, job.id), timeout=20)
+    puts = [r for r in sim.requests if r.method == "PUT" and r.path.startswith("/_upload/")]
+    firsts = sorted(r.at for r in puts if r.headers["content-range"].startswith("bytes 0-"))
+    assert len(firsts) == 2 and firsts[1] - firsts[0] >= 0.9
+    assert sorted(len(a) for a in sim.mail_attachments.values()) == [1, 1]
