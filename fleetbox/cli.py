@@ -72,6 +72,13 @@ def _job_id(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("id: ")) from None
 
 
+def _job_ids(text: str) -> list[int]:
+    ids = [_job_id(part.strip()) for part in text.split(",")]
+    if len(ids) > 1000:
+        raise argparse.ArgumentTypeError("at most 1000 job ids")
+    return ids
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -109,6 +116,19 @@ def _parser() -> argparse.ArgumentParser:
     when.add_argument("--run-at", metavar="ISO", help="run no earlier than this time (ISO 8601 with zone)")
     enq.add_argument("--singleton-key", metavar="KEY")
     enq.add_argument("--max-attempts", type=int)
+    enq.add_argument(
+        "--after",
+        type=_job_ids,
+        metavar="ID[,ID]",
+        help="run only once every one of these jobs has succeeded (it waits as 'blocked')",
+    )
+    enq.add_argument(
+        "--on-failure",
+        choices=["cancel", "ignore", "hold"],
+        default="cancel",
+        help="with --after, if a parent fails: cancel this job, run it anyway, or hold it on the parent's "
+        "dead letter (default cancel)",
+    )
 
     db = sub.add_parser("db", help="the embedded PostgreSQL (used when no database is configured)")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -438,9 +458,10 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
                 run_at = dt.datetime.fromisoformat(args.run_at)
             except ValueError:
                 raise InvalidInput("not an ISO 8601 time", field="--run-at") from None
+        after = {"depends_on": args.after, "on_failure": args.on_failure} if args.after else {}
         result = await service.enqueue.enqueue(
             args.queue, data, priority=args.priority, run_at=run_at, delay=args.delay,
-            singleton_key=args.singleton_key, max_attempts=args.max_attempts,
+            singleton_key=args.singleton_key, max_attempts=args.max_attempts, **after,
         )  # fmt: skip
         print(result.id)
         if not result.created:
@@ -465,7 +486,16 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
         return 0
     if args.command == "job":
         info = await service.jobs.get(args.job_id)
-        print(json.dumps({**_jsonable(info), "state": _state_word(info.state)}, indent=2, default=str))
+        relations = await service.dependencies.relations(args.job_id)
+        graph: dict[str, Any] = {
+            "parents": [_jsonable(link) for link in relations.parents],
+            "children": [_jsonable(link) for link in relations.children],
+        }
+        if relations.has_result:
+            graph["result"] = relations.result
+        if relations.cancellation is not None:
+            graph["cancellation"] = _jsonable(relations.cancellation)
+        print(json.dumps({**_jsonable(info), "state": _state_word(info.state), **graph}, indent=2, default=str))
         return 0
     if args.command == "jobs":
         return await _jobs(args, service)

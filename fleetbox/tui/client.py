@@ -41,6 +41,8 @@ Json = dict[str, Any]
 SOCKET_ENV = "FLEETBOX_ADMIN__SOCKET_PATH"
 #: the longest page of dead letters the admin API returns
 MAX_PAGE = 500
+#: the longest text filter the admin API takes (``rules.MAX_TEXT_FILTER``; the TUI loads no core)
+MAX_TEXT_FILTER = 200
 #: JSON texts from this size on are decoded in a thread, so the TUI's event loop keeps drawing
 DECODE_IN_THREAD_BYTES = 64 * 1024
 
@@ -132,6 +134,12 @@ class DeadFilter:
                 result = replace(result, reviewed=_REVIEWED_WORDS[value.lower()])
         return replace(result, text=" ".join(words) or None)
 
+    def of_group(self, group: Json) -> DeadFilter:
+        """This filter narrowed to a group of :meth:`FleetboxClient.dead_letter_groups`: its error
+        class, and its message as the text searched (cut to what the appliance takes; a longer
+        message is matched by its start, and the count typed before acting guards the rest)."""
+        return replace(self, error_class=group["errorClass"], text=str(group["message"])[:MAX_TEXT_FILTER] or None)
+
     def as_text(self) -> str:
         """The text form without ``reviewed:`` (that one is shown apart)."""
         parts = [f"queue:{self.queue}"] if self.queue else []
@@ -180,11 +188,13 @@ class DeadPage:
 
 
 @dataclass(frozen=True, slots=True)
-class BulkRetry:
-    """The outcome of retrying every dead letter matching a filter."""
+class BulkResult:
+    """The outcome of retrying, reviewing or discarding every dead letter matching a filter."""
 
     matched: int
-    retried: int
+    #: retried, reviewed or discarded
+    changed: int
+    #: left as they were (a retry whose singleton key is held by a live job)
     skipped: int
 
 
@@ -241,8 +251,22 @@ class FleetboxClient(Protocol):
         """Discard a dead letter; returns it."""
         ...
 
-    async def retry_matching(self, flt: DeadFilter, *, expected: int) -> BulkRetry:
+    async def retry_matching(self, flt: DeadFilter, *, expected: int) -> BulkResult:
         """Retry every dead letter matching ``flt`` if exactly ``expected`` match (the server checks)."""
+        ...
+
+    async def review_matching(self, flt: DeadFilter, *, expected: int, reviewed_by: str,
+                              notes: str | None) -> BulkResult:  # fmt: skip
+        """Mark every dead letter matching ``flt`` reviewed if exactly ``expected`` match."""
+        ...
+
+    async def discard_matching(self, flt: DeadFilter, *, expected: int) -> BulkResult:
+        """Discard every dead letter matching ``flt`` if exactly ``expected`` match."""
+        ...
+
+    async def dead_letter_groups(self, flt: DeadFilter) -> list[Json]:
+        """The dead letters matching ``flt`` grouped by error class and message, largest first:
+        ``errorClass``, ``message``, ``count``, ``queues``, ``lastFailedAt``."""
         ...
 
     async def close(self) -> None:
@@ -399,12 +423,34 @@ class UnixSocketClient:
         """``POST /api/queue/dead-letter/dl-{id}/discard`` (the dead letter by its own id)."""
         return cast(Json, await self._request("POST", f"/api/queue/dead-letter/dl-{dead_id}/discard"))
 
-    async def retry_matching(self, flt: DeadFilter, *, expected: int) -> BulkRetry:
+    async def retry_matching(self, flt: DeadFilter, *, expected: int) -> BulkResult:
         """``POST /api/queue/dead-letter/retry`` with ``expectedCount``: 409 when the count drifted."""
         body = await self._request(
             "POST", "/api/queue/dead-letter/retry", body={**flt.body(), "expectedCount": expected}
         )
-        return BulkRetry(matched=int(body["matched"]), retried=len(body["retried"]), skipped=len(body["skipped"]))
+        return BulkResult(matched=int(body["matched"]), changed=len(body["retried"]), skipped=len(body["skipped"]))
+
+    async def review_matching(self, flt: DeadFilter, *, expected: int, reviewed_by: str,
+                              notes: str | None) -> BulkResult:  # fmt: skip
+        """``POST /api/queue/dead-letter/review`` with ``expectedCount``: 409 when the count drifted."""
+        body: Json = {**flt.body(), "expectedCount": expected, "reviewedBy": reviewed_by}
+        if notes:
+            body["resolutionNotes"] = notes
+        answer = await self._request("POST", "/api/queue/dead-letter/review", body=body)
+        return BulkResult(matched=int(answer["matched"]), changed=len(answer["changed"]),
+                          skipped=len(answer["skipped"]))  # fmt: skip
+
+    async def discard_matching(self, flt: DeadFilter, *, expected: int) -> BulkResult:
+        """``POST /api/queue/dead-letter/discard`` with ``expectedCount``: 409 when the count drifted."""
+        answer = await self._request(
+            "POST", "/api/queue/dead-letter/discard", body={**flt.body(), "expectedCount": expected}
+        )
+        return BulkResult(matched=int(answer["matched"]), changed=len(answer["changed"]),
+                          skipped=len(answer["skipped"]))  # fmt: skip
+
+    async def dead_letter_groups(self, flt: DeadFilter) -> list[Json]:
+        """``GET /api/queue/dead-letter/groups`` with the filter."""
+        return list((await self._request("GET", "/api/queue/dead-letter/groups", params=flt.params()))["groups"])
 
     async def close(self) -> None:
         """Close the stream and the HTTP session."""

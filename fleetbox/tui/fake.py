@@ -25,7 +25,7 @@ from fleetbox.protocol import (
     Tick,
     TierName,
 )
-from fleetbox.tui.client import BulkRetry, ClientError, DeadFilter, DeadPage, Disconnected, Json, StreamMessage
+from fleetbox.tui.client import BulkResult, ClientError, DeadFilter, DeadPage, Disconnected, Json, StreamMessage
 
 #: the spec's queues and their tiers (what a fresh appliance serves)
 SPEC_QUEUES: list[tuple[str, TierName]] = [
@@ -376,7 +376,7 @@ class FakeClient:
         self._event("dead_discarded", letter["queue"], [letter["jobId"]])
         return dict(letter)
 
-    async def retry_matching(self, flt: DeadFilter, *, expected: int) -> BulkRetry:
+    async def retry_matching(self, flt: DeadFilter, *, expected: int) -> BulkResult:
         """Retry all matching, refusing (409) when the count is not ``expected``."""
         self.calls.append(("retry_matching", (flt, expected)))
         matching = [d for d in self.dead.values() if _matches(d, flt)]
@@ -387,7 +387,48 @@ class FakeClient:
             )  # fmt: skip
         for letter in matching:
             letter.update(status="retried", retriedJobId=50_000 + letter["id"], retriedAt=_iso(self.now))
-        return BulkRetry(matched=len(matching), retried=len(matching), skipped=0)
+        return BulkResult(matched=len(matching), changed=len(matching), skipped=0)
+
+    def _matching(self, flt: DeadFilter, expected: int, verb: str) -> list[Json]:
+        matching = [d for d in self.dead.values() if _matches(d, flt)]
+        if len(matching) != expected:
+            raise ClientError(
+                f"{len(matching)} open dead letters match the filter, not the expected {expected}; nothing was {verb}",
+                status=409, code="conflict",
+            )  # fmt: skip
+        return matching
+
+    async def review_matching(self, flt: DeadFilter, *, expected: int, reviewed_by: str,
+                              notes: str | None) -> BulkResult:  # fmt: skip
+        """Review all matching, refusing (409) when the count is not ``expected``."""
+        self.calls.append(("review_matching", (flt, expected, reviewed_by, notes)))
+        matching = self._matching(flt, expected, "reviewed")
+        for letter in matching:
+            letter.update(reviewed=True, reviewedBy=reviewed_by, resolutionNotes=notes, reviewedAt=_iso(self.now))
+        return BulkResult(matched=len(matching), changed=len(matching), skipped=0)
+
+    async def discard_matching(self, flt: DeadFilter, *, expected: int) -> BulkResult:
+        """Discard all matching, refusing (409) when the count is not ``expected``."""
+        self.calls.append(("discard_matching", (flt, expected)))
+        matching = self._matching(flt, expected, "discarded")
+        for letter in matching:
+            letter.update(status="discarded", discardedAt=_iso(self.now))
+        return BulkResult(matched=len(matching), changed=len(matching), skipped=0)
+
+    async def dead_letter_groups(self, flt: DeadFilter) -> list[Json]:
+        """The matching dead letters grouped by error class and message, largest first."""
+        self.calls.append(("dead_letter_groups", flt))
+        groups: dict[tuple[str, str], Json] = {}
+        for d in self.dead.values():
+            if _matches(d, flt):
+                g = groups.setdefault((d["errorClass"], d["error"]), {
+                    "errorClass": d["errorClass"], "message": d["error"], "count": 0, "queues": [],
+                    "lastFailedAt": d["failedAt"],
+                })  # fmt: skip
+                g["count"] += 1
+                g["queues"] = sorted({*g["queues"], d["queue"]})
+                g["lastFailedAt"] = max(g["lastFailedAt"], d["failedAt"])
+        return sorted(groups.values(), key=lambda g: -g["count"])
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -140,3 +140,23 @@ async def test_retry_report_prints_each_variant_and_promote_changes_the_weights(
     assert report["history"][-1]["source"] == "promote" and report["history"][-1]["actor"] == "dana"
     missing = cli("retry-report", "reports", "--promote", "nope", "--config", str(config))
     assert missing.returncode == 4 and "no retry variant 'nope'" in missing.stderr
+
+
+async def test_enqueue_after_keeps_a_job_blocked_and_job_shows_its_parents_and_children(
+    cli: Cli, pg: asyncpg.Connection
+) -> None:
+    first = int(ok(cli("enqueue", "sync", "--data", '{"step": 1}')).strip())
+    second = int(ok(cli("enqueue", "sync", "--data", '{"step": 2}')).strip())
+    after = ("--after", f"{first},{second}", "--on-failure", "hold")
+    child = int(ok(cli("enqueue", "notifications", "--data", "{}", *after)).strip())
+    shown = json.loads(ok(cli("job", str(child))))
+    assert shown["state"] == "blocked"
+    assert sorted(p["job_id"] for p in shown["parents"]) == [first, second]
+    assert all(p["edge"] is None for p in shown["parents"])  # neither parent has finished
+    parent = json.loads(ok(cli("job", str(first))))
+    assert [c["job_id"] for c in parent["children"]] == [child]
+    assert await pg.fetchval("SELECT count(*) FROM jobs WHERE id = $1", child) == 0  # never claimable
+    unknown = cli("enqueue", "sync", "--data", "{}", "--after", "999999")
+    assert unknown.returncode == 2 and "no job 999999" in unknown.stderr
+    bad = cli("enqueue", "sync", "--data", "{}", "--after", "1,x")
+    assert bad.returncode == 2 and "--after" in bad.stderr and "Traceback" not in bad.stderr

@@ -14,7 +14,9 @@ from collections.abc import Callable
 os.environ["TEXTUAL_ANIMATIONS"] = "none"
 
 import pytest
+from textual.geometry import Region
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import Input, TextArea
 
 from fleetbox.tui.app import FleetboxTUI
@@ -83,3 +85,9 @@ async def connected(app: FleetboxTUI, pilot: Pilot[None], client: FakeClient) ->
     await client.connected()
     await until(pilot, lambda: app.state.connected)
     await settle(app, pilot)
+
+
+def seen(widget: Widget) -> str:
+    """What the widget shows on the terminal, as text."""
+    width, height = widget.size
+    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, width, height)))

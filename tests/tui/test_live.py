@@ -22,7 +22,7 @@ from fleetbox.tui.widgets.modals import ReviewModal
 from tests.admin.conftest import WORK, Behaviour
 from tests.admin.test_socket import short_dir, start_with_socket  # noqa: F401
 from tests.conftest import wait_for
-from tests.tui.conftest import settle, until
+from tests.tui.conftest import seen, settle, until
 
 StartAppliance = Callable[..., Awaitable[Appliance]]
 SIZE = (150, 40)
@@ -256,7 +256,8 @@ async def test_the_operators_way_through_the_screens(appliance_factory: StartApp
         assert isinstance(job, JobDetailScreen)
         first = job.letter["jobId"]
         await until(pilot, lambda: job.job is not None, deadline=20)
-        assert job.letter["data"] == {"mode": "permanent"}
+        payload = job.query_one("#job-payload", Static)
+        await until(pilot, lambda: '"mode": "permanent"' in seen(payload))  # in full, from the job's detail
         assert "the payload is wrong" in str(job.query_one("#job-errors", Static).content)
 
         # → review with notes

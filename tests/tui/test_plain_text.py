@@ -7,9 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-from textual.geometry import Region
 from textual.pilot import Pilot
-from textual.widget import Widget
 from textual.widgets import DataTable, Static, TextArea
 
 from fleetbox.errors import ValidationError
@@ -24,7 +22,7 @@ from fleetbox.tui.widgets.modals import ReviewModal
 from tests.admin.conftest import WORK, admin_section
 from tests.admin.test_socket import short_dir  # noqa: F401
 from tests.conftest import wait_for
-from tests.tui.conftest import settle, until
+from tests.tui.conftest import seen, settle, until
 from tests.tui.test_live import SIZE, StartAppliance, live
 
 BOGUS = "[/bogus]"
@@ -38,12 +36,6 @@ NOTES = f"{BOGUS} fixed {CLICK}"
 
 async def hostile(job: Job) -> None:
     raise ValidationError(ERROR)
-
-
-def seen(widget: Widget) -> str:
-    """What the widget shows on the terminal, as text."""
-    width, height = widget.size
-    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, width, height)))
 
 
 def toasts(app: FleetboxTUI) -> str:

@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 
 from fleetbox.tui.client import DeadFilter
 from fleetbox.tui.fake import FakeClient
-from fleetbox.tui.widgets.modals import TypedConfirmModal
+from fleetbox.tui.widgets.modals import GroupsModal, TypedConfirmModal
 from tests.tui.conftest import NOW, FrozenClock, connected, make_app, settle, until
 
 SnapCompare = Callable[..., bool]
@@ -117,6 +117,15 @@ def test_retry_all_typed_count(snap_compare: SnapCompare) -> None:
         await pilot.press("3")
 
     assert shoot(snap_compare, keys=["2"], then=ask, settle_after=False)
+
+
+def test_error_groups(snap_compare: SnapCompare) -> None:
+    async def groups(app: Any, pilot: Pilot[None], fake: FakeClient) -> None:
+        await pilot.press("e")  # its worker waits for the choice: wait for the dialog instead
+        await until(pilot, lambda: isinstance(app.screen, GroupsModal))
+        await pilot.press("down")
+
+    assert shoot(snap_compare, keys=["2"], then=groups, settle_after=False)
 
 
 def test_retry_marked_confirmation(snap_compare: SnapCompare) -> None:

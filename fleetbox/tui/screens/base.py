@@ -17,7 +17,7 @@ from fleetbox.tui.state import Link
 from fleetbox.tui.widgets.header import StatusBar
 
 #: actions that change something on the appliance: refused (shown dimmed) when read-only
-MUTATING = frozenset({"pause", "clear", "retry", "retry_all", "review", "discard"})
+MUTATING = frozenset({"pause", "clear", "retry", "retry_all", "review", "review_all", "discard", "discard_all"})
 
 
 def cursor_key(table: DataTable[Text]) -> str | None:

@@ -15,13 +15,15 @@ from textual.widgets import DataTable, Input, Static
 
 from fleetbox.tui.client import ClientError, DeadFilter, DeadPage, Disconnected, Json
 from fleetbox.tui.screens.base import LiveScreen, cursor_key
-from fleetbox.tui.widgets.modals import ConfirmModal, ReviewModal, TypedConfirmModal
+from fleetbox.tui.widgets.modals import ConfirmModal, GroupsModal, Review, ReviewModal, TypedConfirmModal
 from fleetbox.tui.widgets.text import DASH, ago
 
 #: dead letters per request
 PAGE = 200
 #: load the next page when the cursor is this close to the last loaded row
 PREFETCH = 10
+#: rows added to the table between two frames while a page is shown
+ROW_SLICE = 50
 #: mark cells rewritten per slice (one slice takes well under a frame's 100 ms)
 MARK_SLICE = 1000
 MARK = Text("■", style="bold magenta")
@@ -68,7 +70,30 @@ class DeadLettersScreen(LiveScreen):
             tooltip="Retry every dead letter matching the filter (type the count)",
         ),
         Binding("m", "review", "Review", id="dead.review", tooltip="Mark reviewed, with reviewer and notes"),
+        Binding(
+            "M",
+            "review_all",
+            "Review all…",
+            id="dead.review_all",
+            show=False,
+            tooltip="Mark every dead letter matching the filter reviewed (notes, then type the count)",
+        ),
         Binding("D", "discard", "Discard…", id="dead.discard", tooltip="Discard the marked (or the highlighted)"),
+        Binding(
+            "X",
+            "discard_all",
+            "Discard all…",
+            id="dead.discard_all",
+            show=False,
+            tooltip="Discard every dead letter matching the filter (type the count)",
+        ),
+        Binding(
+            "e",
+            "groups",
+            "Errors",
+            id="dead.groups",
+            tooltip="Group by error class and message: show, retry, review or discard a group",
+        ),
         Binding(
             "slash",
             "filter",
@@ -159,27 +184,34 @@ class DeadLettersScreen(LiveScreen):
         self.paint()
         try:
             page = await self.fb.client.dead_letters(self.filter, before=before, limit=PAGE)
+            if generation == self._generation:
+                await self.apply_page(page, reset=before is None, generation=generation)
         except ClientError as exc:
             self.notify(f"Dead letters: {exc}", severity="error")
-            return
         finally:
-            self.fetching = False
-        if generation == self._generation:
-            self.apply_page(page, reset=before is None)
+            if generation == self._generation:  # (a reload that replaced this one is fetching now)
+                self.fetching = False
+            self.paint()
 
-    def apply_page(self, page: DeadPage, *, reset: bool) -> None:
-        """Show a page: the first one replaces the list, a next one extends it."""
+    async def apply_page(self, page: DeadPage, *, reset: bool, generation: int) -> None:
+        """Show a page: the first one replaces the list, a next one extends it. Rows are added
+        ``ROW_SLICE`` at a time with a frame in between, so a page never holds up the keys."""
         table = self.table
         now = self.fb.now()
+        current, row = self.highlighted(), table.cursor_row
         if reset:
-            current, row = self.highlighted(), table.cursor_row
             table.clear()
             self.letters.clear()
             self.total, self.total_capped = page.total, page.total_capped
             self.fb.state.new_dead = 0
-        for letter in page.letters:
-            self.letters[letter["id"]] = letter
-            table.add_row(*cells(letter, now, letter["id"] in self.marks), key=str(letter["id"]))
+        for start in range(0, len(page.letters), ROW_SLICE):
+            if start:
+                await asyncio.sleep(0)  # let the app draw and take keys between slices
+                if generation != self._generation:
+                    return  # a reload replaced the list meanwhile
+            for letter in page.letters[start : start + ROW_SLICE]:
+                self.letters[letter["id"]] = letter
+                table.add_row(*cells(letter, now, letter["id"] in self.marks), key=str(letter["id"]))
         self.marks &= self.letters.keys()
         self.next_before = page.next_before
         if reset and table.row_count:
@@ -189,7 +221,6 @@ class DeadLettersScreen(LiveScreen):
         # hundreds of milliseconds every few pages. What is loaded now lives as long as the list,
         # so move it out of the collector's sight (objects made later are collected as usual).
         gc.freeze()
-        self.paint()
 
     @on(DataTable.RowHighlighted, "#dead")
     def _near_end(self, event: DataTable.RowHighlighted) -> None:
@@ -383,8 +414,6 @@ class DeadLettersScreen(LiveScreen):
         modal = ReviewModal(self._describe(ids), self.fb.client.operator, first.get("resolutionNotes"))
 
         def answered(review: object) -> None:
-            from fleetbox.tui.widgets.modals import Review
-
             if isinstance(review, Review):
                 client = self.fb.client
                 by, notes = review.reviewed_by, review.notes
@@ -393,11 +422,23 @@ class DeadLettersScreen(LiveScreen):
         self.app.push_screen(modal, answered)
 
     def action_retry_all(self) -> None:
-        """Retry every dead letter matching the filter: count now, type the count, server checks it."""
-        self.run_worker(self._retry_all(), group="dead-action", exit_on_error=False)
+        """Retry every dead letter matching the filter: count now, type the count, the appliance checks it."""
+        self.act_on_all("retry", self.filter)
 
-    async def _retry_all(self) -> None:
-        flt = self.filter
+    def action_review_all(self) -> None:
+        """Mark every dead letter matching the filter reviewed (notes, then the count typed)."""
+        self.act_on_all("review", self.filter)
+
+    def action_discard_all(self) -> None:
+        """Discard every dead letter matching the filter (the count typed)."""
+        self.act_on_all("discard", self.filter)
+
+    def act_on_all(self, verb: str, flt: DeadFilter) -> None:
+        """Retry, review or discard every open dead letter matching ``flt``, not only the loaded ones."""
+        self.run_worker(self._act_on_all(verb, flt), group="dead-action", exit_on_error=False)
+
+    async def _act_on_all(self, verb: str, flt: DeadFilter) -> None:
+        done = {"retry": "retried", "review": "reviewed", "discard": "discarded"}[verb]
         try:
             page = await self.fb.client.dead_letters(flt, before=None, limit=1)
         except ClientError as exc:
@@ -407,18 +448,57 @@ class DeadLettersScreen(LiveScreen):
             self.notify("Too many dead letters match to count them; narrow the filter first.", severity="error")
             return
         if page.total == 0:
-            self.notify("No dead letter matches the filter.", title="Retry all")
+            self.notify("No dead letter matches the filter.", title=f"{verb.capitalize()} all")
             return
         described = flt.as_text() or "no filter"
-        question = f"Retry all {page.total:,} {_REVIEWED_LABEL[flt.reviewed]} dead letters matching: {described}?"
+        what = f"all {page.total:,} {_REVIEWED_LABEL[flt.reviewed]} dead letters matching: {described}"
+        review: Review | None = None
+        if verb == "review":
+            review = await self.app.push_screen_wait(ReviewModal(what, self.fb.client.operator))
+            if review is None:
+                return
+        question = f"{verb.capitalize()} {what}?"
         if not await self.app.push_screen_wait(TypedConfirmModal(question, str(page.total))):
             return
+        client = self.fb.client
         try:
-            result = await self.fb.client.retry_matching(flt, expected=page.total)
+            if verb == "retry":
+                result = await client.retry_matching(flt, expected=page.total)
+            elif review is not None:
+                result = await client.review_matching(
+                    flt, expected=page.total, reviewed_by=review.reviewed_by, notes=review.notes
+                )
+            else:
+                result = await client.discard_matching(flt, expected=page.total)
         except ClientError as exc:
-            self.notify(str(exc), title="Nothing retried", severity="error")
+            self.notify(str(exc), title=f"Nothing {done}", severity="error")
         else:
             skipped = f"; {result.skipped:,} skipped (a job with the same key is waiting)" if result.skipped else ""
-            self.notify(f"Retried {result.retried:,} of {result.matched:,}{skipped}", title="Retry all")
+            self.notify(f"{done.capitalize()} {result.changed:,} of {result.matched:,}{skipped}",
+                        title=f"{verb.capitalize()} all")  # fmt: skip
         self.marks.clear()
         self.reload()
+
+    # -- groups -----------------------------------------------------------------------------
+
+    def action_groups(self) -> None:
+        """The dead letters of the filter grouped by error class and message; act on a group."""
+        self.run_worker(self._groups(), group="dead-groups", exclusive=True, exit_on_error=False)
+
+    async def _groups(self) -> None:
+        try:
+            groups = await self.fb.client.dead_letter_groups(self.filter)
+        except ClientError as exc:
+            self.notify(f"Error groups: {exc}", severity="error")
+            return
+        if not groups:
+            self.notify("No dead letter matches the filter.", title="Error groups")
+            return
+        chosen = await self.app.push_screen_wait(GroupsModal(groups, self.filter, read_only=self.fb.read_only))
+        if chosen is None:
+            return
+        verb, group = chosen
+        flt = self.filter.of_group(group)
+        self.set_filter(flt)
+        if verb != "show":
+            await self._act_on_all(verb, flt)

@@ -27,6 +27,8 @@ class StatusBar(Vertical):
 
     def show(self, state: LiveState, *, now: float, interval_s: float, read_only: bool) -> None:
         """Render from the state (called on every tick and every second for the ages)."""
+        if len(self.query(Static)) < 3:
+            return  # being composed, or its screen is being closed: nothing to draw on
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" fleetbox ", style="bold")
         line.append(f"▸ {self.crumbs}   ")

@@ -10,7 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Input, Label, Static, TextArea
+from textual.widgets import Button, DataTable, Input, Label, Static, TextArea
+
+from fleetbox.tui.client import DeadFilter, Json
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -137,6 +139,67 @@ class ReviewModal(ModalScreen[Review | None]):
             self.action_save()
         else:
             self.dismiss(None)
+
+
+class GroupsModal(ModalScreen[tuple[str, Json] | None]):
+    """The dead letters of a filter grouped by error class and message, largest group first.
+
+    Closes with ``("show", group)`` (enter: list that group), ``("retry" | "review" | "discard",
+    group)`` (act on every dead letter of the group, after the count is typed), or None.
+    """
+
+    BINDINGS = [
+        Binding("enter", "choose('show')", "Show", id="groups.show", tooltip="List the dead letters of this group"),
+        Binding("r", "choose('retry')", "Retry all…", id="groups.retry", tooltip="Retry the group (type the count)"),
+        Binding("m", "choose('review')", "Review all…", id="groups.review", tooltip="Review the group (notes, count)"),
+        Binding("D", "choose('discard')", "Discard all…", id="groups.discard", tooltip="Discard the group (count)"),
+        Binding("escape", "choose('')", "Close", id="groups.close"),
+    ]
+
+    def __init__(self, groups: list[Json], flt: DeadFilter, *, read_only: bool) -> None:
+        super().__init__(classes="dialog")
+        self.groups = groups
+        self.flt = flt
+        self.read_only = read_only
+
+    def compose(self) -> ComposeResult:
+        described = self.flt.as_text() or "no filter"
+        with Vertical(classes="dialog-box groups-box"):
+            yield Label(Text(f"Error groups of the dead letters matching: {described}"), classes="dialog-question")
+            table: DataTable[Text] = DataTable(id="groups", cursor_type="row", zebra_stripes=True)
+            table.add_column(Text("COUNT", justify="right"), key="count", width=7)
+            table.add_column("ERROR CLASS", key="class", width=16)
+            table.add_column("MESSAGE", key="message", width=52)
+            table.add_column("QUEUES", key="queues", width=18)
+            for i, group in enumerate(self.groups):
+                table.add_row(
+                    Text(f"{group['count']:,}", justify="right"), Text(group["errorClass"], style="red"),
+                    Text(group["message"], no_wrap=True, overflow="ellipsis"), Text(", ".join(group["queues"])),
+                    key=str(i),
+                )  # fmt: skip
+            yield table
+            yield Label("enter shows a group · r retry · m review · D discard (each asks for the count) · esc closes")
+
+    def on_mount(self) -> None:
+        self.query_one("#groups", DataTable).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Acting on a group is refused (dimmed) when read-only."""
+        if action == "choose" and parameters and parameters[0] not in ("show", "") and self.read_only:
+            return None
+        return True
+
+    def action_choose(self, verb: str) -> None:
+        """Close with the highlighted group and what to do with it."""
+        if not verb:
+            self.dismiss(None)
+            return
+        table = self.query_one("#groups", DataTable)
+        self.dismiss((verb, self.groups[table.cursor_row]))
+
+    @on(DataTable.RowSelected, "#groups")
+    def _selected(self) -> None:
+        self.action_choose("show")
 
 
 class HelpScreen(ModalScreen[None]):
