@@ -508,7 +508,7 @@ async def run_processes(settings: Settings, dsn: str, *, jobs: int, processes: i
         "attempts": counts["attempts"],
         "written_per_process": [r["written"] for r in reports],
         "rss_mb_per_process": [r["rss_mb"] for r in reports],
-        "rate_per_window": [round(n / RATE_WINDOW, 1) for n in windows],
+        "rate_per_window": _window_rates(windows, span),
         "rate_window_s": RATE_WINDOW,
         "tables_before": _tables(before),
         "tables_after": _tables(after),
@@ -526,6 +526,16 @@ async def run_processes(settings: Settings, dsn: str, *, jobs: int, processes: i
         print(f"  jobs/s per {RATE_WINDOW:g} s  {results['rate_per_window']}")
         _print_tables(before, after)
     return results
+
+
+def _window_rates(counts: list[int], span: float) -> list[float]:
+    """Jobs/s in each window; the last one is only as long as what is left of ``span``."""
+    rates = [n / RATE_WINDOW for n in counts]
+    if counts:
+        last = span - RATE_WINDOW * (len(counts) - 1)
+        if last > 0:
+            rates[-1] = counts[-1] / min(last, RATE_WINDOW)
+    return [round(r, 1) for r in rates]
 
 
 def soak_settings(settings: Settings) -> Settings:

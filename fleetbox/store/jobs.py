@@ -328,6 +328,10 @@ class JobStore:
         assert row is not None
         return {"waiting": int(row["waiting"]), "done": int(row["done"]), "attempts": int(row["attempts"])}
 
+    async def vacuum(self) -> None:
+        """Vacuum the hot table (on a pooled connection, never inside a transaction)."""
+        await self._run.execute("vacuum_jobs")
+
     async def bench_empty(self) -> bool:
         """True when the hot table holds nothing (``fleetbox bench --processes`` stops then)."""
         return bool(await self._run.fetchval("bench_empty"))

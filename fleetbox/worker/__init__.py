@@ -36,6 +36,12 @@ from fleetbox.worker.retry import RetryPolicies
 __all__ = ["Worker"]
 
 log = logging.getLogger("fleetbox.worker")
+#: The hot table is vacuumed by the appliance once it wrote this many outcomes since the last time
+#: (checked every VACUUM_CHECK_SECONDS): dead tuples in ``jobs`` stay within a few seconds of work
+#: whatever the server's autovacuum does (docs/performance.md, "Sustained throughput").
+VACUUM_AFTER = 20_000
+VACUUM_CHECK_SECONDS = 2.0
+VACUUM = "fleetbox.vacuum"
 
 TIERS = (Tier.HIGH, Tier.MEDIUM, Tier.LOW)
 #: Task names, in start order (stopped in the reverse, with the dispatcher and completer handled
@@ -106,6 +112,9 @@ class Worker:
         self.listener: Listener = store.listener("jobs", self.dispatcher.on_notify, self.dispatcher.wake)
         self._claimable()
         self._accepting = False
+        #: vacuums of the hot table this appliance ran, and the ones that failed
+        self.vacuums = 0
+        self.vacuum_failures = 0
         self._supervisor: Supervisor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -130,6 +139,7 @@ class Worker:
         supervisor.spawn(DISPATCHER, self.dispatcher.run)
         supervisor.spawn(LISTENER, lambda: self.listener.run(self._listener_error))
         supervisor.spawn(EXPERIMENTS, self._experiments_loop)
+        supervisor.spawn(VACUUM, self._vacuum_loop)
 
     async def stop(self, *, grace: float) -> None:
         """Stop claiming, hand back claimed jobs that never started, let running jobs finish within
@@ -138,7 +148,7 @@ class Worker:
         if supervisor is None:
             return
         self._accepting = False
-        await supervisor.stop(LISTENER, EXPERIMENTS)
+        await supervisor.stop(LISTENER, EXPERIMENTS, VACUUM)
         await self._stop_dispatcher(supervisor)
         await self._hand_back_unstarted()
         running = [e.task for p in self.pools.values() for e in p.running.values() if e.task is not None]
@@ -203,6 +213,22 @@ class Worker:
         while True:
             await self.refresh_experiments()
             await asyncio.sleep(EXPERIMENTS_REFRESH_SECONDS)
+
+    async def _vacuum_loop(self) -> None:
+        last = self.completer.written
+        while True:
+            await asyncio.sleep(VACUUM_CHECK_SECONDS)
+            if self.completer.written - last < VACUUM_AFTER:
+                continue
+            last = self.completer.written
+            try:
+                await self._store.jobs.vacuum()
+            except DatabaseError as exc:
+                # Autovacuum still does it, later: nothing is lost by skipping one.
+                log.warning("vacuum of jobs failed", extra={"event": "vacuum_failed", "error": str(exc)})
+                self.vacuum_failures += 1
+            else:
+                self.vacuums += 1
 
     # -- settings ---------------------------------------------------------------------------
 

@@ -31,3 +31,11 @@ SELECT job_id, attempt, queue, worker_id, started_at, finished_at, duration_ms, 
 -- name: job_run_now
 -- A job waiting for its next retry runs now.
 UPDATE jobs SET run_at = $2 WHERE id = $1 AND state = 'waiting' AND attempt > 0 RETURNING id, tier
+
+-- name: vacuum_jobs
+-- The hot table after many outcomes (fleetbox.worker): each job leaves two dead tuples in jobs
+-- (the claim's old version, then the delete) and the claim's index scan steps over their entries
+-- until a vacuum removes them. Autovacuum looks at a table once a minute at best, and not at all
+-- on a server with it off; an appliance runs this as soon as enough of its jobs finished.
+-- SKIP_LOCKED: another appliance's vacuum running now is as good as ours. Not in a transaction.
+VACUUM (SKIP_LOCKED) jobs
