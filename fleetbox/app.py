@@ -388,7 +388,7 @@ class Appliance:
         app = build_app(
             service=self.service, monitor=self.monitor, settings=self.settings, appliance_info=info,
             metrics=self.metrics, reload=self.reload_from_config if self._load_config is not None else None,
-            stream=stream, readiness=self.readiness,
+            stream=stream, readiness=self.readiness, queue_settings=lambda: self.settings.queues,
         )  # fmt: skip
         self.graph.install_routes(app)
         self.admin = AdminServer(

@@ -47,7 +47,7 @@ from fleetbox.admin.models import (
     WorkQueuePath,
 )
 from fleetbox.admin.stream import Sockets, Stream, serve
-from fleetbox.config import AdminSettings
+from fleetbox.config import AdminSettings, QueueSettings
 from fleetbox.errors import Conflict, DatabaseError, InvalidInput, UnknownQueue
 from fleetbox.models import JobPriority
 from fleetbox.monitor import Monitor
@@ -114,6 +114,8 @@ class AdminState:
     reload: Reload | None = None
     #: whether the appliance can do its work (None: the API runs without an appliance)
     readiness: Readiness | None = None
+    #: the queues' configuration in force (retry experiments read their variant key and mode)
+    queue_settings: Callable[[], Mapping[str, QueueSettings]] = dict
 
 
 STATE = web.AppKey("fleetbox_admin_state", AdminState)

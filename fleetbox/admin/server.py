@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from fleetbox.admin import dashboard
+from fleetbox.admin import dashboard, schedules
 from fleetbox.admin.auth import HEADER, KeyCheck, KeyThrottle
 from fleetbox.admin.errors import error_middleware
 from fleetbox.admin.inputs import via_control_socket
@@ -34,7 +34,7 @@ from fleetbox.admin.models import read_inputs, reads
 from fleetbox.admin.openapi import build_openapi
 from fleetbox.admin.routes import STATE, AdminState, ApplianceInfo, Readiness, Reload, Route, route_table
 from fleetbox.admin.stream import Sockets, Stream
-from fleetbox.config import Settings
+from fleetbox.config import AdminSettings, QueueSettings, Settings
 from fleetbox.errors import ConfigError
 from fleetbox.monitor import Monitor
 from fleetbox.monitor.metrics import Metrics
@@ -105,6 +105,12 @@ def _guarded(
     return handle
 
 
+def api_routes(settings: AdminSettings) -> list[Route]:
+    """Every endpoint of the admin API: the queues' (:mod:`fleetbox.admin.routes`), then the
+    schedules' and retry experiments' (:mod:`fleetbox.admin.schedules`)."""
+    return route_table(settings) + schedules.route_table()
+
+
 def build_app(
     *,
     service: Service,
@@ -116,6 +122,7 @@ def build_app(
     stream: Stream | None = None,
     readiness: Readiness | None = None,
     key_throttle: KeyThrottle | None = None,
+    queue_settings: Callable[[], Mapping[str, QueueSettings]] | None = None,
 ) -> web.Application:
     """The admin API as an aiohttp application (serve it with :class:`AdminServer`, or test it
     with pytest-aiohttp's ``aiohttp_client``).
@@ -124,10 +131,12 @@ def build_app(
     limiters; by default one that sees only the database). The application starts its task at
     startup, closes the stream's WebSockets on shutdown and stops the task at cleanup.
     ``key_throttle`` counts wrong keys per address (default: 30 at once, then one every 2 s).
+    ``queue_settings`` gives the queues' configuration in force (it changes on reload; default:
+    ``settings``').
     """
     max_body = settings.appliance.max_payload_bytes + BODY_MARGIN
     app = web.Application(middlewares=[error_middleware], client_max_size=max_body)
-    routes = route_table(settings.admin)
+    routes = api_routes(settings.admin)
     keys = KeyCheck(settings.admin)
     throttle = key_throttle if key_throttle is not None else KeyThrottle()
     if stream is None:
@@ -145,6 +154,7 @@ def build_app(
         keys=keys,
         reload=reload,
         readiness=readiness,
+        queue_settings=queue_settings or (lambda: settings.queues),
     )
     for route in routes:
         app.router.add_route(

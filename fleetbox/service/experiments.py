@@ -28,7 +28,7 @@ from typing import Any
 from fleetbox import rules
 from fleetbox.config import QueueSettings
 from fleetbox.errors import InvalidInput, NotFound
-from fleetbox.models import Clock
+from fleetbox.models import Clock, iso
 from fleetbox.service.audit import Audit
 from fleetbox.store import Store
 from fleetbox.store.experiments import Epoch, FinishedJob
@@ -154,14 +154,14 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "queue": self.queue,
-            "since": None if self.since is None else self.since.isoformat(),
+            "since": None if self.since is None else iso(self.since),
             "mode": self.mode,
             "variants": [v.to_json() for v in self.variants],
             "comparisons": [c.to_json() for c in self.comparisons],
             "verdict": self.verdict,
             "history": [
                 {
-                    "startedAt": e.started_at.isoformat(),
+                    "startedAt": iso(e.started_at),
                     "weights": e.weights,
                     "source": e.source,
                     "reason": e.reason,

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from fleetbox.admin import ApplianceInfo, build_app
+from fleetbox.admin.auth import KeyThrottle
 from fleetbox.admin.routes import Readiness
 from fleetbox.app import Appliance
 from fleetbox.client import Client
@@ -47,22 +48,31 @@ def test_monitor(client: Client, **kwargs: Any) -> Monitor:
 
 
 def app_for(
-    settings: Settings, client: Client, monitor: Monitor | None = None, *, readiness: Readiness | None = None
+    settings: Settings,
+    client: Client,
+    monitor: Monitor | None = None,
+    *,
+    readiness: Readiness | None = None,
+    key_throttle: KeyThrottle | None = None,
 ) -> web.Application:
     """build_app for a test (``readiness``: the appliance's, or one the test makes up)."""
     return build_app(
-        service=client.service, monitor=monitor or test_monitor(client),
-        settings=settings, appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"), readiness=readiness,
-    )  # fmt: skip
+        service=client.service,
+        monitor=monitor or test_monitor(client),
+        settings=settings,
+        appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"),
+        readiness=readiness,
+        key_throttle=key_throttle,
+    )
 
 
 @pytest.fixture
 def api_factory(aiohttp_client: Any, db: Store, make_settings: Callable[..., Settings]) -> ApiFactory:
     """``await api_factory(client=..., **admin_settings)``: a test client on build_app."""
 
-    async def make(*, client: Client | None = None, **admin: Any) -> Api:
+    async def make(*, client: Client | None = None, key_throttle: KeyThrottle | None = None, **admin: Any) -> Api:
         settings = make_settings(admin=admin_section(**admin))
-        test_client: Api = await aiohttp_client(app_for(settings, client or Client(db)))
+        test_client: Api = await aiohttp_client(app_for(settings, client or Client(db), key_throttle=key_throttle))
         return test_client
 
     return make

@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
-from fleetbox.admin.auth import Access
-from fleetbox.admin.routes import Route, route_table
+from fleetbox.admin.auth import Access, KeyThrottle, ThrottleRule
+from fleetbox.admin.routes import Route
+from fleetbox.admin.server import api_routes
 from fleetbox.config import AdminSettings
 from fleetbox.store import Store
 from tests.admin.conftest import ADMIN, ADMIN_KEY, READ, READ_KEY, Api, ApiFactory
 
-ROUTES = route_table(AdminSettings())
+ROUTES = api_routes(AdminSettings())
 WRONG = {"x-admin-key": "wrong-key-for-tests-00000000"}
 BODIES: dict[str, Any] = {
     "updateThresholds": {"maxBacklog": 5},
@@ -21,11 +22,13 @@ BODIES: dict[str, Any] = {
     "discardDeadLetters": {"expectedCount": 0},
     "enqueueJob": {"data": {}},
     "reviewDeadLetter": {"reviewedBy": "x"},
+    "putSchedule": {"name": "nightly", "cron": "@daily", "queue": "sync"},
 }
 
 
 def url(route: Route) -> str:
     path = route.path.replace("{queue}", "sync").replace("{jobId}", "1")
+    path = path.replace("{name}", "nightly").replace("{label}", "fast")
     return path + ("?confirm=yes" if route.operation_id == "clearQueue" else "")
 
 
@@ -54,7 +57,9 @@ def by_access(*levels: Access) -> list[Route]:
     return [r for r in ROUTES if r.access in levels]
 
 
-async def test_a_missing_key_is_401_and_a_wrong_key_403_on_every_endpoint(api: Api, db: Store) -> None:
+async def test_a_missing_key_is_401_and_a_wrong_key_403_on_every_endpoint(api_factory: ApiFactory, db: Store) -> None:
+    # one wrong key per endpoint: more than the default throttle lets through at once
+    api = await api_factory(key_throttle=KeyThrottle(ThrottleRule(burst=1000)))
     for route in by_access(Access.READ, Access.ADMIN):
         for headers, expected in (({}, (401, "missing_key")), ({"x-admin-key": ""}, (401, "missing_key")),
                                   (WRONG, (403, "invalid_key"))):  # fmt: skip
@@ -71,7 +76,7 @@ async def test_the_read_key_cannot_change_state(api: Api, db: Store) -> None:
 
 
 #: What a read answers with a good key on an empty database (200 unless named here).
-READ_ANSWERS = {"streamQueues": 426, "getJob": 404, "getDeadLetter": 404}
+READ_ANSWERS = {"streamQueues": 426, "getJob": 404, "getDeadLetter": 404, "getSchedule": 404}
 
 
 async def test_reads_take_either_key(api: Api) -> None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from fleetbox.admin import ApplianceInfo, build_app
 from fleetbox.admin.auth import KeyThrottle, ThrottleRule
-from fleetbox.admin.routes import route_table
+from fleetbox.admin.server import api_routes
 from fleetbox.client import Client
 from fleetbox.config import AdminSettings, Settings
 from fleetbox.store import Store
@@ -32,7 +32,7 @@ from tests.admin.conftest import test_monitor as monitor_for
 from tests.admin.test_dead_letters import dead_jobs
 from tests.conftest import SCHEMA
 
-ROUTES = [r for r in route_table(AdminSettings()) if r.operation_id != "streamQueues"]
+ROUTES = [r for r in api_routes(AdminSettings()) if r.operation_id != "streamQueues"]
 QUERY_NAMES = ["status", "limit", "offset", "after", "before", "queue", "reviewed", "errorClass", "q", "include",
                "minutes", "timeRange", "confirm", "cursor"]  # fmt: skip
 BODY_NAMES = ["data", "priority", "delay", "runAt", "singletonKey", "maxAttempts", "reviewedBy", "resolutionNotes",

@@ -9,7 +9,7 @@ import schemathesis
 
 from fleetbox.admin.auth import Access
 from fleetbox.admin.errors import ERROR_STATUSES
-from fleetbox.admin.routes import route_table
+from fleetbox.admin.server import api_routes
 from fleetbox.config import AdminSettings
 from tests.admin.conftest import Api
 
@@ -27,7 +27,7 @@ async def test_the_document_lists_exactly_the_routes_of_the_server(api: Api) -> 
     document = await served(api)
     assert document["openapi"] == "3.1.0"
     documented = {(m.upper(), p) for p, ops in document["paths"].items() for m in ops if m in METHODS}
-    routes = {(r.method, r.path) for r in route_table(AdminSettings())}
+    routes = {(r.method, r.path) for r in api_routes(AdminSettings())}
     assert documented == routes
     registered = {
         (route.method, route.resource.canonical)
@@ -42,7 +42,7 @@ async def test_the_document_lists_exactly_the_routes_of_the_server(api: Api) -> 
 
 async def test_every_operation_documents_its_parameters_and_errors(api: Api) -> None:
     document = await served(api)
-    access = {r.operation_id: r.access for r in route_table(AdminSettings())}
+    access = {r.operation_id: r.access for r in api_routes(AdminSettings())}
     ids = []
     for path, ops in document["paths"].items():
         placeholders = set(re.findall(r"{(\w+)}", path))
@@ -70,4 +70,4 @@ async def test_every_operation_documents_its_parameters_and_errors(api: Api) -> 
 async def test_schemathesis_loads_every_operation(api: Api) -> None:
     schema = schemathesis.openapi.from_dict(await served(api))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == len(route_table(AdminSettings()))
+    assert len(operations) == len(api_routes(AdminSettings()))

@@ -1,0 +1,271 @@
+"""The admin API's cron schedules (``/api/schedules``) and retry experiments
+(``/api/queue/{queue}/retry-variants``): handlers over the service layer, their routes, and what
+the OpenAPI document says of them (the server and the document are built from the same table)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import ConfigDict, Field
+
+from fleetbox import rules
+from fleetbox.admin import inputs
+from fleetbox.admin.auth import Access
+from fleetbox.admin.models import Body, Input, JsonBool, QueueName, json_int, json_number, text
+from fleetbox.admin.routes import STATE, Route, reply
+from fleetbox.config import QueueSettings
+from fleetbox.cron import Tick
+from fleetbox.models import Schedule, iso
+from fleetbox.service.schedules import ScheduleSpec
+
+Schema = dict[str, Any]
+
+#: The longest a cron expression or a time zone name may be.
+MAX_CRON = 120
+MAX_ZONE = 64
+
+
+class SchedulePath(Input):
+    name: Annotated[QueueName, Field(description="the schedule's name (unknown: 404)")]
+
+
+class ScheduleQuery(Input):
+    next: Annotated[int, Field(ge=1, le=1000)] = Field(5, description="how many next runs to list (default 5)")
+
+
+class ScheduleBody(Body):
+    """A schedule to create or change (by name)."""
+
+    name: QueueName
+    cron: text(MAX_CRON, blank=False) = Field(  # type: ignore[valid-type]
+        description="5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or "
+        "@hourly/@daily/@weekly/@monthly/@yearly; read in timezone"
+    )
+    queue: QueueName
+    data: dict[str, Any] = Field(default_factory=dict, description="every job's payload, a JSON object")
+    timezone: text(MAX_ZONE, blank=False) = Field("UTC", description="an IANA time zone")  # type: ignore[valid-type]
+    priority: json_int(rules.PRIORITY_MIN, rules.PRIORITY_MAX) = 5  # type: ignore[valid-type]
+    enabled: JsonBool = True
+    dst: Literal["once", "both"] = Field(
+        "once", description="a local time the fall-back day repeats runs once or at both"
+    )
+    catch_up: Literal["none", "latest", "all"] = Field("latest", alias="catchUp")
+    catch_up_max: json_int(1, 10_000) = Field(100, alias="catchUpMax")  # type: ignore[valid-type]
+    overlap: Literal["allow", "skip", "queue", "cancel_previous"] = "allow"
+    alert_after_seconds: json_number(gt=0, le=366 * 86400) | None = Field(  # type: ignore[valid-type]
+        None, alias="alertAfterSeconds", description="dead-man alert: no job of it succeeded for this long"
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "nightly-sync", "cron": "30 2 * * *", "timezone": "Europe/Berlin", "queue": "sync",
+                 "data": {"scope": "all"}, "overlap": "skip"}
+            ]
+        }
+    )  # fmt: skip
+
+
+class VariantsPath(Input):
+    queue: Annotated[QueueName, Field(description="the queue's name")]
+
+
+class PromotePath(VariantsPath):
+    label: Annotated[QueueName, Field(description="the variant to make the rules of every new job")]
+
+
+def _state(request: web.Request) -> Any:
+    return request.app[STATE]
+
+
+def _tick(t: Tick) -> dict[str, Any]:
+    return {"at": iso(t.at), "local": t.local.isoformat(), "dst": t.dst}
+
+
+async def _detail(request: web.Request, schedule: Schedule, count: int) -> dict[str, Any]:
+    schedules = _state(request).service.schedules
+    upcoming = await schedules.upcoming(schedule.name, count) if schedule.enabled else []
+    runs = await schedules.runs(schedule.name)
+    return {**schedule.to_json(), "next": [_tick(t) for t in upcoming], "runs": [r.to_json() for r in runs]}
+
+
+async def list_schedules(request: web.Request) -> web.Response:
+    """Every cron schedule, by name."""
+    return reply({"schedules": [s.to_json() for s in await _state(request).service.schedules.all()]})
+
+
+async def put_schedule(request: web.Request, body: ScheduleBody) -> web.Response:
+    """Create or change a schedule; it runs from its next tick after now."""
+    who = inputs.actor(request)
+    spec = ScheduleSpec(
+        name=body.name, cron=body.cron, queue=body.queue, data=body.data, timezone=body.timezone,
+        priority=body.priority, enabled=body.enabled, dst=body.dst, catch_up=body.catch_up,
+        catch_up_max=body.catch_up_max, overlap=body.overlap, alert_after_seconds=body.alert_after_seconds,
+    )  # fmt: skip
+    schedule = await _state(request).service.schedules.put(spec, actor=who)
+    return reply(await _detail(request, schedule, 5))
+
+
+async def get_schedule(request: web.Request, path: SchedulePath, query: ScheduleQuery) -> web.Response:
+    """A schedule, its next runs (what daylight saving did to each) and its latest runs."""
+    schedule = await _state(request).service.schedules.get(path.name)
+    return reply(await _detail(request, schedule, query.next))
+
+
+async def remove_schedule(request: web.Request, path: SchedulePath) -> web.Response:
+    """Delete a schedule (one from the config file comes back at the next reload)."""
+    await _state(request).service.schedules.remove(path.name, actor=inputs.actor(request))
+    return reply({"name": path.name, "removed": True})
+
+
+async def pause_schedule(request: web.Request, path: SchedulePath) -> web.Response:
+    """Stop firing a schedule."""
+    schedule = await _state(request).service.schedules.set_enabled(path.name, False, actor=inputs.actor(request))
+    return reply(await _detail(request, schedule, 5))
+
+
+async def resume_schedule(request: web.Request, path: SchedulePath) -> web.Response:
+    """Fire a paused schedule again, from its next tick (the ticks while paused are not caught up)."""
+    schedule = await _state(request).service.schedules.set_enabled(path.name, True, actor=inputs.actor(request))
+    return reply(await _detail(request, schedule, 5))
+
+
+async def run_schedule(request: web.Request, path: SchedulePath) -> web.Response:
+    """Enqueue the schedule's job now, outside its ticks."""
+    job_id = await _state(request).service.schedules.run_now(path.name, actor=inputs.actor(request))
+    return reply({"name": path.name, "jobId": job_id})
+
+
+def _queue_settings(request: web.Request, queue: str) -> QueueSettings | None:
+    settings: Mapping[str, QueueSettings] = _state(request).queue_settings()
+    return settings.get(queue)
+
+
+async def retry_variants(request: web.Request, path: VariantsPath) -> web.Response:
+    """A queue's retry experiment: each variant's figures, how they compare, and the weights' history."""
+    state = _state(request)
+    await state.service.queues.get(path.queue)
+    report = await state.service.experiments.report(path.queue, _queue_settings(request, path.queue))
+    return reply(report.to_json())
+
+
+async def promote_retry_variant(request: web.Request, path: PromotePath) -> web.Response:
+    """Make one variant the rules of every new job of the queue (the experiment's end)."""
+    state = _state(request)
+    await state.service.queues.get(path.queue)
+    await state.service.experiments.promote(path.queue, path.label, actor=inputs.actor(request))
+    report = await state.service.experiments.report(path.queue, _queue_settings(request, path.queue))
+    return reply(report.to_json())
+
+
+def route_table() -> list[Route]:
+    """The schedules' and retry experiments' endpoints."""
+    s, q = "/api/schedules", "/api/queue"
+    return [
+        Route("GET", s, list_schedules, Access.READ, "listSchedules"),
+        Route("POST", s, put_schedule, Access.ADMIN, "putSchedule"),
+        Route("GET", f"{s}/{{name}}", get_schedule, Access.READ, "getSchedule"),
+        Route("DELETE", f"{s}/{{name}}", remove_schedule, Access.ADMIN, "removeSchedule"),
+        Route("POST", f"{s}/{{name}}/pause", pause_schedule, Access.ADMIN, "pauseSchedule"),
+        Route("POST", f"{s}/{{name}}/resume", resume_schedule, Access.ADMIN, "resumeSchedule"),
+        Route("POST", f"{s}/{{name}}/run", run_schedule, Access.ADMIN, "runSchedule"),
+        Route("GET", f"{q}/{{queue}}/retry-variants", retry_variants, Access.READ, "getRetryVariants"),
+        Route(
+            "POST", f"{q}/{{queue}}/retry-variants/{{label}}/promote", promote_retry_variant, Access.ADMIN,
+            "promoteRetryVariant",
+        ),
+    ]  # fmt: skip
+
+
+# -- the OpenAPI document's part -------------------------------------------------------------
+
+_S: Schema = {"type": "string"}
+_S_NULL: Schema = {"type": ["string", "null"]}
+_NUM_NULL: Schema = {"type": ["number", "null"]}
+_INT_NULL: Schema = {"type": ["integer", "null"]}
+
+
+def _obj(properties: dict[str, Schema]) -> Schema:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_SCHEDULE: dict[str, Schema] = {
+    "name": _S, "cron": _S, "queue": _S, "data": {"type": "object"}, "priority": {"type": "integer"},
+    "timezone": _S, "enabled": {"type": "boolean"}, "dst": {"enum": ["once", "both"]},
+    "catchUp": {"enum": ["none", "latest", "all"]}, "catchUpMax": {"type": "integer"},
+    "overlap": {"enum": ["allow", "skip", "queue", "cancel_previous"]}, "alertAfterSeconds": _NUM_NULL,
+    "source": {"enum": ["config", "api"]}, "nextRunAt": _S_NULL, "lastTick": _S_NULL, "lastRunAt": _S_NULL,
+    "lastJobId": _INT_NULL, "createdAt": _S, "updatedAt": _S, "updatedBy": _S_NULL,
+}  # fmt: skip
+
+SCHEMAS: dict[str, Schema] = {
+    "Schedule": _obj(_SCHEDULE),
+    "ScheduleList": _obj({"schedules": {"type": "array", "items": _ref("Schedule")}}),
+    "ScheduleDetail": _obj({
+        **_SCHEDULE,
+        "next": {"type": "array", "items": _obj({"at": _S, "local": _S, "dst": {
+            "enum": [None, "skipped-forward", "repeated-first", "repeated-second"]}})},
+        "runs": {"type": "array", "items": _obj({
+            "tick": _S, "firedAt": _S, "outcome": {"enum": ["enqueued", "skipped", "missed"]}, "jobId": _INT_NULL,
+            "workerId": _S_NULL})},
+    }),
+    "ScheduleRemoved": _obj({"name": _S, "removed": {"const": True}}),
+    "ScheduleRun": _obj({"name": _S, "jobId": {"type": "integer"}}),
+    "RetryReport": _obj({
+        "queue": _S, "since": _S_NULL, "mode": {"enum": ["fixed", "bandit", "none"]},
+        "variants": {"type": "array", "items": _obj({
+            "label": _S, "weight": {"type": "number"}, "jobs": {"type": "integer"}, "succeeded": {"type": "integer"},
+            "dead": {"type": "integer"}, "successRate": _NUM_NULL, "attemptsPerSuccess": _NUM_NULL,
+            "extraRequests": {"type": "integer"}, "timeToSuccessP50Seconds": _NUM_NULL,
+            "timeToSuccessP95Seconds": _NUM_NULL, "deadLetterRate": _NUM_NULL})},
+        "comparisons": {"type": "array", "items": _obj({
+            "label": _S, "control": _S, "pValue": _NUM_NULL, "verdict": _S})},
+        "verdict": _S,
+        "history": {"type": "array", "items": _obj({
+            "startedAt": _S, "weights": {"type": "object", "additionalProperties": {"type": "number"}},
+            "source": {"enum": ["config", "promote", "guardrail", "bandit"]}, "reason": _S_NULL,
+            "actor": _S_NULL})},
+    }),
+}  # fmt: skip
+
+
+def _ok(schema: str, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+OPERATIONS: dict[str, dict[str, Any]] = {
+    "listSchedules": {"summary": "Every cron schedule", "responses": {"200": _ok("ScheduleList", "The schedules")},
+                      "errors": [503]},
+    "putSchedule": {
+        "summary": "Create or change a cron schedule (by name); it runs from its next tick",
+        "description": "Checked like an enqueue (the queue must exist, the payload pass its limits); a cron "
+        "expression or time zone that does not parse is a 400 naming the field.",
+        "responses": {"200": _ok("ScheduleDetail", "The schedule")}, "errors": [404, 503],
+    },
+    "getSchedule": {"summary": "A schedule, its next runs (DST flagged) and latest runs",
+                    "responses": {"200": _ok("ScheduleDetail", "The schedule")}, "errors": [404, 503]},
+    "removeSchedule": {"summary": "Delete a schedule", "responses": {"200": _ok("ScheduleRemoved", "Removed")},
+                       "errors": [404, 503]},
+    "pauseSchedule": {"summary": "Stop firing a schedule", "responses": {"200": _ok("ScheduleDetail", "Paused")},
+                      "errors": [404, 503]},
+    "resumeSchedule": {"summary": "Fire a paused schedule again, from its next tick",
+                       "responses": {"200": _ok("ScheduleDetail", "Resumed")}, "errors": [404, 503]},
+    "runSchedule": {"summary": "Enqueue a schedule's job now", "responses": {"200": _ok("ScheduleRun", "Enqueued")},
+                    "errors": [404, 503]},
+    "getRetryVariants": {
+        "summary": "A queue's retry experiment: each variant's figures, the comparison and the verdict",
+        "responses": {"200": _ok("RetryReport", "The report")}, "errors": [404, 503],
+    },
+    "promoteRetryVariant": {
+        "summary": "Make one retry variant the rules of every new job of the queue",
+        "responses": {"200": _ok("RetryReport", "The report after the promotion")}, "errors": [404, 503],
+    },
+}  # fmt: skip
+
+TAGS = {operation: "schedules" if "Schedule" in operation else "retry experiments" for operation in OPERATIONS}
