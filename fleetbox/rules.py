@@ -155,16 +155,17 @@ def parse_id(text: str, field: str) -> int:
     return int(text)
 
 
-#: An id in a URL path: 1 to 18 digits (every such number fits PostgreSQL's bigint, so no id in a
-#: path can overflow a query).
+#: An id in a URL path: a positive integer of at most 18 digits, leading zeros aside (every such
+#: number fits PostgreSQL's bigint, so no id in a path can overflow a query).
 MAX_PATH_ID_DIGITS = 18
-PATH_ID_PATTERN = rf"^[0-9]{{1,{MAX_PATH_ID_DIGITS}}}$"
-_PATH_ID = re.compile(PATH_ID_PATTERN)
+PATH_ID_DIGITS = rf"0*[1-9][0-9]{{0,{MAX_PATH_ID_DIGITS - 1}}}"
+PATH_ID_PATTERN = f"^{PATH_ID_DIGITS}$"
+_PATH_ID = re.compile(PATH_ID_DIGITS)
 
 
 def parse_path_id(text: str, field: str) -> int:
     """An id from a URL path: a positive integer of at most 18 digits."""
-    if not _PATH_ID.fullmatch(text) or int(text) < 1:
+    if not _PATH_ID.fullmatch(text):
         raise InvalidInput(
             f"must be a positive integer of at most {MAX_PATH_ID_DIGITS} digits, got {text[:40]!r}", field=field
         )

@@ -3,7 +3,8 @@
 ``build_app`` makes the aiohttp application, ``AdminServer`` serves it. The appliance starts it
 after the dispatcher when ``admin.enabled`` is true. Layout: ``routes`` (handlers and the route
 table), ``auth`` (the x-admin-key check), ``errors`` (the one place an error becomes a status),
-``inputs`` (reading parameters and bodies), ``operations`` (what the API does in the database),
+``models`` (what each operation reads, for validation and the document), ``inputs`` (the
+JSON body and the acting operator), ``operations`` (what the API does in the database),
 ``views`` (JSON shapes), ``openapi`` (the document at /api/queue/openapi.json).
 """
 

@@ -32,6 +32,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.resources import files
 from typing import Any
 
@@ -64,6 +65,8 @@ CSP = (
 )
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_NAME = 60
+#: PBKDF2 rounds of the session secret (a few tenths of a second, once per process)
+KDF_ROUNDS = 100_000
 _MAX_KEY = 4096
 
 
@@ -94,12 +97,19 @@ class Sessions:
         self._clock = clock
         admin = settings.key.get_secret_value() if settings.key is not None else ""
         read = settings.read_key.get_secret_value() if settings.read_key is not None else ""
-        material = b"\x00".join([b"fleetbox-dashboard-session-v1", admin.encode(), read.encode()])
-        self._secret = hashlib.sha256(material).digest()
+        self._material = b"\x00".join(
+            [admin.encode("utf-8", "surrogateescape"), read.encode("utf-8", "surrogateescape")]
+        )
         self._admin_configured = keys.admin_key_configured
         self._prefix = settings.path_prefix
 
     # -- the cookie ---------------------------------------------------------------------------
+
+    @cached_property
+    def _secret(self) -> bytes:
+        # Derived slowly (once, on first use): whoever holds the read key and a cookie must not
+        # be able to test guesses of the admin key against the cookie's signature at speed.
+        return hashlib.pbkdf2_hmac("sha256", self._material, b"fleetbox-dashboard-session-v1", KDF_ROUNDS)
 
     def _mac(self, purpose: str, value: str) -> str:
         digest = hmac.new(self._secret, f"{purpose}:{value}".encode(), hashlib.sha256).digest()

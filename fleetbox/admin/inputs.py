@@ -1,7 +1,8 @@
-"""Reading client input: query parameters, path parameters, JSON bodies, the acting operator.
+"""Reading client input outside the models: the JSON body, the acting operator, the connection.
 
-Every reader raises :class:`~fleetbox.errors.InvalidInput` naming the parameter (or one of the
-admin body errors), so nothing a client sends can reach a handler unchecked.
+Paths, queries and bodies are described and checked by :mod:`fleetbox.admin.models`; this reads
+the raw JSON body for them and raises InvalidInput (or one of the admin body errors) naming what
+is wrong, so nothing a client sends can reach a handler unchecked.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import json
 import re
 import socket
 import struct
-from collections.abc import Collection
 from typing import Any
 
 from aiohttp import web
@@ -18,101 +18,15 @@ from aiohttp import web
 from fleetbox.admin.errors import BodyTooLarge, MalformedBody, UnsupportedMediaType
 from fleetbox.errors import InvalidInput
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, parse_path_id, parse_yes_no, storable
+from fleetbox.rules import MAX_ACTOR, storable
 
 _INT = re.compile(r"-?[0-9]{1,20}")
 ACTOR_HEADER = "x-admin-actor"
+#: An actor header: a visible first character (HTTP drops leading white space), then no control
+#: characters (C0, DEL, C1). Linear: no two quantifiers compete for the same characters.
+ACTOR_PATTERN = r"^[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+_ACTOR = re.compile(ACTOR_PATTERN)
 DEFAULT_ACTOR = "admin-api"
-
-
-def _single(request: web.Request, name: str) -> str | None:
-    values = request.query.getall(name, [])
-    if len(values) > 1:
-        raise InvalidInput("given more than once", field=name)
-    return values[0] if values else None
-
-
-def query_int(request: web.Request, name: str, *, default: int | None, minimum: int, maximum: int) -> int | None:
-    """An integer query parameter within ``[minimum, maximum]``."""
-    raw = _single(request, name)
-    if raw is None:
-        return default
-    if not _INT.fullmatch(raw) or not minimum <= int(raw) <= maximum:
-        raise InvalidInput(f"must be an integer from {minimum} to {maximum}, got {raw[:40]!r}", field=name)
-    return int(raw)
-
-
-def query_choice(request: web.Request, name: str, choices: Collection[str]) -> str | None:
-    """A query parameter that must be one of ``choices``."""
-    raw = _single(request, name)
-    if raw is None:
-        return None
-    if raw not in choices:
-        raise InvalidInput(f"must be one of {', '.join(choices)}, got {raw[:40]!r}", field=name)
-    return raw
-
-
-def query_bool(request: web.Request, name: str) -> bool | None:
-    """``true``/``yes`` or ``false``/``no``."""
-    raw = _single(request, name)
-    return None if raw is None else parse_yes_no(raw, name)
-
-
-def query_text(request: web.Request, name: str, *, limit: int = 200) -> str | None:
-    """A free-text query parameter of 1 to ``limit`` characters."""
-    raw = _single(request, name)
-    if raw is None:
-        return None
-    if not 1 <= len(raw) <= limit or not storable(raw):
-        raise InvalidInput(f"must be 1 to {limit} characters of valid Unicode, without NUL", field=name)
-    return raw
-
-
-def path_id(request: web.Request, name: str) -> int:
-    """A positive id of at most 18 digits from the path."""
-    return parse_path_id(request.match_info[name], name)
-
-
-def json_int(body: dict[str, Any], name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None:
-    """An integer field of a JSON body."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise InvalidInput("is required", field=name)
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
-        raise InvalidInput(f"must be an integer from {minimum} to {maximum}", field=name)
-    return value
-
-
-def json_text(body: dict[str, Any], name: str, *, limit: int = 200, required: bool = False) -> str | None:
-    """A string field of a JSON body (1 to ``limit`` characters)."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise InvalidInput("is required", field=name)
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= limit or not storable(value):
-        raise InvalidInput(f"must be a string of 1 to {limit} characters of valid Unicode, without NUL", field=name)
-    return value
-
-
-def json_bool(body: dict[str, Any], name: str) -> bool | None:
-    """A boolean field of a JSON body."""
-    value = body.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise InvalidInput("must be true or false", field=name)
-    return value
-
-
-def reject_unknown(body: dict[str, Any], allowed: Collection[str]) -> None:
-    """Refuse fields the operation does not know (a typo would otherwise be ignored silently)."""
-    unknown = sorted(k for k in body if k not in allowed)
-    if unknown:
-        raise InvalidInput(
-            f"unknown field(s) {', '.join(repr(k[:40]) for k in unknown[:5])}; known: {', '.join(allowed)}",
-            field="body",
-        )
 
 
 def _reject_constant(name: str) -> Any:
@@ -169,19 +83,19 @@ def _header(request: web.Request, name: str) -> str | None:
     if not values:
         return None
     value = values[0]
-    if len(values) > 1 or not 1 <= len(value) <= MAX_ACTOR or not value.isprintable() or not storable(value):
-        raise InvalidInput(f"must be one header of 1 to {MAX_ACTOR} printable characters", field=name)
+    if len(values) > 1 or not 1 <= len(value) <= MAX_ACTOR or not _ACTOR.fullmatch(value) or not storable(value):
+        raise InvalidInput(f"must be one header of 1 to {MAX_ACTOR} characters, not blank, no control characters",
+                           field=name)  # fmt: skip
     return value
 
 
 def actor(request: web.Request) -> str:
     """Who acts, for the audit log: the ``X-Fleetbox-Operator`` header (the terminal UI sends the
-    operator's login name) or ``x-admin-actor``; without either, ``socket:<uid>`` of the connecting
+    operator's login name), else ``x-admin-actor``; without either, ``socket:<uid>`` of the connecting
     process on the control socket and ``admin-api`` over TCP."""
     operator = _header(request, OPERATOR_HEADER)
     named = _header(request, ACTOR_HEADER)
-    if operator is not None and named is not None and operator != named:
-        raise InvalidInput(f"differs from {ACTOR_HEADER}: send one of the two", field=OPERATOR_HEADER)
+    # Both sent: the operator's login name (what the terminal UI sends) wins.
     given = operator or named
     if given is not None:
         return given

@@ -13,33 +13,16 @@ import copy
 from typing import Any
 
 from fleetbox.admin.auth import HEADER, Access
-from fleetbox.admin.inputs import ACTOR_HEADER
-from fleetbox.admin.routes import (
-    ALERT_STATUSES,
-    DEFAULT_LIMIT,
-    INCLUDES,
-    MAX_ERROR_MINUTES,
-    MAX_LIMIT,
-    MAX_OFFSET,
-    TIME_RANGES,
-    Route,
-)
+from fleetbox.admin.inputs import ACTOR_HEADER, ACTOR_PATTERN
+from fleetbox.admin.models import ALERT_STATUSES, MAX_ERROR_MINUTES, MAX_OFFSET, TIME_RANGES, Input, reads
+from fleetbox.admin.routes import Route
 from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import (
-    MAX_ACTOR,
-    MAX_ERROR_CLASS,
-    MAX_ID,
-    MAX_NOTES,
-    MAX_PATH_ID_DIGITS,
-    MAX_PAYLOAD_FILTER,
-    YES_NO,
-)
-from fleetbox.rules import MAX_TEXT_FILTER as MAX_TEXT
+from fleetbox.rules import MAX_ACTOR, MAX_ID
 from fleetbox.service.dead_letters import COUNT_CAP
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
-from fleetbox.service.jobs import ALIASES, JOB_STATUSES
+from fleetbox.service.jobs import JOB_STATUSES
 
 Schema = dict[str, Any]
 
@@ -72,8 +55,6 @@ NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-#: The largest id a path takes (18 digits).
-PATH_ID_MAX = 10**MAX_PATH_ID_DIGITS - 1
 ANY_OBJECT: Schema = {"type": "object"}
 
 _QUEUE_FIGURES = {
@@ -185,24 +166,6 @@ _THRESHOLDS = {
     "maxDeadLetterJobs": {"type": "integer", "minimum": 0, "maximum": 10**12},
 }
 
-_BULK_FILTER: dict[str, Schema] = {
-    "queue": {"type": "string", "minLength": 1, "maxLength": 63, "description": "only this original queue"},
-    "errorClass": {"type": "string", "minLength": 1, "maxLength": MAX_ERROR_CLASS},
-    "q": {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": MAX_TEXT,
-        "description": "only those whose error message contains this text (any case)",
-    },
-    "reviewed": BOOL,
-    "expectedCount": {
-        "type": "integer",
-        "minimum": 0,
-        "maximum": MAX_BULK_RETRY,
-        "description": "how many open dead letters the caller expects to match (409 and no change otherwise)",
-    },
-}
-
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj(
         {
@@ -217,12 +180,6 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "Thresholds": _obj(_THRESHOLDS),
-    "ThresholdsUpdate": {
-        **_obj(_THRESHOLDS, required=[]),
-        "minProperties": 1,
-        "description": "The thresholds to change; the others keep their values.",
-        "examples": [{"maxBacklog": 2000, "maxFailureRate": 15}],
-    },
     "QueueHealth": _obj(_QUEUE_FIGURES),
     "Health": _obj(
         _HEALTH := {
@@ -407,44 +364,6 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "Cleared": _obj({"queue": STR, "cleared": {"type": "integer", "minimum": 0}}),
-    "EnqueueRequest": _obj(
-        {
-            "data": {
-                "type": "object",
-                "description": "the payload, a JSON object (at most appliance.max_payload_bytes)",
-            },
-            "priority": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 10,
-                "default": 5,
-                "description": "1 runs first, 10 last",
-            },
-            "delay": {
-                "type": "number",
-                "minimum": 0,
-                "maximum": 10 * 365 * 86400 * 1000,
-                "description": "run no earlier than this many milliseconds from now (not with runAt)",
-            },
-            "runAt": {
-                "type": "string",
-                "format": "date-time",
-                "description": "run no earlier than this time, with a time zone (not with delay)",
-            },
-            "singletonKey": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 255,
-                "description": "at most one waiting or running job per queue and key",
-            },
-            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": 1000},
-        },
-        required=["data"],
-    )
-    | {
-        "not": {"required": ["delay", "runAt"], "description": "delay and runAt together: 400"},
-        "examples": [{"data": {"chatId": "c1", "content": "hello"}, "priority": 3, "singletonKey": "chat-c1"}],
-    },
     "Enqueued": _obj(
         {
             "id": ID,
@@ -460,28 +379,7 @@ SCHEMAS: dict[str, Schema] = {
             "requeued": {"type": "boolean", "description": "true when a dead job was re-enqueued as a new job"},
         }
     ),
-    "ReviewRequest": _obj(
-        {
-            "reviewedBy": {"type": "string", "minLength": 1, "maxLength": 200},
-            "resolutionNotes": {"type": ["string", "null"], "minLength": 1, "maxLength": 10_000},
-        },
-        required=["reviewedBy"],
-    )
-    | {"examples": [{"reviewedBy": "admin@example.com", "resolutionNotes": "Fixed upstream API issue"}]},
     "RetriedDeadLetter": _obj({"deadLetterId": ID, "jobId": ID}),
-    "BulkRetryRequest": _obj(_BULK_FILTER, required=["expectedCount"])
-    | {"examples": [{"queue": "sync", "errorClass": "permanent", "reviewed": False, "expectedCount": 0}]},
-    "BulkReviewRequest": _obj(
-        {
-            **_BULK_FILTER,
-            "reviewedBy": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR, "pattern": r"\S"},
-            "resolutionNotes": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_NOTES},
-        },
-        required=["expectedCount", "reviewedBy"],
-    )
-    | {"examples": [{"queue": "sync", "errorClass": "permanent", "expectedCount": 0, "reviewedBy": "ana"}]},
-    "BulkDiscardRequest": _obj(_BULK_FILTER, required=["expectedCount"])
-    | {"examples": [{"queue": "sync", "errorClass": "permanent", "expectedCount": 0}]},
     "BulkChanged": _obj(
         {
             "matched": {"type": "integer", "minimum": 0},
@@ -531,57 +429,19 @@ SCHEMAS: dict[str, Schema] = {
 # -- parameters ----------------------------------------------------------------------------------
 
 
-def _query(name: str, schema: Schema, description: str) -> Schema:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
-
-
-QUEUE_PATH: Schema = {
-    "name": "queue",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 63},
-    "examples": {"spec": {"value": "teams-outbound"}, "low": {"value": "sync"}},
-    "description": "the queue's name (unknown: 404)",
-}
-JOB_ID_PATH: Schema = {
-    "name": "jobId",
-    "in": "path",
-    "required": True,
-    "schema": {**ID, "maximum": PATH_ID_MAX},
-    "examples": {"first": {"value": 1}},
-    "description": "a job id (at most 18 digits)",
-}
-DEAD_REF_PATH: Schema = {
-    "name": "jobId",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": f"^(dl-)?[0-9]{{1,{MAX_PATH_ID_DIGITS}}}$"},
-    "examples": {"jobId": {"value": "1"}, "deadLetterId": {"value": "dl-1"}},
-    "description": "the dead letter: the id of the job it holds (`4711`, the spec's form), or its own id "
-    "as `dl-<id>` (`dl-17`)",
-}
-LIMIT: Schema = _query(
-    "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}, "page size"
-)
-INCLUDE: Schema = _query(
-    "include",
-    {"type": "string", "enum": list(INCLUDES)},
-    "payload: rows carry their payloads in full (by default data is null and dataPreview/dataSize say "
-    "what it holds); a page ends before 8 MiB and its cursor continues after the last row sent",
-)
 ACTOR: Schema = {
     "name": ACTOR_HEADER,
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR, "pattern": ACTOR_PATTERN},
     "description": "who acts, recorded in the audit log (default: admin-api; socket:<uid> on the control socket)",
 }
 OPERATOR: Schema = {
     "name": OPERATOR_HEADER,
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
-    "description": f"the operator's login name (the terminal UI sends it), as {ACTOR_HEADER}; both: the same",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR, "pattern": ACTOR_PATTERN},
+    "description": f"the operator's login name (the terminal UI sends it), as {ACTOR_HEADER}; both sent: this one",
 }
 
 _ERROR_TEXT = {
@@ -608,26 +468,8 @@ def _ok(schema_name: str, description: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema_name)}}}
 
 
-def _body(schema_name: str) -> Schema:
-    return {"required": True, "content": {"application/json": {"schema": _ref(schema_name)}}}
-
-
 #: operationId -> (summary, parameters, request body schema | None, {status: response}, errors)
 def _operations() -> dict[str, dict[str, Any]]:
-    dead_filters = [
-        _query("queue", {"type": "string", "minLength": 1, "maxLength": 63}, "only dead letters from this queue"),
-        _query(
-            "reviewed",
-            {"type": "string", "enum": list(YES_NO)},
-            "only reviewed (true, yes) or unreviewed (false, no) ones",
-        ),
-        _query("status", {"type": "string", "enum": ["open", "retried", "discarded"]}, "only this status"),
-        _query("errorClass", {"type": "string", "minLength": 1, "maxLength": 100}, "only this error class"),
-        _query("q", {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}, "only errors with this text (any case)"),
-        _query("before", ID, "the id of the last dead letter of the page before (keyset paging)"),
-        LIMIT,
-        INCLUDE,
-    ]
     body_errors = [400, 413, 415]
     return {
         "getHealth": {
@@ -656,22 +498,11 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "getMetrics": {
             "summary": "Time series from the statistics snapshots",
-            "parameters": [
-                _query(
-                    "timeRange",
-                    {"type": "string", "enum": list(TIME_RANGES), "default": "24h"},
-                    "1h (5-minute buckets), 24h (hourly) or 7d (6-hourly)",
-                ),
-            ],
             "responses": {"200": _ok("Metrics", "Metrics")},
             "errors": [400, 503],
         },
         "listAlerts": {
             "summary": "Threshold alerts, newest first",
-            "parameters": [
-                _query("status", {"type": "string", "enum": list(ALERT_STATUSES)}, "open or resolved"),
-                LIMIT,
-            ],
             "responses": {"200": _ok("AlertList", "Alerts")},
             "errors": [400, 503],
         },
@@ -683,7 +514,6 @@ def _operations() -> dict[str, dict[str, Any]]:
         "updateThresholds": {
             "summary": "Change alert thresholds at runtime (every appliance on the database follows)",
             "parameters": [ACTOR, OPERATOR],
-            "requestBody": _body("ThresholdsUpdate"),
             "responses": {"200": _ok("Thresholds", "The thresholds now in force")},
             "errors": [*body_errors, 503],
         },
@@ -731,7 +561,6 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "listDeadLetters": {
             "summary": "Dead letters, newest first",
-            "parameters": dead_filters,
             "responses": {"200": _ok("DeadLetterList", "A page of dead letters")},
             "errors": [400, 404, 503],
         },
@@ -740,19 +569,16 @@ def _operations() -> dict[str, dict[str, Any]]:
             "description": "Counted under lock: when the number of open dead letters matching differs from "
             f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
             "parameters": [ACTOR, OPERATOR],
-            "requestBody": _body("BulkRetryRequest"),
             "responses": {"200": _ok("BulkRetried", "Retried")},
             "errors": [*body_errors, 404, 409, 503],
         },
         "listDeadLetterGroups": {
             "summary": "Dead letters grouped by error class and message (count, queues, last failure), largest first",
-            "parameters": dead_filters[:5],
             "responses": {"200": _ok("DeadLetterGroups", "The groups")},
             "errors": [400, 404, 503],
         },
         "getDeadLetter": {
             "summary": "One dead letter with its payload in full and every operator action on it",
-            "parameters": [DEAD_REF_PATH],
             "responses": {"200": _ok("DeadLetterDetail", "The dead letter")},
             "errors": [400, 404, 503],
         },
@@ -760,7 +586,6 @@ def _operations() -> dict[str, dict[str, Any]]:
             "summary": "Mark every open dead letter matching a filter reviewed",
             "description": "Counted under lock: when the number of open dead letters matching differs from "
             f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
-            "requestBody": _body("BulkReviewRequest"),
             "responses": {"200": _ok("BulkChanged", "Reviewed")},
             "errors": [*body_errors, 404, 409, 503],
         },
@@ -769,7 +594,6 @@ def _operations() -> dict[str, dict[str, Any]]:
             "description": "Counted under lock: when the number of open dead letters matching differs from "
             f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
             "parameters": [ACTOR, OPERATOR],
-            "requestBody": _body("BulkDiscardRequest"),
             "responses": {"200": _ok("BulkChanged", "Discarded")},
             "errors": [*body_errors, 404, 409, 503],
         },
@@ -779,21 +603,6 @@ def _operations() -> dict[str, dict[str, Any]]:
             "ready + scheduled + retrying. Jobs in the queue come oldest first (id order); succeeded, dead "
             "and cleared ones last finished first (while in jobs_done, before archiving). Page with "
             f"`after` (the previous page's nextAfter), or with `offset` up to {MAX_OFFSET}.",
-            "parameters": [
-                QUEUE_PATH,
-                _query(
-                    "status",
-                    {"type": "string", "enum": list(JOB_STATUSES)},
-                    "only jobs in this state; the spec's words are aliases: "
-                    + ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items()),
-                ),
-                LIMIT,
-                _query(
-                    "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "jobs to skip"
-                ),
-                _query("after", ID, "the last job id of the page before (keyset paging)"),
-                INCLUDE,
-            ],
             "responses": {"200": _ok("JobList", "A page of jobs")},
             "errors": [400, 404, 503],
         },
@@ -803,35 +612,11 @@ def _operations() -> dict[str, dict[str, Any]]:
             "PostgreSQL's @>) and by error text (`error`: in the latest error of a job still queued, or in any "
             "failed attempt of a finished one). Page with `before` (the previous page's nextBefore). A search "
             "that scans more than 3 seconds is stopped (503): narrow it with `queue`.",
-            "parameters": [
-                _query("queue", {"type": "string", "minLength": 1, "maxLength": 63}, "only this queue"),
-                _query(
-                    "data",
-                    {"type": "string", "minLength": 1, "maxLength": MAX_PAYLOAD_FILTER},
-                    "JSON object the payload contains",
-                ),
-                _query(
-                    "error",
-                    {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
-                    "text the error holds (case-insensitive)",
-                ),
-                _query("status", {"type": "string", "enum": list(JOB_STATUSES)}, "only jobs in this state"),
-                _query(
-                    "since",
-                    {"type": "string", "format": "date-time", "maxLength": 40},
-                    "only jobs created at or after this time (ISO 8601 with a time zone)",
-                ),
-                _query("before", ID, "the last job id of the page before (keyset paging)"),
-                LIMIT,
-                INCLUDE,
-            ],
             "responses": {"200": _ok("JobSearch", "A page of jobs")},
             "errors": [400, 404, 503],
         },
         "enqueueJob": {
             "summary": "Enqueue a job (the same checks as fleetbox.Client.enqueue)",
-            "parameters": [QUEUE_PATH, ACTOR, OPERATOR],
-            "requestBody": _body("EnqueueRequest"),
             "responses": {
                 "201": _ok("Enqueued", "Created"),
                 "200": _ok("Enqueued", "Not created: a waiting or running job has the singleton key (its id)"),
@@ -840,14 +625,6 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "listQueueErrors": {
             "summary": "A queue's recent failed attempts grouped by error class, most first",
-            "parameters": [
-                QUEUE_PATH,
-                _query(
-                    "minutes",
-                    {"type": "integer", "minimum": 1, "maximum": MAX_ERROR_MINUTES, "default": 60},
-                    "how far back",
-                ),
-            ],
             "responses": {"200": _ok("QueueErrors", "Failed attempts by error class")},
             "errors": [400, 404, 503],
         },
@@ -863,31 +640,22 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "listFailed": {
             "summary": "A queue's failures: jobs waiting for a retry, open dead letters, latest failed attempts",
-            "parameters": [QUEUE_PATH, LIMIT, INCLUDE],
             "responses": {"200": _ok("FailedJobs", "Failures")},
             "errors": [400, 404, 503],
         },
         "pauseQueue": {
             "summary": "Pause a queue on every appliance (running jobs finish)",
-            "parameters": [QUEUE_PATH, ACTOR, OPERATOR],
             "responses": {"200": _ok("Queue", "The queue")},
             "errors": [400, 404, 503],
         },
         "resumeQueue": {
             "summary": "Resume a queue",
-            "parameters": [QUEUE_PATH, ACTOR, OPERATOR],
             "responses": {"200": _ok("Queue", "The queue")},
             "errors": [400, 404, 503],
         },
         "clearQueue": {
             "summary": "Remove a queue's waiting jobs (ready, scheduled, retrying), never running ones",
             "description": "They move to the finished jobs with state cleared.",
-            "parameters": [
-                QUEUE_PATH,
-                {**_query("confirm", {"type": "string", "enum": ["yes"]}, "must be yes"), "required": True},
-                ACTOR,
-                OPERATOR,
-            ],
             "responses": {"200": _ok("Cleared", "How many jobs were removed")},
             "errors": [400, 404, 503],
         },
@@ -895,32 +663,26 @@ def _operations() -> dict[str, dict[str, Any]]:
             "summary": "Retry a failed job now",
             "description": "A job waiting for a retry runs at once (same id); a dead job is re-enqueued on "
             "its queue as a new job linked to its dead letter (new id). Another state: 409.",
-            "parameters": [QUEUE_PATH, JOB_ID_PATH, ACTOR, OPERATOR],
             "responses": {"200": _ok("RetriedJob", "Retried")},
             "errors": [400, 404, 409, 503],
         },
         "reviewDeadLetter": {
             "summary": "Mark a dead letter reviewed (the last review wins; every review is audited)",
-            "parameters": [DEAD_REF_PATH],
-            "requestBody": _body("ReviewRequest"),
             "responses": {"200": _ok("DeadLetter", "The dead letter")},
             "errors": [*body_errors, 404, 503],
         },
         "retryDeadLetter": {
             "summary": "Re-enqueue one dead letter as a new job on its original queue",
-            "parameters": [DEAD_REF_PATH, ACTOR, OPERATOR],
             "responses": {"200": _ok("RetriedDeadLetter", "The new job")},
             "errors": [400, 404, 409, 503],
         },
         "discardDeadLetter": {
             "summary": "Discard an open dead letter (it stays on record as discarded)",
-            "parameters": [DEAD_REF_PATH, ACTOR, OPERATOR],
             "responses": {"200": _ok("DeadLetter", "The dead letter")},
             "errors": [400, 404, 409, 503],
         },
         "getJob": {
             "summary": "A job wherever it is, with every attempt (and its dead letter when dead)",
-            "parameters": [JOB_ID_PATH],
             "responses": {"200": _ok("JobDetail", "The job")},
             "errors": [400, 404, 503],
         },
@@ -948,13 +710,64 @@ header, recorded in the audit log (default `admin-api`); a review records `revie
 """
 
 
+def _plain(schema: Schema) -> Schema:
+    """A parameter's schema: no title, and an optional one without its null (absent is not null)."""
+    out = {k: v for k, v in schema.items() if k not in ("title", "description")}
+    options = out.pop("anyOf", None)
+    if options is not None:
+        kept = [o for o in options if o != {"type": "null"}]
+        if len(kept) == 1:
+            out = {**kept[0], **out}
+        else:
+            out["anyOf"] = kept
+    return out
+
+
+def _parameters(model: type[Input], where: str) -> list[Schema]:
+    """The parameters a path or query model describes, from its JSON schema."""
+    schema = model.model_json_schema(by_alias=True)
+    required = set(schema.get("required", []))
+    out = []
+    for name, prop in schema["properties"].items():
+        parameter: Schema = {"name": name, "in": where, "required": where == "path" or name in required,
+                             "schema": _plain(prop)}  # fmt: skip
+        if "description" in prop:
+            parameter["description"] = prop["description"]
+        out.append(parameter)
+    return out
+
+
+def _body_schema(model: type[Input], schemas: dict[str, Schema]) -> Schema:
+    """A body model's JSON schema, added to ``schemas`` (with its definitions); its $ref."""
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas[name] = definition
+    schema.pop("title", None)
+    schemas[model.__name__] = schema
+    return _ref(model.__name__)
+
+
 def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[str, Any]:
-    """The document for this route table and configuration."""
+    """The document for this route table and configuration: what each operation reads comes from
+    the models its handler declares (:mod:`fleetbox.admin.models`), the rest from here."""
     operations = _operations()
+    schemas = copy.deepcopy(SCHEMAS)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         spec = copy.deepcopy(operations[route.operation_id])
         errors: list[int] = list(spec.pop("errors", []))
+        wanted = reads(route.handler)
+        parameters = [*_parameters(wanted.path, "path")] if wanted.path is not None else []
+        if wanted.query is not None:
+            parameters += _parameters(wanted.query, "query")
+        parameters += spec.pop("parameters", [])
+        if parameters:
+            spec["parameters"] = parameters
+            errors.append(400)
+        if wanted.body is not None:
+            body = _body_schema(wanted.body, schemas)
+            spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+            errors += [400, 413, 415]
         errors.append(429)  # any request that carries a key, after too many wrong ones
         if route.access is not Access.PUBLIC:
             errors += [401, 403]
@@ -976,7 +789,7 @@ def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[s
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": schemas,
             "securitySchemes": {
                 "adminKey": {
                     "type": "apiKey",

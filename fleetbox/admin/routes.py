@@ -1,7 +1,8 @@
 """The admin API's endpoints: one handler each, and the route table that the server and the
 OpenAPI document are both built from.
 
-Handlers read their input through :mod:`fleetbox.admin.inputs`, act through the service layer
+Handlers declare what they read in their signature (the models of :mod:`fleetbox.admin.models`,
+validated before they run), act through the service layer
 (:mod:`fleetbox.service`) or read through the monitor, and answer with the shapes in
 :mod:`fleetbox.admin.views`. They raise errors and never pick a status for one (that is
 :mod:`fleetbox.admin.errors`).
@@ -23,6 +24,28 @@ from fleetbox import protocol
 from fleetbox.admin import inputs, views
 from fleetbox.admin.auth import HEADER, Access, KeyCheck
 from fleetbox.admin.errors import UpgradeRequired
+from fleetbox.admin.models import (
+    DEAD_LETTER_REF,
+    AlertQuery,
+    BulkBody,
+    BulkReviewBody,
+    ClearQuery,
+    DeadFilterQuery,
+    DeadListQuery,
+    DeadRefPath,
+    EnqueueBody,
+    ErrorsQuery,
+    FailedQuery,
+    JobListQuery,
+    JobPath,
+    JobSearchQuery,
+    MetricsQuery,
+    QueueJobPath,
+    QueuePath,
+    ReviewBody,
+    ThresholdsBody,
+    WorkQueuePath,
+)
 from fleetbox.admin.stream import Sockets, Stream, serve
 from fleetbox.config import AdminSettings
 from fleetbox.errors import Conflict, DatabaseError, InvalidInput, UnknownQueue
@@ -31,42 +54,16 @@ from fleetbox.monitor import Monitor
 from fleetbox.monitor.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from fleetbox.monitor.metrics import Metrics
 from fleetbox.protocol import STREAM_PATH, GraphMode
-from fleetbox.rules import (
-    MAX_ACTOR,
-    MAX_ERROR_CLASS,
-    MAX_ID,
-    MAX_NOTES,
-    MAX_PAYLOAD_FILTER,
-    MAX_TEXT_FILTER,
-    parse_path_id,
-)
 from fleetbox.service import Service
-from fleetbox.service.dead_letters import MAX_BULK, check_filter
-from fleetbox.service.jobs import JOB_STATUSES
+from fleetbox.service.dead_letters import check_filter
 from fleetbox.store.dead_letters import DeadFilter
 from fleetbox.store.migrations import current_version, latest_version
 
-#: Page sizes of every list.
-MAX_LIMIT = 500
-DEFAULT_LIMIT = 50
-#: The deepest ``offset`` (past it, page with ``after``, which costs the same on every page).
-MAX_OFFSET = 100_000
-TIME_RANGES = ("1h", "24h", "7d")
-#: The longest look back of GET /api/queue/{queue}/errors, in minutes (a day).
-MAX_ERROR_MINUTES = 1440
-ALERT_STATUSES = ("open", "resolved")
-#: What a list may include in full (``include=payload``).
-INCLUDES = ("payload",)
 #: The most JSON one page of a list carries: it ends before this, and its cursor continues after
 #: the last row sent.
 PAGE_BYTES = 8 * 1024 * 1024
 #: How long /readyz waits for the database (without an appliance behind the API), in seconds.
 READY_TIMEOUT = 5
-THRESHOLD_FIELDS = ("maxBacklog", "maxFailureRate", "maxProcessingTime", "maxDeadLetterJobs")
-DEAD_STATUSES = ("open", "retried", "discarded")
-#: The filter of a bulk action on dead letters, and the count the caller expects to match.
-BULK_FIELDS = ("queue", "errorClass", "q", "reviewed", "expectedCount")
-ENQUEUE_FIELDS = ("data", "priority", "delay", "runAt", "singletonKey", "maxAttempts")
 #: Field names of the Python API, as the HTTP API spells them.
 _API_FIELD = {
     "run_at": "runAt",
@@ -175,17 +172,6 @@ def _api_field(exc: InvalidInput) -> InvalidInput:
     return InvalidInput(reason, field=_API_FIELD[exc.field])
 
 
-def _limit(request: web.Request) -> int:
-    value = inputs.query_int(request, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
-    assert value is not None
-    return value
-
-
-def _include_payload(request: web.Request) -> bool:
-    """``include=payload``: list rows carry their payloads in full (by default only a preview)."""
-    return inputs.query_choice(request, "include", INCLUDES) == "payload"
-
-
 def _fit(rows: list[dict[str, Any]], budget: int = PAGE_BYTES) -> list[dict[str, Any]]:
     """The leading rows whose JSON fits in ``budget`` bytes (at least one, so paging moves on)."""
     used = 0
@@ -279,16 +265,14 @@ async def get_stats(request: web.Request) -> web.Response:
     return reply(await _state(request).monitor.stats())
 
 
-async def get_metrics(request: web.Request) -> web.Response:
+async def get_metrics(request: web.Request, query: MetricsQuery) -> web.Response:
     """Time series from the stored statistics snapshots."""
-    time_range = inputs.query_choice(request, "timeRange", TIME_RANGES) or "24h"
-    return reply(await _state(request).monitor.metrics(time_range))
+    return reply(await _state(request).monitor.metrics(query.time_range))
 
 
-async def list_alerts(request: web.Request) -> web.Response:
+async def list_alerts(request: web.Request, query: AlertQuery) -> web.Response:
     """Alerts, newest first, optionally only open or resolved ones."""
-    status = inputs.query_choice(request, "status", ALERT_STATUSES)
-    alerts = await _state(request).monitor.alerts(status=status, limit=_limit(request))
+    alerts = await _state(request).monitor.alerts(status=query.status, limit=query.limit)
     return reply({"alerts": [a.to_json() for a in alerts]})
 
 
@@ -297,12 +281,10 @@ async def get_thresholds(request: web.Request) -> web.Response:
     return reply((await _state(request).service.thresholds.current()).to_json())
 
 
-async def update_thresholds(request: web.Request) -> web.Response:
+async def update_thresholds(request: web.Request, body: ThresholdsBody) -> web.Response:
     """Change some alert thresholds at runtime (shared by every appliance on the database)."""
     who = inputs.actor(request)
-    body = await inputs.json_body(request)
-    inputs.reject_unknown(body, THRESHOLD_FIELDS)
-    updated = await _state(request).service.thresholds.update(body, actor=who)
+    updated = await _state(request).service.thresholds.update(body.changes(), actor=who)
     return reply(updated.to_json())
 
 
@@ -342,83 +324,48 @@ async def get_openapi(request: web.Request) -> web.Response:
 # -- jobs ------------------------------------------------------------------------------------
 
 
-async def list_jobs(request: web.Request) -> web.Response:
+async def list_jobs(request: web.Request, path: QueuePath, query: JobListQuery) -> web.Response:
     """A page of a queue's jobs, by status."""
     state = _state(request)
-    queue = request.match_info["queue"]
-    status = inputs.query_choice(request, "status", JOB_STATUSES)
-    limit = _limit(request)
-    offset = inputs.query_int(request, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
-    after = inputs.query_int(request, "after", default=None, minimum=1, maximum=MAX_ID)
-    full = _include_payload(request)
-    assert offset is not None
-    await state.service.queues.get(queue)
-    page = await state.service.jobs.page(queue, status, after=after, offset=offset, limit=limit)
+    full = query.include == "payload"
+    await state.service.queues.get(path.queue)
+    page = await state.service.jobs.page(
+        path.queue, query.status, after=query.after, offset=query.offset, limit=query.limit
+    )
     rows = _fit([views.job(j, full=full) for j in page.jobs])
     next_after = rows[-1]["id"] if len(rows) < len(page.jobs) else page.next_after
     return reply({
-        "queue": queue, "status": status, "limit": limit, "offset": offset, "jobs": rows, "nextAfter": next_after,
+        "queue": path.queue, "status": query.status, "limit": query.limit, "offset": query.offset,
+        "jobs": rows, "nextAfter": next_after,
     })  # fmt: skip
 
 
-def _since(value: str | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"not an ISO 8601 time: {value!r}", field="since") from None
-
-
-async def search_jobs(request: web.Request) -> web.Response:
+async def search_jobs(request: web.Request, query: JobSearchQuery) -> web.Response:
     """Jobs of every queue and state, newest first: by payload containment and by error text."""
     state = _state(request)
-    queue = inputs.query_text(request, "queue", limit=63)
-    contains = inputs.query_text(request, "data", limit=MAX_PAYLOAD_FILTER)
-    error = inputs.query_text(request, "error", limit=MAX_TEXT_FILTER)
-    status = inputs.query_choice(request, "status", JOB_STATUSES)
-    since = _since(inputs.query_text(request, "since", limit=40))
-    before = inputs.query_int(request, "before", default=None, minimum=1, maximum=MAX_ID)
-    limit = _limit(request)
-    full = _include_payload(request)
-    if queue is not None:
-        await state.service.queues.get(queue)
+    if query.queue is not None:
+        await state.service.queues.get(query.queue)
     page = await state.service.jobs.search(
-        queue=queue, contains=contains, error=error, before=before, limit=limit, status=status, since=since
-    )
-    rows = _fit([views.job(j, full=full) for j in page.jobs])
+        queue=query.queue, contains=query.data, error=query.error, before=query.before, limit=query.limit,
+        status=query.status, since=query.since,
+    )  # fmt: skip
+    rows = _fit([views.job(j, full=query.include == "payload") for j in page.jobs])
     next_before = rows[-1]["id"] if len(rows) < len(page.jobs) else page.next_before
     return reply({"jobs": rows, "nextBefore": next_before})
 
 
-def _run_at(value: object) -> dt.datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput("must be an ISO 8601 time with a time zone (a string)", field="runAt")
-    try:
-        return dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"not an ISO 8601 time: {value[:60]!r}", field="runAt") from None
-
-
-async def enqueue_job(request: web.Request) -> web.Response:
+async def enqueue_job(request: web.Request, path: WorkQueuePath, body: EnqueueBody) -> web.Response:
     """Enqueue one job: 201 when created, 200 with ``created: false`` on a singleton hit."""
     state = _state(request)
     who = inputs.actor(request)
-    queue = request.match_info["queue"]
+    queue = path.queue
     await state.service.queues.get(queue)
-    body = await inputs.json_body(request)
-    inputs.reject_unknown(body, ENQUEUE_FIELDS)
-    if "data" not in body:
-        raise InvalidInput("is required (the job's payload, a JSON object)", field="data")
-    priority = body.get("priority")
     try:
         result = await state.service.enqueue.enqueue(
-            queue, body["data"],
-            priority=JobPriority.NORMAL if priority is None else priority,
-            run_at=_run_at(body.get("runAt")), delay=body.get("delay"),
-            singleton_key=body.get("singletonKey"), max_attempts=body.get("maxAttempts"), actor=who,
+            queue, body.data,
+            priority=JobPriority.NORMAL if body.priority is None else body.priority,
+            run_at=body.run_at, delay=body.delay,
+            singleton_key=body.singleton_key, max_attempts=body.max_attempts, actor=who,
         )  # fmt: skip
     except UnknownQueue:
         raise
@@ -427,10 +374,9 @@ async def enqueue_job(request: web.Request) -> web.Response:
     return reply({"id": result.id, "queue": queue, "created": result.created}, 201 if result.created else 200)
 
 
-async def get_job(request: web.Request) -> web.Response:
+async def get_job(request: web.Request, path: JobPath) -> web.Response:
     """A job wherever it is, with every attempt, and its dead letter if it has one."""
-    job_id = inputs.path_id(request, "jobId")
-    detail = await _state(request).service.jobs.detail(job_id)
+    detail = await _state(request).service.jobs.detail(path.id)
     body = views.job(detail.job)
     body["history"] = [views.attempt(a) for a in detail.job.history]
     body["deadLetterId"] = detail.dead_letter.id if detail.dead_letter is not None else None
@@ -439,29 +385,24 @@ async def get_job(request: web.Request) -> web.Response:
     return reply(body)
 
 
-async def queue_errors(request: web.Request) -> web.Response:
+async def queue_errors(request: web.Request, path: QueuePath, query: ErrorsQuery) -> web.Response:
     """A queue's failed attempts of the last ``minutes`` (default 60), grouped by error class."""
     state = _state(request)
-    queue = request.match_info["queue"]
-    minutes = inputs.query_int(request, "minutes", default=60, minimum=1, maximum=MAX_ERROR_MINUTES)
-    assert minutes is not None
-    await state.service.queues.get(queue)
-    errors = await state.service.jobs.errors(queue, minutes)
-    return reply({"queue": queue, "minutes": minutes, "errors": [views.error_group(e) for e in errors]})
+    await state.service.queues.get(path.queue)
+    errors = await state.service.jobs.errors(path.queue, query.minutes)
+    return reply({"queue": path.queue, "minutes": query.minutes, "errors": [views.error_group(e) for e in errors]})
 
 
-async def list_failed(request: web.Request) -> web.Response:
+async def list_failed(request: web.Request, path: QueuePath, query: FailedQuery) -> web.Response:
     """A queue's jobs waiting for a retry, its open dead letters and its latest failed attempts."""
     state = _state(request)
-    queue = request.match_info["queue"]
-    limit = _limit(request)
-    full = _include_payload(request)
-    await state.service.queues.get(queue)
-    failures = await state.service.jobs.failures(queue, limit)
+    full = query.include == "payload"
+    await state.service.queues.get(path.queue)
+    failures = await state.service.jobs.failures(path.queue, query.limit)
     retrying = _fit([views.job(j, full=full) for j in failures.retrying], PAGE_BYTES // 2)
     dead = _fit([views.dead_letter(d, full=full) for d in failures.dead_letters], PAGE_BYTES // 2)
     return reply({
-        "queue": queue,
+        "queue": path.queue,
         "retrying": retrying,
         "deadLetters": dead,
         "recentFailures": [views.attempt(a) for a in failures.attempts],
@@ -469,182 +410,137 @@ async def list_failed(request: web.Request) -> web.Response:
     })  # fmt: skip
 
 
-async def retry_job(request: web.Request) -> web.Response:
+async def retry_job(request: web.Request, path: QueueJobPath) -> web.Response:
     """Retry a failed job of the queue now (a dead one becomes a new job)."""
     state = _state(request)
     who = inputs.actor(request)
-    queue = request.match_info["queue"]
-    job_id = inputs.path_id(request, "jobId")
-    await state.service.queues.get(queue)
-    new_id = await state.service.jobs.retry(job_id, actor=who, queue=queue)
-    return reply({"queue": queue, "retriedJobId": job_id, "jobId": new_id, "requeued": new_id != job_id})
+    await state.service.queues.get(path.queue)
+    new_id = await state.service.jobs.retry(path.id, actor=who, queue=path.queue)
+    return reply({"queue": path.queue, "retriedJobId": path.id, "jobId": new_id, "requeued": new_id != path.id})
 
 
 # -- queues ----------------------------------------------------------------------------------
 
 
-async def pause_queue(request: web.Request) -> web.Response:
+async def pause_queue(request: web.Request, path: WorkQueuePath) -> web.Response:
     """Pause a queue: no appliance claims from it; running jobs finish."""
     who = inputs.actor(request)
-    info = await _state(request).service.queues.set_paused(request.match_info["queue"], True, actor=who)
+    info = await _state(request).service.queues.set_paused(path.queue, True, actor=who)
     return reply(views.queue(info))
 
 
-async def resume_queue(request: web.Request) -> web.Response:
+async def resume_queue(request: web.Request, path: WorkQueuePath) -> web.Response:
     """Resume a paused queue."""
     who = inputs.actor(request)
-    info = await _state(request).service.queues.set_paused(request.match_info["queue"], False, actor=who)
+    info = await _state(request).service.queues.set_paused(path.queue, False, actor=who)
     return reply(views.queue(info))
 
 
-async def clear_queue(request: web.Request) -> web.Response:
+async def clear_queue(request: web.Request, path: QueuePath, query: ClearQuery) -> web.Response:
     """Remove a queue's waiting jobs (never running ones); needs ``confirm=yes``."""
     state = _state(request)
     who = inputs.actor(request)
-    queue = request.match_info["queue"]
-    confirm = inputs.query_text(request, "confirm", limit=40)
-    await state.service.queues.get(queue)
-    if confirm != "yes":
-        raise InvalidInput("must be yes: clearing removes every waiting job of the queue", field="confirm")
-    cleared = await state.service.queues.clear(queue, actor=who)
-    return reply({"queue": queue, "cleared": cleared})
+    await state.service.queues.get(path.queue)
+    cleared = await state.service.queues.clear(path.queue, actor=who)
+    return reply({"queue": path.queue, "cleared": cleared})
 
 
 # -- dead letters ----------------------------------------------------------------------------
 
 
-def _dead_filter_of_query(request: web.Request) -> DeadFilter:
-    """The dead-letter filter of a list or grouping: queue, reviewed, status, errorClass, q."""
-    return check_filter(
-        queue=inputs.query_text(request, "queue", limit=63),
-        reviewed=inputs.query_bool(request, "reviewed"),
-        status=inputs.query_choice(request, "status", DEAD_STATUSES),
-        error_class=inputs.query_text(request, "errorClass", limit=MAX_ERROR_CLASS),
-        text=inputs.query_text(request, "q", limit=MAX_TEXT_FILTER),
-    )
+def _dead_filter_of_query(query: DeadFilterQuery) -> DeadFilter:
+    """The dead-letter filter of a list or grouping."""
+    return check_filter(queue=query.queue, reviewed=query.reviewed_flag, status=query.status,
+                        error_class=query.error_class, text=query.q)  # fmt: skip
 
 
-async def _dead_filter_of_body(state: AdminState, body: dict[str, Any]) -> DeadFilter:
+async def _dead_filter_of_body(state: AdminState, body: BulkBody) -> DeadFilter:
     """The dead-letter filter of a bulk action's body (an unknown queue: 404)."""
-    queue = inputs.json_text(body, "queue", limit=63)
-    if queue is not None:
-        await state.service.queues.get(queue)
-    return check_filter(
-        queue=queue,
-        reviewed=inputs.json_bool(body, "reviewed"),
-        error_class=inputs.json_text(body, "errorClass", limit=MAX_ERROR_CLASS),
-        text=inputs.json_text(body, "q", limit=MAX_TEXT_FILTER),
-    )
+    if body.queue is not None:
+        await state.service.queues.get(body.queue)
+    return check_filter(queue=body.queue, reviewed=body.reviewed, error_class=body.error_class, text=body.q)
 
 
-def _expected(body: dict[str, Any]) -> int:
-    expected = inputs.json_int(body, "expectedCount", minimum=0, maximum=MAX_BULK, required=True)
-    assert expected is not None
-    return expected
-
-
-async def list_dead_letters(request: web.Request) -> web.Response:
+async def list_dead_letters(request: web.Request, query: DeadListQuery) -> web.Response:
     """Dead letters newest first, with filters and keyset paging (``before``)."""
     state = _state(request)
-    where = _dead_filter_of_query(request)
-    before = inputs.query_int(request, "before", default=None, minimum=1, maximum=MAX_ID)
-    limit = _limit(request)
-    full = _include_payload(request)
+    where = _dead_filter_of_query(query)
     if where.queue is not None:
         await state.service.queues.get(where.queue)
-    page = await state.service.dead_letters.list(where, before=before, limit=limit)
-    rows = _fit([views.dead_letter(d, full=full) for d in page.letters])
+    page = await state.service.dead_letters.list(where, before=query.before, limit=query.limit)
+    rows = _fit([views.dead_letter(d, full=query.include == "payload") for d in page.letters])
     next_before = rows[-1]["id"] if len(rows) < len(page.letters) else page.next_before
     return reply({
         "deadLetters": rows, "nextBefore": next_before, "total": page.total, "totalCapped": page.total_capped,
     })  # fmt: skip
 
 
-#: A dead letter named in a path by its own id: ``dl-17`` (a bare number is always a job id).
-DEAD_LETTER_REF = "dl-"
 #: What the dead-letter detail route matches (the id itself is checked by the handler).
 DEAD_REF_ROUTE = r"(?:dl-)?[0-9]+"
 
 
-async def _dead_letter_id(state: AdminState, ref: str) -> int:
+async def _dead_letter_id(state: AdminState, path: DeadRefPath) -> int:
     """The dead letter named in a path: by its job's id (``4711``, the spec's form) or by its own
     id (``dl-17``). Dead-letter ids and job ids come from different sequences, so the two forms
     never share a spelling and no path is ambiguous."""
-    if ref.startswith(DEAD_LETTER_REF):
-        return parse_path_id(ref.removeprefix(DEAD_LETTER_REF), "jobId")
-    if ref.startswith("job-"):
-        raise InvalidInput(
-            f"{ref[:40]!r}: the path takes the job id itself (4711), or dl-<id> for a dead letter's own id",
-            field="jobId",
-        )
-    return await state.service.dead_letters.of_job(parse_path_id(ref, "jobId"))
+    if path.ref.startswith(DEAD_LETTER_REF):
+        return int(path.ref.removeprefix(DEAD_LETTER_REF))
+    return await state.service.dead_letters.of_job(int(path.ref))
 
 
-def _reviewer(body: dict[str, Any]) -> str:
-    who = inputs.json_text(body, "reviewedBy", limit=MAX_ACTOR, required=True)
-    assert who is not None
-    if not who.strip():
-        raise InvalidInput("must not be blank", field="reviewedBy")
-    return who
-
-
-async def review_dead_letter(request: web.Request) -> web.Response:
+async def review_dead_letter(request: web.Request, path: DeadRefPath, body: ReviewBody) -> web.Response:
     """Mark a dead letter reviewed: who, and resolution notes."""
     state = _state(request)
-    dead_id = await _dead_letter_id(state, request.match_info["jobId"])
-    body = await inputs.json_body(request)
-    inputs.reject_unknown(body, ("reviewedBy", "resolutionNotes"))
-    who = _reviewer(body)
-    notes = inputs.json_text(body, "resolutionNotes", limit=MAX_NOTES)
-    letter = await state.service.dead_letters.review(dead_id, reviewed_by=who, resolution_notes=notes)
+    dead_id = await _dead_letter_id(state, path)
+    letter = await state.service.dead_letters.review(
+        dead_id, reviewed_by=body.reviewed_by, resolution_notes=body.resolution_notes
+    )
     return reply(views.dead_letter(letter))
 
 
-async def retry_dead_letter(request: web.Request) -> web.Response:
+async def retry_dead_letter(request: web.Request, path: DeadRefPath) -> web.Response:
     """Re-enqueue one dead letter as a new job on its original queue."""
     state = _state(request)
     who = inputs.actor(request)
-    dead_id = await _dead_letter_id(state, request.match_info["jobId"])
+    dead_id = await _dead_letter_id(state, path)
     job_id = await state.service.dead_letters.retry(dead_id, actor=who)
     return reply({"deadLetterId": dead_id, "jobId": job_id})
 
 
-async def discard_dead_letter(request: web.Request) -> web.Response:
+async def discard_dead_letter(request: web.Request, path: DeadRefPath) -> web.Response:
     """Discard an open dead letter (it stays on record as discarded)."""
     state = _state(request)
     who = inputs.actor(request)
-    dead_id = await _dead_letter_id(state, request.match_info["jobId"])
+    dead_id = await _dead_letter_id(state, path)
     return reply(views.dead_letter(await state.service.dead_letters.discard(dead_id, actor=who)))
 
 
-async def get_dead_letter(request: web.Request) -> web.Response:
+async def get_dead_letter(request: web.Request, path: DeadRefPath) -> web.Response:
     """One dead letter with its payload in full and every operator action on it."""
     state = _state(request)
-    dead_id = await _dead_letter_id(state, request.match_info["jobId"])
+    dead_id = await _dead_letter_id(state, path)
     letter = await state.service.dead_letters.get(dead_id)
     body = views.dead_letter(letter)
     body["operatorActions"] = [views.audit_entry(e) for e in await state.service.dead_letters.trail(dead_id)]
     return reply(body)
 
 
-async def dead_letter_groups(request: web.Request) -> web.Response:
+async def dead_letter_groups(request: web.Request, query: DeadFilterQuery) -> web.Response:
     """The dead letters matching a filter grouped by error class and message, largest first."""
     state = _state(request)
-    where = _dead_filter_of_query(request)
+    where = _dead_filter_of_query(query)
     if where.queue is not None:
         await state.service.queues.get(where.queue)
     groups = await state.service.dead_letters.groups(where)
     return reply({"groups": [views.dead_group(g) for g in groups]})
 
 
-async def retry_dead_letters(request: web.Request) -> web.Response:
+async def retry_dead_letters(request: web.Request, body: BulkBody) -> web.Response:
     """Retry every open dead letter matching a filter, if exactly ``expectedCount`` match (else 409)."""
     state = _state(request)
     who = inputs.actor(request)
-    body = await inputs.json_body(request)
-    inputs.reject_unknown(body, BULK_FIELDS)
     where = await _dead_filter_of_body(state, body)
-    result = await state.service.dead_letters.retry_matching(where, expected=_expected(body), actor=who)
+    result = await state.service.dead_letters.retry_matching(where, expected=body.expected_count, actor=who)
     return reply({
         "matched": result.matched,
         "retried": [{"deadLetterId": d, "jobId": j} for d, j in result.retried],
@@ -652,34 +548,30 @@ async def retry_dead_letters(request: web.Request) -> web.Response:
     })  # fmt: skip
 
 
-async def review_dead_letters(request: web.Request) -> web.Response:
+async def review_dead_letters(request: web.Request, body: BulkReviewBody) -> web.Response:
     """Mark every open dead letter matching a filter reviewed, if exactly ``expectedCount`` match."""
     state = _state(request)
-    body = await inputs.json_body(request)
-    inputs.reject_unknown(body, (*BULK_FIELDS, "reviewedBy", "resolutionNotes"))
-    who = _reviewer(body)
-    notes = inputs.json_text(body, "resolutionNotes", limit=MAX_NOTES)
     where = await _dead_filter_of_body(state, body)
     result = await state.service.dead_letters.review_matching(
-        where, expected=_expected(body), reviewed_by=who, resolution_notes=notes
+        where, expected=body.expected_count, reviewed_by=body.reviewed_by, resolution_notes=body.resolution_notes
     )
     return reply({"matched": result.matched, "changed": result.changed, "skipped": result.skipped})
 
 
-async def discard_dead_letters(request: web.Request) -> web.Response:
+async def discard_dead_letters(request: web.Request, body: BulkBody) -> web.Response:
     """Discard every open dead letter matching a filter, if exactly ``expectedCount`` match."""
     state = _state(request)
     who = inputs.actor(request)
-    body = await inputs.json_body(request)
-    inputs.reject_unknown(body, BULK_FIELDS)
     where = await _dead_filter_of_body(state, body)
-    result = await state.service.dead_letters.discard_matching(where, expected=_expected(body), actor=who)
+    result = await state.service.dead_letters.discard_matching(where, expected=body.expected_count, actor=who)
     return reply({"matched": result.matched, "changed": result.changed, "skipped": result.skipped})
 
 
 # -- the route table -------------------------------------------------------------------------
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: An endpoint: the request, then the models it declares (``path``, ``query``, ``body``; see
+#: :mod:`fleetbox.admin.models`), validated before it runs.
+Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,9 @@ from fleetbox.admin import dashboard
 from fleetbox.admin.auth import HEADER, KeyCheck, KeyThrottle
 from fleetbox.admin.errors import error_middleware
 from fleetbox.admin.inputs import via_control_socket
+from fleetbox.admin.models import read_inputs, reads
 from fleetbox.admin.openapi import build_openapi
-from fleetbox.admin.routes import STATE, AdminState, ApplianceInfo, Handler, Readiness, Reload, Route, route_table
+from fleetbox.admin.routes import STATE, AdminState, ApplianceInfo, Readiness, Reload, Route, route_table
 from fleetbox.admin.stream import Sockets, Stream
 from fleetbox.config import Settings
 from fleetbox.errors import ConfigError
@@ -78,7 +79,11 @@ def fleetbox_version() -> str:
 KEYED = web.RequestKey("fleetbox_keyed", bool)
 
 
-def _guarded(route: Route, keys: KeyCheck, throttle: KeyThrottle) -> Handler:
+def _guarded(
+    route: Route, keys: KeyCheck, throttle: KeyThrottle
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    wanted = reads(route.handler)
+
     async def handle(request: web.Request) -> web.StreamResponse:
         # On the control socket the file permissions already decided who may connect.
         if not via_control_socket(request):
@@ -93,7 +98,7 @@ def _guarded(route: Route, keys: KeyCheck, throttle: KeyThrottle) -> Handler:
                 else:
                     await throttle.wrong(address)
             dashboard.guard(request, route.access, keys)  # the key header, else a dashboard session
-        return await route.handler(request)
+        return await route.handler(request, **await read_inputs(request, wanted))
 
     handle.__name__ = route.handler.__name__
     handle.__doc__ = route.handler.__doc__

@@ -72,17 +72,24 @@ def _limits(ctx: GraphContext, op: AttachmentOperation) -> tuple[str, str | None
     return "files", None, TokenKind.APP
 
 
-async def _drive_folder(ctx: GraphContext, op: AttachmentOperation) -> str:
-    """The drive path of the folder the file goes into."""
+#: the folder of the service account's OneDrive that files go to when a job names no other
+ONEDRIVE_FOLDER = "fleetbox"
+
+
+async def _drive_target(ctx: GraphContext, op: AttachmentOperation) -> str:
+    """The file's address in its drive, up to the colon before ``/content`` or
+    ``/createUploadSession``: ``/drives/{d}/items/{parent}:/{name}:`` or, in the service account's
+    OneDrive, the path form ``/me/drive/root:/fleetbox/{name}:`` (one path between two colons)."""
+    name = _seg(op.file_name)
     if op.drive_id is not None and op.parent_id is not None:
-        return f"/drives/{_seg(op.drive_id)}/items/{_seg(op.parent_id)}"
+        return f"/drives/{_seg(op.drive_id)}/items/{_seg(op.parent_id)}:/{name}:"
     if op.team_id is not None and op.channel_id is not None:
         folder = await ctx.graph.request(
             "GET", f"/teams/{_seg(op.team_id)}/channels/{_seg(op.channel_id)}/filesFolder", resource="files"
         )
         item = folder.json()
-        return f"/drives/{_seg(item['parentReference']['driveId'])}/items/{_seg(item['id'])}"
-    return "/me/drive/root:/fleetbox"
+        return f"/drives/{_seg(item['parentReference']['driveId'])}/items/{_seg(item['id'])}:/{name}:"
+    return f"/me/drive/root:/{ONEDRIVE_FOLDER}/{name}:"
 
 
 async def _upload_small(
@@ -98,9 +105,9 @@ async def _upload_small(
                   "contentType": op.content_type, "contentBytes": base64.b64encode(data).decode()},
         )  # fmt: skip
     else:
-        folder = await _drive_folder(ctx, op)
+        target = await _drive_target(ctx, op)
         response = await ctx.graph.request(
-            "PUT", f"{folder}:/{_seg(op.file_name)}:/content", resource=resource, key=key, token=token,
+            "PUT", f"{target}/content", resource=resource, key=key, token=token,
             data=data, headers={"Content-Type": op.content_type},
         )  # fmt: skip
     return _id_of(response)
@@ -117,6 +124,8 @@ async def _upload_session(
         await ctx.store.graph.save_upload(job.id, url, size, 0, None)
     while True:
         chunk = await asyncio.to_thread(_read_chunk, path, offset, min(CHUNK_BYTES, size - offset))
+        if op.source == "outlook" and key is not None:
+            await ctx.limiters.upload_bytes(key, len(chunk))  # Outlook: 150 MB per 5 min per mailbox
         end = offset + len(chunk) - 1
         response = await ctx.graph.request(
                 "PUT", url, resource="uploads", token=None, data=chunk,
@@ -148,9 +157,9 @@ async def _open_session(
                                      "contentType": op.content_type}},
         )  # fmt: skip
     else:
-        folder = await _drive_folder(ctx, op)
+        target = await _drive_target(ctx, op)
         response = await ctx.graph.request(
-            "POST", f"{folder}:/{_seg(op.file_name)}:/createUploadSession", resource=resource, key=key,
+            "POST", f"{target}/createUploadSession", resource=resource, key=key,
             token=token, json={"item": {"@microsoft.graph.conflictBehavior": "rename"}},
         )  # fmt: skip
     upload_url = response.json().get("uploadUrl")
@@ -231,10 +240,16 @@ async def _download(ctx: GraphContext, op: AttachmentOperation) -> int:
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Write a downloaded file owner-only (0600, in a 0700 directory): attachments are private."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        partial.write_bytes(data)
+        # Created 0600 from the first byte (no window in which it is readable by others), whatever
+        # the umask; O_NOFOLLOW: a symlink planted at the partial name is not followed.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.chmod(partial, 0o600)  # an older partial file of the same name kept its mode
         os.replace(partial, target)
     except OSError as exc:
         partial.unlink(missing_ok=True)

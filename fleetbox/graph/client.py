@@ -239,6 +239,16 @@ class GraphClient:
             await self._session.close()
             self._session = None
 
+    def relative(self, url: str) -> str:
+        """A Graph URL relative to the configured root when it lies under the root's path (on any
+        host: a stored delta link then survives a new simulator port or a proxy put in front of
+        Graph); other URLs (upload and download URLs) are kept whole."""
+        parts, base = urlsplit(url), urlsplit(self._base)
+        if not parts.scheme or not parts.path.startswith(base.path):
+            return url
+        rest = parts.path[len(base.path) :]
+        return rest + (f"?{parts.query}" if parts.query else "")
+
     def url(self, url: str) -> str:
         """An absolute URL: a relative one joins the configured Graph root, an absolute one is kept."""
         if urlsplit(url).scheme:

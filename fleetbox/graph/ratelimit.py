@@ -6,7 +6,9 @@ resource        limit (``RateLimitSettings``)
 teams           ``teams_per_second`` across the appliance, and ``teams_per_chat_per_second``
                 into each chat or channel (the key)
 outlook         ``outlook_requests`` per ``outlook_period_seconds`` and
-                ``outlook_concurrent_per_mailbox`` requests at once, per mailbox (the key)
+                ``outlook_concurrent_per_mailbox`` requests at once, per mailbox (the key);
+                ``outlook_upload_bytes`` of attachment uploads per
+                ``outlook_upload_period_seconds`` per mailbox (:meth:`Limiters.upload_bytes`)
 attachments     ``attachments_concurrent`` transfers at once (:meth:`Limiters.operation`)
 anything else   no rate of its own; it can still be paused
 =============== ============================================================================
@@ -151,6 +153,8 @@ class _State:
     in_use: int = 0
     waits: int = 0
     throttled: int = 0
+    #: Outlook: attachment bytes uploaded into the mailbox (a bucket of bytes)
+    upload_bucket: AsyncLimiter | None = None
     #: the end of the last turn reserved by a deferred job (the Limiters' clock)
     reserved_until: float = 0.0
     deferred: int = 0
@@ -216,6 +220,11 @@ class Limiters:
             if state.semaphore is None or state.limit != s.outlook_concurrent_per_mailbox:
                 state.semaphore = asyncio.Semaphore(s.outlook_concurrent_per_mailbox)
                 state.limit = s.outlook_concurrent_per_mailbox
+            want = (float(s.outlook_upload_bytes), s.outlook_upload_period_seconds)
+            upload = state.upload_bucket
+            if upload is None or (upload.max_rate, upload.time_period) != want:
+                # A budget, not a pace: Graph lets the whole 150 MB go at once, then no more for 5 min.
+                state.upload_bucket = AsyncLimiter(*want)
 
     def apply(self, settings: RateLimitSettings) -> None:
         """Use new limits (a config reload): later acquires get them; requests under way finish as they are.
@@ -332,6 +341,26 @@ class Limiters:
             if state is not None:
                 state.in_use -= 1
                 state.last_used = now
+
+    async def upload_bytes(self, mailbox: str, amount: int) -> None:
+        """Wait until ``amount`` more attachment bytes may go into ``mailbox`` (Outlook's upload
+        budget); inside a job, a long wait defers the job instead (its upload resumes where Graph
+        says)."""
+        state = self._key(Resource.OUTLOOK, mailbox)
+        assert state is not None and state.upload_bucket is not None  # built in _key_limits
+        bucket = state.upload_bucket
+        need = min(float(amount), bucket.max_rate)
+        job = _JOB.get()
+        if job is not None and not bucket.has_capacity(need):
+            level: float = getattr(bucket, "_level", 0.0)  # has_capacity() let it leak up to now
+            wait = (level + need - bucket.max_rate) * bucket.time_period / bucket.max_rate
+            if wait > self._settings.defer_after_seconds:
+                state.deferred += 1
+                raise Deferred(wait, f"outlook upload budget of {mailbox}: {wait:.1f} s until it fits")
+        started = self._clock()
+        await bucket.acquire(need)
+        res = self._resource(Resource.OUTLOOK)
+        self._waited(Resource.OUTLOOK, mailbox, res, state, self._clock() - started)
 
     def operation(self, resource: str) -> AbstractAsyncContextManager[None]:
         """Hold one slot of a whole transfer (``attachments``: ``attachments_concurrent`` at once)."""

@@ -81,6 +81,7 @@ class GraphRuntime:
         self.subscriptions: Subscriptions | None = None
         self.receiver: Receiver | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._subscribing: asyncio.Task[None] | None = None
 
     def handlers(self) -> dict[str, Handler]:
         """The processors of the spec's Graph-backed queues (none when Graph is off)."""
@@ -154,6 +155,8 @@ class GraphRuntime:
         self.client = GraphClient(graph, tokens, self.limiters)
         await self.client.start()
         files_dir = graph.files_dir or data_dir / "attachments"
+        # Attachments are private: a directory fleetbox creates is the appliance user's only.
+        files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.ctx = GraphContext(self.store, self.client, self.limiters, graph, self.clock, files_dir)
         self.subscriptions = Subscriptions(self.ctx)
         secret = graph.client_state.get_secret_value() if graph.client_state else None
@@ -166,9 +169,23 @@ class GraphRuntime:
             self.receiver.install(app)
 
     def set_public_url(self, url: str) -> None:
-        """The admin server's address, once bound: the simulator's notifications go there."""
+        """The admin server's address, once bound: the simulator's notifications go there. The
+        receiver answers now, so the configured subscriptions are created (or adopted) at once
+        rather than at the first 5-minute tick."""
         if self.ctx is not None and self.simulator is not None and self.settings.graph.webhook_base_url is None:
             self.ctx.settings = self.ctx.settings.model_copy(update={"webhook_base_url": url})
+        if self.subscriptions is not None and self.settings.graph.subscriptions and self._subscribing is None:
+            self._subscribing = asyncio.create_task(self._subscribe_at_start(), name="graph-subscribe-at-start")
+
+    async def _subscribe_at_start(self) -> None:
+        assert self.subscriptions is not None
+        try:
+            done = await self.subscriptions.maintain()
+        except Exception as exc:  # the 5-minute tick tries again
+            log.warning("subscriptions not created at start; the scheduled check will try again",
+                        extra={"event": "graph_subscriptions_deferred", "error": str(exc)})  # fmt: skip
+        else:
+            log.info("subscriptions checked at start", extra={"event": "graph_subscriptions_started", **done})
 
     def tasks(self) -> list[PeriodicTask]:
         """Scheduled: keep the configured subscriptions alive (every 5 minutes, once across processes)."""
@@ -181,11 +198,15 @@ class GraphRuntime:
         return await self.subscriptions.maintain()
 
     def failing(self) -> dict[str, str | None]:
-        """Graph's part of the appliance's failing tasks: token kinds Entra is failing to issue
-        (``graph-tokens-app``, ``graph-tokens-delegated``; a ``task_failing`` alert after a minute)."""
-        if self.tokens is None:
-            return {}
-        return {f"graph-tokens-{o.kind.value}": o.error for o in self.tokens.failing()}
+        """Graph's part of the appliance's failing tasks (a ``task_failing`` alert after a minute):
+        token kinds Entra is failing to issue (``graph-tokens-app``, ``graph-tokens-delegated``), and
+        a burst of notifications with a wrong clientState (``graph-webhook-receiver``)."""
+        failing: dict[str, str | None] = {}
+        if self.tokens is not None:
+            failing.update({f"graph-tokens-{o.kind.value}": o.error for o in self.tokens.failing()})
+        if self.receiver is not None and (burst := self.receiver.failing()) is not None:
+            failing["graph-webhook-receiver"] = burst
+        return failing
 
     def limiter_states(self) -> dict[str, protocol.LimiterState]:
         """Per Graph queue, the state of the limiter of the resource it calls (the live stream's)."""
@@ -220,6 +241,10 @@ class GraphRuntime:
 
     async def stop(self) -> None:
         """Close the client and the simulator; then write the rate-limit events still buffered."""
+        if self._subscribing is not None:
+            self._subscribing.cancel()
+            await asyncio.gather(self._subscribing, return_exceptions=True)
+            self._subscribing = None
         if self.client is not None:
             await self.client.close()
             self.client = None

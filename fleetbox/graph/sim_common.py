@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import json
 import math
+import secrets
 import time
 import uuid
 from collections import deque
@@ -402,3 +403,99 @@ def read_json(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise GraphError(400, "BadRequest", "The request body must be a JSON object.")
     return data
+
+
+# -- state of the Entra and delta routes ---------------------------------------------------------
+
+Stream = tuple[str, ...]
+
+
+@dataclass
+class DeviceFlow:
+    """A device-code sign-in: pending until approved, then redeemable once for tokens."""
+
+    device_code: str
+    user_code: str
+    scopes: tuple[str, ...]
+    expires_at: float
+    approved: bool = False
+    redeemed: bool = False
+
+
+@dataclass
+class RefreshGrant:
+    """A refresh token: who it signs in and for which scopes; ``revoked`` ones get invalid_grant."""
+
+    subject: str
+    scopes: tuple[str, ...]
+    revoked: bool = False
+
+
+@dataclass
+class _Change:
+    seq: int
+    item: dict[str, Any]  # the live object: an upsert reports its state at read time
+    removed: bool
+
+
+@dataclass
+class _Cursor:
+    stream: Stream
+    kind: str  # "next": the rest of a page sequence; "delta": changes after since_seq
+    since_seq: int
+    page_size: int
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+
+class DeltaState:
+    """Change logs per stream (a mail folder, or all chats) and the tokens handed out."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.logs: dict[Stream, list[_Change]] = {}
+        self.cursors: dict[str, _Cursor] = {}
+        self.resync_pending = False
+
+    def _record(self, stream: Stream, item: dict[str, Any], removed: bool) -> None:
+        self.seq += 1
+        self.logs.setdefault(stream, []).append(_Change(self.seq, item, removed))
+
+    def record_mail(self, user: str, folder: str, message: dict[str, Any], *, removed: bool = False) -> None:
+        """Log a message change in ``user``'s ``folder`` (lower-case keys)."""
+        self._record(("mail", user, folder), message, removed)
+
+    def record_chat(self, message: dict[str, Any], *, removed: bool = False) -> None:
+        """Log a chat message change (``chats/getAllMessages`` covers every chat)."""
+        self._record(("chats",), message, removed)
+
+    def expire_all(self) -> None:
+        """Forget every token: the next one used gets 410 SyncStateNotFound."""
+        self.cursors.clear()
+
+    def current(self, stream: Stream) -> list[dict[str, Any]]:
+        """The items present now (last change per id not a removal), oldest first."""
+        last: dict[str, _Change] = {}
+        for change in self.logs.get(stream, []):
+            last.pop(change.item["id"], None)
+            last[change.item["id"]] = change
+        return [dict(c.item) for c in last.values() if not c.removed]
+
+    def changes(self, stream: Stream, since: int, removed_type: str) -> list[dict[str, Any]]:
+        """Changes after ``since``, one entry per item (its latest state, or ``@removed``)."""
+        last: dict[str, _Change] = {}
+        for change in self.logs.get(stream, []):
+            if change.seq > since:
+                last.pop(change.item["id"], None)
+                last[change.item["id"]] = change
+        return [
+            {"@odata.type": removed_type, "id": c.item["id"], "@removed": {"reason": "deleted"}}
+            if c.removed
+            else dict(c.item)
+            for c in last.values()
+        ]
+
+    def issue(self, cursor: _Cursor) -> str:
+        """A fresh opaque token for ``cursor``."""
+        token = secrets.token_urlsafe(32)
+        self.cursors[token] = cursor
+        return token

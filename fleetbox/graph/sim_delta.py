@@ -11,92 +11,19 @@ Page size: ``Prefer: odata.maxpagesize=N`` or ``$top`` (at most 50 for chat mess
 from __future__ import annotations
 
 import re
-import secrets
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from fleetbox.graph.sim_common import GraphError, TokenKind, json_response
+from fleetbox.graph.sim_common import GraphError, Stream, TokenKind, _Cursor, json_response
 
 if TYPE_CHECKING:
-    from fleetbox.graph.simulator import GraphSimulator
+    from fleetbox.graph.sim_state import SimState
 
-Stream = tuple[str, ...]
 _MAXPAGESIZE = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.IGNORECASE)
 MAIL_PAGE = 10
 CHAT_PAGE = 50
 CHAT_MAX_TOP = 50
-
-
-@dataclass
-class _Change:
-    seq: int
-    item: dict[str, Any]  # the live object: an upsert reports its state at read time
-    removed: bool
-
-
-@dataclass
-class _Cursor:
-    stream: Stream
-    kind: str  # "next": the rest of a page sequence; "delta": changes after since_seq
-    since_seq: int
-    page_size: int
-    pending: list[dict[str, Any]] = field(default_factory=list)
-
-
-class DeltaState:
-    """Change logs per stream (a mail folder, or all chats) and the tokens handed out."""
-
-    def __init__(self) -> None:
-        self.seq = 0
-        self.logs: dict[Stream, list[_Change]] = {}
-        self.cursors: dict[str, _Cursor] = {}
-        self.resync_pending = False
-
-    def _record(self, stream: Stream, item: dict[str, Any], removed: bool) -> None:
-        self.seq += 1
-        self.logs.setdefault(stream, []).append(_Change(self.seq, item, removed))
-
-    def record_mail(self, user: str, folder: str, message: dict[str, Any], *, removed: bool = False) -> None:
-        """Log a message change in ``user``'s ``folder`` (lower-case keys)."""
-        self._record(("mail", user, folder), message, removed)
-
-    def record_chat(self, message: dict[str, Any], *, removed: bool = False) -> None:
-        """Log a chat message change (``chats/getAllMessages`` covers every chat)."""
-        self._record(("chats",), message, removed)
-
-    def expire_all(self) -> None:
-        """Forget every token: the next one used gets 410 SyncStateNotFound."""
-        self.cursors.clear()
-
-    def current(self, stream: Stream) -> list[dict[str, Any]]:
-        """The items present now (last change per id not a removal), oldest first."""
-        last: dict[str, _Change] = {}
-        for change in self.logs.get(stream, []):
-            last.pop(change.item["id"], None)
-            last[change.item["id"]] = change
-        return [dict(c.item) for c in last.values() if not c.removed]
-
-    def changes(self, stream: Stream, since: int, removed_type: str) -> list[dict[str, Any]]:
-        """Changes after ``since``, one entry per item (its latest state, or ``@removed``)."""
-        last: dict[str, _Change] = {}
-        for change in self.logs.get(stream, []):
-            if change.seq > since:
-                last.pop(change.item["id"], None)
-                last[change.item["id"]] = change
-        return [
-            {"@odata.type": removed_type, "id": c.item["id"], "@removed": {"reason": "deleted"}}
-            if c.removed
-            else dict(c.item)
-            for c in last.values()
-        ]
-
-    def issue(self, cursor: _Cursor) -> str:
-        """A fresh opaque token for ``cursor``."""
-        token = secrets.token_urlsafe(32)
-        self.cursors[token] = cursor
-        return token
 
 
 def _page_size(request: web.Request, default: int, max_top: int | None) -> tuple[int, bool]:
@@ -115,7 +42,7 @@ def _page_size(request: web.Request, default: int, max_top: int | None) -> tuple
 
 
 def _answer(
-    sim: GraphSimulator,
+    sim: SimState,
     request: web.Request,
     stream: Stream,
     *,
@@ -162,14 +89,14 @@ def _answer(
     return json_response(body, headers=headers)
 
 
-async def mail_delta(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def mail_delta(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /users/{id}/mailFolders/{folder}/messages/delta`` (and its next/delta links)."""
     sim.authorize(request)
     stream = ("mail", request.match_info["user"].lower(), request.match_info["folder"].lower())
     return _answer(sim, request, stream, default_page=MAIL_PAGE, max_top=None, removed_type="#microsoft.graph.message")
 
 
-async def chats_delta(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def chats_delta(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /users/{id}/chats/getAllMessages/delta``: app-only, as in Graph (412 for a delegated token)."""
     info = sim.authorize(request)
     if info.kind is not TokenKind.APP:

@@ -14,16 +14,25 @@ import binascii
 import json
 import secrets
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from fleetbox.graph.sim_common import BODY, OAuthError, TokenInfo, TokenKind, b64url, stable_guid, unsigned_jwt
+from fleetbox.graph.sim_common import (
+    BODY,
+    DeviceFlow,
+    OAuthError,
+    RefreshGrant,
+    TokenInfo,
+    TokenKind,
+    b64url,
+    stable_guid,
+    unsigned_jwt,
+)
 
 if TYPE_CHECKING:
-    from fleetbox.graph.simulator import GraphSimulator
+    from fleetbox.graph.sim_state import SimState
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -32,28 +41,7 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 
 
-@dataclass
-class DeviceFlow:
-    """A device-code sign-in: pending until approved, then redeemable once for tokens."""
-
-    device_code: str
-    user_code: str
-    scopes: tuple[str, ...]
-    expires_at: float
-    approved: bool = False
-    redeemed: bool = False
-
-
-@dataclass
-class RefreshGrant:
-    """A refresh token: who it signs in and for which scopes; ``revoked`` ones get invalid_grant."""
-
-    subject: str
-    scopes: tuple[str, ...]
-    revoked: bool = False
-
-
-def _tenant(sim: GraphSimulator, request: web.Request) -> None:
+def _tenant(sim: SimState, request: web.Request) -> None:
     tenant = request.match_info["tenant"]
     if tenant != sim.tenant:
         raise OAuthError(
@@ -65,7 +53,7 @@ def _tenant(sim: GraphSimulator, request: web.Request) -> None:
         )
 
 
-async def openid_configuration(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def openid_configuration(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /{tenant}/v2.0/.well-known/openid-configuration``."""
     _tenant(sim, request)
     base = f"{sim.authority_host}/{sim.tenant}"
@@ -110,7 +98,7 @@ def _form(request: web.Request) -> dict[str, str]:
         raise OAuthError(400, "invalid_request", 900144, "The request body must be form-encoded UTF-8.") from None
 
 
-def _check_client(sim: GraphSimulator, form: dict[str, str], *, required: bool) -> None:
+def _check_client(sim: SimState, form: dict[str, str], *, required: bool) -> None:
     client_id = form.get("client_id", "")
     if client_id != sim.client_id:
         raise OAuthError(
@@ -142,7 +130,7 @@ def _check_client(sim: GraphSimulator, form: dict[str, str], *, required: bool) 
         )
 
 
-def _assertion_ok(sim: GraphSimulator, assertion: str) -> bool:
+def _assertion_ok(sim: SimState, assertion: str) -> bool:
     """A well-formed client assertion: a JWT from this client, not expired (its signature is not checked)."""
     parts = assertion.split(".")
     if len(parts) != 3 or not all(parts):
@@ -175,7 +163,7 @@ def audience_of(scopes: tuple[str, ...]) -> str:
     return GRAPH_RESOURCE
 
 
-def _access_token(sim: GraphSimulator, kind: TokenKind, subject: str, scopes: tuple[str, ...]) -> str:
+def _access_token(sim: SimState, kind: TokenKind, subject: str, scopes: tuple[str, ...]) -> str:
     now = int(time.time())
     audience = audience_of(scopes)
     claims: dict[str, Any] = {
@@ -196,9 +184,7 @@ def _access_token(sim: GraphSimulator, kind: TokenKind, subject: str, scopes: tu
     return token
 
 
-def _delegated_answer(
-    sim: GraphSimulator, subject: str, scopes: tuple[str, ...], form: dict[str, str]
-) -> web.StreamResponse:
+def _delegated_answer(sim: SimState, subject: str, scopes: tuple[str, ...], form: dict[str, str]) -> web.StreamResponse:
     now = int(time.time())
     oid = stable_guid("user", subject)
     refresh = secrets.token_urlsafe(48)
@@ -232,7 +218,7 @@ def _delegated_answer(
     return web.json_response(answer)
 
 
-async def token(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def token(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /{tenant}/oauth2/v2.0/token``: client_credentials, refresh_token, device_code."""
     _tenant(sim, request)
     form = _form(request)
@@ -293,7 +279,7 @@ async def token(sim: GraphSimulator, request: web.Request) -> web.StreamResponse
     )
 
 
-async def devicecode(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def devicecode(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /{tenant}/oauth2/v2.0/devicecode``: start a device-code sign-in."""
     _tenant(sim, request)
     form = _form(request)
@@ -324,13 +310,13 @@ async def devicecode(sim: GraphSimulator, request: web.Request) -> web.StreamRes
     )
 
 
-async def devicelogin(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def devicelogin(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /devicelogin``: the page a device-code message points at (the simulator has no real sign-in)."""
     mode = "approved automatically" if sim.auto_approve_device_codes else "approved by the test (approve_device_code)"
     return web.Response(text=f"fleetbox Graph simulator: sign-in codes are {mode}, as {sim.user}.\n")
 
 
-def approve_device_code(sim: GraphSimulator, user_code: str | None) -> None:
+def approve_device_code(sim: SimState, user_code: str | None) -> None:
     """Approve the pending device flow with ``user_code`` (every pending one when None)."""
     pending = [f for f in sim.device_flows.values() if not f.approved and not f.redeemed]
     if user_code is not None:

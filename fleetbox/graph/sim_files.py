@@ -18,7 +18,7 @@ import re
 import secrets
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -30,6 +30,7 @@ from fleetbox.graph.sim_common import (
     MAX_OUTLOOK_CHUNK_BYTES,
     DriveFile,
     GraphError,
+    TokenKind,
     UploadSession,
     iso,
     json_response,
@@ -39,12 +40,14 @@ from fleetbox.graph.sim_common import (
 )
 
 if TYPE_CHECKING:
-    from fleetbox.graph.simulator import GraphSimulator
+    from fleetbox.graph.sim_state import SimState
 
 #: small uploads (PUT .../content) are limited to 250 MB
 MAX_SIMPLE_UPLOAD_BYTES = 250 * 1024 * 1024
 DOWNLOAD_URL_SECONDS = 300.0
 _ITEM_PATH = re.compile(r"^(?P<parent>[^:/]+):/(?P<name>[^:]+):/(?P<action>content|createUploadSession)$")
+#: the path form of /me/drive: ``root:/{folder/path/name}:/{action}``, exactly two colons
+_ME_PATH = re.compile(r"^root:/(?P<path>[^:]+):/(?P<action>content|createUploadSession)$")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CONFLICT_BEHAVIORS = ("fail", "replace", "rename")
@@ -54,7 +57,7 @@ def _item_id() -> str:
     return "01" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(32))
 
 
-def _folder_item(sim: GraphSimulator, drive_id: str, name: str, web_url: str) -> DriveFile:
+def _folder_item(sim: SimState, drive_id: str, name: str, web_url: str) -> DriveFile:
     now = iso(utc_now())
     item_id = _item_id()
     item = {
@@ -73,7 +76,7 @@ def _folder_item(sim: GraphSimulator, drive_id: str, name: str, web_url: str) ->
     return folder
 
 
-def _team_drive(sim: GraphSimulator, team: str) -> str:
+def _team_drive(sim: SimState, team: str) -> str:
     drive_id = sim.teams_drives.get(team)
     if drive_id is None:
         drive_id = sim.teams_drives[team] = "b!" + secrets.token_urlsafe(48)
@@ -82,14 +85,74 @@ def _team_drive(sim: GraphSimulator, team: str) -> str:
     return drive_id
 
 
-def _root(sim: GraphSimulator, drive_id: str) -> DriveFile:
+def _user_drive(sim: SimState, user: str) -> str:
+    """The OneDrive of a user (created on first use, as provisioning does)."""
+    key = f"user:{user.lower()}"
+    drive_id = sim.teams_drives.get(key)
+    if drive_id is None:
+        drive_id = sim.teams_drives[key] = "b!" + secrets.token_urlsafe(48)
+        root = _folder_item(sim, drive_id, "root", f"{sim.authority_host}/personal/{quote(user)}/Documents")
+        root.item["root"] = {}
+    return drive_id
+
+
+def _folder_at(sim: SimState, drive_id: str, segments: list[str]) -> DriveFile:
+    """The folder at a path under the drive's root; missing folders are created, as Graph does for a
+    path-based upload."""
+    folder = _root(sim, drive_id)
+    for name in segments:
+        child = next((e for e in sim.drive_items.values() if e.drive_id == drive_id and e.folder
+                      and e.parent_id == folder.item["id"] and e.name.lower() == name.lower()), None)  # fmt: skip
+        if child is None:
+            child = _folder_item(sim, drive_id, name, f"{folder.item['webUrl']}/{quote(name)}")
+            child.parent_id = folder.item["id"]
+            folder.item["folder"]["childCount"] = folder.item["folder"].get("childCount", 0) + 1
+        folder = child
+    return folder
+
+
+def _me_target(sim: SimState, request: web.Request, action: str) -> tuple[str, DriveFile, str]:
+    """``/me/drive/root:/{path}:/{action}``: the drive, the parent folder and the file name."""
+    token = sim.authorize(request)
+    if token.kind is not TokenKind.DELEGATED:
+        raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
+    match = _ME_PATH.match(request.match_info["path"])
+    if match is None or match["action"] != action:
+        raise GraphError(
+            400, "invalidRequest", f"Use /me/drive/root:/{{path/to/filename}}:/{action} (one path between two colons)."
+        )
+    *folders, name = [unquote(s) for s in match["path"].split("/") if s]
+    drive_id = _user_drive(sim, token.subject)
+    return drive_id, _folder_at(sim, drive_id, folders), name
+
+
+async def me_drive_put(sim: SimState, request: web.Request) -> web.StreamResponse:
+    """``PUT /me/drive/root:/{path}/{name}:/content``: a small upload to the signed-in user's OneDrive."""
+    drive_id, parent, name = _me_target(sim, request, "content")
+    data: bytes = request[BODY]
+    if len(data) > MAX_SIMPLE_UPLOAD_BYTES:
+        raise GraphError(
+            413, "RequestEntityTooLarge", "PUT content supports files up to 250 MB; use an upload session."
+        )
+    conflict = _conflict(request.query.get("@microsoft.graph.conflictBehavior"))
+    stored, status = _commit(sim, drive_id, parent, name, data, conflict)
+    return json_response(_item_json(sim, stored), status=status)
+
+
+async def me_drive_post(sim: SimState, request: web.Request) -> web.StreamResponse:
+    """``POST /me/drive/root:/{path}/{name}:/createUploadSession`` (200)."""
+    drive_id, parent, name = _me_target(sim, request, "createUploadSession")
+    return _open_session(sim, request, drive_id, parent.item["id"], name)
+
+
+def _root(sim: SimState, drive_id: str) -> DriveFile:
     for entry in sim.drive_items.values():
         if entry.drive_id == drive_id and entry.folder and "root" in entry.item:
             return entry
     raise GraphError(404, "itemNotFound", f"Drive '{drive_id}' was not found.")
 
 
-async def files_folder(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def files_folder(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /teams/{team-id}/channels/{channel-id}/filesFolder``: the channel's folder driveItem."""
     sim.authorize(request)
     team, channel = request.match_info["team_id"], request.match_info["channel_id"]
@@ -109,7 +172,7 @@ async def files_folder(sim: GraphSimulator, request: web.Request) -> web.StreamR
     return json_response({"@odata.context": context, **body})
 
 
-def _parent(sim: GraphSimulator, drive_id: str, parent_id: str) -> DriveFile:
+def _parent(sim: SimState, drive_id: str, parent_id: str) -> DriveFile:
     if parent_id == "root":
         return _root(sim, drive_id)
     parent = sim.drive_items.get(parent_id)
@@ -119,7 +182,7 @@ def _parent(sim: GraphSimulator, drive_id: str, parent_id: str) -> DriveFile:
 
 
 def _commit(
-    sim: GraphSimulator, drive_id: str, parent: DriveFile, name: str, data: bytes, conflict: str
+    sim: SimState, drive_id: str, parent: DriveFile, name: str, data: bytes, conflict: str
 ) -> tuple[DriveFile, int]:
     """Store a file under ``parent``; return it and the status (201 new, 200 replaced)."""
     existing = next(
@@ -188,11 +251,11 @@ def _conflict(value: object) -> str:
     return behavior
 
 
-def _item_json(sim: GraphSimulator, stored: DriveFile) -> dict[str, Any]:
+def _item_json(sim: SimState, stored: DriveFile) -> dict[str, Any]:
     return {"@odata.context": f"{sim.base_url}/$metadata#drives('{stored.drive_id}')/items/$entity", **stored.item}
 
 
-async def drive_item_put(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def drive_item_put(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``PUT /drives/{drive-id}/items/{parent-id}:/{name}:/content``: a small upload (201, or 200 on replace)."""
     sim.authorize(request)
     drive_id = request.match_info["drive_id"]
@@ -210,7 +273,7 @@ async def drive_item_put(sim: GraphSimulator, request: web.Request) -> web.Strea
     return json_response(_item_json(sim, stored), status=status)
 
 
-async def drive_item_post(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def drive_item_post(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /drives/{drive-id}/items/{parent-id}:/{name}:/createUploadSession`` (200)."""
     sim.authorize(request)
     drive_id = request.match_info["drive_id"]
@@ -218,6 +281,10 @@ async def drive_item_post(sim: GraphSimulator, request: web.Request) -> web.Stre
     if match is None or match["action"] != "createUploadSession":
         raise GraphError(400, "invalidRequest", "Use POST .../items/{parent-id}:/{filename}:/createUploadSession.")
     _parent(sim, drive_id, match["parent"])
+    return _open_session(sim, request, drive_id, match["parent"], match["name"])
+
+
+def _open_session(sim: SimState, request: web.Request, drive_id: str, parent_id: str, name: str) -> web.StreamResponse:
     body: bytes = request[BODY]
     payload = read_json(body) if body else {}
     item = payload.get("item", {})
@@ -232,9 +299,9 @@ async def drive_item_post(sim: GraphSimulator, request: web.Request) -> web.Stre
         kind="drive",
         size=-1,
         expires=utc_now() + dt.timedelta(hours=24),
-        name=str(item.get("name") or match["name"]),
+        name=str(item.get("name") or name),
         drive_id=drive_id,
-        parent_id=match["parent"],
+        parent_id=parent_id,
         conflict_behavior=_conflict(item.get("@microsoft.graph.conflictBehavior")),
         defer_commit=defer,
         auth_token=sim.new_token(),
@@ -252,7 +319,7 @@ async def drive_item_post(sim: GraphSimulator, request: web.Request) -> web.Stre
     )
 
 
-async def drive_item_get(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def drive_item_get(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /drives/{drive-id}/items/{item-id}`` (JSON) and ``.../{item-id}/content`` (302 to the bytes)."""
     sim.authorize(request)
     drive_id, path = request.match_info["drive_id"], request.match_info["path"]
@@ -273,7 +340,7 @@ async def drive_item_get(sim: GraphSimulator, request: web.Request) -> web.Strea
     return json_response(body)
 
 
-def _session(sim: GraphSimulator, request: web.Request) -> UploadSession:
+def _session(sim: SimState, request: web.Request) -> UploadSession:
     sim.refuse_authorization_header(request)
     session = sim.upload_sessions.get(request.match_info["session_id"])
     if session is None or session.expires <= utc_now():
@@ -283,7 +350,7 @@ def _session(sim: GraphSimulator, request: web.Request) -> UploadSession:
     return session
 
 
-def _progress(sim: GraphSimulator, session: UploadSession, status: int) -> web.Response:
+def _progress(sim: SimState, session: UploadSession, status: int) -> web.Response:
     done = len(session.received)
     if session.kind == "outlook":
         context = (
@@ -303,7 +370,7 @@ def _progress(sim: GraphSimulator, session: UploadSession, status: int) -> web.R
     return json_response(body, status=status)
 
 
-async def upload_put(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def upload_put(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``PUT {uploadUrl}``: the next fragment, in order, with ``Content-Range: bytes a-b/total``."""
     session = _session(sim, request)
     data: bytes = request[BODY]
@@ -357,7 +424,7 @@ async def upload_put(sim: GraphSimulator, request: web.Request) -> web.StreamRes
     return _finish_drive(sim, session)
 
 
-def _finish_drive(sim: GraphSimulator, session: UploadSession) -> web.Response:
+def _finish_drive(sim: SimState, session: UploadSession) -> web.Response:
     del sim.upload_sessions[session.id]
     parent = _parent(sim, session.drive_id, session.parent_id)
     stored, status = _commit(
@@ -366,19 +433,19 @@ def _finish_drive(sim: GraphSimulator, session: UploadSession) -> web.Response:
     return json_response(_item_json(sim, stored), status=status)
 
 
-async def upload_get(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def upload_get(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET {uploadUrl}``: the session's status, to resume after a crash (200 + nextExpectedRanges)."""
     return _progress(sim, _session(sim, request), 200)
 
 
-async def upload_delete(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def upload_delete(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``DELETE {uploadUrl}``: cancel the session (204)."""
     session = _session(sim, request)
     del sim.upload_sessions[session.id]
     return web.Response(status=204)
 
 
-async def upload_commit(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def upload_commit(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST {uploadUrl}`` with ``Content-Length: 0``: commit a deferCommit drive session (201)."""
     session = _session(sim, request)
     if session.kind != "drive" or not session.defer_commit:
@@ -388,7 +455,7 @@ async def upload_commit(sim: GraphSimulator, request: web.Request) -> web.Stream
     return _finish_drive(sim, session)
 
 
-async def download(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def download(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET {downloadUrl}``: the file's bytes (206 for a ``Range``), no Authorization header allowed."""
     sim.refuse_authorization_header(request)
     entry = sim.downloads.get(request.match_info["token"])
@@ -418,6 +485,8 @@ ROUTES = [
     ("PUT", "/v1.0/drives/{drive_id}/items/{path:.+}", drive_item_put),
     ("POST", "/v1.0/drives/{drive_id}/items/{path:.+}", drive_item_post),
     ("GET", "/v1.0/drives/{drive_id}/items/{path:.+}", drive_item_get),
+    ("PUT", "/v1.0/me/drive/{path:.+}", me_drive_put),
+    ("POST", "/v1.0/me/drive/{path:.+}", me_drive_post),
     ("PUT", "/_upload/{session_id}", upload_put),
     ("GET", "/_upload/{session_id}", upload_get),
     ("DELETE", "/_upload/{session_id}", upload_delete),

@@ -33,7 +33,7 @@ from fleetbox.graph.sim_common import (
 )
 
 if TYPE_CHECKING:
-    from fleetbox.graph.simulator import GraphSimulator
+    from fleetbox.graph.sim_state import SimState
 
 RECIPIENT_FIELDS = ("toRecipients", "ccRecipients", "bccRecipients")
 MAX_RECIPIENTS = 500
@@ -47,11 +47,11 @@ def new_message_id() -> str:
     return f"AAMkAGI2{secrets.token_urlsafe(33)}AAA="
 
 
-def _mailbox(sim: GraphSimulator, user: str) -> dict[str, dict[str, dict[str, Any]]]:
+def _mailbox(sim: SimState, user: str) -> dict[str, dict[str, dict[str, Any]]]:
     return sim.mailboxes.setdefault(user.lower(), {})
 
 
-def _find_message(sim: GraphSimulator, user: str, message_id: str) -> tuple[str, dict[str, Any]]:
+def _find_message(sim: SimState, user: str, message_id: str) -> tuple[str, dict[str, Any]]:
     for folder, messages in sim.mailboxes.get(user.lower(), {}).items():
         if message_id in messages:
             return folder, messages[message_id]
@@ -188,14 +188,14 @@ def _complete(user: str, folder: str, message: dict[str, Any]) -> dict[str, Any]
     return full
 
 
-def store_mail(sim: GraphSimulator, user: str, folder: str, message: dict[str, Any], change: str) -> None:
+def store_mail(sim: SimState, user: str, folder: str, message: dict[str, Any], change: str) -> None:
     """Put a message in a folder, log it for delta and notify subscriptions (``change`` "created"/"updated")."""
     _mailbox(sim, user).setdefault(folder, {})[message["id"]] = message
     sim.delta.record_mail(user.lower(), folder, message)
     sim_webhooks.notify_mail(sim, user.lower(), folder, message, change)
 
 
-def _unstore_mail(sim: GraphSimulator, user: str, folder: str, message_id: str) -> dict[str, Any]:
+def _unstore_mail(sim: SimState, user: str, folder: str, message_id: str) -> dict[str, Any]:
     message = _mailbox(sim, user).get(folder, {}).pop(message_id)
     sim.delta.record_mail(user.lower(), folder, message, removed=True)
     sim_webhooks.notify_mail(sim, user.lower(), folder, message, "deleted")
@@ -203,13 +203,13 @@ def _unstore_mail(sim: GraphSimulator, user: str, folder: str, message_id: str) 
 
 
 def add_mail(
-    sim: GraphSimulator,
+    sim: SimState,
     user: str,
     folder: str,
     message: dict[str, Any],
     attachments: list[tuple[str, bytes, str]],
 ) -> dict[str, Any]:
-    """Seed a message (see :meth:`GraphSimulator.add_mail`)."""
+    """Seed a message (see :meth:`SimState.add_mail`)."""
     folder = folder.lower()
     full = _complete(user, folder, message)
     files = [
@@ -223,15 +223,15 @@ def add_mail(
     return full
 
 
-def remove_mail(sim: GraphSimulator, user: str, folder: str, message_id: str) -> None:
-    """Delete a seeded message (see :meth:`GraphSimulator.remove_mail`)."""
+def remove_mail(sim: SimState, user: str, folder: str, message_id: str) -> None:
+    """Delete a seeded message (see :meth:`SimState.remove_mail`)."""
     if message_id not in sim.mailboxes.get(user.lower(), {}).get(folder.lower(), {}):
         raise KeyError(f"no message {message_id!r} in {user}/{folder}")
     _unstore_mail(sim, user, folder.lower(), message_id)
     sim.mail_attachments.pop(message_id, None)
 
 
-async def send_mail(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def send_mail(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /users/{id}/sendMail``: 202, empty body."""
     sim.authorize(request)
     user = request.match_info["user"]
@@ -267,7 +267,7 @@ async def send_mail(sim: GraphSimulator, request: web.Request) -> web.StreamResp
     return web.Response(status=202)
 
 
-async def create_draft(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def create_draft(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /users/{id}/messages``: a draft (201 + message)."""
     sim.authorize(request)
     user = request.match_info["user"]
@@ -283,7 +283,7 @@ async def create_draft(sim: GraphSimulator, request: web.Request) -> web.StreamR
     )
 
 
-async def get_message(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def get_message(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /users/{id}/messages/{message-id}``."""
     sim.authorize(request)
     user = request.match_info["user"]
@@ -291,14 +291,14 @@ async def get_message(sim: GraphSimulator, request: web.Request) -> web.StreamRe
     return json_response({"@odata.context": f"{sim.base_url}/$metadata#users('{user}')/messages/$entity", **message})
 
 
-def _draft(sim: GraphSimulator, user: str, message_id: str) -> dict[str, Any]:
+def _draft(sim: SimState, user: str, message_id: str) -> dict[str, Any]:
     folder, message = _find_message(sim, user, message_id)
     if folder != "drafts":
         raise GraphError(400, "ErrorInvalidOperation", "The message is not a draft: it has already been sent.")
     return message
 
 
-async def add_attachment(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def add_attachment(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /users/{id}/messages/{message-id}/attachments``: a small fileAttachment on a draft (201)."""
     sim.authorize(request)
     user, mid = request.match_info["user"], request.match_info["message_id"]
@@ -310,7 +310,7 @@ async def add_attachment(sim: GraphSimulator, request: web.Request) -> web.Strea
     return json_response({"@odata.context": context, **attachment.as_graph()}, status=201)
 
 
-def _attachment(sim: GraphSimulator, user: str, mid: str, aid: str) -> MailAttachment:
+def _attachment(sim: SimState, user: str, mid: str, aid: str) -> MailAttachment:
     _find_message(sim, user, mid)
     for attachment in sim.mail_attachments.get(mid, []):
         if attachment.id == aid:
@@ -318,7 +318,7 @@ def _attachment(sim: GraphSimulator, user: str, mid: str, aid: str) -> MailAttac
     raise GraphError(404, "ErrorItemNotFound", _NOT_FOUND)
 
 
-async def list_attachments(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def list_attachments(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /users/{id}/messages/{message-id}/attachments`` (metadata and content, as Graph does)."""
     sim.authorize(request)
     user, mid = request.match_info["user"], request.match_info["message_id"]
@@ -326,14 +326,14 @@ async def list_attachments(sim: GraphSimulator, request: web.Request) -> web.Str
     return json_response({"value": [a.as_graph() for a in sim.mail_attachments.get(mid, [])]})
 
 
-async def get_attachment(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def get_attachment(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /users/{id}/messages/{message-id}/attachments/{attachment-id}`` (JSON with contentBytes)."""
     sim.authorize(request)
     m = request.match_info
     return json_response(_attachment(sim, m["user"], m["message_id"], m["attachment_id"]).as_graph())
 
 
-async def attachment_value(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def attachment_value(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /users/{id}/messages/{message-id}/attachments/{attachment-id}/$value``: the raw bytes."""
     sim.authorize(request)
     m = request.match_info
@@ -341,7 +341,7 @@ async def attachment_value(sim: GraphSimulator, request: web.Request) -> web.Str
     return web.Response(body=attachment.data, headers={"Content-Type": attachment.content_type})
 
 
-async def create_upload_session(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def create_upload_session(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /users/{id}/messages/{message-id}/attachments/createUploadSession`` (201)."""
     sim.authorize(request)
     user, mid = request.match_info["user"], request.match_info["message_id"]
@@ -391,7 +391,7 @@ async def create_upload_session(sim: GraphSimulator, request: web.Request) -> we
     )
 
 
-def finish_upload(sim: GraphSimulator, session: UploadSession) -> str:
+def finish_upload(sim: SimState, session: UploadSession) -> str:
     """Attach a completed Outlook upload to its draft; return the attachment's Location URL."""
     attachment = MailAttachment(
         id=f"AAMkAtt{secrets.token_urlsafe(24)}=",
@@ -411,7 +411,7 @@ def finish_upload(sim: GraphSimulator, session: UploadSession) -> str:
     )
 
 
-async def send_draft(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def send_draft(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /users/{id}/messages/{message-id}/send``: 202; needs ``Content-Length: 0``."""
     sim.authorize(request)
     if request.headers.get("Content-Length") is None:

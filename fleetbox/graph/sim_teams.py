@@ -31,7 +31,7 @@ from fleetbox.graph.sim_common import (
 )
 
 if TYPE_CHECKING:
-    from fleetbox.graph.simulator import GraphSimulator
+    from fleetbox.graph.sim_state import SimState
 
 
 def _json(data: dict[str, Any], status: int) -> web.Response:
@@ -72,7 +72,7 @@ def _team_channel(request: web.Request) -> tuple[str, str]:
     return team, channel
 
 
-def _sender(sim: GraphSimulator, upn: str, name: str | None = None) -> dict[str, Any]:
+def _sender(sim: SimState, upn: str, name: str | None = None) -> dict[str, Any]:
     return {
         "application": None,
         "device": None,
@@ -136,7 +136,7 @@ def _validated_content(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def new_message(
-    sim: GraphSimulator,
+    sim: SimState,
     fields: dict[str, Any],
     sender: dict[str, Any],
     *,
@@ -186,7 +186,7 @@ def _require_delegated(info: TokenInfo) -> None:
         raise GraphError(401, "Unauthorized", IMPORT_ONLY)
 
 
-async def post_chat_message(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def post_chat_message(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /chats/{chat-id}/messages`` (201 + chatMessage)."""
     info = sim.authorize(request)
     chat_id = _chat_id(request)
@@ -208,7 +208,7 @@ async def post_chat_message(sim: GraphSimulator, request: web.Request) -> web.St
     return _json({"@odata.context": context, **message}, 201)
 
 
-async def post_channel_message(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def post_channel_message(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /teams/{team-id}/channels/{channel-id}/messages`` (201 + chatMessage)."""
     info = sim.authorize(request)
     team, channel = _team_channel(request)
@@ -236,14 +236,14 @@ def _find(messages: list[dict[str, Any]], message_id: str) -> dict[str, Any]:
     raise GraphError(404, "NotFound", f"Message '{message_id}' was not found.")
 
 
-async def get_chat_message(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def get_chat_message(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /chats/{chat-id}/messages/{message-id}``."""
     sim.authorize(request)
     chat_id = _chat_id(request)
     return _json(_find(sim.chat_messages.get(chat_id, []), request.match_info["message_id"]), 200)
 
 
-async def get_channel_message(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def get_channel_message(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /teams/{team-id}/channels/{channel-id}/messages/{message-id}``."""
     sim.authorize(request)
     team, channel = _team_channel(request)
@@ -285,7 +285,7 @@ def _validate_activity(payload: dict[str, Any], *, topic_required: bool, recipie
         raise GraphError(400, "BadRequest", f"recipient of type {kind} needs {', '.join(missing)}.")
 
 
-async def _activity(sim: GraphSimulator, request: web.Request, scope: str, target: str) -> web.StreamResponse:
+async def _activity(sim: SimState, request: web.Request, scope: str, target: str) -> web.StreamResponse:
     sim.authorize(request)
     payload = read_json(request[BODY])
     _validate_activity(payload, topic_required=scope == "user", recipient_required=scope != "user")
@@ -293,17 +293,17 @@ async def _activity(sim: GraphSimulator, request: web.Request, scope: str, targe
     return web.Response(status=204)
 
 
-async def user_activity(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def user_activity(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /users/{id}/teamwork/sendActivityNotification`` (204)."""
     return await _activity(sim, request, "user", request.match_info["user"])
 
 
-async def chat_activity(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def chat_activity(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /chats/{chat-id}/sendActivityNotification`` (204)."""
     return await _activity(sim, request, "chat", _chat_id(request))
 
 
-async def team_activity(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def team_activity(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /teams/{team-id}/sendActivityNotification`` (204)."""
     team = request.match_info["team_id"]
     if not _GUID.match(team):
@@ -312,7 +312,7 @@ async def team_activity(sim: GraphSimulator, request: web.Request) -> web.Stream
 
 
 def add_chat_message(
-    sim: GraphSimulator,
+    sim: SimState,
     chat_id: str,
     body: str,
     *,
@@ -321,7 +321,7 @@ def add_chat_message(
     sender_name: str,
     importance: str,
 ) -> dict[str, Any]:
-    """Seed an inbound chat message (see :meth:`GraphSimulator.add_chat_message`)."""
+    """Seed an inbound chat message (see :meth:`SimState.add_chat_message`)."""
     if not _THREAD_ID.match(chat_id):
         raise ValueError(f"chat id {chat_id!r} is not a Teams thread id like '19:...@thread.v2'")
     try:
@@ -335,7 +335,7 @@ def add_chat_message(
     return message
 
 
-def remove_chat_message(sim: GraphSimulator, chat_id: str, message_id: str) -> None:
+def remove_chat_message(sim: SimState, chat_id: str, message_id: str) -> None:
     """Soft-delete a chat message: it stays with ``deletedDateTime`` set, delta reports it removed."""
     try:
         message = _find(sim.chat_messages.get(chat_id, []), message_id)

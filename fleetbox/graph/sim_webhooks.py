@@ -40,7 +40,7 @@ from fleetbox.graph.sim_common import (
 )
 
 if TYPE_CHECKING:
-    from fleetbox.graph.simulator import GraphSimulator
+    from fleetbox.graph.sim_state import SimState
 
 CHANGE_TYPES = ("created", "updated", "deleted")
 MAIL_MAX_MINUTES = 4230
@@ -103,7 +103,7 @@ def parse_resource(resource: str, me: str) -> Scope:
     )
 
 
-def _check_url(sim: GraphSimulator, value: object, name: str) -> str:
+def _check_url(sim: SimState, value: object, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise GraphError(400, "InvalidRequest", f"{name} is required.")
     url = URL(value)
@@ -113,7 +113,7 @@ def _check_url(sim: GraphSimulator, value: object, name: str) -> str:
     return value
 
 
-def _live(sim: GraphSimulator, subscription_id: str) -> dict[str, Any] | None:
+def _live(sim: SimState, subscription_id: str) -> dict[str, Any] | None:
     sub = sim.subscriptions.get(subscription_id)
     if sub is not None and parse_iso(sub["expirationDateTime"], field_name="expirationDateTime") <= utc_now():
         del sim.subscriptions[subscription_id]
@@ -140,7 +140,7 @@ def _check_expiration(scope: Scope, value: object, has_lifecycle: bool) -> dt.da
     return expires
 
 
-async def _validate(sim: GraphSimulator, url: str) -> None:
+async def _validate(sim: SimState, url: str) -> None:
     """The validation handshake against one receiver URL (raises 400 on failure)."""
     token = secrets.token_urlsafe(12) + _TOKEN_SUFFIX
     target = URL(url).update_query(validationToken=token)
@@ -162,7 +162,7 @@ async def _validate(sim: GraphSimulator, url: str) -> None:
         raise GraphError(400, "ValidationError", VALIDATION_FAILED)
 
 
-async def create(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def create(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /subscriptions`` (201 after both URLs pass validation)."""
     info = sim.authorize(request)
     payload = read_json(request[BODY])
@@ -215,7 +215,7 @@ async def create(sim: GraphSimulator, request: web.Request) -> web.StreamRespons
     return json_response({"@odata.context": f"{sim.base_url}/$metadata#subscriptions/$entity", **sub}, status=201)
 
 
-def _get(sim: GraphSimulator, request: web.Request) -> dict[str, Any]:
+def _get(sim: SimState, request: web.Request) -> dict[str, Any]:
     sim.authorize(request)
     sub = _live(sim, request.match_info["subscription_id"])
     if sub is None:
@@ -225,20 +225,20 @@ def _get(sim: GraphSimulator, request: web.Request) -> dict[str, Any]:
     return sub
 
 
-async def get_one(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def get_one(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /subscriptions/{id}``."""
     sub = _get(sim, request)
     return json_response({"@odata.context": f"{sim.base_url}/$metadata#subscriptions/$entity", **sub})
 
 
-async def list_all(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def list_all(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``GET /subscriptions``: the live subscriptions of this app."""
     sim.authorize(request)
     live = [sub for sid in list(sim.subscriptions) if (sub := _live(sim, sid)) is not None]
     return json_response({"@odata.context": f"{sim.base_url}/$metadata#subscriptions", "value": live})
 
 
-async def update(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def update(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``PATCH /subscriptions/{id}`` with a new expirationDateTime (200; 404 once expired or removed)."""
     sub = _get(sim, request)
     payload = read_json(request[BODY])
@@ -258,7 +258,7 @@ async def update(sim: GraphSimulator, request: web.Request) -> web.StreamRespons
     return json_response({"@odata.context": f"{sim.base_url}/$metadata#subscriptions/$entity", **sub})
 
 
-async def delete(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def delete(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``DELETE /subscriptions/{id}`` (204)."""
     sub = _get(sim, request)
     del sim.subscriptions[sub["id"]]
@@ -266,14 +266,14 @@ async def delete(sim: GraphSimulator, request: web.Request) -> web.StreamRespons
     return web.Response(status=204)
 
 
-async def reauthorize(sim: GraphSimulator, request: web.Request) -> web.StreamResponse:
+async def reauthorize(sim: SimState, request: web.Request) -> web.StreamResponse:
     """``POST /subscriptions/{id}/reauthorize`` (204)."""
     sub = _get(sim, request)
     sim.reauthorization_required.discard(sub["id"])
     return web.Response(status=204)
 
 
-async def _post(sim: GraphSimulator, subscription_id: str, url: str, payload: dict[str, Any]) -> Delivery:
+async def _post(sim: SimState, subscription_id: str, url: str, payload: dict[str, Any]) -> Delivery:
     start = monotonic()
     target = URL(url)
     try:
@@ -298,7 +298,7 @@ async def _post(sim: GraphSimulator, subscription_id: str, url: str, payload: di
     return delivery
 
 
-def _require(sim: GraphSimulator, subscription_id: str) -> dict[str, Any]:
+def _require(sim: SimState, subscription_id: str) -> dict[str, Any]:
     sub = _live(sim, subscription_id)
     if sub is None:
         raise KeyError(f"no live subscription {subscription_id!r}")
@@ -306,9 +306,9 @@ def _require(sim: GraphSimulator, subscription_id: str) -> dict[str, Any]:
 
 
 async def deliver(
-    sim: GraphSimulator, subscription_id: str, items: list[dict[str, Any]] | None, *, client_state: str | None
+    sim: SimState, subscription_id: str, items: list[dict[str, Any]] | None, *, client_state: str | None
 ) -> Delivery:
-    """POST a change-notification batch (see :meth:`GraphSimulator.deliver`)."""
+    """POST a change-notification batch (see :meth:`SimState.deliver`)."""
     sub = _require(sim, subscription_id)
     base = {
         "subscriptionId": sub["id"],
@@ -322,8 +322,8 @@ async def deliver(
     return await _post(sim, sub["id"], sub["notificationUrl"], {"value": value})
 
 
-async def lifecycle(sim: GraphSimulator, subscription_id: str, event: LifecycleEvent) -> Delivery:
-    """POST a lifecycle notification (see :meth:`GraphSimulator.lifecycle`)."""
+async def lifecycle(sim: SimState, subscription_id: str, event: LifecycleEvent) -> Delivery:
+    """POST a lifecycle notification (see :meth:`SimState.lifecycle`)."""
     sub = _require(sim, subscription_id)
     if not sub["lifecycleNotificationUrl"]:
         raise ValueError(f"subscription {subscription_id!r} has no lifecycleNotificationUrl")
@@ -344,7 +344,7 @@ async def lifecycle(sim: GraphSimulator, subscription_id: str, event: LifecycleE
     return await _post(sim, sub["id"], sub["lifecycleNotificationUrl"], {"value": [item]})
 
 
-async def _auto_deliver(sim: GraphSimulator, subscription_id: str, item: dict[str, Any]) -> None:
+async def _auto_deliver(sim: SimState, subscription_id: str, item: dict[str, Any]) -> None:
     """Deliver one automatic notification, redelivering with backoff (1, 2, 4 s...) while it fails."""
     item = {"id": secrets.token_urlsafe(9), **item}  # a redelivery carries the same notification id
     for attempt in range(sim.notification_redeliveries + 1):
@@ -357,7 +357,7 @@ async def _auto_deliver(sim: GraphSimulator, subscription_id: str, item: dict[st
             await asyncio.sleep(2**attempt)
 
 
-def _notify(sim: GraphSimulator, matches: list[str], change: str, item: dict[str, Any]) -> None:
+def _notify(sim: SimState, matches: list[str], change: str, item: dict[str, Any]) -> None:
     if not sim.notify_on_change:
         return
     for sid in matches:
@@ -366,7 +366,7 @@ def _notify(sim: GraphSimulator, matches: list[str], change: str, item: dict[str
             sim.spawn(_auto_deliver(sim, sid, {"changeType": change, **item}), f"graph-simulator-notify-{sid}")
 
 
-def _matching(sim: GraphSimulator, kind: str, **fields: str) -> list[str]:
+def _matching(sim: SimState, kind: str, **fields: str) -> list[str]:
     found = []
     for sid, sub in sim.subscriptions.items():
         scope = parse_resource(sub["resource"], "")
@@ -375,7 +375,7 @@ def _matching(sim: GraphSimulator, kind: str, **fields: str) -> list[str]:
     return found
 
 
-def notify_mail(sim: GraphSimulator, user: str, folder: str, message: dict[str, Any], change: str) -> None:
+def notify_mail(sim: SimState, user: str, folder: str, message: dict[str, Any], change: str) -> None:
     """Notify subscriptions covering ``user``'s ``folder`` of a message change."""
     odata_id = f"Users/{user}/Messages/{message['id']}"
     item = {
@@ -390,7 +390,7 @@ def notify_mail(sim: GraphSimulator, user: str, folder: str, message: dict[str, 
     _notify(sim, _matching(sim, "mail", user=user, folder=folder), change, item)
 
 
-def notify_chat(sim: GraphSimulator, message: dict[str, Any], change: str) -> None:
+def notify_chat(sim: SimState, message: dict[str, Any], change: str) -> None:
     """Notify subscriptions covering the message's chat."""
     odata_id = f"chats('{message['chatId']}')/messages('{message['id']}')"
     item = {
@@ -400,7 +400,7 @@ def notify_chat(sim: GraphSimulator, message: dict[str, Any], change: str) -> No
     _notify(sim, _matching(sim, "chat", chat_id=message["chatId"]), change, item)
 
 
-def notify_channel(sim: GraphSimulator, message: dict[str, Any], change: str) -> None:
+def notify_channel(sim: SimState, message: dict[str, Any], change: str) -> None:
     """Notify subscriptions covering the message's channel."""
     ident = message["channelIdentity"]
     odata_id = f"teams('{ident['teamId']}')/channels('{ident['channelId']}')/messages('{message['id']}')"

@@ -7,7 +7,7 @@ the Graph client gets :attr:`GraphSimulator.base_url` and :meth:`GraphSimulator.
 The TLS certificate comes from a throw-away ``trustme`` CA, because msal refuses any authority or
 token endpoint that is not https.
 
-What it serves (the contract is ``shared/research/graph-contract.md``; section numbers below):
+What it serves (the contract is ``docs/graph-contract.md`` in this repository; section numbers below):
 
 - Entra (6.x): OIDC discovery, the token endpoint (client credentials with a secret or an assertion,
   refresh token, device code) and the device-code endpoint.
@@ -63,12 +63,15 @@ from fleetbox.graph.sim_common import (
     MAX_REQUEST_BYTES,
     ActivityNotification,
     Delivery,
+    DeltaState,
+    DeviceFlow,
     DriveFile,
     GraphError,
     LifecycleEvent,
     MailAttachment,
     OAuthError,
     RecordedRequest,
+    RefreshGrant,
     SentMail,
     SlidingWindow,
     TeamsLimits,
@@ -208,15 +211,15 @@ class GraphSimulator:
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.activity_notifications: list[ActivityNotification] = []
         self.deliveries: list[Delivery] = []
-        self.device_flows: dict[str, sim_entra.DeviceFlow] = {}
+        self.device_flows: dict[str, DeviceFlow] = {}
         #: subscriptions sent reauthorizationRequired and not yet reauthorized or renewed
         self.reauthorization_required: set[str] = set()
         #: unexpected exceptions inside the simulator (answered 500); a test can assert it stays empty
         self.internal_errors: list[BaseException] = []
 
         self.tokens: dict[str, TokenInfo] = {}
-        self.refresh_tokens: dict[str, sim_entra.RefreshGrant] = {}
-        self.delta = sim_delta.DeltaState()
+        self.refresh_tokens: dict[str, RefreshGrant] = {}
+        self.delta = DeltaState()
         self.teams_drives: dict[str, str] = {}  # team id -> drive id
         self.downloads: dict[str, tuple[str, float]] = {}  # download token -> (drive item id, monotonic expiry)
         self._windows: dict[tuple[str, ...], SlidingWindow] = {}

@@ -3,7 +3,10 @@
 A round follows ``@odata.nextLink`` to the page that carries ``@odata.deltaLink``, storing every
 message (``@removed`` ones are marked deleted); the delta link is kept in sync_history and the
 next round starts from it. When Graph says the sync state is gone (410, syncStateNotFound,
-resyncRequired), the round starts over as a full sync. Links are followed verbatim.
+resyncRequired), the round starts over as a full sync. Links are followed verbatim within a
+round; the delta link is stored relative to ``graph.base_url`` (and an absolute one stored earlier
+is rebased onto it), so it survives a restart of the built-in simulator on another port. A token
+the Graph behind that root does not know answers 410 and the round starts over.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ async def run_sync(ctx: GraphContext, job: Job) -> None:
         start = f"/users/{quote(user, safe='@')}/chats/getAllMessages/delta"
         scope, source, container, limit = user, "teams", None, ("teams", None)
     full = request.full_sync
-    link = None if full else await ctx.store.graph.last_delta_link(request.resource_type, scope)
+    stored = None if full else await ctx.store.graph.last_delta_link(request.resource_type, scope)
+    link = ctx.graph.relative(stored) if stored is not None else None
     history_id = await ctx.store.graph.sync_started(request.resource_type, scope, full or link is None)
     try:
         try:
@@ -50,7 +54,7 @@ async def run_sync(ctx: GraphContext, job: Job) -> None:
     except Exception as exc:
         await ctx.store.graph.sync_finished(history_id, None, None, f"{type(exc).__name__}: {exc}")
         raise
-    await ctx.store.graph.sync_finished(history_id, delta_link, items, None)
+    await ctx.store.graph.sync_finished(history_id, ctx.graph.relative(delta_link), items, None)
 
 
 async def _round(

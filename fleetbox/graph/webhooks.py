@@ -1,10 +1,16 @@
 """webhooks: Graph change notifications, from the public receiver to the inbound queues.
 
 The receiver (``POST /api/graph/notifications`` and ``/api/graph/lifecycle`` on the admin
-server) answers Graph's validation handshake, checks ``clientState`` on every item (a mismatch
-is refused and recorded), stores each new notification once (replays are dropped by a dedupe
-key) and enqueues its processing in the same transaction, then answers 202: milliseconds,
-well inside Graph's 3 seconds. If storing fails it answers 503, so Graph delivers again.
+server) answers Graph's validation handshake (the token echoed as ``text/plain``, at most
+``MAX_VALIDATION_TOKEN`` printable characters, ``nosniff``), checks ``clientState`` on every
+item, stores each new notification once (replays are dropped by a dedupe key) and enqueues its
+processing in the same transaction, then answers 202: milliseconds, well inside Graph's 3
+seconds. Items with a wrong ``clientState`` are discarded, counted and logged (a rate-limited
+line), never stored, and still answered 202: Graph takes any other answer as a failed delivery,
+retries it and at last disables the subscription. A request carries at most
+``MAX_ITEMS`` items; a peer sending more than ``MAX_REQUESTS_PER_SECOND`` requests a second gets
+429. A malformed body (not JSON, too deep, NaN, NUL, invalid Unicode) gets 400; only a failure
+to store gets 503, so Graph delivers again.
 
 The webhooks processor turns a notification into work: a created/updated/deleted message goes
 to teams-inbound or outlook-inbound; ``reauthorizationRequired`` renews the subscription,
@@ -18,16 +24,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import json
 import logging
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
 from aiohttp import web
 
+from fleetbox import rules
 from fleetbox.config import SubscriptionSettings
-from fleetbox.errors import DatabaseError, PermanentError, ValidationError
+from fleetbox.errors import DatabaseError, InvalidInput, PermanentError, ValidationError
 from fleetbox.graph.context import GraphContext, parse
 from fleetbox.models import Job
 from fleetbox.payloads import WebhookEvent
@@ -44,6 +52,17 @@ MAX_LIFETIME_MINUTES: dict[str, int] = {"teams": 4320 - 60, "outlook": 4230 - 60
 
 #: a notification body larger than this is not from Graph
 MAX_BODY_BYTES = 1_048_576
+#: notifications in one request (Graph batches a few; a flood of forged items is cut off here)
+MAX_ITEMS = 1000
+#: Graph's validation tokens are short printable text; anything else is not echoed
+MAX_VALIDATION_TOKEN = 1024
+#: requests per second one peer may send before it is answered 429
+MAX_REQUESTS_PER_SECOND = 100
+#: clientState mismatches within a minute that make the receiver report itself failing (an alert)
+REJECTION_BURST = 100
+#: one warning line at most this often about rejected items (with the count since the last)
+REJECTION_LOG_SECONDS = 10.0
+_BODY_LIMITS = rules.Limits(max_payload_bytes=MAX_BODY_BYTES)
 
 
 def source_of(resource: str) -> Literal["teams", "outlook"]:
@@ -66,40 +85,50 @@ def dedupe_key(item: Mapping[str, Any]) -> str:
 class Receiver:
     """The public endpoints Graph posts change and lifecycle notifications to."""
 
-    def __init__(self, store: Store, client_state: str | None) -> None:
+    def __init__(self, store: Store, client_state: str | None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self._client_state = client_state.encode() if client_state else None
+        self._clock = clock
+        #: items discarded for a wrong clientState since start (the /metrics figure)
+        self.rejected_total = 0
+        self._rejections: deque[float] = deque()
+        self._unlogged = 0
+        self._last_log = -REJECTION_LOG_SECONDS
+        self._peers: dict[str, deque[float]] = {}
 
     def install(self, app: web.Application) -> None:
         app.router.add_post(NOTIFICATIONS_PATH, self.handle)
         app.router.add_post(LIFECYCLE_PATH, self.handle)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._flooding(request.remote or "unknown"):
+            return _error(429, "too_many_requests", "too many notification requests from this peer",
+                          headers={"Retry-After": "1"})  # fmt: skip
         token = request.query.get("validationToken")
         if token is not None:
-            # The handshake: echo the decoded token as plain text within 10 s (aiohttp decodes it).
-            return web.Response(text=token, content_type="text/plain")
+            return _validation_answer(token)
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return _error(413, "payload_too_large", "a notification body is at most 1 MiB")
         try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "invalid_json", "the body must be a JSON object with a value array")
+            raw = await request.read()
+            body = rules.parse_json_text(raw.decode("utf-8"), _BODY_LIMITS, field="body")
+            # What PostgreSQL cannot store (NaN, 1e999, NUL, lone surrogates, deep nesting) is a
+            # malformed notification, not a storage failure.
+            rules.encode_payload(body, _BODY_LIMITS, field="body")
+        except UnicodeDecodeError:
+            return _error(400, "invalid_json", "the body must be UTF-8 JSON")
+        except InvalidInput as exc:
+            return _error(400, "invalid_json", str(exc))
         items = body.get("value") if isinstance(body, dict) else None
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             return _error(400, "invalid_notification", "the body must be a JSON object with a value array")
+        if len(items) > MAX_ITEMS:
+            return _error(413, "too_many_items", f"a request carries at most {MAX_ITEMS} notifications")
         accepted = rejected = duplicates = 0
         try:
             for item in items:
                 if not self._trusted(item):
                     rejected += 1
-                    await self.store.graph.reject_notification(
-                        source_of(str(item.get("resource", ""))), item, "clientState mismatch"
-                    )
-                    log.warning(
-                        "webhook notification refused: clientState mismatch",
-                        extra={"event": "webhook_rejected", "subscription_id": item.get("subscriptionId")},
-                    )
                     continue
                 if await self._store(item):
                     accepted += 1
@@ -109,9 +138,45 @@ class Receiver:
             log.error("webhook notification not stored; Graph will deliver it again",
                       extra={"event": "webhook_store_failed", "error": str(exc)})  # fmt: skip
             return _error(503, "unavailable", "the notification could not be stored; deliver it again")
-        if rejected and not accepted and not duplicates:
-            return _error(403, "client_state_mismatch", "clientState does not match this appliance's")
+        finally:
+            if rejected:
+                self._rejected(rejected)
+        # 202 also when items were discarded: any other answer makes Graph deliver them again and
+        # at last disable the subscription.
         return web.json_response({"accepted": accepted, "duplicates": duplicates, "rejected": rejected}, status=202)
+
+    def _flooding(self, peer: str) -> bool:
+        now = self._clock()
+        times = self._peers.setdefault(peer, deque())
+        while times and times[0] <= now - 1.0:
+            times.popleft()
+        if len(times) >= MAX_REQUESTS_PER_SECOND:
+            return True
+        times.append(now)
+        if len(self._peers) > 10_000:  # forget quiet peers
+            for quiet in [p for p, t in self._peers.items() if not t or t[-1] <= now - 1.0]:
+                del self._peers[quiet]
+        return False
+
+    def _rejected(self, count: int) -> None:
+        now = self._clock()
+        self.rejected_total += count
+        self._rejections.extend([now] * min(count, REJECTION_BURST + 1))
+        self._unlogged += count
+        if now - self._last_log >= REJECTION_LOG_SECONDS:
+            log.warning("webhook notifications discarded: clientState mismatch", extra={
+                "event": "webhook_rejected", "count": self._unlogged, "total": self.rejected_total})  # fmt: skip
+            self._last_log = now
+            self._unlogged = 0
+
+    def failing(self) -> str | None:
+        """Why the receiver reports itself failing: a burst of forged notifications (an alert)."""
+        now = self._clock()
+        while self._rejections and self._rejections[0] <= now - 60.0:
+            self._rejections.popleft()
+        if len(self._rejections) > REJECTION_BURST:
+            return f"over {REJECTION_BURST} notifications with a wrong clientState in the last minute"
+        return None
 
     def _trusted(self, item: Mapping[str, Any]) -> bool:
         if self._client_state is None:
@@ -137,8 +202,17 @@ class Receiver:
         return True
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _error(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+def _validation_answer(token: str) -> web.Response:
+    """The handshake: echo the (URL-decoded) token as plain text, never anything a browser renders."""
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if not 1 <= len(token) <= MAX_VALIDATION_TOKEN or not all(" " <= c <= "~" for c in token):
+        message = f"validationToken must be 1 to {MAX_VALIDATION_TOKEN} printable ASCII characters"
+        return web.Response(status=400, text=message, content_type="text/plain", headers=headers)
+    return web.Response(text=token, content_type="text/plain", charset="utf-8", headers=headers)
 
 
 # -- the processor ------------------------------------------------------------------------

@@ -111,7 +111,7 @@ class DeadLetters:
         if before is not None:
             at = await self._store.dead_letters.cursor(rules.check_id(before, "before"))
             if at is None:
-                raise InvalidInput(f"no dead letter {before}", field="before")
+                raise NotFound(f"before: no dead letter {before} to continue after")
             top = (at, before)
         async with self._store.transaction() as tx:
             await tx.jobs.plan_for_parameters()

@@ -127,7 +127,7 @@ class Jobs:
                 if after is not None:
                     at = await tx.jobs.done_cursor(after, queue, status)
                     if at is None:
-                        raise InvalidInput(f"job {after} is not a {status} job of queue {queue!r}", field="after")
+                        raise NotFound(f"after: job {after} is not a {status} job of queue {queue!r}")
                     top = (at, after)
                 jobs = await tx.jobs.page_done(queue, status, top, offset, limit + 1)
         return JobPage(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)

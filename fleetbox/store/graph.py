@@ -114,9 +114,6 @@ class GraphStore:
         """The processing job of a stored notification (on the webhooks queue), linked to it."""
         return int(await self._run.fetchval("webhook_enqueue", event_id, dict(payload)))
 
-    async def reject_notification(self, source: str, item: Mapping[str, Any], reason: str) -> int:
-        return int(await self._run.fetchval("webhook_reject", source, dict(item), reason))
-
     async def enqueue(self, queue: str, payload: Mapping[str, Any], singleton_key: str | None = None) -> EnqueueResult:
         """A follow-up job a processor starts, through the SQL function ``enqueue``."""
         row = await self._run.fetchrow("graph_enqueue", queue, dict(payload), singleton_key)

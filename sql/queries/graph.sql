@@ -36,11 +36,6 @@ WITH queued AS (SELECT job_id FROM enqueue('webhooks', $2::jsonb))
 UPDATE webhook_events SET job_id = queued.job_id FROM queued WHERE webhook_events.id = $1
 RETURNING webhook_events.job_id
 
--- name: webhook_reject
-INSERT INTO webhook_events (source, dedupe_key, payload, status, reason)
-VALUES ($1, 'rejected:' || gen_random_uuid()::text, $2::jsonb, 'rejected', $3)
-RETURNING id
-
 -- name: subscription_insert
 -- A new subscription; none when another process already keeps one for the same resource alive.
 INSERT INTO graph_subscriptions (id, source, resource, change_type, expires_at)

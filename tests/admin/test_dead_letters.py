@@ -69,7 +69,7 @@ async def test_dead_letters_are_listed_newest_first_with_filters_and_paging(rig:
         ("reviewed=true&reviewed=false", 400, "reviewed"),
         ("status=gone", 400, "status"),
         ("before=0", 400, "before"),
-        ("before=424242", 400, "before"),
+        ("before=424242", 404, None),
         ("limit=501", 400, "limit"),
         ("errorClass=" + "e" * 101, 400, "errorClass"),
         ("queue=no-such-queue", 404, "queue"),
@@ -78,7 +78,7 @@ async def test_dead_letters_are_listed_newest_first_with_filters_and_paging(rig:
 async def test_dead_letter_list_parameters_are_checked(api: Api, query: str, status: int, field: str) -> None:
     response = await api.get(f"/api/queue/dead-letter?{query}", headers=READ)
     assert response.status == status
-    assert (await response.json())["error"]["field"] == field
+    assert (await response.json())["error"].get("field") == field
 
 
 async def test_review_by_job_id_or_by_dead_letter_id(rig: Rig, db: Store) -> None:

@@ -59,7 +59,7 @@ async def test_enqueue_with_delay_or_run_at_schedules_the_job(api: Api) -> None:
     [
         ({"data": {}, "priority": 11}, "priority"),
         ({"data": {}, "priority": "5"}, "priority"),
-        ({"data": {}, "priority": 5.0}, "priority"),
+        ({"data": {}, "priority": 5.5}, "priority"),
         ({"data": {}, "delay": -1}, "delay"),
         ({"data": {}, "delay": "soon"}, "delay"),
         ({"data": {}, "delay": 1, "runAt": "2099-01-01T00:00:00Z"}, "runAt"),
@@ -100,6 +100,11 @@ async def test_enqueue_on_an_unknown_queue_is_404_and_on_the_dead_letter_queue_4
     assert dead.status == 400
     assert "dead letters" in (await dead.json())["error"]["message"]
     assert await count(db, "jobs") == 0
+    # JSON has one number type: 5.0 is the integer 5
+    five = await api.post("/api/queue/sync/jobs", json={"data": {}, "priority": 5.0, "maxAttempts": 3.0}, headers=ADMIN)
+    assert five.status == 201, await five.text()
+    job = await api.get(f"/api/queue/jobs/{(await five.json())['id']}", headers=READ)
+    assert (await job.json())["priority"] == 5 and (await job.json())["maxAttempts"] == 3
 
 
 async def test_enqueue_body_errors(api: Api, db: Store, make_settings: Any) -> None:
@@ -227,7 +232,7 @@ async def test_finished_job_lists_page_newest_first(rig: Rig) -> None:
     assert finished == sorted(finished, reverse=True)
     # a cursor that is not in this list is refused rather than silently starting over
     response = await rig.api.get(f"/api/queue/{WORK}/jobs?status=dead&after={ids[0]}", headers=READ)
-    assert response.status == 400 and (await response.json())["error"]["field"] == "after"
+    assert response.status == 404 and (await response.json())["error"]["code"] == "not_found"
 
 
 @pytest.mark.parametrize(
@@ -253,11 +258,20 @@ async def test_job_list_parameters_are_checked(api: Api, query: str, field: str)
     assert (await response.json())["error"]["field"] == field
 
 
-async def test_job_list_of_an_unknown_queue_is_404(api: Api) -> None:
-    for queue in ("no-such-queue", "UPPER", "a%00b", "x" * 64):
+async def test_a_cursor_that_points_nowhere_is_404(api: Api) -> None:
+    response = await api.get("/api/queue/sync/jobs?status=succeeded&after=424242", headers=READ)
+    assert response.status == 404 and (await response.json())["error"]["code"] == "not_found"
+    assert "424242" in (await response.json())["error"]["message"]
+
+
+async def test_job_list_of_an_unknown_queue_is_404_and_of_a_name_no_queue_can_have_400(api: Api) -> None:
+    response = await api.get("/api/queue/no-such-queue/jobs", headers=READ)
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "unknown_queue"
+    for queue in ("UPPER", "a%00b", "x" * 64, "-lead"):
         response = await api.get(f"/api/queue/{queue}/jobs", headers=READ)
-        assert response.status == 404, queue
-        assert (await response.json())["error"]["code"] == "unknown_queue"
+        assert response.status == 400, queue
+        assert (await response.json())["error"]["field"] == "queue"
 
 
 # -- detail, failures, retry -----------------------------------------------------------------

@@ -223,7 +223,8 @@ def test_create_a_job_pause_and_clear_a_queue_and_edit_a_threshold(dashboard: Da
     payload.send_keys('["not", "an object"]')
     form.find_element("css selector", "input[name=delay]").send_keys("3600")
     form.find_element("css selector", "button[type=submit]").click()
-    browser.wait_text("#create-job", "must be a JSON object")  # the API's own check, shown by the field
+    browser.wait_text("#create-job", "data: ")  # the API's own check, naming the field
+    assert not dashboard.sql("SELECT 1 FROM jobs WHERE queue = $1", REPORTS)
     payload.clear()
     payload.send_keys('{"report": "weekly"}')
     form.find_element("css selector", "button[type=submit]").click()

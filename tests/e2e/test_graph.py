@@ -4,6 +4,7 @@ simulator mode (``fleetbox run`` with no Graph credentials) end to end."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from fleetbox.graph.attachments import CHUNK_BYTES
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.models import JobState
 from tests.conftest import wait_for
-from tests.e2e.conftest import E2E_APPLIANCE, FleetboxProcess, child_env, toml_text
+from tests.e2e.conftest import E2E_APPLIANCE, REPO, FleetboxProcess, child_env, toml_text
 
 TEAM = "5f3ad8e1-3c1b-4f0e-9a57-2a1c0e6b7d21"
 CHANNEL = "19:c0ffee@thread.tacv2"
@@ -110,7 +111,11 @@ async def test_with_nothing_configured_the_graph_queues_run_on_the_simulator(
     assert health["graph"]["mode"] == "simulated"
     assert "nothing leaves this machine" in health["graph"]["note"]
 
-    chat = await client.enqueue_teams_message({"chatId": "19:fleet@thread.v2", "content": "Truck 7 is late"})
+    # The README's Teams example, as written there, works in simulator mode.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = re.search(r'enqueue_teams_message\(\{"chatId": "([^"]+)"', readme)
+    assert example is not None
+    chat = await client.enqueue_teams_message({"chatId": example.group(1), "content": "Truck 7 is late"})
     mail = await client.enqueue_outlook_email({"to": ["ops@contoso.example"], "subject": "Late", "body": "Truck 7"})
     for job in (chat, mail):
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from fleetbox.app import Appliance
 from fleetbox.client import Client
+from fleetbox.config import SubscriptionSettings
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.models import JobInfo, JobState
 from tests.conftest import wait_for
@@ -43,3 +45,21 @@ async def attempts(client: Client, job_id: int, count: int) -> JobInfo:
 
 def posts(sim: GraphSimulator, pattern: str) -> list[Any]:
     return [r for r in sim.requests if f"{r.method} {r.path}".startswith(pattern)]
+
+
+async def subscribe(app: Appliance, resource: str, source: str = "outlook") -> str:
+    assert app.graph.subscriptions is not None
+    return await app.graph.subscriptions.create(SubscriptionSettings(source=source, resource=resource))  # type: ignore[arg-type]
+
+
+def admin_url(app: Appliance) -> str:
+    assert app.admin is not None
+    return f"http://127.0.0.1:{app.admin.port}"
+
+
+async def subscribed(start: Any) -> tuple[Appliance, str]:
+    """An appliance whose receiver Graph reaches, subscribed to the sender's inbox."""
+    app = await start()
+    assert app.graph.ctx is not None
+    app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
+    return app, await subscribe(app, f"users/{SENDER}/mailFolders('inbox')/messages")
