@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, get_type_hints
@@ -27,6 +28,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -234,11 +236,39 @@ class JobListQuery(PageQuery):
     )
 
 
+def _iso_date_time(value: object) -> object:
+    # pydantic would read "0.5" as a Unix time; the document says date-time, so the text must be one.
+    if isinstance(value, str) and not re.match(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]", value):
+        raise ValueError("must be an ISO 8601 time with a time zone (2026-01-31T09:00:00Z)")
+    return value
+
+
+#: A job search's payload filter, as the document states it: JSON text of an object (sent as a
+#: query parameter with content application/json); the server parses and bounds it
+#: (rules.check_payload_filter), PostgreSQL refuses a NUL escape.
+PAYLOAD_FILTER_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "contentMediaType": "application/json",
+    "contentSchema": {
+        "type": "object",
+        "maxProperties": 4,
+        "propertyNames": {"minLength": 1, "maxLength": 20, "pattern": NO_NUL},
+        "additionalProperties": {
+            "anyOf": [
+                {"type": "string", "maxLength": 40, "pattern": NO_NUL},
+                {"type": "integer", "minimum": -(2**53), "maximum": 2**53},
+                {"type": "boolean"},
+            ]
+        },
+    },
+}
+
+
 class JobSearchQuery(PageQuery):
     """The dashboard's job search (GET /api/queue/jobs)."""
 
     queue: QueueName | None = Field(None, description="only this queue (unknown: 404)")
-    data: text(rules.MAX_PAYLOAD_FILTER) | None = Field(  # type: ignore[valid-type]
+    data: Annotated[text(rules.MAX_PAYLOAD_FILTER), WithJsonSchema(PAYLOAD_FILTER_SCHEMA)] | None = Field(  # type: ignore[valid-type]
         None, description='the JSON text of an object the payload contains (PostgreSQL\'s @>): {"userId": "u1"}'
     )
     error: text(rules.MAX_TEXT_FILTER, blank=False) | None = Field(  # type: ignore[valid-type]
@@ -248,7 +278,9 @@ class JobSearchQuery(PageQuery):
     status: Literal[JOB_STATUSES] | None = Field(  # type: ignore[valid-type]
         None, description="only jobs in this state (the job lists' words and aliases)"
     )
-    since: AwareDatetime | None = Field(None, description="only jobs created at or after this time (with a zone)")
+    since: Annotated[AwareDatetime, BeforeValidator(_iso_date_time)] | None = Field(
+        None, description="only jobs created at or after this time (ISO 8601 with a zone)"
+    )
     before: Id | None = Field(None, description="the last job id of the page before (keyset paging)")
     include: Include | None = Field(None, description="payload: rows carry their payloads in full")
 

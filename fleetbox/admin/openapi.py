@@ -732,6 +732,11 @@ def _parameters(model: type[Input], where: str) -> list[Schema]:
     for name, prop in schema["properties"].items():
         parameter: Schema = {"name": name, "in": where, "required": where == "path" or name in required,
                              "schema": _plain(prop)}  # fmt: skip
+        plain = parameter["schema"]
+        if plain.get("contentMediaType") == "application/json" and "contentSchema" in plain:
+            # JSON text in a parameter (the job search's payload filter): described as its content
+            del parameter["schema"]
+            parameter["content"] = {"application/json": {"schema": plain["contentSchema"]}}
         if "description" in prop:
             parameter["description"] = prop["description"]
         out.append(parameter)
