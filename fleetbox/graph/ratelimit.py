@@ -300,6 +300,9 @@ class Limiters:
                 st.reserved_until = max(st.reserved_until, now + wait + interval)
             st.deferred += 1
         self._holds[hold] = now + wait
+        # A deferred job waits for its turn too (off its worker slot): recorded like any wait, so
+        # rate_limit_tracking and fleetbox_rate_limit_waits show the limiter's pressure.
+        self._emit(RateEvent(resource, key, "wait", wait * 1000, None))
         raise Deferred(wait, f"{resource} limiter: the next turn{f' for {key}' if key else ''} is in {wait:.2f} s")
 
     @contextlib.asynccontextmanager

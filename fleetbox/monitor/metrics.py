@@ -74,7 +74,8 @@ class Metrics:
         )  # fmt: skip
         self.paused = Gauge("fleetbox_queue_paused", "1 when the queue is paused.", ["queue"], registry=self.registry)
         self.rate_waits = Counter(
-            "fleetbox_rate_limit_waits", "Graph requests that waited for a rate limiter, by resource.",
+            "fleetbox_rate_limit_waits",
+            "Graph requests that waited for a rate limiter (in a slot or deferred), by resource.",
             ["resource"], registry=self.registry,
         )  # fmt: skip
         self.rate_wait_seconds = Counter(
