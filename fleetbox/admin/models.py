@@ -234,6 +234,16 @@ class JobListQuery(PageQuery):
     )
 
 
+def _iso_time(value: object) -> object:
+    # ISO 8601 text only: pydantic would read "0.5" as a Unix time, which the document does not offer.
+    if isinstance(value, str):
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 time: {value[:40]!r}") from None
+    return value
+
+
 class JobSearchQuery(PageQuery):
     """The dashboard's job search (GET /api/queue/jobs)."""
 
@@ -248,7 +258,9 @@ class JobSearchQuery(PageQuery):
     status: Literal[JOB_STATUSES] | None = Field(  # type: ignore[valid-type]
         None, description="only jobs in this state (the job lists' words and aliases)"
     )
-    since: AwareDatetime | None = Field(None, description="only jobs created at or after this time (with a zone)")
+    since: Annotated[AwareDatetime, BeforeValidator(_iso_time)] | None = Field(
+        None, description="only jobs created at or after this time (with a zone)"
+    )
     before: Id | None = Field(None, description="the last job id of the page before (keyset paging)")
     include: Include | None = Field(None, description="payload: rows carry their payloads in full")
 
