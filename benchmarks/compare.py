@@ -86,25 +86,75 @@ def run_json(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, A
 
 def fleetbox(dsn: str, jobs: int, single: int, trickle: int) -> dict[str, float]:
     r = run_json(
-        [sys.executable, "-m", "fleetbox", "bench", "--json", "--dsn", dsn, "--jobs", str(jobs),
-         "--latency-jobs", str(trickle), "--single-jobs", str(single)],
-        dict(os.environ), timeout=600,
-    )  # fmt: skip
-    return {"drain": r["drain_jobs_s"], "bulk": r["bulk_enqueue_jobs_s"], "single": r["single_enqueue_jobs_s"],
-            "p50": r["pickup_p50_ms"], "p99": r["pickup_p99_ms"], "version": r["postgres_version"]}  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "fleetbox",
+            "bench",
+            "--json",
+            "--dsn",
+            dsn,
+            "--jobs",
+            str(jobs),
+            "--latency-jobs",
+            str(trickle),
+            "--single-jobs",
+            str(single),
+        ],
+        dict(os.environ),
+        timeout=600,
+    )
+    return {
+        "drain": r["drain_jobs_s"],
+        "bulk": r["bulk_enqueue_jobs_s"],
+        "single": r["single_enqueue_jobs_s"],
+        "p50": r["pickup_p50_ms"],
+        "p99": r["pickup_p99_ms"],
+        "version": r["postgres_version"],
+    }
 
 
 def pgqueuer(dsn: str, db: str, batch: int, phases: str, jobs: int, single: int, trickle: int) -> dict[str, float]:
-    cmd = [sys.executable, str(HERE / "peer_pgqueuer.py"), "--db", db, "--phases", phases,
-           "--batch-size", str(batch), "--n", str(jobs), "--single", str(single), "--trickle", str(trickle),
-           "--expect", str(trickle)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(HERE / "peer_pgqueuer.py"),
+        "--db",
+        db,
+        "--phases",
+        phases,
+        "--batch-size",
+        str(batch),
+        "--n",
+        str(jobs),
+        "--single",
+        str(single),
+        "--trickle",
+        str(trickle),
+        "--expect",
+        str(trickle),
+    ]
     return _peer(cmd, dsn)
 
 
 def procrastinate(dsn: str, db: str, jobs: int, single: int, trickle: int) -> dict[str, float]:
-    cmd = [sys.executable, str(HERE / "peer_procrastinate.py"), "--db", db,
-           "--phases", "single,bulk,process,latency", "--concurrency", "10", "--n", str(jobs),
-           "--single", str(single), "--trickle", str(trickle), "--expect", str(trickle)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(HERE / "peer_procrastinate.py"),
+        "--db",
+        db,
+        "--phases",
+        "single,bulk,process,latency",
+        "--concurrency",
+        "10",
+        "--n",
+        str(jobs),
+        "--single",
+        str(single),
+        "--trickle",
+        str(trickle),
+        "--expect",
+        str(trickle),
+    ]
     return _peer(cmd, dsn)
 
 
@@ -137,8 +187,12 @@ def ceiling(dsn: str, jobs: int, batch: int = 100, clients: int = 2) -> dict[str
         script.flush()
         per_client = jobs // (batch * clients)
         t0 = time.perf_counter()
-        subprocess.run(["pgbench", "-n", "-c", str(clients), "-j", str(clients), "-t", str(per_client),
-                        "-f", script.name, dsn], check=True, capture_output=True, text=True)  # fmt: skip
+        subprocess.run(
+            ["pgbench", "-n", "-c", str(clients), "-j", str(clients), "-t", str(per_client), "-f", script.name, dsn],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         elapsed = time.perf_counter() - t0
     left = int(psql(dsn, "SELECT count(*) FROM ceiling"))
     if left != jobs - per_client * batch * clients:
@@ -183,8 +237,7 @@ def table(rounds: list[dict[str, dict[str, float]]]) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(prog="benchmarks/compare.py", description=__doc__.split("\n\n")[0])
     server = os.environ.get("FLEETBOX_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--dsn", default=server,
-                   help="a DSN of the server (each contender gets a database of its own)")  # fmt: skip
+    p.add_argument("--dsn", default=server, help="a DSN of the server (each contender gets a database of its own)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=20_000, help="jobs enqueued and drained per contender")
     p.add_argument("--single", type=int, default=2_000, help="sequential single enqueues")
@@ -232,9 +285,11 @@ def main() -> int:
         for db in names.values():
             psql(a.dsn, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
-    print(f"PostgreSQL {version}; {a.rounds} interleaved rounds of {a.jobs:,} jobs; busy={a.busy}; "
-          f"commit {commit.stdout.strip() or 'unknown'}; {os.cpu_count()} CPUs; "
-          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"PostgreSQL {version}; {a.rounds} interleaved rounds of {a.jobs:,} jobs; busy={a.busy}; "
+        f"commit {commit.stdout.strip() or 'unknown'}; {os.cpu_count()} CPUs; "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     print(table(rounds))
     if a.json:
         print(json.dumps({"postgres_version": version, "busy": a.busy, "rounds": rounds}))

@@ -93,17 +93,45 @@ _LAZY = {
     "NewJob": "fleetbox.client",
     "Settings": "fleetbox.config",
     "load_settings": "fleetbox.config",
-    **{name: "fleetbox.errors" for name in (
-        "AuthenticationError", "ConfigError", "Conflict", "DatabaseError", "Deferred", "FleetboxError",
-        "InvalidInput", "JobError", "NetworkError", "NoProcessorError", "NotFound", "PermanentError", "PoisonError",
-        "RateLimitError",
-        "SchemaNotReady", "SyncStateLost", "TransientError", "UnknownQueue", "ValidationError",
-    )},
-    **{name: "fleetbox.models" for name in (
-        "DeadLetter", "EnqueueResult", "Job", "JobInfo", "JobPriority", "JobState", "ManualClock",
-        "QueueDepth", "Tier",
-    )},
-}  # fmt: skip
+    **{
+        name: "fleetbox.errors"
+        for name in (
+            "AuthenticationError",
+            "ConfigError",
+            "Conflict",
+            "DatabaseError",
+            "Deferred",
+            "FleetboxError",
+            "InvalidInput",
+            "JobError",
+            "NetworkError",
+            "NoProcessorError",
+            "NotFound",
+            "PermanentError",
+            "PoisonError",
+            "RateLimitError",
+            "SchemaNotReady",
+            "SyncStateLost",
+            "TransientError",
+            "UnknownQueue",
+            "ValidationError",
+        )
+    },
+    **{
+        name: "fleetbox.models"
+        for name in (
+            "DeadLetter",
+            "EnqueueResult",
+            "Job",
+            "JobInfo",
+            "JobPriority",
+            "JobState",
+            "ManualClock",
+            "QueueDepth",
+            "Tier",
+        )
+    },
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -118,9 +118,13 @@ class Appliance:
         cfg, db, mon = settings.appliance, settings.database, settings.monitor
         self.worker_id = f"{cfg.name}:{os.getpid()}:{secrets.token_hex(3)}"
         self.store = Store(
-            self.dsn, schema=db.schema_name, min_size=db.pool_min, max_size=db.pool_max,
-            acquire_timeout=db.acquire_timeout_seconds, statement_timeout=db.statement_timeout_seconds,
-        )  # fmt: skip
+            self.dsn,
+            schema=db.schema_name,
+            min_size=db.pool_min,
+            max_size=db.pool_max,
+            acquire_timeout=db.acquire_timeout_seconds,
+            statement_timeout=db.statement_timeout_seconds,
+        )
         self.metrics = Metrics()
         self.supervisor = Supervisor(on_failure=self._task_failed)
         self.service = Service(self.store, clock=self.clock, limits=cfg.limits(), thresholds=mon.thresholds())
@@ -132,19 +136,35 @@ class Appliance:
         # Handlers given in code win over the Graph processors of the spec's queues.
         self._code_handlers = {**self.graph.handlers(), **self.alerts.handlers(), **(handlers or {})}
         self.worker = Worker(
-            self.store, settings, build_registry(settings, self._code_handlers), worker_id=self.worker_id,
-            clock=self.clock, on_auth_error=on_auth_error, on_written=self.metrics.observe,
-        )  # fmt: skip
+            self.store,
+            settings,
+            build_registry(settings, self._code_handlers),
+            worker_id=self.worker_id,
+            clock=self.clock,
+            on_auth_error=on_auth_error,
+            on_written=self.metrics.observe,
+        )
         self.presence = Presence(
-            self.store, clock=self.clock, worker_id=self.worker_id, name=cfg.name, version=fleetbox_version(),
-            queues=self._consumed, failing=self._failing, interval_seconds=cfg.heartbeat_seconds,
-            no_consumer_seconds=mon.no_consumer_seconds, task_failing_seconds=mon.task_failing_seconds,
-        )  # fmt: skip
+            self.store,
+            clock=self.clock,
+            worker_id=self.worker_id,
+            name=cfg.name,
+            version=fleetbox_version(),
+            queues=self._consumed,
+            failing=self._failing,
+            interval_seconds=cfg.heartbeat_seconds,
+            no_consumer_seconds=mon.no_consumer_seconds,
+            task_failing_seconds=mon.task_failing_seconds,
+        )
         self.monitor = Monitor(
-            self.store, self.service.thresholds, clock=self.clock, window_seconds=mon.window_seconds,
-            depth_cache_seconds=mon.depth_cache_seconds, consumers=self.presence.consumers,
+            self.store,
+            self.service.thresholds,
+            clock=self.clock,
+            window_seconds=mon.window_seconds,
+            depth_cache_seconds=mon.depth_cache_seconds,
+            consumers=self.presence.consumers,
             notifier=AlertNotifier(settings.alerts.webhooks),
-        )  # fmt: skip
+        )
         self.crons = CronRunner(self.service.schedules, clock=self.clock, worker_id=self.worker_id)
         self.scheduler = Scheduler(self.store, clock=self.clock, worker_id=self.worker_id, tasks=self._tasks(settings))
         #: the admin HTTP API, while it serves (admin.enabled); ``admin.port`` is the bound port
@@ -378,18 +398,31 @@ class Appliance:
     async def _start_admin(self) -> None:
         cfg = self.settings.admin
         info = ApplianceInfo(
-            self.settings.appliance.name, self.worker_id, fleetbox_version(),
-            started_at=self.clock.now().timestamp(), graph_mode=self.graph.mode,
-        )  # fmt: skip
+            self.settings.appliance.name,
+            self.worker_id,
+            fleetbox_version(),
+            started_at=self.clock.now().timestamp(),
+            graph_mode=self.graph.mode,
+        )
         stream = Stream(
-            self.store, clock=self.clock, info=info.to_protocol(read_only=False), pools=self.worker.pools,
-            limiter=self.limiter_states, consumers=self.presence.consumers,
-        )  # fmt: skip
+            self.store,
+            clock=self.clock,
+            info=info.to_protocol(read_only=False),
+            pools=self.worker.pools,
+            limiter=self.limiter_states,
+            consumers=self.presence.consumers,
+        )
         app = build_app(
-            service=self.service, monitor=self.monitor, settings=self.settings, appliance_info=info,
-            metrics=self.metrics, reload=self.reload_from_config if self._load_config is not None else None,
-            stream=stream, readiness=self.readiness, queue_settings=lambda: self.settings.queues,
-        )  # fmt: skip
+            service=self.service,
+            monitor=self.monitor,
+            settings=self.settings,
+            appliance_info=info,
+            metrics=self.metrics,
+            reload=self.reload_from_config if self._load_config is not None else None,
+            stream=stream,
+            readiness=self.readiness,
+            queue_settings=lambda: self.settings.queues,
+        )
         self.graph.install_routes(app)
         self.admin = AdminServer(
             app, host=cfg.host, port=cfg.port, socket_path=cfg.control_socket(self.settings.appliance.data_dir)

@@ -92,9 +92,13 @@ def bench_settings(settings: Settings, dsn: str, schema: str) -> Settings:
         update={"dsn": SecretStr(dsn), "schema_name": schema, "pool_min": 2, "pool_max": 10}
     )
     appliance = settings.appliance.model_copy(
-        update={"claim_batch": CLAIM_BATCH, "completion_batch": 1_000, "completion_flush_ms": 5.0,
-                "shutdown_grace_seconds": 5.0}
-    )  # fmt: skip
+        update={
+            "claim_batch": CLAIM_BATCH,
+            "completion_batch": 1_000,
+            "completion_flush_ms": 5.0,
+            "shutdown_grace_seconds": 5.0,
+        }
+    )
     pools = settings.pools.model_copy(update={"high": 2 * CLAIM_BATCH})
     # No admin API: the bench must not take (or find taken) the port of a running appliance.
     admin = settings.admin.model_copy(update={"enabled": False})
@@ -102,9 +106,15 @@ def bench_settings(settings: Settings, dsn: str, schema: str) -> Settings:
     graph = settings.graph.model_copy(update={"enabled": False})
     # Only the spec's queues and the bench queue: the user's handlers are not imported.
     return settings.model_copy(
-        update={"database": database, "appliance": appliance, "pools": pools, "admin": admin, "graph": graph,
-                "queues": {QUEUE: QueueSettings(tier="high")}}
-    )  # fmt: skip
+        update={
+            "database": database,
+            "appliance": appliance,
+            "pools": pools,
+            "admin": admin,
+            "graph": graph,
+            "queues": {QUEUE: QueueSettings(tier="high")},
+        }
+    )
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -336,11 +346,13 @@ async def run_bench(
             small = await b.claim_rate(BACKLOG_SMALL, min(BACKLOG_SAMPLE, BACKLOG_SMALL))
             say(f"claim rate behind a {BACKLOG_LARGE} job backlog")
             large = await b.claim_rate(BACKLOG_LARGE, BACKLOG_SAMPLE)
-            results.update({
-                "claim_jobs_s_backlog_10k": round(small, 1),
-                "claim_jobs_s_backlog_1m": round(large, 1),
-                "claim_flatness": round(large / small, 3) if small else None,
-            })  # fmt: skip
+            results.update(
+                {
+                    "claim_jobs_s_backlog_10k": round(small, 1),
+                    "claim_jobs_s_backlog_1m": round(large, 1),
+                    "claim_flatness": round(large / small, 3) if small else None,
+                }
+            )
     finally:
         try:
             await drop_schema(b.store)
@@ -434,8 +446,9 @@ async def _appliance_process(dsn: str, schema: str) -> None:
     """One appliance process of ``--processes``: runs no-op jobs until the hot table is empty,
     then prints what it wrote and its peak RSS as one JSON line."""
     base = Settings()
-    settings = bench_settings(base.model_copy(update={"database": base.database.model_copy(
-        update={"schema_name": schema})}), dsn, schema)  # fmt: skip
+    settings = bench_settings(
+        base.model_copy(update={"database": base.database.model_copy(update={"schema_name": schema})}), dsn, schema
+    )
 
     async def noop(job: Job) -> None:
         return None
@@ -518,8 +531,10 @@ async def run_processes(settings: Settings, dsn: str, *, jobs: int, processes: i
         print(json.dumps(results))
     else:
         print(f"fleetbox bench --processes {processes}: PostgreSQL {version}")
-        print(f"  drain            {results['drain_jobs_s']:>12,.0f} jobs/s  {jobs:,} jobs in {span:.2f} s, "
-              f"aggregate of {processes} processes")  # fmt: skip
+        print(
+            f"  drain            {results['drain_jobs_s']:>12,.0f} jobs/s  {jobs:,} jobs in {span:.2f} s, "
+            f"aggregate of {processes} processes"
+        )
         print(f"  run twice        {twice:>12}  ({counts['attempts']:,} attempts for {jobs:,} jobs)")
         print(f"  written          {results['written_per_process']}")
         print(f"  peak RSS, MB     {results['rss_mb_per_process']}")
@@ -604,8 +619,10 @@ async def run_soak(settings: Settings, dsn: str, *, jobs: int, as_json: bool) ->
     if as_json:
         print(json.dumps(results))
     else:
-        print(f"fleetbox bench --soak: {jobs:,} jobs in {elapsed:.1f} s ({results['jobs_s']:,.0f} jobs/s), "
-              f"retention every minute; PostgreSQL {version}")  # fmt: skip
+        print(
+            f"fleetbox bench --soak: {jobs:,} jobs in {elapsed:.1f} s ({results['jobs_s']:,.0f} jobs/s), "
+            f"retention every minute; PostgreSQL {version}"
+        )
         print(f"  jobs/s per {RATE_WINDOW:g} s  {rates}")
         print(f"  peak RSS, MB     {results['rss_mb']}")
         _print_tables(before, after)
@@ -642,18 +659,27 @@ def _print_table(r: dict[str, Any]) -> None:
     rows = [
         ("bulk enqueue", f"{r['bulk_enqueue_jobs_s']:,.0f} jobs/s", f"{r['jobs']:,} jobs, enqueue_many x {CHUNK:,}"),
         ("single enqueue", f"{r['single_enqueue_jobs_s']:,.0f} jobs/s", f"{r['single_jobs']:,} sequential calls"),
-        ("drain", f"{r['drain_jobs_s']:,.0f} jobs/s",
-         f"{r['jobs']:,} no-op jobs in {r['drain_seconds']:.2f} s, every attempt recorded"),
-        ("pickup p50", f"{r['pickup_p50_ms']:.2f} ms",
-         f"{r['latency_jobs']:,} jobs at {TRICKLE_RATE:g}/s, enqueue call -> handler start"),
+        (
+            "drain",
+            f"{r['drain_jobs_s']:,.0f} jobs/s",
+            f"{r['jobs']:,} no-op jobs in {r['drain_seconds']:.2f} s, every attempt recorded",
+        ),
+        (
+            "pickup p50",
+            f"{r['pickup_p50_ms']:.2f} ms",
+            f"{r['latency_jobs']:,} jobs at {TRICKLE_RATE:g}/s, enqueue call -> handler start",
+        ),
         ("pickup p99", f"{r['pickup_p99_ms']:.2f} ms", f"max {r['pickup_max_ms']:.2f} ms"),
-    ]  # fmt: skip
+    ]
     if "claim_flatness" in r:
         rows += [
             ("claim, 10k backlog", f"{r['claim_jobs_s_backlog_10k']:,.0f} jobs/s", ""),
-            ("claim, 1M backlog", f"{r['claim_jobs_s_backlog_1m']:,.0f} jobs/s",
-             f"flatness {r['claim_flatness']:.2f} (1.00 = flat)"),
-        ]  # fmt: skip
+            (
+                "claim, 1M backlog",
+                f"{r['claim_jobs_s_backlog_1m']:,.0f} jobs/s",
+                f"flatness {r['claim_flatness']:.2f} (1.00 = flat)",
+            ),
+        ]
     print(f"fleetbox bench: PostgreSQL {r['postgres_version']}, Python {r['python']}, {r['event_loop']} loop")
     width = max(len(name) for name, _, _ in rows)
     for name, value, note in rows:

@@ -30,8 +30,12 @@ def _exit_code(exc: FleetboxError) -> int:
     from fleetbox.errors import ConfigError, Conflict, DatabaseError, InvalidInput, NotFound
 
     codes: list[tuple[type[FleetboxError], int]] = [
-        (ConfigError, 2), (InvalidInput, 2), (NotFound, 4), (Conflict, 5), (DatabaseError, 3),
-    ]  # fmt: skip
+        (ConfigError, 2),
+        (InvalidInput, 2),
+        (NotFound, 4),
+        (Conflict, 5),
+        (DatabaseError, 3),
+    ]
     return next((code for cls, code in codes if isinstance(exc, cls)), 1)
 
 
@@ -88,10 +92,20 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--schema", help="PostgreSQL schema for fleetbox's tables (default fleetbox)")
     common.add_argument("--data-dir", help="where the embedded PostgreSQL keeps its files")
     common.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    common.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log at info level (-vv: debug); one-shot commands log only warnings")  # fmt: skip
-    common.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="set any config key, e.g. --set pools.high=40 (repeatable)")  # fmt: skip
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log at info level (-vv: debug); one-shot commands log only warnings",
+    )
+    common.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="set any config key, e.g. --set pools.high=40 (repeatable)",
+    )
 
     # What every listing command takes: the same row limit, and (below) one spelling of each job
     # state (_state) and of yes/no values (_yes_no).
@@ -108,8 +122,9 @@ def _parser() -> argparse.ArgumentParser:
 
     enq = sub.add_parser("enqueue", parents=[common], help="enqueue one job and print its id")
     enq.add_argument("queue")
-    enq.add_argument("--data", required=True,
-                     help="the payload, a JSON object; @FILE reads it from a file, - from standard input")  # fmt: skip
+    enq.add_argument(
+        "--data", required=True, help="the payload, a JSON object; @FILE reads it from a file, - from standard input"
+    )
     enq.add_argument("--priority", type=int, default=5, help="1 (first) to 10 (default 5)")
     when = enq.add_mutually_exclusive_group()
     when.add_argument("--delay", type=float, metavar="MS", help="run no earlier than MS milliseconds from now")
@@ -149,8 +164,12 @@ def _parser() -> argparse.ArgumentParser:
 
     jobs = sub.add_parser("jobs", parents=[common, filters], help="a queue's jobs, filtered by state")
     jobs.add_argument("queue")
-    jobs.add_argument("--state", type=_state, metavar="STATE",
-                      help=f"one of {', '.join(STATES)} (the spec's {', '.join(STATE_ALIASES)} also work)")  # fmt: skip
+    jobs.add_argument(
+        "--state",
+        type=_state,
+        metavar="STATE",
+        help=f"one of {', '.join(STATES)} (the spec's {', '.join(STATE_ALIASES)} also work)",
+    )
     jobs.add_argument("--json", action="store_true", help="one JSON object per job")
 
     retry = sub.add_parser("retry", parents=[common], help="retry a failed job by id")
@@ -195,8 +214,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument("--jobs", type=_positive, default=50_000, help="jobs to drain (default 50000)")
     bench.add_argument("--latency-jobs", type=_positive, default=500, help="trickled jobs for pickup latency")
-    bench.add_argument("--backlog", action="store_true",
-                       help="also measure the claim rate behind a 10k and a 1M job backlog (slow)")  # fmt: skip
+    bench.add_argument(
+        "--backlog", action="store_true", help="also measure the claim rate behind a 10k and a 1M job backlog (slow)"
+    )
     bench.add_argument("--single-jobs", type=_positive, help="sequential single enqueues (default min(2000, jobs))")
     bench.add_argument(
         "--processes",
@@ -223,9 +243,11 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     for assignment in args.set:
         flags = _deep(flags, parse_assignment(assignment))
     direct = {
-        ("database", "dsn"): args.dsn, ("database", "schema_name"): args.schema,
-        ("appliance", "data_dir"): args.data_dir, ("appliance", "log_level"): args.log_level,
-    }  # fmt: skip
+        ("database", "dsn"): args.dsn,
+        ("database", "schema_name"): args.schema,
+        ("appliance", "data_dir"): args.data_dir,
+        ("appliance", "log_level"): args.log_level,
+    }
     for (section, key), value in direct.items():
         if value is not None:
             flags.setdefault(section, {})[key] = value
@@ -317,8 +339,12 @@ def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     log = logging.getLogger("fleetbox.cli")
     exc = context.get("exception")
     what = f"{type(exc).__name__}: {exc}" if exc is not None else str(context.get("message", "unknown error"))
-    log.warning("background error: %s", what, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
-                extra={"event": "background_error"})  # fmt: skip
+    log.warning(
+        "background error: %s",
+        what,
+        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+        extra={"event": "background_error"},
+    )
 
 
 async def _dispatch(args: argparse.Namespace, loaded: LoadedSettings, using: list[EmbeddedPostgres]) -> int:
@@ -353,8 +379,10 @@ async def _db(command: str, settings: Settings, embedded: EmbeddedPostgres) -> i
     if settings.database.configured and command != "status":
         from fleetbox.errors import ConfigError
 
-        raise ConfigError(f"a database is configured ({redact_dsn(settings.database.resolved_dsn() or '')}): "
-                          "`fleetbox db` manages only the embedded PostgreSQL")  # fmt: skip
+        raise ConfigError(
+            f"a database is configured ({redact_dsn(settings.database.resolved_dsn() or '')}): "
+            "`fleetbox db` manages only the embedded PostgreSQL"
+        )
     if command == "start":
         dsn = await asyncio.to_thread(embedded.pin)
         print(f"embedded PostgreSQL in {embedded.pgdata} running until `fleetbox db stop`: {dsn}")
@@ -364,8 +392,10 @@ async def _db(command: str, settings: Settings, embedded: EmbeddedPostgres) -> i
         if stopped:
             print(f"embedded PostgreSQL in {embedded.pgdata} stopped")
         else:
-            print(f"embedded PostgreSQL in {embedded.pgdata} still used by process(es) "
-                  f"{', '.join(map(str, holders))}: it stops when the last of them exits")  # fmt: skip
+            print(
+                f"embedded PostgreSQL in {embedded.pgdata} still used by process(es) "
+                f"{', '.join(map(str, holders))}: it stops when the last of them exits"
+            )
         return 0
     st = await asyncio.to_thread(embedded.status)
     print(f"pgdata:    {st.pgdata}{'' if st.initialised else ' (not created yet)'}")
@@ -388,11 +418,15 @@ async def _with_database(
 
         _handler_paths(loaded)
         app = Appliance(
-            settings, dsn=dsn, migrate=not args.no_migrate,
+            settings,
+            dsn=dsn,
+            migrate=not args.no_migrate,
             load_config=lambda: load_settings(args.config, _flags(args)).settings,
-        )  # fmt: skip
-        print(f"fleetbox: appliance {app.worker_id} on {redact_dsn(dsn)} schema {settings.database.schema_name}",
-              file=sys.stderr)  # fmt: skip
+        )
+        print(
+            f"fleetbox: appliance {app.worker_id} on {redact_dsn(dsn)} schema {settings.database.schema_name}",
+            file=sys.stderr,
+        )
         reloads: set[asyncio.Task[None]] = set()
 
         def on_sighup() -> None:
@@ -422,8 +456,15 @@ async def _with_database(
         if args.soak:
             await bench.run_soak(settings, dsn, jobs=args.jobs, as_json=args.json)
             return 0
-        return await bench.run_bench(settings, dsn, jobs=args.jobs, latency_jobs=args.latency_jobs,
-                                     as_json=args.json, backlog=args.backlog, single_jobs=args.single_jobs)  # fmt: skip
+        return await bench.run_bench(
+            settings,
+            dsn,
+            jobs=args.jobs,
+            latency_jobs=args.latency_jobs,
+            as_json=args.json,
+            backlog=args.backlog,
+            single_jobs=args.single_jobs,
+        )
     async with Store(dsn, schema=settings.database.schema_name, min_size=1, max_size=2) as store:
         if args.command == "migrate":
             from fleetbox.store.migrations import migrate
@@ -450,8 +491,9 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
     from fleetbox.errors import InvalidInput
 
     if args.command == "enqueue":
-        data = rules.parse_json_text(_read_data(args.data, service.enqueue.limits), service.enqueue.limits,
-                                     field="--data")  # fmt: skip
+        data = rules.parse_json_text(
+            _read_data(args.data, service.enqueue.limits), service.enqueue.limits, field="--data"
+        )
         run_at = None
         if args.run_at is not None:
             try:
@@ -460,20 +502,43 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
                 raise InvalidInput("not an ISO 8601 time", field="--run-at") from None
         after = {"depends_on": args.after, "on_failure": args.on_failure} if args.after else {}
         result = await service.enqueue.enqueue(
-            args.queue, data, priority=args.priority, run_at=run_at, delay=args.delay,
-            singleton_key=args.singleton_key, max_attempts=args.max_attempts, **after,
-        )  # fmt: skip
+            args.queue,
+            data,
+            priority=args.priority,
+            run_at=run_at,
+            delay=args.delay,
+            singleton_key=args.singleton_key,
+            max_attempts=args.max_attempts,
+            **after,
+        )
         print(result.id)
         if not result.created:
-            print(f"fleetbox: job {result.id} with singleton key {args.singleton_key!r} is already waiting or running; "
-                  "returned its id", file=sys.stderr)  # fmt: skip
+            print(
+                f"fleetbox: job {result.id} with singleton key {args.singleton_key!r} is already waiting or running; "
+                "returned its id",
+                file=sys.stderr,
+            )
         return 0
     if args.command == "queues":
         depth = await service.queues.depth()
         if args.json:
-            print(json.dumps([{"queue": q.queue, "tier": q.tier.name.lower(), "paused": q.paused, "waiting": q.ready,
-                               "scheduled": q.scheduled, "retrying": q.retrying, "running": q.running,
-                               "dead": q.dead} for q in depth]))  # fmt: skip
+            print(
+                json.dumps(
+                    [
+                        {
+                            "queue": q.queue,
+                            "tier": q.tier.name.lower(),
+                            "paused": q.paused,
+                            "waiting": q.ready,
+                            "scheduled": q.scheduled,
+                            "retrying": q.retrying,
+                            "running": q.running,
+                            "dead": q.dead,
+                        }
+                        for q in depth
+                    ]
+                )
+            )
             return 0
         print(
             f"{'queue':<20} {'tier':<7} {'state':<7} {'waiting':>8} {'sched':>8} {'retry':>8} {'running':>8} "
@@ -481,8 +546,10 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
         )
         for q in depth:
             state = "paused" if q.paused else "active"
-            print(f"{q.queue:<20} {q.tier.name.lower():<7} {state:<7} {q.ready:>8} {q.scheduled:>8} {q.retrying:>8} "
-                  f"{q.running:>8} {q.dead:>6}")  # fmt: skip
+            print(
+                f"{q.queue:<20} {q.tier.name.lower():<7} {state:<7} {q.ready:>8} {q.scheduled:>8} {q.retrying:>8} "
+                f"{q.running:>8} {q.dead:>6}"
+            )
         return 0
     if args.command == "job":
         info = await service.jobs.get(args.job_id)
@@ -513,8 +580,10 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
         page = await dead.list(check_filter(queue=args.queue, reviewed=args.reviewed), limit=args.limit)
         for d in page.letters:
             mark = "reviewed" if d.reviewed else "open"
-            print(f"{d.id:>6} job {d.job_id:<8} {d.queue:<18} {d.status:<9} {mark:<8} {d.failed_at:%Y-%m-%d %H:%M:%S} "
-                  f"{d.error_class}: {d.error[:80]}")  # fmt: skip
+            print(
+                f"{d.id:>6} job {d.job_id:<8} {d.queue:<18} {d.status:<9} {mark:<8} {d.failed_at:%Y-%m-%d %H:%M:%S} "
+                f"{d.error_class}: {d.error[:80]}"
+            )
         return 0
     if args.dead_command == "retry":
         print(await dead.retry(args.dead_letter_id, actor=args.by))
@@ -548,8 +617,10 @@ async def _jobs(args: argparse.Namespace, service: Service) -> int:
         if args.json:
             print(json.dumps({**_jsonable(info), "state": state}, default=str))
         else:
-            print(f"{info.id:>10} {state:<10} p{info.priority:<3} attempts {info.attempts:<3} "
-                  f"run at {info.run_at:%Y-%m-%d %H:%M:%S}")  # fmt: skip
+            print(
+                f"{info.id:>10} {state:<10} p{info.priority:<3} attempts {info.attempts:<3} "
+                f"run at {info.run_at:%Y-%m-%d %H:%M:%S}"
+            )
     return 0
 
 
@@ -604,8 +675,10 @@ async def _reload(app: Any) -> None:
     try:
         restart = await app.reload_from_config()
     except FleetboxError as exc:
-        log.error("configuration not reloaded; keeping the running one",
-                  extra={"event": "config_reload_failed", "error": str(exc)})  # fmt: skip
+        log.error(
+            "configuration not reloaded; keeping the running one",
+            extra={"event": "config_reload_failed", "error": str(exc)},
+        )
         return
     if restart:
         log.warning("some changes need a restart", extra={"event": "config_needs_restart", "sections": restart})

@@ -151,9 +151,16 @@ class Client:
                 already failed in a way the policy cannot wait for; nothing was written.
         """
         return await self.service.enqueue.enqueue(
-            queue, data, priority=priority, run_at=run_at, delay=delay, singleton_key=singleton_key,
-            max_attempts=max_attempts, depends_on=depends_on, on_failure=on_failure,
-        )  # fmt: skip
+            queue,
+            data,
+            priority=priority,
+            run_at=run_at,
+            delay=delay,
+            singleton_key=singleton_key,
+            max_attempts=max_attempts,
+            depends_on=depends_on,
+            on_failure=on_failure,
+        )
 
     async def enqueue_many(self, jobs: Iterable[NewJob | Mapping[str, Any]]) -> list[EnqueueResult]:
         """Enqueue many jobs at once: all of them or, if any is invalid, none.
@@ -372,9 +379,18 @@ class Workflow:
         or written until :meth:`enqueue`. ``on_failure``: what a parent's failure does to this
         step (cancel, ignore or hold, as for ``Client.enqueue``)."""
         self.steps.append(
-            Step(name=name, queue=queue, data=data, after=tuple(after), on_failure=on_failure, priority=priority,
-                 run_at=run_at, delay=delay, max_attempts=max_attempts)
-        )  # fmt: skip
+            Step(
+                name=name,
+                queue=queue,
+                data=data,
+                after=tuple(after),
+                on_failure=on_failure,
+                priority=priority,
+                run_at=run_at,
+                delay=delay,
+                max_attempts=max_attempts,
+            )
+        )
         return name
 
     async def enqueue(self) -> WorkflowResult:

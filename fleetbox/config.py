@@ -410,9 +410,11 @@ class MonitorSettings(_Section):
     def thresholds(self) -> Thresholds:
         """The configured alert thresholds."""
         return Thresholds(
-            max_backlog=self.max_backlog, max_failure_rate=self.max_failure_rate,
-            max_processing_time=self.max_processing_time, max_dead_letter_jobs=self.max_dead_letter_jobs,
-        )  # fmt: skip
+            max_backlog=self.max_backlog,
+            max_failure_rate=self.max_failure_rate,
+            max_processing_time=self.max_processing_time,
+            max_dead_letter_jobs=self.max_dead_letter_jobs,
+        )
 
     @field_validator("timezone")
     @classmethod
@@ -780,16 +782,19 @@ def config_file_notes(loaded: LoadedSettings) -> list[str]:
         notes.append(f"using the config file {path} (found in the working directory; --config FILE to choose another)")
     label = f"file {path}"
     secrets = sorted(
-        key for key, value in _flatten(loaded.settings.model_dump(mode="python")).items()
+        key
+        for key, value in _flatten(loaded.settings.model_dump(mode="python")).items()
         if isinstance(value, SecretStr) and loaded.sources.get(key) == label
-    )  # fmt: skip
+    )
     try:
         mode = path.stat().st_mode & 0o777
     except OSError:
         return notes
     if secrets and mode & 0o044:
-        notes.append(f"warning: {path} holds secrets ({', '.join(secrets)}) and other users can read it "
-                     f"(mode {mode:04o}); make it private: chmod 600 {path}")  # fmt: skip
+        notes.append(
+            f"warning: {path} holds secrets ({', '.join(secrets)}) and other users can read it "
+            f"(mode {mode:04o}); make it private: chmod 600 {path}"
+        )
     return notes
 
 

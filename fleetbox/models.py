@@ -134,9 +134,18 @@ class Job:
 
 
 _JOB_FIELDS = (
-    "id", "queue", "priority", "data", "attempt", "max_attempts", "retries", "run_at",
-    "created_at", "singleton_key", "dead_letter_id",
-)  # fmt: skip
+    "id",
+    "queue",
+    "priority",
+    "data",
+    "attempt",
+    "max_attempts",
+    "retries",
+    "run_at",
+    "created_at",
+    "singleton_key",
+    "dead_letter_id",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,9 +171,17 @@ class Attempt:
 
 
 _ATTEMPT_FIELDS = (
-    "job_id", "attempt", "queue", "worker_id", "started_at", "finished_at", "duration_ms",
-    "outcome", "error_class", "error",
-)  # fmt: skip
+    "job_id",
+    "attempt",
+    "queue",
+    "worker_id",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "outcome",
+    "error_class",
+    "error",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,9 +212,21 @@ class JobInfo:
 
 
 _JOBINFO_FIELDS = (
-    "id", "queue", "priority", "state", "data", "singleton_key", "attempts", "max_attempts",
-    "run_at", "created_at", "finished_at", "last_error_class", "last_error", "dead_letter_id",
-)  # fmt: skip
+    "id",
+    "queue",
+    "priority",
+    "state",
+    "data",
+    "singleton_key",
+    "attempts",
+    "max_attempts",
+    "run_at",
+    "created_at",
+    "finished_at",
+    "last_error_class",
+    "last_error",
+    "dead_letter_id",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,10 +268,26 @@ class DeadLetter:
 
 
 _DEAD_FIELDS = (
-    "id", "job_id", "queue", "priority", "data", "singleton_key", "error_class", "error",
-    "attempts", "history", "job_created_at", "failed_at", "status", "reviewed_at", "reviewed_by",
-    "resolution_notes", "retried_job_id", "retried_at", "discarded_at",
-)  # fmt: skip
+    "id",
+    "job_id",
+    "queue",
+    "priority",
+    "data",
+    "singleton_key",
+    "error_class",
+    "error",
+    "attempts",
+    "history",
+    "job_created_at",
+    "failed_at",
+    "status",
+    "reviewed_at",
+    "reviewed_by",
+    "resolution_notes",
+    "retried_job_id",
+    "retried_at",
+    "discarded_at",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

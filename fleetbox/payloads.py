@@ -159,9 +159,15 @@ class AttachmentOperation(Payload):
 
 
 _ALIASES = {
-    "team_id": "teamId", "channel_id": "channelId", "drive_id": "driveId", "parent_id": "parentId",
-    "item_id": "itemId", "user_id": "userId", "message_id": "messageId", "attachment_id": "attachmentId",
-}  # fmt: skip
+    "team_id": "teamId",
+    "channel_id": "channelId",
+    "drive_id": "driveId",
+    "parent_id": "parentId",
+    "item_id": "itemId",
+    "user_id": "userId",
+    "message_id": "messageId",
+    "attachment_id": "attachmentId",
+}
 
 
 class WebhookEvent(Payload):

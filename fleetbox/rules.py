@@ -478,8 +478,9 @@ def check_payload_filter(text: object, field: str = "data") -> JsonText:
     except RecursionError:
         raise InvalidInput("is nested too deeply", field=field) from None
     if not isinstance(value, dict):
-        raise InvalidInput(f"must be a JSON object (the keys and values a payload contains), got {json_type(value)}",
-                           field=field)  # fmt: skip
+        raise InvalidInput(
+            f"must be a JSON object (the keys and values a payload contains), got {json_type(value)}", field=field
+        )
     return JsonText(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 

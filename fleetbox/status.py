@@ -62,8 +62,10 @@ def format_table(health: dict[str, object]) -> str:
     """The health document as a terminal table."""
     lines = []
     state = "healthy" if health.get("healthy") else "UNHEALTHY"
-    lines.append(f"fleetbox: {state}   dead letters: {health.get('deadLetterCount', '?')}   "
-                 f"checked: {health.get('lastChecked', '?')}")  # fmt: skip
+    lines.append(
+        f"fleetbox: {state}   dead letters: {health.get('deadLetterCount', '?')}   "
+        f"checked: {health.get('lastChecked', '?')}"
+    )
     reasons = health.get("reasons")
     if isinstance(reasons, list):
         lines.extend(f"  ! {reason}" for reason in reasons)
@@ -72,8 +74,10 @@ def format_table(health: dict[str, object]) -> str:
     if isinstance(queues, dict):
         for name, q in queues.items():
             running = "running" if q.get("isRunning") else "paused"
-            lines.append(f"{name:<20} {running:<8} {q.get('backlog', 0):>8} {q.get('failureRate', 0):>7.1f} "
-                         f"{q.get('avgProcessingTime', 0):>9.0f}")  # fmt: skip
+            lines.append(
+                f"{name:<20} {running:<8} {q.get('backlog', 0):>8} {q.get('failureRate', 0):>7.1f} "
+                f"{q.get('avgProcessingTime', 0):>9.0f}"
+            )
     return "\n".join(lines)
 
 

@@ -113,9 +113,14 @@ class Supervisor:
                 log.error(
                     "background task failed; restarting it after a backoff",
                     exc_info=exc,
-                    extra={"event": "task_failed", "task": state.name, "error": state.last_error,
-                           "failures_in_a_row": state.streak, "backoff_seconds": backoff},
-                )  # fmt: skip
+                    extra={
+                        "event": "task_failed",
+                        "task": state.name,
+                        "error": state.last_error,
+                        "failures_in_a_row": state.streak,
+                        "backoff_seconds": backoff,
+                    },
+                )
                 if self._on_failure is not None:
                     self._on_failure(state)
                 await self._sleep(backoff)

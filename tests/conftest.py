@@ -105,9 +105,14 @@ def make_settings(dsn: str, tmp_path: Path) -> Callable[..., Settings]:
         base: dict[str, Any] = {
             "database": {"dsn": dsn, "pool_min": 1, "pool_max": 6},
             "appliance": {
-                "name": "test", "data_dir": str(tmp_path / "data"), "poll_seconds": 0.2,
-                "lease_seconds": 5, "heartbeat_seconds": 1, "reap_seconds": 0.5,
-                "shutdown_grace_seconds": 5, "completion_flush_ms": 1,
+                "name": "test",
+                "data_dir": str(tmp_path / "data"),
+                "poll_seconds": 0.2,
+                "lease_seconds": 5,
+                "heartbeat_seconds": 1,
+                "reap_seconds": 0.5,
+                "shutdown_grace_seconds": 5,
+                "completion_flush_ms": 1,
             },
             # The admin API on an ephemeral port: appliances of one test (and of parallel runs)
             # never compete for 8080. Read the bound port from app.admin.port. No control socket:
@@ -116,7 +121,7 @@ def make_settings(dsn: str, tmp_path: Path) -> Callable[..., Settings]:
             "admin": {"port": 0, "socket_enabled": False},
             # The Graph processors (and their simulator) only where a test asks for them.
             "graph": {"enabled": False},
-        }  # fmt: skip
+        }
         for section, values in sections.items():
             if isinstance(values, dict) and isinstance(base.get(section), dict):
                 base[section] = {**base[section], **values}
@@ -154,8 +159,9 @@ async def appliance_factory(
     """
     started: list[Appliance] = []
 
-    async def start(*, handlers: dict[str, Any] | None = None, clock: Any = None,
-                    on_auth_error: Any = None, **sections: Any) -> Appliance:  # fmt: skip
+    async def start(
+        *, handlers: dict[str, Any] | None = None, clock: Any = None, on_auth_error: Any = None, **sections: Any
+    ) -> Appliance:
         app = Appliance(make_settings(**sections), handlers=handlers, clock=clock, on_auth_error=on_auth_error)
         await app.start()
         started.append(app)

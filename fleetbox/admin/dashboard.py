@@ -222,8 +222,9 @@ def _headers(*, cache: bool) -> dict[str, str]:
 
 async def index(request: web.Request) -> web.Response:
     """The app's page (every view lives in it; the URL fragment says which)."""
-    return web.Response(body=_ui_file("index.html"), content_type="text/html", charset="utf-8",
-                        headers=_headers(cache=False))  # fmt: skip
+    return web.Response(
+        body=_ui_file("index.html"), content_type="text/html", charset="utf-8", headers=_headers(cache=False)
+    )
 
 
 async def to_index(request: web.Request) -> web.Response:
@@ -289,9 +290,14 @@ async def sign_in(request: web.Request) -> web.Response:
     session = sessions.issue(admin=admin, name=name.strip() or ("admin" if admin else "reader"))
     response = web.json_response(_answer(request, session), headers=_headers(cache=False))
     response.set_cookie(
-        COOKIE, session.token, max_age=SESSION_SECONDS, path=sessions.prefix(request) + "/",
-        httponly=True, samesite="Strict", secure=sessions.secure(request),
-    )  # fmt: skip
+        COOKIE,
+        session.token,
+        max_age=SESSION_SECONDS,
+        path=sessions.prefix(request) + "/",
+        httponly=True,
+        samesite="Strict",
+        secure=sessions.secure(request),
+    )
     return response
 
 

@@ -214,8 +214,10 @@ def _from_fleetbox(exc: FleetboxError, request: web.Request) -> web.Response:
     status, code = classify(exc)
     if status >= 500:
         # The driver's message may quote stored values: it goes to the log, not the client.
-        log.error("admin request failed", extra={"event": "admin_request_failed", "method": request.method,
-                                                 "path": request.path, "error": str(exc)})  # fmt: skip
+        log.error(
+            "admin request failed",
+            extra={"event": "admin_request_failed", "method": request.method, "path": request.path, "error": str(exc)},
+        )
         message = {
             "schema_not_ready": "the fleetbox schema is not ready: run `fleetbox migrate`",
             "database_unavailable": "the database is unreachable or failed; the appliance log has the details",

@@ -84,8 +84,9 @@ def _header(request: web.Request, name: str) -> str | None:
         return None
     value = values[0]
     if len(values) > 1 or not 1 <= len(value) <= MAX_ACTOR or not _ACTOR.fullmatch(value) or not storable(value):
-        raise InvalidInput(f"must be one header of 1 to {MAX_ACTOR} characters, not blank, no control characters",
-                           field=name)  # fmt: skip
+        raise InvalidInput(
+            f"must be one header of 1 to {MAX_ACTOR} characters, not blank, no control characters", field=name
+        )
     return value
 
 

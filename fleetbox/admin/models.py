@@ -272,9 +272,10 @@ class JobSearchQuery(PageQuery):
         None, description='the JSON text of an object the payload contains (PostgreSQL\'s @>): {"userId": "u1"}'
     )
     error: text(rules.MAX_TEXT_FILTER, blank=False) | None = Field(  # type: ignore[valid-type]
-        None, description="text the error holds, any case: the latest error of a job still queued, or any "
+        None,
+        description="text the error holds, any case: the latest error of a job still queued, or any "
         "failed attempt of a finished one",
-    )  # fmt: skip
+    )
     status: Literal[JOB_STATUSES] | None = Field(  # type: ignore[valid-type]
         None, description="only jobs in this state (the job lists' words and aliases)"
     )

@@ -730,8 +730,12 @@ def _parameters(model: type[Input], where: str) -> list[Schema]:
     required = set(schema.get("required", []))
     out = []
     for name, prop in schema["properties"].items():
-        parameter: Schema = {"name": name, "in": where, "required": where == "path" or name in required,
-                             "schema": _plain(prop)}  # fmt: skip
+        parameter: Schema = {
+            "name": name,
+            "in": where,
+            "required": where == "path" or name in required,
+            "schema": _plain(prop),
+        }
         plain = parameter["schema"]
         if plain.get("contentMediaType") == "application/json" and "contentSchema" in plain:
             # JSON text in a parameter (the job search's payload filter): described as its content

@@ -89,9 +89,13 @@ class ApplianceInfo:
     def to_protocol(self, *, read_only: bool) -> protocol.ApplianceInfo:
         """The hello's ``appliance``; ``read_only`` when the client's key cannot change state."""
         return protocol.ApplianceInfo(
-            name=self.name, version=self.version, workerId=self.worker_id, startedAt=self.started_at,
-            graphMode=self.graph_mode, readOnly=read_only,
-        )  # fmt: skip
+            name=self.name,
+            version=self.version,
+            workerId=self.worker_id,
+            startedAt=self.started_at,
+            graphMode=self.graph_mode,
+            readOnly=read_only,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,10 +340,16 @@ async def list_jobs(request: web.Request, path: QueuePath, query: JobListQuery) 
     )
     rows = _fit([views.job(j, full=full) for j in page.jobs])
     next_after = rows[-1]["id"] if len(rows) < len(page.jobs) else page.next_after
-    return reply({
-        "queue": path.queue, "status": query.status, "limit": query.limit, "offset": query.offset,
-        "jobs": rows, "nextAfter": next_after,
-    })  # fmt: skip
+    return reply(
+        {
+            "queue": path.queue,
+            "status": query.status,
+            "limit": query.limit,
+            "offset": query.offset,
+            "jobs": rows,
+            "nextAfter": next_after,
+        }
+    )
 
 
 async def search_jobs(request: web.Request, query: JobSearchQuery) -> web.Response:
@@ -348,9 +358,14 @@ async def search_jobs(request: web.Request, query: JobSearchQuery) -> web.Respon
     if query.queue is not None:
         await state.service.queues.get(query.queue)
     page = await state.service.jobs.search(
-        queue=query.queue, contains=query.data, error=query.error, before=query.before, limit=query.limit,
-        status=query.status, since=query.since,
-    )  # fmt: skip
+        queue=query.queue,
+        contains=query.data,
+        error=query.error,
+        before=query.before,
+        limit=query.limit,
+        status=query.status,
+        since=query.since,
+    )
     rows = _fit([views.job(j, full=query.include == "payload") for j in page.jobs])
     next_before = rows[-1]["id"] if len(rows) < len(page.jobs) else page.next_before
     return reply({"jobs": rows, "nextBefore": next_before})
@@ -364,11 +379,15 @@ async def enqueue_job(request: web.Request, path: WorkQueuePath, body: EnqueueBo
     await state.service.queues.get(queue)
     try:
         result = await state.service.enqueue.enqueue(
-            queue, body.data,
+            queue,
+            body.data,
             priority=JobPriority.NORMAL if body.priority is None else body.priority,
-            run_at=body.run_at, delay=body.delay,
-            singleton_key=body.singleton_key, max_attempts=body.max_attempts, actor=who,
-        )  # fmt: skip
+            run_at=body.run_at,
+            delay=body.delay,
+            singleton_key=body.singleton_key,
+            max_attempts=body.max_attempts,
+            actor=who,
+        )
     except UnknownQueue:
         raise
     except InvalidInput as exc:
@@ -403,13 +422,15 @@ async def list_failed(request: web.Request, path: QueuePath, query: FailedQuery)
     failures = await state.service.jobs.failures(path.queue, query.limit)
     retrying = _fit([views.job(j, full=full) for j in failures.retrying], PAGE_BYTES // 2)
     dead = _fit([views.dead_letter(d, full=full) for d in failures.dead_letters], PAGE_BYTES // 2)
-    return reply({
-        "queue": path.queue,
-        "retrying": retrying,
-        "deadLetters": dead,
-        "recentFailures": [views.attempt(a) for a in failures.attempts],
-        "truncated": len(retrying) < len(failures.retrying) or len(dead) < len(failures.dead_letters),
-    })  # fmt: skip
+    return reply(
+        {
+            "queue": path.queue,
+            "retrying": retrying,
+            "deadLetters": dead,
+            "recentFailures": [views.attempt(a) for a in failures.attempts],
+            "truncated": len(retrying) < len(failures.retrying) or len(dead) < len(failures.dead_letters),
+        }
+    )
 
 
 async def retry_job(request: web.Request, path: QueueJobPath) -> web.Response:
@@ -452,8 +473,13 @@ async def clear_queue(request: web.Request, path: QueuePath, query: ClearQuery) 
 
 def _dead_filter_of_query(query: DeadFilterQuery) -> DeadFilter:
     """The dead-letter filter of a list or grouping."""
-    return check_filter(queue=query.queue, reviewed=query.reviewed_flag, status=query.status,
-                        error_class=query.error_class, text=query.q)  # fmt: skip
+    return check_filter(
+        queue=query.queue,
+        reviewed=query.reviewed_flag,
+        status=query.status,
+        error_class=query.error_class,
+        text=query.q,
+    )
 
 
 async def _dead_filter_of_body(state: AdminState, body: BulkBody) -> DeadFilter:
@@ -472,9 +498,14 @@ async def list_dead_letters(request: web.Request, query: DeadListQuery) -> web.R
     page = await state.service.dead_letters.list(where, before=query.before, limit=query.limit)
     rows = _fit([views.dead_letter(d, full=query.include == "payload") for d in page.letters])
     next_before = rows[-1]["id"] if len(rows) < len(page.letters) else page.next_before
-    return reply({
-        "deadLetters": rows, "nextBefore": next_before, "total": page.total, "totalCapped": page.total_capped,
-    })  # fmt: skip
+    return reply(
+        {
+            "deadLetters": rows,
+            "nextBefore": next_before,
+            "total": page.total,
+            "totalCapped": page.total_capped,
+        }
+    )
 
 
 #: What the dead-letter detail route matches (the id itself is checked by the handler).
@@ -543,11 +574,13 @@ async def retry_dead_letters(request: web.Request, body: BulkBody) -> web.Respon
     who = inputs.actor(request)
     where = await _dead_filter_of_body(state, body)
     result = await state.service.dead_letters.retry_matching(where, expected=body.expected_count, actor=who)
-    return reply({
-        "matched": result.matched,
-        "retried": [{"deadLetterId": d, "jobId": j} for d, j in result.retried],
-        "skipped": result.skipped,
-    })  # fmt: skip
+    return reply(
+        {
+            "matched": result.matched,
+            "retried": [{"deadLetterId": d, "jobId": j} for d, j in result.retried],
+            "skipped": result.skipped,
+        }
+    )
 
 
 async def review_dead_letters(request: web.Request, body: BulkReviewBody) -> web.Response:

@@ -61,11 +61,17 @@ class ScheduleBody(Body):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"name": "nightly-sync", "cron": "30 2 * * *", "timezone": "Europe/Berlin", "queue": "sync",
-                 "data": {"scope": "all"}, "overlap": "skip"}
+                {
+                    "name": "nightly-sync",
+                    "cron": "30 2 * * *",
+                    "timezone": "Europe/Berlin",
+                    "queue": "sync",
+                    "data": {"scope": "all"},
+                    "overlap": "skip",
+                }
             ]
         }
-    )  # fmt: skip
+    )
 
 
 class VariantsPath(Input):
@@ -100,10 +106,19 @@ async def put_schedule(request: web.Request, body: ScheduleBody) -> web.Response
     """Create or change a schedule; it runs from its next tick after now."""
     who = inputs.actor(request)
     spec = ScheduleSpec(
-        name=body.name, cron=body.cron, queue=body.queue, data=body.data, timezone=body.timezone,
-        priority=body.priority, enabled=body.enabled, dst=body.dst, catch_up=body.catch_up,
-        catch_up_max=body.catch_up_max, overlap=body.overlap, alert_after_seconds=body.alert_after_seconds,
-    )  # fmt: skip
+        name=body.name,
+        cron=body.cron,
+        queue=body.queue,
+        data=body.data,
+        timezone=body.timezone,
+        priority=body.priority,
+        enabled=body.enabled,
+        dst=body.dst,
+        catch_up=body.catch_up,
+        catch_up_max=body.catch_up_max,
+        overlap=body.overlap,
+        alert_after_seconds=body.alert_after_seconds,
+    )
     schedule = await _state(request).service.schedules.put(spec, actor=who)
     return reply(await _detail(request, schedule, 5))
 
@@ -173,10 +188,13 @@ def route_table() -> list[Route]:
         Route("POST", f"{s}/{{name}}/run", run_schedule, Access.ADMIN, "runSchedule"),
         Route("GET", f"{q}/{{queue}}/retry-variants", retry_variants, Access.READ, "getRetryVariants"),
         Route(
-            "POST", f"{q}/{{queue}}/retry-variants/{{label}}/promote", promote_retry_variant, Access.ADMIN,
+            "POST",
+            f"{q}/{{queue}}/retry-variants/{{label}}/promote",
+            promote_retry_variant,
+            Access.ADMIN,
             "promoteRetryVariant",
         ),
-    ]  # fmt: skip
+    ]
 
 
 # -- the OpenAPI document's part -------------------------------------------------------------
@@ -196,43 +214,103 @@ def _ref(name: str) -> Schema:
 
 
 _SCHEDULE: dict[str, Schema] = {
-    "name": _S, "cron": _S, "queue": _S, "data": {"type": "object"}, "priority": {"type": "integer"},
-    "timezone": _S, "enabled": {"type": "boolean"}, "dst": {"enum": ["once", "both"]},
-    "catchUp": {"enum": ["none", "latest", "all"]}, "catchUpMax": {"type": "integer"},
-    "overlap": {"enum": ["allow", "skip", "queue", "cancel_previous"]}, "alertAfterSeconds": _NUM_NULL,
-    "source": {"enum": ["config", "api"]}, "nextRunAt": _S_NULL, "lastTick": _S_NULL, "lastRunAt": _S_NULL,
-    "lastJobId": _INT_NULL, "createdAt": _S, "updatedAt": _S, "updatedBy": _S_NULL,
-}  # fmt: skip
+    "name": _S,
+    "cron": _S,
+    "queue": _S,
+    "data": {"type": "object"},
+    "priority": {"type": "integer"},
+    "timezone": _S,
+    "enabled": {"type": "boolean"},
+    "dst": {"enum": ["once", "both"]},
+    "catchUp": {"enum": ["none", "latest", "all"]},
+    "catchUpMax": {"type": "integer"},
+    "overlap": {"enum": ["allow", "skip", "queue", "cancel_previous"]},
+    "alertAfterSeconds": _NUM_NULL,
+    "source": {"enum": ["config", "api"]},
+    "nextRunAt": _S_NULL,
+    "lastTick": _S_NULL,
+    "lastRunAt": _S_NULL,
+    "lastJobId": _INT_NULL,
+    "createdAt": _S,
+    "updatedAt": _S,
+    "updatedBy": _S_NULL,
+}
 
 SCHEMAS: dict[str, Schema] = {
     "Schedule": _obj(_SCHEDULE),
     "ScheduleList": _obj({"schedules": {"type": "array", "items": _ref("Schedule")}}),
-    "ScheduleDetail": _obj({
-        **_SCHEDULE,
-        "next": {"type": "array", "items": _obj({"at": _S, "local": _S, "dst": {
-            "enum": [None, "skipped-forward", "repeated-first", "repeated-second"]}})},
-        "runs": {"type": "array", "items": _obj({
-            "tick": _S, "firedAt": _S, "outcome": {"enum": ["enqueued", "skipped", "missed"]}, "jobId": _INT_NULL,
-            "workerId": _S_NULL})},
-    }),
+    "ScheduleDetail": _obj(
+        {
+            **_SCHEDULE,
+            "next": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "at": _S,
+                        "local": _S,
+                        "dst": {"enum": [None, "skipped-forward", "repeated-first", "repeated-second"]},
+                    }
+                ),
+            },
+            "runs": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "tick": _S,
+                        "firedAt": _S,
+                        "outcome": {"enum": ["enqueued", "skipped", "missed"]},
+                        "jobId": _INT_NULL,
+                        "workerId": _S_NULL,
+                    }
+                ),
+            },
+        }
+    ),
     "ScheduleRemoved": _obj({"name": _S, "removed": {"const": True}}),
     "ScheduleRun": _obj({"name": _S, "jobId": {"type": "integer"}}),
-    "RetryReport": _obj({
-        "queue": _S, "since": _S_NULL, "mode": {"enum": ["fixed", "bandit", "none"]},
-        "variants": {"type": "array", "items": _obj({
-            "label": _S, "weight": {"type": "number"}, "jobs": {"type": "integer"}, "succeeded": {"type": "integer"},
-            "dead": {"type": "integer"}, "successRate": _NUM_NULL, "attemptsPerSuccess": _NUM_NULL,
-            "extraRequests": {"type": "integer"}, "timeToSuccessP50Seconds": _NUM_NULL,
-            "timeToSuccessP95Seconds": _NUM_NULL, "deadLetterRate": _NUM_NULL})},
-        "comparisons": {"type": "array", "items": _obj({
-            "label": _S, "control": _S, "pValue": _NUM_NULL, "verdict": _S})},
-        "verdict": _S,
-        "history": {"type": "array", "items": _obj({
-            "startedAt": _S, "weights": {"type": "object", "additionalProperties": {"type": "number"}},
-            "source": {"enum": ["config", "promote", "guardrail", "bandit"]}, "reason": _S_NULL,
-            "actor": _S_NULL})},
-    }),
-}  # fmt: skip
+    "RetryReport": _obj(
+        {
+            "queue": _S,
+            "since": _S_NULL,
+            "mode": {"enum": ["fixed", "bandit", "none"]},
+            "variants": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "label": _S,
+                        "weight": {"type": "number"},
+                        "jobs": {"type": "integer"},
+                        "succeeded": {"type": "integer"},
+                        "dead": {"type": "integer"},
+                        "successRate": _NUM_NULL,
+                        "attemptsPerSuccess": _NUM_NULL,
+                        "extraRequests": {"type": "integer"},
+                        "timeToSuccessP50Seconds": _NUM_NULL,
+                        "timeToSuccessP95Seconds": _NUM_NULL,
+                        "deadLetterRate": _NUM_NULL,
+                    }
+                ),
+            },
+            "comparisons": {
+                "type": "array",
+                "items": _obj({"label": _S, "control": _S, "pValue": _NUM_NULL, "verdict": _S}),
+            },
+            "verdict": _S,
+            "history": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "startedAt": _S,
+                        "weights": {"type": "object", "additionalProperties": {"type": "number"}},
+                        "source": {"enum": ["config", "promote", "guardrail", "bandit"]},
+                        "reason": _S_NULL,
+                        "actor": _S_NULL,
+                    }
+                ),
+            },
+        }
+    ),
+}
 
 
 def _ok(schema: str, description: str) -> Schema:
@@ -240,32 +318,53 @@ def _ok(schema: str, description: str) -> Schema:
 
 
 OPERATIONS: dict[str, dict[str, Any]] = {
-    "listSchedules": {"summary": "Every cron schedule", "responses": {"200": _ok("ScheduleList", "The schedules")},
-                      "errors": [503]},
+    "listSchedules": {
+        "summary": "Every cron schedule",
+        "responses": {"200": _ok("ScheduleList", "The schedules")},
+        "errors": [503],
+    },
     "putSchedule": {
         "summary": "Create or change a cron schedule (by name); it runs from its next tick",
         "description": "Checked like an enqueue (the queue must exist, the payload pass its limits); a cron "
         "expression or time zone that does not parse is a 400 naming the field.",
-        "responses": {"200": _ok("ScheduleDetail", "The schedule")}, "errors": [404, 503],
+        "responses": {"200": _ok("ScheduleDetail", "The schedule")},
+        "errors": [404, 503],
     },
-    "getSchedule": {"summary": "A schedule, its next runs (DST flagged) and latest runs",
-                    "responses": {"200": _ok("ScheduleDetail", "The schedule")}, "errors": [404, 503]},
-    "removeSchedule": {"summary": "Delete a schedule", "responses": {"200": _ok("ScheduleRemoved", "Removed")},
-                       "errors": [404, 503]},
-    "pauseSchedule": {"summary": "Stop firing a schedule", "responses": {"200": _ok("ScheduleDetail", "Paused")},
-                      "errors": [404, 503]},
-    "resumeSchedule": {"summary": "Fire a paused schedule again, from its next tick",
-                       "responses": {"200": _ok("ScheduleDetail", "Resumed")}, "errors": [404, 503]},
-    "runSchedule": {"summary": "Enqueue a schedule's job now", "responses": {"200": _ok("ScheduleRun", "Enqueued")},
-                    "errors": [404, 503]},
+    "getSchedule": {
+        "summary": "A schedule, its next runs (DST flagged) and latest runs",
+        "responses": {"200": _ok("ScheduleDetail", "The schedule")},
+        "errors": [404, 503],
+    },
+    "removeSchedule": {
+        "summary": "Delete a schedule",
+        "responses": {"200": _ok("ScheduleRemoved", "Removed")},
+        "errors": [404, 503],
+    },
+    "pauseSchedule": {
+        "summary": "Stop firing a schedule",
+        "responses": {"200": _ok("ScheduleDetail", "Paused")},
+        "errors": [404, 503],
+    },
+    "resumeSchedule": {
+        "summary": "Fire a paused schedule again, from its next tick",
+        "responses": {"200": _ok("ScheduleDetail", "Resumed")},
+        "errors": [404, 503],
+    },
+    "runSchedule": {
+        "summary": "Enqueue a schedule's job now",
+        "responses": {"200": _ok("ScheduleRun", "Enqueued")},
+        "errors": [404, 503],
+    },
     "getRetryVariants": {
         "summary": "A queue's retry experiment: each variant's figures, the comparison and the verdict",
-        "responses": {"200": _ok("RetryReport", "The report")}, "errors": [404, 503],
+        "responses": {"200": _ok("RetryReport", "The report")},
+        "errors": [404, 503],
     },
     "promoteRetryVariant": {
         "summary": "Make one retry variant the rules of every new job of the queue",
-        "responses": {"200": _ok("RetryReport", "The report after the promotion")}, "errors": [404, 503],
+        "responses": {"200": _ok("RetryReport", "The report after the promotion")},
+        "errors": [404, 503],
     },
-}  # fmt: skip
+}
 
 TAGS = {operation: "schedules" if "Schedule" in operation else "retry experiments" for operation in OPERATIONS}

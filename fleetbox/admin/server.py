@@ -364,9 +364,17 @@ class AdminServer:
         self._runner = runner
         where = str(self.socket_path) if self.socket_path else None
         dashboard_url = f"{self.url}/ui/"
-        log.info("admin API listening; the dashboard is at %s", dashboard_url,
-                 extra={"event": "admin_listening", "host": self.host, "port": self.port, "socket": where,
-                        "dashboard": dashboard_url})  # fmt: skip
+        log.info(
+            "admin API listening; the dashboard is at %s",
+            dashboard_url,
+            extra={
+                "event": "admin_listening",
+                "host": self.host,
+                "port": self.port,
+                "socket": where,
+                "dashboard": dashboard_url,
+            },
+        )
 
     async def _cleanup(self, runner: web.AppRunner) -> None:
         await runner.cleanup()

@@ -155,9 +155,12 @@ class _Ring:
         first = last - self.size + 1
         points = [self._at(sec) for sec in range(first, last + 1)]
         return QueueHistory(
-            t0=float(first), stepSeconds=1,
-            done=[p[0] for p in points], failed=[p[1] for p in points], avgMs=[p[2] for p in points],
-        )  # fmt: skip
+            t0=float(first),
+            stepSeconds=1,
+            done=[p[0] for p in points],
+            failed=[p[1] for p in points],
+            avgMs=[p[2] for p in points],
+        )
 
     def window(self, last: int, seconds: int) -> tuple[int, int, float | None]:
         """Done, failed and the mean duration over the ``seconds`` ending with second ``last``."""
@@ -373,9 +376,12 @@ class Stream:
         assert tick is not None
         last = math.floor(tick["t"])
         return Hello(
-            type="hello", protocol=PROTOCOL_VERSION, appliance=self.info, snapshot=tick,
+            type="hello",
+            protocol=PROTOCOL_VERSION,
+            appliance=self.info,
+            snapshot=tick,
             history={q.name: self._ring(q.name).history(last) for q in self._queues if q.tier is not Tier.DEAD},
-        )  # fmt: skip
+        )
 
     # -- sampling ----------------------------------------------------------------------------
 
@@ -394,8 +400,10 @@ class Stream:
                 self._db_error = None
             except (DatabaseError, TimeoutError, OSError) as exc:
                 if self._db_error is None:
-                    log.warning("stream: database unreachable, ticks carry the last figures",
-                                extra={"event": "stream_database_error", "error": str(exc)})  # fmt: skip
+                    log.warning(
+                        "stream: database unreachable, ticks carry the last figures",
+                        extra={"event": "stream_database_error", "error": str(exc)},
+                    )
                 # The driver's message may quote stored values: it is logged, the client gets the gist.
                 self._db_error = (
                     f"no answer within {DB_TIMEOUT_SECONDS:g} s"
@@ -476,26 +484,36 @@ class Stream:
             oldest = d.oldest_due
             pool = self.pools.get(tier)
             row = QueueRow(
-                    name=name, tier=TIER_NAMES[tier], paused=q.paused,
-                    ready=d.ready, scheduled=d.scheduled, running=d.running, retrying=d.retrying,
-                    deadUnreviewed=self._dead.get(name, 0),
-                    donePerMinute=float(done * 60 / WINDOW_SECONDS),
-                    failureRate=round(100.0 * failed / (done + failed), 2) if done + failed else 0.0,
-                    avgMs=round(avg, 1) if avg is not None else None,
-                    p95Ms=round(self._p95[name], 1) if name in self._p95 else None,
-                    oldestWaitingSeconds=max(0.0, (now - oldest).total_seconds()) if oldest is not None else None,
-                    workers={"busy": busy.get(name, 0), "size": pool.size if pool is not None else 0},
-                    limiter=limits.get(name),
-            )  # fmt: skip
+                name=name,
+                tier=TIER_NAMES[tier],
+                paused=q.paused,
+                ready=d.ready,
+                scheduled=d.scheduled,
+                running=d.running,
+                retrying=d.retrying,
+                deadUnreviewed=self._dead.get(name, 0),
+                donePerMinute=float(done * 60 / WINDOW_SECONDS),
+                failureRate=round(100.0 * failed / (done + failed), 2) if done + failed else 0.0,
+                avgMs=round(avg, 1) if avg is not None else None,
+                p95Ms=round(self._p95[name], 1) if name in self._p95 else None,
+                oldestWaitingSeconds=max(0.0, (now - oldest).total_seconds()) if oldest is not None else None,
+                workers={"busy": busy.get(name, 0), "size": pool.size if pool is not None else 0},
+                limiter=limits.get(name),
+            )
             if self._consumers is not None:
                 row["consumers"] = self._consumers.get(name, 0)
             queues.append(row)
         age = (mono - self._depth.at) * 1000 if self._depth is not None else 0.0
         return Tick(
-            type="tick", seq=self.seq, t=now.timestamp(), statsAgeMs=round(max(0.0, age), 1),
+            type="tick",
+            seq=self.seq,
+            t=now.timestamp(),
+            statsAgeMs=round(max(0.0, age), 1),
             database={"ok": self._db_error is None, "error": self._db_error},
-            deadUnreviewed=sum(self._dead.values()), alertsOpen=self._alerts, queues=queues,
-        )  # fmt: skip
+            deadUnreviewed=sum(self._dead.values()),
+            alertsOpen=self._alerts,
+            queues=queues,
+        )
 
 
 def _audit_events(rows: list[AuditEntry]) -> list[Event]:
@@ -509,9 +527,14 @@ def _audit_events(rows: list[AuditEntry]) -> list[Event]:
     for (kind, queue, actor), group in groups.items():
         job_ids = [r.job_id for r in group if r.job_id is not None]
         event = Event(
-            type="event", kind=kind, queue=queue, t=max(r.at for r in group).timestamp(), by=actor,
-            jobIds=job_ids[:MAX_EVENT_IDS], count=len(group),
-        )  # fmt: skip
+            type="event",
+            kind=kind,
+            queue=queue,
+            t=max(r.at for r in group).timestamp(),
+            by=actor,
+            jobIds=job_ids[:MAX_EVENT_IDS],
+            count=len(group),
+        )
         detail = _detail(kind, group)
         if detail:
             event["detail"] = detail

@@ -163,11 +163,20 @@ def audit_entry(entry: AuditEntry) -> dict[str, Any]:
 
 def error_group(group: ErrorGroup) -> dict[str, Any]:
     """A queue's failed attempts of one error class."""
-    return {"errorClass": group.error_class, "count": group.count, "lastAt": iso(group.last_at),
-            "lastMessage": group.last_message}  # fmt: skip
+    return {
+        "errorClass": group.error_class,
+        "count": group.count,
+        "lastAt": iso(group.last_at),
+        "lastMessage": group.last_message,
+    }
 
 
 def dead_group(group: ErrorGroupRow) -> dict[str, Any]:
     """Dead letters that failed the same way: error class and message, how many, which queues."""
-    return {"errorClass": group.error_class, "message": group.message, "count": group.count,
-            "queues": list(group.queues), "lastFailedAt": when(group.last_failed_at)}  # fmt: skip
+    return {
+        "errorClass": group.error_class,
+        "message": group.message,
+        "count": group.count,
+        "queues": list(group.queues),
+        "lastFailedAt": when(group.last_failed_at),
+    }

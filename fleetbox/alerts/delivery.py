@@ -66,10 +66,17 @@ class AlertDelivery:
         requests = formats.build(webhook, batch, message_id=f"fleetbox-alerts-{job.id}", now=int(time.time()))
         for request in requests:
             await self._post(webhook, request)
-        log.info("alert webhook sent", extra={
-            "event": "alert_webhook_sent", "webhook": webhook.name, "format": webhook.format,
-            "job_id": job.id, "attempt": job.attempt, "alerts": [n.alert.id for n in batch],
-        })  # fmt: skip
+        log.info(
+            "alert webhook sent",
+            extra={
+                "event": "alert_webhook_sent",
+                "webhook": webhook.name,
+                "format": webhook.format,
+                "job_id": job.id,
+                "attempt": job.attempt,
+                "alerts": [n.alert.id for n in batch],
+            },
+        )
         return {"webhook": webhook.name, "sent": len(batch)}
 
     async def _post(self, webhook: AlertWebhookSettings, request: formats.Request) -> None:

@@ -99,24 +99,42 @@ async def _upload_small(
     if op.source == "outlook":
         assert op.user_id is not None and op.message_id is not None  # the payload checks this
         response = await ctx.graph.request(
-            "POST", f"/users/{_seg(ctx.mailbox(op.user_id))}/messages/{_seg(op.message_id)}/attachments",
-            resource=resource, key=key, token=token,
-            json={"@odata.type": "#microsoft.graph.fileAttachment", "name": op.file_name,
-                  "contentType": op.content_type, "contentBytes": base64.b64encode(data).decode()},
-        )  # fmt: skip
+            "POST",
+            f"/users/{_seg(ctx.mailbox(op.user_id))}/messages/{_seg(op.message_id)}/attachments",
+            resource=resource,
+            key=key,
+            token=token,
+            json={
+                "@odata.type": "#microsoft.graph.fileAttachment",
+                "name": op.file_name,
+                "contentType": op.content_type,
+                "contentBytes": base64.b64encode(data).decode(),
+            },
+        )
     else:
         target = await _drive_target(ctx, op)
         response = await ctx.graph.request(
-            "PUT", f"{target}/content", resource=resource, key=key, token=token,
-            data=data, headers={"Content-Type": op.content_type},
-        )  # fmt: skip
+            "PUT",
+            f"{target}/content",
+            resource=resource,
+            key=key,
+            token=token,
+            data=data,
+            headers={"Content-Type": op.content_type},
+        )
     return _id_of(response)
 
 
 async def _upload_session(
-    ctx: GraphContext, job: Job, op: AttachmentOperation, path: Path, size: int,
-    resource: str, key: str | None, token: TokenKind,
-) -> str | None:  # fmt: skip
+    ctx: GraphContext,
+    job: Job,
+    op: AttachmentOperation,
+    path: Path,
+    size: int,
+    resource: str,
+    key: str | None,
+    token: TokenKind,
+) -> str | None:
     url, offset = await _resume(ctx, job, size)
     if url is None:
         url = await _open_session(ctx, op, size, resource, key, token)
@@ -128,9 +146,13 @@ async def _upload_session(
             await ctx.limiters.upload_bytes(key, len(chunk))  # Outlook: 150 MB per 5 min per mailbox
         end = offset + len(chunk) - 1
         response = await ctx.graph.request(
-                "PUT", url, resource="uploads", token=None, data=chunk,
-                headers={"Content-Range": f"bytes {offset}-{end}/{size}", "Content-Type": "application/octet-stream"},
-            )  # fmt: skip
+            "PUT",
+            url,
+            resource="uploads",
+            token=None,
+            data=chunk,
+            headers={"Content-Range": f"bytes {offset}-{end}/{size}", "Content-Type": "application/octet-stream"},
+        )
         if response.status == 201 or end + 1 >= size:
             await ctx.store.graph.forget_upload(job.id)
             return _id_of(response)
@@ -151,17 +173,30 @@ async def _open_session(
         assert op.message_id is not None  # the payload checks this
         messages = f"/users/{_seg(ctx.mailbox(op.user_id))}/messages"
         response = await ctx.graph.request(
-            "POST", f"{messages}/{_seg(op.message_id)}/attachments/createUploadSession",
-            resource=resource, key=key, token=token,
-            json={"AttachmentItem": {"attachmentType": "file", "name": op.file_name, "size": size,
-                                     "contentType": op.content_type}},
-        )  # fmt: skip
+            "POST",
+            f"{messages}/{_seg(op.message_id)}/attachments/createUploadSession",
+            resource=resource,
+            key=key,
+            token=token,
+            json={
+                "AttachmentItem": {
+                    "attachmentType": "file",
+                    "name": op.file_name,
+                    "size": size,
+                    "contentType": op.content_type,
+                }
+            },
+        )
     else:
         target = await _drive_target(ctx, op)
         response = await ctx.graph.request(
-            "POST", f"{target}/createUploadSession", resource=resource, key=key,
-            token=token, json={"item": {"@microsoft.graph.conflictBehavior": "rename"}},
-        )  # fmt: skip
+            "POST",
+            f"{target}/createUploadSession",
+            resource=resource,
+            key=key,
+            token=token,
+            json={"item": {"@microsoft.graph.conflictBehavior": "rename"}},
+        )
     upload_url = response.json().get("uploadUrl")
     if not isinstance(upload_url, str):
         raise TransientError("Graph opened an upload session without an uploadUrl")
@@ -219,9 +254,11 @@ async def _download(ctx: GraphContext, op: AttachmentOperation) -> int:
     if op.source == "teams":
         assert op.drive_id is not None and op.item_id is not None  # the payload checks this
         redirect = await ctx.graph.request(
-            "GET", f"/drives/{_seg(op.drive_id)}/items/{_seg(op.item_id)}/content", resource="files",
+            "GET",
+            f"/drives/{_seg(op.drive_id)}/items/{_seg(op.item_id)}/content",
+            resource="files",
             allow_redirects=False,
-        )  # fmt: skip
+        )
         location = redirect.headers.get("Location")
         if redirect.status in (301, 302, 303, 307, 308) and location:
             # The pre-authenticated download URL: no bearer token goes there.
@@ -232,9 +269,11 @@ async def _download(ctx: GraphContext, op: AttachmentOperation) -> int:
         assert op.message_id is not None and op.attachment_id is not None  # the payload checks this
         mailbox = ctx.mailbox(op.user_id)
         response = await ctx.graph.request(
-            "GET", f"/users/{_seg(mailbox)}/messages/{_seg(op.message_id)}/attachments/{_seg(op.attachment_id)}/$value",
-            resource="outlook", key=mailbox,
-        )  # fmt: skip
+            "GET",
+            f"/users/{_seg(mailbox)}/messages/{_seg(op.message_id)}/attachments/{_seg(op.attachment_id)}/$value",
+            resource="outlook",
+            key=mailbox,
+        )
     await asyncio.to_thread(_write_atomically, target, response.body)
     return len(response.body)
 

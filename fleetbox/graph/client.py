@@ -107,9 +107,13 @@ def error_detail(
         codes.append(error)
     header_id = next((v for k, v in headers.items() if k.lower() == "request-id"), None)
     return GraphErrorDetail(
-        status=status, codes=tuple(codes), message=message, request_id=header_id or request_id,
-        client_request_id=client_request_id, date=date,
-    )  # fmt: skip
+        status=status,
+        codes=tuple(codes),
+        message=message,
+        request_id=header_id or request_id,
+        client_request_id=client_request_id,
+        date=date,
+    )
 
 
 def _str(value: Any) -> str | None:
@@ -165,8 +169,10 @@ def _message(detail: GraphErrorDetail, what: str) -> str:
     if detail.message:
         message = detail.message if len(detail.message) <= MAX_MESSAGE else detail.message[: MAX_MESSAGE - 1] + "…"
         text += f": {message}"
-    ids = [f"request-id {detail.request_id}" if detail.request_id else "",
-           f"client-request-id {detail.client_request_id}" if detail.client_request_id else ""]  # fmt: skip
+    ids = [
+        f"request-id {detail.request_id}" if detail.request_id else "",
+        f"client-request-id {detail.client_request_id}" if detail.client_request_id else "",
+    ]
     text += f" ({what}"
     for part in ids:
         if part:
@@ -299,9 +305,11 @@ class GraphClient:
             return GraphResponse(status, got, content, request_id, client_request_id)
         detail = error_detail(status, got, content, client_request_id=client_request_id)
         error = classify(
-            detail, got, what=f"{method} {redacted_path(target)}",
+            detail,
+            got,
+            what=f"{method} {redacted_path(target)}",
             max_retry_after=self._limiters.settings.max_retry_after_seconds,
-        )  # fmt: skip
+        )
         if isinstance(error, AuthenticationError) and token is not None:
             # The token expired or was revoked early: drop it, so the one retry the retry policy
             # grants an authentication error fetches a new one (the spec: one refresh, one retry;
@@ -356,11 +364,20 @@ class GraphClient:
         raise PermanentError(f"more than {MAX_REDIRECTS} redirects ({what})")
 
     def _log(self, method: str, url: str, detail: GraphErrorDetail, event: str, level: int) -> None:
-        log.log(level, "Graph request failed", extra={
-            "event": event, "method": method, "path": redacted_path(url), "status": detail.status,
-            "code": detail.code, "request_id": detail.request_id, "client_request_id": detail.client_request_id,
-            "date": detail.date,
-        })  # fmt: skip
+        log.log(
+            level,
+            "Graph request failed",
+            extra={
+                "event": event,
+                "method": method,
+                "path": redacted_path(url),
+                "status": detail.status,
+                "code": detail.code,
+                "request_id": detail.request_id,
+                "client_request_id": detail.client_request_id,
+                "date": detail.date,
+            },
+        )
 
 
 def _default_context(settings: GraphSettings) -> ssl.SSLContext:

@@ -542,8 +542,10 @@ class RateEventWriter:
             try:
                 await self._flush()
             except DatabaseError as exc:
-                log.warning("rate events not written; will retry", extra={
-                    "event": "rate_events_write_failed", "error": str(exc), "pending": len(self._buffer)})  # fmt: skip
+                log.warning(
+                    "rate events not written; will retry",
+                    extra={"event": "rate_events_write_failed", "error": str(exc), "pending": len(self._buffer)},
+                )
                 self._wake.set()
 
     async def drain(self) -> None:
@@ -551,8 +553,10 @@ class RateEventWriter:
         try:
             await self._flush()
         except DatabaseError as exc:
-            log.warning("rate events dropped at shutdown", extra={
-                "event": "rate_events_dropped", "error": str(exc), "count": len(self._buffer)})  # fmt: skip
+            log.warning(
+                "rate events dropped at shutdown",
+                extra={"event": "rate_events_dropped", "error": str(exc), "count": len(self._buffer)},
+            )
             self._buffer.clear()
 
     async def _flush(self) -> None:
@@ -600,8 +604,9 @@ class PauseSync:
             try:
                 await self.sync()
             except DatabaseError as exc:
-                log.warning("Graph pauses not shared; will retry", extra={
-                    "event": "graph_pauses_failed", "error": str(exc)})  # fmt: skip
+                log.warning(
+                    "Graph pauses not shared; will retry", extra={"event": "graph_pauses_failed", "error": str(exc)}
+                )
 
     async def sync(self) -> None:
         """Write the pauses recorded here, then apply everyone's live pauses."""

@@ -47,10 +47,15 @@ GraphMode = Literal["simulated", "live", "off"]
 
 #: the limiter resource each Graph queue's requests go through (for monitoring)
 QUEUE_RESOURCES = {
-    "teams-outbound": "teams", "notifications": "teams", "teams-inbound": "teams",
-    "outlook-outbound": "outlook", "outlook-inbound": "outlook", "sync": "outlook",
-    "attachments": "attachments", "webhooks": "subscriptions",
-}  # fmt: skip
+    "teams-outbound": "teams",
+    "notifications": "teams",
+    "teams-inbound": "teams",
+    "outlook-outbound": "outlook",
+    "outlook-inbound": "outlook",
+    "sync": "outlook",
+    "attachments": "attachments",
+    "webhooks": "subscriptions",
+}
 
 #: the mailbox the simulator's sends come from when none is configured
 SIMULATED_SENDER = "fleet-notices@simulated.example"
@@ -136,17 +141,23 @@ class GraphRuntime:
             await self.simulator.start()
             self._tmp = tempfile.TemporaryDirectory(prefix="fleetbox-graph-sim-")
             cache_path = Path(self._tmp.name) / "token-cache.json"
-            graph = graph.model_copy(update={
-                "tenant_id": self.simulator.tenant, "client_id": self.simulator.client_id,
-                "client_secret": SecretStr(self.simulator.client_secret),
-                "authority_host": self.simulator.authority_host, "base_url": self.simulator.base_url,
-                "ca_bundle": self.simulator.ca_pem_path, "sender": graph.sender or SIMULATED_SENDER,
-                "client_state": graph.client_state or SecretStr(secrets.token_urlsafe(24)),
-            })  # fmt: skip
+            graph = graph.model_copy(
+                update={
+                    "tenant_id": self.simulator.tenant,
+                    "client_id": self.simulator.client_id,
+                    "client_secret": SecretStr(self.simulator.client_secret),
+                    "authority_host": self.simulator.authority_host,
+                    "base_url": self.simulator.base_url,
+                    "ca_bundle": self.simulator.ca_pem_path,
+                    "sender": graph.sender or SIMULATED_SENDER,
+                    "client_state": graph.client_state or SecretStr(secrets.token_urlsafe(24)),
+                }
+            )
             log.warning(
                 "Microsoft Graph is simulated: the Graph queues run against the built-in simulator and nothing "
-                "leaves this machine", extra={"event": "graph_simulated", "base_url": graph.base_url},
-            )  # fmt: skip
+                "leaves this machine",
+                extra={"event": "graph_simulated", "base_url": graph.base_url},
+            )
         tokens = self.tokens = Tokens(graph, cache_path=cache_path, clock=lambda: self.clock.now().timestamp())
         await tokens.start()
         if self.simulator is not None and tokens.delegated_account() is None:
@@ -182,8 +193,10 @@ class GraphRuntime:
         try:
             done = await self.subscriptions.maintain()
         except Exception as exc:  # the 5-minute tick tries again
-            log.warning("subscriptions not created at start; the scheduled check will try again",
-                        extra={"event": "graph_subscriptions_deferred", "error": str(exc)})  # fmt: skip
+            log.warning(
+                "subscriptions not created at start; the scheduled check will try again",
+                extra={"event": "graph_subscriptions_deferred", "error": str(exc)},
+            )
         else:
             log.info("subscriptions checked at start", extra={"event": "graph_subscriptions_started", **done})
 

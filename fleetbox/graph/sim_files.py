@@ -101,8 +101,17 @@ def _folder_at(sim: SimState, drive_id: str, segments: list[str]) -> DriveFile:
     path-based upload."""
     folder = _root(sim, drive_id)
     for name in segments:
-        child = next((e for e in sim.drive_items.values() if e.drive_id == drive_id and e.folder
-                      and e.parent_id == folder.item["id"] and e.name.lower() == name.lower()), None)  # fmt: skip
+        child = next(
+            (
+                e
+                for e in sim.drive_items.values()
+                if e.drive_id == drive_id
+                and e.folder
+                and e.parent_id == folder.item["id"]
+                and e.name.lower() == name.lower()
+            ),
+            None,
+        )
         if child is None:
             child = _folder_item(sim, drive_id, name, f"{folder.item['webUrl']}/{quote(name)}")
             child.parent_id = folder.item["id"]

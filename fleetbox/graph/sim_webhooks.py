@@ -287,9 +287,15 @@ async def _post(sim: SimState, subscription_id: str, url: str, payload: dict[str
             delivery = Delivery(subscription_id, url, payload, response.status, monotonic() - start, text)
     except TimeoutError:
         delivery = Delivery(
-            subscription_id, url, payload, 0, monotonic() - start, "", timed_out=True,
+            subscription_id,
+            url,
+            payload,
+            0,
+            monotonic() - start,
+            "",
+            timed_out=True,
             error=f"no answer within {sim.delivery_timeout_seconds} s",
-        )  # fmt: skip
+        )
     except aiohttp.ClientError as exc:
         delivery = Delivery(
             subscription_id, url, payload, 0, monotonic() - start, "", error=f"{type(exc).__name__}: {exc}"

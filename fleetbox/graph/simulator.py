@@ -693,9 +693,14 @@ class GraphSimulator:
     ) -> dict[str, Any]:
         """Post an inbound chat message from ``sender`` (someone other than the service account)."""
         return sim_teams.add_chat_message(
-            self, chat_id, body, content_type=content_type, sender=sender, sender_name=sender_name,
+            self,
+            chat_id,
+            body,
+            content_type=content_type,
+            sender=sender,
+            sender_name=sender_name,
             importance=importance,
-        )  # fmt: skip
+        )
 
     def remove_chat_message(self, chat_id: str, message_id: str) -> None:
         """Soft-delete a chat message (delta reports it ``@removed``)."""

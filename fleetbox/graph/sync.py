@@ -64,9 +64,13 @@ async def _round(
     params: dict[str, str] | None = {"$top": str(PAGE_SIZE)} if "$deltatoken" not in url else None
     while True:
         response = await ctx.graph.request(
-            "GET", url, resource=limit[0], key=limit[1], params=params,
+            "GET",
+            url,
+            resource=limit[0],
+            key=limit[1],
+            params=params,
             headers={"Prefer": f"odata.maxpagesize={PAGE_SIZE}"},
-        )  # fmt: skip
+        )
         params = None  # nextLink and deltaLink carry the query themselves
         page: dict[str, Any] = response.json()
         for item in page.get("value", []):

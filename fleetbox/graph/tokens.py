@@ -180,8 +180,10 @@ class Tokens:
         except PermanentError as exc:
             raise ConfigError(f"graph: {exc}") from exc
         except (TransientError, AuthenticationError) as exc:
-            log.warning("Entra not reachable; tokens will be fetched when first needed",
-                        extra={"event": "graph_tokens_deferred", "error": str(exc)})  # fmt: skip
+            log.warning(
+                "Entra not reachable; tokens will be fetched when first needed",
+                extra={"event": "graph_tokens_deferred", "error": str(exc)},
+            )
 
     def close(self) -> None:
         """Close msal's HTTP connections (the appliance calls this at shutdown)."""
@@ -275,8 +277,9 @@ class Tokens:
             return
         if now - outage.since < self._settings.identity_outage_wait_seconds:
             raise Deferred(outage.next_try - now, f"Entra is failing to issue {kind.value} tokens: {outage.error}")
-        raise TransientError(f"Entra has failed to issue {kind.value} tokens for {now - outage.since:.0f} s: "
-                             f"{outage.error}")  # fmt: skip
+        raise TransientError(
+            f"Entra has failed to issue {kind.value} tokens for {now - outage.since:.0f} s: {outage.error}"
+        )
 
     def _failed(self, kind: TokenKind, exc: TransientError) -> Exception:
         """Note a failed token request; the job waits for the next probe (or, late in an outage, fails)."""
@@ -287,8 +290,10 @@ class Tokens:
         wait = min(OUTAGE_PROBE_MAX_S, 2.0 ** (failures - 1))
         self._outages[kind] = _Outage(since, failures, now + wait, str(exc))
         if before is None:
-            log.warning("Entra failed to issue a token; asking again with backoff", extra={
-                "event": "graph_token_outage", "kind": kind.value, "error": str(exc)})  # fmt: skip
+            log.warning(
+                "Entra failed to issue a token; asking again with backoff",
+                extra={"event": "graph_token_outage", "kind": kind.value, "error": str(exc)},
+            )
         if now - since < self._settings.identity_outage_wait_seconds:
             return Deferred(wait, f"Entra failed to issue a {kind.value} token: {exc}")
         return exc
@@ -296,9 +301,15 @@ class Tokens:
     def _recovered(self, kind: TokenKind) -> None:
         outage = self._outages.pop(kind, None)
         if outage is not None:
-            log.warning("Entra issues tokens again", extra={
-                "event": "graph_token_recovered", "kind": kind.value, "failures": outage.failures,
-                "outage_seconds": round(self._clock() - outage.since, 3)})  # fmt: skip
+            log.warning(
+                "Entra issues tokens again",
+                extra={
+                    "event": "graph_token_recovered",
+                    "kind": kind.value,
+                    "failures": outage.failures,
+                    "outage_seconds": round(self._clock() - outage.since, 3),
+                },
+            )
 
     def failing(self) -> list[TokenOutage]:
         """The token kinds Entra is failing to issue now."""
@@ -412,8 +423,10 @@ class Tokens:
                 raise PermanentError(f"token cache {path}: {exc.strerror}") from None
             if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
                 os.chmod(path, 0o600)
-                log.warning("the token cache was readable by others; it is owner-only now",
-                            extra={"event": "graph_token_cache_mode_fixed", "path": str(path)})  # fmt: skip
+                log.warning(
+                    "the token cache was readable by others; it is owner-only now",
+                    extra={"event": "graph_token_cache_mode_fixed", "path": str(path)},
+                )
             try:
                 self._cache.deserialize(text)
             except ValueError:

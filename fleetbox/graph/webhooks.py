@@ -75,10 +75,13 @@ def dedupe_key(item: Mapping[str, Any]) -> str:
     raw = item.get("resourceData")
     data: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
     parts = [
-        str(item.get("subscriptionId", "")), str(item.get("lifecycleEvent", "")), str(item.get("resource", "")),
-        str(item.get("changeType", "")), str(data.get("@odata.etag") or data.get("id") or ""),
+        str(item.get("subscriptionId", "")),
+        str(item.get("lifecycleEvent", "")),
+        str(item.get("resource", "")),
+        str(item.get("changeType", "")),
+        str(data.get("@odata.etag") or data.get("id") or ""),
         str(item.get("subscriptionExpirationDateTime", "")) if item.get("lifecycleEvent") else "",
-    ]  # fmt: skip
+    ]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
@@ -102,8 +105,9 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self._flooding(request.remote or "unknown"):
-            return _error(429, "too_many_requests", "too many notification requests from this peer",
-                          headers={"Retry-After": "1"})  # fmt: skip
+            return _error(
+                429, "too_many_requests", "too many notification requests from this peer", headers={"Retry-After": "1"}
+            )
         token = request.query.get("validationToken")
         if token is not None:
             return _validation_answer(token)
@@ -135,8 +139,10 @@ class Receiver:
                 else:
                     duplicates += 1
         except DatabaseError as exc:
-            log.error("webhook notification not stored; Graph will deliver it again",
-                      extra={"event": "webhook_store_failed", "error": str(exc)})  # fmt: skip
+            log.error(
+                "webhook notification not stored; Graph will deliver it again",
+                extra={"event": "webhook_store_failed", "error": str(exc)},
+            )
             return _error(503, "unavailable", "the notification could not be stored; deliver it again")
         finally:
             if rejected:
@@ -164,8 +170,10 @@ class Receiver:
         self._rejections.extend([now] * min(count, REJECTION_BURST + 1))
         self._unlogged += count
         if now - self._last_log >= REJECTION_LOG_SECONDS:
-            log.warning("webhook notifications discarded: clientState mismatch", extra={
-                "event": "webhook_rejected", "count": self._unlogged, "total": self.rejected_total})  # fmt: skip
+            log.warning(
+                "webhook notifications discarded: clientState mismatch",
+                extra={"event": "webhook_rejected", "count": self._unlogged, "total": self.rejected_total},
+            )
             self._last_log = now
             self._unlogged = 0
 
@@ -187,13 +195,15 @@ class Receiver:
     async def _store(self, item: dict[str, Any]) -> bool:
         resource = str(item.get("resource", ""))
         source = source_of(resource)
-        event = WebhookEvent.model_validate({
-            "webhookId": str(item.get("subscriptionId") or "unknown"),
-            "source": source,
-            "eventType": str(item.get("lifecycleEvent") or item.get("changeType") or "unknown"),
-            "data": {k: v for k, v in item.items() if k != "clientState"},  # the secret stays out of jobs
-            "receivedAt": dt.datetime.now(dt.UTC),
-        }).to_data()  # fmt: skip
+        event = WebhookEvent.model_validate(
+            {
+                "webhookId": str(item.get("subscriptionId") or "unknown"),
+                "source": source,
+                "eventType": str(item.get("lifecycleEvent") or item.get("changeType") or "unknown"),
+                "data": {k: v for k, v in item.items() if k != "clientState"},  # the secret stays out of jobs
+                "receivedAt": dt.datetime.now(dt.UTC),
+            }
+        ).to_data()
         async with self.store.transaction() as tx:
             event_id = await tx.graph.store_notification(source, dedupe_key(item), event["data"])
             if event_id is None:
@@ -236,8 +246,9 @@ async def process_webhook(ctx: GraphContext, subscriptions: Subscriptions, job: 
     elif lifecycle == "subscriptionRemoved":
         removed = await ctx.store.graph.remove_subscription(sub_id, lifecycle)
         if removed is not None:
-            await subscriptions.create(SubscriptionSettings(
-                source=removed.source, resource=removed.resource, change_type=removed.change_type))  # fmt: skip
+            await subscriptions.create(
+                SubscriptionSettings(source=removed.source, resource=removed.resource, change_type=removed.change_type)
+            )
             await _catch_up(ctx, job, removed.source, removed.resource, full=False)
     elif lifecycle == "missed":
         sub = await ctx.store.graph.subscription_event(sub_id, lifecycle)
@@ -258,8 +269,10 @@ async def _catch_up(ctx: GraphContext, job: Job, source: str, resource: str, *, 
     else:
         user = ctx.settings.sender
         if user is None:
-            log.warning("no catch-up sync: set graph.sender to the user whose chats to sync",
-                        extra={"event": "sync_skipped", "resource": resource})  # fmt: skip
+            log.warning(
+                "no catch-up sync: set graph.sender to the user whose chats to sync",
+                extra={"event": "sync_skipped", "resource": resource},
+            )
             return
         payload = {"resourceType": "chatMessages", "userId": user, "fullSync": full}
     await _follow_up(ctx, job, "sync", "sync", payload)
@@ -299,11 +312,19 @@ class Subscriptions:
         notify, lifecycle = self._urls()
         expires = self._expiry(sub.source)
         response = await self.ctx.graph.request(
-            "POST", "/subscriptions", resource="subscriptions",
-            json={"changeType": sub.change_type, "notificationUrl": notify, "lifecycleNotificationUrl": lifecycle,
-                  "resource": sub.resource, "expirationDateTime": _iso(expires),
-                  "clientState": secret.get_secret_value(), "latestSupportedTlsVersion": "v1_2"},
-        )  # fmt: skip
+            "POST",
+            "/subscriptions",
+            resource="subscriptions",
+            json={
+                "changeType": sub.change_type,
+                "notificationUrl": notify,
+                "lifecycleNotificationUrl": lifecycle,
+                "resource": sub.resource,
+                "expirationDateTime": _iso(expires),
+                "clientState": secret.get_secret_value(),
+                "latestSupportedTlsVersion": "v1_2",
+            },
+        )
         created = response.json()
         sub_id = str(created["id"])
         stored = await self.ctx.store.graph.add_subscription(
@@ -314,11 +335,15 @@ class Subscriptions:
             # Graph does not deliver every change twice.
             await self.ctx.graph.request("DELETE", f"/subscriptions/{quote(sub_id, safe='')}", resource="subscriptions")
             kept = await self.ctx.store.graph.live_subscription_for(sub.source, sub.resource)
-            log.info("graph subscription already kept by another process; ours deleted",
-                     extra={"event": "subscription_duplicate", "subscription_id": sub_id, "kept": kept})  # fmt: skip
+            log.info(
+                "graph subscription already kept by another process; ours deleted",
+                extra={"event": "subscription_duplicate", "subscription_id": sub_id, "kept": kept},
+            )
             return str(kept)
-        log.info("graph subscription created", extra={"event": "subscription_created", "subscription_id": sub_id,
-                                                      "resource": sub.resource})  # fmt: skip
+        log.info(
+            "graph subscription created",
+            extra={"event": "subscription_created", "subscription_id": sub_id, "resource": sub.resource},
+        )
         return sub_id
 
     async def renew(self, sub_id: str) -> None:
@@ -329,9 +354,11 @@ class Subscriptions:
         expires = self._expiry(sub.source)
         try:
             response = await self.ctx.graph.request(
-                "PATCH", f"/subscriptions/{quote(sub_id, safe='')}", resource="subscriptions",
+                "PATCH",
+                f"/subscriptions/{quote(sub_id, safe='')}",
+                resource="subscriptions",
                 json={"expirationDateTime": _iso(expires)},
-            )  # fmt: skip
+            )
         except PermanentError as exc:
             if exc.graph is None or exc.graph.status != 404:
                 raise

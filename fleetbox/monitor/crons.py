@@ -34,8 +34,9 @@ class CronRunner:
                 failing = False
             except DatabaseError as exc:
                 if not failing:  # once per outage
-                    log.warning("schedules not fired; trying again", extra={"event": "schedules_failed",
-                                                                             "error": str(exc)})  # fmt: skip
+                    log.warning(
+                        "schedules not fired; trying again", extra={"event": "schedules_failed", "error": str(exc)}
+                    )
                 failing = True
                 next_due = None
             await asyncio.sleep(self._sleep(next_due))
@@ -49,10 +50,13 @@ class CronRunner:
         """A ``schedule_late`` alert for each schedule whose jobs have not succeeded within its window."""
         return [
             Condition(
-                "schedule_late", None, late.seconds, late.threshold,
+                "schedule_late",
+                None,
+                late.seconds,
+                late.threshold,
                 f"schedule {late.name}: no job succeeded for {late.seconds:.0f} s "
                 f"(alert_after_seconds {late.threshold:g})",
                 subject=f"schedule:{late.name}",
             )
             for late in await self._schedules.late()
-        ]  # fmt: skip
+        ]

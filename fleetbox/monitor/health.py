@@ -164,24 +164,46 @@ def _conditions(figures: _Figures, t: Thresholds) -> list[Condition]:
     out = []
     for name, q in figures.queues.items():
         if q.backlog > t.max_backlog:
-            out.append(Condition("backlog", name, q.backlog, t.max_backlog,
-                                  f"{name}: backlog {q.backlog} exceeds maxBacklog {t.max_backlog}"))  # fmt: skip
+            out.append(
+                Condition(
+                    "backlog",
+                    name,
+                    q.backlog,
+                    t.max_backlog,
+                    f"{name}: backlog {q.backlog} exceeds maxBacklog {t.max_backlog}",
+                )
+            )
         if q.failure_rate > t.max_failure_rate:
-            out.append(Condition(
-                "failure_rate", name, q.failure_rate, t.max_failure_rate,
-                f"{name}: failure rate {q.failure_rate:.1f}% exceeds maxFailureRate {t.max_failure_rate:g}%",
-            ))  # fmt: skip
+            out.append(
+                Condition(
+                    "failure_rate",
+                    name,
+                    q.failure_rate,
+                    t.max_failure_rate,
+                    f"{name}: failure rate {q.failure_rate:.1f}% exceeds maxFailureRate {t.max_failure_rate:g}%",
+                )
+            )
         if q.avg_processing_time > t.max_processing_time:
-            out.append(Condition(
-                "processing_time", name, q.avg_processing_time, t.max_processing_time,
-                f"{name}: average processing time {q.avg_processing_time:.0f} ms exceeds "
-                f"maxProcessingTime {t.max_processing_time:g} ms",
-            ))  # fmt: skip
+            out.append(
+                Condition(
+                    "processing_time",
+                    name,
+                    q.avg_processing_time,
+                    t.max_processing_time,
+                    f"{name}: average processing time {q.avg_processing_time:.0f} ms exceeds "
+                    f"maxProcessingTime {t.max_processing_time:g} ms",
+                )
+            )
     if figures.dead_letters > t.max_dead_letter_jobs:
-        out.append(Condition(
-            "dead_letters", None, figures.dead_letters, t.max_dead_letter_jobs,
-            f"dead letters: {figures.dead_letters} open exceed maxDeadLetterJobs {t.max_dead_letter_jobs}",
-        ))  # fmt: skip
+        out.append(
+            Condition(
+                "dead_letters",
+                None,
+                figures.dead_letters,
+                t.max_dead_letter_jobs,
+                f"dead letters: {figures.dead_letters} open exceed maxDeadLetterJobs {t.max_dead_letter_jobs}",
+            )
+        )
     return out
 
 
@@ -296,13 +318,22 @@ class Monitor:
             d = depth.get(q.name) or QueueCounts()
             w = window.get(q.name) or Window()
             out[q.name] = QueueHealth(
-                name=q.name, tier=q.tier, is_running=not q.paused,
-                backlog=d.ready + d.scheduled + d.retrying, ready=d.ready, scheduled=d.scheduled,
-                retrying=d.retrying, running=d.running, failure_rate=_rate(w.failed, w.attempts),
-                avg_processing_time=w.avg_ms or 0.0, p95_processing_time=w.p95_ms or 0.0,
-                completed=w.succeeded, failed=w.failed, throughput=w.succeeded / minutes if minutes else 0.0,
+                name=q.name,
+                tier=q.tier,
+                is_running=not q.paused,
+                backlog=d.ready + d.scheduled + d.retrying,
+                ready=d.ready,
+                scheduled=d.scheduled,
+                retrying=d.retrying,
+                running=d.running,
+                failure_rate=_rate(w.failed, w.attempts),
+                avg_processing_time=w.avg_ms or 0.0,
+                p95_processing_time=w.p95_ms or 0.0,
+                completed=w.succeeded,
+                failed=w.failed,
+                throughput=w.succeeded / minutes if minutes else 0.0,
                 dead_letters=dead.get(q.name, 0),
-            )  # fmt: skip
+            )
         return _Figures(out, sum(dead.values()))
 
     # -- health ---------------------------------------------------------------------------
@@ -329,15 +360,27 @@ class Monitor:
             else:
                 reason = "database unreachable"
             return HealthReport(
-                healthy=False, reasons=(reason,), queues={}, dead_letter_count=0, last_checked=checked,
-                database="unreachable", thresholds=self.thresholds.configured, window_seconds=self.window_seconds,
+                healthy=False,
+                reasons=(reason,),
+                queues={},
+                dead_letter_count=0,
+                last_checked=checked,
+                database="unreachable",
+                thresholds=self.thresholds.configured,
+                window_seconds=self.window_seconds,
                 database_error=str(exc) or type(exc).__name__,
-            )  # fmt: skip
+            )
         reasons = tuple(c.message for c in _conditions(figures, thresholds))
         return HealthReport(
-            healthy=not reasons, reasons=reasons, queues=figures.queues, dead_letter_count=figures.dead_letters,
-            last_checked=checked, database="ok", thresholds=thresholds, window_seconds=self.window_seconds,
-        )  # fmt: skip
+            healthy=not reasons,
+            reasons=reasons,
+            queues=figures.queues,
+            dead_letter_count=figures.dead_letters,
+            last_checked=checked,
+            database="ok",
+            thresholds=thresholds,
+            window_seconds=self.window_seconds,
+        )
 
     # -- stats and metrics ----------------------------------------------------------------
 
@@ -441,13 +484,25 @@ class Monitor:
                 return 0
             start = previous if previous is not None else end - dt.timedelta(seconds=self.window_seconds)
             if end - start > MAX_SNAPSHOT_SPAN:
-                log.warning("statistics gap: the attempts before the snapshot span are not in any snapshot",
-                            extra={"event": "statistics_gap", "uncovered_from": iso(start),
-                                   "uncovered_to": iso(end - MAX_SNAPSHOT_SPAN)})  # fmt: skip
+                log.warning(
+                    "statistics gap: the attempts before the snapshot span are not in any snapshot",
+                    extra={
+                        "event": "statistics_gap",
+                        "uncovered_from": iso(start),
+                        "uncovered_to": iso(end - MAX_SNAPSHOT_SPAN),
+                    },
+                )
                 start = end - MAX_SNAPSHOT_SPAN
             written = await tx.monitor.write_snapshot(start, end, now)
-        log.info("statistics snapshot", extra={"event": "statistics_snapshot", "queues": written,
-                                               "period_start": iso(start), "period_end": iso(end)})  # fmt: skip
+        log.info(
+            "statistics snapshot",
+            extra={
+                "event": "statistics_snapshot",
+                "queues": written,
+                "period_start": iso(start),
+                "period_end": iso(end),
+            },
+        )
         return written
 
     async def performance_report(self, *, end: dt.datetime | None = None) -> dict[str, Any]:
@@ -505,16 +560,30 @@ class Monitor:
                 await self.notifier.record(tx, changed, still_open, now)
         for alert in changed:  # committed: now say so
             if alert.resolved_at is None:
-                log.warning("alert opened", extra={
-                    "event": "alert_opened", "alert_id": alert.id, "kind": alert.kind, "queue": alert.queue,
-                    "subject": alert.subject, "value": alert.value, "threshold": alert.threshold,
-                    "alert_message": alert.message,
-                })  # fmt: skip
+                log.warning(
+                    "alert opened",
+                    extra={
+                        "event": "alert_opened",
+                        "alert_id": alert.id,
+                        "kind": alert.kind,
+                        "queue": alert.queue,
+                        "subject": alert.subject,
+                        "value": alert.value,
+                        "threshold": alert.threshold,
+                        "alert_message": alert.message,
+                    },
+                )
             else:
-                log.info("alert resolved", extra={
-                    "event": "alert_resolved", "alert_id": alert.id, "kind": alert.kind, "queue": alert.queue,
-                    "opened_at": iso(alert.opened_at),
-                })  # fmt: skip
+                log.info(
+                    "alert resolved",
+                    extra={
+                        "event": "alert_resolved",
+                        "alert_id": alert.id,
+                        "kind": alert.kind,
+                        "queue": alert.queue,
+                        "opened_at": iso(alert.opened_at),
+                    },
+                )
         return changed
 
     async def alerts(self, *, status: str | None = None, limit: int = 100) -> list[Alert]:

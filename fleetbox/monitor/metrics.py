@@ -57,39 +57,55 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.attempts = Counter(
-            "fleetbox_attempts", "Attempts finished by this process, by queue and outcome.",
-            ["queue", "outcome"], registry=self.registry,
-        )  # fmt: skip
+            "fleetbox_attempts",
+            "Attempts finished by this process, by queue and outcome.",
+            ["queue", "outcome"],
+            registry=self.registry,
+        )
         self.duration = Histogram(
-            "fleetbox_attempt_duration_seconds", "Time from handler start to finish, by queue.",
-            ["queue"], buckets=DURATION_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "fleetbox_attempt_duration_seconds",
+            "Time from handler start to finish, by queue.",
+            ["queue"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self.jobs = Gauge(
-            "fleetbox_queue_jobs", "Unfinished jobs by queue and state (whole database).",
-            ["queue", "state"], registry=self.registry,
-        )  # fmt: skip
+            "fleetbox_queue_jobs",
+            "Unfinished jobs by queue and state (whole database).",
+            ["queue", "state"],
+            registry=self.registry,
+        )
         self.dead = Gauge(
-            "fleetbox_dead_letters_open", "Dead letters not yet retried or discarded, by original queue.",
-            ["queue"], registry=self.registry,
-        )  # fmt: skip
+            "fleetbox_dead_letters_open",
+            "Dead letters not yet retried or discarded, by original queue.",
+            ["queue"],
+            registry=self.registry,
+        )
         self.paused = Gauge("fleetbox_queue_paused", "1 when the queue is paused.", ["queue"], registry=self.registry)
         self.rate_waits = Counter(
             "fleetbox_rate_limit_waits",
             "Graph requests that waited for a rate limiter (in a slot or deferred), by resource.",
-            ["resource"], registry=self.registry,
-        )  # fmt: skip
+            ["resource"],
+            registry=self.registry,
+        )
         self.rate_wait_seconds = Counter(
-            "fleetbox_rate_limit_wait_seconds", "Time Graph requests spent waiting for rate limiters, by resource.",
-            ["resource"], registry=self.registry,
-        )  # fmt: skip
+            "fleetbox_rate_limit_wait_seconds",
+            "Time Graph requests spent waiting for rate limiters, by resource.",
+            ["resource"],
+            registry=self.registry,
+        )
         self.throttled = Counter(
-            "fleetbox_graph_throttled", "Graph answers 429 (or 503/504): requests throttled, by resource.",
-            ["resource"], registry=self.registry,
-        )  # fmt: skip
+            "fleetbox_graph_throttled",
+            "Graph answers 429 (or 503/504): requests throttled, by resource.",
+            ["resource"],
+            registry=self.registry,
+        )
         self.task_failures = Counter(
-            "fleetbox_task_failures", "Failures of this process's background tasks (each was restarted), by task.",
-            ["task"], registry=self.registry,
-        )  # fmt: skip
+            "fleetbox_task_failures",
+            "Failures of this process's background tasks (each was restarted), by task.",
+            ["task"],
+            registry=self.registry,
+        )
 
     def observe(self, items: Iterable[FinishedAttempt]) -> None:
         """Count finished attempts (the completer calls this after each batch it writes)."""
@@ -108,8 +124,12 @@ class Metrics:
     def set_depth(self, depth: Sequence[QueueDepth]) -> None:
         """Refresh the per-queue gauges from a fresh count."""
         for d in depth:
-            for state, value in (("ready", d.ready), ("scheduled", d.scheduled),
-                                 ("retrying", d.retrying), ("running", d.running)):  # fmt: skip
+            for state, value in (
+                ("ready", d.ready),
+                ("scheduled", d.scheduled),
+                ("retrying", d.retrying),
+                ("running", d.running),
+            ):
                 self.jobs.labels(d.queue, state).set(value)
             self.dead.labels(d.queue).set(d.dead)
             self.paused.labels(d.queue).set(1 if d.paused else 0)

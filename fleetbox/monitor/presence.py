@@ -111,11 +111,16 @@ class Presence:
                 continue
             waited = (now - c.oldest_due).total_seconds()
             if waited > self.no_consumer_seconds:
-                out.append(Condition(
-                    "no_consumer", queue, waited, self.no_consumer_seconds,
-                    f"{queue}: {c.ready + c.retrying} jobs due and no appliance that can run them for "
-                    f"{waited:.0f} s (configure a handler for the queue, or start an appliance that has one)",
-                ))  # fmt: skip
+                out.append(
+                    Condition(
+                        "no_consumer",
+                        queue,
+                        waited,
+                        self.no_consumer_seconds,
+                        f"{queue}: {c.ready + c.retrying} jobs due and no appliance that can run them for "
+                        f"{waited:.0f} s (configure a handler for the queue, or start an appliance that has one)",
+                    )
+                )
         for appliance in live:
             for task, info in appliance.failing.items():
                 since = info.get("since") if isinstance(info, dict) else None
@@ -124,9 +129,14 @@ class Presence:
                 failing_for = now.timestamp() - since
                 if failing_for > self.task_failing_seconds:
                     error = info.get("error") if isinstance(info, dict) else None
-                    out.append(Condition(
-                        "task_failing", None, failing_for, self.task_failing_seconds,
-                        f"appliance {appliance.name}: task {task} failing for {failing_for:.0f} s: {error}",
-                        subject=f"{appliance.name}/{task}",
-                    ))  # fmt: skip
+                    out.append(
+                        Condition(
+                            "task_failing",
+                            None,
+                            failing_for,
+                            self.task_failing_seconds,
+                            f"appliance {appliance.name}: task {task} failing for {failing_for:.0f} s: {error}",
+                            subject=f"{appliance.name}/{task}",
+                        )
+                    )
         return out

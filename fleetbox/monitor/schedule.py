@@ -73,9 +73,11 @@ class PeriodicTask:
         if self.schedule is not None and not croniter.is_valid(self.schedule):
             raise InvalidInput(f"not a cron expression: {self.schedule!r}", field=f"{self.name}.schedule")
         if self.every is not None and (
-            isinstance(self.every, bool) or not isinstance(self.every, int | float)
-            or not math.isfinite(self.every) or self.every <= 0
-        ):  # fmt: skip
+            isinstance(self.every, bool)
+            or not isinstance(self.every, int | float)
+            or not math.isfinite(self.every)
+            or self.every <= 0
+        ):
             raise InvalidInput(f"must be a positive number of seconds, got {self.every!r}", field=f"{self.name}.every")
         try:
             ZoneInfo(self.timezone)
@@ -164,14 +166,22 @@ class Scheduler:
             except DatabaseError as exc:
                 if task.name not in self._failing:  # once per outage, not once per poll
                     self._failing.add(task.name)
-                    log.warning("could not claim a scheduled tick; trying again",
-                                extra={"event": "scheduler_claim_failed", "task": task.name, "tick": iso(tick),
-                                       "error": str(exc)})  # fmt: skip
+                    log.warning(
+                        "could not claim a scheduled tick; trying again",
+                        extra={
+                            "event": "scheduler_claim_failed",
+                            "task": task.name,
+                            "tick": iso(tick),
+                            "error": str(exc),
+                        },
+                    )
                 continue
             if task.name in self._failing:
                 self._failing.discard(task.name)
-                log.info("scheduled ticks can be claimed again",
-                         extra={"event": "scheduler_claim_recovered", "task": task.name})  # fmt: skip
+                log.info(
+                    "scheduled ticks can be claimed again",
+                    extra={"event": "scheduler_claim_recovered", "task": task.name},
+                )
             self._handled[task.name] = tick
             if won:
                 claimed.append((task, tick))
@@ -188,23 +198,28 @@ class Scheduler:
             raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            log.error("scheduled task failed", exc_info=exc,
-                      extra={"event": "scheduled_task_failed", "task": task.name, "tick": iso(tick),
-                             "error": error})  # fmt: skip
+            log.error(
+                "scheduled task failed",
+                exc_info=exc,
+                extra={"event": "scheduled_task_failed", "task": task.name, "tick": iso(tick), "error": error},
+            )
             await self._finish(task, tick, False, error, None)
             return
         ms = round((time.monotonic() - started) * 1000, 1)
-        log.info("scheduled task ran", extra={"event": "scheduled_task_ran", "task": task.name, "tick": iso(tick),
-                                              "duration_ms": ms})  # fmt: skip
+        log.info(
+            "scheduled task ran",
+            extra={"event": "scheduled_task_ran", "task": task.name, "tick": iso(tick), "duration_ms": ms},
+        )
         await self._finish(task, tick, True, None, _json_safe(result))
 
     async def _finish(self, task: PeriodicTask, tick: dt.datetime, ok: bool, error: str | None, result: object) -> None:
         try:
             await self.store.ticks.finish(task.name, tick, self.clock.now(), ok, error, result)
         except DatabaseError as exc:
-            log.warning("could not record a scheduled run",
-                        extra={"event": "scheduler_record_failed", "task": task.name, "tick": iso(tick),
-                               "error": str(exc)})  # fmt: skip
+            log.warning(
+                "could not record a scheduled run",
+                extra={"event": "scheduler_record_failed", "task": task.name, "tick": iso(tick), "error": str(exc)},
+            )
 
     async def run_due(self, now: dt.datetime) -> list[str]:
         """Run every task whose tick at ``now`` is due and not yet claimed by any process.
@@ -232,8 +247,11 @@ class Scheduler:
                 try:
                     claimed = await self._claim_due(now)
                 except Exception as exc:  # never let the loop die: the schedule is the monitor
-                    log.error("scheduler iteration failed", exc_info=exc,
-                              extra={"event": "scheduler_error", "error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
+                    log.error(
+                        "scheduler iteration failed",
+                        exc_info=exc,
+                        extra={"event": "scheduler_error", "error": f"{type(exc).__name__}: {exc}"},
+                    )
                     claimed = []
                 for task, tick in claimed:
                     child = loop.create_task(self._execute(task, tick), name=f"fleetbox.scheduler.{task.name}")
@@ -252,5 +270,6 @@ class Scheduler:
         if self._running.get(name) is task:
             del self._running[name]
         if not task.cancelled() and task.exception() is not None:  # _execute catches; this is a bug
-            log.error("scheduled run died", exc_info=task.exception(),
-                      extra={"event": "scheduled_task_failed", "task": name})  # fmt: skip
+            log.error(
+                "scheduled run died", exc_info=task.exception(), extra={"event": "scheduled_task_failed", "task": name}
+            )

@@ -52,15 +52,25 @@ def default_tasks(
     async def health_check() -> object:
         report = await monitor.health()
         level = logging.INFO if report.healthy else logging.WARNING
-        log.log(level, "health checked", extra={"event": "health_check", "healthy": report.healthy,
-                                                "reasons": list(report.reasons),
-                                                "dead_letter_count": report.dead_letter_count})  # fmt: skip
+        log.log(
+            level,
+            "health checked",
+            extra={
+                "event": "health_check",
+                "healthy": report.healthy,
+                "reasons": list(report.reasons),
+                "dead_letter_count": report.dead_letter_count,
+            },
+        )
         changed = []
         if report.database == "ok":
             extra = await conditions() if conditions is not None else []
             changed = await monitor.check_alerts(extra)
-        return {"healthy": report.healthy, "reasons": list(report.reasons),
-                "alertsChanged": [a.to_json() for a in changed]}  # fmt: skip
+        return {
+            "healthy": report.healthy,
+            "reasons": list(report.reasons),
+            "alertsChanged": [a.to_json() for a in changed],
+        }
 
     async def snapshot() -> object:
         return {"rows": await monitor.snapshot()}
@@ -94,13 +104,19 @@ def default_tasks(
     async def table_cleanup() -> object:
         now = clock.now()
         ages = {
-            Prunable.RATE_EVENTS: r.rate_events_days, Prunable.RESOLVED_ALERTS: r.resolved_alerts_days,
-            Prunable.AUDIT: r.audit_days, Prunable.RESOLVED_DEAD_LETTERS: r.resolved_dead_letters_days,
-            Prunable.SYNC_HISTORY: r.sync_history_days, Prunable.INBOUND_MESSAGES: r.inbound_days,
-            Prunable.REPORTS: r.reports_days, Prunable.APPLIANCES: r.appliances_days,
-            Prunable.REMOVED_SUBSCRIPTIONS: r.graph_days, Prunable.STALE_UPLOADS: r.graph_days,
-            Prunable.SCHEDULE_RUNS: r.schedule_runs_days, Prunable.ALERT_NOTIFICATIONS: r.alert_notifications_days,
-        }  # fmt: skip
+            Prunable.RATE_EVENTS: r.rate_events_days,
+            Prunable.RESOLVED_ALERTS: r.resolved_alerts_days,
+            Prunable.AUDIT: r.audit_days,
+            Prunable.RESOLVED_DEAD_LETTERS: r.resolved_dead_letters_days,
+            Prunable.SYNC_HISTORY: r.sync_history_days,
+            Prunable.INBOUND_MESSAGES: r.inbound_days,
+            Prunable.REPORTS: r.reports_days,
+            Prunable.APPLIANCES: r.appliances_days,
+            Prunable.REMOVED_SUBSCRIPTIONS: r.graph_days,
+            Prunable.STALE_UPLOADS: r.graph_days,
+            Prunable.SCHEDULE_RUNS: r.schedule_runs_days,
+            Prunable.ALERT_NOTIFICATIONS: r.alert_notifications_days,
+        }
         return {
             table.name.lower(): await retention.prune(table, older_than=now - dt.timedelta(days=days), batch=r.batch)
             for table, days in ages.items()

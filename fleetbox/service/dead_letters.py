@@ -212,9 +212,13 @@ class DeadLetters:
             if retried:
                 await tx.dependencies.follow_retries([d for d, _j in retried])
             await self._audit.record_many(
-                tx, actor, "dead.retry", [f"dead:{d}" for d, _j in retried],
-                [{"job_id": job_id, "bulk": True} for _d, job_id in retried], _summary(where),
-            )  # fmt: skip
+                tx,
+                actor,
+                "dead.retry",
+                [f"dead:{d}" for d, _j in retried],
+                [{"job_id": job_id, "bulk": True} for _d, job_id in retried],
+                _summary(where),
+            )
         got = {d for d, _j in retried}
         return BulkResult(matched=len(ids), retried=retried, skipped=[i for i in ids if i not in got])
 
@@ -228,9 +232,13 @@ class DeadLetters:
             ids = await self._lock_expected(tx, where, expected)
             changed = await tx.dead_letters.review_many(ids, who, notes, self._clock.now()) if ids else []
             await self._audit.record_many(
-                tx, who, "dead.review", [f"dead:{d}" for d in changed],
-                [{"notes": notes, "bulk": True} for _ in changed], _summary(where),
-            )  # fmt: skip
+                tx,
+                who,
+                "dead.review",
+                [f"dead:{d}" for d in changed],
+                [{"notes": notes, "bulk": True} for _ in changed],
+                _summary(where),
+            )
         return BulkResult(matched=len(ids), changed=changed, skipped=[i for i in ids if i not in set(changed)])
 
     async def discard_matching(self, where: DeadFilter, *, expected: int, actor: str) -> BulkResult:
@@ -240,9 +248,13 @@ class DeadLetters:
             ids = await self._lock_expected(tx, where, expected)
             changed = await tx.dead_letters.discard_many(ids, self._clock.now()) if ids else []
             await self._audit.record_many(
-                tx, actor, "dead.discard", [f"dead:{d}" for d in changed], [{"bulk": True} for _ in changed],
+                tx,
+                actor,
+                "dead.discard",
+                [f"dead:{d}" for d in changed],
+                [{"bulk": True} for _ in changed],
                 _summary(where),
-            )  # fmt: skip
+            )
         return BulkResult(matched=len(ids), changed=changed, skipped=[i for i in ids if i not in set(changed)])
 
 

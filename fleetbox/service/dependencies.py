@@ -143,9 +143,16 @@ class Dependencies:
         for i, step in enumerate(given):
             tier = await self._enqueue.tier(step.queue, field=f"steps[{i}].queue")
             row = self._enqueue.check(
-                step.queue, tier, step.data, step.priority, step.run_at, step.delay, None, step.max_attempts,
+                step.queue,
+                tier,
+                step.data,
+                step.priority,
+                step.run_at,
+                step.delay,
+                None,
+                step.max_attempts,
                 f"steps[{i}].",
-            )  # fmt: skip
+            )
             policy = rules.check_on_failure(step.on_failure, f"steps[{i}].on_failure")
             checked.append((row, policy))
         has_children = {p for mine in parents for p in mine}
@@ -153,14 +160,23 @@ class Dependencies:
             workflow_id = await tx.dependencies.create_workflow(title, now)
             ids = await tx.dependencies.reserve_ids(len(given))
             new = [
-                (given[i].name, NewStep(
-                    id=ids[i], queue=checked[i][0].queue, tier=checked[i][0].tier, data=checked[i][0].data,
-                    priority=checked[i][0].priority, run_at=checked[i][0].run_at or now,
-                    max_attempts=checked[i][0].max_attempts, pending=len(parents[i]), on_failure=checked[i][1],
-                    has_dependents=i in has_children,
-                ))
+                (
+                    given[i].name,
+                    NewStep(
+                        id=ids[i],
+                        queue=checked[i][0].queue,
+                        tier=checked[i][0].tier,
+                        data=checked[i][0].data,
+                        priority=checked[i][0].priority,
+                        run_at=checked[i][0].run_at or now,
+                        max_attempts=checked[i][0].max_attempts,
+                        pending=len(parents[i]),
+                        on_failure=checked[i][1],
+                        has_dependents=i in has_children,
+                    ),
+                )
                 for i in order
-            ]  # fmt: skip
+            ]
             edges = [(ids[p], ids[i]) for i in order for p in parents[i]]
             await tx.dependencies.insert_workflow(workflow_id, new, edges)
             if actor is not None:
@@ -272,9 +288,12 @@ class Dependencies:
             cancelled = await tx.dependencies.cancel_blocked(below, reason, actor, now) if below else []
             released = await tx.dependencies.settle(cancelled, "failed", now) if cancelled else 0
             await self._audit.record(
-                tx, actor, "dead.cancel_dependents", f"dead:{dead_letter_id}",
+                tx,
+                actor,
+                "dead.cancel_dependents",
+                f"dead:{dead_letter_id}",
                 {"job_id": letter.job_id, "cancelled": cancelled, "released": released},
-            )  # fmt: skip
+            )
         return CancelResult(cancelled, released)
 
     async def cancel_blocked(self, job_id: int, *, actor: str) -> CancelResult:

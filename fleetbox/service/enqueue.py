@@ -163,9 +163,18 @@ class Enqueuer:
                 tier = await self.tier(queue, field=f"jobs[{i}].queue")
                 tiers = self._tiers
             checked.append(
-                self.check(queue, tier, job.data, job.priority, job.run_at, job.delay, job.singleton_key,
-                           job.max_attempts, f"jobs[{i}].")
-            )  # fmt: skip
+                self.check(
+                    queue,
+                    tier,
+                    job.data,
+                    job.priority,
+                    job.run_at,
+                    job.delay,
+                    job.singleton_key,
+                    job.max_attempts,
+                    f"jobs[{i}].",
+                )
+            )
         if not checked:
             return []
         now = self._clock.now()

@@ -159,10 +159,15 @@ class Jobs:
         async with self._store.transaction() as tx:
             await tx.jobs.plan_for_parameters()
             jobs = await tx.jobs.search(
-                before=before or rules.MAX_ID, queue=queue, contains=wanted, error=text,
-                state=ALIASES.get(status, status) if status is not None else None, since=since,
-                limit=limit + 1, now=self._clock.now(),
-            )  # fmt: skip
+                before=before or rules.MAX_ID,
+                queue=queue,
+                contains=wanted,
+                error=text,
+                state=ALIASES.get(status, status) if status is not None else None,
+                since=since,
+                limit=limit + 1,
+                now=self._clock.now(),
+            )
         return JobSearch(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)
 
     async def failures(self, queue: str, limit: int) -> Failures:

@@ -41,12 +41,16 @@ class Queues:
             c = counts.get(q.name)
             out.append(
                 QueueDepth(
-                    queue=q.name, tier=q.tier, paused=q.paused,
-                    ready=c.ready if c else 0, scheduled=c.scheduled if c else 0,
-                    retrying=c.retrying if c else 0, running=c.running if c else 0,
+                    queue=q.name,
+                    tier=q.tier,
+                    paused=q.paused,
+                    ready=c.ready if c else 0,
+                    scheduled=c.scheduled if c else 0,
+                    retrying=c.retrying if c else 0,
+                    running=c.running if c else 0,
                     dead=sum(dead.values()) if q.tier is Tier.DEAD else dead.get(q.name, 0),
                 )
-            )  # fmt: skip
+            )
         return out
 
     async def set_paused(self, name: str, paused: bool, *, actor: str) -> QueueInfo:

@@ -53,8 +53,10 @@ class Retention:
             total += moved
             if moved < batch:
                 break
-        log.info("completed jobs archived", extra={"event": "jobs_archived", "count": total,
-                                                   "finished_before": older_than.isoformat()})  # fmt: skip
+        log.info(
+            "completed jobs archived",
+            extra={"event": "jobs_archived", "count": total, "finished_before": older_than.isoformat()},
+        )
         return total
 
     async def delete_archived(self, *, older_than: dt.datetime, batch: int = 10_000) -> int:
@@ -67,8 +69,15 @@ class Retention:
             attempts += their_attempts
             if deleted < batch:
                 break
-        log.info("archived jobs deleted", extra={"event": "archive_deleted", "count": jobs, "attempts": attempts,
-                                                 "archived_before": older_than.isoformat()})  # fmt: skip
+        log.info(
+            "archived jobs deleted",
+            extra={
+                "event": "archive_deleted",
+                "count": jobs,
+                "attempts": attempts,
+                "archived_before": older_than.isoformat(),
+            },
+        )
         return jobs
 
     async def prune(self, table: Prunable, *, older_than: dt.datetime, batch: int = 10_000) -> int:
@@ -80,6 +89,13 @@ class Retention:
             total += deleted
             if deleted < batch:
                 break
-        log.info("old rows deleted", extra={"event": "rows_pruned", "table": table.name.lower(), "count": total,
-                                            "before": older_than.isoformat()})  # fmt: skip
+        log.info(
+            "old rows deleted",
+            extra={
+                "event": "rows_pruned",
+                "table": table.name.lower(),
+                "count": total,
+                "before": older_than.isoformat(),
+            },
+        )
         return total

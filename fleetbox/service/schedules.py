@@ -106,11 +106,20 @@ class Schedules:
         if not isinstance(spec.enabled, bool):
             raise InvalidInput("must be true or false", field="enabled")
         return ScheduleRow(
-            name=spec.name, queue=spec.queue, cron=expression, data=row.data, priority=row.priority,
-            enabled=spec.enabled, timezone=spec.timezone, dst=dst, catch_up=catch_up,
-            catch_up_max=spec.catch_up_max, overlap=overlap, alert_after_seconds=spec.alert_after_seconds,
+            name=spec.name,
+            queue=spec.queue,
+            cron=expression,
+            data=row.data,
+            priority=row.priority,
+            enabled=spec.enabled,
+            timezone=spec.timezone,
+            dst=dst,
+            catch_up=catch_up,
+            catch_up_max=spec.catch_up_max,
+            overlap=overlap,
+            alert_after_seconds=spec.alert_after_seconds,
             source=source,
-        )  # fmt: skip
+        )
 
     # -- managing ------------------------------------------------------------------------------
 
@@ -121,8 +130,13 @@ class Schedules:
         first = self._next(row.cron, row.timezone, row.dst, now) if row.enabled else None
         async with self._store.transaction() as tx:
             schedule = await tx.schedules.put(row, first, now, actor)
-            await self._audit.record(tx, actor, "schedule.put", f"schedule:{row.name}",
-                                     {"cron": row.cron, "queue": row.queue, "timezone": row.timezone})  # fmt: skip
+            await self._audit.record(
+                tx,
+                actor,
+                "schedule.put",
+                f"schedule:{row.name}",
+                {"cron": row.cron, "queue": row.queue, "timezone": row.timezone},
+            )
         return schedule
 
     async def get(self, name: str) -> Schedule:
@@ -170,9 +184,12 @@ class Schedules:
             raise InvalidInput("must be an integer from 1 to 1000", field="next")
         schedule = await self.get(name)
         return cron.ticks(
-            schedule.cron, cron.zone(schedule.timezone), after=self._clock.now(), count=count,
+            schedule.cron,
+            cron.zone(schedule.timezone),
+            after=self._clock.now(),
+            count=count,
             dst=cron.DstPolicy(schedule.dst),
-        )  # fmt: skip
+        )
 
     async def runs(self, name: str, limit: int = 20) -> list[ScheduleRun]:
         """The latest ticks of a schedule and what happened at each."""
@@ -214,8 +231,10 @@ class Schedules:
                 # The queue went away or its payload no longer passes: the schedule cannot fire.
                 # It is paused, so it does not fail every second, and the operator is told.
                 await self._store.schedules.set_enabled(failed[0], False, None, now, "fleetbox")
-                log.error("schedule paused: its job cannot be enqueued", extra={
-                    "event": "schedule_paused_failing", "schedule": failed[0], "error": str(failed[1])})  # fmt: skip
+                log.error(
+                    "schedule paused: its job cannot be enqueued",
+                    extra={"event": "schedule_paused_failing", "schedule": failed[0], "error": str(failed[1])},
+                )
         return await self._store.schedules.next_due()
 
     async def _fire(self, tx: Tx, schedule: Schedule, now: dt.datetime, worker_id: str) -> None:
@@ -235,9 +254,15 @@ class Schedules:
         for tick in dropped:
             await tx.schedules.record_run(schedule.name, tick, now, "missed", None, worker_id)
         if dropped:
-            log.warning("schedule ticks missed while no appliance ran", extra={
-                "event": "schedule_missed", "schedule": schedule.name, "count": len(dropped),
-                "catch_up": schedule.catch_up.value})  # fmt: skip
+            log.warning(
+                "schedule ticks missed while no appliance ran",
+                extra={
+                    "event": "schedule_missed",
+                    "schedule": schedule.name,
+                    "count": len(dropped),
+                    "catch_up": schedule.catch_up.value,
+                },
+            )
         last_tick = dropped[-1] if dropped else schedule.last_tick
         last_job = schedule.last_job_id
         for tick in run:
@@ -289,10 +314,27 @@ class Schedules:
 
 def _same(current: Schedule, row: ScheduleRow) -> bool:
     return (
-        current.queue, current.cron, current.timezone, current.priority, current.enabled, current.dst,
-        current.catch_up.value, current.catch_up_max, current.overlap.value, current.alert_after_seconds,
+        current.queue,
+        current.cron,
+        current.timezone,
+        current.priority,
+        current.enabled,
+        current.dst,
+        current.catch_up.value,
+        current.catch_up_max,
+        current.overlap.value,
+        current.alert_after_seconds,
         current.data,
     ) == (
-        row.queue, row.cron, row.timezone, row.priority, row.enabled, row.dst, row.catch_up, row.catch_up_max,
-        row.overlap, row.alert_after_seconds, json.loads(row.data),
-    )  # fmt: skip
+        row.queue,
+        row.cron,
+        row.timezone,
+        row.priority,
+        row.enabled,
+        row.dst,
+        row.catch_up,
+        row.catch_up_max,
+        row.overlap,
+        row.alert_after_seconds,
+        json.loads(row.data),
+    )

@@ -142,9 +142,13 @@ class Store(Stores):
         statement_timeout: float | None = None,
     ) -> None:
         self.runner = Pool(
-            dsn, schema=schema, min_size=min_size, max_size=max_size, acquire_timeout=acquire_timeout,
+            dsn,
+            schema=schema,
+            min_size=min_size,
+            max_size=max_size,
+            acquire_timeout=acquire_timeout,
             statement_timeout=statement_timeout,
-        )  # fmt: skip
+        )
         self._runner = self.runner
         self.schema = schema
         self.dsn = dsn

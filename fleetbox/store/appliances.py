@@ -51,10 +51,17 @@ class ApplianceStore:
         """The appliances seen within ``seen_within`` that have not stopped."""
         rows = await self._run.fetch("appliances_live", now - seen_within)
         return [
-            Presence(worker_id=r["worker_id"], name=r["name"], version=r["version"], started_at=r["started_at"],
-                     seen_at=r["seen_at"], queues=tuple(r["queues"]), failing=r["failing"] or {})
+            Presence(
+                worker_id=r["worker_id"],
+                name=r["name"],
+                version=r["version"],
+                started_at=r["started_at"],
+                seen_at=r["seen_at"],
+                queues=tuple(r["queues"]),
+                failing=r["failing"] or {},
+            )
             for r in rows
-        ]  # fmt: skip
+        ]
 
     async def prune(self, before: dt.datetime) -> int:
         """Forget appliances not seen since ``before`` (stopped or dead long ago); how many."""

@@ -52,15 +52,17 @@ class AuditStore:
     async def after(self, after_id: int, limit: int) -> list[AuditEntry]:
         """Actions after ``after_id`` in id order, with the queue, job and dead letter they concern."""
         rows = await self._run.fetch("stream_audit_after", after_id, limit)
-        return [
-            _entry(r, queue=r["queue"], job_id=r["job_id"], dead_letter_id=r["dead_id"])
-            for r in rows
-        ]  # fmt: skip
+        return [_entry(r, queue=r["queue"], job_id=r["job_id"], dead_letter_id=r["dead_id"]) for r in rows]
 
 
 def _entry(row: Any, **extra: Any) -> AuditEntry:
     details = row["details"]
     return AuditEntry(
-        id=row["id"], at=row["at"], actor=row["actor"], action=row["action"], target=row["target"],
-        details=details if isinstance(details, dict) else {}, **extra,
-    )  # fmt: skip
+        id=row["id"],
+        at=row["at"],
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+        details=details if isinstance(details, dict) else {},
+        **extra,
+    )

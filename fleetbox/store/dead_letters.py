@@ -90,10 +90,15 @@ class DeadLetterStore:
         grouping reads at most ``most`` dead letters (newest first)."""
         rows = await self._run.fetch("dead_letter_groups", *where.args(), most)
         return [
-            ErrorGroupRow(error_class=r["error_class"], message=r["message"], count=int(r["count"]),
-                          queues=tuple(r["queues"]), last_failed_at=r["last_failed_at"])
+            ErrorGroupRow(
+                error_class=r["error_class"],
+                message=r["message"],
+                count=int(r["count"]),
+                queues=tuple(r["queues"]),
+                last_failed_at=r["last_failed_at"],
+            )
             for r in rows
-        ]  # fmt: skip
+        ]
 
     async def open_of_queue(self, queue: str, limit: int) -> list[DeadLetter]:
         """A queue's open dead letters, newest first."""

@@ -115,17 +115,29 @@ class DependencyStore:
         blocked = [s for _n, s in steps if s.pending > 0]
         if ready:
             await self._run.execute(
-                "deps_insert_ready", [s.id for s in ready], [s.queue for s in ready], [s.priority for s in ready],
-                [s.run_at for s in ready], [s.data for s in ready], [s.max_attempts for s in ready],
+                "deps_insert_ready",
+                [s.id for s in ready],
+                [s.queue for s in ready],
+                [s.priority for s in ready],
+                [s.run_at for s in ready],
+                [s.data for s in ready],
+                [s.max_attempts for s in ready],
                 [s.has_dependents for s in ready],
-            )  # fmt: skip
+            )
         if blocked:
             await self._run.execute(
-                "deps_insert_blocked", [s.id for s in blocked], [s.queue for s in blocked],
-                [s.priority for s in blocked], [s.run_at for s in blocked], [s.data for s in blocked],
-                [s.max_attempts for s in blocked], [s.has_dependents for s in blocked],
-                [s.pending for s in blocked], [s.on_failure for s in blocked], workflow_id,
-            )  # fmt: skip
+                "deps_insert_blocked",
+                [s.id for s in blocked],
+                [s.queue for s in blocked],
+                [s.priority for s in blocked],
+                [s.run_at for s in blocked],
+                [s.data for s in blocked],
+                [s.max_attempts for s in blocked],
+                [s.has_dependents for s in blocked],
+                [s.pending for s in blocked],
+                [s.on_failure for s in blocked],
+                workflow_id,
+            )
         if edges:
             await self._run.execute("deps_insert_edges", [p for p, _c in edges], [c for _p, c in edges])
         await self._run.execute("deps_workflow_steps", workflow_id, [n for n, _s in steps], [s.id for _n, s in steps])

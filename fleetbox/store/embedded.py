@@ -160,9 +160,21 @@ class EmbeddedPostgres:
             shell = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
             try:
                 subprocess.run(
-                    ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", shell,
-                     ROOT_SERVER_USER], check=True, capture_output=True, text=True, timeout=30,
-                )  # fmt: skip
+                    [
+                        "useradd",
+                        "--system",
+                        "--no-create-home",
+                        "--home-dir",
+                        "/nonexistent",
+                        "--shell",
+                        shell,
+                        ROOT_SERVER_USER,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
             except (OSError, subprocess.SubprocessError) as exc:
                 raise DatabaseError(
                     f"as root the embedded PostgreSQL runs as the system user {ROOT_SERVER_USER}, "
@@ -182,9 +194,15 @@ class EmbeddedPostgres:
     def _run(self, args: list[str], user: str | None, what: str) -> None:
         try:
             subprocess.run(
-                args, user=user, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, text=True, timeout=_START_TIMEOUT,
-            )  # fmt: skip
+                args,
+                user=user,
+                check=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=_START_TIMEOUT,
+            )
         except subprocess.CalledProcessError as exc:
             reason = self._reason(exc.stderr)
             raise DatabaseError(f"could not {what} the embedded PostgreSQL in {self.pgdata}: {reason}") from None
@@ -243,13 +261,38 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(user)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         if not (self.pgdata / "PG_VERSION").exists():
-            self._run([_bin("initdb"), "-D", str(self.pgdata), "--auth=trust", "--auth-local=trust",
-                       "--encoding=utf8", "-U", "postgres"], user, "initialise")  # fmt: skip
+            self._run(
+                [
+                    _bin("initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=trust",
+                    "--auth-local=trust",
+                    "--encoding=utf8",
+                    "-U",
+                    "postgres",
+                ],
+                user,
+                "initialise",
+            )
         socket_dir = self._socket_dir(user)
         self._run(
-            [_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", str(int(_START_TIMEOUT)), "-l",
-             str(self.pgdata / "log"), "-o", f'-h "" -k "{socket_dir}"', "start"], user, "start",
-        )  # fmt: skip
+            [
+                _bin("pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-w",
+                "-t",
+                str(int(_START_TIMEOUT)),
+                "-l",
+                str(self.pgdata / "log"),
+                "-o",
+                f'-h "" -k "{socket_dir}"',
+                "start",
+            ],
+            user,
+            "start",
+        )
         found = self._postmaster()
         if found is None:
             raise DatabaseError(f"the embedded PostgreSQL in {self.pgdata} did not start: {self._reason('')}")
@@ -309,10 +352,13 @@ class EmbeddedPostgres:
         """Whether the server runs, its DSN, and who holds it."""
         found = self._postmaster()
         return ServerStatus(
-            pgdata=self.pgdata, initialised=(self.pgdata / "PG_VERSION").exists(),
-            pid=found[0] if found else None, dsn=found[1] if found else None,
-            pinned=self._pin_file.exists(), holders=tuple(self._holders()),
-        )  # fmt: skip
+            pgdata=self.pgdata,
+            initialised=(self.pgdata / "PG_VERSION").exists(),
+            pid=found[0] if found else None,
+            dsn=found[1] if found else None,
+            pinned=self._pin_file.exists(),
+            holders=tuple(self._holders()),
+        )
 
     async def watch(self, stopping: asyncio.Event, interval: float = WATCH_SECONDS) -> None:
         """Restart the server whenever it is found dead, until ``stopping`` is set."""
@@ -326,12 +372,14 @@ class EmbeddedPostgres:
                 pid = await asyncio.to_thread(self.restart_if_dead)
             except DatabaseError as exc:
                 delay = min(delay * 2, 60.0)
-                log.error("the embedded PostgreSQL is down and could not be restarted; trying again",
-                          extra={"event": "embedded_database_restart_failed", "error": str(exc),
-                                 "retry_seconds": delay})  # fmt: skip
+                log.error(
+                    "the embedded PostgreSQL is down and could not be restarted; trying again",
+                    extra={"event": "embedded_database_restart_failed", "error": str(exc), "retry_seconds": delay},
+                )
                 continue
             delay = interval
             if pid is not None:
-                log.warning("the embedded PostgreSQL had stopped; restarted it",
-                            extra={"event": "embedded_database_restarted", "pid": pid,
-                                   "pgdata": str(self.pgdata)})  # fmt: skip
+                log.warning(
+                    "the embedded PostgreSQL had stopped; restarted it",
+                    extra={"event": "embedded_database_restarted", "pid": pid, "pgdata": str(self.pgdata)},
+                )

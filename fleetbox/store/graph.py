@@ -194,6 +194,9 @@ class GraphStore:
     async def write_rate_events(self, events: Sequence[RateEventRow]) -> None:
         await self._run.execute(
             "insert_rate_events",
-            [e.resource for e in events], [e.at for e in events], [e.event for e in events],
-            [e.wait_ms for e in events], [e.retry_after_ms for e in events],
-        )  # fmt: skip
+            [e.resource for e in events],
+            [e.at for e in events],
+            [e.event for e in events],
+            [e.wait_ms for e in events],
+            [e.retry_after_ms for e in events],
+        )

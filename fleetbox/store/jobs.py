@@ -147,10 +147,22 @@ class JobStore:
         # By position, not Job.from_row: the claim's RETURNING list is in this order, and keyword
         # lookups by name cost a measurable share of drain time at 20k+ jobs/s.
         return [
-            Job(id=r[0], queue=r[1], priority=r[2], data=r[3], attempt=r[4], max_attempts=r[5], retries=r[6],
-                run_at=r[7], created_at=r[8], singleton_key=r[9], dead_letter_id=r[10], parents=r[11] or NO_PARENTS)
+            Job(
+                id=r[0],
+                queue=r[1],
+                priority=r[2],
+                data=r[3],
+                attempt=r[4],
+                max_attempts=r[5],
+                retries=r[6],
+                run_at=r[7],
+                created_at=r[8],
+                singleton_key=r[9],
+                dead_letter_id=r[10],
+                parents=r[11] or NO_PARENTS,
+            )
             for r in rows
-        ]  # fmt: skip
+        ]
 
     async def release(self, ids: Sequence[int], attempts: Sequence[int]) -> list[int]:
         """Hand back claimed jobs that never started (shutdown): the attempt did not happen."""
@@ -295,9 +307,17 @@ class JobStore:
         return [JobInfo.from_row(r) for r in rows]
 
     async def search(
-        self, *, before: int, queue: str | None, contains: JsonText | None, error: str | None,
-        state: str | None, since: dt.datetime | None, limit: int, now: dt.datetime,
-    ) -> list[JobInfo]:  # fmt: skip
+        self,
+        *,
+        before: int,
+        queue: str | None,
+        contains: JsonText | None,
+        error: str | None,
+        state: str | None,
+        since: dt.datetime | None,
+        limit: int,
+        now: dt.datetime,
+    ) -> list[JobInfo]:
         """Jobs newest first, below id ``before``: payload containing ``contains``, error text
         holding ``error``, in ``state`` (a job-list status), created at or after ``since``;
         stopped by a statement timeout (a search may scan)."""
@@ -313,10 +333,14 @@ class JobStore:
         """A queue's failed attempts since ``since`` by error class, most first (at most ``most`` read)."""
         rows = await self._run.fetch("queue_errors", queue, since, most)
         return [
-            ErrorGroup(error_class=r["error_class"], count=int(r["count"]), last_at=r["last_at"],
-                       last_message=r["last_message"])
+            ErrorGroup(
+                error_class=r["error_class"],
+                count=int(r["count"]),
+                last_at=r["last_at"],
+                last_message=r["last_message"],
+            )
             for r in rows
-        ]  # fmt: skip
+        ]
 
     async def clear(self, queue: str, now: dt.datetime) -> int:
         """Move a queue's waiting jobs to jobs_done as cleared (never running ones); how many."""

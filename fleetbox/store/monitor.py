@@ -69,9 +69,14 @@ def _float(value: Any) -> float | None:
 
 def _totals(r: Any) -> Totals:
     return Totals(
-        succeeded=int(r["succeeded"]), failed=int(r["failed"]), dead=int(r["dead"]), attempts=int(r["attempts"]),
-        avg_ms=_float(r["avg_ms"]), p95_ms=_float(r["p95_ms"]), peak_backlog=int(r["peak_backlog"] or 0),
-    )  # fmt: skip
+        succeeded=int(r["succeeded"]),
+        failed=int(r["failed"]),
+        dead=int(r["dead"]),
+        attempts=int(r["attempts"]),
+        avg_ms=_float(r["avg_ms"]),
+        p95_ms=_float(r["p95_ms"]),
+        peak_backlog=int(r["peak_backlog"] or 0),
+    )
 
 
 def _thresholds(r: Any) -> StoredThresholds | None:
@@ -91,10 +96,11 @@ class MonitorStore:
     async def window(self, since: dt.datetime) -> dict[str, Window]:
         """Per queue, the attempts that finished after ``since``."""
         return {
-            r["queue"]: Window(int(r["attempts"]), int(r["succeeded"]), int(r["failed"]), _float(r["avg_ms"]),
-                               _float(r["p95_ms"]))
+            r["queue"]: Window(
+                int(r["attempts"]), int(r["succeeded"]), int(r["failed"]), _float(r["avg_ms"]), _float(r["p95_ms"])
+            )
             for r in await self._run.fetch("monitor_window", since)
-        }  # fmt: skip
+        }
 
     async def totals(self, start: dt.datetime, end: dt.datetime) -> dict[str, Totals]:
         """Per queue, the attempts of the snapshots in (start, end]."""
@@ -104,10 +110,15 @@ class MonitorStore:
         """Snapshots in (start, end] per queue, in buckets of ``width`` aligned to the epoch."""
         rows = await self._run.fetch("monitor_series", start, end, width)
         return [
-            Bucket(queue=r["queue"], at=r["bucket"], totals=_totals(r), backlog=int(r["backlog"] or 0),
-                   dead_letters=int(r["dead_letters"] or 0))
+            Bucket(
+                queue=r["queue"],
+                at=r["bucket"],
+                totals=_totals(r),
+                backlog=int(r["backlog"] or 0),
+                dead_letters=int(r["dead_letters"] or 0),
+            )
             for r in rows
-        ]  # fmt: skip
+        ]
 
     # -- snapshots and reports --------------------------------------------------------------
 
@@ -142,9 +153,14 @@ class MonitorStore:
     async def set_thresholds(self, changes: StoredThresholds, at: dt.datetime, by: str) -> StoredThresholds:
         """Change the given thresholds (None keeps the stored value); the thresholds stored now."""
         row = await self._run.fetchrow(
-            "monitor_thresholds_set", changes.max_backlog, changes.max_failure_rate, changes.max_processing_time,
-            changes.max_dead_letter_jobs, at, by,
-        )  # fmt: skip
+            "monitor_thresholds_set",
+            changes.max_backlog,
+            changes.max_failure_rate,
+            changes.max_processing_time,
+            changes.max_dead_letter_jobs,
+            at,
+            by,
+        )
         stored = _thresholds(row)
         assert stored is not None
         return stored

@@ -24,9 +24,12 @@ class QueueCounts:
 
 def _info(row: RowLike) -> QueueInfo:
     return QueueInfo(
-        name=row["name"], tier=Tier(row["tier"]), paused=row["paused"], paused_at=row["paused_at"],
+        name=row["name"],
+        tier=Tier(row["tier"]),
+        paused=row["paused"],
+        paused_at=row["paused_at"],
         paused_by=row["paused_by"],
-    )  # fmt: skip
+    )
 
 
 class QueueStore:
@@ -59,10 +62,11 @@ class QueueStore:
         run_at of each queue's oldest due job, in the same scan."""
         if oldest:
             return {
-                r["queue"]: QueueCounts(int(r["ready"]), int(r["scheduled"]), int(r["retrying"]), int(r["running"]),
-                                        r["oldest_due"])
+                r["queue"]: QueueCounts(
+                    int(r["ready"]), int(r["scheduled"]), int(r["retrying"]), int(r["running"]), r["oldest_due"]
+                )
                 for r in await self._run.fetch("stream_depth", now)
-            }  # fmt: skip
+            }
         return {
             r["queue"]: QueueCounts(int(r["ready"]), int(r["scheduled"]), int(r["retrying"]), int(r["running"]))
             for r in await self._run.fetch("queue_depth", now)

@@ -38,10 +38,24 @@ class ScheduleStore:
     async def put(self, row: ScheduleRow, next_run_at: dt.datetime | None, now: dt.datetime, by: str) -> Schedule:
         """Create or change a schedule (its history is kept)."""
         record = await self._run.fetchrow(
-            "schedule_upsert", row.name, row.queue, row.cron, row.data, row.priority, row.enabled, row.timezone,
-            row.dst, row.catch_up, row.catch_up_max, row.overlap, row.alert_after_seconds, row.source,
-            next_run_at, now, by,
-        )  # fmt: skip
+            "schedule_upsert",
+            row.name,
+            row.queue,
+            row.cron,
+            row.data,
+            row.priority,
+            row.enabled,
+            row.timezone,
+            row.dst,
+            row.catch_up,
+            row.catch_up_max,
+            row.overlap,
+            row.alert_after_seconds,
+            row.source,
+            next_run_at,
+            now,
+            by,
+        )
         assert record is not None
         return Schedule.from_row(record)
 

@@ -39,10 +39,15 @@ class StreamStore:
     async def seconds(self, since: dt.datetime) -> list[Second]:
         """Attempts per queue and second that finished at or after ``since``."""
         return [
-            Second(r["queue"], int(r["sec"]), int(r["done"]), int(r["failed"]),
-                   None if r["avg_ms"] is None else float(r["avg_ms"]))
+            Second(
+                r["queue"],
+                int(r["sec"]),
+                int(r["done"]),
+                int(r["failed"]),
+                None if r["avg_ms"] is None else float(r["avg_ms"]),
+            )
             for r in await self._run.fetch("stream_seconds", since)
-        ]  # fmt: skip
+        ]
 
     async def p95(self, since: dt.datetime, most: int) -> dict[str, float | None]:
         """Per queue, the 95th percentile duration of its latest (at most ``most``) attempts since ``since``."""

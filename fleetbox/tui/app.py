@@ -28,10 +28,14 @@ from fleetbox.tui.widgets.modals import ConfirmModal, HelpScreen, TypedConfirmMo
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 10.0)
 #: events that say someone acted; shown as a notice when someone else did it
 _ACTED = {
-    "queue_paused": "paused", "queue_resumed": "resumed", "queue_cleared": "cleared",
-    "dead_reviewed": "reviewed dead letters of", "dead_retried": "retried dead letters of",
-    "dead_discarded": "discarded dead letters of", "job_retried": "retried a job of",
-}  # fmt: skip
+    "queue_paused": "paused",
+    "queue_resumed": "resumed",
+    "queue_cleared": "cleared",
+    "dead_reviewed": "reviewed dead letters of",
+    "dead_retried": "retried dead letters of",
+    "dead_discarded": "discarded dead letters of",
+    "job_retried": "retried a job of",
+}
 
 
 class FleetboxTUI(App[None]):
@@ -58,8 +62,15 @@ class FleetboxTUI(App[None]):
         Binding("q", "back_or_quit", "Quit", id="app.quit", tooltip="Back one screen; quit on a list"),
     ]
 
-    def __init__(self, client: FleetboxClient, *, clock: Callable[[], float] = time.time, read_only: bool = False,
-                 reconnect_delays: Sequence[float] = RECONNECT_DELAYS, interval_ms: int = 1000) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: FleetboxClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        read_only: bool = False,
+        reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
+        interval_ms: int = 1000,
+    ) -> None:
         super().__init__()
         self.client = client
         self.clock = clock
@@ -74,8 +85,15 @@ class FleetboxTUI(App[None]):
 
     # -- state ------------------------------------------------------------------------------
 
-    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
-               timeout: float | None = None, markup: bool = True) -> None:  # fmt: skip
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
         """Show a notification, always as plain text (``markup`` is ignored).
 
         Notifications carry what the appliance says: actor names, error messages, notes. Read as

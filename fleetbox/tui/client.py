@@ -255,8 +255,9 @@ class FleetboxClient(Protocol):
         """Retry every dead letter matching ``flt`` if exactly ``expected`` match (the server checks)."""
         ...
 
-    async def review_matching(self, flt: DeadFilter, *, expected: int, reviewed_by: str,
-                              notes: str | None) -> BulkResult:  # fmt: skip
+    async def review_matching(
+        self, flt: DeadFilter, *, expected: int, reviewed_by: str, notes: str | None
+    ) -> BulkResult:
         """Mark every dead letter matching ``flt`` reviewed if exactly ``expected`` match."""
         ...
 
@@ -305,8 +306,9 @@ class UnixSocketClient:
             )
         return self._session
 
-    async def _request(self, method: str, path: str, *, params: dict[str, str] | None = None,
-                       body: Json | None = None) -> Any:  # fmt: skip
+    async def _request(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, body: Json | None = None
+    ) -> Any:
         try:
             async with self._http().request(method, path, params=params, json=body) as resp:
                 text = await resp.text()
@@ -315,8 +317,9 @@ class UnixSocketClient:
                     error = payload.get("error", {}) if isinstance(payload, dict) else {}
                     message = error.get("message") or f"HTTP {resp.status}"
                     field = error.get("field")
-                    raise ClientError(f"{field}: {message}" if field else message, status=resp.status,
-                                      code=error.get("code"))  # fmt: skip
+                    raise ClientError(
+                        f"{field}: {message}" if field else message, status=resp.status, code=error.get("code")
+                    )
                 return payload
         except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
             raise Disconnected(
@@ -430,23 +433,26 @@ class UnixSocketClient:
         )
         return BulkResult(matched=int(body["matched"]), changed=len(body["retried"]), skipped=len(body["skipped"]))
 
-    async def review_matching(self, flt: DeadFilter, *, expected: int, reviewed_by: str,
-                              notes: str | None) -> BulkResult:  # fmt: skip
+    async def review_matching(
+        self, flt: DeadFilter, *, expected: int, reviewed_by: str, notes: str | None
+    ) -> BulkResult:
         """``POST /api/queue/dead-letter/review`` with ``expectedCount``: 409 when the count drifted."""
         body: Json = {**flt.body(), "expectedCount": expected, "reviewedBy": reviewed_by}
         if notes:
             body["resolutionNotes"] = notes
         answer = await self._request("POST", "/api/queue/dead-letter/review", body=body)
-        return BulkResult(matched=int(answer["matched"]), changed=len(answer["changed"]),
-                          skipped=len(answer["skipped"]))  # fmt: skip
+        return BulkResult(
+            matched=int(answer["matched"]), changed=len(answer["changed"]), skipped=len(answer["skipped"])
+        )
 
     async def discard_matching(self, flt: DeadFilter, *, expected: int) -> BulkResult:
         """``POST /api/queue/dead-letter/discard`` with ``expectedCount``: 409 when the count drifted."""
         answer = await self._request(
             "POST", "/api/queue/dead-letter/discard", body={**flt.body(), "expectedCount": expected}
         )
-        return BulkResult(matched=int(answer["matched"]), changed=len(answer["changed"]),
-                          skipped=len(answer["skipped"]))  # fmt: skip
+        return BulkResult(
+            matched=int(answer["matched"]), changed=len(answer["changed"]), skipped=len(answer["skipped"])
+        )
 
     async def dead_letter_groups(self, flt: DeadFilter) -> list[Json]:
         """``GET /api/queue/dead-letter/groups`` with the filter."""

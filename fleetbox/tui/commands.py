@@ -40,8 +40,13 @@ class FleetboxCommands(Provider):
         ]
         for name, row in fb.state.rows.items():
             out.append((f"queue {name}", partial(fb.open_queue, name), f"Detail of {name}"))
-            out.append((f"dead {name}", partial(run, fb.open_dead_letters, DeadFilter(queue=name)),
-                        f"Unreviewed dead letters of {name}"))  # fmt: skip
+            out.append(
+                (
+                    f"dead {name}",
+                    partial(run, fb.open_dead_letters, DeadFilter(queue=name)),
+                    f"Unreviewed dead letters of {name}",
+                )
+            )
             if not fb.read_only:
                 verb = "resume" if row["paused"] else "pause"
                 out.append((f"{verb} {name}", partial(fb.ask_pause, name), f"{verb.capitalize()} {name} (asks first)"))

@@ -29,10 +29,15 @@ from fleetbox.tui.client import BulkResult, ClientError, DeadFilter, DeadPage, D
 
 #: the spec's queues and their tiers (what a fresh appliance serves)
 SPEC_QUEUES: list[tuple[str, TierName]] = [
-    ("teams-outbound", "high"), ("outlook-outbound", "high"), ("notifications", "high"),
-    ("teams-inbound", "medium"), ("outlook-inbound", "medium"), ("webhooks", "medium"),
-    ("attachments", "low"), ("sync", "low"),
-]  # fmt: skip
+    ("teams-outbound", "high"),
+    ("outlook-outbound", "high"),
+    ("notifications", "high"),
+    ("teams-inbound", "medium"),
+    ("outlook-inbound", "medium"),
+    ("webhooks", "medium"),
+    ("attachments", "low"),
+    ("sync", "low"),
+]
 _ERRORS = [
     ("RateLimitError", "Graph answered 429 Too Many Requests; retry after 30 s"),
     ("NetworkError", "connection reset by peer while posting to graph.microsoft.com"),
@@ -50,10 +55,22 @@ def _iso(t: float) -> str:
 def queue_row(name: str, tier: TierName = "high", **figures: Any) -> QueueRow:
     """A queue's row of a tick; ``figures`` override the quiet defaults."""
     row: QueueRow = {
-        "name": name, "tier": tier, "paused": False, "ready": 0, "scheduled": 0, "running": 0,
-        "retrying": 0, "deadUnreviewed": 0, "donePerMinute": 0.0, "failureRate": 0.0, "avgMs": None,
-        "p95Ms": None, "oldestWaitingSeconds": None, "workers": {"busy": 0, "size": _POOL[tier]}, "limiter": None,
-    }  # fmt: skip
+        "name": name,
+        "tier": tier,
+        "paused": False,
+        "ready": 0,
+        "scheduled": 0,
+        "running": 0,
+        "retrying": 0,
+        "deadUnreviewed": 0,
+        "donePerMinute": 0.0,
+        "failureRate": 0.0,
+        "avgMs": None,
+        "p95Ms": None,
+        "oldestWaitingSeconds": None,
+        "workers": {"busy": 0, "size": _POOL[tier]},
+        "limiter": None,
+    }
     row.update(figures)  # type: ignore[typeddict-item]
     return row
 
@@ -69,16 +86,32 @@ def busy_rows(count: int = len(SPEC_QUEUES)) -> list[QueueRow]:
         busy = rng.randint(0, _POOL[tier])
         limiter = None
         if name.endswith("outbound"):
-            limiter = {"resource": "graph", "ratePerSecond": 10.0, "available": round(rng.uniform(0, 10), 1),
-                       "pausedUntil": None, "waits": rng.randint(0, 900), "throttled": rng.randint(0, 3)}  # fmt: skip
-        rows.append(queue_row(
-            name, tier, ready=rng.randint(0, 3000), scheduled=rng.randint(0, 50), running=busy,
-            retrying=rng.randint(0, 9), deadUnreviewed=rng.randint(0, 4) if i % 2 else 0,
-            donePerMinute=float(rng.randint(0, 1200)), failureRate=round(rng.uniform(0, 6), 1),
-            avgMs=round(rng.uniform(20, 900), 1), p95Ms=round(rng.uniform(900, 4000), 1),
-            oldestWaitingSeconds=round(rng.uniform(0, 120), 1), workers={"busy": busy, "size": _POOL[tier]},
-            limiter=limiter,
-        ))  # fmt: skip
+            limiter = {
+                "resource": "graph",
+                "ratePerSecond": 10.0,
+                "available": round(rng.uniform(0, 10), 1),
+                "pausedUntil": None,
+                "waits": rng.randint(0, 900),
+                "throttled": rng.randint(0, 3),
+            }
+        rows.append(
+            queue_row(
+                name,
+                tier,
+                ready=rng.randint(0, 3000),
+                scheduled=rng.randint(0, 50),
+                running=busy,
+                retrying=rng.randint(0, 9),
+                deadUnreviewed=rng.randint(0, 4) if i % 2 else 0,
+                donePerMinute=float(rng.randint(0, 1200)),
+                failureRate=round(rng.uniform(0, 6), 1),
+                avgMs=round(rng.uniform(20, 900), 1),
+                p95Ms=round(rng.uniform(900, 4000), 1),
+                oldestWaitingSeconds=round(rng.uniform(0, 120), 1),
+                workers={"busy": busy, "size": _POOL[tier]},
+                limiter=limiter,
+            )
+        )
     return rows
 
 
@@ -88,34 +121,63 @@ def history_of(rows: list[QueueRow], now: float, seconds: int = HISTORY_SECONDS)
     for i, row in enumerate(rows):
         rng = random.Random(i)
         per_second = row["donePerMinute"] / 60
-        done = [max(0, round(per_second * (1 + 0.6 * ((s // 45 + i) % 5 - 2) / 2) + rng.uniform(-1, 1)))
-                for s in range(seconds)]  # fmt: skip
+        done = [
+            max(0, round(per_second * (1 + 0.6 * ((s // 45 + i) % 5 - 2) / 2) + rng.uniform(-1, 1)))
+            for s in range(seconds)
+        ]
         failed = [1 if rng.random() < row["failureRate"] / 100 else 0 for _ in range(seconds)]
         avg = [None if d == 0 else round((row["avgMs"] or 100) * rng.uniform(0.7, 1.3), 1) for d in done]
         out[row["name"]] = {"t0": now - seconds, "stepSeconds": 1, "done": done, "failed": failed, "avgMs": avg}
     return out
 
 
-def dead_letter(dead_id: int, *, queue: str, now: float, error_index: int = 0, reviewed_by: str | None = None,
-                notes: str | None = None) -> Json:  # fmt: skip
+def dead_letter(
+    dead_id: int,
+    *,
+    queue: str,
+    now: float,
+    error_index: int = 0,
+    reviewed_by: str | None = None,
+    notes: str | None = None,
+) -> Json:
     """A dead letter as ``GET /api/queue/dead-letter`` lists it."""
     error_class, error = _ERRORS[error_index % len(_ERRORS)]
     failed_at = now - 37 * dead_id
     created = failed_at - 600
     history = [
-        {"attempt": n, "startedAt": _iso(created + 60 * n), "finishedAt": _iso(created + 60 * n + 1.5),
-         "durationMs": 1500.0, "outcome": "failed", "errorClass": error_class, "error": f"{error} (attempt {n})"}
+        {
+            "attempt": n,
+            "startedAt": _iso(created + 60 * n),
+            "finishedAt": _iso(created + 60 * n + 1.5),
+            "durationMs": 1500.0,
+            "outcome": "failed",
+            "errorClass": error_class,
+            "error": f"{error} (attempt {n})",
+        }
         for n in range(1, 4)
-    ]  # fmt: skip
+    ]
     return {
-        "id": dead_id, "jobId": 10_000 + dead_id, "queue": queue, "priority": 5,
+        "id": dead_id,
+        "jobId": 10_000 + dead_id,
+        "queue": queue,
+        "priority": 5,
         "data": {"to": f"user{dead_id}@example.com", "subject": "Weekly report", "attempt": dead_id % 3},
-        "singletonKey": None, "errorClass": error_class, "error": error, "attempts": 3, "history": history,
-        "jobCreatedAt": _iso(created), "failedAt": _iso(failed_at), "status": "open",
-        "reviewed": reviewed_by is not None, "reviewedAt": _iso(failed_at + 300) if reviewed_by else None,
-        "reviewedBy": reviewed_by, "resolutionNotes": notes, "retriedJobId": None, "retriedAt": None,
+        "singletonKey": None,
+        "errorClass": error_class,
+        "error": error,
+        "attempts": 3,
+        "history": history,
+        "jobCreatedAt": _iso(created),
+        "failedAt": _iso(failed_at),
+        "status": "open",
+        "reviewed": reviewed_by is not None,
+        "reviewedAt": _iso(failed_at + 300) if reviewed_by else None,
+        "reviewedBy": reviewed_by,
+        "resolutionNotes": notes,
+        "retriedJobId": None,
+        "retriedAt": None,
         "discardedAt": None,
-    }  # fmt: skip
+    }
 
 
 def _matches(letter: Json, flt: DeadFilter) -> bool:
@@ -131,8 +193,17 @@ def _matches(letter: Json, flt: DeadFilter) -> bool:
 class FakeClient:
     """An appliance in memory (see the module docstring)."""
 
-    def __init__(self, rows: list[QueueRow], dead: list[Json], *, now: float, alerts: list[Json] | None = None,
-                 graph_mode: str = "simulated", read_only: bool = False, demo: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rows: list[QueueRow],
+        dead: list[Json],
+        *,
+        now: float,
+        alerts: list[Json] | None = None,
+        graph_mode: str = "simulated",
+        read_only: bool = False,
+        demo: bool = False,
+    ) -> None:
         self.operator = "alice"
         self.now = now
         self.rows = rows
@@ -140,9 +211,14 @@ class FakeClient:
         #: dead-letter id -> operator actions on it, as the appliance's audit log keeps them
         self.actions: dict[int, list[Json]] = {}
         self.alert_list = alerts or []
-        self.info: ApplianceInfo = {"name": "fb-01", "version": "0.1.0", "workerId": "fb-01:4242",
-                                    "startedAt": now - 3 * 86400 - 4 * 3600, "graphMode": graph_mode,  # type: ignore[typeddict-item]
-                                    "readOnly": read_only}  # fmt: skip
+        self.info: ApplianceInfo = {
+            "name": "fb-01",
+            "version": "0.1.0",
+            "workerId": "fb-01:4242",
+            "startedAt": now - 3 * 86400 - 4 * 3600,
+            "graphMode": graph_mode,  # type: ignore[typeddict-item]
+            "readOnly": read_only,
+        }
         self.calls: list[tuple[str, Any]] = []
         self.connects = 0
         #: while False, connecting fails as if the appliance were down
@@ -159,18 +235,40 @@ class FakeClient:
         rows = busy_rows(queues)
         names = [r["name"] for r in rows]
         letters = [
-            dead_letter(i, queue=names[i % min(len(names), 5)], now=now, error_index=i % 3,
-                        reviewed_by="bob" if i % 5 == 0 else None, notes="known Graph outage" if i % 5 == 0 else None)
+            dead_letter(
+                i,
+                queue=names[i % min(len(names), 5)],
+                now=now,
+                error_index=i % 3,
+                reviewed_by="bob" if i % 5 == 0 else None,
+                notes="known Graph outage" if i % 5 == 0 else None,
+            )
             for i in range(dead, 0, -1)
-        ]  # fmt: skip
+        ]
         alerts: list[Json] = [
-            {"id": 2, "queue": "teams-outbound", "kind": "backlog", "status": "open",
-             "message": "backlog 2817 is over the threshold 1000", "value": 2817.0, "threshold": 1000.0,
-             "openedAt": _iso(now - 420), "resolvedAt": None},
-            {"id": 1, "queue": None, "kind": "dead_letters", "status": "resolved",
-             "message": "dead letters 120 is over the threshold 100", "value": 120.0, "threshold": 100.0,
-             "openedAt": _iso(now - 7200), "resolvedAt": _iso(now - 3600)},
-        ]  # fmt: skip
+            {
+                "id": 2,
+                "queue": "teams-outbound",
+                "kind": "backlog",
+                "status": "open",
+                "message": "backlog 2817 is over the threshold 1000",
+                "value": 2817.0,
+                "threshold": 1000.0,
+                "openedAt": _iso(now - 420),
+                "resolvedAt": None,
+            },
+            {
+                "id": 1,
+                "queue": None,
+                "kind": "dead_letters",
+                "status": "resolved",
+                "message": "dead letters 120 is over the threshold 100",
+                "value": 120.0,
+                "threshold": 100.0,
+                "openedAt": _iso(now - 7200),
+                "resolvedAt": _iso(now - 3600),
+            },
+        ]
         return cls(rows, letters, now=now, alerts=alerts, **kwargs)
 
     # -- the stream -------------------------------------------------------------------------
@@ -179,17 +277,25 @@ class FakeClient:
         """The current figures as a tick."""
         self._seq += 1
         return {
-            "type": "tick", "seq": self._seq, "t": self.now, "statsAgeMs": 400.0,
+            "type": "tick",
+            "seq": self._seq,
+            "t": self.now,
+            "statsAgeMs": 400.0,
             "database": {"ok": True, "error": None},
             "deadUnreviewed": sum(1 for d in self.dead.values() if d["status"] == "open" and not d["reviewed"]),
             "alertsOpen": sum(1 for a in self.alert_list if a["status"] == "open"),
             "queues": [dict(r) for r in self.rows],  # type: ignore[misc]
-        }  # fmt: skip
+        }
 
     def hello(self) -> Hello:
         """What the appliance sends on connect."""
-        return {"type": "hello", "protocol": PROTOCOL_VERSION, "appliance": self.info, "snapshot": self.tick(),
-                "history": history_of(self.rows, self.now)}  # fmt: skip
+        return {
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "appliance": self.info,
+            "snapshot": self.tick(),
+            "history": history_of(self.rows, self.now),
+        }
 
     def push(self, message: StreamMessage) -> None:
         """Send a tick or an event to the connected TUI."""
@@ -267,14 +373,34 @@ class FakeClient:
         letter = next((d for d in self.dead.values() if d["jobId"] == job_id), None)
         if letter is None:
             return None
-        history = [{"jobId": job_id, "attempt": h["attempt"], "queue": letter["queue"], "workerId": "fb-01:4242",
-                    "startedAt": h["startedAt"], "finishedAt": h["finishedAt"], "durationMs": h["durationMs"],
-                    "outcome": h["outcome"], "errorClass": h["errorClass"], "error": h["error"]}
-                   for h in letter["history"]]  # fmt: skip
-        return {"id": job_id, "queue": letter["queue"], "state": "dead", "data": letter["data"],
-                "attempts": letter["attempts"], "maxAttempts": letter["attempts"], "createdAt": letter["jobCreatedAt"],
-                "runAt": letter["jobCreatedAt"], "finishedAt": letter["failedAt"], "history": history,
-                "operatorActions": list(self.actions.get(letter["id"], []))}  # fmt: skip
+        history = [
+            {
+                "jobId": job_id,
+                "attempt": h["attempt"],
+                "queue": letter["queue"],
+                "workerId": "fb-01:4242",
+                "startedAt": h["startedAt"],
+                "finishedAt": h["finishedAt"],
+                "durationMs": h["durationMs"],
+                "outcome": h["outcome"],
+                "errorClass": h["errorClass"],
+                "error": h["error"],
+            }
+            for h in letter["history"]
+        ]
+        return {
+            "id": job_id,
+            "queue": letter["queue"],
+            "state": "dead",
+            "data": letter["data"],
+            "attempts": letter["attempts"],
+            "maxAttempts": letter["attempts"],
+            "createdAt": letter["jobCreatedAt"],
+            "runAt": letter["jobCreatedAt"],
+            "finishedAt": letter["failedAt"],
+            "history": history,
+            "operatorActions": list(self.actions.get(letter["id"], [])),
+        }
 
     def _act(self, dead_id: int, action: str, details: Json, *, actor: str | None = None) -> None:
         self.actions.setdefault(dead_id, []).append(
@@ -305,8 +431,14 @@ class FakeClient:
         raise ClientError(f"queue: no queue {queue!r}", status=404, code="unknown_queue")
 
     def _event(self, kind: str, queue: str | None, job_ids: list[int] | None = None) -> None:
-        event: Event = {"type": "event", "kind": kind, "queue": queue, "t": self.now, "by": self.operator,
-                        "jobIds": job_ids or []}  # fmt: skip
+        event: Event = {
+            "type": "event",
+            "kind": kind,
+            "queue": queue,
+            "t": self.now,
+            "by": self.operator,
+            "jobIds": job_ids or [],
+        }
         self.push(event)
 
     async def pause(self, queue: str) -> Json:
@@ -383,8 +515,9 @@ class FakeClient:
         if len(matching) != expected:
             raise ClientError(
                 f"{len(matching)} open dead letters match the filter, not the expected {expected}; nothing was retried",
-                status=409, code="conflict",
-            )  # fmt: skip
+                status=409,
+                code="conflict",
+            )
         for letter in matching:
             letter.update(status="retried", retriedJobId=50_000 + letter["id"], retriedAt=_iso(self.now))
         return BulkResult(matched=len(matching), changed=len(matching), skipped=0)
@@ -394,12 +527,14 @@ class FakeClient:
         if len(matching) != expected:
             raise ClientError(
                 f"{len(matching)} open dead letters match the filter, not the expected {expected}; nothing was {verb}",
-                status=409, code="conflict",
-            )  # fmt: skip
+                status=409,
+                code="conflict",
+            )
         return matching
 
-    async def review_matching(self, flt: DeadFilter, *, expected: int, reviewed_by: str,
-                              notes: str | None) -> BulkResult:  # fmt: skip
+    async def review_matching(
+        self, flt: DeadFilter, *, expected: int, reviewed_by: str, notes: str | None
+    ) -> BulkResult:
         """Review all matching, refusing (409) when the count is not ``expected``."""
         self.calls.append(("review_matching", (flt, expected, reviewed_by, notes)))
         matching = self._matching(flt, expected, "reviewed")
@@ -421,10 +556,16 @@ class FakeClient:
         groups: dict[tuple[str, str], Json] = {}
         for d in self.dead.values():
             if _matches(d, flt):
-                g = groups.setdefault((d["errorClass"], d["error"]), {
-                    "errorClass": d["errorClass"], "message": d["error"], "count": 0, "queues": [],
-                    "lastFailedAt": d["failedAt"],
-                })  # fmt: skip
+                g = groups.setdefault(
+                    (d["errorClass"], d["error"]),
+                    {
+                        "errorClass": d["errorClass"],
+                        "message": d["error"],
+                        "count": 0,
+                        "queues": [],
+                        "lastFailedAt": d["failedAt"],
+                    },
+                )
                 g["count"] += 1
                 g["queues"] = sorted({*g["queues"], d["queue"]})
                 g["lastFailedAt"] = max(g["lastFailedAt"], d["failedAt"])

@@ -12,9 +12,12 @@ from fleetbox.tui.client import SOCKET_ENV, FleetboxClient, UnixSocketClient, de
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fleetbox tui``."""
-    parser.add_argument("--socket", type=Path, metavar="PATH",
-                        help=f"the appliance's control socket (default: ${SOCKET_ENV}, "
-                             "else <appliance.data_dir>/admin.sock)")  # fmt: skip
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        help=f"the appliance's control socket (default: ${SOCKET_ENV}, else <appliance.data_dir>/admin.sock)",
+    )
     parser.add_argument("--read-only", action="store_true", help="look only: every action is refused")
     parser.add_argument("--demo", action="store_true", help="run against a simulated appliance (no socket)")
 

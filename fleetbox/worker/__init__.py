@@ -47,16 +47,23 @@ TIERS = (Tier.HIGH, Tier.MEDIUM, Tier.LOW)
 #: Task names, in start order (stopped in the reverse, with the dispatcher and completer handled
 #: specially by :meth:`Worker.stop`).
 COMPLETER, HEARTBEAT, REAPER, DISPATCHER, LISTENER = (
-    "fleetbox.completer", "fleetbox.heartbeat", "fleetbox.reaper", "fleetbox.dispatcher", "fleetbox.listener",
-)  # fmt: skip
+    "fleetbox.completer",
+    "fleetbox.heartbeat",
+    "fleetbox.reaper",
+    "fleetbox.dispatcher",
+    "fleetbox.listener",
+)
 #: Reads the retry-experiment weights (each job's variant) every few seconds.
 EXPERIMENTS = "fleetbox.experiments"
 EXPERIMENTS_REFRESH_SECONDS = 5.0
 
 
 def _pool_size(settings: Settings, tier: Tier) -> int:
-    sizes: dict[Tier, int] = {Tier.HIGH: settings.pools.high, Tier.MEDIUM: settings.pools.medium,
-                              Tier.LOW: settings.pools.low}  # fmt: skip
+    sizes: dict[Tier, int] = {
+        Tier.HIGH: settings.pools.high,
+        Tier.MEDIUM: settings.pools.medium,
+        Tier.LOW: settings.pools.low,
+    }
     return sizes[tier]
 
 
@@ -93,22 +100,43 @@ class Worker:
         self.pools: dict[Tier, TierPool] = {t: TierPool(t, _pool_size(settings, t)) for t in TIERS}
         self.lease_seconds = cfg.lease_seconds
         self.completer = Completer(
-            store, worker_id, batch=cfg.completion_batch, flush_ms=cfg.completion_flush_ms,
-            on_retry_due=self._retry_due, now=clock.now, on_written=on_written,
-        )  # fmt: skip
+            store,
+            worker_id,
+            batch=cfg.completion_batch,
+            flush_ms=cfg.completion_flush_ms,
+            on_retry_due=self._retry_due,
+            now=clock.now,
+            on_written=on_written,
+        )
         self.executor = Executor(
-            registry=self.registry, policies=self.policies, complete=self.completer.add, clock=clock,
-            on_auth_error=on_auth_error, on_slot_freed=self._slot_freed,
-        )  # fmt: skip
+            registry=self.registry,
+            policies=self.policies,
+            complete=self.completer.add,
+            clock=clock,
+            on_auth_error=on_auth_error,
+            on_slot_freed=self._slot_freed,
+        )
         self.dispatcher = Dispatcher(
-            store, self.pools, worker_id=worker_id, clock=clock, lease_seconds=cfg.lease_seconds,
-            poll_seconds=cfg.poll_seconds, claim_batch=cfg.claim_batch, start=self._start_job,
-        )  # fmt: skip
+            store,
+            self.pools,
+            worker_id=worker_id,
+            clock=clock,
+            lease_seconds=cfg.lease_seconds,
+            poll_seconds=cfg.poll_seconds,
+            claim_batch=cfg.claim_batch,
+            start=self._start_job,
+        )
         self.leases = Leases(
-            store, self.pools, clock=clock, policies=lambda: self.policies, held=self.completer.held,
-            lease_seconds=cfg.lease_seconds, heartbeat_seconds=cfg.heartbeat_seconds, reap_seconds=cfg.reap_seconds,
+            store,
+            self.pools,
+            clock=clock,
+            policies=lambda: self.policies,
+            held=self.completer.held,
+            lease_seconds=cfg.lease_seconds,
+            heartbeat_seconds=cfg.heartbeat_seconds,
+            reap_seconds=cfg.reap_seconds,
             on_returned=self._retry_due,
-        )  # fmt: skip
+        )
         self.listener: Listener = store.listener("jobs", self.dispatcher.on_notify, self.dispatcher.wake)
         self._claimable()
         self._accepting = False
@@ -161,8 +189,10 @@ class Worker:
                         entry.cancel_reason = CancelReason.SHUTDOWN
                         entry.task.cancel()
             if late:
-                log.warning("jobs interrupted after the grace period",
-                            extra={"event": "shutdown_interrupted", "count": len(late)})  # fmt: skip
+                log.warning(
+                    "jobs interrupted after the grace period",
+                    extra={"event": "shutdown_interrupted", "count": len(late)},
+                )
                 await asyncio.wait(late, timeout=5)
 
     async def finish(self) -> None:
@@ -173,8 +203,10 @@ class Worker:
             return
         await supervisor.stop(COMPLETER)
         if not await self.completer.drain(within=30):
-            log.error("outcomes not written; their jobs return when the leases expire",
-                      extra={"event": "shutdown_outcomes_lost", "pending": self.completer.pending})  # fmt: skip
+            log.error(
+                "outcomes not written; their jobs return when the leases expire",
+                extra={"event": "shutdown_outcomes_lost", "pending": self.completer.pending},
+            )
         await supervisor.stop(HEARTBEAT, REAPER)
         self._supervisor = None
 
@@ -200,8 +232,10 @@ class Worker:
             await self._store.jobs.release([e.job.id for e in unstarted], [e.job.attempt for e in unstarted])
             await self._store.jobs.notify({e.tier for e in unstarted})
         except DatabaseError as exc:
-            log.warning("could not hand back claimed jobs; they return when their leases expire",
-                        extra={"event": "release_failed", "error": str(exc)})  # fmt: skip
+            log.warning(
+                "could not hand back claimed jobs; they return when their leases expire",
+                extra={"event": "release_failed", "error": str(exc)},
+            )
 
     async def refresh_experiments(self) -> None:
         """Read every queue's retry-experiment epochs (the variant of each job comes from them)."""
@@ -277,5 +311,6 @@ class Worker:
             self.dispatcher.wake(tiers)
 
     async def _listener_error(self, message: str) -> None:
-        log.warning("listen connection lost; polling until it is back",
-                    extra={"event": "listener_down", "error": message})  # fmt: skip
+        log.warning(
+            "listen connection lost; polling until it is back", extra={"event": "listener_down", "error": message}
+        )

@@ -128,8 +128,10 @@ class Completer:
                 # Keep them and try again: the heartbeat keeps their leases (held()), and if the
                 # database stays away longer than a lease, the jobs return to their queues.
                 self._buffer[:0] = items
-                log.warning("completion write failed", extra={"event": "completion_write_failed", "error": str(exc),
-                                                              "pending": len(self._buffer)})  # fmt: skip
+                log.warning(
+                    "completion write failed",
+                    extra={"event": "completion_write_failed", "error": str(exc), "pending": len(self._buffer)},
+                )
                 await asyncio.sleep(retry_delay)
             finally:
                 self._writing = []
@@ -181,24 +183,38 @@ class Completer:
         if ok:
             returned = [(i.job_id, i.result) for i in ok if i.result is not None]
             held, released = await jobs.complete_succeeded(
-                [i.job_id for i in ok], [i.attempt for i in ok], [i.started_at for i in ok],
-                [i.finished_at for i in ok], self._worker_id, [j for j, _r in returned],
+                [i.job_id for i in ok],
+                [i.attempt for i in ok],
+                [i.started_at for i in ok],
+                [i.finished_at for i in ok],
+                self._worker_id,
+                [j for j, _r in returned],
                 [r for _j, r in returned],
-            )  # fmt: skip
+            )
             written += held
             self.released += released
         if retry:
             written += await jobs.complete_retry(
-                [i.job_id for i in retry], [i.attempt for i in retry], [i.started_at for i in retry],
-                [i.finished_at for i in retry], self._worker_id, [i.run_at for i in retry],
-                [i.retries for i in retry], [i.error_class for i in retry], [_clip(i.error) for i in retry],
-            )  # fmt: skip
+                [i.job_id for i in retry],
+                [i.attempt for i in retry],
+                [i.started_at for i in retry],
+                [i.finished_at for i in retry],
+                self._worker_id,
+                [i.run_at for i in retry],
+                [i.retries for i in retry],
+                [i.error_class for i in retry],
+                [_clip(i.error) for i in retry],
+            )
         if dead:
             letters = await jobs.complete_dead(
-                [i.job_id for i in dead], [i.attempt for i in dead], [i.started_at for i in dead],
-                [i.finished_at for i in dead], self._worker_id, [i.error_class for i in dead],
+                [i.job_id for i in dead],
+                [i.attempt for i in dead],
+                [i.started_at for i in dead],
+                [i.finished_at for i in dead],
+                self._worker_id,
+                [i.error_class for i in dead],
                 [_clip(i.error) or "" for i in dead],
-            )  # fmt: skip
+            )
             written += len(letters)
             for d in letters:
                 extra = {"event": "job_dead_lettered", "job_id": d.job_id, "queue": d.queue}

@@ -80,8 +80,14 @@ class Executor:
                     raise PermanentError(f"the handler's result cannot be stored: {exc}") from None
         except asyncio.CancelledError:
             if entry.cancel_reason is CancelReason.SHUTDOWN:
-                outcome = self._failed(job, pool.tier, started_at, ErrorClass.TRANSIENT,
-                                       "interrupted: the appliance shut down after its grace period", None)  # fmt: skip
+                outcome = self._failed(
+                    job,
+                    pool.tier,
+                    started_at,
+                    ErrorClass.TRANSIENT,
+                    "interrupted: the appliance shut down after its grace period",
+                    None,
+                )
             else:
                 log.warning(
                     "lease lost; job cancelled", extra={"event": "lease_lost", "job_id": job.id, "queue": job.queue}
@@ -89,8 +95,9 @@ class Executor:
             raise
         except Deferred as exc:
             run_at = self.clock.now() + dt.timedelta(seconds=exc.seconds)
-            outcome = Finished(job.id, job.attempt, job.queue, pool.tier, started_at, self._epoch(),
-                               Outcome.DEFERRED, run_at=run_at)  # fmt: skip
+            outcome = Finished(
+                job.id, job.attempt, job.queue, pool.tier, started_at, self._epoch(), Outcome.DEFERRED, run_at=run_at
+            )
         except Exception as exc:
             error_class = classify(exc)
             retry_after = exc.retry_after if isinstance(exc, JobError) else None
@@ -109,8 +116,9 @@ class Executor:
             pool.failed += 1
         else:
             pool.done += 1
-            outcome = Finished(job.id, job.attempt, job.queue, pool.tier, started_at, self._epoch(), Outcome.SUCCEEDED,
-                               result=result)  # fmt: skip
+            outcome = Finished(
+                job.id, job.attempt, job.queue, pool.tier, started_at, self._epoch(), Outcome.SUCCEEDED, result=result
+            )
         finally:
             if outcome is not None:
                 self._complete(outcome)
@@ -132,17 +140,36 @@ class Executor:
     ) -> Finished:
         now = self.clock.now()
         decision = self.policies.decide(
-            job.queue, error_class=error_class, retries=job.retries, attempt=job.attempt,
-            max_attempts=job.max_attempts, now=now, retry_after=retry_after, job=job,
-        )  # fmt: skip
+            job.queue,
+            error_class=error_class,
+            retries=job.retries,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            now=now,
+            retry_after=retry_after,
+            job=job,
+        )
         log.info(
             "job failed",
-            extra={"event": "job_failed", "job_id": job.id, "queue": job.queue, "attempt": job.attempt,
-                   "error_class": error_class.value, "decision": decision.reason},
-        )  # fmt: skip
+            extra={
+                "event": "job_failed",
+                "job_id": job.id,
+                "queue": job.queue,
+                "attempt": job.attempt,
+                "error_class": error_class.value,
+                "decision": decision.reason,
+            },
+        )
         return Finished(
-            job.id, job.attempt, job.queue, tier, started_at, now.timestamp(),
+            job.id,
+            job.attempt,
+            job.queue,
+            tier,
+            started_at,
+            now.timestamp(),
             Outcome.DEAD if decision.dead else Outcome.RETRY,
-            run_at=decision.run_at, retries=decision.retries, error_class=error_class.value,
+            run_at=decision.run_at,
+            retries=decision.retries,
+            error_class=error_class.value,
             error=message if not decision.dead else f"{message} ({decision.reason})",
-        )  # fmt: skip
+        )

@@ -128,8 +128,10 @@ class Leases:
         try:
             reaped = await self._store.jobs.reap(self._clock.now(), REAP_BATCH, rules, default, self._holding())
         except DatabaseError as exc:
-            log.warning("lease reaper failed; it holds off for two heartbeats once the database is back",
-                        extra={"event": "reap_failed", "error": str(exc)})  # fmt: skip
+            log.warning(
+                "lease reaper failed; it holds off for two heartbeats once the database is back",
+                extra={"event": "reap_failed", "error": str(exc)},
+            )
             self._hold_until = time.monotonic() + 2 * self.heartbeat_seconds
             return 0
         if reaped:
@@ -138,8 +140,10 @@ class Leases:
             if back:
                 log.warning("expired leases returned to the queue", extra={"event": "leases_expired", "job_ids": back})
             if dead:
-                log.error("jobs dead-lettered after losing their lease too often (poison) or using their attempts",
-                          extra={"event": "leases_expired_dead", "job_ids": dead})  # fmt: skip
+                log.error(
+                    "jobs dead-lettered after losing their lease too often (poison) or using their attempts",
+                    extra={"event": "leases_expired_dead", "job_ids": dead},
+                )
             self.reaped += len(reaped)
             tiers = {r.tier for r in reaped if not r.dead}
             if tiers:

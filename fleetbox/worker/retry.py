@@ -150,9 +150,13 @@ class RetryPolicies:
         label = self.variant_of(job) if job is not None else None
         policy = self._variants.get((queue, label)) if label is not None else None
         decision = (policy or self.of(queue)).decide(
-            error_class=error_class, retries=retries, attempt=attempt, max_attempts=max_attempts, now=now,
+            error_class=error_class,
+            retries=retries,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            now=now,
             retry_after=retry_after,
-        )  # fmt: skip
+        )
         if label is None or policy is None:
             return decision
         return Decision(decision.run_at, decision.retries, f"{decision.reason} (retry variant {label})")

@@ -127,10 +127,12 @@ async def rig(appliance_factory: Callable[..., Awaitable[Appliance]], aiohttp_cl
     behaviour = Behaviour()
     clock = ManualClock()
     app = await appliance_factory(
-        handlers={WORK: behaviour.handle, OTHER: behaviour.handle}, clock=clock,
-        queues={WORK: {"tier": "low"}, OTHER: {"tier": "low"}}, pools={"low": 2},
+        handlers={WORK: behaviour.handle, OTHER: behaviour.handle},
+        clock=clock,
+        queues={WORK: {"tier": "low"}, OTHER: {"tier": "low"}},
+        pools={"low": 2},
         admin=admin_section(),
-    )  # fmt: skip
+    )
     api: Api = await aiohttp_client(app_for(app.settings, app.client, app.monitor))
     yield Rig(app, behaviour, clock, api)
     behaviour.release.set()  # blocked jobs finish, so the appliance stops without waiting out its grace

@@ -61,8 +61,11 @@ async def test_a_missing_key_is_401_and_a_wrong_key_403_on_every_endpoint(api_fa
     # one wrong key per endpoint: more than the default throttle lets through at once
     api = await api_factory(key_throttle=KeyThrottle(ThrottleRule(burst=1000)))
     for route in by_access(Access.READ, Access.ADMIN):
-        for headers, expected in (({}, (401, "missing_key")), ({"x-admin-key": ""}, (401, "missing_key")),
-                                  (WRONG, (403, "invalid_key"))):  # fmt: skip
+        for headers, expected in (
+            ({}, (401, "missing_key")),
+            ({"x-admin-key": ""}, (401, "missing_key")),
+            (WRONG, (403, "invalid_key")),
+        ):
             status, body = await call(api, route, headers)
             assert (status, body["error"]["code"]) == expected, (route.method, route.path, headers)
     await nothing_changed(db)
@@ -112,9 +115,12 @@ async def test_a_read_key_alone_opens_reads_but_no_admin_operation(api_factory: 
 
 async def test_public_endpoints_need_no_key(api: Api) -> None:
     assert {(r.method, r.path) for r in by_access(Access.PUBLIC)} == {
-        ("GET", "/api/queue/health"), ("GET", "/api/queue/openapi.json"), ("GET", "/metrics"),
-        ("GET", "/livez"), ("GET", "/readyz"),
-    }  # fmt: skip
+        ("GET", "/api/queue/health"),
+        ("GET", "/api/queue/openapi.json"),
+        ("GET", "/metrics"),
+        ("GET", "/livez"),
+        ("GET", "/readyz"),
+    }
     for route in by_access(Access.PUBLIC):
         assert (await call(api, route))[0] == 200
 

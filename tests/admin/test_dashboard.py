@@ -183,9 +183,12 @@ async def test_wrong_keys_at_sign_in_are_throttled_with_the_apis(
 ) -> None:
     settings = make_settings(admin=admin_section())
     app = build_app(
-        service=client.service, monitor=conftest.test_monitor(client), settings=settings,
-        appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"), key_throttle=KeyThrottle(ThrottleRule(2, 3600)),
-    )  # fmt: skip
+        service=client.service,
+        monitor=conftest.test_monitor(client),
+        settings=settings,
+        appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"),
+        key_throttle=KeyThrottle(ThrottleRule(2, 3600)),
+    )
     api: Api = await aiohttp_client(app)
     for _ in range(2):
         assert (await api.post("/ui/session", json={"key": "guess"})).status == 403
@@ -203,9 +206,12 @@ def test_arbitrary_sign_ins_cookies_and_headers_get_no_5xx(
     client = Client(db)
     settings = make_settings(admin=admin_section())
     app = build_app(
-        service=client.service, monitor=conftest.test_monitor(client), settings=settings,
-        appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"), key_throttle=KeyThrottle(ThrottleRule(10**6, 1)),
-    )  # fmt: skip
+        service=client.service,
+        monitor=conftest.test_monitor(client),
+        settings=settings,
+        appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"),
+        key_throttle=KeyThrottle(ThrottleRule(10**6, 1)),
+    )
     signer = Sessions(settings.admin, KeyCheck(settings.admin))
     api: Api = TestClient(TestServer(app), loop=loop)
     loop.run_until_complete(api.start_server())
@@ -236,9 +242,10 @@ def test_arbitrary_sign_ins_cookies_and_headers_get_no_5xx(
     )
     sign_in_bodies = st.one_of(
         bodies,
-        st.fixed_dictionaries({"key": st.sampled_from([ADMIN_KEY, READ_KEY, "wrong"]) | json_values}, optional={
-            "name": json_values}).map(json.dumps),
-    )  # fmt: skip
+        st.fixed_dictionaries(
+            {"key": st.sampled_from([ADMIN_KEY, READ_KEY, "wrong"]) | json_values}, optional={"name": json_values}
+        ).map(json.dumps),
+    )
 
     async def send(method: str, path: str, head: dict[str, str], body: str | None) -> None:
         response = await api.request(method, path, headers=head, data=body)

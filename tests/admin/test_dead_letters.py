@@ -129,8 +129,11 @@ async def test_a_bare_path_id_is_the_job_id_even_when_it_is_also_a_dead_letter_i
     response = await rig.api.post(f"/api/queue/dead-letter/{job_a}/{action}", json=body, headers=ADMIN)
     assert response.status == 200, await response.text()
     a, b = [await rig.app.client.dead_letters.get(d) for d in (dead_a, dead_b)]
-    changed = {"review": lambda d: d.reviewed, "retry": lambda d: d.status.value == "retried",
-               "discard": lambda d: d.status.value == "discarded"}[action]  # fmt: skip
+    changed = {
+        "review": lambda d: d.reviewed,
+        "retry": lambda d: d.status.value == "retried",
+        "discard": lambda d: d.status.value == "discarded",
+    }[action]
     assert changed(a) and not changed(b)
     # dl-<id> names B by its own id (the number that is A's job id)
     response = await rig.api.post(f"/api/queue/dead-letter/dl-{dead_b}/{action}", json=body, headers=ADMIN)

@@ -27,9 +27,12 @@ WRONG = {"x-admin-key": "wrong-key-for-tests-00000000"}
 
 async def throttled_api(aiohttp_client: Any, client: Client, settings: Settings, rule: ThrottleRule) -> Api:
     app = build_app(
-        service=client.service, monitor=monitor_for(client), settings=settings,
-        appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"), key_throttle=KeyThrottle(rule),
-    )  # fmt: skip
+        service=client.service,
+        monitor=monitor_for(client),
+        settings=settings,
+        appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"),
+        key_throttle=KeyThrottle(rule),
+    )
     api: Api = await aiohttp_client(app)
     return api
 

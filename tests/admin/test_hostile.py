@@ -33,10 +33,39 @@ from tests.admin.test_dead_letters import dead_jobs
 from tests.conftest import SCHEMA
 
 ROUTES = [r for r in api_routes(AdminSettings()) if r.operation_id != "streamQueues"]
-QUERY_NAMES = ["status", "limit", "offset", "after", "before", "queue", "reviewed", "errorClass", "q", "include",
-               "minutes", "timeRange", "confirm", "cursor"]  # fmt: skip
-BODY_NAMES = ["data", "priority", "delay", "runAt", "singletonKey", "maxAttempts", "reviewedBy", "resolutionNotes",
-              "queue", "errorClass", "q", "reviewed", "expectedCount", "maxBacklog", "maxFailureRate"]  # fmt: skip
+QUERY_NAMES = [
+    "status",
+    "limit",
+    "offset",
+    "after",
+    "before",
+    "queue",
+    "reviewed",
+    "errorClass",
+    "q",
+    "include",
+    "minutes",
+    "timeRange",
+    "confirm",
+    "cursor",
+]
+BODY_NAMES = [
+    "data",
+    "priority",
+    "delay",
+    "runAt",
+    "singletonKey",
+    "maxAttempts",
+    "reviewedBy",
+    "resolutionNotes",
+    "queue",
+    "errorClass",
+    "q",
+    "reviewed",
+    "expectedCount",
+    "maxBacklog",
+    "maxFailureRate",
+]
 
 #: header values a client can send at all (aiohttp refuses CR and LF before they leave)
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"), max_size=300)
@@ -50,13 +79,18 @@ ids = st.one_of(
 )
 queues = st.one_of(st.sampled_from([WORK, "sync", "dead-letter", "teams-outbound", "nope", "JOBS"]), ids)
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=50), st.sampled_from(["NaN", "Infinity", "yes", "no", "true", "waiting", "\u0000", "  "]),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=50),
+    st.sampled_from(["NaN", "Infinity", "yes", "no", "true", "waiting", "\u0000", "  "]),
+)
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=20,
-)  # fmt: skip
+)
 bodies = st.one_of(
     st.none(),
     st.dictionaries(st.sampled_from(BODY_NAMES) | st.text(max_size=10), json_values, max_size=6).map(json.dumps),
@@ -110,10 +144,12 @@ def test_arbitrary_requests_to_every_route_get_no_5xx_and_no_traceback(
     loop.run_until_complete(db.open())
     client = Client(db)
     app = build_app(
-        service=client.service, monitor=monitor_for(client), settings=make_settings(admin=admin_section()),
+        service=client.service,
+        monitor=monitor_for(client),
+        settings=make_settings(admin=admin_section()),
         appliance_info=ApplianceInfo("test", "test:1:abc", "0.1.0"),
         key_throttle=KeyThrottle(ThrottleRule(10**6, 1)),  # the fuzzer sends wrong keys on purpose
-    )  # fmt: skip
+    )
     api: Api = TestClient(TestServer(app), loop=loop)
     loop.run_until_complete(api.start_server())
     statuses: dict[int, int] = {}
@@ -168,8 +204,12 @@ async def test_hostile_stored_payloads_render_on_every_list_and_detail(rig: Rig,
     dead = await dead_jobs(rig, *[("other", {}) for _ in HOSTILE])
     for (name, text), job_id, dead_id in zip(HOSTILE.items(), jobs, dead, strict=True):
         await db.pool.execute("UPDATE fleetbox.jobs SET data = $1::text::jsonb WHERE id = $2", text, job_id)
-        await db.pool.execute("UPDATE fleetbox.dead_letters SET data = $1::text::jsonb, error = $2 WHERE id = $3",
-                              text, f"{name}: {text[:300]}", dead_id)  # fmt: skip
+        await db.pool.execute(
+            "UPDATE fleetbox.dead_letters SET data = $1::text::jsonb, error = $2 WHERE id = $3",
+            text,
+            f"{name}: {text[:300]}",
+            dead_id,
+        )
     dead_jobs_ids = [(await rig.app.client.dead_letters.get(d)).job_id for d in dead]
 
     async def ok(path: str) -> Any:

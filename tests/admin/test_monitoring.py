@@ -130,8 +130,11 @@ async def test_thresholds_are_read_and_changed_at_runtime(api: Api, db: Store) -
     )
     assert changed.status == 200
     assert await changed.json() == {
-        "maxBacklog": 2000, "maxFailureRate": 15.0, "maxProcessingTime": 60000.0, "maxDeadLetterJobs": 50,
-    }  # fmt: skip
+        "maxBacklog": 2000,
+        "maxFailureRate": 15.0,
+        "maxProcessingTime": 60000.0,
+        "maxDeadLetterJobs": 50,
+    }
     assert (await (await api.get("/api/queue/thresholds", headers=READ)).json())["maxBacklog"] == 2000
     row = await db.pool.fetchrow("SELECT actor, action FROM fleetbox.audit_log ORDER BY id DESC LIMIT 1")
     assert (row["actor"], row["action"]) == ("gina", "monitor.thresholds")

@@ -49,9 +49,15 @@ async def test_the_grafana_dashboard_names_only_exported_metrics(api_factory: Ap
     # every family fleetbox exports is on the dashboard (a new metric gets a panel)
     families = {n.removesuffix(s) for n in names for s in ("_total", "_bucket", "_sum", "_count", "") if n.endswith(s)}
     assert {m for m in families if any(u.startswith(m) for u in used)} >= {
-        "fleetbox_attempts", "fleetbox_attempt_duration_seconds", "fleetbox_queue_jobs", "fleetbox_dead_letters_open",
-        "fleetbox_queue_paused", "fleetbox_rate_limit_waits", "fleetbox_graph_throttled", "fleetbox_task_failures",
-    }  # fmt: skip
+        "fleetbox_attempts",
+        "fleetbox_attempt_duration_seconds",
+        "fleetbox_queue_jobs",
+        "fleetbox_dead_letters_open",
+        "fleetbox_queue_paused",
+        "fleetbox_rate_limit_waits",
+        "fleetbox_graph_throttled",
+        "fleetbox_task_failures",
+    }
 
 
 async def test_the_alert_rules_name_exported_metrics_and_match_the_built_in_thresholds(

@@ -81,8 +81,9 @@ async def test_rate_limit_waits_and_throttles_are_scraped_and_rate_limits_reload
     current: dict[str, Any] = {"teams_per_second": 50.0}
 
     def load() -> Settings:
-        return make_settings(admin=admin_section(), graph={"enabled": True, "simulate": True},
-                             rate_limits=dict(current))  # fmt: skip
+        return make_settings(
+            admin=admin_section(), graph={"enabled": True, "simulate": True}, rate_limits=dict(current)
+        )
 
     app = Appliance(load(), load_config=load)
     await app.start()
@@ -97,8 +98,11 @@ async def test_rate_limit_waits_and_throttles_are_scraped_and_rate_limits_reload
 
         await wait_for(done, timeout=15)
         families = {f.name: f for f in text_string_to_metric_families(await (await http.get("/metrics")).text())}
-        waits = {s.labels["resource"]: s.value for s in families["fleetbox_rate_limit_waits"].samples
-                 if s.name.endswith("_total")}  # fmt: skip
+        waits = {
+            s.labels["resource"]: s.value
+            for s in families["fleetbox_rate_limit_waits"].samples
+            if s.name.endswith("_total")
+        }
         assert waits["teams-user"] >= 1  # the second post waited for the first's second
 
         current["teams_per_second"] = 5.0

@@ -54,13 +54,33 @@ async def schemathesis_run(base: str, cwd: Path, *selection: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETBOX_", "SCHEMATHESIS_"))}
     env["NO_COLOR"] = "1"
     process = await asyncio.create_subprocess_exec(
-        str(st), "run", f"{base}/api/queue/openapi.json", "--url", base,
-        "-H", f"x-admin-key: {ADMIN_KEY}", "--checks", CHECKS,
-        "--phases", "examples,coverage,fuzzing", "--mode", "all",
-        "--max-examples", EXAMPLES, "--seed", SEED, "--workers", "1", "--request-timeout", "10",
+        str(st),
+        "run",
+        f"{base}/api/queue/openapi.json",
+        "--url",
+        base,
+        "-H",
+        f"x-admin-key: {ADMIN_KEY}",
+        "--checks",
+        CHECKS,
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--mode",
+        "all",
+        "--max-examples",
+        EXAMPLES,
+        "--seed",
+        SEED,
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
         *selection,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd, env=env,
-    )  # fmt: skip
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=cwd,
+        env=env,
+    )
     out, _ = await asyncio.wait_for(process.communicate(), timeout=150)
     text = out.decode(errors="replace")
     assert process.returncode == 0, text[-8000:]

@@ -49,9 +49,12 @@ def unix_session(path: Path) -> aiohttp.ClientSession:
 async def start_with_socket(factory: StartAppliance, path: Path, behaviour: Behaviour, **sections: Any) -> Appliance:
     """An appliance with queues work (low tier) and its control socket at ``path``."""
     return await factory(
-        handlers={WORK: behaviour.handle}, queues={WORK: {"tier": "low"}}, pools={"low": 2},
-        admin=admin_section(socket_enabled=True, socket_path=str(path)), **sections,
-    )  # fmt: skip
+        handlers={WORK: behaviour.handle},
+        queues={WORK: {"tier": "low"}},
+        pools={"low": 2},
+        admin=admin_section(socket_enabled=True, socket_path=str(path)),
+        **sections,
+    )
 
 
 @pytest.fixture
@@ -103,9 +106,11 @@ async def test_the_operator_header_is_the_audit_actor_and_the_uid_is_the_default
         "SELECT actor, action FROM fleetbox.audit_log WHERE target = $1 ORDER BY id", WORK
     )
     assert [(r["actor"], r["action"]) for r in rows] == [
-        ("alice", "queue.pause"), (f"socket:{os.getuid()}", "queue.resume"), (f"socket:{os.getuid()}", "queue.pause"),
+        ("alice", "queue.pause"),
+        (f"socket:{os.getuid()}", "queue.resume"),
+        (f"socket:{os.getuid()}", "queue.pause"),
         ("alice", "queue.resume"),
-    ]  # fmt: skip
+    ]
 
 
 async def test_the_socket_is_removed_on_stop_and_its_new_directory_is_owner_only(

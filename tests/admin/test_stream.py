@@ -78,8 +78,9 @@ def test_the_validator_catches_what_it_should() -> None:
     assert conforms(good, protocol.ErrorFrame) == []
     assert conforms({**good, "extra": 1}, protocol.ErrorFrame) == ["$.extra: not in ErrorFrame"]
     assert conforms({"type": "error", "message": 3}, protocol.ErrorFrame) == [
-        "$.field: missing", "$.message: expected str, got 3",
-    ]  # fmt: skip
+        "$.field: missing",
+        "$.message: expected str, got 3",
+    ]
     assert conforms({"busy": True, "size": 1.5}, protocol.Workers) != []
 
 
@@ -170,9 +171,13 @@ async def test_hello_carries_the_appliance_a_full_tick_and_fifteen_minutes_of_hi
     hello = client.seen[0]
     assert hello["protocol"] == protocol.PROTOCOL_VERSION
     assert hello["appliance"] == {
-        "name": "test", "version": hello["appliance"]["version"], "workerId": app.worker_id,
-        "startedAt": hello["appliance"]["startedAt"], "graphMode": "off", "readOnly": False,
-    }  # fmt: skip
+        "name": "test",
+        "version": hello["appliance"]["version"],
+        "workerId": app.worker_id,
+        "startedAt": hello["appliance"]["startedAt"],
+        "graphMode": "off",
+        "readOnly": False,
+    }
     names = [q["name"] for q in hello["snapshot"]["queues"]]
     assert WORK in names and "dead-letter" not in names
     assert set(hello["history"]) == set(names)
@@ -343,8 +348,13 @@ async def test_an_unexpected_failure_closes_the_stream_with_1011_and_writes_no_h
 
     info = ApplianceInfo("test", "test:1:abc", "0.1.0")
     stream = Stream(client.store, clock=client.clock, info=info.to_protocol(read_only=False), consumers=broken)
-    app = build_app(service=client.service, monitor=monitor_for(client),
-                    settings=make_settings(admin=admin_section()), appliance_info=info, stream=stream)  # fmt: skip
+    app = build_app(
+        service=client.service,
+        monitor=monitor_for(client),
+        settings=make_settings(admin=admin_section()),
+        appliance_info=info,
+        stream=stream,
+    )
     api = await aiohttp_client(app)
     ws = await api.ws_connect(STREAM_PATH, headers=READ)
     closed = await ws.receive(timeout=10)

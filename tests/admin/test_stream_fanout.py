@@ -60,9 +60,12 @@ async def stepped(
     stream = Stream(db, clock=client.clock, info=info.to_protocol(read_only=False), period=None, monotonic=moment)
     settings = make_settings(admin=admin_section())
     app = build_app(
-        service=client.service, monitor=Monitor(db, client.service.thresholds, clock=client.clock),
-        settings=settings, appliance_info=info, stream=stream,
-    )  # fmt: skip
+        service=client.service,
+        monitor=Monitor(db, client.service.thresholds, clock=client.clock),
+        settings=settings,
+        appliance_info=info,
+        stream=stream,
+    )
     path = short_dir / "admin.sock"
     async with AdminServer(app, host="127.0.0.1", port=0, socket_path=path):
         yield stream, moment, path

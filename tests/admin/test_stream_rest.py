@@ -23,9 +23,13 @@ async def letters(db: Store, *specs: tuple[str, str, str]) -> list[int]:
                 """INSERT INTO fleetbox.dead_letters (job_id, queue, priority, data, error_class, error, attempts,
                                                        history, job_created_at, failed_at)
                    VALUES ($1, $2, 5, '{}', $3, $4, 1, '[]', now(), $5) RETURNING id""",
-                10_000 + n, queue, error_class, error, NOW - dt.timedelta(seconds=len(specs) - n),
+                10_000 + n,
+                queue,
+                error_class,
+                error,
+                NOW - dt.timedelta(seconds=len(specs) - n),
             )
-        )  # fmt: skip
+        )
     return ids
 
 
@@ -113,8 +117,10 @@ async def test_recent_errors_are_grouped_by_class(api: Api, db: Store) -> None:
     body = await response.json()
     assert (body["queue"], body["minutes"]) == ("sync", 60)
     assert [(e["errorClass"], e["count"], e["lastMessage"]) for e in body["errors"]] == [
-        ("transient", 2, "timeout b"), ("permanent", 1, "bad payload"), ("lease_expired", 1, None),
-    ]  # fmt: skip
+        ("transient", 2, "timeout b"),
+        ("permanent", 1, "bad payload"),
+        ("lease_expired", 1, None),
+    ]
     last = dt.datetime.fromisoformat(body["errors"][0]["lastAt"])
     assert abs((last - (NOW - dt.timedelta(minutes=2))).total_seconds()) < 0.01
     body = await (await api.get("/api/queue/sync/errors?minutes=240", headers=READ)).json()

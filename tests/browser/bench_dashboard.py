@@ -120,8 +120,12 @@ def start_appliance(dsn: str, workdir: Path) -> tuple[subprocess.Popen[bytes], s
     log = (workdir / "stderr").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleetbox", "run", "--dsn", dsn, "--config", str(config)],
-        cwd=workdir, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-    )  # fmt: skip
+        cwd=workdir,
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for line in (workdir / "stderr").read_text(errors="replace").splitlines():

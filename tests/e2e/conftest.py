@@ -28,9 +28,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: Variables that configure fleetbox; a child process must see only what the test gives it.
 CONFIG_VARS = (
-    "DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "ADMIN_KEY",
-    "QUEUE_ARCHIVE_HOURS", "QUEUE_DELETE_DAYS", "QUEUE_MONITOR_INTERVAL",
-)  # fmt: skip
+    "DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_USER",
+    "DB_PASSWORD",
+    "ADMIN_KEY",
+    "QUEUE_ARCHIVE_HOURS",
+    "QUEUE_DELETE_DAYS",
+    "QUEUE_MONITOR_INTERVAL",
+)
 
 #: Short intervals so that lease expiry and shutdown happen within seconds.
 E2E_APPLIANCE: dict[str, Any] = {
@@ -226,9 +234,13 @@ def spawn(tmp_path: Path, log_dir: Path) -> Iterator[Callable[..., FleetboxProce
         stdout, stderr = out.open("wb"), err.open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "fleetbox", *args],
-            cwd=tmp_path, env=dict(env) if env is not None else child_env(log_dir),
-            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True,
-        )  # fmt: skip
+            cwd=tmp_path,
+            env=dict(env) if env is not None else child_env(log_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
         started.append(FleetboxProcess(name, proc, out, err, [stdout, stderr]))
         return started[-1]
 
@@ -262,9 +274,15 @@ def cli(dsn: str, tmp_path: Path, log_dir: Path) -> Callable[..., subprocess.Com
         if with_dsn:
             argv += ["--dsn", dsn]
         return subprocess.run(
-            argv, cwd=tmp_path, env=dict(env) if env is not None else child_env(log_dir),
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
+            argv,
+            cwd=tmp_path,
+            env=dict(env) if env is not None else child_env(log_dir),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     return run
 

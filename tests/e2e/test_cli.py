@@ -297,11 +297,23 @@ DEEP = '{"a":' * 3000 + "1" + "}" * 3000
         (["enqueue", "sync", "--data", "@/nonexistent/p.json"], "--data: cannot read '/nonexistent/p.json'"),
     ],
     ids=[
-        "dsn-port-abc", "dsn-port-99999", "dsn-ipv6-unclosed", "dsn-ipv6-bare", "dsn-key-value", "bench-jobs-negative",
-        "bench-latency-zero", "job-id-overflow", "retry-negative", "dead-id-overflow", "limit-zero", "reviewed-maybe",
-        "state-unknown", "deep-json", "data-file-missing",
+        "dsn-port-abc",
+        "dsn-port-99999",
+        "dsn-ipv6-unclosed",
+        "dsn-ipv6-bare",
+        "dsn-key-value",
+        "bench-jobs-negative",
+        "bench-latency-zero",
+        "job-id-overflow",
+        "retry-negative",
+        "dead-id-overflow",
+        "limit-zero",
+        "reviewed-maybe",
+        "state-unknown",
+        "deep-json",
+        "data-file-missing",
     ],
-)  # fmt: skip
+)
 async def test_bad_input_exits_2_with_one_line_naming_what_is_wrong(
     cli: Cli, pg: asyncpg.Connection, args: list[str], expected: str
 ) -> None:
@@ -331,11 +343,22 @@ async def test_no_form_of_dsn_secret_is_printed_or_logged(cli: Cli, log_dir: Pat
     results = [
         cli("queues", env=env, with_dsn=False),
         cli("queues", "-v", env=env, with_dsn=False),
-        cli("run", "--set", "admin.port=0", "--set", "admin.socket_enabled=false", "--set", "graph.enabled=false",
-            "--log-level", "DEBUG", env=env, with_dsn=False),
+        cli(
+            "run",
+            "--set",
+            "admin.port=0",
+            "--set",
+            "admin.socket_enabled=false",
+            "--set",
+            "graph.enabled=false",
+            "--log-level",
+            "DEBUG",
+            env=env,
+            with_dsn=False,
+        ),
         cli("config", "show", env=env, with_dsn=False),
         cli("config", "show", "--json", env=env, with_dsn=False),
-    ]  # fmt: skip
+    ]
     for result in results[:3]:
         assert result.returncode == 3, result.stderr
         assert "database unreachable" in result.stderr and "Traceback" not in result.stderr
@@ -349,9 +372,14 @@ async def test_no_form_of_dsn_secret_is_printed_or_logged(cli: Cli, log_dir: Pat
 
 def _stdin_cli(dsn: str, log_dir: Path, tmp_path: Path, payload: bytes, *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [fleetbox_script(), "enqueue", *args, "--data", "-", "--dsn", dsn], cwd=tmp_path, env=child_env(log_dir),
-        input=payload, capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
+        [fleetbox_script(), "enqueue", *args, "--data", "-", "--dsn", dsn],
+        cwd=tmp_path,
+        env=child_env(log_dir),
+        input=payload,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), result.stderr.decode())
 
 

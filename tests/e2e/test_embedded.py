@@ -64,9 +64,15 @@ def fleetbox(tmp_path: Path, data_dir: Path) -> Fleetbox:
 
     def run(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [fleetbox_script(), *args, "--data-dir", str(data_dir)], cwd=tmp_path, env=env,
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            [fleetbox_script(), *args, "--data-dir", str(data_dir)],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if expect is not None:
             assert result.returncode == expect, f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stderr, result.stderr
@@ -181,9 +187,15 @@ def test_no_directory_above_the_data_is_opened_up_for_the_server(tmp_path: Path)
         private.chmod(0o700)
         data_dir = private / "data"
         result = subprocess.run(
-            [fleetbox_script(), "migrate", "--data-dir", str(data_dir)], cwd=tmp_path, env=child_env(tmp_path),
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            [fleetbox_script(), "migrate", "--data-dir", str(data_dir)],
+            cwd=tmp_path,
+            env=child_env(tmp_path),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert "Traceback" not in result.stderr
         assert stat.S_IMODE(private.stat().st_mode) == 0o700
         if os.geteuid() == 0:
@@ -222,9 +234,13 @@ async def test_a_one_shot_command_stopped_by_sigterm_stops_the_server_it_started
 def _waiting_for_stdin(data_dir: Path, cwd: Path) -> subprocess.Popen[bytes]:
     """``fleetbox enqueue --data -`` with its stdin held open: a one-shot command that waits."""
     return subprocess.Popen(
-        [fleetbox_script(), "enqueue", "sync", "--data", "-", "--data-dir", str(data_dir)], cwd=cwd,
-        env=child_env(cwd), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [fleetbox_script(), "enqueue", "sync", "--data", "-", "--data-dir", str(data_dir)],
+        cwd=cwd,
+        env=child_env(cwd),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _holds(data_dir: Path, pid: int) -> bool:

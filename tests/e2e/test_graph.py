@@ -38,10 +38,15 @@ def graph_config(path: Path, sim: GraphSimulator | None) -> Path:
     }
     if sim is not None:
         sections["graph"] = {
-            "simulate": False, "tenant_id": sim.tenant, "client_id": sim.client_id,
-            "client_secret": sim.client_secret, "authority_host": sim.authority_host, "base_url": sim.base_url,
-            "ca_bundle": str(sim.ca_pem_path), "files_dir": str(path.parent / "files"),
-        }  # fmt: skip
+            "simulate": False,
+            "tenant_id": sim.tenant,
+            "client_id": sim.client_id,
+            "client_secret": sim.client_secret,
+            "authority_host": sim.authority_host,
+            "base_url": sim.base_url,
+            "ca_bundle": str(sim.ca_pem_path),
+            "files_dir": str(path.parent / "files"),
+        }
     path.write_text(toml_text(sections), encoding="utf-8")
     return path
 
@@ -69,9 +74,17 @@ async def test_a_large_upload_resumes_where_graph_says_after_the_appliance_is_ki
     a = start_appliance("a", config)
     await a.wait_ready()
     job = await client.enqueue_attachment_upload(
-        {"fileId": "video", "fileName": "video.mp4", "fileSize": len(data), "contentType": "video/mp4",
-         "operation": "upload", "source": "teams", "teamId": TEAM, "channelId": CHANNEL}
-    )  # fmt: skip
+        {
+            "fileId": "video",
+            "fileName": "video.mp4",
+            "fileSize": len(data),
+            "contentType": "video/mp4",
+            "operation": "upload",
+            "source": "teams",
+            "teamId": TEAM,
+            "channelId": CHANNEL,
+        }
+    )
     await wait_for(lambda: len(accepted_puts(sim)) == 1, timeout=30)
     a.signal(signal.SIGKILL)
     assert await a.wait_exit(timeout=10) == -signal.SIGKILL

@@ -26,10 +26,15 @@ AppFactory = Callable[..., Awaitable[Appliance]]
 def graph_settings(sim: GraphSimulator, **overrides: Any) -> GraphSettings:
     """Settings pointing at the simulator, as an operator would write them for a real tenant."""
     values: dict[str, Any] = {
-        "tenant_id": sim.tenant, "client_id": sim.client_id, "client_secret": sim.client_secret,
-        "authority_host": sim.authority_host, "base_url": sim.base_url, "ca_bundle": sim.ca_pem_path,
-        "simulate": False, "timeout_seconds": 10,
-    }  # fmt: skip
+        "tenant_id": sim.tenant,
+        "client_id": sim.client_id,
+        "client_secret": sim.client_secret,
+        "authority_host": sim.authority_host,
+        "base_url": sim.base_url,
+        "ca_bundle": sim.ca_pem_path,
+        "simulate": False,
+        "timeout_seconds": 10,
+    }
     return GraphSettings(**{**values, **overrides})
 
 
@@ -59,8 +64,9 @@ def cache_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "graph-token-cache.json"
 
 
-async def make_rig(sim: GraphSimulator, cache_path: Path, *, limits: RateLimitSettings | None = None,
-                   **overrides: Any) -> Rig:  # fmt: skip
+async def make_rig(
+    sim: GraphSimulator, cache_path: Path, *, limits: RateLimitSettings | None = None, **overrides: Any
+) -> Rig:
     settings = graph_settings(sim, **overrides)
     tokens = Tokens(settings, cache_path=cache_path)
     await tokens.start()
@@ -107,11 +113,19 @@ async def sql(dsn: str) -> AsyncIterator[asyncpg.Connection]:
 async def graph(sim: GraphSimulator, tmp_path: Path) -> dict[str, Any]:
     """The [graph] section pointing at the simulator, with the Teams service account signed in."""
     section: dict[str, Any] = {
-        "enabled": True, "simulate": False, "tenant_id": sim.tenant, "client_id": sim.client_id,
-        "client_secret": sim.client_secret, "authority_host": sim.authority_host, "base_url": sim.base_url,
-        "ca_bundle": str(sim.ca_pem_path), "token_cache_path": str(tmp_path / "token-cache.json"),
-        "sender": SENDER, "client_state": "s3cret-client-state", "files_dir": str(tmp_path / "files"),
-    }  # fmt: skip
+        "enabled": True,
+        "simulate": False,
+        "tenant_id": sim.tenant,
+        "client_id": sim.client_id,
+        "client_secret": sim.client_secret,
+        "authority_host": sim.authority_host,
+        "base_url": sim.base_url,
+        "ca_bundle": str(sim.ca_pem_path),
+        "token_cache_path": str(tmp_path / "token-cache.json"),
+        "sender": SENDER,
+        "client_state": "s3cret-client-state",
+        "files_dir": str(tmp_path / "files"),
+    }
     tokens = Tokens(GraphSettings(**section), cache_path=tmp_path / "token-cache.json")
     await tokens.start()
     try:

@@ -28,8 +28,13 @@ SEND = rf"POST /v1.0/users/{MAILBOX}/sendMail"
 
 
 def mail(subject: str = "hello") -> dict[str, object]:
-    return {"message": {"subject": subject, "body": {"contentType": "Text", "content": "hi"},
-                        "toRecipients": [{"emailAddress": {"address": "to@simulated.example"}}]}}  # fmt: skip
+    return {
+        "message": {
+            "subject": subject,
+            "body": {"contentType": "Text", "content": "hi"},
+            "toRecipients": [{"emailAddress": {"address": "to@simulated.example"}}],
+        }
+    }
 
 
 async def send(rig: Rig, mailbox: str = MAILBOX) -> object:
@@ -42,8 +47,9 @@ def graph_calls(sim: GraphSimulator, fragment: str) -> list[object]:
 
 async def test_a_request_carries_a_fresh_client_request_id_and_keeps_graphs_request_id(rig: Rig) -> None:
     first = await rig.client.request("POST", f"/users/{MAILBOX}/sendMail", resource="outlook", key=MAILBOX, json=mail())
-    second = await rig.client.request("POST", f"{rig.sim.base_url}/users/{MAILBOX}/sendMail", resource="outlook",
-                                      key=MAILBOX, json=mail())  # fmt: skip
+    second = await rig.client.request(
+        "POST", f"{rig.sim.base_url}/users/{MAILBOX}/sendMail", resource="outlook", key=MAILBOX, json=mail()
+    )
     assert (first.status, second.status) == (202, 202)
     sent = [r for r in rig.sim.requests if r.path.endswith("/sendMail")]
     assert [r.headers["client-request-id"] for r in sent] == [first.client_request_id, second.client_request_id]
@@ -55,11 +61,17 @@ async def test_a_request_carries_a_fresh_client_request_id_and_keeps_graphs_requ
 
 @pytest.mark.parametrize(
     ("status", "code", "expected"),
-    [(400, "ErrorInvalidRecipients", ValidationError), (403, "ErrorAccessDenied", PermanentError),
-     (404, "ErrorItemNotFound", PermanentError), (409, "Conflict", PermanentError),
-     (413, "RequestEntityTooLarge", PermanentError), (500, "generalException", TransientError),
-     (502, "BadGateway", TransientError), (410, "SyncStateNotFound", SyncStateLost)],
-)  # fmt: skip
+    [
+        (400, "ErrorInvalidRecipients", ValidationError),
+        (403, "ErrorAccessDenied", PermanentError),
+        (404, "ErrorItemNotFound", PermanentError),
+        (409, "Conflict", PermanentError),
+        (413, "RequestEntityTooLarge", PermanentError),
+        (500, "generalException", TransientError),
+        (502, "BadGateway", TransientError),
+        (410, "SyncStateNotFound", SyncStateLost),
+    ],
+)
 async def test_graph_errors_become_fleetbox_errors(rig: Rig, status: int, code: str, expected: type) -> None:
     rig.sim.fail(SEND, status, code=code, message="what Graph said")
     with pytest.raises(expected) as raised:
@@ -87,9 +99,13 @@ async def test_an_outlook_error_without_inner_error(rig: Rig) -> None:
 
 @pytest.mark.parametrize(
     ("status", "header", "seconds", "error"),
-    [(429, 3, 3.0, RateLimitError), (429, None, None, RateLimitError), (503, 2.5, 2.5, NetworkError),
-     (504, 4, 4.0, NetworkError)],
-)  # fmt: skip
+    [
+        (429, 3, 3.0, RateLimitError),
+        (429, None, None, RateLimitError),
+        (503, 2.5, 2.5, NetworkError),
+        (504, 4, 4.0, NetworkError),
+    ],
+)
 async def test_throttling_pauses_the_mailbox(
     rig: Rig, status: int, header: float | None, seconds: float | None, error: type[Exception]
 ) -> None:
@@ -159,8 +175,13 @@ async def test_an_expired_token_is_dropped_so_the_next_request_gets_a_new_one(ri
 
 async def test_an_app_only_message_post_is_permanent_and_not_retried(rig: Rig) -> None:
     with pytest.raises(PermanentError) as raised:
-        await rig.client.request("POST", "/chats/19:abc@thread.v2/messages", resource="teams",
-                                 key="19:abc@thread.v2", json={"body": {"content": "hi"}})  # fmt: skip
+        await rig.client.request(
+            "POST",
+            "/chats/19:abc@thread.v2/messages",
+            resource="teams",
+            key="19:abc@thread.v2",
+            json={"body": {"content": "hi"}},
+        )
     assert type(raised.value) is PermanentError
     assert "only for import purposes" in str(raised.value)
     assert [c.status for c in graph_calls(rig.sim, "/chats/")] == [401]
@@ -185,17 +206,22 @@ async def test_a_slow_answer_times_out_as_a_network_error(sim: GraphSimulator, c
 
 
 async def test_a_download_redirect_never_carries_the_bearer_token(rig: Rig) -> None:
-    folder = (await rig.client.request("GET", "/teams/team-1/channels/19:general@thread.tacv2/filesFolder",
-                                       resource="teams")).json()  # fmt: skip
+    folder = (
+        await rig.client.request("GET", "/teams/team-1/channels/19:general@thread.tacv2/filesFolder", resource="teams")
+    ).json()
     drive = folder["parentReference"]["driveId"]
-    item = (await rig.client.request("PUT", f"/drives/{drive}/items/{folder['id']}:/hello.txt:/content",
-                                     resource="teams", data=b"hello world")).json()  # fmt: skip
+    item = (
+        await rig.client.request(
+            "PUT", f"/drives/{drive}/items/{folder['id']}:/hello.txt:/content", resource="teams", data=b"hello world"
+        )
+    ).json()
     response = await rig.client.request("GET", f"/drives/{drive}/items/{item['id']}/content", resource="attachments")
     assert response.status == 200 and response.body == b"hello world"
     download = next(r for r in rig.sim.requests if r.path.startswith("/_download/"))
     assert "authorization" not in download.headers
-    redirect = await rig.client.request("GET", f"/drives/{drive}/items/{item['id']}/content", resource="attachments",
-                                        allow_redirects=False)  # fmt: skip
+    redirect = await rig.client.request(
+        "GET", f"/drives/{drive}/items/{item['id']}/content", resource="attachments", allow_redirects=False
+    )
     assert redirect.status == 302
     plain = await rig.client.request("GET", redirect.headers["Location"], resource="attachments", token=None)
     assert plain.body == b"hello world"

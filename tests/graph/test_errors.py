@@ -56,16 +56,25 @@ def _classify(
 ) -> JobError:
     headers = headers or {}
     detail = error_detail(status, headers, body, client_request_id="c-1")
-    return classify(detail, headers, what="POST graph.example/v1.0/chats/x/messages",
-                    max_retry_after=max_retry_after, now=NOW)  # fmt: skip
+    return classify(
+        detail, headers, what="POST graph.example/v1.0/chats/x/messages", max_retry_after=max_retry_after, now=NOW
+    )
 
 
 def test_nested_inner_errors_give_every_code_outer_first() -> None:
-    body = _body({
-        "code": "activityLimitReached", "message": "The request has been throttled",
-        "innerError": {"code": "throttledRequest", "innerError": {"code": "quota"},
-                       "date": "2021-10-18T13:16:26", "request-id": "r-inner", "client-request-id": "c-1"},
-    })  # fmt: skip
+    body = _body(
+        {
+            "code": "activityLimitReached",
+            "message": "The request has been throttled",
+            "innerError": {
+                "code": "throttledRequest",
+                "innerError": {"code": "quota"},
+                "date": "2021-10-18T13:16:26",
+                "request-id": "r-inner",
+                "client-request-id": "c-1",
+            },
+        }
+    )
     error = _classify(429, body, {"Retry-After": "41"})
     assert isinstance(error, RateLimitError)
     assert error.retry_after == 41.0
@@ -116,8 +125,9 @@ def test_odd_bodies_are_tolerated(body: bytes) -> None:
 
 
 def test_429_is_rate_limited_with_its_retry_after() -> None:
-    error = _classify(429, _body({"code": "TooManyRequests", "message": "Please retry again later."}),
-                      {"Retry-After": "2.5"})  # fmt: skip
+    error = _classify(
+        429, _body({"code": "TooManyRequests", "message": "Please retry again later."}), {"Retry-After": "2.5"}
+    )
     assert isinstance(error, RateLimitError) and error.retry_after == 2.5
 
 
@@ -136,15 +146,17 @@ def test_throttled_with_an_http_date() -> None:
 
 
 def test_retry_after_over_the_maximum_is_transient() -> None:
-    error = _classify(429, _body({"code": "TooManyRequests", "message": "x"}), {"Retry-After": "7200"},
-                      max_retry_after=3600)  # fmt: skip
+    error = _classify(
+        429, _body({"code": "TooManyRequests", "message": "x"}), {"Retry-After": "7200"}, max_retry_after=3600
+    )
     assert type(error) is TransientError
     assert "7200" in str(error) and "3600" in str(error)
 
 
 def test_expired_token_is_an_authentication_error() -> None:
-    body = _body({"code": "InvalidAuthenticationToken",
-                  "message": "CompactToken validation failed with reason code: 80049228."})  # fmt: skip
+    body = _body(
+        {"code": "InvalidAuthenticationToken", "message": "CompactToken validation failed with reason code: 80049228."}
+    )
     assert type(_classify(401, body)) is AuthenticationError
 
 
@@ -184,9 +196,14 @@ def test_server_errors_are_transient(status: int) -> None:
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(410, "SyncStateNotFound"), (410, None), (400, "syncstatenotfound"), (404, "ResyncRequired"),
-     (400, "resyncRequired")],
-)  # fmt: skip
+    [
+        (410, "SyncStateNotFound"),
+        (410, None),
+        (400, "syncstatenotfound"),
+        (404, "ResyncRequired"),
+        (400, "resyncRequired"),
+    ],
+)
 def test_lost_sync_state_says_start_over(status: int, code: str | None) -> None:
     body = _body({"code": code, "message": "The sync state generation is not found"}) if code else b""
     error = _classify(status, body)

@@ -128,8 +128,12 @@ async def test_503_and_504_without_retry_after_are_network_errors(
     app = await start(clock=clock)
     sim.fail(SEND_MAIL, status, times=4)
     job = await client.enqueue_outlook_email(MAIL, run_at=clock.now())
-    assert await _delays(client, app, clock, job.id, 4) == [("transient", 1), ("transient", 2),
-                                                             ("transient", 4), ("transient", 8)]  # fmt: skip
+    assert await _delays(client, app, clock, job.id, 4) == [
+        ("transient", 1),
+        ("transient", 2),
+        ("transient", 4),
+        ("transient", 8),
+    ]
     await wait_for(finished(client, job.id))
 
 
@@ -149,8 +153,11 @@ async def test_429_without_retry_after_backs_off_2_4_8(
     app = await start(clock=clock)
     sim.fail(SEND_MAIL, 429, times=3)
     job = await client.enqueue_outlook_email(MAIL, run_at=clock.now())
-    assert await _delays(client, app, clock, job.id, 3) == [("rate_limited", 2), ("rate_limited", 4),
-                                                             ("rate_limited", 8)]  # fmt: skip
+    assert await _delays(client, app, clock, job.id, 3) == [
+        ("rate_limited", 2),
+        ("rate_limited", 4),
+        ("rate_limited", 8),
+    ]
     await wait_for(finished(client, job.id))
 
 
@@ -220,8 +227,9 @@ async def test_a_four_minute_entra_outage_dead_letters_no_teams_job_and_raises_a
     forget_access_tokens(graph)
     app = await start(clock=clock)
     sim.fail(TOKEN_ROUTE, 503, times=100_000)  # Entra is down before the first refresh
-    jobs = [await client.enqueue_teams_message({"chatId": CHAT, "content": f"m{i}"}, run_at=clock.now())
-            for i in range(3)]  # fmt: skip
+    jobs = [
+        await client.enqueue_teams_message({"chatId": CHAT, "content": f"m{i}"}, run_at=clock.now()) for i in range(3)
+    ]
     ids = [j.id for j in jobs]
     began = clock.now()
     await app.presence.beat()
@@ -389,8 +397,15 @@ async def test_malformed_or_oversized_notification_bodies_are_400_or_413_never_5
     app = await start()
     url = admin_url(app) + "/api/graph/notifications"
     deep = "[" * 2000 + "]" * 2000
-    bodies = [deep, '{"value": [{"a": NaN}]}', '{"value": [{"a": 1e999}]}', '{"value": [{"a": "\\u0000"}]}',
-              '{"value": [{"a": "\\ud800"}]}', "not json", "\xff"]  # fmt: skip
+    bodies = [
+        deep,
+        '{"value": [{"a": NaN}]}',
+        '{"value": [{"a": 1e999}]}',
+        '{"value": [{"a": "\\u0000"}]}',
+        '{"value": [{"a": "\\ud800"}]}',
+        "not json",
+        "\xff",
+    ]
     async with aiohttp.ClientSession() as http:
         for body in bodies:
             async with http.post(url, data=body.encode("utf-8", "surrogateescape")) as resp:
@@ -427,9 +442,11 @@ async def test_configured_subscriptions_are_created_at_start_not_at_the_first_ti
     resource = f"users/{SENDER}/mailFolders('inbox')/messages"
     await start(
         admin={"port": port, "socket_enabled": False},
-        graph={"webhook_base_url": f"http://127.0.0.1:{port}",
-               "subscriptions": [{"source": "outlook", "resource": resource}]},
-    )  # fmt: skip
+        graph={
+            "webhook_base_url": f"http://127.0.0.1:{port}",
+            "subscriptions": [{"source": "outlook", "resource": resource}],
+        },
+    )
     # Graph keeps a subscription only once the receiver answered its validation handshake; the
     # scheduled check would first run five minutes after start.
     await wait_for(lambda: any(s["resource"] == resource for s in sim.subscriptions.values()), timeout=10)
@@ -446,9 +463,15 @@ async def test_the_onedrive_default_uploads_to_a_valid_path_in_the_service_accou
     data = os.urandom(size)
     Path(graph["files_dir"], "report").write_bytes(data)  # noqa: ASYNC240 -- test setup, before the work
     job = await client.enqueue_attachment_upload(
-        {"fileId": "report", "fileName": "route report.pdf", "fileSize": size, "contentType": "application/pdf",
-         "operation": "upload", "source": "teams"}
-    )  # fmt: skip
+        {
+            "fileId": "report",
+            "fileName": "route report.pdf",
+            "fileSize": size,
+            "contentType": "application/pdf",
+            "operation": "upload",
+            "source": "teams",
+        }
+    )
     await wait_for(finished(client, job.id), timeout=20)
     [item] = [f for f in sim.drive_items.values() if f.name == "route report.pdf"]
     assert item.data == data
@@ -479,15 +502,31 @@ async def test_downloaded_attachments_are_owner_only(
     assert stat.S_IMODE(private.stat().st_mode) == 0o700  # made by the appliance, owner-only
     (private / "up").write_bytes(b"manifest")
     up = await client.enqueue_attachment_upload(
-        {"fileId": "up", "fileName": "m.txt", "fileSize": 8, "contentType": "text/plain", "operation": "upload",
-         "source": "teams", "teamId": "5f3ad8e1-3c1b-4f0e-9a57-2a1c0e6b7d21", "channelId": "19:c0ffee@thread.tacv2"}
-    )  # fmt: skip
+        {
+            "fileId": "up",
+            "fileName": "m.txt",
+            "fileSize": 8,
+            "contentType": "text/plain",
+            "operation": "upload",
+            "source": "teams",
+            "teamId": "5f3ad8e1-3c1b-4f0e-9a57-2a1c0e6b7d21",
+            "channelId": "19:c0ffee@thread.tacv2",
+        }
+    )
     await wait_for(finished(client, up.id))
     [(item_id, item)] = [(i, f) for i, f in sim.drive_items.items() if f.name == "m.txt"]
     down = await client.enqueue_attachment_upload(
-        {"fileId": "down", "fileName": "m.txt", "fileSize": 8, "contentType": "text/plain",
-         "operation": "download", "source": "teams", "driveId": item.drive_id, "itemId": item_id}
-    )  # fmt: skip
+        {
+            "fileId": "down",
+            "fileName": "m.txt",
+            "fileSize": 8,
+            "contentType": "text/plain",
+            "operation": "download",
+            "source": "teams",
+            "driveId": item.drive_id,
+            "itemId": item_id,
+        }
+    )
     await wait_for(finished(client, down.id))
     assert (private / "down").read_bytes() == b"manifest"
     assert stat.S_IMODE((private / "down").stat().st_mode) == 0o600
@@ -528,10 +567,20 @@ async def test_attachment_uploads_into_one_mailbox_keep_to_its_byte_budget(
     for n in (1, 2):
         draft = sim.add_mail(SENDER, "drafts", {"subject": f"photos {n}"})
         Path(graph["files_dir"], f"p{n}").write_bytes(os.urandom(size))  # noqa: ASYNC240 -- test setup
-        jobs.append(await client.enqueue_attachment_upload(
-            {"fileId": f"p{n}", "fileName": f"p{n}.zip", "fileSize": size, "contentType": "application/zip",
-             "operation": "upload", "source": "outlook", "userId": SENDER, "messageId": draft["id"]}
-        ))  # fmt: skip
+        jobs.append(
+            await client.enqueue_attachment_upload(
+                {
+                    "fileId": f"p{n}",
+                    "fileName": f"p{n}.zip",
+                    "fileSize": size,
+                    "contentType": "application/zip",
+                    "operation": "upload",
+                    "source": "outlook",
+                    "userId": SENDER,
+                    "messageId": draft["id"],
+                }
+            )
+        )
     for job in jobs:
         await wait_for(finished(client, job.id), timeout=20)
     puts = [r for r in sim.requests if r.method == "PUT" and r.path.startswith("/_upload/")]

@@ -9,6 +9,7 @@ import grimp
 def test_no_import_cycle_in_the_graph_wing() -> None:
     graph = grimp.build_graph("fleetbox")
     modules = sorted(m for m in graph.modules if m.startswith("fleetbox.graph"))
-    cycles = [(a, b) for a in modules for b in modules
-              if a < b and graph.chain_exists(a, b) and graph.chain_exists(b, a)]  # fmt: skip
+    cycles = [
+        (a, b) for a in modules for b in modules if a < b and graph.chain_exists(a, b) and graph.chain_exists(b, a)
+    ]
     assert cycles == []

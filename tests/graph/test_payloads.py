@@ -19,9 +19,16 @@ GRAPH = "https://graph.microsoft.com/v1.0"
 
 def test_mail_message_has_recipients_as_object_arrays_and_graph_casing() -> None:
     mail = OutlookEmail.model_validate(
-        {"to": ["a@x.example"], "cc": ["b@x.example"], "bcc": ["c@x.example"], "subject": "S",
-         "body": "<b>hi</b>", "bodyType": "html", "importance": "high"}
-    )  # fmt: skip
+        {
+            "to": ["a@x.example"],
+            "cc": ["b@x.example"],
+            "bcc": ["c@x.example"],
+            "subject": "S",
+            "body": "<b>hi</b>",
+            "bodyType": "html",
+            "importance": "high",
+        }
+    )
     message = mail_message(mail)
     assert message["toRecipients"] == [{"emailAddress": {"address": "a@x.example"}}]
     assert message["ccRecipients"] == [{"emailAddress": {"address": "b@x.example"}}]
@@ -37,11 +44,13 @@ def test_mail_message_has_recipients_as_object_arrays_and_graph_casing() -> None
         ({"to": []}, "to"),
         ({"to": [f"u{i}@x.example" for i in range(501)]}, "500 recipients"),
         ({"attachments": [{"name": "a", "contentBytes": "not base64!"}]}, "base64"),
-        ({"attachments": [{"name": "big", "contentBytes": base64.b64encode(b"x" * (3 * 1024 * 1024)).decode()}]},
-         "under 3 MB"),
+        (
+            {"attachments": [{"name": "big", "contentBytes": base64.b64encode(b"x" * (3 * 1024 * 1024)).decode()}]},
+            "under 3 MB",
+        ),
         ({"importance": "urgent"}, "importance"),
     ],
-)  # fmt: skip
+)
 def test_mail_refuses_what_graph_would_refuse(change: dict[str, Any], field: str) -> None:
     with pytest.raises(PydanticValidationError, match=field.replace(".", r"\.")):
         OutlookEmail.model_validate({"to": ["a@x.example"], "subject": "S", "body": "B", **change})
@@ -50,20 +59,33 @@ def test_mail_refuses_what_graph_would_refuse(change: dict[str, Any], field: str
 def test_small_inline_attachment_is_sent_as_a_file_attachment() -> None:
     data = base64.b64encode(b"hello").decode()
     mail = OutlookEmail.model_validate(
-        {"to": ["a@x.example"], "subject": "S", "body": "B",
-         "attachments": [{"name": "a.txt", "contentType": "text/plain", "contentBytes": data}]}
-    )  # fmt: skip
+        {
+            "to": ["a@x.example"],
+            "subject": "S",
+            "body": "B",
+            "attachments": [{"name": "a.txt", "contentType": "text/plain", "contentBytes": data}],
+        }
+    )
     assert mail_message(mail)["attachments"] == [
-        {"@odata.type": "#microsoft.graph.fileAttachment", "name": "a.txt", "contentType": "text/plain",
-         "contentBytes": data}
-    ]  # fmt: skip
+        {
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": "a.txt",
+            "contentType": "text/plain",
+            "contentBytes": data,
+        }
+    ]
 
 
 def test_activity_notification_in_a_chat_names_the_chat_and_the_recipient() -> None:
     note = ActivityNotification.model_validate(
-        {"userId": "u-1", "chatId": "19:abc@thread.v2", "activityType": "taskCreated", "previewText": "New task",
-         "templateParameters": {"taskId": "T-9"}}
-    )  # fmt: skip
+        {
+            "userId": "u-1",
+            "chatId": "19:abc@thread.v2",
+            "activityType": "taskCreated",
+            "previewText": "New task",
+            "templateParameters": {"taskId": "T-9"},
+        }
+    )
     url, body = notification_request(note, GRAPH)
     assert url == "/chats/19:abc@thread.v2/sendActivityNotification"
     assert body["topic"] == {"source": "entityUrl", "value": f"{GRAPH}/chats/19:abc@thread.v2"}
@@ -100,23 +122,34 @@ def test_attachment_operations_name_what_is_missing(data: dict[str, Any], messag
 
 def test_spec_attachment_upload_goes_to_the_service_accounts_drive() -> None:
     op = AttachmentOperation.model_validate(
-        {"fileId": "file-123", "fileName": "document.pdf", "fileSize": 1024000, "contentType": "application/pdf",
-         "operation": "upload", "source": "teams"}
-    )  # fmt: skip
+        {
+            "fileId": "file-123",
+            "fileName": "document.pdf",
+            "fileSize": 1024000,
+            "contentType": "application/pdf",
+            "operation": "upload",
+            "source": "teams",
+        }
+    )
     assert op.team_id is None and op.drive_id is None
 
 
 @pytest.mark.parametrize(
     ("source", "resource", "expected"),
     [
-        ("teams", "chats('19:a@thread.v2')/messages('1616991463150')",
-         ("chat:19:a@thread.v2", "1616991463150", "/chats/19:a@thread.v2/messages/1616991463150")),
-        ("teams", "teams('t1')/channels('19:c@thread.tacv2')/messages('17')",
-         ("channel:t1/19:c@thread.tacv2", "17", "/teams/t1/channels/19:c@thread.tacv2/messages/17")),
-        ("outlook", "Users/u-1/Messages/AAMk=",
-         ("mailbox:u-1", "AAMk=", "/users/u-1/messages/AAMk=")),
+        (
+            "teams",
+            "chats('19:a@thread.v2')/messages('1616991463150')",
+            ("chat:19:a@thread.v2", "1616991463150", "/chats/19:a@thread.v2/messages/1616991463150"),
+        ),
+        (
+            "teams",
+            "teams('t1')/channels('19:c@thread.tacv2')/messages('17')",
+            ("channel:t1/19:c@thread.tacv2", "17", "/teams/t1/channels/19:c@thread.tacv2/messages/17"),
+        ),
+        ("outlook", "Users/u-1/Messages/AAMk=", ("mailbox:u-1", "AAMk=", "/users/u-1/messages/AAMk=")),
     ],
-)  # fmt: skip
+)
 def test_notification_resources_locate_the_message(source: Any, resource: str, expected: tuple[str, ...]) -> None:
     assert locate(source, resource) == expected
 
@@ -129,8 +162,12 @@ def test_a_resource_of_the_wrong_kind_is_refused() -> None:
 
 
 def test_replays_of_one_change_share_a_dedupe_key_and_other_changes_do_not() -> None:
-    item = {"subscriptionId": "s", "changeType": "created", "resource": "users/u/messages/m",
-            "resourceData": {"@odata.etag": 'W/"1"', "id": "m"}}  # fmt: skip
+    item = {
+        "subscriptionId": "s",
+        "changeType": "created",
+        "resource": "users/u/messages/m",
+        "resourceData": {"@odata.etag": 'W/"1"', "id": "m"},
+    }
     assert dedupe_key(item) == dedupe_key(dict(item))
     assert dedupe_key(item) != dedupe_key({**item, "changeType": "updated"})
     assert dedupe_key(item) != dedupe_key({**item, "resourceData": {"@odata.etag": 'W/"2"', "id": "m"}})

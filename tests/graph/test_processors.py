@@ -84,8 +84,17 @@ async def test_a_retry_after_a_lost_completion_does_not_post_twice(
     assert app.graph.ctx is not None
     from fleetbox.models import Job
 
-    again = Job(id=info.id, queue=info.queue, priority=info.priority, data=info.data, attempt=2, max_attempts=None,
-                retries={}, run_at=info.run_at, created_at=info.created_at)  # fmt: skip
+    again = Job(
+        id=info.id,
+        queue=info.queue,
+        priority=info.priority,
+        data=info.data,
+        attempt=2,
+        max_attempts=None,
+        retries={},
+        run_at=info.run_at,
+        created_at=info.created_at,
+    )
     await send_teams_message(app.graph.ctx, again)
     assert len(sim.chat_messages[CHAT]) == 1
 
@@ -99,10 +108,17 @@ async def test_mail_is_sent_with_recipients_body_importance_and_inline_attachmen
     await start()
     content = base64.b64encode(b"route plan").decode()
     job = await client.enqueue_outlook_email(
-        {"to": ["driver@contoso.example"], "cc": ["ops@contoso.example"], "bcc": ["audit@contoso.example"],
-         "subject": "Important Update", "body": "<h1>Hello!</h1>", "bodyType": "html", "importance": "high",
-         "attachments": [{"name": "plan.txt", "contentType": "text/plain", "contentBytes": content}]}
-    )  # fmt: skip
+        {
+            "to": ["driver@contoso.example"],
+            "cc": ["ops@contoso.example"],
+            "bcc": ["audit@contoso.example"],
+            "subject": "Important Update",
+            "body": "<h1>Hello!</h1>",
+            "bodyType": "html",
+            "importance": "high",
+            "attachments": [{"name": "plan.txt", "contentType": "text/plain", "contentBytes": content}],
+        }
+    )
     await wait_for(finished(client, job.id))
     [sent] = sim.sent_mail
     assert sent.mailbox == SENDER.lower()
@@ -262,9 +278,17 @@ async def test_a_small_file_is_uploaded_to_the_channel_in_one_request(
     await start()
     data = write_file(graph, "f-1", 200_000)
     job = await client.enqueue_attachment_upload(
-        {"fileId": "f-1", "fileName": "report.pdf", "fileSize": len(data), "contentType": "application/pdf",
-         "operation": "upload", "source": "teams", "teamId": TEAM, "channelId": CHANNEL}
-    )  # fmt: skip
+        {
+            "fileId": "f-1",
+            "fileName": "report.pdf",
+            "fileSize": len(data),
+            "contentType": "application/pdf",
+            "operation": "upload",
+            "source": "teams",
+            "teamId": TEAM,
+            "channelId": CHANNEL,
+        }
+    )
     await wait_for(finished(client, job.id))
     [item] = [f for f in sim.drive_items.values() if f.name == "report.pdf"]
     assert item.data == data
@@ -285,10 +309,18 @@ async def test_a_large_file_goes_in_ordered_chunks_and_resumes_after_a_failed_ch
     # idempotent request on a reused connection.
     sim.drop(r"PUT /_upload/", times=2)
     job = await client.enqueue_attachment_upload(
-        {"fileId": "big", "fileName": "video.mp4", "fileSize": len(data), "contentType": "video/mp4",
-         "operation": "upload", "source": "teams", "teamId": TEAM, "channelId": CHANNEL},
+        {
+            "fileId": "big",
+            "fileName": "video.mp4",
+            "fileSize": len(data),
+            "contentType": "video/mp4",
+            "operation": "upload",
+            "source": "teams",
+            "teamId": TEAM,
+            "channelId": CHANNEL,
+        },
         run_at=clock.now(),
-    )  # fmt: skip
+    )
     info = await attempts(client, job.id, 1)
     assert info.history[0].error_class == "transient"
     assert await sql.fetchval("SELECT count(*) FROM graph_uploads") == 1  # the session is kept
@@ -314,15 +346,31 @@ async def test_a_drive_item_is_downloaded_without_sending_the_token_to_the_downl
     await start()
     data = write_file(graph, "up", 1000)
     up = await client.enqueue_attachment_upload(
-        {"fileId": "up", "fileName": "doc.txt", "fileSize": 1000, "contentType": "text/plain",
-         "operation": "upload", "source": "teams", "teamId": TEAM, "channelId": CHANNEL}
-    )  # fmt: skip
+        {
+            "fileId": "up",
+            "fileName": "doc.txt",
+            "fileSize": 1000,
+            "contentType": "text/plain",
+            "operation": "upload",
+            "source": "teams",
+            "teamId": TEAM,
+            "channelId": CHANNEL,
+        }
+    )
     await wait_for(finished(client, up.id))
     [(item_id, item)] = [(i, f) for i, f in sim.drive_items.items() if f.name == "doc.txt"]
     down = await client.enqueue_attachment_upload(
-        {"fileId": "down", "fileName": "doc.txt", "fileSize": 1000, "contentType": "text/plain",
-         "operation": "download", "source": "teams", "driveId": item.drive_id, "itemId": item_id}
-    )  # fmt: skip
+        {
+            "fileId": "down",
+            "fileName": "doc.txt",
+            "fileSize": 1000,
+            "contentType": "text/plain",
+            "operation": "download",
+            "source": "teams",
+            "driveId": item.drive_id,
+            "itemId": item_id,
+        }
+    )
     await wait_for(finished(client, down.id))
     assert Path(graph["files_dir"], "down").read_bytes() == data  # noqa: ASYNC240 -- a test's check, after the work
 
@@ -365,8 +413,11 @@ async def test_a_replayed_notification_is_processed_once(
     _app, sub_id = await subscribed(start)
     sim.notify_on_change = False
     mail = sim.add_mail(SENDER, "inbox", {"subject": "once"})
-    item = {"changeType": "created", "resource": f"users/{SENDER}/messages/{mail['id']}",
-            "resourceData": {"id": mail["id"], "@odata.etag": 'W/"1"'}}  # fmt: skip
+    item = {
+        "changeType": "created",
+        "resource": f"users/{SENDER}/messages/{mail['id']}",
+        "resourceData": {"id": mail["id"], "@odata.etag": 'W/"1"'},
+    }
     first = await sim.deliver(sub_id, [item])
     second = await sim.deliver(sub_id, [item])
     assert (first.status, second.status) == (202, 202)
@@ -430,8 +481,9 @@ async def test_configured_subscriptions_are_created_renewed_and_recreated_when_g
 ) -> None:
     resource = f"users/{SENDER}/mailFolders('inbox')/messages"
     # The schedule off: this test runs the subscription check itself.
-    app = await start(graph={"subscriptions": [{"source": "outlook", "resource": resource}]},
-                      monitor={"schedule": False})  # fmt: skip
+    app = await start(
+        graph={"subscriptions": [{"source": "outlook", "resource": resource}]}, monitor={"schedule": False}
+    )
     assert app.graph.ctx is not None and app.graph.subscriptions is not None
     app.graph.ctx.settings = app.graph.ctx.settings.model_copy(update={"webhook_base_url": admin_url(app)})
     assert await app.graph.subscriptions.maintain() == {"created": 1, "renewed": 0}
@@ -500,9 +552,17 @@ async def test_outlook_attachments_upload_to_a_draft_through_a_session_and_downl
     draft = sim.add_mail(SENDER, "drafts", {"subject": "Inspection photos"})
     data = write_file(graph, "photos", CHUNK_BYTES + 5000)  # over 3 MB: an upload session, two chunks
     up = await client.enqueue_attachment_upload(
-        {"fileId": "photos", "fileName": "photos.zip", "fileSize": len(data), "contentType": "application/zip",
-         "operation": "upload", "source": "outlook", "userId": SENDER, "messageId": draft["id"]}
-    )  # fmt: skip
+        {
+            "fileId": "photos",
+            "fileName": "photos.zip",
+            "fileSize": len(data),
+            "contentType": "application/zip",
+            "operation": "upload",
+            "source": "outlook",
+            "userId": SENDER,
+            "messageId": draft["id"],
+        }
+    )
     await wait_for(finished(client, up.id))
     [attached] = sim.mail_attachments[draft["id"]]
     assert (attached.name, attached.data) == ("photos.zip", data)
@@ -512,10 +572,18 @@ async def test_outlook_attachments_upload_to_a_draft_through_a_session_and_downl
     )
     [photo] = sim.mail_attachments[inbound["id"]]
     down = await client.enqueue_attachment_upload(
-        {"fileId": "damage", "fileName": "damage.jpg", "fileSize": 4, "contentType": "image/jpeg",
-         "operation": "download", "source": "outlook", "userId": SENDER, "messageId": inbound["id"],
-         "attachmentId": photo.id}
-    )  # fmt: skip
+        {
+            "fileId": "damage",
+            "fileName": "damage.jpg",
+            "fileSize": 4,
+            "contentType": "image/jpeg",
+            "operation": "download",
+            "source": "outlook",
+            "userId": SENDER,
+            "messageId": inbound["id"],
+            "attachmentId": photo.id,
+        }
+    )
     await wait_for(finished(client, down.id))
     assert Path(graph["files_dir"], "damage").read_bytes() == b"JPEG"  # noqa: ASYNC240 -- the test's check
 
@@ -533,7 +601,8 @@ async def test_a_teams_chat_notification_fetches_and_stores_the_message(
         return bool(await sql.fetchval("SELECT count(*) FROM inbound_messages WHERE graph_id = $1", message["id"]))
 
     await wait_for(stored, timeout=15)
-    row = await sql.fetchrow("SELECT source, container, data::text AS data FROM inbound_messages WHERE graph_id = $1",
-                             message["id"])  # fmt: skip
+    row = await sql.fetchrow(
+        "SELECT source, container, data::text AS data FROM inbound_messages WHERE graph_id = $1", message["id"]
+    )
     assert (row["source"], row["container"]) == ("teams", f"chat:{CHAT}")
     assert json.loads(row["data"])["body"]["content"] == "Flat tyre on truck 9"

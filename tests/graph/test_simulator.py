@@ -427,9 +427,12 @@ async def test_send_mail_202_and_what_left(
         "contentBytes": base64.b64encode(b"hello").decode(),
     }
     status, body, _ = await call(
-        http, "POST", f"{sim.base_url}/users/{MAILBOX}/sendMail", token,
+        http,
+        "POST",
+        f"{sim.base_url}/users/{MAILBOX}/sendMail",
+        token,
         json={"message": mail(attachments=[attachment]), "saveToSentItems": "false"},
-    )  # fmt: skip
+    )
     assert (status, body) == (202, None)
     [sent] = sim.sent_mail
     assert sent.mailbox == MAILBOX and sent.message["subject"] == "Build report" and sent.via == "sendMail"
@@ -471,9 +474,13 @@ async def test_send_mail_over_4_mb_is_413(
     }
     payload = io.BytesIO(json.dumps({"message": mail(attachments=[big])}).encode())
     status, body, _ = await call(
-        http, "POST", f"{sim.base_url}/users/{MAILBOX}/sendMail", token, data=payload,
+        http,
+        "POST",
+        f"{sim.base_url}/users/{MAILBOX}/sendMail",
+        token,
+        data=payload,
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     assert status == 413 and body["error"]["code"] == "RequestEntityTooLarge"
 
 
@@ -726,8 +733,14 @@ async def test_requests_are_recorded_in_order(
     sim: GraphSimulator, http: aiohttp.ClientSession, sessions: list[requests.Session]
 ) -> None:
     token = await app_token(sim, sessions)
-    await call(http, "POST", f"{sim.base_url}/users/{MAILBOX}/sendMail", token, json={"message": mail()},
-               headers={"client-request-id": "abc"})  # fmt: skip
+    await call(
+        http,
+        "POST",
+        f"{sim.base_url}/users/{MAILBOX}/sendMail",
+        token,
+        json={"message": mail()},
+        headers={"client-request-id": "abc"},
+    )
     last = sim.requests[-1]
     assert last.method == "POST" and last.path == f"/v1.0/users/{MAILBOX}/sendMail" and last.status == 202
     assert last.headers["client-request-id"] == "abc" and last.json()["message"]["subject"] == "Build report"

@@ -262,8 +262,13 @@ async def test_deliver_times_out_on_a_slow_receiver(
     try:
         token = await app_token(sim, sessions)
         url = f"http://127.0.0.1:{runner.addresses[0][1]}/notify"
-        body = {"changeType": "created", "notificationUrl": url, "resource": f"users/{MAILBOX}/messages",
-                "expirationDateTime": in_minutes(30), "clientState": "s"}  # fmt: skip
+        body = {
+            "changeType": "created",
+            "notificationUrl": url,
+            "resource": f"users/{MAILBOX}/messages",
+            "expirationDateTime": in_minutes(30),
+            "clientState": "s",
+        }
         _, sub = await subscribe(sim, http, token, body)
         sim.delivery_timeout_seconds = 0.2
         delivery = await sim.deliver(sub["id"])
@@ -322,8 +327,13 @@ async def test_posted_chat_message_notifies_and_redelivery_happens_on_failure(
     sim: GraphSimulator, http: aiohttp.ClientSession, sessions: list[requests.Session], receiver: Receiver
 ) -> None:
     token = await app_token(sim, sessions)
-    body = {"changeType": "created", "notificationUrl": f"{receiver.url}/notify",
-            "resource": "chats/getAllMessages", "expirationDateTime": in_minutes(30), "clientState": "c"}  # fmt: skip
+    body = {
+        "changeType": "created",
+        "notificationUrl": f"{receiver.url}/notify",
+        "resource": "chats/getAllMessages",
+        "expirationDateTime": in_minutes(30),
+        "clientState": "c",
+    }
     _, sub = await subscribe(sim, http, token, body)
     receiver.status = 503
     sim.notification_redeliveries = 1

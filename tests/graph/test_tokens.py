@@ -138,9 +138,14 @@ async def test_device_login_then_silent_delegated_tokens_from_the_cache_file(
     rig = await make_rig(sim, cache_path)
     try:
         assert rig.tokens.delegated_account() == sim.user
-        posted = await rig.client.request("POST", "/chats/19:abc@thread.v2/messages", resource="teams",
-                                          key="19:abc@thread.v2", token=TokenKind.DELEGATED,
-                                          json={"body": {"content": "hello"}})  # fmt: skip
+        posted = await rig.client.request(
+            "POST",
+            "/chats/19:abc@thread.v2/messages",
+            resource="teams",
+            key="19:abc@thread.v2",
+            token=TokenKind.DELEGATED,
+            json={"body": {"content": "hello"}},
+        )
         assert posted.status == 201
         assert sim.chat_messages["19:abc@thread.v2"][0]["from"]["user"]["displayName"]
         assert len([r for r in sim.requests if r.path.endswith("/devicecode")]) == 1
@@ -148,12 +153,22 @@ async def test_device_login_then_silent_delegated_tokens_from_the_cache_file(
         # Graph rejects the token: the access token goes, the refresh token brings a new one.
         sim.expire_tokens()
         with pytest.raises(AuthenticationError):  # the job's one retry follows, with a new token
-            await rig.client.request("POST", "/chats/19:abc@thread.v2/messages", resource="teams",
-                                     key="19:abc@thread.v2", token=TokenKind.DELEGATED,
-                                     json={"body": {"content": "again"}})  # fmt: skip
-        again = await rig.client.request("POST", "/chats/19:abc@thread.v2/messages", resource="teams",
-                                         key="19:abc@thread.v2", token=TokenKind.DELEGATED,
-                                         json={"body": {"content": "again"}})  # fmt: skip
+            await rig.client.request(
+                "POST",
+                "/chats/19:abc@thread.v2/messages",
+                resource="teams",
+                key="19:abc@thread.v2",
+                token=TokenKind.DELEGATED,
+                json={"body": {"content": "again"}},
+            )
+        again = await rig.client.request(
+            "POST",
+            "/chats/19:abc@thread.v2/messages",
+            resource="teams",
+            key="19:abc@thread.v2",
+            token=TokenKind.DELEGATED,
+            json={"body": {"content": "again"}},
+        )
         assert again.status == 201
         assert len(token_calls(sim, "refresh_token")) == 1
         assert mode(cache_path) == 0o600
@@ -198,9 +213,14 @@ def _config(sim: GraphSimulator, tmp_path: Path) -> Path:
 async def _cli(*args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBOX_")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fleetbox", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "fleetbox",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()

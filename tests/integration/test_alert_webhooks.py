@@ -86,8 +86,12 @@ async def test_an_alert_that_opens_and_resolves_is_posted_signed_per_standard_we
     payload = Webhook(SECRET).verify(first.body, first.headers)  # raises when the signature is wrong
     assert payload["type"] == "fleetbox.alerts"
     [alert] = payload["data"]["alerts"]
-    assert (alert["transition"], alert["kind"], alert["queue"], alert["alertId"]) == ("opened", "backlog", "sync",
-                                                                                      opened.id)  # fmt: skip
+    assert (alert["transition"], alert["kind"], alert["queue"], alert["alertId"]) == (
+        "opened",
+        "backlog",
+        "sync",
+        opened.id,
+    )
     assert alert["message"] == "sync: backlog 2 exceeds maxBacklog 1" and alert["resolvedAt"] is None
     assert payload["data"]["summary"] == "fleetbox: 1 alert: 1 opened"
     with pytest.raises(WebhookVerificationError):
@@ -216,8 +220,12 @@ async def test_an_alert_still_open_is_repeated_after_the_interval_and_filters_ap
     assert await notes() == [("every", "opened"), ("every", "repeat")]
     await db.pool.execute("DELETE FROM jobs WHERE queue = 'sync'")
     await monitor.check_alerts()
-    assert await notes() == [("every", "opened"), ("every", "repeat"), ("every", "resolved"),
-                             ("resolved-only", "resolved")]  # fmt: skip
+    assert await notes() == [
+        ("every", "opened"),
+        ("every", "repeat"),
+        ("every", "resolved"),
+        ("resolved-only", "resolved"),
+    ]
     # one delivery job per webhook that had something to send, due group_seconds (30) after
     jobs = await db.pool.fetch(
         "SELECT data->>'webhook' AS w, run_at FROM jobs WHERE queue = 'alert-webhooks' ORDER BY id"
@@ -281,8 +289,11 @@ def test_a_bad_webhook_is_refused_naming_what_is_wrong(webhook: dict[str, Any], 
     from fleetbox.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:
-        load_settings(None, {"alerts": {"webhooks": [{"name": "ops", "url": "https://h.example/T0K3N",
-                                                       "secret": SECRET, **webhook}]}}, environ={})  # fmt: skip
+        load_settings(
+            None,
+            {"alerts": {"webhooks": [{"name": "ops", "url": "https://h.example/T0K3N", "secret": SECRET, **webhook}]}},
+            environ={},
+        )
     assert "alerts.webhooks" in str(caught.value) and message in str(caught.value)
     assert "T0K3N" not in str(caught.value) and SECRET not in str(caught.value)
 

@@ -566,8 +566,12 @@ async def test_a_dead_letter_keeps_payload_queue_and_history(appliance_factory: 
     info = await app.client.get_job(job.id)
     [dead] = await app.client.dead_letters.list()
     assert (dead.job_id, dead.queue, dead.priority, dead.data, dead.singleton_key) == (
-        job.id, "sync", 3, payload, "sync-1",
-    )  # fmt: skip
+        job.id,
+        "sync",
+        3,
+        payload,
+        "sync-1",
+    )
     assert dead.attempts == 3
     assert dead.status is DeadLetterStatus.OPEN
     assert [(h["attempt"], h["outcome"], h["error_class"]) for h in dead.history] == [

@@ -84,10 +84,31 @@ def test_compare_prints_ratios_against_the_sql_ceiling(server_dsn: str) -> None:
     # No peers (they are the optional [bench] extra): fleetbox against the bare SQL loop, one round.
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "compare.py"), "--dsn", server_dsn, "--peers", "", "--rounds", "1",
-         "--jobs", "400", "--single", "20", "--trickle", "10", "--prefix", prefix, "--busy", "--json"],
-        capture_output=True, text=True, timeout=110, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "compare.py"),
+            "--dsn",
+            server_dsn,
+            "--peers",
+            "",
+            "--rounds",
+            "1",
+            "--jobs",
+            "400",
+            "--single",
+            "20",
+            "--trickle",
+            "10",
+            "--prefix",
+            prefix,
+            "--busy",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("PostgreSQL ") and "1 interleaved rounds of 400 jobs; busy=True" in lines[0]
@@ -103,6 +124,8 @@ def test_compare_prints_ratios_against_the_sql_ceiling(server_dsn: str) -> None:
     count = f"SELECT count(*) FROM pg_database WHERE datname LIKE '{prefix}%'"
     listed = subprocess.run(
         ["psql", "-X", "-At", "-d", server_dsn, "-c", count],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert listed.stdout.strip() == "0"

@@ -36,9 +36,14 @@ async def succeed(db: Store, jobs: list[Job], clock: ManualClock, results: dict[
     t = clock.now().timestamp()
     ids = [j.id for j in jobs]
     _held, released = await db.jobs.complete_succeeded(
-        ids, [j.attempt for j in jobs], [t] * len(ids), [t] * len(ids), WORKER,
-        [i for i in ids if i in results], [JsonText(results[i]) for i in ids if i in results],
-    )  # fmt: skip
+        ids,
+        [j.attempt for j in jobs],
+        [t] * len(ids),
+        [t] * len(ids),
+        WORKER,
+        [i for i in ids if i in results],
+        [JsonText(results[i]) for i in ids if i in results],
+    )
     return released
 
 

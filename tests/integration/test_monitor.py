@@ -55,8 +55,13 @@ async def add_attempts(
         """INSERT INTO job_attempts (job_id, attempt, queue, worker_id, started_at, finished_at, duration_ms, outcome)
            SELECT $1 + g, 1, $2, 'test', $3::timestamptz - make_interval(secs => $4::float8 / 1000), $3, $4, $5
              FROM generate_series(0, $6 - 1) g""",
-        next(_job_ids), queue, finished_at, duration_ms, outcome, count,
-    )  # fmt: skip
+        next(_job_ids),
+        queue,
+        finished_at,
+        duration_ms,
+        outcome,
+        count,
+    )
 
 
 async def add_dead_letters(db: Store, queue: str, count: int, *, status: str = "open") -> None:
@@ -65,8 +70,11 @@ async def add_dead_letters(db: Store, queue: str, count: int, *, status: str = "
                                      job_created_at, status)
            SELECT $1 + g, $2, 5, '{}', 'permanent', 'broken', 1, '[]', now(), $3
              FROM generate_series(0, $4 - 1) g""",
-        next(_job_ids), queue, status, count,
-    )  # fmt: skip
+        next(_job_ids),
+        queue,
+        status,
+        count,
+    )
 
 
 @pytest.fixture
@@ -312,8 +320,11 @@ async def test_two_monitors_racing_keep_one_open_alert_per_condition(
     for _ in range(5):
         results = await asyncio.gather(first.check_alerts(), second.check_alerts(), first.check_alerts())
         opened.extend(a for r in results for a in r)
-    assert sorted((a.kind, a.queue) for a in opened) == [("backlog", "sync"), ("backlog", "webhooks"),
-                                                         ("dead_letters", None)]  # fmt: skip
+    assert sorted((a.kind, a.queue) for a in opened) == [
+        ("backlog", "sync"),
+        ("backlog", "webhooks"),
+        ("dead_letters", None),
+    ]
     rows = await db.pool.fetch("SELECT kind, queue FROM queue_alerts WHERE resolved_at IS NULL")
     assert len(rows) == 3
     # resolved once, by one of them
@@ -347,8 +358,11 @@ def test_thresholds_parse_accepts_the_spec_keys_and_snake_case() -> None:
         max_processing_time=1000.0, max_dead_letter_jobs=0
     )
     assert Thresholds().to_json() == {
-        "maxBacklog": 1000, "maxFailureRate": 10.0, "maxProcessingTime": 60000.0, "maxDeadLetterJobs": 50,
-    }  # fmt: skip
+        "maxBacklog": 1000,
+        "maxFailureRate": 10.0,
+        "maxProcessingTime": 60000.0,
+        "maxDeadLetterJobs": 50,
+    }
 
 
 @pytest.mark.parametrize(
@@ -512,9 +526,14 @@ async def test_stats_per_queue_and_totals(make_monitor: Callable[..., Monitor], 
     assert totals["failureRate"] == 25.0
     assert totals["avgProcessingTime"] == 300.0  # (3 * 200 + 600) / 4
     assert totals["last24h"] == {
-        "completed": 3, "failed": 1, "deadLettered": 0, "attempts": 4, "failureRate": 25.0,
-        "avgProcessingTime": 300.0, "p95ProcessingTime": 600.0,
-    }  # fmt: skip
+        "completed": 3,
+        "failed": 1,
+        "deadLettered": 0,
+        "attempts": 4,
+        "failureRate": 25.0,
+        "avgProcessingTime": 300.0,
+        "p95ProcessingTime": 600.0,
+    }
 
 
 async def test_metrics_for_each_time_range(make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock) -> None:
@@ -637,8 +656,10 @@ async def test_health_and_stats_stay_index_backed_with_many_finished_jobs(
            SELECT g, ($1::text[])[1 + g % 8], 5, 'succeeded', '{}', 1, f, f, f, 100
              FROM generate_series(1, $2) g,
                   LATERAL (SELECT $3::timestamptz - make_interval(secs => g * 12.96) AS f) t""",
-        queues, BIG, T0,
-    )  # fmt: skip
+        queues,
+        BIG,
+        T0,
+    )
     await db.pool.execute(
         """INSERT INTO job_attempts (job_id, attempt, queue, worker_id, started_at, finished_at, duration_ms, outcome)
            SELECT id, 1, queue, 'w', finished_at, finished_at, 100, 'succeeded' FROM jobs_done""",
@@ -648,15 +669,17 @@ async def test_health_and_stats_stay_index_backed_with_many_finished_jobs(
                                      job_created_at, status)
            SELECT 10000000 + g, ($1::text[])[1 + g % 8], 5, '{}', 'permanent', 'x', 1, '[]', $2, 'discarded'
              FROM generate_series(1, 50000) g""",
-        queues, T0,
-    )  # fmt: skip
+        queues,
+        T0,
+    )
     await db.pool.execute(
         """INSERT INTO queue_statistics (queue, at, period_start, waiting, scheduled, running, succeeded, failed,
                                          dead, attempts)
            SELECT q, t - make_interval(mins => 5 * g), t - make_interval(mins => 5 * g + 5), 0, 0, 0, 1, 0, 0, 1
              FROM unnest($1::text[]) q, generate_series(1, 30 * 288) g, (SELECT $2::timestamptz AS t) t0""",
-        queues, T0,
-    )  # fmt: skip
+        queues,
+        T0,
+    )
     await add_dead_letters(db, "sync", 3)
     await add_attempts(db, "sync", T0 - dt.timedelta(seconds=20), 10)
     for table in ("jobs_done", "job_attempts", "dead_letters", "queue_statistics"):

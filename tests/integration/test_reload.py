@@ -65,8 +65,9 @@ async def test_an_invalid_configuration_changes_nothing(
     appliance_factory, make_settings: Callable[..., Settings]
 ) -> None:
     app = await appliance_factory(queues={"reports": {"tier": "low"}}, pools={"low": 2})
-    bad = make_settings(queues={"reports": {"tier": "low"}, "other": {"tier": "low", "handler": "no.such.module:fn"}},
-                        pools={"low": 9})  # fmt: skip
+    bad = make_settings(
+        queues={"reports": {"tier": "low"}, "other": {"tier": "low", "handler": "no.such.module:fn"}}, pools={"low": 9}
+    )
 
     with pytest.raises(ConfigError, match=r"no\.such\.module"):
         await app.reload(bad)

@@ -38,14 +38,20 @@ async def finished_job(db: Store, state: str, finished_at: dt.datetime, *, attem
         """INSERT INTO jobs_done (id, queue, priority, state, data, attempts, created_at, run_at, finished_at,
                                   duration_ms)
            VALUES ($1, 'sync', 5, $2, '{"n": 1}', $3, $4, $4, $4, 10)""",
-        job_id, state, attempts, finished_at,
-    )  # fmt: skip
+        job_id,
+        state,
+        attempts,
+        finished_at,
+    )
     await db.pool.execute(
         """INSERT INTO job_attempts (job_id, attempt, queue, started_at, finished_at, duration_ms, outcome)
            SELECT $1, a, 'sync', $2, $2, 10, CASE WHEN a = $3 THEN $4 ELSE 'retry' END
              FROM generate_series(1, $3) a""",
-        job_id, finished_at, attempts, "dead" if state == "dead" else "succeeded",
-    )  # fmt: skip
+        job_id,
+        finished_at,
+        attempts,
+        "dead" if state == "dead" else "succeeded",
+    )
     return job_id
 
 
@@ -127,8 +133,9 @@ async def test_cleanup_webhook_events_honours_its_cutoff(db: Store) -> None:
     for days in (1, 8, 9, 30):
         await db.pool.execute(
             "INSERT INTO webhook_events (source, dedupe_key, payload, received_at) VALUES ('outlook', $1, '{}', $2)",
-            f"k{days}", NOW - dt.timedelta(days=days),
-        )  # fmt: skip
+            f"k{days}",
+            NOW - dt.timedelta(days=days),
+        )
     assert await Retention(db).prune(Prunable.WEBHOOK_EVENTS, older_than=NOW - dt.timedelta(days=7), batch=2) == 3
     assert await db.pool.fetchval("SELECT array_agg(dedupe_key) FROM webhook_events") == ["k1"]
 
@@ -221,20 +228,26 @@ async def test_the_daily_table_cleanup_cuts_every_growing_table_by_its_own_age(d
         )
         await sql.execute(
             "INSERT INTO appliances (worker_id, name, version, started_at, seen_at) VALUES ($1, 'a', '1', $2, $2)",
-            f"w-{at.timestamp()}", at,
-        )  # fmt: skip
+            f"w-{at.timestamp()}",
+            at,
+        )
         await sql.execute(
             "INSERT INTO inbound_messages (source, container, graph_id, data, updated_at) VALUES "
-            "('outlook', 'inbox', $1, '{}', $2)", f"m-{at.timestamp()}", at,
-        )  # fmt: skip
+            "('outlook', 'inbox', $1, '{}', $2)",
+            f"m-{at.timestamp()}",
+            at,
+        )
         await sql.execute(
             "INSERT INTO graph_subscriptions (id, source, resource, change_type, expires_at, removed_at) "
-            "VALUES ($1, 'outlook', $1, 'created', $2, $2)", f"s-{at.timestamp()}", at,
-        )  # fmt: skip
+            "VALUES ($1, 'outlook', $1, 'created', $2, $2)",
+            f"s-{at.timestamp()}",
+            at,
+        )
         await sql.execute(
             "INSERT INTO graph_uploads (job_id, upload_url, total_bytes, updated_at) VALUES ($1, 'https://u', 10, $2)",
-            int(at.timestamp()), at,
-        )  # fmt: skip
+            int(at.timestamp()),
+            at,
+        )
         await sql.execute(
             "INSERT INTO schedule_runs (schedule, tick, fired_at, outcome) VALUES ('nightly', $1, $1, 'enqueued')", at
         )
@@ -252,34 +265,57 @@ async def test_the_daily_table_cleanup_cuts_every_growing_table_by_its_own_age(d
     for started, link in ((old, "https://g/delta?1"), (old + dt.timedelta(hours=1), "https://g/delta?2")):
         await sql.execute(
             "INSERT INTO sync_history (resource, scope, started_at, finished_at, delta_link) VALUES "
-            "('messages', 'u1/inbox', $1, $1, $2)", started, link,
-        )  # fmt: skip
+            "('messages', 'u1/inbox', $1, $1, $2)",
+            started,
+            link,
+        )
     # dead letters: one retried long ago goes with its job record; an old open one stays
     for status, job_id in (("retried", 901), ("open", 902)):
         await sql.execute(
             "INSERT INTO jobs_done (id, queue, priority, state, data, attempts, created_at, run_at, finished_at) "
-            "VALUES ($1, 'sync', 5, 'dead', '{}', 1, $2, $2, $2)", job_id, old,
-        )  # fmt: skip
+            "VALUES ($1, 'sync', 5, 'dead', '{}', 1, $2, $2, $2)",
+            job_id,
+            old,
+        )
         await sql.execute(
             "INSERT INTO dead_letters (job_id, queue, priority, data, error_class, error, attempts, history, "
             "job_created_at, failed_at, status, retried_at) VALUES ($1, 'sync', 5, '{}', 'permanent', 'e', 1, '[]', "
-            "$2, $2, $3, $4)", job_id, old, status, old if status == "retried" else None,
-        )  # fmt: skip
+            "$2, $2, $3, $4)",
+            job_id,
+            old,
+            status,
+            old if status == "retried" else None,
+        )
 
     settings = Settings(database={"dsn": "postgresql://unused"})
     clock = ManualClock(NOW)
     tasks = {t.name: t for t in tasks_for(settings, db, monitor_for(db, clock=clock), clock)}
     result = await tasks["table-cleanup"].run()
     assert result == {
-        "rate_events": 1, "resolved_alerts": 1, "audit": 1, "resolved_dead_letters": 1, "sync_history": 1,
-        "inbound_messages": 1, "reports": 1, "appliances": 1, "removed_subscriptions": 1, "stale_uploads": 1,
-        "schedule_runs": 1, "alert_notifications": 1,
-    }  # fmt: skip
+        "rate_events": 1,
+        "resolved_alerts": 1,
+        "audit": 1,
+        "resolved_dead_letters": 1,
+        "sync_history": 1,
+        "inbound_messages": 1,
+        "reports": 1,
+        "appliances": 1,
+        "removed_subscriptions": 1,
+        "stale_uploads": 1,
+        "schedule_runs": 1,
+        "alert_notifications": 1,
+    }
     for table, column in (
-        ("rate_limit_tracking", "at"), ("audit_log", "at"), ("performance_reports", "period_end"),
-        ("appliances", "seen_at"), ("inbound_messages", "updated_at"), ("graph_subscriptions", "removed_at"),
-        ("graph_uploads", "updated_at"), ("schedule_runs", "fired_at"), ("alert_notifications", "created_at"),
-    ):  # fmt: skip
+        ("rate_limit_tracking", "at"),
+        ("audit_log", "at"),
+        ("performance_reports", "period_end"),
+        ("appliances", "seen_at"),
+        ("inbound_messages", "updated_at"),
+        ("graph_subscriptions", "removed_at"),
+        ("graph_uploads", "updated_at"),
+        ("schedule_runs", "fired_at"),
+        ("alert_notifications", "created_at"),
+    ):
         assert await sql.fetchval(f"SELECT min({column}) FROM {table}") == recent, table
     assert [r["kind"] for r in await sql.fetch("SELECT kind FROM queue_alerts")] == ["dead_letters"]
     assert await sql.fetchval("SELECT delta_link FROM sync_history") == "https://g/delta?2"

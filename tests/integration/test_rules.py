@@ -62,8 +62,12 @@ async def test_python_and_sql_refuse_a_bad_value_with_the_same_error(
     with pytest.raises(asyncpg.InvalidParameterValueError) as sql:
         await raw.fetchrow(
             "SELECT * FROM fleetbox.enqueue($1, $2::text::jsonb, $3, NULL, $4, $5)",
-            queue, None if data is None else json.dumps(data), priority, key, attempts,
-        )  # fmt: skip
+            queue,
+            None if data is None else json.dumps(data),
+            priority,
+            key,
+            attempts,
+        )
     assert str(python.value) == str(sql.value)
     assert await raw.fetchval("SELECT count(*) FROM fleetbox.jobs") == 0
 

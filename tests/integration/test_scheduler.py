@@ -122,9 +122,12 @@ async def test_a_failing_task_is_recorded_and_the_loop_goes_on(db: Store, caplog
     clock = ManualClock(dt.datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC))
     broken, healthy = Counter(fail=True), Counter()
     scheduler = Scheduler(
-        db, clock=clock, worker_id="w1", poll_seconds=0.02,
+        db,
+        clock=clock,
+        worker_id="w1",
+        poll_seconds=0.02,
         tasks=[PeriodicTask(name="broken", every=60, run=broken), PeriodicTask(name="fine", every=60, run=healthy)],
-    )  # fmt: skip
+    )
     caplog.set_level(logging.INFO, logger="fleetbox.scheduler")
     loop = asyncio.create_task(scheduler.run(), name="test.scheduler")
     try:
@@ -243,8 +246,9 @@ async def test_the_spec_schedule_fires_at_the_right_times(db: Store) -> None:
 
 async def test_intervals_and_time_zone_come_from_the_settings(db: Store) -> None:
     clock = ManualClock(dt.datetime(2026, 3, 4, 22, 59, 59, tzinfo=UTC))
-    scheduler = spec_scheduler(db, clock, interval_seconds=15, snapshot_seconds=60, timezone="Europe/Berlin",
-                               report_cron="0 0 * * *")  # fmt: skip
+    scheduler = spec_scheduler(
+        db, clock, interval_seconds=15, snapshot_seconds=60, timezone="Europe/Berlin", report_cron="0 0 * * *"
+    )
     assert set(await scheduler.run_due(clock.now())) == {"health-check", "statistics-snapshot"}
     clock.advance(1)  # 23:00 UTC is midnight in Berlin (winter time)
     assert set(await scheduler.run_due(clock.now())) == {"health-check", "statistics-snapshot", "performance-report"}

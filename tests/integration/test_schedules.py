@@ -73,8 +73,13 @@ async def test_each_tick_fires_once_with_two_appliances_and_a_clock_skew(fleet: 
         fleet.advance(15)
         await fleet.fire()
     ticks = [t for t, outcome in await runs_of(db, "nightly") if outcome == "enqueued"]
-    assert ticks == [at("2026-03-02T10:00"), at("2026-03-02T10:15"), at("2026-03-02T10:30"), at("2026-03-02T10:45"),
-                     at("2026-03-02T11:00")]  # fmt: skip
+    assert ticks == [
+        at("2026-03-02T10:00"),
+        at("2026-03-02T10:15"),
+        at("2026-03-02T10:30"),
+        at("2026-03-02T10:45"),
+        at("2026-03-02T11:00"),
+    ]
     assert len(await jobs_of(db)) == 5
 
 
@@ -185,10 +190,14 @@ async def test_paused_and_resumed_schedules_do_not_catch_up_the_pause(fleet: Fle
 async def test_a_schedule_is_checked_like_an_enqueue(fleet: Fleet, db: Store) -> None:
     schedules = fleet.services[0].schedules
     for bad, field in (
-        (spec(cron="61 * * * *"), "cron"), (spec(timezone="Mars/Olympus"), "timezone"),
-        (spec(queue="nope"), "queue"), (spec(priority=11), "priority"), (spec(data=[1]), "data"),  # type: ignore[arg-type]
-        (spec(overlap="sometimes"), "overlap"), (spec(name="Bad Name"), "name"),
-    ):  # fmt: skip
+        (spec(cron="61 * * * *"), "cron"),
+        (spec(timezone="Mars/Olympus"), "timezone"),
+        (spec(queue="nope"), "queue"),
+        (spec(priority=11), "priority"),
+        (spec(data=[1]), "data"),  # type: ignore[arg-type]
+        (spec(overlap="sometimes"), "overlap"),
+        (spec(name="Bad Name"), "name"),
+    ):
         with pytest.raises(InvalidInput) as err:
             await schedules.put(bad, actor="ops")
         assert err.value.field == field
@@ -212,8 +221,13 @@ async def test_a_schedule_whose_jobs_do_not_succeed_raises_the_dead_man_alert(
 async def test_config_schedules_are_applied_at_start_and_on_reload(
     appliance_factory: AppFactory, make_settings: Callable[..., Any], db: Store
 ) -> None:
-    nightly = {"name": "nightly", "cron": "0 3 * * *", "queue": "sync", "data": {"full": True},
-               "timezone": "Europe/Berlin"}  # fmt: skip
+    nightly = {
+        "name": "nightly",
+        "cron": "0 3 * * *",
+        "queue": "sync",
+        "data": {"full": True},
+        "timezone": "Europe/Berlin",
+    }
     app = await appliance_factory(schedules=[nightly])
     [schedule] = await app.service.schedules.all()
     assert (schedule.name, schedule.source, schedule.timezone) == ("nightly", "config", "Europe/Berlin")

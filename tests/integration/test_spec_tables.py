@@ -14,9 +14,15 @@ AppFactory = Callable[..., Awaitable[Appliance]]
 
 #: The eight tables the spec names.
 SPEC_TABLES = (
-    "job_tracking", "queue_statistics", "dead_letter_queue", "rate_limit_tracking", "scheduled_jobs",
-    "queue_alerts", "webhook_events", "sync_history",
-)  # fmt: skip
+    "job_tracking",
+    "queue_statistics",
+    "dead_letter_queue",
+    "rate_limit_tracking",
+    "scheduled_jobs",
+    "queue_alerts",
+    "webhook_events",
+    "sync_history",
+)
 
 
 async def test_every_table_the_spec_names_exists(db: Store) -> None:

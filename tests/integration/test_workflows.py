@@ -30,9 +30,14 @@ async def succeed(db: Store, jobs: list[Job], clock: ManualClock, results: dict[
     t = clock.now().timestamp()
     ids = [j.id for j in jobs]
     _held, released = await db.jobs.complete_succeeded(
-        ids, [j.attempt for j in jobs], [t] * len(ids), [t] * len(ids), WORKER,
-        [i for i in ids if i in results], [JsonText(results[i]) for i in ids if i in results],
-    )  # fmt: skip
+        ids,
+        [j.attempt for j in jobs],
+        [t] * len(ids),
+        [t] * len(ids),
+        WORKER,
+        [i for i in ids if i in results],
+        [JsonText(results[i]) for i in ids if i in results],
+    )
     return released
 
 
@@ -41,9 +46,14 @@ async def fail(db: Store, jobs: list[Job], clock: ManualClock) -> list[int]:
     t = clock.now().timestamp()
     n = len(jobs)
     letters = await db.jobs.complete_dead(
-        [j.id for j in jobs], [j.attempt for j in jobs], [t] * n, [t] * n, WORKER, ["permanent"] * n,
+        [j.id for j in jobs],
+        [j.attempt for j in jobs],
+        [t] * n,
+        [t] * n,
+        WORKER,
+        ["permanent"] * n,
         ["ValidationError: refused"] * n,
-    )  # fmt: skip
+    )
     return [d.dead_letter_id for d in letters]
 
 
@@ -184,11 +194,14 @@ async def test_workflow_is_all_or_nothing(ops: Client, db: Store, clock: ManualC
         ([("a", "sync", ()), ("b", "no-such-queue", ("a",))], "steps[1].queue", "unknown queue"),
         ([("a", "sync", ()), ("b", "sync", ("zz",))], "steps[1].after", "no step named 'zz'"),
         ([("a", "sync", ()), ("a", "sync", ())], "steps[1].name", "named twice"),
-        ([("a", "sync", ("c",)), ("b", "sync", ("a",)), ("c", "sync", ("b",)), ("d", "sync", ())], "steps",
-         "cycle: a -> b -> c -> a"),
+        (
+            [("a", "sync", ("c",)), ("b", "sync", ("a",)), ("c", "sync", ("b",)), ("d", "sync", ())],
+            "steps",
+            "cycle: a -> b -> c -> a",
+        ),
         ([("a", "sync", ("a",))], "steps", "cycle: a -> a"),
         ([("a b", "sync", ())], "steps[0].name", "step name"),
-    ]  # fmt: skip
+    ]
     for steps, field, words in cases:
         flow = ops.workflow("bad")
         for name, queue, after in steps:
@@ -219,8 +232,12 @@ async def test_cancel_a_workflow_whole(ops: Client, db: Store, clock: ManualCloc
     assert cancelled.released == 1  # the outside job ignores the failure of d
     info = await ops.get_workflow(result.id)
     assert info.cancelled_by == "alice"
-    assert {s.step: s.state for s in info.steps} == {"a": "running", "b": "cancelled", "c": "cancelled",
-                                                      "d": "cancelled"}  # fmt: skip
+    assert {s.step: s.state for s in info.steps} == {
+        "a": "running",
+        "b": "cancelled",
+        "c": "cancelled",
+        "d": "cancelled",
+    }
     assert await state(ops, outside) is JobState.READY
     await succeed(db, [a], clock)  # the running step finishes; nothing after it runs
     assert [j.id for j in await claim_all(db, clock)] == [outside]
@@ -285,8 +302,10 @@ async def test_appliance_flow_held_on_a_dead_letter_resumes_after_retry(
     await wait_for(mail_done)
     assert ran == ["prepare", "upload", "upload", "mail"]  # prepare did not run again
     relations = await app.client.job_relations(result.jobs["mail"])
-    assert relations.result == {"step": "mail", "parents": {"upload": {"step": "upload", "parents": {
-        "prepare": {"step": "prepare", "parents": {}}}}}}  # fmt: skip
+    assert relations.result == {
+        "step": "mail",
+        "parents": {"upload": {"step": "upload", "parents": {"prepare": {"step": "prepare", "parents": {}}}}},
+    }
 
 
 async def test_cancel_a_blocked_job_and_what_waits_on_it(ops: Client, db: Store, clock: ManualClock) -> None:

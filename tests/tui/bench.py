@@ -137,10 +137,20 @@ def appliance_process(dsn: str, queues: int, workdir: Path) -> Iterator[Path]:
     """``fleetbox run`` on ``dsn`` with ``queues`` rejecting queues; yields its control socket."""
     socket = workdir / "admin.sock"
     lines = [
-        "[database]", f'dsn = "{dsn}"', "[appliance]", f'data_dir = "{workdir / "data"}"', 'name = "bench"',
-        "[admin]", "port = 0", "socket_enabled = true", f'socket_path = "{socket}"',
-        "[graph]", "enabled = false", "[pools]", "low = 8",
-    ]  # fmt: skip
+        "[database]",
+        f'dsn = "{dsn}"',
+        "[appliance]",
+        f'data_dir = "{workdir / "data"}"',
+        'name = "bench"',
+        "[admin]",
+        "port = 0",
+        "socket_enabled = true",
+        f'socket_path = "{socket}"',
+        "[graph]",
+        "enabled = false",
+        "[pools]",
+        "low = 8",
+    ]
     for i in range(queues):
         lines += [f"[queues.bench-{i:02d}]", 'tier = "low"', 'handler = "tests.tui.bench:reject"', "max_attempts = 1"]
     config = workdir / "fleetbox.toml"
@@ -151,14 +161,19 @@ def appliance_process(dsn: str, queues: int, workdir: Path) -> Iterator[Path]:
     log = (workdir / "appliance.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleetbox.cli", "run", "--config", str(config)],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while not socket.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the appliance did not start; see {workdir / 'appliance.log'}:\n"
-                                 + (workdir / "appliance.log").read_text()[-2000:])  # fmt: skip
+                raise SystemExit(
+                    f"the appliance did not start; see {workdir / 'appliance.log'}:\n"
+                    + (workdir / "appliance.log").read_text()[-2000:]
+                )
             time.sleep(0.1)
         yield socket
     finally:
@@ -196,8 +211,15 @@ async def drive(socket: Path, report: Report) -> None:
     async with app.run_test(size=(160, 50)) as pilot:
         lag.start()
 
-        async def step(name: str, keys: tuple[str, ...], screen: type[Screen[None]], data: Callable[[Any], bool],
-                       *, key: bool = True, deadline: float = 60.0) -> None:  # fmt: skip
+        async def step(
+            name: str,
+            keys: tuple[str, ...],
+            screen: type[Screen[None]],
+            data: Callable[[Any], bool],
+            *,
+            key: bool = True,
+            deadline: float = 60.0,
+        ) -> None:
             """Press ``keys``; time until ``screen`` is on top, then until ``data(screen)`` holds."""
             lag.reset()
             began = time.perf_counter()
@@ -261,8 +283,11 @@ async def run(dsn: str, queues: int, dead: int, *, keep: bool = False) -> Report
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.tui.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dsn", default=os.environ.get("FLEETBOX_TEST_DSN", DEFAULT_DSN),
-                        help="a PostgreSQL server's maintenance database (a database is made and dropped)")  # fmt: skip
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("FLEETBOX_TEST_DSN", DEFAULT_DSN),
+        help="a PostgreSQL server's maintenance database (a database is made and dropped)",
+    )
     parser.add_argument("--queues", type=int, default=50)
     parser.add_argument("--dead", type=int, default=10_000)
     parser.add_argument("--json", action="store_true")
@@ -287,10 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'step':<38} {'key to screen':>14} {'key to data':>12} {'slowest frame':>14}")
     for s in report.steps:
         note = "" if s.key else " (no key)"
-        print(f"  {s.name:<38} {s.screen_seconds * 1000:>11.0f} ms {s.seconds * 1000:>9.0f} ms "
-              f"{s.slowest_frame * 1000:>11.0f} ms{note}")  # fmt: skip
-    print(f"  slowest frame {report.slowest_frame * 1000:.0f} ms (goal {FRAME_GOAL * 1000:.0f}), "
-          f"slowest key to data {report.slowest_screen * 1000:.0f} ms (goal {SCREEN_GOAL * 1000:.0f})")  # fmt: skip
+        print(
+            f"  {s.name:<38} {s.screen_seconds * 1000:>11.0f} ms {s.seconds * 1000:>9.0f} ms "
+            f"{s.slowest_frame * 1000:>11.0f} ms{note}"
+        )
+    print(
+        f"  slowest frame {report.slowest_frame * 1000:.0f} ms (goal {FRAME_GOAL * 1000:.0f}), "
+        f"slowest key to data {report.slowest_screen * 1000:.0f} ms (goal {SCREEN_GOAL * 1000:.0f})"
+    )
     return 0
 
 

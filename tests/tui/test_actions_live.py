@@ -29,9 +29,10 @@ async def served(appliance_factory: StartAppliance, short_dir: Path) -> tuple[Ap
     path = short_dir / "admin.sock"
     appliance = await appliance_factory(
         handlers={WORK: behaviour.handle, OTHER: behaviour.handle},
-        queues={WORK: {"tier": "low"}, OTHER: {"tier": "low"}}, pools={"low": 2},
+        queues={WORK: {"tier": "low"}, OTHER: {"tier": "low"}},
+        pools={"low": 2},
         admin=admin_section(socket_enabled=True, socket_path=str(path)),
-    )  # fmt: skip
+    )
     return appliance, path
 
 

@@ -30,9 +30,11 @@ async def reject(job: Job) -> None:
 async def served(appliance_factory: StartAppliance, short_dir: Path) -> tuple[Appliance, Path]:  # noqa: F811
     path = short_dir / "admin.sock"
     appliance = await appliance_factory(
-        handlers={WORK: reject, OTHER: reject}, queues={WORK: {"tier": "low"}, OTHER: {"tier": "low"}},
-        pools={"low": 4}, admin=admin_section(socket_enabled=True, socket_path=str(path)),
-    )  # fmt: skip
+        handlers={WORK: reject, OTHER: reject},
+        queues={WORK: {"tier": "low"}, OTHER: {"tier": "low"}},
+        pools={"low": 4},
+        admin=admin_section(socket_enabled=True, socket_path=str(path)),
+    )
     return appliance, path
 
 

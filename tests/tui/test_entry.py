@@ -71,8 +71,10 @@ def test_the_tui_has_no_import_cycle() -> None:
     graph = grimp.build_graph("fleetbox")
     modules = sorted(m for m in graph.modules if m.startswith("fleetbox.tui"))
     both_ways = [
-        (a, b) for i, a in enumerate(modules) for b in modules[i + 1 :]
+        (a, b)
+        for i, a in enumerate(modules)
+        for b in modules[i + 1 :]
         if graph.chain_exists(a, b) and graph.chain_exists(b, a)
-    ]  # fmt: skip
+    ]
     assert both_ways == []
     assert not graph.find_shortest_chains("fleetbox.tui.screens", "fleetbox.tui.app")

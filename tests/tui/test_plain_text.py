@@ -50,9 +50,11 @@ async def shown_in_a_toast(app: FleetboxTUI, pilot: Pilot[None], text: str) -> N
 async def test_server_text_is_plain_everywhere(appliance_factory: StartAppliance, short_dir: Path) -> None:  # noqa: F811
     path = short_dir / "admin.sock"
     appliance = await appliance_factory(
-        handlers={WORK: hostile}, queues={WORK: {"tier": "low"}}, pools={"low": 2},
+        handlers={WORK: hostile},
+        queues={WORK: {"tier": "low"}},
+        pools={"low": 2},
         admin=admin_section(socket_enabled=True, socket_path=str(path)),
-    )  # fmt: skip
+    )
     for _ in range(2):
         await appliance.client.enqueue(WORK, {"note": BOGUS, CLICK: [BOGUS]})
 

@@ -32,9 +32,11 @@ async def test_fifty_queues_and_thousands_of_dead_letters(appliance_factory: Sta
     path = short_dir / "admin.sock"
     names = [f"bulk-{i:02d}" for i in range(QUEUES)]
     appliance = await appliance_factory(
-        handlers=dict.fromkeys(names, reject), queues={n: {"tier": "low", "max_attempts": 1} for n in names},
-        pools={"low": 8}, admin=admin_section(socket_enabled=True, socket_path=str(path)),
-    )  # fmt: skip
+        handlers=dict.fromkeys(names, reject),
+        queues={n: {"tier": "low", "max_attempts": 1} for n in names},
+        pools={"low": 8},
+        admin=admin_section(socket_enabled=True, socket_path=str(path)),
+    )
     await appliance.store.pool.execute(
         "SELECT fleetbox.enqueue('bulk-' || lpad((i % $1)::text, 2, '0'), jsonb_build_object('n', i))"
         " FROM generate_series(1, $2) AS i",

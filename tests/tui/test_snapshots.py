@@ -19,9 +19,15 @@ SnapCompare = Callable[..., bool]
 WIDE = (140, 36)
 
 
-def shoot(snap_compare: SnapCompare, *, keys: Iterable[str] = (), size: tuple[int, int] = WIDE,
-          then: Callable[[Any, Pilot[None], FakeClient], Awaitable[None]] | None = None, settle_after: bool = True,
-          **app_kwargs: Any) -> bool:  # fmt: skip
+def shoot(
+    snap_compare: SnapCompare,
+    *,
+    keys: Iterable[str] = (),
+    size: tuple[int, int] = WIDE,
+    then: Callable[[Any, Pilot[None], FakeClient], Awaitable[None]] | None = None,
+    settle_after: bool = True,
+    **app_kwargs: Any,
+) -> bool:
     """Connect a TUI to a busy fake appliance, press ``keys``, run ``then``, and compare."""
     fake = FakeClient.busy(NOW)
     app = make_app(fake, **app_kwargs)

@@ -25,10 +25,38 @@ from fleetbox.logs import JsonFormatter, TextFormatter
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=200)
 #: DSN-looking text: the parts a malformed DSN is made of, in any order
 DSN_PARTS = st.lists(
-    st.sampled_from(["postgresql://", "postgres://", "u", ":", "@", "[", "]", "::1", "h", "/", "db", "?", "&", "=",
-                     "port", "password", "99999", "0", "-1", "5432", ",", "%", "%zz", " ", "host=", "'"]),
+    st.sampled_from(
+        [
+            "postgresql://",
+            "postgres://",
+            "u",
+            ":",
+            "@",
+            "[",
+            "]",
+            "::1",
+            "h",
+            "/",
+            "db",
+            "?",
+            "&",
+            "=",
+            "port",
+            "password",
+            "99999",
+            "0",
+            "-1",
+            "5432",
+            ",",
+            "%",
+            "%zz",
+            " ",
+            "host=",
+            "'",
+        ]
+    ),
     max_size=14,
-).map("".join)  # fmt: skip
+).map("".join)
 
 
 @pytest.fixture(autouse=True)
@@ -79,10 +107,20 @@ def test_a_deep_or_endless_config_file_is_a_config_error(tmp_path: Path) -> None
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.sampled_from([["job"], ["retry"], ["dead", "retry"], ["jobs", "q", "--state"], ["dead", "list", "--reviewed"],
-                     ["dead", "list", "--limit"], ["bench", "--jobs"], ["enqueue", "q", "--data", "{}", "--priority"]]),
+    st.sampled_from(
+        [
+            ["job"],
+            ["retry"],
+            ["dead", "retry"],
+            ["jobs", "q", "--state"],
+            ["dead", "list", "--reviewed"],
+            ["dead", "list", "--limit"],
+            ["bench", "--jobs"],
+            ["enqueue", "q", "--data", "{}", "--priority"],
+        ]
+    ),
     st.one_of(TEXT, st.integers().map(str)),
-)  # fmt: skip
+)
 def test_any_command_line_value_parses_or_exits_2(command: list[str], value: str) -> None:
     with contextlib.redirect_stderr(io.StringIO()) as err:
         try:
@@ -118,10 +156,15 @@ def test_log_lines_never_carry_a_dsn_secret(formatter: logging.Formatter) -> Non
         raise ConnectionError(f"cannot reach postgresql://fleet:{secret}@db/fleet")
     except ConnectionError:
         record = logging.getLogger("fleetbox.test").makeRecord(
-            "fleetbox.test", logging.ERROR, __file__, 1, "connecting to %s failed",
-            (f"postgresql://fleet@db/fleet?password={secret}",), sys.exc_info(),
+            "fleetbox.test",
+            logging.ERROR,
+            __file__,
+            1,
+            "connecting to %s failed",
+            (f"postgresql://fleet@db/fleet?password={secret}",),
+            sys.exc_info(),
             extra={"event": "db_down", "dsn": f"host=db password={secret}", "other": f"sslpassword={secret}"},
-        )  # fmt: skip
+        )
     line = formatter.format(record)
     assert secret not in line
     assert "postgresql://fleet@db/fleet?password=***" in line and "ConnectionError" in line

@@ -37,15 +37,17 @@ def test_the_default_schedule_is_the_specs() -> None:
 
 
 def test_every_interval_comes_from_the_environment() -> None:
-    tasks = tasks_for({
-        "QUEUE_MONITOR_INTERVAL": "15",
-        "FLEETBOX_MONITOR__SNAPSHOT_SECONDS": "120",
-        "FLEETBOX_MONITOR__REPORT_CRON": "0 6 * * *",
-        "FLEETBOX_MONITOR__STATS_CLEANUP_CRON": "0 3 * * *",
-        "FLEETBOX_MONITOR__TIMEZONE": "Europe/Berlin",
-        "FLEETBOX_RETENTION__ARCHIVE_CRON": "*/10 * * * *",
-        "FLEETBOX_RETENTION__CLEANUP_CRON": "0 4 * * 6",
-    })  # fmt: skip
+    tasks = tasks_for(
+        {
+            "QUEUE_MONITOR_INTERVAL": "15",
+            "FLEETBOX_MONITOR__SNAPSHOT_SECONDS": "120",
+            "FLEETBOX_MONITOR__REPORT_CRON": "0 6 * * *",
+            "FLEETBOX_MONITOR__STATS_CLEANUP_CRON": "0 3 * * *",
+            "FLEETBOX_MONITOR__TIMEZONE": "Europe/Berlin",
+            "FLEETBOX_RETENTION__ARCHIVE_CRON": "*/10 * * * *",
+            "FLEETBOX_RETENTION__CLEANUP_CRON": "0 4 * * 6",
+        }
+    )
     assert tasks["health-check"][1] == 15
     assert tasks["statistics-snapshot"][1] == 120
     assert tasks["performance-report"] == ("0 6 * * *", None, "Europe/Berlin")
@@ -55,8 +57,9 @@ def test_every_interval_comes_from_the_environment() -> None:
 
 
 def test_thresholds_come_from_the_config() -> None:
-    settings = load_settings(environ={"FLEETBOX_MONITOR__MAX_BACKLOG": "2000",
-                                      "FLEETBOX_MONITOR__MAX_FAILURE_RATE": "15"}).settings  # fmt: skip
+    settings = load_settings(
+        environ={"FLEETBOX_MONITOR__MAX_BACKLOG": "2000", "FLEETBOX_MONITOR__MAX_FAILURE_RATE": "15"}
+    ).settings
     assert settings.monitor.thresholds() == Thresholds(max_backlog=2000, max_failure_rate=15.0)
 
 

@@ -61,9 +61,13 @@ class AlertsScreen(LiveScreen):
             is_open = alert["status"] == "open"
             table.add_row(
                 Text(alert["status"].upper() if is_open else alert["status"], style="bold red" if is_open else "dim"),
-                Text(alert["kind"]), Text(alert.get("queue") or "(all)"), Text(ago(alert.get("openedAt"), now)),
-                Text(ago(alert.get("resolvedAt"), now)), Text(alert.get("message") or ""), key=str(alert["id"]),
-            )  # fmt: skip
+                Text(alert["kind"]),
+                Text(alert.get("queue") or "(all)"),
+                Text(ago(alert.get("openedAt"), now)),
+                Text(ago(alert.get("resolvedAt"), now)),
+                Text(alert.get("message") or ""),
+                key=str(alert["id"]),
+            )
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1), animate=False)
         self.loaded = True

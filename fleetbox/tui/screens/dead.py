@@ -30,9 +30,16 @@ MARK = Text("■", style="bold magenta")
 NO_MARK = Text(" ")
 #: (key, label, width)
 COLUMNS = [
-    ("mark", " ", 1), ("id", "ID", 7), ("failed", "FAILED", 10), ("queue", "QUEUE", 16), ("job", "JOB", 8),
-    ("att", "ATT", 3), ("class", "ERROR CLASS", 19), ("error", "MESSAGE", 44), ("review", "REVIEWED", 12),
-]  # fmt: skip
+    ("mark", " ", 1),
+    ("id", "ID", 7),
+    ("failed", "FAILED", 10),
+    ("queue", "QUEUE", 16),
+    ("job", "JOB", 8),
+    ("att", "ATT", 3),
+    ("class", "ERROR CLASS", 19),
+    ("error", "MESSAGE", 44),
+    ("review", "REVIEWED", 12),
+]
 _REVIEWED_LABEL = {False: "unreviewed", True: "reviewed", None: "reviewed or not"}
 
 
@@ -127,8 +134,11 @@ class DeadLettersScreen(LiveScreen):
         self._generation = 0
 
     def compose_body(self) -> ComposeResult:
-        yield Input(placeholder="queue:NAME error:CLASS reviewed:yes|no|all text…  (enter applies, esc cancels)",
-                    id="dead-filter", classes="filter")  # fmt: skip
+        yield Input(
+            placeholder="queue:NAME error:CLASS reviewed:yes|no|all text…  (enter applies, esc cancels)",
+            id="dead-filter",
+            classes="filter",
+        )
         yield Static(id="dead-summary")
         table: DataTable[Text] = DataTable(id="dead", cursor_type="row", zebra_stripes=True, classes="live-data")
         for key, label, width in COLUMNS:
@@ -402,8 +412,9 @@ class DeadLettersScreen(LiveScreen):
             if yes:
                 self._each("Discarded", ids, self.fb.client.discard_dead)
 
-        self.app.push_screen(ConfirmModal(f"Discard {self._describe(ids)}? They stay on record.", yes="Discard"),
-                             answered)  # fmt: skip
+        self.app.push_screen(
+            ConfirmModal(f"Discard {self._describe(ids)}? They stay on record.", yes="Discard"), answered
+        )
 
     def action_review(self) -> None:
         """Mark the marked or highlighted dead letters reviewed, with notes."""
@@ -474,8 +485,10 @@ class DeadLettersScreen(LiveScreen):
             self.notify(str(exc), title=f"Nothing {done}", severity="error")
         else:
             skipped = f"; {result.skipped:,} skipped (a job with the same key is waiting)" if result.skipped else ""
-            self.notify(f"{done.capitalize()} {result.changed:,} of {result.matched:,}{skipped}",
-                        title=f"{verb.capitalize()} all")  # fmt: skip
+            self.notify(
+                f"{done.capitalize()} {result.changed:,} of {result.matched:,}{skipped}",
+                title=f"{verb.capitalize()} all",
+            )
         self.marks.clear()
         self.reload()
 

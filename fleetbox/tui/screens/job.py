@@ -32,8 +32,12 @@ def timeline(letter: Json, job: Json | None) -> list[tuple[str, str]]:
         events.append((a["startedAt"], f"attempt {a['attempt']} started{worker}"))
         if a.get("finishedAt"):
             outcome = a.get("outcome") or "finished"
-            events.append((a["finishedAt"], f"attempt {a['attempt']} {outcome} after {ms(a.get('durationMs'))}: "
-                                            f"{a.get('errorClass') or ''}"))  # fmt: skip
+            events.append(
+                (
+                    a["finishedAt"],
+                    f"attempt {a['attempt']} {outcome} after {ms(a.get('durationMs'))}: {a.get('errorClass') or ''}",
+                )
+            )
     events.append((letter["failedAt"], f"dead after {letter['attempts']} attempts: {letter.get('errorClass')}"))
     if letter.get("reviewedAt"):
         events.append((letter["reviewedAt"], f"reviewed by {letter.get('reviewedBy')}"))
@@ -118,10 +122,14 @@ class JobDetailScreen(LiveScreen):
         now = self.fb.now()
         title = Text()
         title.append(f" dead letter {letter['id']} ", style="bold reverse")
-        title.append(f"  job {letter['jobId']} · {letter['queue']} · {letter['attempts']} attempts · "
-                     f"dead {ago(letter.get('failedAt'), now)} · {letter['status']} · ")  # fmt: skip
-        title.append(f"reviewed by {letter['reviewedBy']}" if letter.get("reviewed") else "not reviewed",
-                     style="green" if letter.get("reviewed") else "bold yellow")  # fmt: skip
+        title.append(
+            f"  job {letter['jobId']} · {letter['queue']} · {letter['attempts']} attempts · "
+            f"dead {ago(letter.get('failedAt'), now)} · {letter['status']} · "
+        )
+        title.append(
+            f"reviewed by {letter['reviewedBy']}" if letter.get("reviewed") else "not reviewed",
+            style="green" if letter.get("reviewed") else "bold yellow",
+        )
         title.append(f"   ({self.index + 1} of {len(self.letters)})", style="dim")
         self.query_one("#job-title", Static).update(title)
         self.query_one("#job-payload", Static).update(JSON(json.dumps(self._payload(), ensure_ascii=False)))
@@ -217,8 +225,9 @@ class JobDetailScreen(LiveScreen):
             if yes:
                 self.run_worker(run(), group="job-action", exit_on_error=False)
 
-        self.app.push_screen(ConfirmModal(f"Retry dead letter {dead_id} (job {self.letter['jobId']})?", yes="Retry"),
-                             answered)  # fmt: skip
+        self.app.push_screen(
+            ConfirmModal(f"Retry dead letter {dead_id} (job {self.letter['jobId']})?", yes="Retry"), answered
+        )
 
     def action_discard(self) -> None:
         """Discard this dead letter."""
@@ -237,8 +246,9 @@ class JobDetailScreen(LiveScreen):
             if yes:
                 self.run_worker(run(), group="job-action", exit_on_error=False)
 
-        self.app.push_screen(ConfirmModal(f"Discard dead letter {dead_id}? It stays on record.", yes="Discard"),
-                             answered)  # fmt: skip
+        self.app.push_screen(
+            ConfirmModal(f"Discard dead letter {dead_id}? It stays on record.", yes="Discard"), answered
+        )
 
     def action_review(self) -> None:
         """Mark this dead letter reviewed, with notes."""

@@ -19,8 +19,12 @@ ERROR_MINUTES = 60
 
 
 #: the charts of the queue detail: id suffix, label, extra CSS classes
-CHARTS = (("done", "done/min ", ""), ("fail", "failure %", "chart-fail"), ("avg", "avg ms   ", ""),
-          ("p95", "p95 ms   ", ""))  # fmt: skip
+CHARTS = (
+    ("done", "done/min ", ""),
+    ("fail", "failure %", "chart-fail"),
+    ("avg", "avg ms   ", ""),
+    ("p95", "p95 ms   ", ""),
+)
 
 
 class QueueDetailScreen(LiveScreen):
@@ -53,8 +57,9 @@ class QueueDetailScreen(LiveScreen):
                     yield Label(label, classes="chart-label")
                     yield Sparkline([], id=f"chart-{key}", classes=f"chart {classes}".strip())
                     yield Label("", id=f"chart-{key}-value", classes="chart-value")
-            yield Label(f"Recent errors by class (last {ERROR_MINUTES} min) — enter: its dead letters",
-                        classes="section-title")  # fmt: skip
+            yield Label(
+                f"Recent errors by class (last {ERROR_MINUTES} min) — enter: its dead letters", classes="section-title"
+            )
             table: DataTable[Text] = DataTable(id="queue-errors", cursor_type="row", zebra_stripes=True)
             table.add_column("ERROR CLASS", key="class", width=22)
             table.add_column(Text("COUNT", justify="right"), key="count", width=7)
@@ -85,9 +90,12 @@ class QueueDetailScreen(LiveScreen):
         now = self.fb.now()
         for error in self.errors:
             table.add_row(
-                Text(error["errorClass"], style="bold red"), Text(count(error["count"]), justify="right"),
-                Text(ago(error.get("lastAt"), now)), Text(error.get("lastMessage") or ""), key=error["errorClass"],
-            )  # fmt: skip
+                Text(error["errorClass"], style="bold red"),
+                Text(count(error["count"]), justify="right"),
+                Text(ago(error.get("lastAt"), now)),
+                Text(error.get("lastMessage") or ""),
+                key=error["errorClass"],
+            )
         self.loaded = True
 
     def paint(self) -> None:
@@ -123,8 +131,10 @@ class QueueDetailScreen(LiveScreen):
         if limiter is None:
             line.append("\n rate limiter: none")
         else:
-            line.append(f"\n rate limiter {limiter['resource']}: {limit_text(limiter)}, "
-                        f"{limiter['waits']:,} waits, {limiter['throttled']:,} throttled (429)")  # fmt: skip
+            line.append(
+                f"\n rate limiter {limiter['resource']}: {limit_text(limiter)}, "
+                f"{limiter['waits']:,} waits, {limiter['throttled']:,} throttled (429)"
+            )
             if limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now:
                 line.append(f" · held for {duration(limiter['pausedUntil'] - now)} (Retry-After)", style="bold yellow")
         status.update(line)

@@ -17,11 +17,23 @@ _TIER_ORDER = {"high": 0, "medium": 1, "low": 2}
 TREND_WIDTH = 9
 #: (key, label, width); numbers are right-aligned
 COLUMNS = [
-    ("name", "QUEUE", 16), ("tier", "TIER", 4), ("state", "STATE", 6), ("ready", "READY", 7),
-    ("scheduled", "SCHED", 5), ("running", "RUN", 4), ("retrying", "RETRY", 5), ("dead", "DEAD", 5),
-    ("done", "DONE/m", 7), ("fail", "FAIL%", 5), ("avg", "AVG", 6), ("p95", "P95", 6), ("oldest", "OLDEST", 6),
-    ("workers", "WORKERS", 7), ("limiter", "LIMITER", 9), ("trend", "TREND", TREND_WIDTH),
-]  # fmt: skip
+    ("name", "QUEUE", 16),
+    ("tier", "TIER", 4),
+    ("state", "STATE", 6),
+    ("ready", "READY", 7),
+    ("scheduled", "SCHED", 5),
+    ("running", "RUN", 4),
+    ("retrying", "RETRY", 5),
+    ("dead", "DEAD", 5),
+    ("done", "DONE/m", 7),
+    ("fail", "FAIL%", 5),
+    ("avg", "AVG", 6),
+    ("p95", "P95", 6),
+    ("oldest", "OLDEST", 6),
+    ("workers", "WORKERS", 7),
+    ("limiter", "LIMITER", 9),
+    ("trend", "TREND", TREND_WIDTH),
+]
 #: a failure rate (percent) shown in red from here on
 FAIL_WARN = 5.0
 
@@ -89,8 +101,11 @@ class QueuesScreen(LiveScreen):
         )
         table: DataTable[Text] = DataTable(id="queues", cursor_type="row", zebra_stripes=True, classes="live-data")
         for key, label, width in COLUMNS:
-            table.add_column(Text(label, justify="right" if width <= 7 and key not in ("tier", "state") else "left"),
-                             key=key, width=width)  # fmt: skip
+            table.add_column(
+                Text(label, justify="right" if width <= 7 and key not in ("tier", "state") else "left"),
+                key=key,
+                width=width,
+            )
         yield table
 
     @property

@@ -59,8 +59,9 @@ class StatusBar(Vertical):
             dead = tick["deadUnreviewed"]
             line.append(f"{dead:,} dead unreviewed", style="bold red" if dead else "")
             if tick["alertsOpen"]:
-                line.append(f" · {tick['alertsOpen']} alert{'s' if tick['alertsOpen'] != 1 else ''} open",
-                            style="bold yellow")  # fmt: skip
+                line.append(
+                    f" · {tick['alertsOpen']} alert{'s' if tick['alertsOpen'] != 1 else ''} open", style="bold yellow"
+                )
         # one line of fixed height: a new text needs no layout of the screen (every second)
         self.query_one("#status-line", Static).update(line, layout=False)
 

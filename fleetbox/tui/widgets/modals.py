@@ -173,10 +173,12 @@ class GroupsModal(ModalScreen[tuple[str, Json] | None]):
             table.add_column("QUEUES", key="queues", width=18)
             for i, group in enumerate(self.groups):
                 table.add_row(
-                    Text(f"{group['count']:,}", justify="right"), Text(group["errorClass"], style="red"),
-                    Text(group["message"], no_wrap=True, overflow="ellipsis"), Text(", ".join(group["queues"])),
+                    Text(f"{group['count']:,}", justify="right"),
+                    Text(group["errorClass"], style="red"),
+                    Text(group["message"], no_wrap=True, overflow="ellipsis"),
+                    Text(", ".join(group["queues"])),
                     key=str(i),
-                )  # fmt: skip
+                )
             yield table
             yield Label("enter shows a group · r retry · m review · D discard (each asks for the count) · esc closes")
 
