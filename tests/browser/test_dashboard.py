@@ -138,6 +138,9 @@ def test_all_matching_after_a_preview_of_count_and_sample(
     assert not confirm.is_enabled()  # not before the count is typed
     browser.find("#dialog input[name=confirm]").send_keys("3")
     browser.screenshot("bulk-preview")
+    # the cause is fixed before the retry: the retried jobs succeed (else they would fail again and
+    # come back as new open dead letters while the page is being checked)
+    dashboard.ok_file.touch()
     confirm.click()
     browser.wait(lambda: not browser.find_all("#dead-letters tbody tr"), "the dead letters are still listed as open")
     rows = dashboard.sql("SELECT status FROM dead_letters WHERE job_id = ANY($1::bigint[])", jobs)
