@@ -17,6 +17,10 @@ from fleetbox.admin.auth import HEADER, Access
 from fleetbox.admin.inputs import ACTOR_HEADER, ACTOR_PATTERN
 from fleetbox.admin.models import ALERT_STATUSES, MAX_ERROR_MINUTES, MAX_OFFSET, TIME_RANGES, Input, reads
 from fleetbox.admin.routes import Route
+from fleetbox.admin.schema import Schema
+from fleetbox.admin.schema import obj as _obj
+from fleetbox.admin.schema import ok as _ok
+from fleetbox.admin.schema import ref as _ref
 from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
@@ -25,29 +29,12 @@ from fleetbox.service.dead_letters import COUNT_CAP
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
 from fleetbox.service.jobs import JOB_STATUSES
 
-Schema = dict[str, Any]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
 
 def _null(schema: Schema) -> Schema:
     out = dict(schema)
     kind = out["type"]
     out["type"] = [kind, "null"] if isinstance(kind, str) else [*kind, "null"]
     return out
-
-
-def _obj(properties: dict[str, Schema], *, required: list[str] | None = None, strict: bool = True) -> Schema:
-    schema: Schema = {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties) if required is None else required,
-    }
-    if strict:
-        schema["additionalProperties"] = False
-    return schema
 
 
 STR: Schema = {"type": "string"}
@@ -463,10 +450,6 @@ _ERROR_TEXT = {
 
 def _error(status: int) -> Schema:
     return {"description": _ERROR_TEXT[status], "content": {"application/json": {"schema": _ref("Error")}}}
-
-
-def _ok(schema_name: str, description: str) -> Schema:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema_name)}}}
 
 
 #: operationId -> (summary, parameters, request body schema | None, {status: response}, errors)

@@ -15,12 +15,14 @@ from fleetbox.admin import inputs
 from fleetbox.admin.auth import Access
 from fleetbox.admin.models import Body, Input, JsonBool, QueueName, json_int, json_number, text
 from fleetbox.admin.routes import STATE, Route, reply
+from fleetbox.admin.schema import Schema
+from fleetbox.admin.schema import obj as _obj
+from fleetbox.admin.schema import ok as _ok
+from fleetbox.admin.schema import ref as _ref
 from fleetbox.config import QueueSettings
 from fleetbox.cron import Tick
 from fleetbox.models import Schedule, iso
 from fleetbox.service.schedules import ScheduleSpec
-
-Schema = dict[str, Any]
 
 #: The longest a cron expression or a time zone name may be.
 MAX_CRON = 120
@@ -205,14 +207,6 @@ _NUM_NULL: Schema = {"type": ["number", "null"]}
 _INT_NULL: Schema = {"type": ["integer", "null"]}
 
 
-def _obj(properties: dict[str, Schema]) -> Schema:
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 _SCHEDULE: dict[str, Schema] = {
     "name": _S,
     "cron": _S,
@@ -311,10 +305,6 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
 }
-
-
-def _ok(schema: str, description: str) -> Schema:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
 
 
 OPERATIONS: dict[str, dict[str, Any]] = {
