@@ -67,6 +67,19 @@ EVENT_KINDS = (
 GraphMode = Literal["simulated", "live", "off"]
 TierName = Literal["high", "medium", "low"]
 
+#: The spec's queues and their tiers, as every appliance serves them: the worker's registry and
+#: the terminal UI's demo both read this one list.
+SPEC_QUEUES: tuple[tuple[str, TierName], ...] = (
+    ("teams-outbound", "high"),
+    ("outlook-outbound", "high"),
+    ("notifications", "high"),
+    ("teams-inbound", "medium"),
+    ("outlook-inbound", "medium"),
+    ("webhooks", "medium"),
+    ("attachments", "low"),
+    ("sync", "low"),
+)
+
 
 class ApplianceInfo(TypedDict):
     name: str

@@ -17,6 +17,7 @@ from typing import Any
 from fleetbox.protocol import (
     HISTORY_SECONDS,
     PROTOCOL_VERSION,
+    SPEC_QUEUES,
     ApplianceInfo,
     Event,
     Hello,
@@ -27,17 +28,6 @@ from fleetbox.protocol import (
 )
 from fleetbox.tui.client import BulkResult, ClientError, DeadFilter, DeadPage, Disconnected, Json, StreamMessage
 
-#: the spec's queues and their tiers (what a fresh appliance serves)
-SPEC_QUEUES: list[tuple[str, TierName]] = [
-    ("teams-outbound", "high"),
-    ("outlook-outbound", "high"),
-    ("notifications", "high"),
-    ("teams-inbound", "medium"),
-    ("outlook-inbound", "medium"),
-    ("webhooks", "medium"),
-    ("attachments", "low"),
-    ("sync", "low"),
-]
 _ERRORS = [
     ("RateLimitError", "Graph answered 429 Too Many Requests; retry after 30 s"),
     ("NetworkError", "connection reset by peer while posting to graph.microsoft.com"),

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from fleetbox import rules
+from fleetbox import protocol, rules
 from fleetbox.config import QueueSettings, Settings
 from fleetbox.errors import ConfigError
 from fleetbox.models import Job, Tier
@@ -23,16 +23,10 @@ Handler = Callable[[Job], Awaitable[object]]
 
 DEAD_LETTER_QUEUE = "dead-letter"
 
-#: The spec's queues and their tiers. Their processors talk to Microsoft Graph.
+#: The spec's queues and their tiers (one list, :data:`fleetbox.protocol.SPEC_QUEUES`, which the
+#: terminal UI reads too), and the dead-letter queue. Their processors talk to Microsoft Graph.
 SPEC_QUEUES: dict[str, Tier] = {
-    "teams-outbound": Tier.HIGH,
-    "outlook-outbound": Tier.HIGH,
-    "notifications": Tier.HIGH,
-    "teams-inbound": Tier.MEDIUM,
-    "outlook-inbound": Tier.MEDIUM,
-    "webhooks": Tier.MEDIUM,
-    "attachments": Tier.LOW,
-    "sync": Tier.LOW,
+    **{name: Tier.parse(tier) for name, tier in protocol.SPEC_QUEUES},
     DEAD_LETTER_QUEUE: Tier.DEAD,
 }
 
