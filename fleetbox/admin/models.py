@@ -341,6 +341,19 @@ class EnqueueBody(Body):
         None, alias="singletonKey", description="at most one waiting or running job per queue and key"
     )
     max_attempts: json_int(1, rules.MAX_ATTEMPTS_MAX) | None = Field(None, alias="maxAttempts")  # type: ignore[valid-type]
+    depends_on: list[Annotated[int, Field(ge=1, le=rules.MAX_ID)]] | None = Field(
+        None,
+        alias="dependsOn",
+        min_length=1,
+        max_length=1000,
+        description="job ids this job waits for: it stays blocked until every one has succeeded",
+    )
+    on_failure: Literal["cancel", "ignore", "hold"] | None = Field(
+        None,
+        alias="onFailure",
+        description="with dependsOn, when a parent fails: cancel this job (default), run it anyway, or hold it "
+        "on the parent's dead letter",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -71,6 +71,8 @@ _API_FIELD = {
     "max_attempts": "maxAttempts",
     "reviewed_by": "reviewedBy",
     "resolution_notes": "resolutionNotes",
+    "depends_on": "dependsOn",
+    "on_failure": "onFailure",
 }
 
 
@@ -386,6 +388,8 @@ async def enqueue_job(request: web.Request, path: WorkQueuePath, body: EnqueueBo
             delay=body.delay,
             singleton_key=body.singleton_key,
             max_attempts=body.max_attempts,
+            depends_on=body.depends_on,
+            on_failure=body.on_failure or "cancel",
             actor=who,
         )
     except UnknownQueue:

@@ -67,3 +67,23 @@ async def test_a_queue_without_variants_reports_one_variant_and_promoting_an_unk
     promoted = await api.post("/api/queue/sync/retry-variants/fast/promote", headers=ADMIN)
     assert promoted.status == 404
     assert (await api.get("/api/queue/nope/retry-variants", headers=READ)).status == 404
+
+
+async def test_a_job_enqueued_with_depends_on_waits_blocked_for_its_parents(api: Api) -> None:
+    parent = await (await api.post("/api/queue/sync/jobs", json={"data": {"n": 1}}, headers=ADMIN)).json()
+    child = await api.post(
+        "/api/queue/notifications/jobs",
+        json={"data": {}, "dependsOn": [parent["id"]], "onFailure": "hold"},
+        headers=ADMIN,
+    )
+    assert child.status == 201, await child.text()
+    job = await (await api.get(f"/api/queue/jobs/{(await child.json())['id']}", headers=READ)).json()
+    assert job["state"] == "blocked"
+    unknown = await api.post("/api/queue/sync/jobs", json={"data": {}, "dependsOn": [999999]}, headers=ADMIN)
+    assert unknown.status == 400 and (await unknown.json())["error"]["field"] == "dependsOn"
+    with_key = await api.post(
+        "/api/queue/sync/jobs", json={"data": {}, "dependsOn": [parent["id"]], "singletonKey": "k"}, headers=ADMIN
+    )
+    assert with_key.status == 400 and (await with_key.json())["error"]["field"] == "singletonKey"
+    bad = await api.post("/api/queue/sync/jobs", json={"data": {}, "onFailure": "maybe"}, headers=ADMIN)
+    assert bad.status == 400 and (await bad.json())["error"]["field"] == "onFailure"

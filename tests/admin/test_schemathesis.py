@@ -36,13 +36,18 @@ CHECKS = "all"
 #: Schema-valid requests may still name a queue, job or dead letter that does not exist (404) or
 #: find one in a state that does not allow the action (409): those are accepted answers.
 #: A cron expression's and a time zone's validity cannot be said in JSON Schema: a schedule that
-#: does not parse is a schema-valid 400 naming the field.
+#: does not parse is a schema-valid 400 naming the field. Likewise an enqueue whose dependsOn names
+#: a job that does not exist (or whose payload is nested past the limit) is a 400 naming the field.
 CONFIG = """
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "404", "409"]
 
 [[operations]]
 include-operation-id = "putSchedule"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409"]
+
+[[operations]]
+include-operation-id = "enqueueJob"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409"]
 """
 
