@@ -75,6 +75,7 @@ class GraphRuntime:
         self.mode = graph_mode(settings)
         self.store = store
         self.clock = clock
+        self._metrics = metrics
         self.writer = RateEventWriter(store, metrics)
         self.limiters = Limiters(settings.rate_limits, record=self.writer.record)
         #: shares 429 pauses with the other appliances (run as an owned task)
@@ -171,7 +172,7 @@ class GraphRuntime:
         self.ctx = GraphContext(self.store, self.client, self.limiters, graph, self.clock, files_dir)
         self.subscriptions = Subscriptions(self.ctx)
         secret = graph.client_state.get_secret_value() if graph.client_state else None
-        self.receiver = Receiver(self.store, secret)
+        self.receiver = Receiver(self.store, secret, on_rejected=self._metrics.notifications_rejected.inc)
         log.info("graph ready", extra={"event": "graph_started", "mode": self.mode, "base_url": graph.base_url})
 
     def install_routes(self, app: web.Application) -> None:

@@ -88,8 +88,16 @@ def dedupe_key(item: Mapping[str, Any]) -> str:
 class Receiver:
     """The public endpoints Graph posts change and lifecycle notifications to."""
 
-    def __init__(self, store: Store, client_state: str | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client_state: str | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_rejected: Callable[[int], None] | None = None,
+    ) -> None:
         self.store = store
+        self._on_rejected = on_rejected
         self._client_state = client_state.encode() if client_state else None
         self._clock = clock
         #: items discarded for a wrong clientState since start (the /metrics figure)
@@ -167,6 +175,8 @@ class Receiver:
     def _rejected(self, count: int) -> None:
         now = self._clock()
         self.rejected_total += count
+        if self._on_rejected is not None:
+            self._on_rejected(count)
         self._rejections.extend([now] * min(count, REJECTION_BURST + 1))
         self._unlogged += count
         if now - self._last_log >= REJECTION_LOG_SECONDS:

@@ -100,6 +100,11 @@ class Metrics:
             ["resource"],
             registry=self.registry,
         )
+        self.notifications_rejected = Counter(
+            "fleetbox_graph_notifications_rejected",
+            "Change notifications discarded for a wrong clientState (forged, or a stale subscription).",
+            registry=self.registry,
+        )
         self.task_failures = Counter(
             "fleetbox_task_failures",
             "Failures of this process's background tasks (each was restarted), by task.",

@@ -405,6 +405,8 @@ async def test_a_client_state_mismatch_is_answered_202_and_discarded_unstored(
     assert await sql.fetchval("SELECT count(*) FROM webhook_events") == 0
     assert await sql.fetchval("SELECT count(*) FROM jobs WHERE queue = 'webhooks'") == 0
     assert app.graph.receiver is not None and app.graph.receiver.rejected_total == 1
+    scraped = app.metrics.render().decode()
+    assert "fleetbox_graph_notifications_rejected_total 1.0" in scraped  # an operator sees it in /metrics
 
 
 async def test_a_replayed_notification_is_processed_once(
