@@ -50,7 +50,8 @@ function toast(text, error = false) {
 const fmt = {
   int: (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString()),
   ms: (n) => (n === null || n === undefined ? "–" : n >= 1000 ? `${(n / 1000).toFixed(1)}s` : `${Math.round(n)}ms`),
-  pct: (n) => (n === null || n === undefined ? "–" : `${(n * (n <= 1 ? 100 : 1)).toFixed(1)}%`),
+  // a percent (0-100), as the stream sends failureRate
+  pct: (n) => (n === null || n === undefined ? "–" : `${n.toFixed(1)}%`),
   age: (s) => {
     if (s === null || s === undefined) return "–";
     if (s < 60) return `${s.toFixed(0)}s`;
@@ -313,14 +314,34 @@ const QUEUE_COLUMNS = [
   ["Retry", (q) => fmt.int(q.retrying), "num"],
   ["Dead", (q) => h("a", { href: `#/dead?queue=${encodeURIComponent(q.name)}` }, fmt.int(q.deadUnreviewed)), "num"],
   ["Done/min", (q) => q.donePerMinute.toFixed(1), "num"],
-  ["Fail%", (q) => h("span", { class: q.failureRate > 0.1 ? "bad" : "" }, fmt.pct(q.failureRate)), "num"],
+  ["Fail%", (q) => h("span", { class: q.failureRate >= FAIL_WARN ? "bad" : "" }, fmt.pct(q.failureRate)), "num"],
   ["Avg", (q) => fmt.ms(q.avgMs), "num"],
   ["p95", (q) => fmt.ms(q.p95Ms), "num"],
   ["Oldest", (q) => fmt.age(q.oldestWaitingSeconds), "num"],
   ["Workers", (q) => `${q.workers.busy}/${q.workers.size}`, "num"],
-  ["Limiter", (q) => (q.limiter ? `${q.limiter.ratePerSecond ?? "–"}/s` + (q.limiter.throttled ? ` · ${q.limiter.throttled} throttled` : "") : "–")],
-  ["Consumers", (q) => (q.consumers === undefined ? "–" : h("span", { class: q.consumers === 0 && q.ready > 0 ? "bad" : "" }, fmt.int(q.consumers))), "num"],
+  ["Limiter", (q) => (q.limiter ? limitText(q.limiter) + (q.limiter.throttled ? ` · ${q.limiter.throttled} throttled` : "") : "–")],
+  ["Consumers", (q) => (q.consumers === undefined ? "–" : h("span", { class: q.consumers === 0 && waiting(q) > 0 ? "bad" : "" }, fmt.int(q.consumers))), "num"],
 ];
+
+// the TUI's words for the same figures (fleetbox/tui/widgets/text.py, fleetbox/tui/screens/queues.py)
+const FAIL_WARN = 5.0;
+
+function waiting(q) {
+  return q.ready + q.scheduled + q.retrying;
+}
+
+function limitText(l) {
+  const parts = [];
+  if (l.ratePerSecond !== null && l.ratePerSecond !== undefined) {
+    parts.push(`${Number(l.ratePerSecond.toPrecision(3))}/s`);
+    if (l.available !== null && l.available !== undefined) parts.push(String(Math.floor(l.available)));
+  }
+  if (l.concurrency !== undefined) {
+    const per = l.per ?? "appliance";
+    parts.push(per === "appliance" ? `${l.concurrency} at once` : `${l.concurrency} per ${per}`);
+  }
+  return parts.join(" ") || "–";
+}
 
 async function viewQueues() {
   const tbody = h("tbody", { id: "queue-rows" });
@@ -380,8 +401,8 @@ async function togglePause(name) {
 
 async function clearQueue(name) {
   const q = queueByName(name);
-  const waiting = q ? q.ready + q.scheduled + q.retrying : 0;
-  if (!(await confirmTyped(`Clear ${name}?`, `This removes every waiting job of ${name} (about ${fmt.int(waiting)}); running jobs finish.`, name))) return;
+  const count = q ? waiting(q) : 0;
+  if (!(await confirmTyped(`Clear ${name}?`, `This removes every waiting job of ${name} (about ${fmt.int(count)}); running jobs finish.`, name))) return;
   await act((r) => `${name}: ${fmt.int(r.cleared)} waiting jobs removed`, () => call("DELETE", `${encodeURIComponent(name)}/clear`, undefined, { confirm: "yes" }));
 }
 
