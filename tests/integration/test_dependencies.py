@@ -7,7 +7,6 @@ transactions, never strand the child.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,40 +14,14 @@ import pytest
 
 from fleetbox import Client, InvalidInput
 from fleetbox.app import Appliance
-from fleetbox.models import Job, JobState, JsonText, ManualClock, Tier
+from fleetbox.models import Job, JobState, ManualClock
 from fleetbox.store import Store
 from fleetbox.store.sql import queries
 from tests.conftest import wait_for
+from tests.integration.flows import WORKER, claim_all, state, succeed
 
 AppFactory = Callable[..., Awaitable[Appliance]]
-WORKER = "test-worker"
 UNKNOWN_ID = 987_654_321
-
-
-async def claim_all(db: Store, clock: ManualClock, tier: Tier = Tier.LOW) -> list[Job]:
-    now = clock.now()
-    return await db.jobs.claim(tier, 1000, WORKER, now, now + dt.timedelta(minutes=5))
-
-
-async def succeed(db: Store, jobs: list[Job], clock: ManualClock, results: dict[int, str] | None = None) -> int:
-    """Complete ``jobs`` as the completer does (one batch statement); how many children became ready."""
-    results = results or {}
-    t = clock.now().timestamp()
-    ids = [j.id for j in jobs]
-    _held, released = await db.jobs.complete_succeeded(
-        ids,
-        [j.attempt for j in jobs],
-        [t] * len(ids),
-        [t] * len(ids),
-        WORKER,
-        [i for i in ids if i in results],
-        [JsonText(results[i]) for i in ids if i in results],
-    )
-    return released
-
-
-async def state(client: Client, job_id: int) -> JobState:
-    return (await client.get_job(job_id)).state
 
 
 async def test_child_blocked_until_every_parent_succeeds(db: Store, clock: ManualClock) -> None:

@@ -13,32 +13,10 @@ import pytest
 
 from fleetbox import Client, Conflict, InvalidInput, ValidationError
 from fleetbox.app import Appliance
-from fleetbox.models import Job, JobState, JsonText, ManualClock, Tier
+from fleetbox.models import Job, JobState, ManualClock, Tier
 from fleetbox.store import Store
 from tests.conftest import wait_for
-
-WORKER = "test-worker"
-
-
-async def claim_all(db: Store, clock: ManualClock, tier: Tier = Tier.LOW) -> list[Job]:
-    now = clock.now()
-    return await db.jobs.claim(tier, 1000, WORKER, now, now + dt.timedelta(minutes=5))
-
-
-async def succeed(db: Store, jobs: list[Job], clock: ManualClock, results: dict[int, str] | None = None) -> int:
-    results = results or {}
-    t = clock.now().timestamp()
-    ids = [j.id for j in jobs]
-    _held, released = await db.jobs.complete_succeeded(
-        ids,
-        [j.attempt for j in jobs],
-        [t] * len(ids),
-        [t] * len(ids),
-        WORKER,
-        [i for i in ids if i in results],
-        [JsonText(results[i]) for i in ids if i in results],
-    )
-    return released
+from tests.integration.flows import WORKER, claim_all, state, succeed
 
 
 async def fail(db: Store, jobs: list[Job], clock: ManualClock) -> list[int]:
@@ -55,10 +33,6 @@ async def fail(db: Store, jobs: list[Job], clock: ManualClock) -> list[int]:
         ["ValidationError: refused"] * n,
     )
     return [d.dead_letter_id for d in letters]
-
-
-async def state(client: Client, job_id: int) -> JobState:
-    return (await client.get_job(job_id)).state
 
 
 @pytest.fixture
