@@ -156,7 +156,10 @@ async def test_after_a_429_the_next_request_waits_for_retry_after(rig: Rig) -> N
     assert calls[1].at - calls[0].at < 0.4
     assert calls[2].at - calls[0].at >= 0.39
     waits = [e for e in rig.events if e.event == "wait"]
-    assert [e.key for e in waits] == [MAILBOX] and (waits[0].wait_ms or 0) >= 300
+    # one wait held for the Retry-After, on the paused mailbox only (a loaded machine may add a
+    # millisecond wait for a bucket's turn, recorded too: it is not the pause)
+    assert [e.key for e in waits if (e.wait_ms or 0) >= 300] == [MAILBOX]
+    assert {e.key for e in waits} == {MAILBOX}
 
 
 async def test_an_expired_token_is_dropped_so_the_next_request_gets_a_new_one(rig: Rig) -> None:
