@@ -130,7 +130,13 @@ def test_any_command_line_value_parses_or_exits_2(command: list[str], value: str
             assert "error:" in err.getvalue() and "Traceback" not in err.getvalue()
 
 
-PASSWORD = st.text(alphabet=string.ascii_letters + string.digits + "!$()*+;@~", min_size=6, max_size=30)
+# The DSN text around a password ("postgresql://fleet@db/fleet?password=...&sslmode=require") is
+# not secret: a password that is a piece of it (hypothesis found "passwo") would be "seen" in the
+# redacted line without having leaked.
+_DSN_WORDS = "postgresql://fleet:@db:5432/fleet?password=&sslmode=require sslpassword host=db user=fleet dbname=fleet x"
+PASSWORD = st.text(alphabet=string.ascii_letters + string.digits + "!$()*+;@~", min_size=6, max_size=30).filter(
+    lambda password: password.replace(";", "") not in _DSN_WORDS
+)
 
 
 @settings(max_examples=300, deadline=None)
