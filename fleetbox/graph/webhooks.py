@@ -28,10 +28,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 
 from fleetbox import rules
 from fleetbox.config import SubscriptionSettings
@@ -63,6 +65,47 @@ REJECTION_BURST = 100
 #: one warning line at most this often about rejected items (with the count since the last)
 REJECTION_LOG_SECONDS = 10.0
 _BODY_LIMITS = rules.Limits(max_payload_bytes=MAX_BODY_BYTES)
+#: what a validation token may hold: printable ASCII (the receiver echoes nothing a browser renders)
+VALIDATION_TOKEN_PATTERN = "^[ -~]+$"
+
+#: text Graph sends in a notification: no NUL (PostgreSQL cannot store it; 400 like any NUL)
+_Text = Annotated[str | None, Field(default=None, pattern=r"^[^\u0000]*$")]
+
+
+class ChangeNotification(BaseModel):
+    """One item of a notification batch, as Graph sends it: the fields the receiver reads are
+    strings when present; anything else Graph adds is kept (without ``clientState``) for the job."""
+
+    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+
+    subscription_id: _Text = Field(default=None, alias="subscriptionId", description="the subscription's id")
+    client_state: _Text = Field(
+        default=None,
+        alias="clientState",
+        description="the secret given at creation; an item with another one is discarded (still answered 202)",
+    )
+    change_type: _Text = Field(default=None, alias="changeType", description="created, updated or deleted")
+    lifecycle_event: _Text = Field(
+        default=None,
+        alias="lifecycleEvent",
+        description="a lifecycle notification: reauthorizationRequired, subscriptionRemoved or missed",
+    )
+    resource: _Text = Field(default=None, description="what changed, relative to the Graph root")
+    resource_data: dict[str, Any] | None = Field(
+        default=None, alias="resourceData", description="the changed resource's id and etag"
+    )
+    subscription_expiration: _Text = Field(default=None, alias="subscriptionExpirationDateTime")
+    tenant_id: _Text = Field(default=None, alias="tenantId")
+
+
+class NotificationBatch(BaseModel):
+    """A change or lifecycle notification request's body: ``{"value": [item, ...]}``, at most
+    :data:`MAX_ITEMS` items (more: 413), JSON of at most :data:`MAX_BODY_BYTES` bytes (more: 413),
+    nested at most as deep as a payload, with no NUL, NaN or infinite number (else 400)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    value: list[ChangeNotification] = Field(max_length=MAX_ITEMS, description="the notifications")
 
 
 def source_of(resource: str) -> Literal["teams", "outlook"]:
@@ -136,6 +179,13 @@ class Receiver:
             return _error(400, "invalid_notification", "the body must be a JSON object with a value array")
         if len(items) > MAX_ITEMS:
             return _error(413, "too_many_items", f"a request carries at most {MAX_ITEMS} notifications")
+        try:
+            # Graph's fields are strings: a batch with anything else is not Graph's.
+            NotificationBatch.model_validate(body)
+        except PydanticValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return _error(400, "invalid_notification", f"body.{where}: {first['msg']}", field=f"body.{where}")
         accepted = rejected = duplicates = 0
         try:
             for item in items:
@@ -222,8 +272,11 @@ class Receiver:
         return True
 
 
-def _error(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+def _error(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, field: str | None = None
+) -> web.Response:
+    error = {"code": code, "message": message} if field is None else {"code": code, "message": message, "field": field}
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 def _validation_answer(token: str) -> web.Response:
