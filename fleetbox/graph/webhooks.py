@@ -362,7 +362,11 @@ class Subscriptions:
             # The lock makes a conflict impossible here; a failed commit leaves the subscription in
             # Graph, where the next check adopts it.
             await tx.graph.add_subscription(
-                sub_id, sub.source, sub.resource, sub.change_type, _parse_time(created.get("expirationDateTime")) or expires
+                sub_id,
+                sub.source,
+                sub.resource,
+                sub.change_type,
+                _parse_time(created.get("expirationDateTime")) or expires,
             )
         log.info(
             "graph subscription created",

@@ -135,6 +135,10 @@ class QueueDetailScreen(LiveScreen):
                 f"\n rate limiter {limiter['resource']}: {limit_text(limiter)}, "
                 f"{limiter['waits']:,} waits, {limiter['throttled']:,} throttled (429)"
             )
+            upload = limiter.get("uploadBytes")
+            if upload is not None:
+                period = duration(limiter.get("uploadPeriodSeconds", 0.0))
+                line.append(f" · uploads {upload / 1024**2:.3g} MiB per {period} per mailbox")
             if limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now:
                 line.append(f" · held for {duration(limiter['pausedUntil'] - now)} (Retry-After)", style="bold yellow")
         status.update(line)

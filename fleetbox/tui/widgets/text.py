@@ -95,7 +95,8 @@ def limiter_text(limiter: LimiterState | None, now: float) -> Text:
 
 
 def limit_text(limiter: LimiterState) -> str:
-    """``50/s 1`` (rate and tokens left), ``16.7/s 4 per mailbox``, ``5 at once``, or a dash."""
+    """``50/s 1`` (rate and tokens left), ``16.7/s 4 per mailbox 4 at once`` (Outlook: per mailbox
+    and across all mailboxes), ``5 at once``, ``3 busy`` when requests hold slots, or a dash."""
     parts = []
     if limiter["ratePerSecond"] is not None:
         parts.append(f"{limiter['ratePerSecond']:.3g}/s")
@@ -105,6 +106,11 @@ def limit_text(limiter: LimiterState) -> str:
     if concurrency is not None:
         per = limiter.get("per", "appliance")
         parts.append(f"{concurrency} per {per}" if per != "appliance" else f"{concurrency} at once")
+    app = limiter.get("appConcurrency")
+    if app is not None:
+        parts.append(f"{app} at once")
+    if limiter.get("inUse"):
+        parts.append(f"{limiter.get('inUse')} busy")
     return " ".join(parts) or DASH
 
 
