@@ -159,7 +159,8 @@ class GraphSimulator:
     - ``deliveries``: each :class:`Delivery` made to a webhook receiver (validation POSTs excluded);
     - ``device_flows``: device code -> its state (see :meth:`approve_device_code`).
 
-    Knobs (attributes, change them any time): ``teams_limits`` (:class:`TeamsLimits`), ``enforce_limits``,
+    Knobs (attributes, change them any time): ``teams_limits`` (:class:`TeamsLimits`), ``outlook.limits``
+    (:class:`OutlookLimits`; ``outlook`` also keeps the peaks and uploads it saw), ``enforce_limits``,
     ``notify_on_change`` (seeded or posted changes notify matching subscriptions), ``validation_timeout_seconds``
     (10), ``delivery_timeout_seconds`` (3), ``notification_redeliveries`` (automatic notifications are retried
     this many times on failure), ``device_code_interval_seconds``, ``min_upload_session_bytes``,
