@@ -368,46 +368,85 @@ class Subscriptions:
         return self.ctx.clock.now() + dt.timedelta(minutes=MAX_LIFETIME_MINUTES[source])
 
     async def create(self, sub: SubscriptionSettings) -> str:
-        """Subscribe (Graph checks the receiver with its validation handshake first)."""
+        """Make sure Graph notifies fleetbox of ``sub``; return the subscription's id.
+
+        Under a PostgreSQL advisory lock on the resource (held until the row is committed), so
+        appliances starting together on one database subscribe once: a subscription the database
+        keeps alive is kept; one Graph has for the same resource and notification URL (a lost row,
+        another installation's restart) is adopted; only otherwise is one created (Graph checks the
+        receiver with its validation handshake first).
+        """
         secret = self.ctx.settings.client_state
         if secret is None:
             raise PermanentError("graph.client_state is not set: notifications could not be verified")
         notify, lifecycle = self._urls()
-        expires = self._expiry(sub.source)
-        response = await self.ctx.graph.request(
-            "POST",
-            "/subscriptions",
-            resource="subscriptions",
-            json={
-                "changeType": sub.change_type,
-                "notificationUrl": notify,
-                "lifecycleNotificationUrl": lifecycle,
-                "resource": sub.resource,
-                "expirationDateTime": _iso(expires),
-                "clientState": secret.get_secret_value(),
-                "latestSupportedTlsVersion": "v1_2",
-            },
-        )
-        created = response.json()
-        sub_id = str(created["id"])
-        stored = await self.ctx.store.graph.add_subscription(
-            sub_id, sub.source, sub.resource, sub.change_type, _parse_time(created.get("expirationDateTime")) or expires
-        )
-        if not stored:
-            # Another process subscribed to this resource at the same moment: keep theirs, so
-            # Graph does not deliver every change twice.
-            await self.ctx.graph.request("DELETE", f"/subscriptions/{quote(sub_id, safe='')}", resource="subscriptions")
-            kept = await self.ctx.store.graph.live_subscription_for(sub.source, sub.resource)
-            log.info(
-                "graph subscription already kept by another process; ours deleted",
-                extra={"event": "subscription_duplicate", "subscription_id": sub_id, "kept": kept},
+        async with self.ctx.store.transaction() as tx:
+            await tx.graph.lock_subscription(sub.source, sub.resource)
+            kept = await tx.graph.live_subscription_for(sub.source, sub.resource)
+            if kept is not None:
+                return kept
+            found = await self._in_graph(sub, notify)
+            if found is not None:
+                sub_id = str(found["id"])
+                expires = _parse_time(found.get("expirationDateTime")) or self.ctx.clock.now()
+                await tx.graph.add_subscription(sub_id, sub.source, sub.resource, sub.change_type, expires)
+                log.info(
+                    "graph subscription adopted",
+                    extra={"event": "subscription_adopted", "subscription_id": sub_id, "resource": sub.resource},
+                )
+                return sub_id
+            expires = self._expiry(sub.source)
+            response = await self.ctx.graph.request(
+                "POST",
+                "/subscriptions",
+                resource="subscriptions",
+                json={
+                    "changeType": sub.change_type,
+                    "notificationUrl": notify,
+                    "lifecycleNotificationUrl": lifecycle,
+                    "resource": sub.resource,
+                    "expirationDateTime": _iso(expires),
+                    "clientState": secret.get_secret_value(),
+                    "latestSupportedTlsVersion": "v1_2",
+                },
             )
-            return str(kept)
+            created = response.json()
+            sub_id = str(created["id"])
+            # The lock makes a conflict impossible here; a failed commit leaves the subscription in
+            # Graph, where the next check adopts it.
+            await tx.graph.add_subscription(
+                sub_id,
+                sub.source,
+                sub.resource,
+                sub.change_type,
+                _parse_time(created.get("expirationDateTime")) or expires,
+            )
         log.info(
             "graph subscription created",
             extra={"event": "subscription_created", "subscription_id": sub_id, "resource": sub.resource},
         )
         return sub_id
+
+    async def _in_graph(self, sub: SubscriptionSettings, notify: str) -> dict[str, Any] | None:
+        """A live subscription of this app in Graph for ``sub``'s resource that notifies ``notify``."""
+        url: str | None = "/subscriptions"
+        want = sub.resource.strip("/").lower()
+        for _ in range(100):  # pages; Graph lists a few hundred subscriptions at most per app
+            if url is None:
+                break
+            page = (await self.ctx.graph.request("GET", url, resource="subscriptions")).json() or {}
+            for item in page.get("value", []):
+                if (
+                    isinstance(item, dict)
+                    and str(item.get("resource", "")).strip("/").lower() == want
+                    and item.get("notificationUrl") == notify
+                    and item.get("changeType") == sub.change_type
+                    and item.get("id")
+                ):
+                    return item
+            link = page.get("@odata.nextLink")
+            url = link if isinstance(link, str) else None
+        return None
 
     async def renew(self, sub_id: str) -> None:
         """Extend a subscription; one Graph no longer knows is created again."""
@@ -437,16 +476,17 @@ class Subscriptions:
         log.info("graph subscription renewed", extra={"event": "subscription_renewed", "subscription_id": sub_id})
 
     async def maintain(self) -> dict[str, int]:
-        """Create missing configured subscriptions; renew those expiring soon (a scheduled task)."""
-        live = await self.ctx.store.graph.live_subscriptions()
-        have = {(s.source, s.resource) for s in live}
-        created = renewed = 0
+        """Create (or adopt) missing configured subscriptions; renew those expiring soon (at start
+        and as a scheduled task)."""
+        have = {(s.source, s.resource) for s in await self.ctx.store.graph.live_subscriptions()}
+        created = 0
         for sub in self.ctx.settings.subscriptions:
             if (sub.source, sub.resource) not in have:
                 await self.create(sub)
                 created += 1
+        renewed = 0
         horizon = self.ctx.clock.now() + dt.timedelta(hours=self.ctx.settings.renew_before_hours)
-        for s in live:
+        for s in await self.ctx.store.graph.live_subscriptions():
             if s.expires_at is not None and s.expires_at <= horizon:
                 await self.renew(s.id)
                 renewed += 1

@@ -21,6 +21,7 @@ from fleetbox.tui.widgets.text import (
     count,
     duration,
     field,
+    finite,
     fixed,
     held_for,
     limit_text,
@@ -85,6 +86,10 @@ def state_line(queue: str, row: QueueRow, now: float) -> Text:
             f"\n rate limiter {plain(field(limiter, 'resource'))}: {limit_text(limiter)}, "
             f"{count(field(limiter, 'waits'))} waits, {count(field(limiter, 'throttled'))} throttled (429)"
         )
+        upload = finite(field(limiter, "uploadBytes"))
+        if upload is not None:
+            period = duration(field(limiter, "uploadPeriodSeconds"))
+            line.append(f" · uploads {upload / 1024**2:.3g} MiB per {period} per mailbox")
         held = held_for(limiter, now)
         if held is not None:
             line.append(f" · held for {duration(held)} (Retry-After)", style="bold yellow")

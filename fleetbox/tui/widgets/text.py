@@ -190,7 +190,8 @@ def limiter_text(limiter: object, now: float) -> Text:
 
 
 def limit_text(limiter: object) -> str:
-    """``50/s 1`` (rate and tokens left), ``16.7/s 4 per mailbox``, ``5 at once``, or a dash."""
+    """``50/s 1`` (rate and tokens left), ``16.7/s 4 per mailbox 4 at once`` (Outlook: per mailbox
+    and across all mailboxes), ``5 at once``, ``3 busy`` when requests hold slots, or a dash."""
     parts = []
     rate = finite(field(limiter, "ratePerSecond"))
     if rate is not None:
@@ -203,6 +204,12 @@ def limit_text(limiter: object) -> str:
         per = plain(field(limiter, "per"), "appliance")
         shown = count(concurrency)
         parts.append(f"{shown} per {per}" if per != "appliance" else f"{shown} at once")
+    app = field(limiter, "appConcurrency")
+    if app is not None:
+        parts.append(f"{count(app)} at once")
+    in_use = field(limiter, "inUse")
+    if in_use:
+        parts.append(f"{count(in_use)} busy")
     return " ".join(parts) or DASH
 
 
