@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -190,7 +191,7 @@ class Jobs:
         if since is not None and since.tzinfo is None:
             raise InvalidInput("must have a time zone (2026-01-31T09:00:00+01:00 or …Z)", field="since")
         wanted = rules.check_payload_filter(contains) if contains is not None else None
-        for key in wanted or {}:
+        for key in json.loads(wanted) if wanted is not None else {}:
             # Trying guesses against a masked value would read it without a reveal.
             masking = self.redaction.masked_key(queue, key)
             if masking is not None:
