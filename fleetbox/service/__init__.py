@@ -63,7 +63,7 @@ class Service:
         self.queues = Queues(store, self.audit, clock=self.clock)
         self.thresholds = ThresholdSettings(store, self.audit, clock=self.clock, configured=thresholds or Thresholds())
         self.retention = Retention(store)
-        self.schedules = Schedules(store, self.audit, self.enqueue, clock=self.clock)
+        self.schedules = Schedules(store, self.audit, self.enqueue, clock=self.clock, redaction=redaction)
         self.dependencies = Dependencies(store, self.audit, self.enqueue, clock=self.clock)
         self.experiments = Experiments(store, self.audit, clock=self.clock)
 
@@ -80,3 +80,4 @@ class Service:
         if redaction is not None:
             self.jobs.redaction = redaction
             self.dead_letters.redaction = redaction
+            self.schedules.redaction = redaction

@@ -100,7 +100,16 @@ async def test_the_secret_never_leaves_through_any_read_and_reveal_is_admin_only
                     text = await response.text()
                     assert response.status == 200, (url, text)
                     assert not leaks(text), url
-        # what an operator sees: the structure, with the masked values as ***
+        # a schedule's payload is its queue's: masked the same way when it is read back
+        schedule = {"name": "nightly", "cron": "0 3 * * *", "queue": WORK, "data": payload(), "enabled": False}
+        async with tcp.post(f"{base}/api/schedules", json=schedule, headers=ADMIN) as response:
+            assert response.status == 200 and not leaks(await response.text())
+        for url in ("/api/schedules", "/api/schedules/nightly"):
+            async with tcp.get(base + url, headers=READ) as response:
+                text = await response.text()
+                assert response.status == 200 and not leaks(text) and '"body": "***"' in text.replace('":"', '": "')
+
+                # what an operator sees: the structure, with the masked values as ***
         async with tcp.get(f"{base}/api/queue/jobs/{job_id}", headers=ADMIN) as response:
             shown = await response.json()
         expected = {**payload(), "body": "***", "to": ["***", "***"]}
