@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from fleetbox import cron as fleetbox_cron
-from fleetbox import rules
+from fleetbox import redaction, rules
 from fleetbox.errors import ConfigError, InvalidInput
 from fleetbox.logs import redact_dsn as redact_dsn  # the one DSN redaction, re-exported for callers
 from fleetbox.models import Thresholds
@@ -274,6 +274,19 @@ class QueueSettings(_Section):
     #: a variant whose dead-letter rate passes this (with guardrail_min_jobs finished) is stopped
     guardrail_dead_rate: float = Field(0.5, gt=0, le=1)
     guardrail_min_jobs: int = Field(50, ge=1)
+    #: JSON paths masked wherever this queue's payloads leave the appliance (None: the built-in
+    #: default of a spec queue, if it has one; [] masks nothing). See fleetbox.redaction.
+    redact: list[str] | None = None
+
+    @field_validator("redact")
+    @classmethod
+    def _redact_paths(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        try:
+            return list(redaction.check_paths(value))
+        except redaction.PathError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("retry_variants")
     @classmethod
@@ -654,6 +667,12 @@ class AlertSettings(_Section):
         if duplicates:
             raise ValueError(f"webhook names must be unique: {', '.join(duplicates)} given twice")
         return self
+
+
+def redaction_of(settings: Settings) -> redaction.Redaction:
+    """The redaction policy of every queue: the built-in defaults, with ``[queues.<name>] redact``
+    over them."""
+    return redaction.Redaction.of({name: q.redact for name, q in settings.queues.items()})
 
 
 class Settings(BaseSettings):

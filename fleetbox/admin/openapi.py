@@ -438,8 +438,8 @@ OPERATOR: Schema = {
 _ERROR_TEXT = {
     400: "Bad input: a parameter or body field is wrong (named in error.field), or the body is not JSON",
     401: f"No {HEADER} header",
-    403: f"The {HEADER} header matches no key, the read-only key was sent to change state, "
-    "or no admin key is configured",
+    403: f"The {HEADER} header matches no key, the read-only key was sent to change state or to reveal a "
+    "payload, or no admin key is configured",
     404: "No such queue, job or dead letter",
     409: "The object is not in a state that allows this",
     426: "This is a WebSocket: connect with Upgrade: websocket",
@@ -683,6 +683,13 @@ _DESCRIPTION = f"""The admin API of a fleetbox appliance.
 document needs `admin.key` or `admin.read_key`. No key configured: 403 (admin operations are refused,
 never open). Header missing: 401. A key that matches nothing: 403. The read-only key on an operation
 that changes state: 403.
+
+**Redaction.** Payloads (`data`, `dataPreview`) are masked by their queue's redaction policy (the
+answering appliance's `[queues.<name>] redact`, and built-in ones for the spec's Graph queues):
+each masked value is `"***"`, keys and array lengths are kept. `reveal=true` on a job's or a dead
+letter's detail returns the payload in full: it needs the admin key (the read-only key: 403) and is
+written to the audit log (`job.reveal`, `dead.reveal`) with who asked. A payload search on a masked
+key is refused (400).
 
 **Errors** are `{{"error": {{"code", "message", "field"?}}}}`: 400 bad input (the field is named),
 401/403 keys, 404 no such queue, job or dead letter, 409 state conflict, 413 body over {{max_body}}

@@ -77,10 +77,9 @@ async function call(method, path, body, query) {
   const url = new URL(path, API);
   for (const [k, v] of Object.entries(query || {})) if (v !== "" && v !== null && v !== undefined) url.searchParams.set(k, v);
   const headers = { Accept: "application/json" };
-  if (method !== "GET") {
-    headers["x-csrf-token"] = state.session ? state.session.csrfToken : "";
-    headers["x-admin-actor"] = `dashboard:${state.session ? state.session.name : "?"}`;
-  }
+  if (method !== "GET") headers["x-csrf-token"] = state.session ? state.session.csrfToken : "";
+  // who acts, for the audit log: every action, and a read that is audited (a payload revealed)
+  if (method !== "GET" || (query && query.reveal)) headers["x-admin-actor"] = `dashboard:${state.session ? state.session.name : "?"}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
   const data = res.headers.get("Content-Type")?.includes("json") ? await res.json() : null;
@@ -528,7 +527,7 @@ async function viewJob(id) {
     ["Last error", job.lastError ? `${job.lastErrorClass || ""} ${job.lastError}` : "–"]];
   const body = [h("h1", {}, `Job ${job.id}`), h("div", { class: "panel" }, h("dl", { class: "facts", id: "job-facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])))];
   if (dl) body.push(deadLetterPanel(dl));
-  body.push(h("h2", {}, "Payload"), payloadBlock(job.data, `job-${job.id}.json`));
+  body.push(...payloadSection(job.data, `job-${job.id}.json`, `jobs/${encodeURIComponent(id)}`));
   const history = job.history || [];
   body.push(h("h2", {}, `Attempts (${history.length})`), h("div", { class: "scroll panel" }, h("table", { id: "attempts" },
     h("thead", {}, h("tr", {}, ["#", "Started", "Duration", "Outcome", "Worker", "Error class", "Error / Graph code"].map((c) => h("th", {}, c)))),
@@ -541,6 +540,24 @@ async function viewJob(id) {
     body.splice(2, 0, h("div", { class: "bar" }, h("button", { type: "button", class: "primary", id: "run-now", onclick: () => act("retrying now", () => post(`${encodeURIComponent(job.queue)}/retry/${job.id}`)).then(() => route()) }, "Retry now")));
   }
   main().replaceChildren(...body);
+}
+
+// The payload as the queue's redaction policy masks it ("***"); an admin may reveal it in full,
+// which the appliance writes to the audit log.
+function payloadSection(data, filename, path) {
+  const holder = h("div", { id: "payload-block" }, payloadBlock(data, filename));
+  const masked = data !== null && data !== undefined && JSON.stringify(data).includes('"***"');
+  const button = masked && canAct() ? h("button", { type: "button", id: "reveal", onclick: async () => {
+    if (!(await confirmPlain("Reveal the masked values?", "The payload is shown in full; your name is written to the audit log."))) return;
+    try {
+      const full = await get(path, { reveal: "true" });
+      holder.replaceChildren(payloadBlock(full.data, filename));
+      button.remove();
+      toast("payload revealed (audited)");
+    } catch (e) { toast(e.message, true); }
+  } }, "Reveal masked values…") : null;
+  const note = masked ? h("p", { class: "muted", id: "masked-note" }, "*** marks values masked by this queue's redaction policy.") : null;
+  return [h("h2", {}, "Payload"), note, button, holder].filter(Boolean);
 }
 
 function payloadBlock(data, filename) {
@@ -601,7 +618,7 @@ async function viewDeadLetter(jobId) {
     h("h1", {}, `Dead letter of job ${dl.jobId}`),
     h("p", {}, h("a", { href: `#/job/${dl.jobId}` }, "the job"), " · ", h("a", { href: `#/dead?queue=${encodeURIComponent(dl.queue)}` }, `dead letters of ${dl.queue}`)),
     deadLetterPanel(dl),
-    h("h2", {}, "Payload"), payloadBlock(dl.data, `dead-letter-${dl.id}.json`),
+    ...payloadSection(dl.data, `dead-letter-${dl.id}.json`, `dead-letter/${encodeURIComponent(jobId)}`),
     h("h2", {}, `Attempts (${history.length})`),
     h("div", { class: "scroll panel" }, h("table", { id: "attempts" },
       h("thead", {}, h("tr", {}, ["#", "Started", "Duration", "Outcome", "Error class", "Error / Graph code"].map((c) => h("th", {}, c)))),
