@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fleetbox.admin import schedules
+from fleetbox.admin import dependencies, schedules
 from fleetbox.admin.auth import HEADER, Access
 from fleetbox.admin.inputs import ACTOR_HEADER, ACTOR_PATTERN
 from fleetbox.admin.models import ALERT_STATUSES, MAX_ERROR_MINUTES, MAX_OFFSET, TIME_RANGES, Input, reads
@@ -743,8 +743,8 @@ def _body_schema(model: type[Input], schemas: dict[str, Schema]) -> Schema:
 def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[str, Any]:
     """The document for this route table and configuration: what each operation reads comes from
     the models its handler declares (:mod:`fleetbox.admin.models`), the rest from here."""
-    operations = {**_operations(), **schedules.OPERATIONS}
-    schemas = copy.deepcopy({**SCHEMAS, **schedules.SCHEMAS})
+    operations = {**_operations(), **schedules.OPERATIONS, **dependencies.OPERATIONS}
+    schemas = copy.deepcopy({**SCHEMAS, **schedules.SCHEMAS, **dependencies.SCHEMAS})
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         spec = copy.deepcopy(operations[route.operation_id])
@@ -770,7 +770,7 @@ def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[s
         for status in sorted(set(errors)):
             spec["responses"][str(status)] = _error(status)
         spec["operationId"] = route.operation_id
-        spec["tags"] = [{**_TAGS, **schedules.TAGS}[route.operation_id]]
+        spec["tags"] = [{**_TAGS, **schedules.TAGS, **dependencies.TAGS}[route.operation_id]]
         paths.setdefault(route.path, {})[route.method.lower()] = spec
     return {
         "openapi": "3.1.0",
