@@ -9,7 +9,7 @@ import asyncio
 import json
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
@@ -141,8 +141,11 @@ class JobGraphScreen(LiveScreen):
 
     def action_reload(self) -> None:
         """Fetch the job and its relations again."""
-        self.run_worker(self._load, group="graph-load", exclusive=True, exit_on_error=False)
+        self._load()
 
+    # The decorator's worker starts the coroutine only when it runs: a reload that cancels one
+    # not yet started leaves no coroutine unawaited.
+    @work(group="graph-load", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
         client = self.fb.client
         try:

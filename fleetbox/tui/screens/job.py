@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import partial
 
 from rich.json import JSON
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -106,10 +105,11 @@ class JobDetailScreen(LiveScreen):
         self.query_one(StatusBar).crumbs = self.crumbs()
         self._fill()
         self.run_worker(self._load_job(self.letter["jobId"]), group="job-load", exclusive=True, exit_on_error=False)
-        self.run_worker(
-            partial(self._load_deps, self.letter["jobId"]), group="job-deps", exclusive=True, exit_on_error=False
-        )
+        self._load_deps(self.letter["jobId"])
 
+    # Started by the decorator only when it runs: stepping fast through the list cancels workers
+    # that never started, and no coroutine is left unawaited.
+    @work(group="job-deps", exclusive=True, exit_on_error=False)
     async def _load_deps(self, job_id: int) -> None:
         """The job's parents and children, for the Dependencies tab."""
         try:

@@ -5,10 +5,9 @@ resumes it and ``r`` runs it now, each after a yes."""
 from __future__ import annotations
 
 import json
-from functools import partial
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -163,7 +162,11 @@ class SchedulesScreen(LiveScreen):
 
     def action_reload(self) -> None:
         """Fetch the schedules again."""
-        self.run_worker(self._load, group="schedules-load", exclusive=True, exit_on_error=False)
+        self._reload()
+
+    @work(group="schedules-load", exclusive=True, exit_on_error=False)
+    async def _reload(self) -> None:
+        await self._load()
 
     async def _load(self) -> None:
         try:
@@ -195,13 +198,11 @@ class SchedulesScreen(LiveScreen):
                 Text("No schedules. Add one with `fleetbox schedule add` or [[schedules]] in the config file.")
             )
             return
-        self.run_worker(
-            partial(self._load_detail, str(chosen["name"])),
-            group="schedule-detail",
-            exclusive=True,
-            exit_on_error=False,
-        )
+        self._load_detail(str(chosen["name"]))
 
+    # A worker made by the decorator starts the coroutine only when it runs: the highlight moving
+    # fast cancels workers that never started, and no coroutine is left unawaited.
+    @work(group="schedule-detail", exclusive=True, exit_on_error=False)
     async def _load_detail(self, name: str) -> None:
         try:
             detail = await self.fb.client.schedule(name, next_runs=NEXT_RUNS)

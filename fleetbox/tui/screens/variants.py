@@ -6,6 +6,7 @@ the control; the overall verdict and the weights' history below. Opened from the
 from __future__ import annotations
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Static
@@ -98,8 +99,11 @@ class RetryVariantsScreen(LiveScreen):
 
     def action_reload(self) -> None:
         """Fetch the report again (ctrl+r)."""
-        self.run_worker(self._load, group="variants-load", exclusive=True, exit_on_error=False)
+        self._load()
 
+    # The decorator's worker starts the coroutine only when it runs: a reload that cancels one
+    # not yet started leaves no coroutine unawaited.
+    @work(group="variants-load", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:
         try:
             report = await self.fb.client.retry_variants(self.queue)
