@@ -202,6 +202,9 @@ class FleetboxTUI(App[None]):
             self.notify(f"{by} {verb} {event['queue'] or 'the appliance'}", title="Changed elsewhere")
         if event["kind"].startswith("dead_"):
             self._mark_dead_dirty()
+        if event["kind"].startswith("schedule_") and isinstance(self.screen, SchedulesScreen):
+            # someone paused, resumed, ran or changed a schedule: the list on screen follows
+            self.screen.action_reload()
 
     def _mark_dead_dirty(self) -> None:
         """The dead-letter list reloads when the operator next returns to it (never under the cursor)."""

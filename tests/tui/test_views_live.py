@@ -23,9 +23,12 @@ from tests.admin.conftest import WORK, Behaviour, admin_section
 from tests.admin.test_socket import short_dir  # noqa: F401
 from tests.conftest import wait_for
 from tests.tui.conftest import seen, settle, until
+from tests.tui.test_actions_live import post
 from tests.tui.test_live import SIZE, StartAppliance, live, live_app
 
 FLAKY = "flaky"
+#: text that Textual would read as markup (and fail on) if it were ever parsed
+BOGUS = "[/bogus] [@click=app.quit]quit[/]"
 #: patient retries a transient failure at once, three times; impatient never retries it
 VARIANTS = {
     "patient": {"weight": 1, "retry": {"transient": {"max_retries": 3, "base_seconds": 0}}},
@@ -125,11 +128,14 @@ async def test_schedules_listed_paused_resumed_and_run_now(
         await until(pilot, lambda: "Latest runs" in seen(screen.query_one("#schedule-detail", Static)))
 
 
-async def test_read_only_refuses_schedule_actions(appliance_factory: StartAppliance, short_dir: Path) -> None:  # noqa: F811
+async def test_read_only_refuses_schedule_actions_and_follows_others(
+    appliance_factory: StartAppliance,
+    short_dir: Path,  # noqa: F811
+) -> None:
     path = short_dir / "admin.sock"
     appliance = await start(appliance_factory, path)
     await appliance.service.schedules.put(
-        ScheduleSpec(name="nightly", cron="30 2 * * *", queue=WORK, data={}), actor="ops"
+        ScheduleSpec(name="nightly", cron="30 2 * * *", queue=WORK, data={"note": BOGUS}), actor="ops"
     )
     app = live_app(path)
     app.read_only_flag = True
@@ -143,8 +149,14 @@ async def test_read_only_refuses_schedule_actions(appliance_factory: StartApplia
         await settle(app, pilot)
         assert screen is app.screen  # no dialog opened
         assert screen.check_action("pause", ()) is None and screen.check_action("run", ()) is None
-    assert (await appliance.service.schedules.get("nightly")).enabled
-    assert await appliance.service.schedules.runs("nightly") == []
+        assert (await appliance.service.schedules.get("nightly")).enabled
+        assert await appliance.service.schedules.runs("nightly") == []
+        # the payload is shown as it is, never read as markup
+        await until(pilot, lambda: screen.detail_of == "nightly")
+        assert BOGUS in seen(screen.query_one("#schedule-detail", Static))
+        # another operator pauses it: the row follows (the live stream's event), no ctrl+r
+        await post(path, "/api/schedules/nightly/pause", "bob")
+        await until(pilot, lambda: cell(screen.table, "nightly", "state") == "PAUSED", deadline=20)
 
 
 async def test_a_dead_letter_shows_its_held_children_and_opens_them(
