@@ -173,8 +173,8 @@ function drawDag(ui, box, job, g) {
     g.edges.map((e) => {
       const a = pos.get(e.from), b = pos.get(e.to);
       const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
-      return h("svg:path", { d: `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2} ${y2}`, class: `dag-edge edge-${e.state || "waiting"}`, "marker-end": "url(#dag-arrow)", dataset: { from: e.from, to: e.to } },
-        h("svg:title", {}, `job ${e.from} → job ${e.to}: ${e.state || "waiting"}`));
+      return h("svg:path", { d: `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2} ${y2}`, class: `dag-edge edge-${e.state || "open"}`, "marker-end": "url(#dag-arrow)", dataset: { from: e.from, to: e.to } },
+        h("svg:title", {}, `job ${e.from} → job ${e.to}: ${e.state || "open"}`));
     }),
     [...g.nodes.values()].map((n) => {
       const p = pos.get(n.id);
@@ -191,7 +191,7 @@ function drawDag(ui, box, job, g) {
   const children = g.edges.filter((e) => e.from === job.id).map((e) => [e.to, e.state]);
   const item = ([id, edge]) => {
     const n = g.nodes.get(id);
-    return h("li", { dataset: { job: id } }, h("a", { href: `#/job/${id}` }, `job ${id}`), `${n.step ? ` (${n.step})` : ""} · ${n.state || "deleted"} · edge ${edge || "waiting"}`);
+    return h("li", { dataset: { job: id } }, h("a", { href: `#/job/${id}` }, `job ${id}`), `${n.step ? ` (${n.step})` : ""} · ${n.state || "deleted"} · edge ${edge || "open"}`);
   };
   box.replaceChildren(
     h("div", { class: "scroll dag" }, svg),

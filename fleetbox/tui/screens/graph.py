@@ -66,7 +66,7 @@ class RelationsTable(DataTable[Text]):
                     Text(link.get("step") or DASH),
                     _styled(link.get("state"), "deleted"),
                     # an unresolved edge: the child still waits on this parent
-                    _styled(link.get("edge"), "waiting"),
+                    _styled(link.get("edge"), "open"),
                     key=key,
                 )
 
