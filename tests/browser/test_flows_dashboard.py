@@ -147,6 +147,22 @@ def test_the_job_detail_draws_its_dependency_graph(dashboard: Dashboard, browser
     browser.open(dashboard.url + f"/ui/#/job/{alone}")
     browser.wait_text("#dag", "not part of a dependency graph")
 
+    # a dead letter's page draws it too: a mail job dead-lettered, a report held on it
+    status, answer = dashboard.api("POST", f"/api/queue/{MAIL}/jobs", {"data": {"ok_file": str(dashboard.ok_file)}})
+    assert status == 201, answer
+    dead = int(answer["id"])
+    status, answer = dashboard.api(
+        "POST", f"/api/queue/{REPORTS}/jobs", {"data": {"n": 2}, "dependsOn": [dead], "onFailure": "hold"}
+    )
+    assert status == 201, answer
+    held = int(answer["id"])
+    until(lambda: dashboard.sql("SELECT 1 FROM dead_letters WHERE job_id = $1", dead), f"job {dead} never dead", 30)
+    browser.open(dashboard.url + f"/ui/#/dead/{dead}")
+    browser.wait_text("#dag-children", f"job {held}")
+    assert "blocked" in browser.text(f'#dag-children li[data-job="{held}"]')
+    assert "dead" in browser.text(f'#dag-svg [data-job="{dead}"]')
+    browser.screenshot("dead-letter-dag")
+
 
 @pytest.fixture
 async def experiment(
