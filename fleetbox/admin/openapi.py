@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from fleetbox.admin import schedules
+from fleetbox.admin import dependencies, schedules
 from fleetbox.admin.auth import HEADER, Access
 from fleetbox.admin.inputs import ACTOR_HEADER, ACTOR_PATTERN
 from fleetbox.admin.models import ALERT_STATUSES, MAX_ERROR_MINUTES, MAX_OFFSET, TIME_RANGES, Input, reads
@@ -829,8 +829,8 @@ def build_openapi(
     """The document for this route table and configuration: what each operation reads comes from
     the models its handler declares (:mod:`fleetbox.admin.models`), the rest from here.
     ``webhook_receiver``: the Graph change-notification receiver is served too (Graph is not off)."""
-    operations = {**_operations(), **schedules.OPERATIONS}
-    schemas = copy.deepcopy({**SCHEMAS, **schedules.SCHEMAS})
+    operations = {**_operations(), **schedules.OPERATIONS, **dependencies.OPERATIONS}
+    schemas = copy.deepcopy({**SCHEMAS, **schedules.SCHEMAS, **dependencies.SCHEMAS})
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         spec = copy.deepcopy(operations[route.operation_id])
@@ -856,7 +856,7 @@ def build_openapi(
         for status in sorted(set(errors)):
             spec["responses"][str(status)] = _error(status)
         spec["operationId"] = route.operation_id
-        spec["tags"] = [{**_TAGS, **schedules.TAGS}[route.operation_id]]
+        spec["tags"] = [{**_TAGS, **schedules.TAGS, **dependencies.TAGS}[route.operation_id]]
         paths.setdefault(route.path, {})[route.method.lower()] = spec
     if webhook_receiver:
         paths.update(_webhook_paths(schemas))

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from fleetbox.admin import dashboard, schedules
+from fleetbox.admin import dashboard, dependencies, schedules
 from fleetbox.admin.auth import HEADER, KeyCheck, KeyThrottle
 from fleetbox.admin.errors import error_middleware
 from fleetbox.admin.inputs import via_control_socket
@@ -130,8 +130,9 @@ def _guarded(
 
 def api_routes(settings: AdminSettings) -> list[Route]:
     """Every endpoint of the admin API: the queues' (:mod:`fleetbox.admin.routes`), then the
-    schedules' and retry experiments' (:mod:`fleetbox.admin.schedules`)."""
-    return route_table(settings) + schedules.route_table()
+    schedules' and retry experiments' (:mod:`fleetbox.admin.schedules`), a job's dependencies
+    (:mod:`fleetbox.admin.dependencies`)."""
+    return route_table(settings) + schedules.route_table() + dependencies.route_table()
 
 
 def build_app(
