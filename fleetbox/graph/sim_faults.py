@@ -16,7 +16,8 @@ request the simulator receives:
   every Graph request is answered 503.
 - **Entra outage**: for ``entra_outage_seconds`` (from ``entra_outage_after_seconds`` after the
   start, again every ``entra_outage_every_seconds``) the token endpoint answers 503
-  ``temporarily_unavailable``.
+  ``temporarily_unavailable``. Every access token expires as the outage begins (seen at the first
+  request inside it), so the client has to ask Entra during the outage, which is when one hurts.
 
 The per-request faults and bursts hit only Graph requests (``/v1.0/``) matching ``routes``; the
 pre-authenticated upload and download URLs are left alone. Windows are timed on ``clock`` (the
@@ -163,7 +164,8 @@ class FaultMode:
             parts.append(f"Entra outage {length:g} s from {first:g} s{again}")
         if self._burst[1] > 0:
             parts.append(f"503 bursts of {self._burst[1]:g} s every {self._burst[2]:g} s")
-        return f"profile {self.settings.profile}: " + (", ".join(parts) or "nothing")
+        named = f"profile {self.settings.profile}" if self.settings.profile != "none" else "the configured rates"
+        return f"{named}: " + (", ".join(parts) or "nothing")
 
     def elapsed(self) -> float:
         """Seconds of the fault clock since the fault mode started."""
@@ -180,8 +182,12 @@ class FaultMode:
     def step(self, request: web.Request, route: str, at: float, index: int, tokens: dict[str, TokenInfo]) -> Step:
         """Decide the fate of the request that arrived at ``at`` (monotonic) as ``requests[index]``."""
         path = request.path
+        self._watch_entra(tokens)
         if _TOKEN.search(path) and request.method == "POST":
-            return self._token_step()
+            if not self._entra_down:
+                return PASS
+            self.counts[FaultKind.ENTRA_OUTAGE] += 1
+            return Step(error=OAuthError(503, "temporarily_unavailable", 90033, "A transient error occurred."))
         if not path.startswith("/v1.0/"):
             return PASS
         scope = scope_of(path)
@@ -190,6 +196,13 @@ class FaultMode:
             # Graph keeps a throttled resource throttled: this request should not have been sent.
             self.counts[FaultKind.INSIDE_WINDOW] += 1
             self.inside_windows.append(index)
+            log.warning(
+                "simulated Graph: %s %s arrived %.2f s before its Retry-After had passed",
+                scope[0],
+                "/".join(scope[1:]),
+                until - at,
+                extra={"event": "graph_simulator_inside_retry_after", "route": route},
+            )
             return Step(error=_throttled(until - at))
         if self._routes is not None and not self._routes.search(route):
             return PASS
@@ -208,22 +221,23 @@ class FaultMode:
             break
         return PASS
 
-    def _token_step(self) -> Step:
+    def _watch_entra(self, tokens: dict[str, TokenInfo]) -> None:
         down = self.entra_down()
-        if down != self._entra_down:
-            self._entra_down = down
-            if down:
-                log.warning(
-                    "simulated Entra outage: the token endpoint answers 503 for %g s",
-                    self._entra[1],
-                    extra={"event": "graph_simulator_entra_outage", "seconds": self._entra[1]},
-                )
-            else:
-                log.warning("simulated Entra outage over", extra={"event": "graph_simulator_entra_back"})
+        if down == self._entra_down:
+            return
+        self._entra_down = down
         if not down:
-            return PASS
-        self.counts[FaultKind.ENTRA_OUTAGE] += 1
-        return Step(error=OAuthError(503, "temporarily_unavailable", 90033, "A transient error occurred."))
+            log.warning("simulated Entra outage over", extra={"event": "graph_simulator_entra_back"})
+            return
+        # An outage hurts a client only when it needs a token: every access token ends now (as if
+        # their lifetime ran out), so fleetbox has to ask Entra during the outage.
+        for info in tokens.values():
+            info.expires_at = 0.0
+        log.warning(
+            "simulated Entra outage: every access token expires and the token endpoint answers 503 for %g s",
+            self._entra[1],
+            extra={"event": "graph_simulator_entra_outage", "seconds": self._entra[1]},
+        )
 
     def _fault(
         self,
