@@ -117,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="run the appliance until SIGTERM or SIGINT")
     run.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
+    run.add_argument(
+        "--simulate-faults",
+        choices=["throttle", "outage", "mixed"],
+        metavar="PROFILE",
+        help="rehearse Graph faults in the built-in simulator: throttle, outage or mixed "
+        "(sets graph.simulator.faults.profile; refused when a real Graph is configured)",
+    )
 
     sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
 
@@ -256,6 +263,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     for (section, key), value in direct.items():
         if value is not None:
             flags.setdefault(section, {})[key] = value
+    if getattr(args, "simulate_faults", None) is not None:
+        flags = _deep(flags, {"graph": {"simulator": {"faults": {"profile": args.simulate_faults}}}})
     return flags
 
 
