@@ -49,7 +49,7 @@ from fleetbox.admin.models import (
 from fleetbox.admin.stream import Sockets, Stream, serve
 from fleetbox.config import AdminSettings, QueueSettings
 from fleetbox.errors import Conflict, DatabaseError, InvalidInput, UnknownQueue
-from fleetbox.models import JobPriority, Thresholds, iso
+from fleetbox.models import JobPriority, iso
 from fleetbox.monitor import Monitor
 from fleetbox.monitor.health import QueueHealth
 from fleetbox.monitor.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
@@ -174,7 +174,7 @@ def encode(answer: Answer) -> bytes:
 
 def reply(answer: Answer, status: int = 200) -> web.Response:
     """A JSON response of one of the answers in :mod:`fleetbox.admin.answers`."""
-    return web.Response(body=encode(answer), status=status, content_type="application/json")
+    return web.Response(body=encode(answer), status=status, content_type="application/json", charset="utf-8")
 
 
 def _api_field(exc: InvalidInput) -> InvalidInput:
@@ -244,7 +244,7 @@ async def get_health(request: web.Request) -> web.Response:
         database_error=database_error,
         ready=readiness.ready,
         draining=readiness.draining,
-        thresholds=_thresholds(report.thresholds),
+        thresholds=views.thresholds(report.thresholds),
         window_seconds=report.window_seconds,
         graph=answers.GraphNote(mode=state.info.graph_mode, note=GRAPH_NOTES[state.info.graph_mode]),
     )
@@ -254,10 +254,6 @@ async def get_health(request: web.Request) -> web.Response:
 
 def _queue_health(q: QueueHealth) -> answers.QueueHealth:
     return answers.QueueHealth.model_validate(q.to_json())
-
-
-def _thresholds(t: Thresholds) -> answers.Thresholds:
-    return answers.Thresholds.model_validate(t.to_json())
 
 
 async def get_livez(_request: web.Request) -> web.Response:
@@ -302,19 +298,19 @@ async def get_metrics(request: web.Request, query: MetricsQuery) -> web.Response
 async def list_alerts(request: web.Request, query: AlertQuery) -> web.Response:
     """Alerts, newest first, optionally only open or resolved ones."""
     alerts = await _state(request).monitor.alerts(status=query.status, limit=query.limit)
-    return reply(answers.AlertList(alerts=[answers.Alert.model_validate(a.to_json()) for a in alerts]))
+    return reply(answers.AlertList(alerts=[views.alert(a) for a in alerts]))
 
 
 async def get_thresholds(request: web.Request) -> web.Response:
     """The alert thresholds in force."""
-    return reply(_thresholds(await _state(request).service.thresholds.current()))
+    return reply(views.thresholds(await _state(request).service.thresholds.current()))
 
 
 async def update_thresholds(request: web.Request, body: ThresholdsBody) -> web.Response:
     """Change some alert thresholds at runtime (shared by every appliance on the database)."""
     who = inputs.actor(request)
     updated = await _state(request).service.thresholds.update(body.changes(), actor=who)
-    return reply(_thresholds(updated))
+    return reply(views.thresholds(updated))
 
 
 async def get_prometheus(request: web.Request) -> web.Response:

@@ -11,13 +11,12 @@ from aiohttp import web
 from pydantic import ConfigDict, Field
 
 from fleetbox import rules
-from fleetbox.admin import answers, inputs
+from fleetbox.admin import answers, inputs, views
 from fleetbox.admin.auth import Access
 from fleetbox.admin.models import Body, Input, JsonBool, QueueName, json_int, json_number, text
 from fleetbox.admin.routes import STATE, Route, reply
 from fleetbox.config import QueueSettings
-from fleetbox.cron import Tick
-from fleetbox.models import Schedule, iso
+from fleetbox.models import Schedule
 from fleetbox.service.schedules import ScheduleSpec
 
 #: The longest a cron expression or a time zone name may be.
@@ -84,23 +83,17 @@ def _state(request: web.Request) -> Any:
     return request.app[STATE]
 
 
-def _tick(t: Tick) -> dict[str, Any]:
-    return {"at": iso(t.at), "local": t.local.isoformat(), "dst": t.dst}
-
-
 async def _detail(request: web.Request, schedule: Schedule, count: int) -> answers.ScheduleDetail:
     schedules = _state(request).service.schedules
     upcoming = await schedules.upcoming(schedule.name, count) if schedule.enabled else []
     runs = await schedules.runs(schedule.name)
-    return answers.ScheduleDetail.model_validate(
-        {**schedule.to_json(), "next": [_tick(t) for t in upcoming], "runs": [r.to_json() for r in runs]}
-    )
+    return views.schedule_detail(schedule, upcoming, runs)
 
 
 async def list_schedules(request: web.Request) -> web.Response:
     """Every cron schedule, by name."""
     every = await _state(request).service.schedules.all()
-    return reply(answers.ScheduleList(schedules=[answers.Schedule.model_validate(s.to_json()) for s in every]))
+    return reply(answers.ScheduleList(schedules=[views.schedule(s) for s in every]))
 
 
 async def put_schedule(request: web.Request, body: ScheduleBody) -> web.Response:
@@ -164,7 +157,7 @@ async def retry_variants(request: web.Request, path: VariantsPath) -> web.Respon
     state = _state(request)
     await state.service.queues.get(path.queue)
     report = await state.service.experiments.report(path.queue, _queue_settings(request, path.queue))
-    return reply(answers.RetryReport.model_validate(report.to_json()))
+    return reply(views.retry_report(report))
 
 
 async def promote_retry_variant(request: web.Request, path: PromotePath) -> web.Response:
@@ -173,7 +166,7 @@ async def promote_retry_variant(request: web.Request, path: PromotePath) -> web.
     await state.service.queues.get(path.queue)
     await state.service.experiments.promote(path.queue, path.label, actor=inputs.actor(request))
     report = await state.service.experiments.report(path.queue, _queue_settings(request, path.queue))
-    return reply(answers.RetryReport.model_validate(report.to_json()))
+    return reply(views.retry_report(report))
 
 
 def route_table() -> list[Route]:

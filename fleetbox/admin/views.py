@@ -12,9 +12,24 @@ from typing import Any
 from fleetbox import rules
 from fleetbox.admin import answers
 from fleetbox.admin.answers import PREVIEW_CHARS, build
-from fleetbox.models import Attempt, DeadLetter, JobInfo, QueueInfo, Tier, UndecodablePayload, iso
+from fleetbox.cron import Tick
+from fleetbox.models import (
+    Alert,
+    Attempt,
+    DeadLetter,
+    JobInfo,
+    QueueInfo,
+    Schedule,
+    ScheduleRun,
+    Thresholds,
+    Tier,
+    UndecodablePayload,
+    iso,
+)
+from fleetbox.service.experiments import Comparison, Report, VariantFigures
 from fleetbox.store.audit import AuditEntry
 from fleetbox.store.dead_letters import ErrorGroupRow
+from fleetbox.store.experiments import Epoch
 from fleetbox.store.jobs import ErrorGroup
 
 
@@ -212,4 +227,141 @@ def dead_group(group: ErrorGroupRow) -> answers.DeadLetterGroup:
         count=group.count,
         queues=list(group.queues),
         last_failed_at=when(group.last_failed_at),
+    )
+
+
+def thresholds(t: Thresholds) -> answers.Thresholds:
+    """The alert thresholds in force."""
+    values = {
+        "max_backlog": t.max_backlog,
+        "max_failure_rate": t.max_failure_rate,
+        "max_processing_time": t.max_processing_time,
+        "max_dead_letter_jobs": t.max_dead_letter_jobs,
+    }
+    return build(answers.Thresholds, values)
+
+
+def alert(a: Alert) -> answers.Alert:
+    """A threshold alert (built unchecked: a kind a newer appliance on the same database wrote is
+    still listed)."""
+    return build(
+        answers.Alert,
+        {
+            "id": a.id,
+            "queue": a.queue,
+            "subject": a.subject,
+            "kind": a.kind,
+            "status": a.status,
+            "message": a.message,
+            "value": a.value,
+            "threshold": a.threshold,
+            "opened_at": iso(a.opened_at),
+            "resolved_at": _iso_or_none(a.resolved_at),
+        },
+    )
+
+
+def _iso_or_none(value: dt.datetime | None) -> str | None:
+    return None if value is None else iso(value)
+
+
+def _schedule_fields(s: Schedule) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "cron": s.cron,
+        "queue": s.queue,
+        "data": s.data,
+        "priority": s.priority,
+        "timezone": s.timezone,
+        "enabled": s.enabled,
+        "dst": s.dst,
+        "catch_up": s.catch_up.value,
+        "catch_up_max": s.catch_up_max,
+        "overlap": s.overlap.value,
+        "alert_after_seconds": s.alert_after_seconds,
+        "source": s.source,
+        "next_run_at": _iso_or_none(s.next_run_at),
+        "last_tick": _iso_or_none(s.last_tick),
+        "last_run_at": _iso_or_none(s.last_run_at),
+        "last_job_id": s.last_job_id,
+        "created_at": iso(s.created_at),
+        "updated_at": iso(s.updated_at),
+        "updated_by": s.updated_by,
+    }
+
+
+def schedule(s: Schedule) -> answers.Schedule:
+    """A cron schedule (the admin API's and ``fleetbox schedule list --json``'s shape)."""
+    return build(answers.Schedule, _schedule_fields(s))
+
+
+def _tick(t: Tick) -> answers.ScheduleTick:
+    return build(answers.ScheduleTick, {"at": iso(t.at), "local": t.local.isoformat(), "dst": t.dst})
+
+
+def _run(r: ScheduleRun) -> answers.ScheduleRunRecord:
+    values = {
+        "tick": iso(r.tick),
+        "fired_at": iso(r.fired_at),
+        "outcome": r.outcome,
+        "job_id": r.job_id,
+        "worker_id": r.worker_id,
+    }
+    return build(answers.ScheduleRunRecord, values)
+
+
+def schedule_detail(s: Schedule, upcoming: Iterable[Tick], runs: Iterable[ScheduleRun]) -> answers.ScheduleDetail:
+    """A schedule with its next runs (what daylight saving did to each) and its latest runs."""
+    values = {**_schedule_fields(s), "next": [_tick(t) for t in upcoming], "runs": [_run(r) for r in runs]}
+    return build(answers.ScheduleDetail, values)
+
+
+def _variant(v: VariantFigures) -> answers.VariantFigures:
+    return build(
+        answers.VariantFigures,
+        {
+            "label": v.label,
+            "weight": v.weight,
+            "jobs": v.jobs,
+            "succeeded": v.succeeded,
+            "dead": v.dead,
+            "success_rate": v.success_rate,
+            "attempts_per_success": v.attempts_per_success,
+            "extra_requests": v.extra_requests,
+            "time_to_success_p50_seconds": v.time_to_success_p50,
+            "time_to_success_p95_seconds": v.time_to_success_p95,
+            "dead_letter_rate": v.dead_rate,
+        },
+    )
+
+
+def _comparison(c: Comparison) -> answers.Comparison:
+    values = {"label": c.label, "control": c.control, "p_value": c.p_value, "verdict": c.verdict}
+    return build(answers.Comparison, values)
+
+
+def _epoch(e: Epoch) -> answers.WeightEpoch:
+    values = {
+        "started_at": iso(e.started_at),
+        "weights": e.weights,
+        "source": e.source,
+        "reason": e.reason,
+        "actor": e.actor,
+    }
+    return build(answers.WeightEpoch, values)
+
+
+def retry_report(r: Report) -> answers.RetryReport:
+    """A queue's retry experiment (the admin API's and ``fleetbox retry-report --json``'s shape)."""
+    return build(
+        answers.RetryReport,
+        {
+            "queue": r.queue,
+            "since": _iso_or_none(r.since),
+            "mode": r.mode,
+            "variants": [_variant(v) for v in r.variants],
+            "comparisons": [_comparison(c) for c in r.comparisons],
+            "verdict": r.verdict,
+            "history": [_epoch(e) for e in r.history],
+        },
     )
