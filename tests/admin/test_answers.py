@@ -46,7 +46,8 @@ def test_the_document_describes_every_answer_by_its_model_and_each_is_closed() -
 def test_an_answer_built_without_a_field_or_with_an_unknown_one_is_refused_by_name() -> None:
     values = {"error_class": "Timeout", "count": 2, "last_at": "2026-01-01T00:00:00.000Z", "last_message": None}
     built = answers.build(answers.ErrorGroup, values)
-    assert built.to_json() == b'{"errorClass":"Timeout","count":2,"lastAt":"2026-01-01T00:00:00.000Z","lastMessage":null}'
+    sent = b'{"errorClass":"Timeout","count":2,"lastAt":"2026-01-01T00:00:00.000Z","lastMessage":null}'
+    assert built.to_json() == sent
     with pytest.raises(TypeError, match="last_message"):
         answers.build(answers.ErrorGroup, {k: v for k, v in values.items() if k != "last_message"})
     with pytest.raises(TypeError, match="lastAt"):
