@@ -1,10 +1,12 @@
 """The OpenAPI 3.1 document of the admin API, built from the same route table as the server.
 
 Paths, methods and security come from :func:`fleetbox.admin.routes.route_table` (so the document
-cannot list an endpoint the server lacks, or miss one); parameters, bodies and responses are
-described per operation here. Every error response is the one error body of
-:mod:`fleetbox.admin.errors`. The schemathesis test in ``tests/admin`` checks the server against
-this document.
+cannot list an endpoint the server lacks, or miss one); parameters and request bodies from the
+models each handler declares (:mod:`fleetbox.admin.models`); response bodies from the models the
+handlers answer with (:mod:`fleetbox.admin.answers`, generated into ``components/schemas``).
+Here: each operation's summary, which answer it gives per status, and its errors. Every error
+response is the one error body of :mod:`fleetbox.admin.errors` (``answers.Error``). The
+schemathesis test in ``tests/admin`` checks the server against this document.
 """
 
 from __future__ import annotations
@@ -342,7 +344,8 @@ def _body_schema(model: type[Input], schemas: dict[str, Schema]) -> Schema:
 
 def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[str, Any]:
     """The document for this route table and configuration: what each operation reads comes from
-    the models its handler declares (:mod:`fleetbox.admin.models`), the rest from here."""
+    the models its handler declares (:mod:`fleetbox.admin.models`), what it answers from
+    :mod:`fleetbox.admin.answers`, the rest from here."""
     operations = {**_operations(), **schedules.OPERATIONS}
     schemas = answers.schemas()
     paths: dict[str, dict[str, Any]] = {}
