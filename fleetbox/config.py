@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from fleetbox import cron as fleetbox_cron
-from fleetbox import rules
+from fleetbox import redaction, rules
 from fleetbox.errors import ConfigError, InvalidInput
 from fleetbox.logs import redact_dsn as redact_dsn  # the one DSN redaction, re-exported for callers
 from fleetbox.models import Thresholds
@@ -274,6 +274,19 @@ class QueueSettings(_Section):
     #: a variant whose dead-letter rate passes this (with guardrail_min_jobs finished) is stopped
     guardrail_dead_rate: float = Field(0.5, gt=0, le=1)
     guardrail_min_jobs: int = Field(50, ge=1)
+    #: JSON paths masked wherever this queue's payloads leave the appliance (None: the built-in
+    #: default of a spec queue, if it has one; [] masks nothing). See fleetbox.redaction.
+    redact: list[str] | None = None
+
+    @field_validator("redact")
+    @classmethod
+    def _redact_paths(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        try:
+            return list(redaction.check_paths(value))
+        except redaction.PathError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("retry_variants")
     @classmethod
@@ -515,6 +528,10 @@ class GraphSettings(_Section):
 class RateLimitSettings(_Section):
     """Limits on calls to Microsoft Graph, per resource (defaults: the spec's and Graph's own)."""
 
+    #: every Graph request of the appliance, of any resource, per period (Graph's global limit per
+    #: app across all tenants: 130,000 per 10 seconds)
+    graph_requests: int = Field(130_000, ge=1)
+    graph_period_seconds: float = Field(10.0, gt=0)
     #: Teams requests per second across the appliance (the spec: 50/s)
     teams_per_second: float = Field(50.0, gt=0)
     #: Teams message posts per second into one chat or channel (Graph: 1/s per chat)
@@ -526,7 +543,10 @@ class RateLimitSettings(_Section):
     outlook_period_seconds: float = Field(600.0, gt=0)
     #: concurrent requests per mailbox (Graph: 4)
     outlook_concurrent_per_mailbox: int = Field(4, ge=1)
-    #: attachment bytes uploaded per period into one mailbox (Graph: 150 MB per 5 minutes)
+    #: Outlook requests at once across all mailboxes (Graph: 4 per app ID, whichever mailboxes)
+    outlook_concurrent: int = Field(4, ge=1)
+    #: bytes uploaded per period into one mailbox: attachment chunks and the bodies of POST, PUT
+    #: and PATCH requests to it (Graph: 150 MB per 5 minutes)
     outlook_upload_bytes: int = Field(150 * 1024 * 1024, ge=4 * 1024 * 1024)
     outlook_upload_period_seconds: float = Field(300.0, gt=0)
     #: attachment transfers at once (the spec: 5)
@@ -647,6 +667,12 @@ class AlertSettings(_Section):
         if duplicates:
             raise ValueError(f"webhook names must be unique: {', '.join(duplicates)} given twice")
         return self
+
+
+def redaction_of(settings: Settings) -> redaction.Redaction:
+    """The redaction policy of every queue: the built-in defaults, with ``[queues.<name>] redact``
+    over them."""
+    return redaction.Redaction.of({name: q.redact for name, q in settings.queues.items()})
 
 
 class Settings(BaseSettings):

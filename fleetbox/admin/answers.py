@@ -413,6 +413,34 @@ class RetriedJob(Answer):
     requeued: bool = Field(description="true when a dead job was re-enqueued as a new job")
 
 
+class DependencyLink(Answer):
+    """One dependency seen from one side."""
+
+    job_id: int
+    state: str | None = Field(
+        description="where the other job is now (null: deleted by retention): blocked, ready, scheduled, "
+        "retrying, running, succeeded, dead, cleared or cancelled"
+    )
+    edge: str | None = Field(description="null while the parent is unresolved; succeeded, skipped, ignored, failed")
+    step: str | None = Field(description="the other job's step name, when it is a workflow step")
+
+
+class DependencyCancellation(Answer):
+    at: str
+    reason: str
+    parent_id: int | None
+    actor: str | None
+
+
+class JobDependencies(Answer):
+    job_id: int
+    parents: list[DependencyLink]
+    children: list[DependencyLink]
+    has_result: bool
+    result: Any = Field(description="the job's result (a handler's return value or an operator's stand-in)")
+    cancellation: DependencyCancellation | None
+
+
 # -- queues --------------------------------------------------------------------------------------
 
 
@@ -586,6 +614,7 @@ ANSWERS: tuple[type[Answer], ...] = (
     QueueErrors,
     Enqueued,
     RetriedJob,
+    JobDependencies,
     Queue,
     Cleared,
     DeadLetter,

@@ -14,11 +14,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fleetbox.admin import answers, schedules
+from pydantic import BaseModel
+
+from fleetbox.admin import answers, dependencies, schedules
 from fleetbox.admin.auth import HEADER, Access
 from fleetbox.admin.inputs import ACTOR_HEADER, ACTOR_PATTERN
 from fleetbox.admin.models import MAX_OFFSET, Input, reads
 from fleetbox.admin.routes import Route
+from fleetbox.graph import webhooks
 from fleetbox.protocol import OPERATOR_HEADER
 from fleetbox.rules import MAX_ACTOR
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
@@ -47,8 +50,8 @@ OPERATOR: Schema = {
 _ERROR_TEXT = {
     400: "Bad input: a parameter or body field is wrong (named in error.field), or the body is not JSON",
     401: f"No {HEADER} header",
-    403: f"The {HEADER} header matches no key, the read-only key was sent to change state, "
-    "or no admin key is configured",
+    403: f"The {HEADER} header matches no key, the read-only key was sent to change state or to reveal a "
+    "payload, or no admin key is configured",
     404: "No such queue, job or dead letter",
     409: "The object is not in a state that allows this",
     426: "This is a WebSocket: connect with Upgrade: websocket",
@@ -283,6 +286,13 @@ document needs `admin.key` or `admin.read_key`. No key configured: 403 (admin op
 never open). Header missing: 401. A key that matches nothing: 403. The read-only key on an operation
 that changes state: 403.
 
+**Redaction.** Payloads (`data`, `dataPreview`) are masked by their queue's redaction policy (the
+answering appliance's `[queues.<name>] redact`, and built-in ones for the spec's Graph queues):
+each masked value is `"***"`, keys and array lengths are kept. `reveal=true` on a job's or a dead
+letter's detail returns the payload in full: it needs the admin key (the read-only key: 403) and is
+written to the audit log (`job.reveal`, `dead.reveal`) with who asked. A payload search on a masked
+key is refused (400).
+
 **Errors** are `{{"error": {{"code", "message", "field"?}}}}`: 400 bad input (the field is named),
 401/403 keys, 404 no such queue, job or dead letter, 409 state conflict, 413 body over {{max_body}}
 bytes, 415 body not JSON, 503 database unavailable.
@@ -332,7 +342,7 @@ def _parameters(model: type[Input], where: str) -> list[Schema]:
     return out
 
 
-def _body_schema(model: type[Input], schemas: dict[str, Schema]) -> Schema:
+def _body_schema(model: type[BaseModel], schemas: dict[str, Schema]) -> Schema:
     """A body model's JSON schema, added to ``schemas`` (with its definitions); its $ref."""
     schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
     for name, definition in schema.pop("$defs", {}).items():
@@ -342,11 +352,94 @@ def _body_schema(model: type[Input], schemas: dict[str, Schema]) -> Schema:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[str, Any]:
+def _webhook_paths(schemas: dict[str, Schema]) -> dict[str, dict[str, Any]]:
+    """The Graph change-notification receiver (:mod:`fleetbox.graph.webhooks`): public, answered
+    as Graph needs it (a 2xx within 3 s, or Graph delivers again and at last drops the
+    subscription), its request body from the receiver's own model."""
+    body = _body_schema(webhooks.NotificationBatch, schemas)
+    # The receiver (below the admin API, in fleetbox.graph) writes this answer; described here.
+    schemas["NotificationsTaken"] = {
+        "type": "object",
+        "properties": {
+            "accepted": {"type": "integer", "minimum": 0, "description": "stored and queued for processing"},
+            "duplicates": {"type": "integer", "minimum": 0, "description": "already stored (Graph replays)"},
+            "rejected": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "discarded: a wrong or missing clientState (counted, never stored)",
+            },
+        },
+        "required": ["accepted", "duplicates", "rejected"],
+        "additionalProperties": False,
+    }
+    plain = {"schema": {"type": "string"}}
+    token = {
+        "name": "validationToken",
+        "in": "query",
+        "required": False,
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": webhooks.MAX_VALIDATION_TOKEN,
+            "pattern": webhooks.VALIDATION_TOKEN_PATTERN,
+        },
+        "description": "Graph's validation handshake: the token is echoed as text/plain and the body is "
+        "ignored (Graph sends none)",
+    }
+
+    def operation(operation_id: str, summary: str) -> dict[str, Any]:
+        return {
+            "summary": summary,
+            "description": "With `validationToken`: the subscription handshake, answered 200 with the token as "
+            "text/plain (`X-Content-Type-Options: nosniff`). Otherwise a batch of notifications: each item "
+            "with the configured clientState is stored once and queued (webhook-events), the others are "
+            f"discarded and counted; 202 either way. At most {webhooks.MAX_ITEMS} items and "
+            f"{webhooks.MAX_BODY_BYTES} bytes (413), at most {webhooks.MAX_REQUESTS_PER_SECOND} requests a "
+            "second from one address (429); a body that is not such a batch (not JSON, too deep, NaN, NUL, "
+            "a field of the wrong type) is 400; 503 only when the notifications could not be stored.",
+            "operationId": operation_id,
+            "tags": ["graph"],
+            "security": [],
+            "parameters": [token],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {"description": "The handshake: the token", "content": {"text/plain": plain}},
+                "202": {
+                    "description": "Taken (stored, duplicate or discarded)",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NotificationsTaken"}}},
+                },
+                "400": {
+                    "description": "A validationToken that is not 1 to "
+                    f"{webhooks.MAX_VALIDATION_TOKEN} printable ASCII characters (text/plain), or a body "
+                    "that is not a notification batch (JSON)",
+                    "content": {"application/json": {"schema": answers.ref(answers.Error)}, "text/plain": plain},
+                },
+                "413": _error(413),
+                "429": {
+                    "description": "Too many requests from this address: wait Retry-After seconds",
+                    "content": {"application/json": {"schema": answers.ref(answers.Error)}},
+                },
+                "503": {
+                    "description": "The notifications could not be stored: deliver them again",
+                    "content": {"application/json": {"schema": answers.ref(answers.Error)}},
+                },
+            },
+        }
+
+    return {
+        webhooks.NOTIFICATIONS_PATH: {"post": operation("receiveNotifications", "Graph change notifications")},
+        webhooks.LIFECYCLE_PATH: {"post": operation("receiveLifecycleNotifications", "Graph lifecycle notifications")},
+    }
+
+
+def build_openapi(
+    routes: list[Route], *, version: str, max_body: int, webhook_receiver: bool = False
+) -> dict[str, Any]:
     """The document for this route table and configuration: what each operation reads comes from
     the models its handler declares (:mod:`fleetbox.admin.models`), what it answers from
-    :mod:`fleetbox.admin.answers`, the rest from here."""
-    operations = {**_operations(), **schedules.OPERATIONS}
+    :mod:`fleetbox.admin.answers`, the rest from here.
+    ``webhook_receiver``: the Graph change-notification receiver is served too (Graph is not off)."""
+    operations = {**_operations(), **schedules.OPERATIONS, **dependencies.OPERATIONS}
     schemas = answers.schemas()
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
@@ -373,8 +466,10 @@ def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[s
         for status in sorted(set(errors)):
             spec["responses"][str(status)] = _error(status)
         spec["operationId"] = route.operation_id
-        spec["tags"] = [{**_TAGS, **schedules.TAGS}[route.operation_id]]
+        spec["tags"] = [{**_TAGS, **schedules.TAGS, **dependencies.TAGS}[route.operation_id]]
         paths.setdefault(route.path, {})[route.method.lower()] = spec
+    if webhook_receiver:
+        paths.update(_webhook_paths(schemas))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -397,7 +492,16 @@ def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[s
         },
         "tags": [
             {"name": t}
-            for t in ("monitoring", "jobs", "queues", "dead letters", "schedules", "retry experiments", "meta")
+            for t in (
+                "monitoring",
+                "jobs",
+                "queues",
+                "dead letters",
+                "schedules",
+                "retry experiments",
+                "graph",
+                "meta",
+            )
         ],
     }
 
