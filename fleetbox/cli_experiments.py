@@ -32,7 +32,9 @@ async def run(args: argparse.Namespace, service: Service, settings: Settings) ->
         return 0
     report = await experiments.report(args.queue, settings.queues.get(args.queue))
     if args.json:
-        print(json.dumps(report.to_json()))
+        from fleetbox.admin import views  # the admin API's shape; loaded only for --json
+
+        print(json.dumps(views.retry_report(report).model_dump(mode="json", by_alias=True)))
         return 0
     _print(report)
     return 0

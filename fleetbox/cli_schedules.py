@@ -107,7 +107,9 @@ async def run(args: argparse.Namespace, service: Service) -> int:
     if command == "list":
         every = await schedules.all()
         if args.json:
-            print(json.dumps([s.to_json() for s in every]))
+            from fleetbox.admin import views  # the admin API's shape; loaded only for --json
+
+            print(json.dumps([views.schedule(s).model_dump(mode="json", by_alias=True) for s in every]))
             return 0
         print(f"{'name':<24} {'cron':<18} {'timezone':<18} {'queue':<16} {'state':<7} {'next run (UTC)':<20} source")
         for s in every:
@@ -119,15 +121,10 @@ async def run(args: argparse.Namespace, service: Service) -> int:
         upcoming = await schedules.upcoming(args.name, args.next) if schedule.enabled else []
         runs = await schedules.runs(args.name)
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        **schedule.to_json(),
-                        "next": [_tick_json(t) for t in upcoming],
-                        "runs": [r.to_json() for r in runs],
-                    }
-                )
-            )
+            from fleetbox.admin import views  # the admin API's shape; loaded only for --json
+
+            detail = views.schedule_detail(schedule, upcoming, runs)
+            print(json.dumps(detail.model_dump(mode="json", by_alias=True)))
             return 0
         _print_schedule(schedule, upcoming)
         print("last runs:" if runs else "last runs: none yet")
@@ -151,12 +148,6 @@ def _when(schedule: Schedule) -> str:
     if not schedule.enabled:
         return "-"
     return "-" if schedule.next_run_at is None else f"{schedule.next_run_at:%Y-%m-%d %H:%M:%S}"
-
-
-def _tick_json(tick: Tick) -> dict[str, Any]:
-    from fleetbox.models import iso
-
-    return {"at": iso(tick.at), "local": tick.local.isoformat(), "dst": tick.dst}
 
 
 def _print_schedule(s: Schedule, upcoming: list[Tick]) -> None:

@@ -450,31 +450,6 @@ class Schedule:
         values["overlap"] = Overlap(values["overlap"])
         return cls(**values)
 
-    def to_json(self) -> dict[str, Any]:
-        """The admin API's and ``fleetbox schedule --json``'s shape."""
-        return {
-            "name": self.name,
-            "cron": self.cron,
-            "queue": self.queue,
-            "data": self.data,
-            "priority": self.priority,
-            "timezone": self.timezone,
-            "enabled": self.enabled,
-            "dst": self.dst,
-            "catchUp": self.catch_up.value,
-            "catchUpMax": self.catch_up_max,
-            "overlap": self.overlap.value,
-            "alertAfterSeconds": self.alert_after_seconds,
-            "source": self.source,
-            "nextRunAt": _iso_or_none(self.next_run_at),
-            "lastTick": _iso_or_none(self.last_tick),
-            "lastRunAt": _iso_or_none(self.last_run_at),
-            "lastJobId": self.last_job_id,
-            "createdAt": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
-            "updatedBy": self.updated_by,
-        }
-
 
 _SCHEDULE_FIELDS = (
     "name",
@@ -515,19 +490,6 @@ class ScheduleRun:
     @classmethod
     def from_row(cls, row: RowLike) -> ScheduleRun:
         return cls(**_row(row, ("schedule", "tick", "fired_at", "outcome", "job_id", "worker_id")))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tick": iso(self.tick),
-            "firedAt": iso(self.fired_at),
-            "outcome": self.outcome,
-            "jobId": self.job_id,
-            "workerId": self.worker_id,
-        }
-
-
-def _iso_or_none(value: dt.datetime | None) -> str | None:
-    return None if value is None else iso(value)
 
 
 class Clock(Protocol):

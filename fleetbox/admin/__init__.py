@@ -5,7 +5,9 @@ after the dispatcher when ``admin.enabled`` is true. Layout: ``routes`` (handler
 table), ``auth`` (the x-admin-key check), ``errors`` (the one place an error becomes a status),
 ``models`` (what each operation reads, for validation and the document), ``inputs`` (the
 JSON body and the acting operator), ``operations`` (what the API does in the database),
-``views`` (JSON shapes), ``openapi`` (the document at /api/queue/openapi.json).
+``answers`` (what each operation answers, as pydantic models), ``views`` (the domain values as
+answers), ``openapi`` (the document at /api/queue/openapi.json, its schemas from ``models`` and
+``answers``).
 """
 
 from __future__ import annotations

@@ -10,19 +10,17 @@ from typing import Any
 
 from aiohttp import web
 
+from fleetbox.admin import answers
 from fleetbox.admin.auth import Access
 from fleetbox.admin.models import JobPath
 from fleetbox.admin.routes import STATE, Route, reply
-from fleetbox.admin.schema import Schema
-from fleetbox.admin.schema import obj as _obj
-from fleetbox.admin.schema import ok as _ok
-from fleetbox.admin.schema import ref as _ref
 from fleetbox.models import iso
 from fleetbox.store.dependencies import Link
 
 
-def _link(link: Link) -> dict[str, Any]:
-    return {"jobId": link.job_id, "state": link.state, "edge": link.edge, "step": link.step}
+def _link(link: Link) -> answers.DependencyLink:
+    values = {"job_id": link.job_id, "state": link.state, "edge": link.edge, "step": link.step}
+    return answers.build(answers.DependencyLink, values)
 
 
 async def get_job_dependencies(request: web.Request, path: JobPath) -> web.Response:
@@ -30,21 +28,27 @@ async def get_job_dependencies(request: web.Request, path: JobPath) -> web.Respo
     relations = await request.app[STATE].service.dependencies.relations(path.id)
     cancellation = relations.cancellation
     return reply(
-        {
-            "jobId": relations.job_id,
-            "parents": [_link(link) for link in relations.parents],
-            "children": [_link(link) for link in relations.children],
-            "hasResult": relations.has_result,
-            "result": relations.result if relations.has_result else None,
-            "cancellation": None
-            if cancellation is None
-            else {
-                "at": iso(cancellation.cancelled_at),
-                "reason": cancellation.reason,
-                "parentId": cancellation.parent_id,
-                "actor": cancellation.actor,
+        answers.build(
+            answers.JobDependencies,
+            {
+                "job_id": relations.job_id,
+                "parents": [_link(link) for link in relations.parents],
+                "children": [_link(link) for link in relations.children],
+                "has_result": relations.has_result,
+                "result": relations.result if relations.has_result else None,
+                "cancellation": None
+                if cancellation is None
+                else answers.build(
+                    answers.DependencyCancellation,
+                    {
+                        "at": iso(cancellation.cancelled_at),
+                        "reason": cancellation.reason,
+                        "parent_id": cancellation.parent_id,
+                        "actor": cancellation.actor,
+                    },
+                ),
             },
-        }
+        )
     )
 
 
@@ -55,50 +59,10 @@ def route_table() -> list[Route]:
     ]
 
 
-_S_NULL: Schema = {"type": ["string", "null"]}
-_LINK = _obj(
-    {
-        "jobId": {"type": "integer"},
-        "state": {
-            **_S_NULL,
-            "description": "where the other job is now (null: deleted by retention): blocked, ready, scheduled, "
-            "retrying, running, succeeded, dead, cleared or cancelled",
-        },
-        "edge": {**_S_NULL, "description": "null while the parent is unresolved; succeeded, skipped, ignored, failed"},
-        "step": {**_S_NULL, "description": "the other job's step name, when it is a workflow step"},
-    }
-)
-
-SCHEMAS: dict[str, Schema] = {
-    "DependencyLink": _LINK,
-    "JobDependencies": _obj(
-        {
-            "jobId": {"type": "integer"},
-            "parents": {"type": "array", "items": _ref("DependencyLink")},
-            "children": {"type": "array", "items": _ref("DependencyLink")},
-            "hasResult": {"type": "boolean"},
-            "result": {"description": "the job's result (a handler's return value or an operator's stand-in)"},
-            "cancellation": {
-                "oneOf": [
-                    {"type": "null"},
-                    _obj(
-                        {
-                            "at": {"type": "string"},
-                            "reason": {"type": "string"},
-                            "parentId": {"type": ["integer", "null"]},
-                            "actor": _S_NULL,
-                        }
-                    ),
-                ]
-            },
-        }
-    ),
-}
-
 OPERATIONS: dict[str, dict[str, Any]] = {
     "getJobDependencies": {
         "summary": "A job's parents and children, where each is now, its result and why it was cancelled",
-        "responses": {"200": _ok("JobDependencies", "The job's place in its dependency graph")},
+        "responses": {"200": answers.ok(answers.JobDependencies, "The job's place in its dependency graph")},
         "errors": [404, 503],
     },
 }

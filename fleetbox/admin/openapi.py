@@ -1,10 +1,12 @@
 """The OpenAPI 3.1 document of the admin API, built from the same route table as the server.
 
 Paths, methods and security come from :func:`fleetbox.admin.routes.route_table` (so the document
-cannot list an endpoint the server lacks, or miss one); parameters, bodies and responses are
-described per operation here. Every error response is the one error body of
-:mod:`fleetbox.admin.errors`. The schemathesis test in ``tests/admin`` checks the server against
-this document.
+cannot list an endpoint the server lacks, or miss one); parameters and request bodies from the
+models each handler declares (:mod:`fleetbox.admin.models`); response bodies from the models the
+handlers answer with (:mod:`fleetbox.admin.answers`, generated into ``components/schemas``).
+Here: each operation's summary, which answer it gives per status, and its errors. Every error
+response is the one error body of :mod:`fleetbox.admin.errors` (``answers.Error``). The
+schemathesis test in ``tests/admin`` checks the server against this document.
 """
 
 from __future__ import annotations
@@ -14,408 +16,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from fleetbox.admin import dependencies, schedules
+from fleetbox.admin import answers, dependencies, schedules
 from fleetbox.admin.auth import HEADER, Access
 from fleetbox.admin.inputs import ACTOR_HEADER, ACTOR_PATTERN
-from fleetbox.admin.models import ALERT_STATUSES, MAX_ERROR_MINUTES, MAX_OFFSET, TIME_RANGES, Input, reads
+from fleetbox.admin.models import MAX_OFFSET, Input, reads
 from fleetbox.admin.routes import Route
-from fleetbox.admin.schema import Schema
-from fleetbox.admin.schema import obj as _obj
-from fleetbox.admin.schema import ok as _ok
-from fleetbox.admin.schema import ref as _ref
-from fleetbox.admin.views import PREVIEW_CHARS
 from fleetbox.graph import webhooks
-from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
-from fleetbox.rules import MAX_ACTOR, MAX_ID
-from fleetbox.service.dead_letters import COUNT_CAP
+from fleetbox.rules import MAX_ACTOR
 from fleetbox.service.dead_letters import MAX_BULK as MAX_BULK_RETRY
-from fleetbox.service.jobs import JOB_STATUSES
 
+Schema = dict[str, Any]
 
-def _null(schema: Schema) -> Schema:
-    out = dict(schema)
-    kind = out["type"]
-    out["type"] = [kind, "null"] if isinstance(kind, str) else [*kind, "null"]
-    return out
-
-
-STR: Schema = {"type": "string"}
-INT: Schema = {"type": "integer"}
-NUM: Schema = {"type": "number"}
-BOOL: Schema = {"type": "boolean"}
-TIME: Schema = {"type": "string", "format": "date-time"}
-ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-ANY_OBJECT: Schema = {"type": "object"}
-
-_QUEUE_FIGURES = {
-    "isRunning": BOOL,
-    "backlog": INT,
-    "failureRate": NUM,
-    "avgProcessingTime": NUM,
-    "tier": {"type": "string", "enum": ["high", "medium", "low"]},
-    "ready": INT,
-    "scheduled": INT,
-    "retrying": INT,
-    "running": INT,
-    "p95ProcessingTime": NUM,
-    "completed": INT,
-    "failed": INT,
-    "throughputPerMinute": NUM,
-    "deadLetters": INT,
-    "consumers": {**_null(INT), "description": "live appliances that can run this queue"},
-}
-_PERIOD_TOTALS = {
-    "completed": INT,
-    "failed": INT,
-    "deadLettered": INT,
-    "attempts": INT,
-    "failureRate": NUM,
-    "avgProcessingTime": NUM,
-    "p95ProcessingTime": NUM,
-}
-_POINT = {
-    "at": TIME,
-    **_PERIOD_TOTALS,
-    "backlog": INT,
-    "peakBacklog": INT,
-    "deadLetters": INT,
-}
-
-_DATA: dict[str, Schema] = {
-    "data": {
-        "type": ["object", "null"],
-        "description": "the payload; null in a list row unless include=payload; "
-        '{"undecodable": true, "reason", "size"} when it cannot be shown',
-    },
-    "dataPreview": {"type": "string", "description": f"the first {PREVIEW_CHARS} characters of its JSON text"},
-    "dataSize": {"type": "integer", "minimum": 0, "description": "bytes of its JSON text"},
-}
-_JOB = {
-    "id": ID,
-    "queue": STR,
-    "priority": {"type": "integer", "minimum": 1, "maximum": 10},
-    "state": {"type": "string", "enum": [s.value for s in JobState]},
-    **_DATA,
-    "singletonKey": _null(STR),
-    "attempts": {"type": "integer", "minimum": 0},
-    "maxAttempts": _null(INT),
-    "runAt": TIME,
-    "createdAt": TIME,
-    "finishedAt": _null(TIME),
-    "lastErrorClass": _null(STR),
-    "lastError": _null(STR),
-    "retryOfDeadLetterId": _null(INT),
-}
-_ATTEMPT = {
-    "jobId": ID,
-    "attempt": INT,
-    "queue": STR,
-    "workerId": _null(STR),
-    "startedAt": TIME,
-    "finishedAt": TIME,
-    "durationMs": NUM,
-    "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
-    "errorClass": _null(STR),
-    "error": _null(STR),
-}
-_HISTORY_ENTRY = {
-    "attempt": _null(INT),
-    "startedAt": _null(STR),
-    "finishedAt": _null(STR),
-    "durationMs": _null(NUM),
-    "outcome": _null(STR),
-    "errorClass": _null(STR),
-    "error": _null(STR),
-}
-_DEAD_LETTER = {
-    "id": ID,
-    "jobId": ID,
-    "queue": STR,
-    "priority": INT,
-    **_DATA,
-    "singletonKey": _null(STR),
-    "errorClass": STR,
-    "error": STR,
-    "attempts": INT,
-    "history": {"type": "array", "items": _ref("HistoryEntry")},
-    "jobCreatedAt": TIME,
-    "failedAt": TIME,
-    "status": {"type": "string", "enum": ["open", "retried", "discarded"]},
-    "reviewed": BOOL,
-    "reviewedAt": _null(TIME),
-    "reviewedBy": _null(STR),
-    "resolutionNotes": _null(STR),
-    "retriedJobId": _null(INT),
-    "retriedAt": _null(TIME),
-    "discardedAt": _null(TIME),
-}
-_THRESHOLDS = {
-    "maxBacklog": {"type": "integer", "minimum": 0, "maximum": 10**12},
-    "maxFailureRate": {"type": "number", "minimum": 0, "maximum": 100},
-    "maxProcessingTime": {"type": "number", "exclusiveMinimum": 0, "maximum": 10**12},
-    "maxDeadLetterJobs": {"type": "integer", "minimum": 0, "maximum": 10**12},
-}
-
-SCHEMAS: dict[str, Schema] = {
-    "Error": _obj(
-        {
-            "error": _obj(
-                {
-                    "code": STR,
-                    "message": STR,
-                    "field": {"type": "string", "description": "the parameter or body field that was wrong"},
-                },
-                required=["code", "message"],
-            ),
-        }
-    ),
-    "Thresholds": _obj(_THRESHOLDS),
-    "QueueHealth": _obj(_QUEUE_FIGURES),
-    "Health": _obj(
-        _HEALTH := {
-            "healthy": BOOL,
-            "queues": {"type": "object", "additionalProperties": _ref("QueueHealth")},
-            "deadLetterCount": INT,
-            "lastChecked": TIME,
-            "reasons": {"type": "array", "items": STR, "description": "why healthy is false"},
-            "database": {"type": "string", "enum": ["ok", "unreachable"]},
-            "databaseError": {
-                "type": "string",
-                "description": "only when the database is unreachable: the driver's message for keyed "
-                "readers, `database unreachable` for everyone else",
-            },
-            "ready": {"type": "boolean", "description": "what /readyz says"},
-            "draining": {"type": "boolean", "description": "the appliance is stopping and finishes its jobs"},
-            "thresholds": _ref("Thresholds"),
-            "windowSeconds": NUM,
-            "graph": _obj(
-                {
-                    "mode": {"type": "string", "enum": ["simulated", "live", "off"]},
-                    "note": STR,
-                }
-            ),
-        },
-        required=[k for k in _HEALTH if k != "databaseError"],
-    ),
-    "Alive": _obj({"alive": {"type": "boolean", "const": True}}),
-    "Ready": _obj(
-        {
-            "ready": BOOL,
-            "draining": BOOL,
-            "reasons": {"type": "array", "items": STR, "description": "why ready is false"},
-            "failingTasks": {
-                "type": "object",
-                "additionalProperties": _null(STR),
-                "description": "background tasks failing now: name -> last error (null without a key)",
-            },
-        }
-    ),
-    "PeriodTotals": _obj({**_PERIOD_TOTALS, "peakBacklog": INT}, required=list(_PERIOD_TOTALS)),
-    "QueueStats": _obj({**_QUEUE_FIGURES, "last24h": _ref("PeriodTotals")}),
-    "Stats": _obj(
-        {
-            "generatedAt": TIME,
-            "windowSeconds": NUM,
-            "queues": {"type": "object", "additionalProperties": _ref("QueueStats")},
-            "totals": _obj(
-                {
-                    "backlog": INT,
-                    "ready": INT,
-                    "scheduled": INT,
-                    "retrying": INT,
-                    "running": INT,
-                    "deadLetters": INT,
-                    "completed": INT,
-                    "failed": INT,
-                    "deadLetterCount": INT,
-                    "failureRate": NUM,
-                    "avgProcessingTime": NUM,
-                    "throughputPerMinute": NUM,
-                    "last24h": _ref("PeriodTotals"),
-                }
-            ),
-        }
-    ),
-    "MetricsPoint": _obj(_POINT),
-    "Metrics": _obj(
-        {
-            "timeRange": {"type": "string", "enum": list(TIME_RANGES)},
-            "from": TIME,
-            "to": TIME,
-            "bucketSeconds": INT,
-            "series": {"type": "object", "additionalProperties": {"type": "array", "items": _ref("MetricsPoint")}},
-            "totals": {"type": "array", "items": _ref("MetricsPoint")},
-        }
-    ),
-    "Alert": _obj(
-        {
-            "id": ID,
-            "queue": _null(STR),
-            "subject": {**_null(STR), "description": "what else the alert concerns: <appliance>/<task>"},
-            "kind": {
-                "type": "string",
-                "enum": ["backlog", "failure_rate", "processing_time", "dead_letters", "no_consumer", "task_failing"],
-            },
-            "status": {"type": "string", "enum": list(ALERT_STATUSES)},
-            "message": STR,
-            "value": _null(NUM),
-            "threshold": _null(NUM),
-            "openedAt": TIME,
-            "resolvedAt": _null(TIME),
-        }
-    ),
-    "AlertList": _obj({"alerts": {"type": "array", "items": _ref("Alert")}}),
-    "Job": _obj(_JOB),
-    "Attempt": _obj(_ATTEMPT),
-    "HistoryEntry": _obj(_HISTORY_ENTRY),
-    "DeadLetter": _obj(_DEAD_LETTER),
-    "JobDetail": _obj(
-        {
-            **_JOB,
-            "history": {"type": "array", "items": _ref("Attempt"), "description": "every recorded attempt"},
-            "deadLetterId": {
-                **_null(INT),
-                "description": "the dead letter this job became (use dl-<id> to address it), when it is dead",
-            },
-            "deadLetter": {
-                "anyOf": [_ref("DeadLetter"), {"type": "null"}],
-                "description": "the job's dead letter, when it is dead",
-            },
-            "operatorActions": {
-                "type": "array",
-                "items": _ref("OperatorAction"),
-                "description": "every review, retry and discard of its dead letter, oldest first (the audit log)",
-            },
-        }
-    ),
-    "OperatorAction": _obj(
-        {"at": TIME, "actor": STR, "action": STR, "details": {"type": "object", "additionalProperties": True}}
-    ),
-    "JobList": _obj(
-        {
-            "queue": STR,
-            "status": {"type": ["string", "null"], "enum": [*JOB_STATUSES, None]},
-            "limit": INT,
-            "offset": INT,
-            "jobs": {"type": "array", "items": _ref("Job")},
-            "nextAfter": {**_null(INT), "description": "pass as `after` for the next page; null on the last page"},
-        }
-    ),
-    "JobSearch": _obj(
-        {
-            "jobs": {"type": "array", "items": _ref("Job")},
-            "nextBefore": {**_null(INT), "description": "pass as `before` for the next page; null on the last page"},
-        }
-    ),
-    "FailedJobs": _obj(
-        {
-            "queue": STR,
-            "retrying": {"type": "array", "items": _ref("Job"), "description": "jobs waiting for their next attempt"},
-            "deadLetters": {"type": "array", "items": _ref("DeadLetter"), "description": "open dead letters"},
-            "recentFailures": {"type": "array", "items": _ref("Attempt"), "description": "latest failed attempts"},
-            "truncated": {"type": "boolean", "description": "true: the lists were cut to stay under 8 MiB"},
-        }
-    ),
-    "DeadLetterList": _obj(
-        {
-            "deadLetters": {"type": "array", "items": _ref("DeadLetter")},
-            "nextBefore": {**_null(INT), "description": "pass as `before` for the next page; null on the last page"},
-            "total": {"type": "integer", "minimum": 0, "description": "how many dead letters match the filter"},
-            "totalCapped": {
-                "type": "boolean",
-                "description": f"true: the count stopped at {COUNT_CAP}, at least that many match",
-            },
-        }
-    ),
-    "QueueErrors": _obj(
-        {
-            "queue": STR,
-            "minutes": {"type": "integer", "minimum": 1, "maximum": MAX_ERROR_MINUTES},
-            "errors": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "errorClass": STR,
-                        "count": {"type": "integer", "minimum": 1},
-                        "lastAt": TIME,
-                        "lastMessage": _null(STR),
-                    }
-                ),
-            },
-        }
-    ),
-    "Queue": _obj(
-        {
-            "name": STR,
-            "tier": {"type": "string", "enum": ["high", "medium", "low", "dead"]},
-            "paused": BOOL,
-            "pausedAt": _null(TIME),
-            "pausedBy": _null(STR),
-        }
-    ),
-    "Cleared": _obj({"queue": STR, "cleared": {"type": "integer", "minimum": 0}}),
-    "Enqueued": _obj(
-        {
-            "id": ID,
-            "queue": STR,
-            "created": {"type": "boolean", "description": "false: a job with the singleton key exists; id is its id"},
-        }
-    ),
-    "RetriedJob": _obj(
-        {
-            "queue": STR,
-            "retriedJobId": ID,
-            "jobId": {**ID, "description": "the job that will run: the same id, or a new job for a dead one"},
-            "requeued": {"type": "boolean", "description": "true when a dead job was re-enqueued as a new job"},
-        }
-    ),
-    "RetriedDeadLetter": _obj({"deadLetterId": ID, "jobId": ID}),
-    "BulkChanged": _obj(
-        {
-            "matched": {"type": "integer", "minimum": 0},
-            "changed": {"type": "array", "items": ID, "description": "the dead letters changed (their own ids)"},
-            "skipped": {"type": "array", "items": ID, "description": "matched but left as they were"},
-        }
-    ),
-    "DeadLetterGroups": _obj(
-        {
-            "groups": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "errorClass": STR,
-                        "message": STR,
-                        "count": {"type": "integer", "minimum": 1},
-                        "queues": {"type": "array", "items": STR},
-                        "lastFailedAt": TIME,
-                    }
-                ),
-            }
-        }
-    ),
-    "DeadLetterDetail": _obj(
-        {
-            **_DEAD_LETTER,
-            "operatorActions": {
-                "type": "array",
-                "items": _ref("OperatorAction"),
-                "description": "every review, retry and discard of it, oldest first (the audit log)",
-            },
-        }
-    ),
-    "BulkRetried": _obj(
-        {
-            "matched": {"type": "integer", "minimum": 0},
-            "retried": {"type": "array", "items": _ref("RetriedDeadLetter")},
-            "skipped": {
-                "type": "array",
-                "items": ID,
-                "description": "left open: a job with the same singleton key is waiting or running",
-            },
-        }
-    ),
-}
 
 # -- parameters ----------------------------------------------------------------------------------
 
@@ -452,7 +64,7 @@ _ERROR_TEXT = {
 
 
 def _error(status: int) -> Schema:
-    return {"description": _ERROR_TEXT[status], "content": {"application/json": {"schema": _ref("Error")}}}
+    return answers.ok(answers.Error, _ERROR_TEXT[status])
 
 
 #: operationId -> (summary, parameters, request body schema | None, {status: response}, errors)
@@ -465,43 +77,46 @@ def _operations() -> dict[str, dict[str, Any]]:
             "appliance works. 503 (the same document) only when the database is unreachable or the "
             "appliance cannot work (not ready for a reason other than draining).",
             "responses": {
-                "200": _ok("Health", "The appliance works (healthy may still be false: see reasons)"),
-                "503": _ok("Health", "The database is unreachable or the appliance cannot work"),
+                "200": answers.ok(answers.Health, "The appliance works (healthy may still be false: see reasons)"),
+                "503": answers.ok(answers.Health, "The database is unreachable or the appliance cannot work"),
             },
         },
         "getLivez": {
             "summary": "Liveness: the process answers (no key, no database)",
-            "responses": {"200": _ok("Alive", "Alive")},
+            "responses": {"200": answers.ok(answers.Alive, "Alive")},
         },
         "getReadyz": {
             "summary": "Readiness: database reachable, schema current, no critical task failing, not draining",
             "description": "No key. 503 with the reasons when not ready (draining included: send it no work).",
-            "responses": {"200": _ok("Ready", "Ready"), "503": _ok("Ready", "Not ready (see reasons)")},
+            "responses": {
+                "200": answers.ok(answers.Ready, "Ready"),
+                "503": answers.ok(answers.Ready, "Not ready (see reasons)"),
+            },
         },
         "getStats": {
             "summary": "Current figures per queue and in total, and the last 24 hours from the snapshots",
-            "responses": {"200": _ok("Stats", "Statistics")},
+            "responses": {"200": answers.ok(answers.Stats, "Statistics")},
             "errors": [503],
         },
         "getMetrics": {
             "summary": "Time series from the statistics snapshots",
-            "responses": {"200": _ok("Metrics", "Metrics")},
+            "responses": {"200": answers.ok(answers.Metrics, "Metrics")},
             "errors": [400, 503],
         },
         "listAlerts": {
             "summary": "Threshold alerts, newest first",
-            "responses": {"200": _ok("AlertList", "Alerts")},
+            "responses": {"200": answers.ok(answers.AlertList, "Alerts")},
             "errors": [400, 503],
         },
         "getThresholds": {
             "summary": "The alert thresholds in force",
-            "responses": {"200": _ok("Thresholds", "Thresholds")},
+            "responses": {"200": answers.ok(answers.Thresholds, "Thresholds")},
             "errors": [503],
         },
         "updateThresholds": {
             "summary": "Change alert thresholds at runtime (every appliance on the database follows)",
             "parameters": [ACTOR, OPERATOR],
-            "responses": {"200": _ok("Thresholds", "The thresholds now in force")},
+            "responses": {"200": answers.ok(answers.Thresholds, "The thresholds now in force")},
             "errors": [*body_errors, 503],
         },
         "getPrometheusMetrics": {
@@ -522,33 +137,18 @@ def _operations() -> dict[str, dict[str, Any]]:
             "description": "Pool sizes, retry rules, queues, thresholds and schedules apply at once; the "
             "sections that need a restart are listed. An invalid file changes nothing (422, with the reason).",
             "parameters": [ACTOR, OPERATOR],
-            "responses": {
-                "200": {
-                    "description": "Applied",
-                    "content": {
-                        "application/json": {
-                            "schema": _obj(
-                                {
-                                    "reloaded": {"type": "boolean"},
-                                    "needsRestart": {"type": "array", "items": {"type": "string"}},
-                                },
-                                required=["reloaded", "needsRestart"],
-                            )
-                        }
-                    },
-                }
-            },
+            "responses": {"200": answers.ok(answers.Reloaded, "Applied")},
             "errors": [400, 409, 422, 503],
         },
         "getOpenApi": {
             "summary": "This document",
             "responses": {
-                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": ANY_OBJECT}}}
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}
             },
         },
         "listDeadLetters": {
             "summary": "Dead letters, newest first",
-            "responses": {"200": _ok("DeadLetterList", "A page of dead letters")},
+            "responses": {"200": answers.ok(answers.DeadLetterList, "A page of dead letters")},
             "errors": [400, 404, 503],
         },
         "retryDeadLetters": {
@@ -556,24 +156,24 @@ def _operations() -> dict[str, dict[str, Any]]:
             "description": "Counted under lock: when the number of open dead letters matching differs from "
             f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
             "parameters": [ACTOR, OPERATOR],
-            "responses": {"200": _ok("BulkRetried", "Retried")},
+            "responses": {"200": answers.ok(answers.BulkRetried, "Retried")},
             "errors": [*body_errors, 404, 409, 503],
         },
         "listDeadLetterGroups": {
             "summary": "Dead letters grouped by error class and message (count, queues, last failure), largest first",
-            "responses": {"200": _ok("DeadLetterGroups", "The groups")},
+            "responses": {"200": answers.ok(answers.DeadLetterGroups, "The groups")},
             "errors": [400, 404, 503],
         },
         "getDeadLetter": {
             "summary": "One dead letter with its payload in full and every operator action on it",
-            "responses": {"200": _ok("DeadLetterDetail", "The dead letter")},
+            "responses": {"200": answers.ok(answers.DeadLetterDetail, "The dead letter")},
             "errors": [400, 404, 503],
         },
         "reviewDeadLetters": {
             "summary": "Mark every open dead letter matching a filter reviewed",
             "description": "Counted under lock: when the number of open dead letters matching differs from "
             f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
-            "responses": {"200": _ok("BulkChanged", "Reviewed")},
+            "responses": {"200": answers.ok(answers.BulkChanged, "Reviewed")},
             "errors": [*body_errors, 404, 409, 503],
         },
         "discardDeadLetters": {
@@ -581,7 +181,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "description": "Counted under lock: when the number of open dead letters matching differs from "
             f"expectedCount, 409 and nothing changes. At most {MAX_BULK_RETRY} at once.",
             "parameters": [ACTOR, OPERATOR],
-            "responses": {"200": _ok("BulkChanged", "Discarded")},
+            "responses": {"200": answers.ok(answers.BulkChanged, "Discarded")},
             "errors": [*body_errors, 404, 409, 503],
         },
         "listJobs": {
@@ -590,7 +190,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "ready + scheduled + retrying. Jobs in the queue come oldest first (id order); succeeded, dead "
             "and cleared ones last finished first (while in jobs_done, before archiving). Page with "
             f"`after` (the previous page's nextAfter), or with `offset` up to {MAX_OFFSET}.",
-            "responses": {"200": _ok("JobList", "A page of jobs")},
+            "responses": {"200": answers.ok(answers.JobList, "A page of jobs")},
             "errors": [400, 404, 503],
         },
         "searchJobs": {
@@ -599,20 +199,22 @@ def _operations() -> dict[str, dict[str, Any]]:
             "PostgreSQL's @>) and by error text (`error`: in the latest error of a job still queued, or in any "
             "failed attempt of a finished one). Page with `before` (the previous page's nextBefore). A search "
             "that scans more than 3 seconds is stopped (503): narrow it with `queue`.",
-            "responses": {"200": _ok("JobSearch", "A page of jobs")},
+            "responses": {"200": answers.ok(answers.JobSearch, "A page of jobs")},
             "errors": [400, 404, 503],
         },
         "enqueueJob": {
             "summary": "Enqueue a job (the same checks as fleetbox.Client.enqueue)",
             "responses": {
-                "201": _ok("Enqueued", "Created"),
-                "200": _ok("Enqueued", "Not created: a waiting or running job has the singleton key (its id)"),
+                "201": answers.ok(answers.Enqueued, "Created"),
+                "200": answers.ok(
+                    answers.Enqueued, "Not created: a waiting or running job has the singleton key (its id)"
+                ),
             },
             "errors": [*body_errors, 404, 503],
         },
         "listQueueErrors": {
             "summary": "A queue's recent failed attempts grouped by error class, most first",
-            "responses": {"200": _ok("QueueErrors", "Failed attempts by error class")},
+            "responses": {"200": answers.ok(answers.QueueErrors, "Failed attempts by error class")},
             "errors": [400, 404, 503],
         },
         "streamQueues": {
@@ -627,50 +229,50 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "listFailed": {
             "summary": "A queue's failures: jobs waiting for a retry, open dead letters, latest failed attempts",
-            "responses": {"200": _ok("FailedJobs", "Failures")},
+            "responses": {"200": answers.ok(answers.FailedJobs, "Failures")},
             "errors": [400, 404, 503],
         },
         "pauseQueue": {
             "summary": "Pause a queue on every appliance (running jobs finish)",
-            "responses": {"200": _ok("Queue", "The queue")},
+            "responses": {"200": answers.ok(answers.Queue, "The queue")},
             "errors": [400, 404, 503],
         },
         "resumeQueue": {
             "summary": "Resume a queue",
-            "responses": {"200": _ok("Queue", "The queue")},
+            "responses": {"200": answers.ok(answers.Queue, "The queue")},
             "errors": [400, 404, 503],
         },
         "clearQueue": {
             "summary": "Remove a queue's waiting jobs (ready, scheduled, retrying), never running ones",
             "description": "They move to the finished jobs with state cleared.",
-            "responses": {"200": _ok("Cleared", "How many jobs were removed")},
+            "responses": {"200": answers.ok(answers.Cleared, "How many jobs were removed")},
             "errors": [400, 404, 503],
         },
         "retryJob": {
             "summary": "Retry a failed job now",
             "description": "A job waiting for a retry runs at once (same id); a dead job is re-enqueued on "
             "its queue as a new job linked to its dead letter (new id). Another state: 409.",
-            "responses": {"200": _ok("RetriedJob", "Retried")},
+            "responses": {"200": answers.ok(answers.RetriedJob, "Retried")},
             "errors": [400, 404, 409, 503],
         },
         "reviewDeadLetter": {
             "summary": "Mark a dead letter reviewed (the last review wins; every review is audited)",
-            "responses": {"200": _ok("DeadLetter", "The dead letter")},
+            "responses": {"200": answers.ok(answers.DeadLetter, "The dead letter")},
             "errors": [*body_errors, 404, 503],
         },
         "retryDeadLetter": {
             "summary": "Re-enqueue one dead letter as a new job on its original queue",
-            "responses": {"200": _ok("RetriedDeadLetter", "The new job")},
+            "responses": {"200": answers.ok(answers.RetriedDeadLetter, "The new job")},
             "errors": [400, 404, 409, 503],
         },
         "discardDeadLetter": {
             "summary": "Discard an open dead letter (it stays on record as discarded)",
-            "responses": {"200": _ok("DeadLetter", "The dead letter")},
+            "responses": {"200": answers.ok(answers.DeadLetter, "The dead letter")},
             "errors": [400, 404, 409, 503],
         },
         "getJob": {
             "summary": "A job wherever it is, with every attempt (and its dead letter when dead)",
-            "responses": {"200": _ok("JobDetail", "The job")},
+            "responses": {"200": answers.ok(answers.JobDetail, "The job")},
             "errors": [400, 404, 503],
         },
     }
@@ -747,7 +349,7 @@ def _body_schema(model: type[BaseModel], schemas: dict[str, Schema]) -> Schema:
         schemas[name] = definition
     schema.pop("title", None)
     schemas[model.__name__] = schema
-    return _ref(model.__name__)
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
 def _webhook_paths(schemas: dict[str, Schema]) -> dict[str, dict[str, Any]]:
@@ -755,8 +357,10 @@ def _webhook_paths(schemas: dict[str, Schema]) -> dict[str, dict[str, Any]]:
     as Graph needs it (a 2xx within 3 s, or Graph delivers again and at last drops the
     subscription), its request body from the receiver's own model."""
     body = _body_schema(webhooks.NotificationBatch, schemas)
-    schemas["NotificationsTaken"] = _obj(
-        {
+    # The receiver (below the admin API, in fleetbox.graph) writes this answer; described here.
+    schemas["NotificationsTaken"] = {
+        "type": "object",
+        "properties": {
             "accepted": {"type": "integer", "minimum": 0, "description": "stored and queued for processing"},
             "duplicates": {"type": "integer", "minimum": 0, "description": "already stored (Graph replays)"},
             "rejected": {
@@ -764,8 +368,10 @@ def _webhook_paths(schemas: dict[str, Schema]) -> dict[str, dict[str, Any]]:
                 "minimum": 0,
                 "description": "discarded: a wrong or missing clientState (counted, never stored)",
             },
-        }
-    )
+        },
+        "required": ["accepted", "duplicates", "rejected"],
+        "additionalProperties": False,
+    }
     plain = {"schema": {"type": "string"}}
     token = {
         "name": "validationToken",
@@ -798,21 +404,24 @@ def _webhook_paths(schemas: dict[str, Schema]) -> dict[str, dict[str, Any]]:
             "requestBody": {"required": False, "content": {"application/json": {"schema": body}}},
             "responses": {
                 "200": {"description": "The handshake: the token", "content": {"text/plain": plain}},
-                "202": _ok("NotificationsTaken", "Taken (stored, duplicate or discarded)"),
+                "202": {
+                    "description": "Taken (stored, duplicate or discarded)",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NotificationsTaken"}}},
+                },
                 "400": {
                     "description": "A validationToken that is not 1 to "
                     f"{webhooks.MAX_VALIDATION_TOKEN} printable ASCII characters (text/plain), or a body "
                     "that is not a notification batch (JSON)",
-                    "content": {"application/json": {"schema": _ref("Error")}, "text/plain": plain},
+                    "content": {"application/json": {"schema": answers.ref(answers.Error)}, "text/plain": plain},
                 },
                 "413": _error(413),
                 "429": {
                     "description": "Too many requests from this address: wait Retry-After seconds",
-                    "content": {"application/json": {"schema": _ref("Error")}},
+                    "content": {"application/json": {"schema": answers.ref(answers.Error)}},
                 },
                 "503": {
                     "description": "The notifications could not be stored: deliver them again",
-                    "content": {"application/json": {"schema": _ref("Error")}},
+                    "content": {"application/json": {"schema": answers.ref(answers.Error)}},
                 },
             },
         }
@@ -827,10 +436,11 @@ def build_openapi(
     routes: list[Route], *, version: str, max_body: int, webhook_receiver: bool = False
 ) -> dict[str, Any]:
     """The document for this route table and configuration: what each operation reads comes from
-    the models its handler declares (:mod:`fleetbox.admin.models`), the rest from here.
+    the models its handler declares (:mod:`fleetbox.admin.models`), what it answers from
+    :mod:`fleetbox.admin.answers`, the rest from here.
     ``webhook_receiver``: the Graph change-notification receiver is served too (Graph is not off)."""
     operations = {**_operations(), **schedules.OPERATIONS, **dependencies.OPERATIONS}
-    schemas = copy.deepcopy({**SCHEMAS, **schedules.SCHEMAS, **dependencies.SCHEMAS})
+    schemas = answers.schemas()
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         spec = copy.deepcopy(operations[route.operation_id])

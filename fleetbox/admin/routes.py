@@ -11,17 +11,17 @@ validated before they run), act through the service layer
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
+from pydantic_core import PydanticSerializationError
 
 from fleetbox import protocol
-from fleetbox.admin import dashboard, inputs, views
+from fleetbox.admin import answers, dashboard, inputs, views
+from fleetbox.admin.answers import Answer
 from fleetbox.admin.auth import HEADER, Access, KeyCheck
 from fleetbox.admin.errors import ReadOnlyKey, UpgradeRequired
 from fleetbox.admin.models import (
@@ -159,18 +159,22 @@ def _state(request: web.Request) -> AdminState:
     return request.app[STATE]
 
 
-def _default(value: object) -> object:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+Row = TypeVar("Row", bound=Answer)
 
 
-_dumps = partial(json.dumps, default=_default, ensure_ascii=False)
+def encode(answer: Answer) -> bytes:
+    """An answer as JSON text, serialised by pydantic-core; a payload nested deeper than it goes
+    (``appliance.max_payload_depth`` allows up to 512 levels) is written by the standard library."""
+    try:
+        return answer.to_json()
+    except PydanticSerializationError:
+        plain = answer.model_dump(mode="python", by_alias=True)
+        return json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def reply(body: object, status: int = 200) -> web.Response:
-    """A JSON response."""
-    return web.json_response(body, status=status, dumps=_dumps)
+def reply(answer: Answer, status: int = 200) -> web.Response:
+    """A JSON response of one of the answers in :mod:`fleetbox.admin.answers`."""
+    return web.Response(body=encode(answer), status=status, content_type="application/json", charset="utf-8")
 
 
 def _api_field(exc: InvalidInput) -> InvalidInput:
@@ -181,11 +185,11 @@ def _api_field(exc: InvalidInput) -> InvalidInput:
     return InvalidInput(reason, field=_API_FIELD[exc.field])
 
 
-def _fit(rows: list[dict[str, Any]], budget: int = PAGE_BYTES) -> list[dict[str, Any]]:
+def _fit(rows: list[Row], budget: int = PAGE_BYTES) -> list[Row]:
     """The leading rows whose JSON fits in ``budget`` bytes (at least one, so paging moves on)."""
     used = 0
     for n, row in enumerate(rows):
-        used += len(_dumps(row).encode("utf-8", "surrogatepass")) + 1
+        used += len(encode(row)) + 1
         if used > budget and n > 0:
             return rows[:n]
     return rows
@@ -226,6 +230,8 @@ async def get_health(request: web.Request) -> web.Response:
     state = _state(request)
     report = await state.monitor.health()
     readiness = await _readiness(state)
+    # The monitor writes its figures as JSON (rounded as the spec shows them); the model checks
+    # them and adds nothing.
     body = report.to_json()
     extra = [r for r in readiness.reasons if r not in report.reasons]
     if not readiness.ready:
@@ -237,12 +243,12 @@ async def get_health(request: web.Request) -> web.Response:
         body["databaseError"] = report.database_error if _keyed(request) else "database unreachable"
     body["graph"] = {"mode": state.info.graph_mode, "note": GRAPH_NOTES[state.info.graph_mode]}
     down = report.database != "ok" or _cannot_work(readiness)
-    return reply(body, 503 if down else 200)
+    return reply(answers.Health.model_validate(body), 503 if down else 200)
 
 
 async def get_livez(_request: web.Request) -> web.Response:
     """Liveness: the process's event loop answers (nothing else is asked)."""
-    return reply({"alive": True})
+    return reply(answers.Alive(alive=True))
 
 
 async def get_readyz(request: web.Request) -> web.Response:
@@ -250,13 +256,13 @@ async def get_readyz(request: web.Request) -> web.Response:
     failing; 503 (with the reasons) otherwise, draining included (send no new work to it)."""
     readiness = await _readiness(_state(request))
     keyed = _keyed(request)
-    body = {
-        "ready": readiness.ready,
-        "draining": readiness.draining,
-        "reasons": list(readiness.reasons),
+    body = answers.Ready(
+        ready=readiness.ready,
+        draining=readiness.draining,
+        reasons=list(readiness.reasons),
         # the task's last error may quote a driver message: keyed readers only
-        "failingTasks": {name: (error if keyed else None) for name, error in readiness.failing.items()},
-    }
+        failing_tasks={name: (error if keyed else None) for name, error in readiness.failing.items()},
+    )
     return reply(body, 200 if readiness.ready else 503)
 
 
@@ -271,30 +277,30 @@ GRAPH_NOTES: dict[protocol.GraphMode, str] = {
 
 async def get_stats(request: web.Request) -> web.Response:
     """Per-queue figures and totals."""
-    return reply(await _state(request).monitor.stats())
+    return reply(answers.Stats.model_validate(await _state(request).monitor.stats()))
 
 
 async def get_metrics(request: web.Request, query: MetricsQuery) -> web.Response:
     """Time series from the stored statistics snapshots."""
-    return reply(await _state(request).monitor.metrics(query.time_range))
+    return reply(answers.Metrics.model_validate(await _state(request).monitor.metrics(query.time_range)))
 
 
 async def list_alerts(request: web.Request, query: AlertQuery) -> web.Response:
     """Alerts, newest first, optionally only open or resolved ones."""
     alerts = await _state(request).monitor.alerts(status=query.status, limit=query.limit)
-    return reply({"alerts": [a.to_json() for a in alerts]})
+    return reply(answers.AlertList(alerts=[views.alert(a) for a in alerts]))
 
 
 async def get_thresholds(request: web.Request) -> web.Response:
     """The alert thresholds in force."""
-    return reply((await _state(request).service.thresholds.current()).to_json())
+    return reply(views.thresholds(await _state(request).service.thresholds.current()))
 
 
 async def update_thresholds(request: web.Request, body: ThresholdsBody) -> web.Response:
     """Change some alert thresholds at runtime (shared by every appliance on the database)."""
     who = inputs.actor(request)
     updated = await _state(request).service.thresholds.update(body.changes(), actor=who)
-    return reply(updated.to_json())
+    return reply(views.thresholds(updated))
 
 
 async def get_prometheus(request: web.Request) -> web.Response:
@@ -312,7 +318,7 @@ async def reload_config(request: web.Request) -> web.Response:
         raise Conflict("this appliance was configured in code, not from a file: there is nothing to reload")
     restart = await state.reload()
     await state.service.audit.record(state.service.store, who, "config.reload", "config", {"needsRestart": restart})
-    return reply({"reloaded": True, "needsRestart": restart})
+    return reply(answers.Reloaded(reloaded=True, needs_restart=restart))
 
 
 async def stream_socket(request: web.Request) -> web.StreamResponse:
@@ -327,7 +333,7 @@ async def stream_socket(request: web.Request) -> web.StreamResponse:
 
 async def get_openapi(request: web.Request) -> web.Response:
     """This API's OpenAPI 3.1 document."""
-    return reply(_state(request).openapi)
+    return web.json_response(_state(request).openapi)
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -342,16 +348,16 @@ async def list_jobs(request: web.Request, path: QueuePath, query: JobListQuery) 
         path.queue, query.status, after=query.after, offset=query.offset, limit=query.limit
     )
     rows = _fit([views.job(j, full=full) for j in page.jobs])
-    next_after = rows[-1]["id"] if len(rows) < len(page.jobs) else page.next_after
+    next_after = rows[-1].id if len(rows) < len(page.jobs) else page.next_after
     return reply(
-        {
-            "queue": path.queue,
-            "status": query.status,
-            "limit": query.limit,
-            "offset": query.offset,
-            "jobs": rows,
-            "nextAfter": next_after,
-        }
+        answers.JobList.model_construct(
+            queue=path.queue,
+            status=query.status,
+            limit=query.limit,
+            offset=query.offset,
+            jobs=rows,
+            next_after=next_after,
+        )
     )
 
 
@@ -370,8 +376,8 @@ async def search_jobs(request: web.Request, query: JobSearchQuery) -> web.Respon
         since=query.since,
     )
     rows = _fit([views.job(j, full=query.include == "payload") for j in page.jobs])
-    next_before = rows[-1]["id"] if len(rows) < len(page.jobs) else page.next_before
-    return reply({"jobs": rows, "nextBefore": next_before})
+    next_before = rows[-1].id if len(rows) < len(page.jobs) else page.next_before
+    return reply(answers.JobSearch.model_construct(jobs=rows, next_before=next_before))
 
 
 async def enqueue_job(request: web.Request, path: WorkQueuePath, body: EnqueueBody) -> web.Response:
@@ -397,7 +403,8 @@ async def enqueue_job(request: web.Request, path: WorkQueuePath, body: EnqueueBo
         raise
     except InvalidInput as exc:
         raise _api_field(exc) from None
-    return reply({"id": result.id, "queue": queue, "created": result.created}, 201 if result.created else 200)
+    answer = answers.Enqueued(id=result.id, queue=queue, created=result.created)
+    return reply(answer, 201 if result.created else 200)
 
 
 def _may_reveal(request: web.Request) -> str:
@@ -421,12 +428,7 @@ async def get_job(request: web.Request, path: JobPath, query: DetailQuery) -> we
         detail = await jobs.reveal(path.id, actor=_may_reveal(request))
     else:
         detail = await jobs.detail(path.id)
-    body = views.job(detail.job)
-    body["history"] = [views.attempt(a) for a in detail.job.history]
-    body["deadLetterId"] = detail.dead_letter.id if detail.dead_letter is not None else None
-    body["deadLetter"] = views.dead_letter(detail.dead_letter) if detail.dead_letter is not None else None
-    body["operatorActions"] = [views.audit_entry(entry) for entry in detail.trail]
-    return reply(body)
+    return reply(views.job_detail(detail.job, detail.dead_letter, detail.trail))
 
 
 async def queue_errors(request: web.Request, path: QueuePath, query: ErrorsQuery) -> web.Response:
@@ -434,7 +436,8 @@ async def queue_errors(request: web.Request, path: QueuePath, query: ErrorsQuery
     state = _state(request)
     await state.service.queues.get(path.queue)
     errors = await state.service.jobs.errors(path.queue, query.minutes)
-    return reply({"queue": path.queue, "minutes": query.minutes, "errors": [views.error_group(e) for e in errors]})
+    groups = [views.error_group(e) for e in errors]
+    return reply(answers.QueueErrors.model_construct(queue=path.queue, minutes=query.minutes, errors=groups))
 
 
 async def list_failed(request: web.Request, path: QueuePath, query: FailedQuery) -> web.Response:
@@ -446,13 +449,13 @@ async def list_failed(request: web.Request, path: QueuePath, query: FailedQuery)
     retrying = _fit([views.job(j, full=full) for j in failures.retrying], PAGE_BYTES // 2)
     dead = _fit([views.dead_letter(d, full=full) for d in failures.dead_letters], PAGE_BYTES // 2)
     return reply(
-        {
-            "queue": path.queue,
-            "retrying": retrying,
-            "deadLetters": dead,
-            "recentFailures": [views.attempt(a) for a in failures.attempts],
-            "truncated": len(retrying) < len(failures.retrying) or len(dead) < len(failures.dead_letters),
-        }
+        answers.FailedJobs.model_construct(
+            queue=path.queue,
+            retrying=retrying,
+            dead_letters=dead,
+            recent_failures=[views.attempt(a) for a in failures.attempts],
+            truncated=len(retrying) < len(failures.retrying) or len(dead) < len(failures.dead_letters),
+        )
     )
 
 
@@ -462,7 +465,9 @@ async def retry_job(request: web.Request, path: QueueJobPath) -> web.Response:
     who = inputs.actor(request)
     await state.service.queues.get(path.queue)
     new_id = await state.service.jobs.retry(path.id, actor=who, queue=path.queue)
-    return reply({"queue": path.queue, "retriedJobId": path.id, "jobId": new_id, "requeued": new_id != path.id})
+    return reply(
+        answers.RetriedJob(queue=path.queue, retried_job_id=path.id, job_id=new_id, requeued=new_id != path.id)
+    )
 
 
 # -- queues ----------------------------------------------------------------------------------
@@ -488,7 +493,7 @@ async def clear_queue(request: web.Request, path: QueuePath, query: ClearQuery) 
     who = inputs.actor(request)
     await state.service.queues.get(path.queue)
     cleared = await state.service.queues.clear(path.queue, actor=who)
-    return reply({"queue": path.queue, "cleared": cleared})
+    return reply(answers.Cleared(queue=path.queue, cleared=cleared))
 
 
 # -- dead letters ----------------------------------------------------------------------------
@@ -520,14 +525,11 @@ async def list_dead_letters(request: web.Request, query: DeadListQuery) -> web.R
         await state.service.queues.get(where.queue)
     page = await state.service.dead_letters.list(where, before=query.before, limit=query.limit)
     rows = _fit([views.dead_letter(d, full=query.include == "payload") for d in page.letters])
-    next_before = rows[-1]["id"] if len(rows) < len(page.letters) else page.next_before
+    next_before = rows[-1].id if len(rows) < len(page.letters) else page.next_before
     return reply(
-        {
-            "deadLetters": rows,
-            "nextBefore": next_before,
-            "total": page.total,
-            "totalCapped": page.total_capped,
-        }
+        answers.DeadLetterList.model_construct(
+            dead_letters=rows, next_before=next_before, total=page.total, total_capped=page.total_capped
+        )
     )
 
 
@@ -560,7 +562,7 @@ async def retry_dead_letter(request: web.Request, path: DeadRefPath) -> web.Resp
     who = inputs.actor(request)
     dead_id = await _dead_letter_id(state, path)
     job_id = await state.service.dead_letters.retry(dead_id, actor=who)
-    return reply({"deadLetterId": dead_id, "jobId": job_id})
+    return reply(answers.RetriedDeadLetter(dead_letter_id=dead_id, job_id=job_id))
 
 
 async def discard_dead_letter(request: web.Request, path: DeadRefPath) -> web.Response:
@@ -580,9 +582,7 @@ async def get_dead_letter(request: web.Request, path: DeadRefPath, query: Detail
         letter = await state.service.dead_letters.reveal(dead_id, actor=_may_reveal(request))
     else:
         letter = await state.service.dead_letters.get(dead_id)
-    body = views.dead_letter(letter)
-    body["operatorActions"] = [views.audit_entry(e) for e in await state.service.dead_letters.trail(dead_id)]
-    return reply(body)
+    return reply(views.dead_letter_detail(letter, await state.service.dead_letters.trail(dead_id)))
 
 
 async def dead_letter_groups(request: web.Request, query: DeadFilterQuery) -> web.Response:
@@ -592,7 +592,7 @@ async def dead_letter_groups(request: web.Request, query: DeadFilterQuery) -> we
     if where.queue is not None:
         await state.service.queues.get(where.queue)
     groups = await state.service.dead_letters.groups(where)
-    return reply({"groups": [views.dead_group(g) for g in groups]})
+    return reply(answers.DeadLetterGroups.model_construct(groups=[views.dead_group(g) for g in groups]))
 
 
 async def retry_dead_letters(request: web.Request, body: BulkBody) -> web.Response:
@@ -601,13 +601,8 @@ async def retry_dead_letters(request: web.Request, body: BulkBody) -> web.Respon
     who = inputs.actor(request)
     where = await _dead_filter_of_body(state, body)
     result = await state.service.dead_letters.retry_matching(where, expected=body.expected_count, actor=who)
-    return reply(
-        {
-            "matched": result.matched,
-            "retried": [{"deadLetterId": d, "jobId": j} for d, j in result.retried],
-            "skipped": result.skipped,
-        }
-    )
+    retried = [answers.RetriedDeadLetter(dead_letter_id=d, job_id=j) for d, j in result.retried]
+    return reply(answers.BulkRetried(matched=result.matched, retried=retried, skipped=result.skipped))
 
 
 async def review_dead_letters(request: web.Request, body: BulkReviewBody) -> web.Response:
@@ -617,7 +612,7 @@ async def review_dead_letters(request: web.Request, body: BulkReviewBody) -> web
     result = await state.service.dead_letters.review_matching(
         where, expected=body.expected_count, reviewed_by=body.reviewed_by, resolution_notes=body.resolution_notes
     )
-    return reply({"matched": result.matched, "changed": result.changed, "skipped": result.skipped})
+    return reply(answers.BulkChanged(matched=result.matched, changed=result.changed, skipped=result.skipped))
 
 
 async def discard_dead_letters(request: web.Request, body: BulkBody) -> web.Response:
@@ -626,7 +621,7 @@ async def discard_dead_letters(request: web.Request, body: BulkBody) -> web.Resp
     who = inputs.actor(request)
     where = await _dead_filter_of_body(state, body)
     result = await state.service.dead_letters.discard_matching(where, expected=body.expected_count, actor=who)
-    return reply({"matched": result.matched, "changed": result.changed, "skipped": result.skipped})
+    return reply(answers.BulkChanged(matched=result.matched, changed=result.changed, skipped=result.skipped))
 
 
 # -- the route table -------------------------------------------------------------------------

@@ -11,17 +11,12 @@ from aiohttp import web
 from pydantic import ConfigDict, Field
 
 from fleetbox import rules
-from fleetbox.admin import inputs
+from fleetbox.admin import answers, inputs, views
 from fleetbox.admin.auth import Access
 from fleetbox.admin.models import Body, Input, JsonBool, QueueName, json_int, json_number, text
 from fleetbox.admin.routes import STATE, Route, reply
-from fleetbox.admin.schema import Schema
-from fleetbox.admin.schema import obj as _obj
-from fleetbox.admin.schema import ok as _ok
-from fleetbox.admin.schema import ref as _ref
 from fleetbox.config import QueueSettings
-from fleetbox.cron import Tick
-from fleetbox.models import Schedule, iso
+from fleetbox.models import Schedule
 from fleetbox.service.schedules import ScheduleSpec
 
 #: The longest a cron expression or a time zone name may be.
@@ -88,20 +83,17 @@ def _state(request: web.Request) -> Any:
     return request.app[STATE]
 
 
-def _tick(t: Tick) -> dict[str, Any]:
-    return {"at": iso(t.at), "local": t.local.isoformat(), "dst": t.dst}
-
-
-async def _detail(request: web.Request, schedule: Schedule, count: int) -> dict[str, Any]:
+async def _detail(request: web.Request, schedule: Schedule, count: int) -> answers.ScheduleDetail:
     schedules = _state(request).service.schedules
     upcoming = await schedules.upcoming(schedule.name, count) if schedule.enabled else []
     runs = await schedules.runs(schedule.name)
-    return {**schedule.to_json(), "next": [_tick(t) for t in upcoming], "runs": [r.to_json() for r in runs]}
+    return views.schedule_detail(schedule, upcoming, runs)
 
 
 async def list_schedules(request: web.Request) -> web.Response:
     """Every cron schedule, by name."""
-    return reply({"schedules": [s.to_json() for s in await _state(request).service.schedules.all()]})
+    every = await _state(request).service.schedules.all()
+    return reply(answers.ScheduleList(schedules=[views.schedule(s) for s in every]))
 
 
 async def put_schedule(request: web.Request, body: ScheduleBody) -> web.Response:
@@ -134,7 +126,7 @@ async def get_schedule(request: web.Request, path: SchedulePath, query: Schedule
 async def remove_schedule(request: web.Request, path: SchedulePath) -> web.Response:
     """Delete a schedule (one from the config file comes back at the next reload)."""
     await _state(request).service.schedules.remove(path.name, actor=inputs.actor(request))
-    return reply({"name": path.name, "removed": True})
+    return reply(answers.ScheduleRemoved(name=path.name, removed=True))
 
 
 async def pause_schedule(request: web.Request, path: SchedulePath) -> web.Response:
@@ -152,7 +144,7 @@ async def resume_schedule(request: web.Request, path: SchedulePath) -> web.Respo
 async def run_schedule(request: web.Request, path: SchedulePath) -> web.Response:
     """Enqueue the schedule's job now, outside its ticks."""
     job_id = await _state(request).service.schedules.run_now(path.name, actor=inputs.actor(request))
-    return reply({"name": path.name, "jobId": job_id})
+    return reply(answers.ScheduleRun(name=path.name, job_id=job_id))
 
 
 def _queue_settings(request: web.Request, queue: str) -> QueueSettings | None:
@@ -165,7 +157,7 @@ async def retry_variants(request: web.Request, path: VariantsPath) -> web.Respon
     state = _state(request)
     await state.service.queues.get(path.queue)
     report = await state.service.experiments.report(path.queue, _queue_settings(request, path.queue))
-    return reply(report.to_json())
+    return reply(views.retry_report(report))
 
 
 async def promote_retry_variant(request: web.Request, path: PromotePath) -> web.Response:
@@ -174,7 +166,7 @@ async def promote_retry_variant(request: web.Request, path: PromotePath) -> web.
     await state.service.queues.get(path.queue)
     await state.service.experiments.promote(path.queue, path.label, actor=inputs.actor(request))
     report = await state.service.experiments.report(path.queue, _queue_settings(request, path.queue))
-    return reply(report.to_json())
+    return reply(views.retry_report(report))
 
 
 def route_table() -> list[Route]:
@@ -201,158 +193,53 @@ def route_table() -> list[Route]:
 
 # -- the OpenAPI document's part -------------------------------------------------------------
 
-_S: Schema = {"type": "string"}
-_S_NULL: Schema = {"type": ["string", "null"]}
-_NUM_NULL: Schema = {"type": ["number", "null"]}
-_INT_NULL: Schema = {"type": ["integer", "null"]}
-
-
-_SCHEDULE: dict[str, Schema] = {
-    "name": _S,
-    "cron": _S,
-    "queue": _S,
-    "data": {"type": "object"},
-    "priority": {"type": "integer"},
-    "timezone": _S,
-    "enabled": {"type": "boolean"},
-    "dst": {"enum": ["once", "both"]},
-    "catchUp": {"enum": ["none", "latest", "all"]},
-    "catchUpMax": {"type": "integer"},
-    "overlap": {"enum": ["allow", "skip", "queue", "cancel_previous"]},
-    "alertAfterSeconds": _NUM_NULL,
-    "source": {"enum": ["config", "api"]},
-    "nextRunAt": _S_NULL,
-    "lastTick": _S_NULL,
-    "lastRunAt": _S_NULL,
-    "lastJobId": _INT_NULL,
-    "createdAt": _S,
-    "updatedAt": _S,
-    "updatedBy": _S_NULL,
-}
-
-SCHEMAS: dict[str, Schema] = {
-    "Schedule": _obj(_SCHEDULE),
-    "ScheduleList": _obj({"schedules": {"type": "array", "items": _ref("Schedule")}}),
-    "ScheduleDetail": _obj(
-        {
-            **_SCHEDULE,
-            "next": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "at": _S,
-                        "local": _S,
-                        "dst": {"enum": [None, "skipped-forward", "repeated-first", "repeated-second"]},
-                    }
-                ),
-            },
-            "runs": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "tick": _S,
-                        "firedAt": _S,
-                        "outcome": {"enum": ["enqueued", "skipped", "missed"]},
-                        "jobId": _INT_NULL,
-                        "workerId": _S_NULL,
-                    }
-                ),
-            },
-        }
-    ),
-    "ScheduleRemoved": _obj({"name": _S, "removed": {"const": True}}),
-    "ScheduleRun": _obj({"name": _S, "jobId": {"type": "integer"}}),
-    "RetryReport": _obj(
-        {
-            "queue": _S,
-            "since": _S_NULL,
-            "mode": {"enum": ["fixed", "bandit", "none"]},
-            "variants": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "label": _S,
-                        "weight": {"type": "number"},
-                        "jobs": {"type": "integer"},
-                        "succeeded": {"type": "integer"},
-                        "dead": {"type": "integer"},
-                        "successRate": _NUM_NULL,
-                        "attemptsPerSuccess": _NUM_NULL,
-                        "extraRequests": {"type": "integer"},
-                        "timeToSuccessP50Seconds": _NUM_NULL,
-                        "timeToSuccessP95Seconds": _NUM_NULL,
-                        "deadLetterRate": _NUM_NULL,
-                    }
-                ),
-            },
-            "comparisons": {
-                "type": "array",
-                "items": _obj({"label": _S, "control": _S, "pValue": _NUM_NULL, "verdict": _S}),
-            },
-            "verdict": _S,
-            "history": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "startedAt": _S,
-                        "weights": {"type": "object", "additionalProperties": {"type": "number"}},
-                        "source": {"enum": ["config", "promote", "guardrail", "bandit"]},
-                        "reason": _S_NULL,
-                        "actor": _S_NULL,
-                    }
-                ),
-            },
-        }
-    ),
-}
-
 
 OPERATIONS: dict[str, dict[str, Any]] = {
     "listSchedules": {
         "summary": "Every cron schedule",
-        "responses": {"200": _ok("ScheduleList", "The schedules")},
+        "responses": {"200": answers.ok(answers.ScheduleList, "The schedules")},
         "errors": [503],
     },
     "putSchedule": {
         "summary": "Create or change a cron schedule (by name); it runs from its next tick",
         "description": "Checked like an enqueue (the queue must exist, the payload pass its limits); a cron "
         "expression or time zone that does not parse is a 400 naming the field.",
-        "responses": {"200": _ok("ScheduleDetail", "The schedule")},
+        "responses": {"200": answers.ok(answers.ScheduleDetail, "The schedule")},
         "errors": [404, 503],
     },
     "getSchedule": {
         "summary": "A schedule, its next runs (DST flagged) and latest runs",
-        "responses": {"200": _ok("ScheduleDetail", "The schedule")},
+        "responses": {"200": answers.ok(answers.ScheduleDetail, "The schedule")},
         "errors": [404, 503],
     },
     "removeSchedule": {
         "summary": "Delete a schedule",
-        "responses": {"200": _ok("ScheduleRemoved", "Removed")},
+        "responses": {"200": answers.ok(answers.ScheduleRemoved, "Removed")},
         "errors": [404, 503],
     },
     "pauseSchedule": {
         "summary": "Stop firing a schedule",
-        "responses": {"200": _ok("ScheduleDetail", "Paused")},
+        "responses": {"200": answers.ok(answers.ScheduleDetail, "Paused")},
         "errors": [404, 503],
     },
     "resumeSchedule": {
         "summary": "Fire a paused schedule again, from its next tick",
-        "responses": {"200": _ok("ScheduleDetail", "Resumed")},
+        "responses": {"200": answers.ok(answers.ScheduleDetail, "Resumed")},
         "errors": [404, 503],
     },
     "runSchedule": {
         "summary": "Enqueue a schedule's job now",
-        "responses": {"200": _ok("ScheduleRun", "Enqueued")},
+        "responses": {"200": answers.ok(answers.ScheduleRun, "Enqueued")},
         "errors": [404, 503],
     },
     "getRetryVariants": {
         "summary": "A queue's retry experiment: each variant's figures, the comparison and the verdict",
-        "responses": {"200": _ok("RetryReport", "The report")},
+        "responses": {"200": answers.ok(answers.RetryReport, "The report")},
         "errors": [404, 503],
     },
     "promoteRetryVariant": {
         "summary": "Make one retry variant the rules of every new job of the queue",
-        "responses": {"200": _ok("RetryReport", "The report after the promotion")},
+        "responses": {"200": answers.ok(answers.RetryReport, "The report after the promotion")},
         "errors": [404, 503],
     },
 }

@@ -28,7 +28,7 @@ from typing import Any
 from fleetbox import rules
 from fleetbox.config import QueueSettings
 from fleetbox.errors import InvalidInput, NotFound
-from fleetbox.models import Clock, iso
+from fleetbox.models import Clock
 from fleetbox.service.audit import Audit
 from fleetbox.store import Store
 from fleetbox.store.experiments import Epoch, FinishedJob
@@ -109,21 +109,6 @@ class VariantFigures:
     time_to_success_p95: float | None
     dead_rate: float | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "weight": self.weight,
-            "jobs": self.jobs,
-            "succeeded": self.succeeded,
-            "dead": self.dead,
-            "successRate": self.success_rate,
-            "attemptsPerSuccess": self.attempts_per_success,
-            "extraRequests": self.extra_requests,
-            "timeToSuccessP50Seconds": self.time_to_success_p50,
-            "timeToSuccessP95Seconds": self.time_to_success_p95,
-            "deadLetterRate": self.dead_rate,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
@@ -134,9 +119,6 @@ class Comparison:
     #: the two-sided p-value of the difference (None: not enough jobs)
     p_value: float | None
     verdict: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "control": self.control, "pValue": self.p_value, "verdict": self.verdict}
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,26 +132,6 @@ class Report:
     comparisons: list[Comparison]
     verdict: str
     history: list[Epoch] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue,
-            "since": None if self.since is None else iso(self.since),
-            "mode": self.mode,
-            "variants": [v.to_json() for v in self.variants],
-            "comparisons": [c.to_json() for c in self.comparisons],
-            "verdict": self.verdict,
-            "history": [
-                {
-                    "startedAt": iso(e.started_at),
-                    "weights": e.weights,
-                    "source": e.source,
-                    "reason": e.reason,
-                    "actor": e.actor,
-                }
-                for e in self.history
-            ],
-        }
 
 
 def two_proportion_p(successes_a: int, n_a: int, successes_b: int, n_b: int) -> float:

@@ -3,7 +3,7 @@
 :class:`FleetboxClient` is what the screens use; :class:`UnixSocketClient` implements it with
 aiohttp on the appliance's control socket (whose file permissions are the access control, so no key
 is sent), and :class:`fleetbox.tui.fake.FakeClient` implements it in memory for tests and the demo.
-The JSON shapes are the admin API's (``fleetbox/admin/views.py``) and the stream's
+The JSON shapes are the admin API's (``fleetbox/admin/answers.py``) and the stream's
 (:mod:`fleetbox.protocol`); this module imports nothing else of fleetbox, so the TUI never loads the
 core.
 """

@@ -79,7 +79,13 @@ async def test_the_read_key_cannot_change_state(api: Api, db: Store) -> None:
 
 
 #: What a read answers with a good key on an empty database (200 unless named here).
-READ_ANSWERS = {"streamQueues": 426, "getJob": 404, "getDeadLetter": 404, "getSchedule": 404}
+READ_ANSWERS = {
+    "streamQueues": 426,
+    "getJob": 404,
+    "getJobDependencies": 404,
+    "getDeadLetter": 404,
+    "getSchedule": 404,
+}
 
 
 async def test_reads_take_either_key(api: Api) -> None:
