@@ -13,7 +13,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from fleetbox.models import Outcome, QueueDepth
+from fleetbox.models import JobState, Outcome, QueueDepth
 
 
 class FinishedAttempt(Protocol):
@@ -130,10 +130,10 @@ class Metrics:
         """Refresh the per-queue gauges from a fresh count."""
         for d in depth:
             for state, value in (
-                ("ready", d.ready),
-                ("scheduled", d.scheduled),
-                ("retrying", d.retrying),
-                ("running", d.running),
+                (JobState.WAITING, d.waiting),
+                (JobState.SCHEDULED, d.scheduled),
+                (JobState.RETRYING, d.retrying),
+                (JobState.RUNNING, d.running),
             ):
                 self.jobs.labels(d.queue, state).set(value)
             self.dead.labels(d.queue).set(d.dead)

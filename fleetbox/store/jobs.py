@@ -278,7 +278,8 @@ class JobStore:
     async def page_waiting(
         self, queue: str, which: str, now: dt.datetime, after: int, offset: int, limit: int
     ) -> list[JobInfo]:
-        """Waiting jobs of a queue in id order; ``which`` is ready, scheduled or pending (all)."""
+        """Jobs of a queue not yet started, in id order; ``which`` is waiting (due), scheduled or
+        pending (all of them)."""
         rows = await self._run.fetch("admin_jobs_waiting", queue, which, now, after, offset, limit)
         return [JobInfo.from_row(r) for r in rows]
 

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Label, Sparkline, Static
 
 from fleetbox.tui.client import ClientError, DeadFilter, Json
 from fleetbox.tui.screens.base import LiveScreen
-from fleetbox.tui.widgets.text import ago, count, duration, limit_text, ms, unconsumed, waiting
+from fleetbox.tui.widgets.text import ago, backlog, count, duration, limit_text, ms, unconsumed
 
 #: the window of "recent errors"
 ERROR_MINUTES = 60
@@ -118,12 +118,12 @@ class QueueDetailScreen(LiveScreen):
             line.append(f" · {consumers} appliance{'s' if consumers != 1 else ''} can run it")
         if unconsumed(row):
             line.append(
-                f"\n ⚠ no live appliance can run {self.queue}: {count(waiting(row))} "
-                f"job{'s' if waiting(row) != 1 else ''} waiting for an appliance that has its handler",
+                f"\n ⚠ no live appliance can run {self.queue}: {count(backlog(row))} "
+                f"job{'s' if backlog(row) != 1 else ''} not yet started, for an appliance that has its handler",
                 style="bold yellow",
             )
         line.append(
-            f"\n ready {count(row['ready'])} · scheduled {count(row['scheduled'])} · running "
+            f"\n waiting {count(row['waiting'])} · scheduled {count(row['scheduled'])} · running "
             f"{count(row['running'])} · retrying {count(row['retrying'])} · dead unreviewed "
             f"{count(row['deadUnreviewed'])} · oldest waiting {duration(row['oldestWaitingSeconds'])}"
         )

@@ -108,11 +108,11 @@ def limit_text(limiter: LimiterState) -> str:
     return " ".join(parts) or DASH
 
 
-def waiting(row: QueueRow) -> int:
-    """Jobs of the queue not yet running: due, scheduled and awaiting a retry."""
-    return row["ready"] + row["scheduled"] + row["retrying"]
+def backlog(row: QueueRow) -> int:
+    """Jobs of the queue not yet started: waiting (due), scheduled and retrying."""
+    return row["waiting"] + row["scheduled"] + row["retrying"]
 
 
 def unconsumed(row: QueueRow) -> bool:
     """The queue has jobs but no live appliance can run it (none has its handler)."""
-    return row.get("consumers") == 0 and waiting(row) > 0
+    return row.get("consumers") == 0 and backlog(row) > 0
