@@ -169,7 +169,7 @@ class DependencyStore:
         results: Sequence[JsonText] = (),
     ) -> int:
         """Settle the dependents of finished parents (``succeeded``, ``skipped`` or ``failed``);
-        how many became ready."""
+        how many were released (now waiting)."""
         return int(
             await self._run.fetchval("deps_settle", list(parents), outcome, list(result_ids), list(results), now)
         )

@@ -213,7 +213,7 @@ class JobStore:
     ) -> tuple[int, int]:
         """Record successful attempts (times in epoch seconds) and the results some returned
         (``result_ids``, ``results``); settles their dependents. Returns how many still held their
-        job, and how many dependents became ready."""
+        job, and how many dependents were released (now waiting)."""
         row = await self._run.fetchrow(
             "complete_succeeded", ids, attempts, started, finished, worker_id, result_ids, results
         )

@@ -93,7 +93,7 @@ SELECT id, has_dependents FROM moved ORDER BY id
 SELECT cancel_blocked($1::bigint[], $2, NULL, $3, $4)
 
 -- name: deps_settle
--- Settles the dependents of finished parents (see settle_parents); how many became ready.
+-- Settles the dependents of finished parents (see settle_parents); how many were released (now waiting).
 -- params: $1 parent id[], $2 outcome, $3 result job id[], $4 results, $5 now
 SELECT settle_parents($1::bigint[], $2, $3::bigint[], $4::jsonb[], $5)
 
