@@ -61,8 +61,6 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"  #: a dependent cancelled before it ran (a parent failed, or an operator)
 
 
-#: The states of a job not yet started, as the queue figures count them (backlog = their sum).
-WAITING_STATES = (JobState.WAITING, JobState.SCHEDULED, JobState.RETRYING)
 #: A filter word for every job not yet started (waiting, scheduled or retrying): the spec's "pending".
 PENDING = "pending"
 #: Other words a state filter accepts: the spec's ``completed`` and ``failed``, and ``ready``
