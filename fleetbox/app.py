@@ -422,6 +422,7 @@ class Appliance:
             stream=stream,
             readiness=self.readiness,
             queue_settings=lambda: self.settings.queues,
+            webhook_receiver=self.graph.receiver is not None,
         )
         self.graph.install_routes(app)
         self.admin = AdminServer(

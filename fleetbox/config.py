@@ -515,6 +515,10 @@ class GraphSettings(_Section):
 class RateLimitSettings(_Section):
     """Limits on calls to Microsoft Graph, per resource (defaults: the spec's and Graph's own)."""
 
+    #: every Graph request of the appliance, of any resource, per period (Graph's global limit per
+    #: app across all tenants: 130,000 per 10 seconds)
+    graph_requests: int = Field(130_000, ge=1)
+    graph_period_seconds: float = Field(10.0, gt=0)
     #: Teams requests per second across the appliance (the spec: 50/s)
     teams_per_second: float = Field(50.0, gt=0)
     #: Teams message posts per second into one chat or channel (Graph: 1/s per chat)
@@ -526,7 +530,10 @@ class RateLimitSettings(_Section):
     outlook_period_seconds: float = Field(600.0, gt=0)
     #: concurrent requests per mailbox (Graph: 4)
     outlook_concurrent_per_mailbox: int = Field(4, ge=1)
-    #: attachment bytes uploaded per period into one mailbox (Graph: 150 MB per 5 minutes)
+    #: Outlook requests at once across all mailboxes (Graph: 4 per app ID, whichever mailboxes)
+    outlook_concurrent: int = Field(4, ge=1)
+    #: bytes uploaded per period into one mailbox: attachment chunks and the bodies of POST, PUT
+    #: and PATCH requests to it (Graph: 150 MB per 5 minutes)
     outlook_upload_bytes: int = Field(150 * 1024 * 1024, ge=4 * 1024 * 1024)
     outlook_upload_period_seconds: float = Field(300.0, gt=0)
     #: attachment transfers at once (the spec: 5)

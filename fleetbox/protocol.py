@@ -108,6 +108,13 @@ class LimiterState(TypedDict):
     concurrency: NotRequired[int]
     #: what the rate and concurrency apply to: "appliance", "mailbox", ...
     per: NotRequired[str]
+    #: requests (or transfers) holding a slot now: the busiest key where ``per`` is a key
+    inUse: NotRequired[int]
+    #: Outlook: requests at once across all mailboxes (Graph: 4 per app), beside ``concurrency``
+    appConcurrency: NotRequired[int]
+    #: Outlook: bytes uploaded per ``uploadPeriodSeconds`` into one mailbox (Graph: 150 MB per 5 min)
+    uploadBytes: NotRequired[int]
+    uploadPeriodSeconds: NotRequired[float]
 
 
 class QueueRow(TypedDict):

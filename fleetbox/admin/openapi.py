@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pydantic import BaseModel
+
 from fleetbox.admin import schedules
 from fleetbox.admin.auth import HEADER, Access
 from fleetbox.admin.inputs import ACTOR_HEADER, ACTOR_PATTERN
@@ -22,6 +24,7 @@ from fleetbox.admin.schema import obj as _obj
 from fleetbox.admin.schema import ok as _ok
 from fleetbox.admin.schema import ref as _ref
 from fleetbox.admin.views import PREVIEW_CHARS
+from fleetbox.graph import webhooks
 from fleetbox.models import JobState, Outcome
 from fleetbox.protocol import OPERATOR_HEADER
 from fleetbox.rules import MAX_ACTOR, MAX_ID
@@ -731,7 +734,7 @@ def _parameters(model: type[Input], where: str) -> list[Schema]:
     return out
 
 
-def _body_schema(model: type[Input], schemas: dict[str, Schema]) -> Schema:
+def _body_schema(model: type[BaseModel], schemas: dict[str, Schema]) -> Schema:
     """A body model's JSON schema, added to ``schemas`` (with its definitions); its $ref."""
     schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
     for name, definition in schema.pop("$defs", {}).items():
@@ -741,9 +744,85 @@ def _body_schema(model: type[Input], schemas: dict[str, Schema]) -> Schema:
     return _ref(model.__name__)
 
 
-def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[str, Any]:
+def _webhook_paths(schemas: dict[str, Schema]) -> dict[str, dict[str, Any]]:
+    """The Graph change-notification receiver (:mod:`fleetbox.graph.webhooks`): public, answered
+    as Graph needs it (a 2xx within 3 s, or Graph delivers again and at last drops the
+    subscription), its request body from the receiver's own model."""
+    body = _body_schema(webhooks.NotificationBatch, schemas)
+    schemas["NotificationsTaken"] = _obj(
+        {
+            "accepted": {"type": "integer", "minimum": 0, "description": "stored and queued for processing"},
+            "duplicates": {"type": "integer", "minimum": 0, "description": "already stored (Graph replays)"},
+            "rejected": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "discarded: a wrong or missing clientState (counted, never stored)",
+            },
+        }
+    )
+    plain = {"schema": {"type": "string"}}
+    token = {
+        "name": "validationToken",
+        "in": "query",
+        "required": False,
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": webhooks.MAX_VALIDATION_TOKEN,
+            "pattern": webhooks.VALIDATION_TOKEN_PATTERN,
+        },
+        "description": "Graph's validation handshake: the token is echoed as text/plain and the body is "
+        "ignored (Graph sends none)",
+    }
+
+    def operation(operation_id: str, summary: str) -> dict[str, Any]:
+        return {
+            "summary": summary,
+            "description": "With `validationToken`: the subscription handshake, answered 200 with the token as "
+            "text/plain (`X-Content-Type-Options: nosniff`). Otherwise a batch of notifications: each item "
+            "with the configured clientState is stored once and queued (webhook-events), the others are "
+            f"discarded and counted; 202 either way. At most {webhooks.MAX_ITEMS} items and "
+            f"{webhooks.MAX_BODY_BYTES} bytes (413), at most {webhooks.MAX_REQUESTS_PER_SECOND} requests a "
+            "second from one address (429); a body that is not such a batch (not JSON, too deep, NaN, NUL, "
+            "a field of the wrong type) is 400; 503 only when the notifications could not be stored.",
+            "operationId": operation_id,
+            "tags": ["graph"],
+            "security": [],
+            "parameters": [token],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {"description": "The handshake: the token", "content": {"text/plain": plain}},
+                "202": _ok("NotificationsTaken", "Taken (stored, duplicate or discarded)"),
+                "400": {
+                    "description": "A validationToken that is not 1 to "
+                    f"{webhooks.MAX_VALIDATION_TOKEN} printable ASCII characters (text/plain), or a body "
+                    "that is not a notification batch (JSON)",
+                    "content": {"application/json": {"schema": _ref("Error")}, "text/plain": plain},
+                },
+                "413": _error(413),
+                "429": {
+                    "description": "Too many requests from this address: wait Retry-After seconds",
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                },
+                "503": {
+                    "description": "The notifications could not be stored: deliver them again",
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                },
+            },
+        }
+
+    return {
+        webhooks.NOTIFICATIONS_PATH: {"post": operation("receiveNotifications", "Graph change notifications")},
+        webhooks.LIFECYCLE_PATH: {"post": operation("receiveLifecycleNotifications", "Graph lifecycle notifications")},
+    }
+
+
+def build_openapi(
+    routes: list[Route], *, version: str, max_body: int, webhook_receiver: bool = False
+) -> dict[str, Any]:
     """The document for this route table and configuration: what each operation reads comes from
-    the models its handler declares (:mod:`fleetbox.admin.models`), the rest from here."""
+    the models its handler declares (:mod:`fleetbox.admin.models`), the rest from here.
+    ``webhook_receiver``: the Graph change-notification receiver is served too (Graph is not off)."""
     operations = {**_operations(), **schedules.OPERATIONS}
     schemas = copy.deepcopy({**SCHEMAS, **schedules.SCHEMAS})
     paths: dict[str, dict[str, Any]] = {}
@@ -773,6 +852,8 @@ def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[s
         spec["operationId"] = route.operation_id
         spec["tags"] = [{**_TAGS, **schedules.TAGS}[route.operation_id]]
         paths.setdefault(route.path, {})[route.method.lower()] = spec
+    if webhook_receiver:
+        paths.update(_webhook_paths(schemas))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -795,7 +876,16 @@ def build_openapi(routes: list[Route], *, version: str, max_body: int) -> dict[s
         },
         "tags": [
             {"name": t}
-            for t in ("monitoring", "jobs", "queues", "dead letters", "schedules", "retry experiments", "meta")
+            for t in (
+                "monitoring",
+                "jobs",
+                "queues",
+                "dead letters",
+                "schedules",
+                "retry experiments",
+                "graph",
+                "meta",
+            )
         ],
     }
 

@@ -123,6 +123,7 @@ def build_app(
     readiness: Readiness | None = None,
     key_throttle: KeyThrottle | None = None,
     queue_settings: Callable[[], Mapping[str, QueueSettings]] | None = None,
+    webhook_receiver: bool = False,
 ) -> web.Application:
     """The admin API as an aiohttp application (serve it with :class:`AdminServer`, or test it
     with pytest-aiohttp's ``aiohttp_client``).
@@ -132,7 +133,8 @@ def build_app(
     startup, closes the stream's WebSockets on shutdown and stops the task at cleanup.
     ``key_throttle`` counts wrong keys per address (default: 30 at once, then one every 2 s).
     ``queue_settings`` gives the queues' configuration in force (it changes on reload; default:
-    ``settings``').
+    ``settings``'). ``webhook_receiver``: the caller installs the Graph change-notification
+    receiver on the application (the OpenAPI document describes it then).
     """
     max_body = settings.appliance.max_payload_bytes + BODY_MARGIN
     app = web.Application(middlewares=[error_middleware], client_max_size=max_body)
@@ -147,7 +149,9 @@ def build_app(
         monitor=monitor,
         settings=settings.admin,
         info=appliance_info,
-        openapi=build_openapi(routes, version=appliance_info.version, max_body=max_body),
+        openapi=build_openapi(
+            routes, version=appliance_info.version, max_body=max_body, webhook_receiver=webhook_receiver
+        ),
         metrics=metrics if metrics is not None else Metrics(),
         stream=stream,
         sockets=sockets,

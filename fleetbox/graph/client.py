@@ -71,6 +71,8 @@ MAX_REDIRECTS = 10
 MAX_MESSAGE = 500
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _THROTTLED = frozenset({429, 503, 504})
+#: methods whose bodies count against a mailbox's upload budget
+_UPLOADS = frozenset({"POST", "PUT", "PATCH"})
 _SYNC_LOST = ("syncStateNotFound", "resyncRequired")
 
 
@@ -296,6 +298,9 @@ class GraphClient:
         send["client-request-id"] = client_request_id
         if token is not None:
             send["Authorization"] = f"Bearer {await self._tokens.token(token)}"
+        if resource == "outlook" and key is not None and body and method in _UPLOADS:
+            # Outlook counts every byte sent into a mailbox (POST, PUT, PATCH) against its upload budget.
+            await self._limiters.upload_bytes(key, len(body))
         async with self._limiters.acquire(resource, key):
             status, got, content = await self._send(
                 method, target, body=body, headers=send, params=params, follow=allow_redirects

@@ -3,21 +3,33 @@
 =============== ============================================================================
 resource        limit (``RateLimitSettings``)
 =============== ============================================================================
+every request   ``graph_requests`` per ``graph_period_seconds`` across the appliance (Graph's
+                global limit per app: 130,000 per 10 s)
 teams           ``teams_per_second`` across the appliance, and ``teams_per_chat_per_second``
                 into each chat or channel (the key)
 outlook         ``outlook_requests`` per ``outlook_period_seconds`` and
-                ``outlook_concurrent_per_mailbox`` requests at once, per mailbox (the key);
-                ``outlook_upload_bytes`` of attachment uploads per
-                ``outlook_upload_period_seconds`` per mailbox (:meth:`Limiters.upload_bytes`)
+                ``outlook_concurrent_per_mailbox`` requests at once, per mailbox (the key), and
+                ``outlook_concurrent`` at once across all mailboxes (Graph counts 4 per app);
+                ``outlook_upload_bytes`` uploaded per ``outlook_upload_period_seconds`` per
+                mailbox (:meth:`Limiters.upload_bytes`: attachment chunks and request bodies)
 attachments     ``attachments_concurrent`` transfers at once (:meth:`Limiters.operation`)
 anything else   no rate of its own; it can still be paused
 =============== ============================================================================
 
-The buckets are aiolimiter leaky buckets: a full bucket lets a burst of its rate through, then
-one request per interval. A 429 (or 503/504) pauses the resource until its Retry-After has passed,
-so the jobs waiting for it do not all hit Graph again: Outlook throttles each mailbox on its own,
-so there the pause covers that mailbox; for every other resource Graph does not say which of its
-limits was hit, so the pause covers the whole resource.
+The request buckets are aiolimiter leaky buckets holding one request: requests go out evenly
+spaced, never in a burst. The upload budget is a sliding window of bytes (:class:`ByteWindow`): a
+leaky bucket the size of the budget would let up to twice the budget into one window.
+
+Every limit is this process's own: with several appliances on one database each keeps its own
+budgets (the README says to give each 1/N); only Graph's pauses are shared (:class:`PauseSync`).
+
+:meth:`Limiters.gauges` reads every limiter for ``/metrics``: its capacity, what is in use or
+available, and how often it made a request wait.
+
+A 429 (or 503/504) pauses the resource until its Retry-After has passed, so the jobs waiting for
+it do not all hit Graph again: Outlook throttles each mailbox on its own, so there the pause
+covers that mailbox; for every other resource Graph does not say which of its limits was hit, so
+the pause covers the whole resource.
 
 **Waiting never holds a worker slot for long.** Inside a job (:meth:`Limiters.job`), a request
 whose limiter predicts a wait over ``defer_after_seconds`` (a pause, or a bucket with requests queued
@@ -40,7 +52,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -70,6 +82,8 @@ _JOB: contextvars.ContextVar[int | None] = contextvars.ContextVar("fleetbox_grap
 class Resource(StrEnum):
     """The resources fleetbox limits (any other name is accepted: it can only be paused)."""
 
+    #: every request, whatever its resource (Graph's global limit per app)
+    GRAPH = "graph"
     TEAMS = "teams"
     #: message posts by the delegated service account (Graph limits each user to 1 post/s)
     TEAMS_USER = "teams-user"
@@ -113,6 +127,79 @@ class LimiterSnapshot:
 PACING_MARGIN = 1.1
 
 
+@dataclass(frozen=True, slots=True)
+class LimiterGauge:
+    """One limiter's figures for ``/metrics`` (a limiter kept per key: its fullest key)."""
+
+    #: the resource: graph, teams, teams-user, outlook, attachments
+    limiter: str
+    kind: Literal["rate", "concurrency", "bytes"]
+    #: what one limit applies to: the appliance, or each mailbox, chat ...
+    per: str
+    #: requests per second (rate), requests at once (concurrency), bytes per period (bytes)
+    capacity: float
+    #: requests holding a slot (concurrency) or bytes sent in the window (bytes); None for rates
+    in_use: float | None
+    #: tokens left (rate), free slots (concurrency), bytes left (bytes)
+    available: float
+    #: keys held (mailboxes, chats); 1 for an appliance-wide limiter
+    keys: int
+    #: requests this limiter made wait (over a millisecond), since start
+    waits: int
+
+
+class ByteWindow:
+    """At most ``limit`` bytes within any ``period`` seconds: a sliding window, as Graph counts a
+    mailbox's uploads (a full budget may go at once, then nothing until it leaves the window)."""
+
+    def __init__(self, limit: int, period: float, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self.period = period
+        self._clock = clock
+        self._sent: deque[tuple[float, int]] = deque()
+        self._used = 0
+
+    def _expire(self, now: float) -> None:
+        while self._sent and self._sent[0][0] <= now - self.period:
+            self._used -= self._sent.popleft()[1]
+
+    def used(self) -> int:
+        """Bytes sent within the last period."""
+        self._expire(self._clock())
+        return self._used
+
+    def wait(self, amount: int) -> float:
+        """Seconds until ``amount`` more bytes fit (0: now)."""
+        now = self._clock()
+        self._expire(now)
+        over = self._used + amount - self.limit
+        if over <= 0:
+            return 0.0
+        # The oldest sends leave the window first: it fits once enough of them have left.
+        for at, size in self._sent:
+            over -= size
+            if over <= 0:
+                return max(0.0, at + self.period - now)
+        return 0.0
+
+    async def acquire(self, amount: int) -> None:
+        """Wait until ``amount`` bytes fit, then count them as sent now."""
+        amount = min(amount, self.limit)  # a single larger send waits for an empty window
+        while True:
+            delay = self.wait(amount)
+            if delay <= 0:
+                break
+            # Sends only ever leave the window, so sleeping until this one fits and looking again
+            # is enough (another request may have taken the room meanwhile).
+            await asyncio.sleep(delay)
+        self._sent.append((self._clock(), amount))
+        self._used += amount
+
+    @property
+    def idle(self) -> bool:
+        return self.used() == 0
+
+
 def _bucket(requests: float, period: float) -> AsyncLimiter:
     # One request per slot, evenly spaced, never a burst: a bucket holding `requests` tokens would
     # let a full bucket out at once and then the refill, close to twice the rate in one window,
@@ -147,14 +234,16 @@ class _State:
     semaphore: asyncio.Semaphore | None = None
     #: the semaphore's size
     limit: int = 0
+    #: requests holding a slot of the semaphore now
+    held: int = 0
     #: paused until this time of the Limiters' clock
     paused_until: float = 0.0
     last_used: float = 0.0
     in_use: int = 0
     waits: int = 0
     throttled: int = 0
-    #: Outlook: attachment bytes uploaded into the mailbox (a bucket of bytes)
-    upload_bucket: AsyncLimiter | None = None
+    #: Outlook: bytes uploaded into the mailbox within the upload period
+    upload: ByteWindow | None = None
     #: the end of the last turn reserved by a deferred job (the Limiters' clock)
     reserved_until: float = 0.0
     deferred: int = 0
@@ -188,23 +277,30 @@ class Limiters:
         #: (job id, resource, key) -> the time of the turn that job reserved
         self._holds: dict[tuple[int, str, str | None], float] = {}
         self._last_sweep = clock()
+        #: (resource, kind, per) -> requests that limiter made wait
+        self._waits: dict[tuple[str, str, str], int] = {}
         self._build_resources()
 
     # -- configuration ------------------------------------------------------------------------
 
     def _build_resources(self) -> None:
         s = self._settings
-        for name in (Resource.TEAMS, Resource.TEAMS_USER, Resource.ATTACHMENTS):
+        for name in (Resource.GRAPH, Resource.TEAMS, Resource.TEAMS_USER, Resource.OUTLOOK, Resource.ATTACHMENTS):
             self._resources.setdefault(name, _State())
-        for name, rate in ((Resource.TEAMS, s.teams_per_second), (Resource.TEAMS_USER, s.teams_per_user_per_second)):
+        for name, requests, period in (
+            (Resource.GRAPH, s.graph_requests, s.graph_period_seconds),
+            (Resource.TEAMS, s.teams_per_second, 1.0),
+            (Resource.TEAMS_USER, s.teams_per_user_per_second, 1.0),
+        ):
             state = self._resources[name]
-            if state.bucket is None or (state.bucket.max_rate, state.bucket.time_period) != _rate(rate, 1):
-                state.bucket = _bucket(rate, 1.0)
-        attachments = self._resources[Resource.ATTACHMENTS]
-        if attachments.semaphore is None or attachments.limit != s.attachments_concurrent:
-            # Transfers under way keep (and release) the semaphore they took.
-            attachments.semaphore = asyncio.Semaphore(s.attachments_concurrent)
-            attachments.limit = s.attachments_concurrent
+            if state.bucket is None or (state.bucket.max_rate, state.bucket.time_period) != _rate(requests, period):
+                state.bucket = _bucket(requests, period)
+        for name, size in ((Resource.ATTACHMENTS, s.attachments_concurrent), (Resource.OUTLOOK, s.outlook_concurrent)):
+            state = self._resources[name]
+            if state.semaphore is None or state.limit != size:
+                # Requests under way keep (and release) the semaphore they took.
+                state.semaphore = asyncio.Semaphore(size)
+                state.limit = size
 
     def _key_limits(self, resource: str, state: _State) -> None:
         """Give a key the bucket and semaphore the settings ask for (new objects when they changed)."""
@@ -220,11 +316,13 @@ class Limiters:
             if state.semaphore is None or state.limit != s.outlook_concurrent_per_mailbox:
                 state.semaphore = asyncio.Semaphore(s.outlook_concurrent_per_mailbox)
                 state.limit = s.outlook_concurrent_per_mailbox
-            want = (float(s.outlook_upload_bytes), s.outlook_upload_period_seconds)
-            upload = state.upload_bucket
-            if upload is None or (upload.max_rate, upload.time_period) != want:
-                # A budget, not a pace: Graph lets the whole 150 MB go at once, then no more for 5 min.
-                state.upload_bucket = AsyncLimiter(*want)
+            # Graph counts the window from arrival: widened by the pacing margin, so a chunk that
+            # took longer on the wire than the next one cannot bring two windows' worth closer.
+            want = (s.outlook_upload_bytes, s.outlook_upload_period_seconds * PACING_MARGIN)
+            if state.upload is None:
+                state.upload = ByteWindow(*want, clock=self._clock)
+            else:  # a reload: the bytes already in the window still count
+                state.upload.limit, state.upload.period = want
 
     def apply(self, settings: RateLimitSettings) -> None:
         """Use new limits (a config reload): later acquires get them; requests under way finish as they are.
@@ -287,6 +385,9 @@ class Limiters:
         turn = self._holds.pop(hold, None)
         if turn is not None and turn <= now + short:
             return  # the job is back at its turn: the rest of the wait is short
+        # Not the appliance-wide Graph bucket: its turns are microseconds apart, and a reservation
+        # there would carry the chain of every slower limiter (a chat's turns a second apart) over
+        # to every other resource.
         limited = [st for st in (state, res) if st is not None]
         wait = max([st.paused_until - now for st in limited] + [0.0])
         for st in limited:
@@ -317,25 +418,42 @@ class Limiters:
         res.in_use += 1
         if state is not None:
             state.in_use += 1
+        per = _PER_KEY.get(resource, "appliance")
         try:
             await self._wait_unpaused(res, state)
-            semaphore = state.semaphore if state is not None else None
-            if semaphore is not None:
-                await semaphore.acquire()
+            # Slots before tokens: a request that waits for a slot must not let its token lapse.
+            # The mailbox's slot first, then the app-wide one: the same order everywhere, and a
+            # request for a busy mailbox does not hold an app-wide slot another mailbox could use.
+            slots = [
+                (st, where)
+                for st, where in ((state, per), (res if resource == Resource.OUTLOOK else None, "appliance"))
+                if st is not None and st.semaphore is not None
+            ]
+            taken: list[tuple[_State, asyncio.Semaphore]] = []
             try:
+                for st, where in slots:
+                    semaphore = st.semaphore
+                    assert semaphore is not None
+                    await self._timed((resource, "concurrency", where), semaphore.acquire())
+                    taken.append((st, semaphore))
+                    st.held += 1
                 # The key's bucket first: waiting a second for one chat must not hold a token of
                 # the appliance-wide bucket that another chat could use.
                 if state is not None and state.bucket is not None:
-                    await state.bucket.acquire()
+                    await self._timed((resource, "rate", per), state.bucket.acquire())
                 if res.bucket is not None:
-                    await res.bucket.acquire()
+                    await self._timed((resource, "rate", "appliance"), res.bucket.acquire())
+                graph = self._resources[Resource.GRAPH].bucket
+                if graph is not None and resource != Resource.GRAPH:
+                    await self._timed((Resource.GRAPH, "rate", "appliance"), graph.acquire())
                 # A 429 may have paused the key while this request waited for its turn: it must
                 # not leave inside that window either.
                 await self._rest_if_paused(res, state, job)
                 self._waited(resource, key, res, state, self._clock() - started)
                 yield
             finally:
-                if semaphore is not None:
+                for st, semaphore in taken:
+                    st.held -= 1
                     semaphore.release()
         finally:
             now = self._clock()
@@ -346,24 +464,35 @@ class Limiters:
                 state.last_used = now
 
     async def upload_bytes(self, mailbox: str, amount: int) -> None:
-        """Wait until ``amount`` more attachment bytes may go into ``mailbox`` (Outlook's upload
-        budget); inside a job, a long wait defers the job instead (its upload resumes where Graph
-        says)."""
+        """Wait until ``amount`` more bytes may go into ``mailbox`` (Outlook's upload budget);
+        inside a job, a long wait defers the job instead (an upload resumes where Graph says)."""
         state = self._key(Resource.OUTLOOK, mailbox)
-        assert state is not None and state.upload_bucket is not None  # built in _key_limits
-        bucket = state.upload_bucket
-        need = min(float(amount), bucket.max_rate)
+        assert state is not None and state.upload is not None  # built in _key_limits
+        window = state.upload
+        need = min(amount, window.limit)
         job = _JOB.get()
-        if job is not None and not bucket.has_capacity(need):
-            level: float = getattr(bucket, "_level", 0.0)  # has_capacity() let it leak up to now
-            wait = (level + need - bucket.max_rate) * bucket.time_period / bucket.max_rate
+        if job is not None:
+            wait = window.wait(need)
             if wait > self._settings.defer_after_seconds:
                 state.deferred += 1
+                self._count_wait((Resource.OUTLOOK, "bytes", "mailbox"))
+                self._emit(RateEvent(Resource.OUTLOOK, mailbox, "wait", wait * 1000, None))
                 raise Deferred(wait, f"outlook upload budget of {mailbox}: {wait:.1f} s until it fits")
         started = self._clock()
-        await bucket.acquire(need)
+        await self._timed((Resource.OUTLOOK, "bytes", "mailbox"), window.acquire(need))
+        state.last_used = self._clock()
         res = self._resource(Resource.OUTLOOK)
         self._waited(Resource.OUTLOOK, mailbox, res, state, self._clock() - started)
+
+    async def _timed(self, limiter: tuple[str, str, str], wait: Awaitable[object]) -> None:
+        """Await one limiter's ``wait``, counting it as a wait of that limiter when it took a while."""
+        started = self._clock()
+        await wait
+        if self._clock() - started > WAIT_RECORD_THRESHOLD_S:
+            self._count_wait(limiter)
+
+    def _count_wait(self, limiter: tuple[str, str, str]) -> None:
+        self._waits[limiter] = self._waits.get(limiter, 0) + 1
 
     def operation(self, resource: str) -> AbstractAsyncContextManager[None]:
         """Hold one slot of a whole transfer (``attachments``: ``attachments_concurrent`` at once)."""
@@ -379,9 +508,14 @@ class Limiters:
         started = self._clock()
         res.in_use += 1
         try:
-            async with semaphore:
+            await self._timed((resource, "concurrency", "appliance"), semaphore.acquire())
+            res.held += 1
+            try:
                 self._waited(resource, None, res, None, self._clock() - started)
                 yield
+            finally:
+                res.held -= 1
+                semaphore.release()
         finally:
             res.in_use -= 1
             res.last_used = self._clock()
@@ -466,6 +600,8 @@ class Limiters:
     def _is_idle(self, state: _State, now: float) -> bool:
         if state.in_use or state.paused_until > now or state.reserved_until > now:
             return False
+        if state.upload is not None and not state.upload.idle:
+            return False  # dropping it would forget bytes still inside Graph's window
         # A bucket drains within its period; dropping it earlier would allow a fresh burst.
         period = state.bucket.time_period if state.bucket is not None else 0.0
         return now - state.last_used >= max(self._idle, period)
@@ -496,6 +632,74 @@ class Limiters:
             for (name, key), st in sorted(self._keys.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
         ]
         return out
+
+    def held(self, resource: str) -> int:
+        """Requests (or transfers) holding one of ``resource``'s appliance-wide slots now."""
+        state = self._resources.get(resource)
+        return state.held if state is not None else 0
+
+    def gauges(self) -> list[LimiterGauge]:
+        """Every limiter's capacity, use and waits (``/metrics``); a per-key limiter reports its
+        fullest key (the most requests in flight, the fewest tokens or bytes left)."""
+        s = self._settings
+        out: list[LimiterGauge] = []
+
+        def waits(resource: str, kind: str, per: str) -> int:
+            return self._waits.get((resource, kind, per), 0)
+
+        def rate(resource: str, per: str, configured: float, states: list[_State]) -> None:
+            left = [a for st in states if (a := _available(st.bucket)) is not None]
+            available = min(left) if left else 1.0
+            out.append(
+                LimiterGauge(
+                    resource, "rate", per, configured, None, available, len(states), waits(resource, "rate", per)
+                )
+            )
+
+        def slots(resource: str, per: str, size: int, states: list[_State]) -> None:
+            busiest = max((st.held for st in states), default=0)
+            out.append(
+                LimiterGauge(
+                    resource,
+                    "concurrency",
+                    per,
+                    size,
+                    busiest,
+                    max(0, size - busiest),
+                    len(states),
+                    waits(resource, "concurrency", per),
+                )
+            )
+
+        res = self._resources
+        rate(Resource.GRAPH, "appliance", s.graph_requests / s.graph_period_seconds, [res[Resource.GRAPH]])
+        rate(Resource.TEAMS, "appliance", s.teams_per_second, [res[Resource.TEAMS]])
+        rate(Resource.TEAMS_USER, "appliance", s.teams_per_user_per_second, [res[Resource.TEAMS_USER]])
+        chats = [st for (name, _), st in self._keys.items() if name == Resource.TEAMS]
+        rate(Resource.TEAMS, "chat", s.teams_per_chat_per_second, chats)
+        mailboxes = [st for (name, _), st in self._keys.items() if name == Resource.OUTLOOK]
+        rate(Resource.OUTLOOK, "mailbox", s.outlook_requests / s.outlook_period_seconds, mailboxes)
+        slots(Resource.OUTLOOK, "mailbox", s.outlook_concurrent_per_mailbox, mailboxes)
+        slots(Resource.OUTLOOK, "appliance", s.outlook_concurrent, [res[Resource.OUTLOOK]])
+        slots(Resource.ATTACHMENTS, "appliance", s.attachments_concurrent, [res[Resource.ATTACHMENTS]])
+        used = max((st.upload.used() for st in mailboxes if st.upload is not None), default=0)
+        out.append(
+            LimiterGauge(
+                Resource.OUTLOOK,
+                "bytes",
+                "mailbox",
+                s.outlook_upload_bytes,
+                used,
+                max(0, s.outlook_upload_bytes - used),
+                len(mailboxes),
+                waits(Resource.OUTLOOK, "bytes", "mailbox"),
+            )
+        )
+        return out
+
+
+#: what a resource's per-key limiters apply to
+_PER_KEY = {Resource.TEAMS.value: "chat", Resource.OUTLOOK.value: "mailbox"}
 
 
 def _rate(requests: float, period: float) -> tuple[float, float]:

@@ -29,7 +29,7 @@ from fleetbox.graph.context import GraphContext
 from fleetbox.graph.inbound import fetch_inbound
 from fleetbox.graph.notifications import send_notification
 from fleetbox.graph.outlook import send_mail
-from fleetbox.graph.ratelimit import Limiters, PauseSync, RateEventWriter
+from fleetbox.graph.ratelimit import Limiters, PauseSync, RateEventWriter, Resource
 from fleetbox.graph.simulator import GraphSimulator
 from fleetbox.graph.sync import run_sync
 from fleetbox.graph.teams import send_teams_message
@@ -80,6 +80,8 @@ class GraphRuntime:
         self.limiters = Limiters(settings.rate_limits, record=self.writer.record)
         #: shares 429 pauses with the other appliances (run as an owned task)
         self.pauses = PauseSync(store, self.limiters)
+        if self.mode != "off":
+            metrics.watch_limiters(self.limiters.gauges)
         self.simulator: GraphSimulator | None = None
         self.tokens: Tokens | None = None
         self.client: GraphClient | None = None
@@ -243,9 +245,14 @@ class GraphRuntime:
             outlook["ratePerSecond"] = limits.outlook_requests / limits.outlook_period_seconds
             outlook["concurrency"] = limits.outlook_concurrent_per_mailbox
             outlook["per"] = "mailbox"
+            outlook["appConcurrency"] = limits.outlook_concurrent
+            outlook["inUse"] = self.limiters.held(Resource.OUTLOOK)
+            outlook["uploadBytes"] = limits.outlook_upload_bytes
+            outlook["uploadPeriodSeconds"] = limits.outlook_upload_period_seconds
         if (attachments := totals.get("attachments")) is not None:
             attachments["concurrency"] = limits.attachments_concurrent
             attachments["per"] = "appliance"
+            attachments["inUse"] = self.limiters.held(Resource.ATTACHMENTS)
         return {queue: totals[resource] for queue, resource in QUEUE_RESOURCES.items() if resource in totals}
 
     def apply(self, settings: Settings) -> None:

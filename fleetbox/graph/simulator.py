@@ -15,7 +15,8 @@ What it serves (the contract is ``docs/graph-contract.md`` in this repository; s
   app-only token gets the 401 "only for import purposes"), activity-feed notifications, channel
   files folders; per-chat, per-channel, per-user and per-tenant POST limits (429 + Retry-After).
 - Outlook (3.3, 3.4): sendMail, drafts, attachment upload sessions, draft send, message and
-  attachment reads; the 4-concurrent-requests-per-mailbox limit (429 ApplicationThrottled).
+  attachment reads; Outlook's limits (:mod:`fleetbox.graph.sim_limits`: 4 requests at once per
+  mailbox, 150 MB of uploads per 5 minutes per mailbox; 429 ApplicationThrottled), in ``outlook``.
 - Drive (3.5, 3.6): small uploads, upload sessions (320 KiB multiples, in order), ``/content`` 302
   to a pre-authenticated download URL.
 - Change notifications (4.x): subscriptions with the real validation handshake, lifetimes,
@@ -83,6 +84,7 @@ from fleetbox.graph.sim_common import (
     retry_after_header,
     utc_now,
 )
+from fleetbox.graph.sim_limits import MAILBOX_ROUTE, OutlookLimits, OutlookLoad
 
 __all__ = [
     "ActivityNotification",
@@ -91,6 +93,7 @@ __all__ = [
     "GraphSimulator",
     "LifecycleEvent",
     "MailAttachment",
+    "OutlookLimits",
     "RecordedRequest",
     "SentMail",
     "TeamsLimits",
@@ -118,8 +121,7 @@ _DEFAULT_ERRORS: dict[int, tuple[str, str]] = {
     504: ("GatewayTimeout", "The gateway did not receive a timely response."),
 }
 
-#: Outlook applies its limits per app and mailbox; these routes belong to a mailbox.
-_MAILBOX_ROUTE = re.compile(r"^/v1\.0/users/([^/]+)/(?:messages|sendMail|mailFolders)", re.IGNORECASE)
+_MAILBOX_ROUTE = MAILBOX_ROUTE
 #: upload and download URLs are pre-authenticated and live outside /v1.0
 UPLOAD_PREFIX = "/_upload"
 DOWNLOAD_PREFIX = "/_download"
@@ -157,7 +159,8 @@ class GraphSimulator:
     - ``deliveries``: each :class:`Delivery` made to a webhook receiver (validation POSTs excluded);
     - ``device_flows``: device code -> its state (see :meth:`approve_device_code`).
 
-    Knobs (attributes, change them any time): ``teams_limits`` (:class:`TeamsLimits`), ``enforce_limits``,
+    Knobs (attributes, change them any time): ``teams_limits`` (:class:`TeamsLimits`), ``outlook.limits``
+    (:class:`OutlookLimits`; ``outlook`` also keeps the peaks and uploads it saw), ``enforce_limits``,
     ``notify_on_change`` (seeded or posted changes notify matching subscriptions), ``validation_timeout_seconds``
     (10), ``delivery_timeout_seconds`` (3), ``notification_redeliveries`` (automatic notifications are retried
     this many times on failure), ``device_code_interval_seconds``, ``min_upload_session_bytes``,
@@ -223,7 +226,8 @@ class GraphSimulator:
         self.teams_drives: dict[str, str] = {}  # team id -> drive id
         self.downloads: dict[str, tuple[str, float]] = {}  # download token -> (drive item id, monotonic expiry)
         self._windows: dict[tuple[str, ...], SlidingWindow] = {}
-        self._mailbox_in_flight: dict[str, int] = {}
+        #: Outlook's concurrency and upload limits: enforced, and the peaks kept (sim_limits)
+        self.outlook = OutlookLoad()
         self._faults: list[_Fault] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_message_id = 0
@@ -469,18 +473,9 @@ class GraphSimulator:
             simple_upload = request.method == "PUT" and request.path.endswith(":/content")
             if request.path.startswith("/v1.0/") and len(body) > MAX_REQUEST_BYTES and not simple_upload:
                 raise GraphError(413, "RequestEntityTooLarge", "The maximum request length supported is 4MB.")
-            match = _MAILBOX_ROUTE.match(request.path)
-            if match and self.enforce_limits:
-                key = match.group(1).lower()
-                if self._mailbox_in_flight.get(key, 0) >= 4:
-                    raise GraphError(
-                        429,
-                        "ApplicationThrottled",
-                        "Application is over its MailboxConcurrency limit.",
-                        inner_error=False,
-                    )
-                mailbox = key
-                self._mailbox_in_flight[key] = self._mailbox_in_flight.get(key, 0) + 1
+            mailbox = self.outlook.enter(
+                request.method, request.path, len(body), at, self.upload_sessions, enforce=self.enforce_limits
+            )
             slow = self._take_fault("slow", route)
             if slow is not None:
                 await asyncio.sleep(slow.seconds)
@@ -521,8 +516,7 @@ class GraphSimulator:
                 GraphError(500, "generalException", "An unspecified error has occurred."), request_id, client_request_id
             )
         finally:
-            if mailbox is not None:
-                self._mailbox_in_flight[mailbox] -= 1
+            self.outlook.leave(mailbox)
         # Record what was done even when the client is gone: the effect stands (Graph does not undo a
         # stored fragment because its client died waiting for the answer).
         delivered = request.transport is not None and not request.transport.is_closing()

@@ -28,10 +28,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 
 from fleetbox import rules
 from fleetbox.config import SubscriptionSettings
@@ -63,6 +65,47 @@ REJECTION_BURST = 100
 #: one warning line at most this often about rejected items (with the count since the last)
 REJECTION_LOG_SECONDS = 10.0
 _BODY_LIMITS = rules.Limits(max_payload_bytes=MAX_BODY_BYTES)
+#: what a validation token may hold: printable ASCII (the receiver echoes nothing a browser renders)
+VALIDATION_TOKEN_PATTERN = "^[ -~]+$"
+
+#: text Graph sends in a notification: no NUL (PostgreSQL cannot store it; 400 like any NUL)
+_Text = Annotated[str | None, Field(default=None, pattern=r"^[^\u0000]*$")]
+
+
+class ChangeNotification(BaseModel):
+    """One item of a notification batch, as Graph sends it: the fields the receiver reads are
+    strings when present; anything else Graph adds is kept (without ``clientState``) for the job."""
+
+    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+
+    subscription_id: _Text = Field(default=None, alias="subscriptionId", description="the subscription's id")
+    client_state: _Text = Field(
+        default=None,
+        alias="clientState",
+        description="the secret given at creation; an item with another one is discarded (still answered 202)",
+    )
+    change_type: _Text = Field(default=None, alias="changeType", description="created, updated or deleted")
+    lifecycle_event: _Text = Field(
+        default=None,
+        alias="lifecycleEvent",
+        description="a lifecycle notification: reauthorizationRequired, subscriptionRemoved or missed",
+    )
+    resource: _Text = Field(default=None, description="what changed, relative to the Graph root")
+    resource_data: dict[str, Any] | None = Field(
+        default=None, alias="resourceData", description="the changed resource's id and etag"
+    )
+    subscription_expiration: _Text = Field(default=None, alias="subscriptionExpirationDateTime")
+    tenant_id: _Text = Field(default=None, alias="tenantId")
+
+
+class NotificationBatch(BaseModel):
+    """A change or lifecycle notification request's body: ``{"value": [item, ...]}``, at most
+    :data:`MAX_ITEMS` items (more: 413), JSON of at most :data:`MAX_BODY_BYTES` bytes (more: 413),
+    nested at most as deep as a payload, with no NUL, NaN or infinite number (else 400)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    value: list[ChangeNotification] = Field(max_length=MAX_ITEMS, description="the notifications")
 
 
 def source_of(resource: str) -> Literal["teams", "outlook"]:
@@ -136,6 +179,13 @@ class Receiver:
             return _error(400, "invalid_notification", "the body must be a JSON object with a value array")
         if len(items) > MAX_ITEMS:
             return _error(413, "too_many_items", f"a request carries at most {MAX_ITEMS} notifications")
+        try:
+            # Graph's fields are strings: a batch with anything else is not Graph's.
+            NotificationBatch.model_validate(body)
+        except PydanticValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return _error(400, "invalid_notification", f"body.{where}: {first['msg']}", field=f"body.{where}")
         accepted = rejected = duplicates = 0
         try:
             for item in items:
@@ -222,8 +272,11 @@ class Receiver:
         return True
 
 
-def _error(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+def _error(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, field: str | None = None
+) -> web.Response:
+    error = {"code": code, "message": message} if field is None else {"code": code, "message": message, "field": field}
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 def _validation_answer(token: str) -> web.Response:
@@ -315,46 +368,85 @@ class Subscriptions:
         return self.ctx.clock.now() + dt.timedelta(minutes=MAX_LIFETIME_MINUTES[source])
 
     async def create(self, sub: SubscriptionSettings) -> str:
-        """Subscribe (Graph checks the receiver with its validation handshake first)."""
+        """Make sure Graph notifies fleetbox of ``sub``; return the subscription's id.
+
+        Under a PostgreSQL advisory lock on the resource (held until the row is committed), so
+        appliances starting together on one database subscribe once: a subscription the database
+        keeps alive is kept; one Graph has for the same resource and notification URL (a lost row,
+        another installation's restart) is adopted; only otherwise is one created (Graph checks the
+        receiver with its validation handshake first).
+        """
         secret = self.ctx.settings.client_state
         if secret is None:
             raise PermanentError("graph.client_state is not set: notifications could not be verified")
         notify, lifecycle = self._urls()
-        expires = self._expiry(sub.source)
-        response = await self.ctx.graph.request(
-            "POST",
-            "/subscriptions",
-            resource="subscriptions",
-            json={
-                "changeType": sub.change_type,
-                "notificationUrl": notify,
-                "lifecycleNotificationUrl": lifecycle,
-                "resource": sub.resource,
-                "expirationDateTime": _iso(expires),
-                "clientState": secret.get_secret_value(),
-                "latestSupportedTlsVersion": "v1_2",
-            },
-        )
-        created = response.json()
-        sub_id = str(created["id"])
-        stored = await self.ctx.store.graph.add_subscription(
-            sub_id, sub.source, sub.resource, sub.change_type, _parse_time(created.get("expirationDateTime")) or expires
-        )
-        if not stored:
-            # Another process subscribed to this resource at the same moment: keep theirs, so
-            # Graph does not deliver every change twice.
-            await self.ctx.graph.request("DELETE", f"/subscriptions/{quote(sub_id, safe='')}", resource="subscriptions")
-            kept = await self.ctx.store.graph.live_subscription_for(sub.source, sub.resource)
-            log.info(
-                "graph subscription already kept by another process; ours deleted",
-                extra={"event": "subscription_duplicate", "subscription_id": sub_id, "kept": kept},
+        async with self.ctx.store.transaction() as tx:
+            await tx.graph.lock_subscription(sub.source, sub.resource)
+            kept = await tx.graph.live_subscription_for(sub.source, sub.resource)
+            if kept is not None:
+                return kept
+            found = await self._in_graph(sub, notify)
+            if found is not None:
+                sub_id = str(found["id"])
+                expires = _parse_time(found.get("expirationDateTime")) or self.ctx.clock.now()
+                await tx.graph.add_subscription(sub_id, sub.source, sub.resource, sub.change_type, expires)
+                log.info(
+                    "graph subscription adopted",
+                    extra={"event": "subscription_adopted", "subscription_id": sub_id, "resource": sub.resource},
+                )
+                return sub_id
+            expires = self._expiry(sub.source)
+            response = await self.ctx.graph.request(
+                "POST",
+                "/subscriptions",
+                resource="subscriptions",
+                json={
+                    "changeType": sub.change_type,
+                    "notificationUrl": notify,
+                    "lifecycleNotificationUrl": lifecycle,
+                    "resource": sub.resource,
+                    "expirationDateTime": _iso(expires),
+                    "clientState": secret.get_secret_value(),
+                    "latestSupportedTlsVersion": "v1_2",
+                },
             )
-            return str(kept)
+            created = response.json()
+            sub_id = str(created["id"])
+            # The lock makes a conflict impossible here; a failed commit leaves the subscription in
+            # Graph, where the next check adopts it.
+            await tx.graph.add_subscription(
+                sub_id,
+                sub.source,
+                sub.resource,
+                sub.change_type,
+                _parse_time(created.get("expirationDateTime")) or expires,
+            )
         log.info(
             "graph subscription created",
             extra={"event": "subscription_created", "subscription_id": sub_id, "resource": sub.resource},
         )
         return sub_id
+
+    async def _in_graph(self, sub: SubscriptionSettings, notify: str) -> dict[str, Any] | None:
+        """A live subscription of this app in Graph for ``sub``'s resource that notifies ``notify``."""
+        url: str | None = "/subscriptions"
+        want = sub.resource.strip("/").lower()
+        for _ in range(100):  # pages; Graph lists a few hundred subscriptions at most per app
+            if url is None:
+                break
+            page = (await self.ctx.graph.request("GET", url, resource="subscriptions")).json() or {}
+            for item in page.get("value", []):
+                if (
+                    isinstance(item, dict)
+                    and str(item.get("resource", "")).strip("/").lower() == want
+                    and item.get("notificationUrl") == notify
+                    and item.get("changeType") == sub.change_type
+                    and item.get("id")
+                ):
+                    return item
+            link = page.get("@odata.nextLink")
+            url = link if isinstance(link, str) else None
+        return None
 
     async def renew(self, sub_id: str) -> None:
         """Extend a subscription; one Graph no longer knows is created again."""
@@ -384,16 +476,17 @@ class Subscriptions:
         log.info("graph subscription renewed", extra={"event": "subscription_renewed", "subscription_id": sub_id})
 
     async def maintain(self) -> dict[str, int]:
-        """Create missing configured subscriptions; renew those expiring soon (a scheduled task)."""
-        live = await self.ctx.store.graph.live_subscriptions()
-        have = {(s.source, s.resource) for s in live}
-        created = renewed = 0
+        """Create (or adopt) missing configured subscriptions; renew those expiring soon (at start
+        and as a scheduled task)."""
+        have = {(s.source, s.resource) for s in await self.ctx.store.graph.live_subscriptions()}
+        created = 0
         for sub in self.ctx.settings.subscriptions:
             if (sub.source, sub.resource) not in have:
                 await self.create(sub)
                 created += 1
+        renewed = 0
         horizon = self.ctx.clock.now() + dt.timedelta(hours=self.ctx.settings.renew_before_hours)
-        for s in live:
+        for s in await self.ctx.store.graph.live_subscriptions():
             if s.expires_at is not None and s.expires_at <= horizon:
                 await self.renew(s.id)
                 renewed += 1

@@ -3,15 +3,19 @@
 Counters and the processing-time histogram count the attempts this process finished (each
 process is scraped on its own; sum them across processes). Queue depth and dead letters are
 read from the database at scrape time, so any one process reports them for the whole database.
+Graph's limiters (``fleetbox_graph_limiter_*``) are read from this process at scrape time: each
+appliance keeps its own limits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from fleetbox.models import JobState, Outcome, QueueDepth
 
@@ -43,6 +47,78 @@ class RateLimitEvent(Protocol):
 
     @property
     def wait_ms(self) -> float | None: ...
+
+
+class LimiterFigures(Protocol):
+    """What the metrics read of one Graph limiter (:class:`fleetbox.graph.ratelimit.LimiterGauge`)."""
+
+    @property
+    def limiter(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def per(self) -> str: ...
+
+    @property
+    def capacity(self) -> float: ...
+
+    @property
+    def in_use(self) -> float | None: ...
+
+    @property
+    def available(self) -> float: ...
+
+    @property
+    def keys(self) -> int: ...
+
+    @property
+    def waits(self) -> int: ...
+
+
+class _LimiterCollector(Collector):
+    """Graph's limiters, read when scraped."""
+
+    def __init__(self, source: Callable[[], Iterable[LimiterFigures]]) -> None:
+        self._source = source
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # read at scrape time only (the source may not be ready at registration)
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["limiter", "kind", "per"]
+        capacity = GaugeMetricFamily(
+            "fleetbox_graph_limiter_capacity",
+            "Graph limiter capacity: requests per second (kind rate), requests at once (concurrency), "
+            "bytes per upload period (bytes); per appliance process, per key where per is not appliance.",
+            labels=labels,
+        )
+        in_use = GaugeMetricFamily(
+            "fleetbox_graph_limiter_in_use",
+            "Requests holding a slot (concurrency) or bytes sent in the window (bytes); the fullest key.",
+            labels=labels,
+        )
+        available = GaugeMetricFamily(
+            "fleetbox_graph_limiter_available",
+            "Tokens (rate), free slots (concurrency) or bytes (bytes) left now; the fullest key.",
+            labels=labels,
+        )
+        keys = GaugeMetricFamily(
+            "fleetbox_graph_limiter_keys", "Mailboxes or chats the limiter keeps a limit for now.", labels=labels
+        )
+        waits = CounterMetricFamily(
+            "fleetbox_graph_limiter_waits", "Graph requests this limiter made wait (over 1 ms).", labels=labels
+        )
+        for figures in self._source():
+            values = [figures.limiter, figures.kind, figures.per]
+            capacity.add_metric(values, figures.capacity)
+            if figures.in_use is not None:
+                in_use.add_metric(values, figures.in_use)
+            available.add_metric(values, figures.available)
+            keys.add_metric(values, figures.keys)
+            waits.add_metric(values, figures.waits)
+        yield from (capacity, in_use, available, keys, waits)
 
 
 #: Processing-time buckets in seconds: Graph calls take 0.05 to a few seconds; uploads longer.
@@ -111,6 +187,10 @@ class Metrics:
             ["task"],
             registry=self.registry,
         )
+
+    def watch_limiters(self, source: Callable[[], Iterable[LimiterFigures]]) -> None:
+        """Report Graph's limiters (``source`` is read at every scrape)."""
+        self.registry.register(_LimiterCollector(source))
 
     def observe(self, items: Iterable[FinishedAttempt]) -> None:
         """Count finished attempts (the completer calls this after each batch it writes)."""

@@ -130,6 +130,11 @@ class GraphStore:
             await self._run.fetchval("subscription_insert", sub_id, source, resource, change_type, expires) is not None
         )
 
+    async def lock_subscription(self, source: str, resource: str) -> None:
+        """Wait for, then hold until the transaction ends, the right to subscribe to ``resource``
+        (a transaction-level advisory lock: call it inside ``Store.transaction()``)."""
+        await self._run.execute("subscription_lock", source, resource)
+
     async def live_subscription_for(self, source: str, resource: str) -> str | None:
         value = await self._run.fetchval("subscription_live_for", source, resource)
         return None if value is None else str(value)

@@ -88,7 +88,10 @@ def _encode_jsonb(value: Any) -> bytes:
 
 #: The C scanner behind json.loads, without its per-call checks: jsonb output is always one valid
 #: JSON value with no surrounding whitespace, so those checks are not needed here. Hot path: every
-#: claimed job carries two jsonb values (its payload and its retries, nearly always "{}").
+#: claimed job carries two jsonb values (its payload and its retries, nearly always "{}"). Measured
+#: 2026-12-06 (docs/performance.md, "What the hot-path tricks buy"): "{}" 0.06 µs against 1.0 µs
+#: with json.loads, a small payload 0.53 µs against 2.15 µs; about 2 µs a claimed job, some 2 % of
+#: ``fleetbox bench``'s drain time per job (~110 µs at 9k jobs/s on the shared machine).
 _scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _EMPTY_OBJECT = b"\x01{}"
 

@@ -23,6 +23,7 @@ from fleetbox.tui.screens.queue_detail import QueueDetailScreen
 from fleetbox.tui.screens.queues import QueuesScreen
 from fleetbox.tui.state import LiveState, QueueSeries, seed_series
 from fleetbox.tui.widgets.modals import ConfirmModal, HelpScreen, TypedConfirmModal
+from fleetbox.tui.widgets.text import plain
 
 #: seconds between reconnection attempts (the last one repeats)
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 10.0)
@@ -36,6 +37,16 @@ _ACTED = {
     "dead_discarded": "discarded dead letters of",
     "job_retried": "retried a job of",
 }
+
+
+def change_notice(event: Event, operator: str | None) -> str | None:
+    """What to tell the operator about someone else's change (None: nothing), as plain text."""
+    by = event.get("by")
+    kind = event.get("kind")
+    verb = _ACTED.get(kind) if isinstance(kind, str) else None
+    if verb is None or by is None or by == operator:
+        return None
+    return f"{plain(by)} {verb} {plain(event.get('queue') or 'the appliance')}"
 
 
 class FleetboxTUI(App[None]):
@@ -99,9 +110,10 @@ class FleetboxTUI(App[None]):
         Notifications carry what the appliance says: actor names, error messages, notes. Read as
         Textual markup, ``[/bogus]`` would crash the TUI and ``[@click=app.quit]`` would make
         clickable text, so no notification of the TUI is ever parsed (screens call this too).
+        Control characters are shown as escapes (:func:`~fleetbox.tui.widgets.text.plain`).
         """
         del markup
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+        super().notify(plain(message, ""), title=plain(title, ""), severity=severity, timeout=timeout, markup=False)
 
     def now(self) -> float:
         """The injected clock (frozen in tests)."""
@@ -192,11 +204,10 @@ class FleetboxTUI(App[None]):
             self.state.new_dead += event.get("count", 1)
             self.repaint()
             return
-        by = event.get("by")
-        verb = _ACTED.get(event["kind"])
-        if verb is not None and by is not None and by != self.client.operator:
-            self.notify(f"{by} {verb} {event['queue'] or 'the appliance'}", title="Changed elsewhere")
-        if event["kind"].startswith("dead_"):
+        notice = change_notice(event, self.client.operator)
+        if notice is not None:
+            self.notify(notice, title="Changed elsewhere")
+        if str(event["kind"]).startswith("dead_"):
             self._mark_dead_dirty()
 
     def _mark_dead_dirty(self) -> None:

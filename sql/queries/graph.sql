@@ -43,6 +43,11 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (source, resource) WHERE removed_at IS NULL DO NOTHING
 RETURNING id
 
+-- name: subscription_lock
+-- Held until the transaction ends: one process at a time checks, adopts or creates the
+-- subscription of one resource, so two appliances starting together create it once in Graph.
+SELECT pg_advisory_xact_lock(hashtextextended('fleetbox.subscription:' || current_schema() || ':' || $1 || ':' || lower($2), 0))
+
 -- name: subscription_live_for
 SELECT id FROM graph_subscriptions WHERE source = $1 AND resource = $2 AND removed_at IS NULL
 

@@ -413,6 +413,10 @@ async def test_malformed_or_oversized_notification_bodies_are_400_or_413_never_5
         many = {"value": [{"changeType": "created"}] * 1001}
         async with http.post(url, json=many) as resp:
             assert resp.status == 413
+        # Graph's fields are strings: a batch with a number there is not Graph's (the field named)
+        async with http.post(url, json={"value": [{"changeType": "created", "subscriptionId": 5}]}) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["field"] == "body.value.0.subscriptionId"
 
 
 async def test_a_peer_flooding_the_receiver_gets_429(start: Any) -> None:

@@ -544,6 +544,7 @@ async def test_the_stream_shows_each_graph_queues_limiter(start: Any, client: Cl
     outlook = states["outlook-outbound"]
     assert outlook["ratePerSecond"] == pytest.approx(10_000 / 600)
     assert (outlook.get("concurrency"), outlook.get("per")) == (4, "mailbox")
+    assert (outlook.get("appConcurrency"), outlook.get("uploadBytes")) == (4, 150 * 1024 * 1024)
     assert (states["attachments"].get("concurrency"), states["attachments"].get("per")) == (5, "appliance")
 
 

@@ -205,5 +205,7 @@ def test_limiter_cells_say_what_the_limit_is() -> None:
     assert limit_text({**base, "ratePerSecond": 50.0, "available": 1.0}) == "50/s 1"
     outlook = {**base, "ratePerSecond": 10_000 / 600, "concurrency": 4, "per": "mailbox"}
     assert limit_text(outlook) == "16.7/s 4 per mailbox"
+    # Outlook's four at once across all mailboxes, and the requests holding slots now
+    assert limit_text({**outlook, "appConcurrency": 4, "inUse": 3}) == "16.7/s 4 per mailbox 4 at once 3 busy"
     assert limit_text({**base, "ratePerSecond": None, "concurrency": 5, "per": "appliance"}) == "5 at once"
     assert limit_text({**base, "ratePerSecond": None}) == DASH

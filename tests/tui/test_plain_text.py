@@ -4,6 +4,7 @@ is not a link. Against a real appliance, with such values stored in its database
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aiohttp
@@ -133,4 +134,66 @@ async def test_server_text_is_plain_everywhere(appliance_factory: StartAppliance
         await settle(app, pilot)
         errors = detail.query_one("#queue-errors", DataTable)
         assert "upstream said [/bogus] [@click" in seen(errors)
+        assert app.is_running
+
+
+#: what a handler's error may say: a terminal's clear-screen and colour sequences, a C1 control
+#: introducer, a bell, and markup
+CONTROL_ERROR = "boom \x1b[2J\x1b[31mred \x9b31m bell\x07 [/bogus]"
+CONTROL_PAYLOAD = {
+    "esc": "\x1b]0;owned\x07",
+    "c1": "\x9b2J",
+    "nan": "NaN",
+    "big": 10**40,
+    "markup": "[@click=app.quit]quit[/]",
+    "deep": {"a": json.loads("[" * 60 + "1" + "]" * 60)},  # within the 64-level limit
+}
+
+
+async def controlled(job: Job) -> None:
+    raise ValidationError(CONTROL_ERROR)
+
+
+async def test_control_characters_are_shown_as_escapes_never_sent_to_the_terminal(
+    appliance_factory: StartAppliance,
+    short_dir: Path,  # noqa: F811
+) -> None:
+    path = short_dir / "admin.sock"
+    appliance = await appliance_factory(
+        handlers={WORK: controlled},
+        queues={WORK: {"tier": "low"}},
+        pools={"low": 2},
+        admin=admin_section(socket_enabled=True, socket_path=str(path)),
+    )
+    await appliance.client.enqueue(WORK, CONTROL_PAYLOAD)
+
+    async def dead() -> bool:
+        return await appliance.store.pool.fetchval("SELECT count(*) FROM fleetbox.dead_letters") == 1
+
+    await wait_for(dead, timeout=30)
+    app = FleetboxTUI(UnixSocketClient(path, operator="alice"), reconnect_delays=(0.2,))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await live(app, pilot)
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, DeadLettersScreen)
+        await until(pilot, lambda: len(screen.letters) == 1, deadline=20)
+        await settle(app, pilot)
+        on_screen = seen(screen.table)
+        assert "boom \\x1b[2J\\x1b[31mred" in on_screen and "\x1b" not in on_screen
+
+        await pilot.press("enter")
+        job = app.screen
+        assert isinstance(job, JobDetailScreen)
+        await until(pilot, lambda: job.job is not None, deadline=20)
+        await settle(app, pilot)
+        payload = seen(job.query_one("#job-payload"))
+        # JSON's own escapes for the controls; the markup and the number as they are
+        assert "\\u001b]0;owned\\u0007" in payload and "\\u009b2J" in payload
+        assert "[@click=app.quit]quit[/]" in payload and str(10**40) in payload
+        await pilot.press("l")
+        errors = seen(job.query_one("#job-errors"))
+        assert "boom \\x1b[2J\\x1b[31mred \\x9b31m bell\\x07 [/bogus]" in errors
+        for widget in ("#job-title", "#job-timeline", "#job-review"):
+            assert not any(c in seen(job.query_one(widget)) for c in "\x1b\x9b\x07")
         assert app.is_running

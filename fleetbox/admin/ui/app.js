@@ -343,6 +343,8 @@ function limitText(l) {
     const per = l.per ?? "appliance";
     parts.push(per === "appliance" ? `${l.concurrency} at once` : `${l.concurrency} per ${per}`);
   }
+  if (l.appConcurrency !== undefined) parts.push(`${l.appConcurrency} at once`);
+  if (l.inUse) parts.push(`${l.inUse} busy`);
   return parts.join(" ") || "–";
 }
 

@@ -8,10 +8,24 @@ from textual.widgets import DataTable, Static
 
 from fleetbox.tui.client import ClientError, Json
 from fleetbox.tui.screens.base import LiveScreen
-from fleetbox.tui.widgets.text import ago
+from fleetbox.tui.widgets.text import ago, field, plain
 
 #: how many alerts the screen shows
 LIMIT = 200
+
+
+def alert_cells(alert: Json, now: float) -> list[Text]:
+    """An alert's row (plain text, whatever the values' types)."""
+    status = field(alert, "status")
+    is_open = status == "open"
+    return [
+        Text("OPEN" if is_open else plain(status), style="bold red" if is_open else "dim"),
+        Text(plain(field(alert, "kind"))),
+        Text(plain(field(alert, "queue") or "(all)")),
+        Text(ago(field(alert, "openedAt"), now)),
+        Text(ago(field(alert, "resolvedAt"), now)),
+        Text(plain(field(alert, "message"), "")),
+    ]
 
 
 class AlertsScreen(LiveScreen):
@@ -52,22 +66,15 @@ class AlertsScreen(LiveScreen):
             self.notify(f"Alerts: {exc}", severity="error")
             return
         # open first (newest first within each group, as the appliance lists them)
-        self.alerts = [a for a in alerts if a["status"] == "open"] + [a for a in alerts if a["status"] != "open"]
+        self.alerts = [a for a in alerts if field(a, "status") == "open"] + [
+            a for a in alerts if field(a, "status") != "open"
+        ]
         table = self.query_one("#alerts", DataTable)
         row = table.cursor_row
         table.clear()
         now = self.fb.now()
         for alert in self.alerts:
-            is_open = alert["status"] == "open"
-            table.add_row(
-                Text(alert["status"].upper() if is_open else alert["status"], style="bold red" if is_open else "dim"),
-                Text(alert["kind"]),
-                Text(alert.get("queue") or "(all)"),
-                Text(ago(alert.get("openedAt"), now)),
-                Text(ago(alert.get("resolvedAt"), now)),
-                Text(alert.get("message") or ""),
-                key=str(alert["id"]),
-            )
+            table.add_row(*alert_cells(alert, now), key=plain(field(alert, "id")))
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1), animate=False)
         self.loaded = True
@@ -80,7 +87,7 @@ class AlertsScreen(LiveScreen):
         if opened is not None and self._open_seen is not None and opened != self._open_seen:
             self.action_reload()
         self._open_seen = opened
-        n_open = sum(1 for a in self.alerts if a["status"] == "open")
+        n_open = sum(1 for a in self.alerts if field(a, "status") == "open")
         self.query_one("#alerts-summary", Static).update(
             Text(f" {n_open} open · {len(self.alerts) - n_open} resolved (latest {LIMIT})", style="bold")
         )

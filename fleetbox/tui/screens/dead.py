@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Input, Static
 from fleetbox.tui.client import ClientError, DeadFilter, DeadPage, Disconnected, Json
 from fleetbox.tui.screens.base import LiveScreen, cursor_key
 from fleetbox.tui.widgets.modals import ConfirmModal, GroupsModal, Review, ReviewModal, TypedConfirmModal
-from fleetbox.tui.widgets.text import DASH, ago
+from fleetbox.tui.widgets.text import DASH, ago, field, plain
 
 #: dead letters per request
 PAGE = 200
@@ -44,18 +44,19 @@ _REVIEWED_LABEL = {False: "unreviewed", True: "reviewed", None: "reviewed or not
 
 
 def cells(letter: Json, now: float, marked: bool) -> list[Text]:
-    """A dead letter's row."""
-    reviewer = letter.get("reviewedBy")
+    """A dead letter's row (plain text, whatever the values' types)."""
     return [
         MARK if marked else NO_MARK,
-        Text(str(letter["id"]), justify="right"),
-        Text(ago(letter.get("failedAt"), now)),
-        Text(letter["queue"]),
-        Text(str(letter["jobId"]), justify="right"),
-        Text(str(letter["attempts"]), justify="right"),
-        Text(letter.get("errorClass") or DASH, style="red"),
-        Text(letter.get("error") or "", no_wrap=True, overflow="ellipsis"),
-        Text(f"✎ {reviewer}", style="green") if letter.get("reviewed") else Text(DASH, style="dim"),
+        Text(plain(field(letter, "id")), justify="right"),
+        Text(ago(field(letter, "failedAt"), now)),
+        Text(plain(field(letter, "queue"))),
+        Text(plain(field(letter, "jobId")), justify="right"),
+        Text(plain(field(letter, "attempts")), justify="right"),
+        Text(plain(field(letter, "errorClass") or None), style="red"),
+        Text(plain(field(letter, "error"), ""), no_wrap=True, overflow="ellipsis"),
+        Text(f"✎ {plain(field(letter, 'reviewedBy'))}", style="green")
+        if field(letter, "reviewed")
+        else Text(DASH, style="dim"),
     ]
 
 

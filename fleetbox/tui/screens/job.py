@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 from rich.json import JSON
 from rich.text import Text
@@ -17,35 +19,125 @@ from fleetbox.tui.client import ClientError, Json
 from fleetbox.tui.screens.base import LiveScreen
 from fleetbox.tui.widgets.header import StatusBar
 from fleetbox.tui.widgets.modals import ConfirmModal, Review, ReviewModal
-from fleetbox.tui.widgets.text import DASH, ago, clock, epoch, ms
+from fleetbox.tui.widgets.text import ago, clock, epoch, field, ms, plain
 
 #: how the Review tab names the audit log's dead-letter actions
 ACTION_NAMES = {"dead.review": "reviewed", "dead.retry": "retried", "dead.discard": "discarded"}
 
 
+def _list(value: object) -> list[Json]:
+    """The objects of a list the appliance sent (anything else in it, or no list: left out)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def timeline(letter: Json, job: Json | None) -> list[tuple[str, str]]:
     """(time, what happened) oldest first, from the dead letter and, when still there, its job."""
-    events: list[tuple[str, str]] = [(letter["jobCreatedAt"], f"created on {letter['queue']}")]
-    attempts = (job or {}).get("history") or letter.get("history") or []
+    get = partial(field, letter)
+    events: list[tuple[object, str]] = [(get("jobCreatedAt"), f"created on {plain(get('queue'))}")]
+    attempts = _list(field(job, "history")) or _list(get("history"))
     for a in attempts:
-        worker = f" on {a['workerId']}" if a.get("workerId") else ""
-        events.append((a["startedAt"], f"attempt {a['attempt']} started{worker}"))
+        worker = f" on {plain(a.get('workerId'))}" if a.get("workerId") else ""
+        attempt = plain(a.get("attempt"))
+        events.append((a.get("startedAt"), f"attempt {attempt} started{worker}"))
         if a.get("finishedAt"):
-            outcome = a.get("outcome") or "finished"
+            outcome = plain(a.get("outcome") or "finished")
+            error_class = plain(a.get("errorClass"), "")
             events.append(
-                (
-                    a["finishedAt"],
-                    f"attempt {a['attempt']} {outcome} after {ms(a.get('durationMs'))}: {a.get('errorClass') or ''}",
-                )
+                (a["finishedAt"], f"attempt {attempt} {outcome} after {ms(a.get('durationMs'))}: {error_class}")
             )
-    events.append((letter["failedAt"], f"dead after {letter['attempts']} attempts: {letter.get('errorClass')}"))
-    if letter.get("reviewedAt"):
-        events.append((letter["reviewedAt"], f"reviewed by {letter.get('reviewedBy')}"))
-    if letter.get("retriedAt"):
-        events.append((letter["retriedAt"], f"retried as job {letter.get('retriedJobId')}"))
-    if letter.get("discardedAt"):
-        events.append((letter["discardedAt"], "discarded"))
-    return sorted(events, key=lambda e: epoch(e[0]) or 0.0)
+    events.append(
+        (get("failedAt"), f"dead after {plain(get('attempts'))} attempts: {plain(get('errorClass'), 'None')}")
+    )
+    if get("reviewedAt"):
+        events.append((get("reviewedAt"), f"reviewed by {plain(get('reviewedBy'), 'None')}"))
+    if get("retriedAt"):
+        events.append((get("retriedAt"), f"retried as job {plain(get('retriedJobId'), 'None')}"))
+    if get("discardedAt"):
+        events.append((get("discardedAt"), "discarded"))
+    ordered = sorted(events, key=lambda e: epoch(e[0]) or 0.0)
+    return [(when if isinstance(when, str) else plain(when), what) for when, what in ordered]
+
+
+def payload_view(payload: object) -> JSON | Text:
+    """The payload as highlighted JSON; escaped to ASCII when its text holds characters a
+    terminal would act on; a note when it cannot be shown at all (too deep to encode)."""
+    try:
+        text = json.dumps(payload, ensure_ascii=False, default=str)
+        view = JSON(text)
+        if plain(view.text.plain, "") != view.text.plain:
+            view = JSON(text, ensure_ascii=True)
+    except (ValueError, RecursionError) as exc:
+        return Text(f"(the payload cannot be shown: {type(exc).__name__})", style="dim")
+    return view
+
+
+@dataclass(frozen=True, slots=True)
+class DetailText:
+    """What each part of the job detail shows."""
+
+    title: Text
+    payload: JSON | Text
+    errors: Text
+    timeline: Text
+    review: Text
+
+
+def detail_text(letter: Json, job: Json | None, payload: object, *, now: float, index: int, total: int) -> DetailText:
+    """The job detail's title and tabs for a dead letter (and its job, once loaded): plain text,
+    whatever the values' types."""
+    get = partial(field, letter)
+    reviewed = bool(get("reviewed"))
+    title = Text()
+    title.append(f" dead letter {plain(get('id'))} ", style="bold reverse")
+    title.append(
+        f"  job {plain(get('jobId'))} · {plain(get('queue'))} · {plain(get('attempts'))} attempts · "
+        f"dead {ago(get('failedAt'), now)} · {plain(get('status'))} · "
+    )
+    title.append(
+        f"reviewed by {plain(get('reviewedBy'))}" if reviewed else "not reviewed",
+        style="green" if reviewed else "bold yellow",
+    )
+    title.append(f"   ({index + 1} of {total})", style="dim")
+
+    errors = Text()
+    attempts = _list(get("history"))
+    for a in reversed(attempts):
+        errors.append(f"attempt {plain(a.get('attempt'))}", style="bold")
+        errors.append(
+            f"  {clock(a.get('startedAt'))} · {ms(a.get('durationMs'))} · {plain(a.get('outcome'), 'None')}\n"
+        )
+        errors.append(f"  {plain(a.get('errorClass') or None)}: ", style="bold red")
+        errors.append(f"{plain(a.get('error'), '')}\n\n")
+    if not attempts:
+        errors.append(f"{plain(get('errorClass'), 'None')}: {plain(get('error'), 'None')}\n")
+
+    lines = Text()
+    for when, what in timeline(letter, job):
+        lines.append(f"{clock(when)}  ", style="bold")
+        lines.append(f"{what}\n")
+    if job is None:
+        lines.append("\n(the job's own record is archived or still loading: times from the dead letter)", style="dim")
+
+    review = Text()
+    if reviewed:
+        review.append(f"Reviewed by {plain(get('reviewedBy'), 'None')} at {clock(get('reviewedAt'))}\n\n", style="bold")
+        review.append(plain(get("resolutionNotes") or "(no notes)"))
+    else:
+        review.append("Not reviewed yet. Press m to review, with notes.", style="bold yellow")
+    if get("retriedAt"):
+        review.append(f"\n\nRetried at {clock(get('retriedAt'))} as job {plain(get('retriedJobId'), 'None')}")
+    if get("discardedAt"):
+        review.append(f"\n\nDiscarded at {clock(get('discardedAt'))}")
+    actions = _list(field(job, "operatorActions"))
+    if actions:
+        review.append("\n\nHistory (the audit log)\n", style="bold")
+        for action in actions:
+            name = action.get("action", "")
+            verb = ACTION_NAMES.get(name, plain(name, "")) if isinstance(name, str) else plain(name)
+            review.append(f"{clock(action.get('at'))}  {plain(action.get('actor'), 'None')} {verb}")
+            notes = field(action.get("details"), "notes")
+            review.append(f": {plain(notes)}\n" if notes else "\n")
+    return DetailText(title, payload_view(payload), errors, lines, review)
 
 
 class JobDetailScreen(LiveScreen):
@@ -118,64 +210,14 @@ class JobDetailScreen(LiveScreen):
         return self.letter.get("dataPreview")
 
     def _fill(self) -> None:
-        letter = self.letter
-        now = self.fb.now()
-        title = Text()
-        title.append(f" dead letter {letter['id']} ", style="bold reverse")
-        title.append(
-            f"  job {letter['jobId']} · {letter['queue']} · {letter['attempts']} attempts · "
-            f"dead {ago(letter.get('failedAt'), now)} · {letter['status']} · "
+        shown = detail_text(
+            self.letter, self.job, self._payload(), now=self.fb.now(), index=self.index, total=len(self.letters)
         )
-        title.append(
-            f"reviewed by {letter['reviewedBy']}" if letter.get("reviewed") else "not reviewed",
-            style="green" if letter.get("reviewed") else "bold yellow",
-        )
-        title.append(f"   ({self.index + 1} of {len(self.letters)})", style="dim")
-        self.query_one("#job-title", Static).update(title)
-        self.query_one("#job-payload", Static).update(JSON(json.dumps(self._payload(), ensure_ascii=False)))
-
-        errors = Text()
-        attempts = letter.get("history") or []
-        for a in reversed(attempts):
-            errors.append(f"attempt {a.get('attempt')}", style="bold")
-            errors.append(f"  {clock(a.get('startedAt'))} · {ms(a.get('durationMs'))} · {a.get('outcome')}\n")
-            errors.append(f"  {a.get('errorClass') or DASH}: ", style="bold red")
-            errors.append(f"{a.get('error') or ''}\n\n")
-        if not attempts:
-            errors.append(f"{letter.get('errorClass')}: {letter.get('error')}\n")
-        self.query_one("#job-errors", Static).update(errors)
-
-        lines = Text()
-        for when, what in timeline(letter, self.job):
-            lines.append(f"{clock(when)}  ", style="bold")
-            lines.append(f"{what}\n")
-        if self.job is None:
-            lines.append(
-                "\n(the job's own record is archived or still loading: times from the dead letter)", style="dim"
-            )
-        self.query_one("#job-timeline", Static).update(lines)
-
-        review = Text()
-        if letter.get("reviewed"):
-            review.append(
-                f"Reviewed by {letter.get('reviewedBy')} at {clock(letter.get('reviewedAt'))}\n\n", style="bold"
-            )
-            review.append(letter.get("resolutionNotes") or "(no notes)")
-        else:
-            review.append("Not reviewed yet. Press m to review, with notes.", style="bold yellow")
-        if letter.get("retriedAt"):
-            review.append(f"\n\nRetried at {clock(letter['retriedAt'])} as job {letter.get('retriedJobId')}")
-        if letter.get("discardedAt"):
-            review.append(f"\n\nDiscarded at {clock(letter['discardedAt'])}")
-        actions = (self.job or {}).get("operatorActions") or []
-        if actions:
-            review.append("\n\nHistory (the audit log)\n", style="bold")
-            for action in actions:
-                verb = ACTION_NAMES.get(action.get("action", ""), action.get("action", ""))
-                review.append(f"{clock(action.get('at'))}  {action.get('actor')} {verb}")
-                notes = (action.get("details") or {}).get("notes")
-                review.append(f": {notes}\n" if notes else "\n")
-        self.query_one("#job-review", Static).update(review)
+        self.query_one("#job-title", Static).update(shown.title)
+        self.query_one("#job-payload", Static).update(shown.payload)
+        self.query_one("#job-errors", Static).update(shown.errors)
+        self.query_one("#job-timeline", Static).update(shown.timeline)
+        self.query_one("#job-review", Static).update(shown.review)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Retry, review and discard only an open dead letter."""

@@ -3,6 +3,9 @@ recent errors grouped by class (enter on one opens its dead letters)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -10,9 +13,23 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Sparkline, Static
 
+from fleetbox.protocol import QueueRow
 from fleetbox.tui.client import ClientError, DeadFilter, Json
 from fleetbox.tui.screens.base import LiveScreen
-from fleetbox.tui.widgets.text import ago, backlog, count, duration, limit_text, ms, unconsumed
+from fleetbox.tui.widgets.text import (
+    ago,
+    backlog,
+    count,
+    duration,
+    field,
+    finite,
+    fixed,
+    held_for,
+    limit_text,
+    ms,
+    plain,
+    unconsumed,
+)
 
 #: the window of "recent errors"
 ERROR_MINUTES = 60
@@ -25,6 +42,58 @@ CHARTS = (
     ("avg", "avg ms   ", ""),
     ("p95", "p95 ms   ", ""),
 )
+
+
+def error_cells(error: Json, now: float) -> list[Text]:
+    """A row of the recent errors (plain text, whatever the values' types)."""
+    return [
+        Text(plain(field(error, "errorClass")), style="bold red"),
+        Text(count(field(error, "count")), justify="right"),
+        Text(ago(field(error, "lastAt"), now)),
+        Text(plain(field(error, "lastMessage"), "")),
+    ]
+
+
+def state_line(queue: str, row: QueueRow, now: float) -> Text:
+    """The queue detail's state lines from its latest figures (plain text, whatever the types)."""
+    get = partial(field, row)
+    paused = get("paused") is True
+    line = Text()
+    line.append(f" {plain(queue)} ", style="bold reverse")
+    line.append(f"  tier {plain(get('tier'))} · ")
+    line.append("PAUSED" if paused else "running", style="bold yellow" if paused else "green")
+    workers = get("workers")
+    line.append(f" · workers {count(field(workers, 'busy'))}/{count(field(workers, 'size'))} busy")
+    consumers = get("consumers")
+    if consumers is not None:
+        line.append(f" · {count(consumers)} appliance{'s' if consumers != 1 else ''} can run it")
+    if unconsumed(row):
+        line.append(
+            f"\n ⚠ no live appliance can run {plain(queue)}: {count(backlog(row))} "
+            f"job{'s' if backlog(row) != 1 else ''} not yet started, for an appliance that has its handler",
+            style="bold yellow",
+        )
+    line.append(
+        f"\n waiting {count(get('waiting'))} · scheduled {count(get('scheduled'))} · running "
+        f"{count(get('running'))} · retrying {count(get('retrying'))} · dead unreviewed "
+        f"{count(get('deadUnreviewed'))} · oldest waiting {duration(get('oldestWaitingSeconds'))}"
+    )
+    limiter = get("limiter")
+    if not isinstance(limiter, Mapping):
+        line.append("\n rate limiter: none")
+    else:
+        line.append(
+            f"\n rate limiter {plain(field(limiter, 'resource'))}: {limit_text(limiter)}, "
+            f"{count(field(limiter, 'waits'))} waits, {count(field(limiter, 'throttled'))} throttled (429)"
+        )
+        upload = finite(field(limiter, "uploadBytes"))
+        if upload is not None:
+            period = duration(field(limiter, "uploadPeriodSeconds"))
+            line.append(f" · uploads {upload / 1024**2:.3g} MiB per {period} per mailbox")
+        held = held_for(limiter, now)
+        if held is not None:
+            line.append(f" · held for {duration(held)} (Retry-After)", style="bold yellow")
+    return line
 
 
 class QueueDetailScreen(LiveScreen):
@@ -89,12 +158,9 @@ class QueueDetailScreen(LiveScreen):
         table.clear()
         now = self.fb.now()
         for error in self.errors:
+            error_class = field(error, "errorClass")
             table.add_row(
-                Text(error["errorClass"], style="bold red"),
-                Text(count(error["count"]), justify="right"),
-                Text(ago(error.get("lastAt"), now)),
-                Text(error.get("lastMessage") or ""),
-                key=error["errorClass"],
+                *error_cells(error, now), key=error_class if isinstance(error_class, str) else plain(error_class)
             )
         self.loaded = True
 
@@ -107,45 +173,15 @@ class QueueDetailScreen(LiveScreen):
         if row is None:
             status.update(Text(f"{self.queue}: not in the latest figures (removed from the configuration?)"))
             return
-        line = Text()
-        line.append(f" {self.queue} ", style="bold reverse")
-        line.append(f"  tier {row['tier']} · ")
-        line.append("PAUSED" if row["paused"] else "running", style="bold yellow" if row["paused"] else "green")
-        workers = row["workers"]
-        line.append(f" · workers {workers['busy']}/{workers['size']} busy")
-        consumers = row.get("consumers")
-        if consumers is not None:
-            line.append(f" · {consumers} appliance{'s' if consumers != 1 else ''} can run it")
-        if unconsumed(row):
-            line.append(
-                f"\n ⚠ no live appliance can run {self.queue}: {count(backlog(row))} "
-                f"job{'s' if backlog(row) != 1 else ''} not yet started, for an appliance that has its handler",
-                style="bold yellow",
-            )
-        line.append(
-            f"\n waiting {count(row['waiting'])} · scheduled {count(row['scheduled'])} · running "
-            f"{count(row['running'])} · retrying {count(row['retrying'])} · dead unreviewed "
-            f"{count(row['deadUnreviewed'])} · oldest waiting {duration(row['oldestWaitingSeconds'])}"
-        )
-        limiter = row["limiter"]
-        if limiter is None:
-            line.append("\n rate limiter: none")
-        else:
-            line.append(
-                f"\n rate limiter {limiter['resource']}: {limit_text(limiter)}, "
-                f"{limiter['waits']:,} waits, {limiter['throttled']:,} throttled (429)"
-            )
-            if limiter["pausedUntil"] is not None and limiter["pausedUntil"] > now:
-                line.append(f" · held for {duration(limiter['pausedUntil'] - now)} (Retry-After)", style="bold yellow")
-        status.update(line)
+        status.update(state_line(self.queue, row, now))
         series = state.series.get(self.queue)
         if series is None:
             return
         charts = (
-            ("done", series.done_per_minute, f"{row['donePerMinute']:,.0f}/min"),
-            ("fail", series.failure_rate, f"{row['failureRate']:.1f}%"),
-            ("avg", series.avg_ms, ms(row["avgMs"])),
-            ("p95", series.p95_ms, ms(row["p95Ms"])),
+            ("done", series.done_per_minute, f"{fixed(field(row, 'donePerMinute'), ',.0f')}/min"),
+            ("fail", series.failure_rate, f"{fixed(field(row, 'failureRate'), '.1f')}%"),
+            ("avg", series.avg_ms, ms(field(row, "avgMs"))),
+            ("p95", series.p95_ms, ms(field(row, "p95Ms"))),
         )
         for name, data, value in charts:
             self.query_one(f"#chart-{name}", Sparkline).data = list(data) or [0.0]

@@ -11,9 +11,24 @@ from textual.widgets import DataTable, Input
 from fleetbox.protocol import QueueRow
 from fleetbox.tui.client import DeadFilter
 from fleetbox.tui.screens.base import LiveScreen, cursor_key
-from fleetbox.tui.widgets.text import NO_CONSUMER, count, duration, limiter_text, ms, trend, unconsumed
+from fleetbox.tui.widgets.text import (
+    DASH,
+    NO_CONSUMER,
+    count,
+    duration,
+    field,
+    finite,
+    fixed,
+    limiter_text,
+    ms,
+    plain,
+    trend,
+    unconsumed,
+    whole,
+)
 
 _TIER_ORDER = {"high": 0, "medium": 1, "low": 2}
+_TIER_SHORT = {"high": "high", "medium": "med", "low": "low"}
 TREND_WIDTH = 9
 #: (key, label, width); numbers are right-aligned
 COLUMNS = [
@@ -43,32 +58,37 @@ def _right(text: str, style: str = "") -> Text:
 
 
 def row_cells(row: QueueRow, trend_text: str, now: float) -> dict[str, Text]:
-    """A queue's cells by column key (``trend_text``: its sparkline, see :func:`trend`)."""
-    fail = row["failureRate"]
-    oldest = row["oldestWaitingSeconds"]
-    workers = row["workers"]
+    """A queue's cells by column key (``trend_text``: its sparkline, see :func:`trend`). Any value
+    of the row may be of another type than the protocol says: it is shown, never raised on."""
+    fail = finite(field(row, "failureRate"))
+    workers = field(row, "workers")
+    paused = field(row, "paused") is True
+    retrying, dead = field(row, "retrying"), field(row, "deadUnreviewed")
     if unconsumed(row):
-        name = Text(f"{NO_CONSUMER}{row['name']}", style="bold yellow")
+        name = Text(f"{NO_CONSUMER}{plain(field(row, 'name'))}", style="bold yellow")
         state = Text("no app", style="bold yellow")
     else:
-        name = Text(row["name"], style="bold" if not row["paused"] else "dim")
-        state = Text("PAUSED", style="bold yellow") if row["paused"] else Text("run", style="green")
+        name = Text(plain(field(row, "name")), style="bold" if not paused else "dim")
+        state = Text("PAUSED", style="bold yellow") if paused else Text("run", style="green")
+    tier = field(row, "tier")
     return {
         "name": name,
-        "tier": Text({"high": "high", "medium": "med", "low": "low"}[row["tier"]]),
+        "tier": Text(_TIER_SHORT[tier] if isinstance(tier, str) and tier in _TIER_SHORT else plain(tier)),
         "state": state,
-        "waiting": _right(count(row["waiting"])),
-        "scheduled": _right(count(row["scheduled"])),
-        "running": _right(count(row["running"])),
-        "retrying": _right(count(row["retrying"]), "yellow" if row["retrying"] else ""),
-        "dead": _right(count(row["deadUnreviewed"]), "bold red" if row["deadUnreviewed"] else ""),
-        "done": _right(f"{row['donePerMinute']:,.0f}"),
-        "fail": _right(f"{fail:.1f}", "bold red" if fail >= FAIL_WARN else ""),
-        "avg": _right(ms(row["avgMs"])),
-        "p95": _right(ms(row["p95Ms"])),
-        "oldest": _right(duration(oldest)),
-        "workers": _right(f"{workers['busy']}/{workers['size']}"),
-        "limiter": limiter_text(row["limiter"], now),
+        "waiting": _right(count(field(row, "waiting"))),
+        "scheduled": _right(count(field(row, "scheduled"))),
+        "running": _right(count(field(row, "running"))),
+        "retrying": _right(count(retrying), "yellow" if whole(retrying) else ""),
+        "dead": _right(count(dead), "bold red" if whole(dead) else ""),
+        "done": _right(fixed(field(row, "donePerMinute"), ",.0f")),
+        "fail": _right(
+            DASH if fail is None else f"{fail:.1f}", "bold red" if fail is not None and fail >= FAIL_WARN else ""
+        ),
+        "avg": _right(ms(field(row, "avgMs"))),
+        "p95": _right(ms(field(row, "p95Ms"))),
+        "oldest": _right(duration(field(row, "oldestWaitingSeconds"))),
+        "workers": _right(f"{count(field(workers, 'busy'))}/{count(field(workers, 'size'))}"),
+        "limiter": limiter_text(field(row, "limiter"), now),
         "trend": Text(trend_text, style="cyan"),
     }
 

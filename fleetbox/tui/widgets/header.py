@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from fleetbox.tui.state import Link, LiveState
-from fleetbox.tui.widgets.text import duration
+from fleetbox.tui.widgets.text import duration, plain
 
 SIMULATED = Text(" SIMULATED GRAPH: Microsoft Graph is simulated; no message leaves this appliance ")
 
@@ -77,4 +77,4 @@ class StatusBar(Vertical):
             retry = "" if state.retry_at is None else f"; retrying in {duration(max(0.0, state.retry_at - now))}"
             shown = "no data yet" if age is None else f"data shown is {duration(age)} old"
             # the reason is an exception's text (the appliance's words): plain text, never markup
-            banner.update(Text(f" ✕ disconnected: {state.down_reason} · {shown}{retry} "), layout=False)
+            banner.update(Text(f" ✕ disconnected: {plain(state.down_reason)} · {shown}{retry} "), layout=False)
