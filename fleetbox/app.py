@@ -35,7 +35,7 @@ from fleetbox.admin.server import fleetbox_version
 from fleetbox.admin.stream import LimiterSource, Stream
 from fleetbox.alerts.delivery import AlertDelivery
 from fleetbox.client import Client
-from fleetbox.config import Settings
+from fleetbox.config import Settings, redaction_of
 from fleetbox.errors import ConfigError, DatabaseError, SchemaNotReady
 from fleetbox.graph.runtime import GraphRuntime
 from fleetbox.models import Clock, QueueDepth, SystemClock
@@ -127,7 +127,13 @@ class Appliance:
         )
         self.metrics = Metrics()
         self.supervisor = Supervisor(on_failure=self._task_failed)
-        self.service = Service(self.store, clock=self.clock, limits=cfg.limits(), thresholds=mon.thresholds())
+        self.service = Service(
+            self.store,
+            clock=self.clock,
+            limits=cfg.limits(),
+            thresholds=mon.thresholds(),
+            redaction=redaction_of(settings),
+        )
         self.client = Client.for_service(self.service)
         #: the Graph processors, client, limiters (and the simulator when Graph is simulated)
         self.graph = GraphRuntime(settings, self.store, self.metrics, self.clock)
@@ -371,7 +377,7 @@ class Appliance:
         )
         self.worker.apply(self.settings, registry)
         await self.worker.refresh_experiments()
-        self.service.apply(limits, settings.monitor.thresholds())
+        self.service.apply(limits, settings.monitor.thresholds(), redaction_of(settings))
         self.monitor.configure(
             window_seconds=settings.monitor.window_seconds, depth_cache_seconds=settings.monitor.depth_cache_seconds
         )

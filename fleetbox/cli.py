@@ -117,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="run the appliance until SIGTERM or SIGINT")
     run.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
+    run.add_argument(
+        "--simulate-faults",
+        choices=["throttle", "outage", "mixed"],
+        metavar="PROFILE",
+        help="rehearse Graph faults in the built-in simulator: throttle, outage or mixed "
+        "(sets graph.simulator.faults.profile; refused when a real Graph is configured)",
+    )
 
     sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
 
@@ -161,6 +168,11 @@ def _parser() -> argparse.ArgumentParser:
 
     job = sub.add_parser("job", parents=[common], help="show a job and its attempts")
     job.add_argument("job_id", type=_job_id)
+    job.add_argument(
+        "--reveal",
+        action="store_true",
+        help="the payload in full, not masked by the queue's redaction policy (written to the audit log)",
+    )
 
     jobs = sub.add_parser("jobs", parents=[common, filters], help="a queue's jobs, filtered by state")
     jobs.add_argument("queue")
@@ -252,6 +264,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     for (section, key), value in direct.items():
         if value is not None:
             flags.setdefault(section, {})[key] = value
+    if getattr(args, "simulate_faults", None) is not None:
+        flags = _deep(flags, {"graph": {"simulator": {"faults": {"profile": args.simulate_faults}}}})
     return flags
 
 
@@ -477,9 +491,15 @@ async def _with_database(
             return 0
         if args.command == "subscriptions":
             return await _subscriptions(store, as_json=args.json)
+        from fleetbox.config import redaction_of
         from fleetbox.service import Service
 
-        service = Service(store, limits=settings.appliance.limits(), thresholds=settings.monitor.thresholds())
+        service = Service(
+            store,
+            limits=settings.appliance.limits(),
+            thresholds=settings.monitor.thresholds(),
+            redaction=redaction_of(settings),
+        )
         if args.command == "retry-report":
             from fleetbox import cli_experiments
 
@@ -553,7 +573,10 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
             )
         return 0
     if args.command == "job":
-        info = await service.jobs.get(args.job_id)
+        if args.reveal:
+            info = (await service.jobs.reveal(args.job_id, actor=_cli_actor())).job
+        else:
+            info = await service.jobs.get(args.job_id)
         relations = await service.dependencies.relations(args.job_id)
         graph: dict[str, Any] = {
             "parents": [_jsonable(link) for link in relations.parents],
@@ -596,6 +619,16 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
     await dead.discard(args.dead_letter_id, actor=args.by)
     print(f"dead letter {args.dead_letter_id} discarded")
     return 0
+
+
+def _cli_actor() -> str:
+    """Who runs the command, for the audit log: ``cli:<login name>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"[:200]
+    except (KeyError, OSError):  # no login name for this uid (a bare container)
+        return "cli"
 
 
 async def _jobs(args: argparse.Namespace, service: Service) -> int:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from fleetbox import payloads, rules
-from fleetbox.config import Settings
+from fleetbox.config import Settings, redaction_of
 from fleetbox.errors import InvalidInput
 from fleetbox.models import (
     Clock,
@@ -29,6 +29,7 @@ from fleetbox.models import (
     QueueDepth,
     QueueInfo,
 )
+from fleetbox.redaction import Redaction
 from fleetbox.service import Service
 from fleetbox.service.dead_letters import check_filter
 from fleetbox.service.dependencies import CancelResult, Relations, Step, WorkflowInfo, WorkflowResult
@@ -50,6 +51,8 @@ class Client:
         clock: the time of due dates and retries (tests pass a ManualClock).
         max_payload_bytes, max_payload_depth: the payload limits (``[appliance]`` settings).
         actor: who acts, in the audit log, when a method is not told.
+        redaction: what of each queue's payloads is masked when jobs and dead letters are read
+            (default: the built-in policies; :meth:`from_settings` uses the settings' own).
     """
 
     def __init__(
@@ -60,9 +63,10 @@ class Client:
         max_payload_bytes: int = rules.DEFAULT_MAX_PAYLOAD_BYTES,
         max_payload_depth: int = rules.DEFAULT_MAX_PAYLOAD_DEPTH,
         actor: str = "client",
+        redaction: Redaction | None = None,
     ) -> None:
         limits = rules.Limits(max_payload_bytes=max_payload_bytes, max_payload_depth=max_payload_depth)
-        self._init(Service(store, clock=clock, limits=limits), actor)
+        self._init(Service(store, clock=clock, limits=limits, redaction=redaction), actor)
 
     def _init(self, service: Service, actor: str) -> None:
         self.service = service
@@ -86,7 +90,8 @@ class Client:
 
     @classmethod
     def from_settings(cls, settings: Settings, dsn: str, **kwargs: Any) -> _Connecting:
-        """Like :meth:`connect`, with the schema and payload limits of ``settings``."""
+        """Like :meth:`connect`, with the schema, payload limits and redaction policies of ``settings``."""
+        kwargs.setdefault("redaction", redaction_of(settings))
         kwargs.setdefault("max_payload_bytes", settings.appliance.max_payload_bytes)
         kwargs.setdefault("max_payload_depth", settings.appliance.max_payload_depth)
         return _Connecting(cls, dsn, settings.database.schema_name, kwargs)
@@ -237,7 +242,8 @@ class Client:
     # -- jobs -----------------------------------------------------------------------------
 
     async def get_job(self, job_id: int) -> JobInfo:
-        """A job wherever it is, with every recorded attempt."""
+        """A job wherever it is, with every recorded attempt; its payload is masked by its queue's
+        redaction policy, as every reader of the service layer sees it."""
         return await self.service.jobs.get(job_id)
 
     async def job_relations(self, job_id: int) -> Relations:

@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from fleetbox import cron as fleetbox_cron
-from fleetbox import rules
+from fleetbox import redaction, rules
 from fleetbox.errors import ConfigError, InvalidInput
 from fleetbox.logs import redact_dsn as redact_dsn  # the one DSN redaction, re-exported for callers
 from fleetbox.models import Thresholds
@@ -274,6 +274,19 @@ class QueueSettings(_Section):
     #: a variant whose dead-letter rate passes this (with guardrail_min_jobs finished) is stopped
     guardrail_dead_rate: float = Field(0.5, gt=0, le=1)
     guardrail_min_jobs: int = Field(50, ge=1)
+    #: JSON paths masked wherever this queue's payloads leave the appliance (None: the built-in
+    #: default of a spec queue, if it has one; [] masks nothing). See fleetbox.redaction.
+    redact: list[str] | None = None
+
+    @field_validator("redact")
+    @classmethod
+    def _redact_paths(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        try:
+            return list(redaction.check_paths(value))
+        except redaction.PathError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("retry_variants")
     @classmethod
@@ -437,6 +450,152 @@ class SubscriptionSettings(_Section):
     )
 
 
+#: The built-in fault profiles of ``[graph.simulator.faults]`` (``fleetbox run --simulate-faults``):
+#: the value of every rate a profile sets; a key given in the table overrides its profile's value.
+FAULT_PROFILES: dict[str, dict[str, float]] = {
+    "none": {},
+    # Graph throttles one request in ten, each time for the resource it was aimed at (a mailbox, a chat).
+    "throttle": {"throttle_rate": 0.10, "retry_after_seconds": 3},
+    # Entra stops issuing tokens for 90 s (a minute after start, then every 10 minutes) and Graph
+    # answers every request 503 for 5 s every 2 minutes.
+    "outage": {
+        "entra_outage_seconds": 90,
+        "entra_outage_after_seconds": 60,
+        "entra_outage_every_seconds": 600,
+        "unavailable_burst_seconds": 5,
+        "unavailable_burst_every_seconds": 120,
+    },
+    # A bad day: all of the above at once, plus some of every per-request fault.
+    "mixed": {
+        "throttle_rate": 0.05,
+        "retry_after_seconds": 3,
+        "unavailable_rate": 0.02,
+        "gateway_timeout_rate": 0.01,
+        "unauthorized_rate": 0.01,
+        "slow_rate": 0.02,
+        "slow_seconds": 3,
+        "drop_rate": 0.01,
+        "entra_outage_seconds": 90,
+        "entra_outage_after_seconds": 60,
+        "entra_outage_every_seconds": 600,
+        "unavailable_burst_seconds": 5,
+        "unavailable_burst_every_seconds": 120,
+    },
+}
+#: what a rate or window not set by the profile nor the table is
+_FAULT_DEFAULTS: dict[str, float] = {
+    "throttle_rate": 0.0,
+    "retry_after_seconds": 2,
+    "unavailable_rate": 0.0,
+    "gateway_timeout_rate": 0.0,
+    "unauthorized_rate": 0.0,
+    "slow_rate": 0.0,
+    "slow_seconds": 3,
+    "drop_rate": 0.0,
+    "entra_outage_seconds": 0,
+    "entra_outage_after_seconds": 60,
+    "entra_outage_every_seconds": 0,
+    "unavailable_burst_seconds": 0,
+    "unavailable_burst_every_seconds": 120,
+}
+#: the per-request faults together may hit at most this share of requests (more is no rehearsal:
+#: nothing would get through)
+MAX_FAULT_SHARE = 0.5
+
+
+def _share() -> Any:
+    """A share of requests: None (the profile's), or 0 to 1."""
+    return Field(None, ge=0, le=1)
+
+
+class SimulatedFaultSettings(_Section):
+    """Faults the built-in Graph simulator injects (``[graph.simulator.faults]``), for rehearsals.
+
+    ``profile`` starts from a built-in set of rates (:data:`FAULT_PROFILES`); any key given here
+    overrides it. Rates are the share of Graph requests (0 to 1) answered with that fault; windows
+    are seconds of the appliance's clock, counted from its start. Only the built-in simulator
+    injects faults: with a real Graph configured the table is refused.
+    """
+
+    profile: Literal["none", "throttle", "outage", "mixed"] = "none"
+    #: a seed makes the random faults repeat from run to run (None: different each run)
+    seed: int | None = None
+    #: a regular expression searched in "METHOD /v1.0/path": only matching Graph requests get the
+    #: per-request faults and the 503 bursts (unset: every Graph request)
+    routes: str | None = Field(None, min_length=1, max_length=500)
+    #: 429 TooManyRequests with Retry-After; the resource (mailbox, chat, channel, else the URL)
+    #: then stays throttled for Retry-After, as Graph keeps it
+    throttle_rate: float | None = _share()
+    retry_after_seconds: int | None = Field(None, ge=1, le=300)
+    #: 503 serviceNotAvailable without Retry-After
+    unavailable_rate: float | None = _share()
+    #: 504 GatewayTimeout without Retry-After
+    gateway_timeout_rate: float | None = _share()
+    #: 401 InvalidAuthenticationToken: the token (one over a minute old) is revoked early
+    unauthorized_rate: float | None = _share()
+    #: answers that take slow_seconds longer
+    slow_rate: float | None = _share()
+    slow_seconds: float | None = Field(None, gt=0, le=60)
+    #: connections closed without an answer (before the request is acted on)
+    drop_rate: float | None = _share()
+    #: Entra's token endpoint answers 503 for this long (0: no outage) ...
+    entra_outage_seconds: float | None = Field(None, ge=0, le=3600)
+    #: ... starting this long after the appliance starts ...
+    entra_outage_after_seconds: float | None = Field(None, ge=0, le=86_400)
+    #: ... and again this often (0: once)
+    entra_outage_every_seconds: float | None = Field(None, ge=0, le=86_400)
+    #: every Graph request is answered 503 for this long (0: no bursts) ...
+    unavailable_burst_seconds: float | None = Field(None, ge=0, le=60)
+    #: ... once in every this many seconds (the first burst ends one period after start)
+    unavailable_burst_every_seconds: float | None = Field(None, gt=0, le=86_400)
+
+    def value(self, name: str) -> float:
+        """A rate or window in effect: the table's, else the profile's, else none."""
+        given = getattr(self, name)
+        if given is not None:
+            return float(given)
+        return float(FAULT_PROFILES[self.profile].get(name, _FAULT_DEFAULTS[name]))
+
+    @property
+    def active(self) -> bool:
+        """Whether any fault is injected at all."""
+        faults = ("throttle_rate", "unavailable_rate", "gateway_timeout_rate", "unauthorized_rate", "slow_rate")
+        windows = ("drop_rate", "entra_outage_seconds", "unavailable_burst_seconds")
+        return any(self.value(name) > 0 for name in faults + windows)
+
+    @field_validator("routes")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"routes is not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SimulatedFaultSettings:
+        rates = ("throttle_rate", "unavailable_rate", "gateway_timeout_rate", "unauthorized_rate", "drop_rate")
+        share = sum(self.value(name) for name in rates)
+        if share > MAX_FAULT_SHARE:
+            raise ValueError(
+                f"the per-request fault rates ({', '.join(rates)}) add up to {share:g}; at most "
+                f"{MAX_FAULT_SHARE:g}, or nothing gets through"
+            )
+        every = self.value("entra_outage_every_seconds")
+        if every and every <= self.value("entra_outage_seconds"):
+            raise ValueError("entra_outage_every_seconds must be longer than entra_outage_seconds (or 0: once)")
+        if self.value("unavailable_burst_every_seconds") <= self.value("unavailable_burst_seconds"):
+            raise ValueError("unavailable_burst_every_seconds must be longer than unavailable_burst_seconds")
+        return self
+
+
+class SimulatorSettings(_Section):
+    """The built-in Graph simulator (``[graph.simulator]``): used when no credentials are configured."""
+
+    faults: SimulatedFaultSettings = SimulatedFaultSettings()
+
+
 class GraphSettings(_Section):
     """Microsoft Graph: the app registration, where Graph and Entra are, and the webhook receiver.
 
@@ -486,6 +645,8 @@ class GraphSettings(_Section):
     identity_outage_wait_seconds: float = Field(600.0, ge=0, le=86_400)
     #: where attachment files are read from and written to. Unset: ``<appliance.data_dir>/attachments``
     files_dir: Path | None = None
+    #: the built-in simulator: fault injection for rehearsals (``[graph.simulator.faults]``)
+    simulator: SimulatorSettings = SimulatorSettings()
 
     @property
     def configured(self) -> bool:
@@ -503,6 +664,16 @@ class GraphSettings(_Section):
             raise ValueError("give client_secret or certificate_path (with certificate_thumbprint)")
         if self.certificate_path is not None and not self.certificate_thumbprint:
             raise ValueError("certificate_path needs certificate_thumbprint")
+        if self.simulator.faults.active and not (self.enabled and self.simulated):
+            why = (
+                "Graph delivery is off (enabled = false)"
+                if not self.enabled
+                else "a real Microsoft Graph is configured"
+            )
+            raise ValueError(
+                f"simulator.faults (fleetbox run --simulate-faults) works only with the built-in simulator, and {why}"
+                "; rehearse on an appliance without tenant_id and client_id, or with simulate = true"
+            )
         if self.scope is not None and not self.scope.endswith("/.default"):
             raise ValueError(f"scope must be a resource followed by /.default, not {self.scope!r}")
         for key in ("authority_host", "base_url", "webhook_base_url"):
@@ -654,6 +825,12 @@ class AlertSettings(_Section):
         if duplicates:
             raise ValueError(f"webhook names must be unique: {', '.join(duplicates)} given twice")
         return self
+
+
+def redaction_of(settings: Settings) -> redaction.Redaction:
+    """The redaction policy of every queue: the built-in defaults, with ``[queues.<name>] redact``
+    over them."""
+    return redaction.Redaction.of({name: q.redact for name, q in settings.queues.items()})
 
 
 class Settings(BaseSettings):

@@ -55,6 +55,7 @@ PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]{1,64}){0,8}$")
 #: The static files of the app, by the name in the URL, with their content types.
 STATIC = {
     "app.js": "text/javascript",
+    "flows.js": "text/javascript",
     "style.css": "text/css",
     "icon.svg": "image/svg+xml",
 }

@@ -286,6 +286,20 @@ class JobSearchQuery(PageQuery):
     include: Include | None = Field(None, description="payload: rows carry their payloads in full")
 
 
+class DetailQuery(Input):
+    """A job's or a dead letter's detail."""
+
+    reveal: YesNo | None = Field(
+        None,
+        description="true: the payload in full, not masked by the queue's redaction policy; needs the admin key "
+        "(or an admin dashboard session, or the control socket) and is written to the audit log",
+    )
+
+    @property
+    def revealed(self) -> bool:
+        return self.reveal is not None and rules.YES_NO[self.reveal]
+
+
 class ErrorsQuery(Input):
     minutes: int = Field(60, ge=1, le=MAX_ERROR_MINUTES, description="how far back")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from fleetbox.admin import schedules
+from fleetbox.admin import dependencies, schedules
 from fleetbox.admin.auth import HEADER, Access
 from fleetbox.admin.inputs import ACTOR_HEADER, ACTOR_PATTERN
 from fleetbox.admin.models import ALERT_STATUSES, MAX_ERROR_MINUTES, MAX_OFFSET, TIME_RANGES, Input, reads
@@ -438,8 +438,8 @@ OPERATOR: Schema = {
 _ERROR_TEXT = {
     400: "Bad input: a parameter or body field is wrong (named in error.field), or the body is not JSON",
     401: f"No {HEADER} header",
-    403: f"The {HEADER} header matches no key, the read-only key was sent to change state, "
-    "or no admin key is configured",
+    403: f"The {HEADER} header matches no key, the read-only key was sent to change state or to reveal a "
+    "payload, or no admin key is configured",
     404: "No such queue, job or dead letter",
     409: "The object is not in a state that allows this",
     426: "This is a WebSocket: connect with Upgrade: websocket",
@@ -685,6 +685,13 @@ document needs `admin.key` or `admin.read_key`. No key configured: 403 (admin op
 never open). Header missing: 401. A key that matches nothing: 403. The read-only key on an operation
 that changes state: 403.
 
+**Redaction.** Payloads (`data`, `dataPreview`) are masked by their queue's redaction policy (the
+answering appliance's `[queues.<name>] redact`, and built-in ones for the spec's Graph queues):
+each masked value is `"***"`, keys and array lengths are kept. `reveal=true` on a job's or a dead
+letter's detail returns the payload in full: it needs the admin key (the read-only key: 403) and is
+written to the audit log (`job.reveal`, `dead.reveal`) with who asked. A payload search on a masked
+key is refused (400).
+
 **Errors** are `{{"error": {{"code", "message", "field"?}}}}`: 400 bad input (the field is named),
 401/403 keys, 404 no such queue, job or dead letter, 409 state conflict, 413 body over {{max_body}}
 bytes, 415 body not JSON, 503 database unavailable.
@@ -823,8 +830,8 @@ def build_openapi(
     """The document for this route table and configuration: what each operation reads comes from
     the models its handler declares (:mod:`fleetbox.admin.models`), the rest from here.
     ``webhook_receiver``: the Graph change-notification receiver is served too (Graph is not off)."""
-    operations = {**_operations(), **schedules.OPERATIONS}
-    schemas = copy.deepcopy({**SCHEMAS, **schedules.SCHEMAS})
+    operations = {**_operations(), **schedules.OPERATIONS, **dependencies.OPERATIONS}
+    schemas = copy.deepcopy({**SCHEMAS, **schedules.SCHEMAS, **dependencies.SCHEMAS})
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         spec = copy.deepcopy(operations[route.operation_id])
@@ -850,7 +857,7 @@ def build_openapi(
         for status in sorted(set(errors)):
             spec["responses"][str(status)] = _error(status)
         spec["operationId"] = route.operation_id
-        spec["tags"] = [{**_TAGS, **schedules.TAGS}[route.operation_id]]
+        spec["tags"] = [{**_TAGS, **schedules.TAGS, **dependencies.TAGS}[route.operation_id]]
         paths.setdefault(route.path, {})[route.method.lower()] = spec
     if webhook_receiver:
         paths.update(_webhook_paths(schemas))

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from fleetbox import protocol
-from fleetbox.admin import inputs, views
+from fleetbox.admin import dashboard, inputs, views
 from fleetbox.admin.auth import HEADER, Access, KeyCheck
-from fleetbox.admin.errors import UpgradeRequired
+from fleetbox.admin.errors import ReadOnlyKey, UpgradeRequired
 from fleetbox.admin.models import (
     DEAD_LETTER_REF,
     AlertQuery,
@@ -33,6 +33,7 @@ from fleetbox.admin.models import (
     DeadFilterQuery,
     DeadListQuery,
     DeadRefPath,
+    DetailQuery,
     EnqueueBody,
     ErrorsQuery,
     FailedQuery,
@@ -399,9 +400,27 @@ async def enqueue_job(request: web.Request, path: WorkQueuePath, body: EnqueueBo
     return reply({"id": result.id, "queue": queue, "created": result.created}, 201 if result.created else 200)
 
 
-async def get_job(request: web.Request, path: JobPath) -> web.Response:
-    """A job wherever it is, with every attempt, and its dead letter if it has one."""
-    detail = await _state(request).service.jobs.detail(path.id)
+def _may_reveal(request: web.Request) -> str:
+    """Who asks for a payload in full, once the request is known to carry admin rights (the
+    control socket, the admin key, an admin dashboard session); a read-only caller gets 403."""
+    if not inputs.via_control_socket(request):
+        try:
+            dashboard.guard(request, Access.ADMIN, _state(request).keys)
+        except ReadOnlyKey:
+            raise ReadOnlyKey(
+                "a payload in full (reveal=true) needs the admin key; the read-only key sees it masked"
+            ) from None
+    return inputs.actor(request)
+
+
+async def get_job(request: web.Request, path: JobPath, query: DetailQuery) -> web.Response:
+    """A job wherever it is, with every attempt, and its dead letter if it has one; payloads are
+    masked by their queue's redaction policy unless an admin asks for ``reveal=true`` (audited)."""
+    jobs = _state(request).service.jobs
+    if query.revealed:
+        detail = await jobs.reveal(path.id, actor=_may_reveal(request))
+    else:
+        detail = await jobs.detail(path.id)
     body = views.job(detail.job)
     body["history"] = [views.attempt(a) for a in detail.job.history]
     body["deadLetterId"] = detail.dead_letter.id if detail.dead_letter is not None else None
@@ -552,11 +571,15 @@ async def discard_dead_letter(request: web.Request, path: DeadRefPath) -> web.Re
     return reply(views.dead_letter(await state.service.dead_letters.discard(dead_id, actor=who)))
 
 
-async def get_dead_letter(request: web.Request, path: DeadRefPath) -> web.Response:
-    """One dead letter with its payload in full and every operator action on it."""
+async def get_dead_letter(request: web.Request, path: DeadRefPath, query: DetailQuery) -> web.Response:
+    """One dead letter with its payload (masked by its queue's redaction policy unless an admin
+    asks for ``reveal=true``, audited) and every operator action on it."""
     state = _state(request)
     dead_id = await _dead_letter_id(state, path)
-    letter = await state.service.dead_letters.get(dead_id)
+    if query.revealed:
+        letter = await state.service.dead_letters.reveal(dead_id, actor=_may_reveal(request))
+    else:
+        letter = await state.service.dead_letters.get(dead_id)
     body = views.dead_letter(letter)
     body["operatorActions"] = [views.audit_entry(e) for e in await state.service.dead_letters.trail(dead_id)]
     return reply(body)

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import socket
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -26,7 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from fleetbox.admin import dashboard, schedules
+from fleetbox.admin import dashboard, dependencies, schedules
 from fleetbox.admin.auth import HEADER, KeyCheck, KeyThrottle
 from fleetbox.admin.errors import error_middleware
 from fleetbox.admin.inputs import via_control_socket
@@ -58,6 +59,28 @@ class _RequestContentFilter(logging.Filter):
             record.event = "admin_bad_request"
         return True
 
+
+#: A job search's payload filter in a query string: ``data=`` up to the next parameter.
+_PAYLOAD_FILTER = re.compile(r"([?&]data=)[^&\s\"]*")
+
+
+class _PayloadFilterFilter(logging.Filter):
+    """The access log writes each request line; a job search's ``data=`` filter holds payload
+    values (a search by a masked value is refused, but the line is logged before): it is logged
+    as ``data=***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _PAYLOAD_FILTER.sub(r"\1***", record.msg)
+        for name, value in vars(record).items():
+            if name != "msg" and isinstance(value, str) and "data=" in value:
+                setattr(record, name, _PAYLOAD_FILTER.sub(r"\1***", value))
+        return True
+
+
+#: The access log: one line per request, payload filters masked.
+_access_log = logging.getLogger("fleetbox.admin.access")
+_access_log.addFilter(_PayloadFilterFilter())
 
 #: aiohttp's request-handling log (malformed requests, handler crashes outside the middleware).
 _server_log = logging.getLogger("fleetbox.admin.server")
@@ -107,8 +130,9 @@ def _guarded(
 
 def api_routes(settings: AdminSettings) -> list[Route]:
     """Every endpoint of the admin API: the queues' (:mod:`fleetbox.admin.routes`), then the
-    schedules' and retry experiments' (:mod:`fleetbox.admin.schedules`)."""
-    return route_table(settings) + schedules.route_table()
+    schedules' and retry experiments' (:mod:`fleetbox.admin.schedules`), a job's dependencies
+    (:mod:`fleetbox.admin.dependencies`)."""
+    return route_table(settings) + schedules.route_table() + dependencies.route_table()
 
 
 def build_app(
@@ -344,7 +368,7 @@ class AdminServer:
         """Listen; a port that cannot be bound raises :class:`ConfigError` naming it."""
         runner = web.AppRunner(
             self.app,
-            access_log=logging.getLogger("fleetbox.admin.access"),
+            access_log=_access_log,
             logger=_server_log,
             shutdown_timeout=self._shutdown_timeout,
         )

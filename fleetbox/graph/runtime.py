@@ -142,6 +142,7 @@ class GraphRuntime:
         if self.mode == "simulated":
             self.simulator = GraphSimulator(allow_http_notification_urls=True)
             await self.simulator.start()
+            self._simulate_faults(self.simulator)
             self._tmp = tempfile.TemporaryDirectory(prefix="fleetbox-graph-sim-")
             cache_path = Path(self._tmp.name) / "token-cache.json"
             graph = graph.model_copy(
@@ -176,6 +177,18 @@ class GraphRuntime:
         secret = graph.client_state.get_secret_value() if graph.client_state else None
         self.receiver = Receiver(self.store, secret, on_rejected=self._metrics.notifications_rejected.inc)
         log.info("graph ready", extra={"event": "graph_started", "mode": self.mode, "base_url": graph.base_url})
+
+    def _simulate_faults(self, simulator: GraphSimulator) -> None:
+        """Turn on the rehearsal faults of ``[graph.simulator.faults]``, timed on the appliance's clock."""
+        faults = self.settings.graph.simulator.faults
+        if not faults.active:
+            return
+        mode = simulator.simulate_faults(faults, clock=lambda: self.clock.now().timestamp())
+        log.warning(
+            "the Graph simulator injects faults (%s): the Graph queues should ride through them",
+            mode.describe(),
+            extra={"event": "graph_simulator_faults", "profile": faults.profile},
+        )
 
     def install_routes(self, app: web.Application) -> None:
         """The webhook receiver's routes on the admin application (after :meth:`start`)."""

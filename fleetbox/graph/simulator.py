@@ -28,6 +28,9 @@ Every Graph route requires a bearer token this simulator issued and that has not
 pre-authenticated upload and download URLs refuse an ``Authorization`` header. Errors use the Graph
 envelope; every answer carries ``request-id`` and echoes ``client-request-id``.
 
+Operators' fault mode: :meth:`simulate_faults` (``[graph.simulator.faults]``, rates of 429, 503,
+504, 401, slow answers, dropped connections, 503 bursts and Entra outages; see ``sim_faults``).
+
 Test hooks: :meth:`fail`, :meth:`slow`, :meth:`drop`, :meth:`expire_tokens`, :meth:`revoke_permission`,
 :meth:`expire_delta_tokens`, :meth:`resync_required`, :meth:`expire_subscription`, :meth:`deliver`,
 :meth:`lifecycle`; seeding with :meth:`add_mail`, :meth:`remove_mail`, :meth:`add_chat_message`,
@@ -57,6 +60,7 @@ import aiohttp
 import trustme
 from aiohttp import web
 
+from fleetbox.config import SimulatedFaultSettings
 from fleetbox.graph import sim_delta, sim_entra, sim_files, sim_mail, sim_teams, sim_webhooks
 from fleetbox.graph.sim_common import (
     ARRIVAL,
@@ -84,6 +88,7 @@ from fleetbox.graph.sim_common import (
     retry_after_header,
     utc_now,
 )
+from fleetbox.graph.sim_faults import FaultMode
 from fleetbox.graph.sim_limits import MAILBOX_ROUTE, OutlookLimits, OutlookLoad
 
 __all__ = [
@@ -229,6 +234,8 @@ class GraphSimulator:
         #: Outlook's concurrency and upload limits: enforced, and the peaks kept (sim_limits)
         self.outlook = OutlookLoad()
         self._faults: list[_Fault] = []
+        #: the operator's fault mode (``[graph.simulator.faults]``), when one is on
+        self.fault_mode: FaultMode | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_message_id = 0
 
@@ -402,6 +409,14 @@ class GraphSimulator:
             raise ValueError("times must be at least 1")
         self._faults.append(_Fault("revoke", re.compile(route), times, status=403))
 
+    def simulate_faults(
+        self, settings: SimulatedFaultSettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> FaultMode:
+        """Turn on the operator's fault mode (see :mod:`fleetbox.graph.sim_faults`); its windows are
+        timed on ``clock`` (seconds) from now."""
+        self.fault_mode = FaultMode(settings, clock=clock, token_lifetime_seconds=self.token_lifetime_seconds)
+        return self.fault_mode
+
     def clear_faults(self) -> None:
         """Forget every fault not yet used."""
         self._faults.clear()
@@ -469,6 +484,15 @@ class GraphSimulator:
             fault = self._take_fault("fail", route) or self._take_fault("revoke", route)
             if fault is not None:
                 raise self._fault_error(fault, request.path, entra)
+            step = self.fault_mode.step(request, route, at, index, self.tokens) if self.fault_mode else None
+            if step is not None and step.drop:
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=500)
+            if step is not None and step.error is not None:
+                raise step.error
+            if step is not None and step.delay:
+                await asyncio.sleep(step.delay)
             # PUT .../content carries a whole file (up to 250 MB); every other Graph request is capped at 4 MB.
             simple_upload = request.method == "PUT" and request.path.endswith(":/content")
             if request.path.startswith("/v1.0/") and len(body) > MAX_REQUEST_BYTES and not simple_upload:

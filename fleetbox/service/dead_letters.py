@@ -9,11 +9,12 @@ action takes the matching dead letters under lock and acts only when exactly ``e
 from __future__ import annotations
 
 import builtins
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fleetbox import rules
 from fleetbox.errors import Conflict, InvalidInput, NotFound
 from fleetbox.models import Clock, DeadLetter, DeadLetterStatus
+from fleetbox.redaction import Redaction
 from fleetbox.service.audit import Audit
 from fleetbox.store import Store, Tx
 from fleetbox.store.audit import AuditEntry
@@ -83,17 +84,43 @@ def check_filter(
 
 
 class DeadLetters:
-    """Operations on dead letters."""
+    """Operations on dead letters.
 
-    def __init__(self, store: Store, audit: Audit, *, clock: Clock) -> None:
+    Every dead letter read here leaves with its payload masked by its original queue's
+    redaction policy; only :meth:`reveal` returns it in full, and audits it.
+    """
+
+    def __init__(self, store: Store, audit: Audit, *, clock: Clock, redaction: Redaction | None = None) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
+        self.redaction = redaction or Redaction.of()
 
-    async def get(self, dead_letter_id: int) -> DeadLetter:
+    def masked(self, letter: DeadLetter) -> DeadLetter:
+        """The dead letter with its payload masked by its queue's policy."""
+        data = self.redaction.mask(letter.queue, letter.data)
+        return letter if data is letter.data else replace(letter, data=data)
+
+    async def get_unmasked(self, dead_letter_id: int) -> DeadLetter:
+        """The dead letter with its payload in full: only for :meth:`reveal` and
+        ``Jobs.reveal``, which audit the request."""
         letter = await self._store.dead_letters.get(rules.check_id(dead_letter_id))
         if letter is None:
             raise NotFound(f"no dead letter {dead_letter_id}")
+        return letter
+
+    async def get(self, dead_letter_id: int) -> DeadLetter:
+        """A dead letter (its payload masked)."""
+        return self.masked(await self.get_unmasked(dead_letter_id))
+
+    async def reveal(self, dead_letter_id: int, *, actor: str) -> DeadLetter:
+        """A dead letter with its payload in full, for an operator who asked for it: the request
+        is written to the audit log (``dead.reveal``, who, which dead letter) before it is read."""
+        who = _actor(actor)
+        letter = await self.get_unmasked(dead_letter_id)
+        await self._audit.record(
+            self._store, who, "dead.reveal", f"dead:{letter.id}", {"job_id": letter.job_id, "queue": letter.queue}
+        )
         return letter
 
     async def of_job(self, job_id: int) -> int:
@@ -116,7 +143,7 @@ class DeadLetters:
         async with self._store.transaction() as tx:
             await tx.jobs.plan_for_parameters()
             rows = await tx.dead_letters.page(where, top, limit + 1)
-        letters = rows[:limit]
+        letters = [self.masked(d) for d in rows[:limit]]
         total, capped = await self.count(where)
         return DeadLetterPage(letters, letters[-1].id if len(rows) > limit else None, total, capped)
 

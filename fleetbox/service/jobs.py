@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from fleetbox import rules
 from fleetbox.errors import Conflict, InvalidInput, NotFound
 from fleetbox.models import PENDING, STATE_ALIASES, Attempt, Clock, DeadLetter, JobInfo, JobState
+from fleetbox.redaction import Redaction
 from fleetbox.service.audit import Audit
 from fleetbox.service.dead_letters import DeadLetters
 from fleetbox.store import Store
@@ -92,30 +95,65 @@ def _why_dead(info: JobInfo, letter: DeadLetter | None) -> JobInfo:
 
 
 class Jobs:
-    """Reading jobs and retrying failed ones."""
+    """Reading jobs and retrying failed ones.
 
-    def __init__(self, store: Store, audit: Audit, dead_letters: DeadLetters, *, clock: Clock) -> None:
+    Every job read here leaves with its payload masked by its queue's redaction policy
+    (``redaction``, replaced on a reload); only :meth:`reveal` returns it in full, and audits it.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        audit: Audit,
+        dead_letters: DeadLetters,
+        *,
+        clock: Clock,
+        redaction: Redaction | None = None,
+    ) -> None:
         self._store = store
         self._audit = audit
         self._dead = dead_letters
         self._clock = clock
+        self.redaction = redaction or Redaction.of()
 
-    async def get(self, job_id: int) -> JobInfo:
-        """A job wherever it is, with every recorded attempt."""
+    def _masked(self, info: JobInfo) -> JobInfo:
+        masked = self.redaction.mask(info.queue, info.data)
+        return info if masked is info.data else replace(info, data=masked)
+
+    def _masked_all(self, jobs: list[JobInfo]) -> list[JobInfo]:
+        return [self._masked(j) for j in jobs]
+
+    async def _get(self, job_id: int) -> JobInfo:
         info = await self._store.jobs.get(rules.check_id(job_id, "job_id"), self._clock.now())
         if info is None:
             raise NotFound(f"no job {job_id}")
         return info
 
+    async def get(self, job_id: int) -> JobInfo:
+        """A job wherever it is, with every recorded attempt (its payload masked)."""
+        return self._masked(await self._get(job_id))
+
     async def detail(self, job_id: int) -> JobDetail:
-        """A job, and for a dead one its dead letter and the operators' actions on it."""
-        info = await self.get(job_id)
+        """A job, and for a dead one its dead letter and the operators' actions on it (payloads
+        masked)."""
+        return await self._detail(await self.get(job_id), self._dead.get)
+
+    async def reveal(self, job_id: int, *, actor: str) -> JobDetail:
+        """:meth:`detail` with the payloads in full, for an operator who asked for them: the
+        request is written to the audit log (``job.reveal``, who, which job) before it is read."""
+        who = rules.check_text(actor, "actor", limit=rules.MAX_ACTOR)
+        assert who is not None
+        info = await self._get(job_id)
+        await self._audit.record(self._store, who, "job.reveal", f"job:{info.id}", {"queue": info.queue})
+        return await self._detail(info, self._dead.get_unmasked)
+
+    async def _detail(self, info: JobInfo, letter_of: Callable[[int], Awaitable[DeadLetter]]) -> JobDetail:
         if info.state is not JobState.DEAD:
             return JobDetail(info, None, [])
-        dead_id = await self._store.dead_letters.id_of_job(job_id)
+        dead_id = await self._store.dead_letters.id_of_job(info.id)
         if dead_id is None:
             return JobDetail(_why_dead(info, None), None, [])
-        letter = await self._dead.get(dead_id)
+        letter = await letter_of(dead_id)
         return JobDetail(_why_dead(info, letter), letter, await self._dead.trail(dead_id))
 
     async def page(self, queue: str, status: str | None, *, after: int | None, offset: int, limit: int) -> JobPage:
@@ -146,7 +184,7 @@ class Jobs:
                         raise NotFound(f"after: job {after} is not a {status} job of queue {queue!r}")
                     top = (at, after)
                 jobs = await tx.jobs.page_done(queue, status, top, offset, limit + 1)
-        return JobPage(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)
+        return JobPage(self._masked_all(jobs[:limit]), jobs[limit - 1].id if len(jobs) > limit else None)
 
     async def search(
         self,
@@ -168,6 +206,14 @@ class Jobs:
         if since is not None and since.tzinfo is None:
             raise InvalidInput("must have a time zone (2026-01-31T09:00:00+01:00 or …Z)", field="since")
         wanted = rules.check_payload_filter(contains) if contains is not None else None
+        for key in json.loads(wanted) if wanted is not None else {}:
+            # Trying guesses against a masked value would read it without a reveal.
+            masking = self.redaction.masked_key(queue, key)
+            if masking is not None:
+                raise InvalidInput(
+                    f"{key!r:.40} is masked by the redaction policy of queue {masking!r}; search by another key",
+                    field="data",
+                )
         text = rules.check_text(error, "error", limit=rules.MAX_TEXT_FILTER, required=False)
         if before is not None:
             rules.check_id(before, "before")
@@ -183,15 +229,15 @@ class Jobs:
                 limit=limit + 1,
                 now=self._clock.now(),
             )
-        return JobSearch(jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None)
+        return JobSearch(self._masked_all(jobs[:limit]), jobs[limit - 1].id if len(jobs) > limit else None)
 
     async def failures(self, queue: str, limit: int) -> Failures:
         """A queue's jobs waiting for a retry, its open dead letters and its latest failed attempts."""
         async with self._store.transaction() as tx:
             await tx.jobs.plan_for_parameters()
             return Failures(
-                await tx.jobs.page_retrying(queue, 0, 0, limit),
-                await tx.dead_letters.open_of_queue(queue, limit),
+                self._masked_all(await tx.jobs.page_retrying(queue, 0, 0, limit)),
+                [self._dead.masked(d) for d in await tx.dead_letters.open_of_queue(queue, limit)],
                 await tx.jobs.failed_attempts(queue, limit),
             )
 

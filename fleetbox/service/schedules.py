@@ -23,12 +23,13 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fleetbox import cron, rules
 from fleetbox.errors import InvalidInput, NotFound
 from fleetbox.models import CatchUp, Clock, JsonText, Overlap, Schedule, ScheduleRun
+from fleetbox.redaction import Redaction
 from fleetbox.service.audit import Audit
 from fleetbox.service.enqueue import Enqueuer
 from fleetbox.store import Store, Tx
@@ -72,12 +73,20 @@ class Late:
 class Schedules:
     """Cron schedules over one store."""
 
-    def __init__(self, store: Store, audit: Audit, enqueuer: Enqueuer, *, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, audit: Audit, enqueuer: Enqueuer, *, clock: Clock, redaction: Redaction | None = None
+    ) -> None:
         self._store = store
         self._audit = audit
         self._enqueue = enqueuer
         self._clock = clock
         self._failing: set[str] = set()
+        #: a schedule's payload is its queue's: what is read here leaves masked the same way
+        self.redaction = redaction or Redaction.of()
+
+    def _masked(self, schedule: Schedule) -> Schedule:
+        data = self.redaction.mask(schedule.queue, schedule.data)
+        return schedule if data is schedule.data else replace(schedule, data=data)
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -137,16 +146,18 @@ class Schedules:
                 f"schedule:{row.name}",
                 {"cron": row.cron, "queue": row.queue, "timezone": row.timezone},
             )
-        return schedule
+        return self._masked(schedule)
 
     async def get(self, name: str) -> Schedule:
+        """A schedule (its payload masked by its queue's redaction policy)."""
         schedule = await self._store.schedules.get(name)
         if schedule is None:
             raise NotFound(f"no schedule {name!r:.80}")
-        return schedule
+        return self._masked(schedule)
 
     async def all(self) -> list[Schedule]:
-        return await self._store.schedules.all()
+        """Every schedule (payloads masked by their queues' redaction policies)."""
+        return [self._masked(s) for s in await self._store.schedules.all()]
 
     async def remove(self, name: str, *, actor: str) -> None:
         async with self._store.transaction() as tx:
@@ -164,7 +175,7 @@ class Schedules:
             if schedule is None:
                 raise NotFound(f"no schedule {name!r:.80}")
             await self._audit.record(tx, actor, "schedule.resume" if enabled else "schedule.pause", f"schedule:{name}")
-        return schedule
+        return self._masked(schedule)
 
     async def run_now(self, name: str, *, actor: str) -> int:
         """Enqueue the schedule's job now, outside its ticks; returns the job's id."""

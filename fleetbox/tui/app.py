@@ -1,4 +1,4 @@
-"""The TUI application: modes for Queues, Dead letters and Alerts, the stream worker that keeps
+"""The TUI application: modes for Queues, Dead letters, Alerts and Schedules, the stream worker that keeps
 :class:`~fleetbox.tui.state.LiveState` current and reconnects by itself, and the queue actions."""
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from fleetbox.tui.screens.base import LiveScreen
 from fleetbox.tui.screens.dead import DeadLettersScreen
 from fleetbox.tui.screens.queue_detail import QueueDetailScreen
 from fleetbox.tui.screens.queues import QueuesScreen
+from fleetbox.tui.screens.schedules import SchedulesScreen
+from fleetbox.tui.screens.variants import RetryVariantsScreen
 from fleetbox.tui.state import LiveState, QueueSeries, seed_series
 from fleetbox.tui.widgets.modals import ConfirmModal, HelpScreen, TypedConfirmModal
 from fleetbox.tui.widgets.text import plain
@@ -58,6 +60,7 @@ class FleetboxTUI(App[None]):
         "queues": QueuesScreen,
         "dead": DeadLettersScreen,
         "alerts": AlertsScreen,
+        "schedules": SchedulesScreen,
     }
     DEFAULT_MODE = "queues"
     COMMANDS = App.COMMANDS | {FleetboxCommands}
@@ -65,6 +68,7 @@ class FleetboxTUI(App[None]):
         Binding("1", "switch_mode('queues')", "Queues", id="app.queues", tooltip="The queue list"),
         Binding("2", "switch_mode('dead')", "Dead", id="app.dead", tooltip="The dead-letter list"),
         Binding("3", "switch_mode('alerts')", "Alerts", id="app.alerts", tooltip="Open and recent alerts"),
+        Binding("4", "switch_mode('schedules')", "Schedules", id="app.schedules", tooltip="Cron schedules"),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="The keys of this screen"),
         # Not a priority binding: a ':' typed into a filter or the review notes stays there.
         Binding("colon", "command_palette", "Commands", id="app.palette", tooltip="The command palette"),
@@ -209,6 +213,9 @@ class FleetboxTUI(App[None]):
             self.notify(notice, title="Changed elsewhere")
         if str(event["kind"]).startswith("dead_"):
             self._mark_dead_dirty()
+        if event["kind"].startswith("schedule_") and isinstance(self.screen, SchedulesScreen):
+            # someone paused, resumed, ran or changed a schedule: the list on screen follows
+            self.screen.action_reload()
 
     def _mark_dead_dirty(self) -> None:
         """The dead-letter list reloads when the operator next returns to it (never under the cursor)."""
@@ -232,6 +239,11 @@ class FleetboxTUI(App[None]):
         """The detail of a queue, over the queue list."""
         self.switch_mode("queues")
         self.push_screen(QueueDetailScreen(name))
+
+    def open_retry_variants(self, queue: str) -> None:
+        """A queue's retry-variant report, over its detail."""
+        self.switch_mode("queues")
+        self.push_screen(RetryVariantsScreen(queue))
 
     async def open_dead_letters(self, flt: DeadFilter) -> None:
         """The dead-letter list with a filter (its own drill-down closed)."""

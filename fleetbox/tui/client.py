@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, cast
+from urllib.parse import quote
 
 import aiohttp
 
@@ -270,6 +271,31 @@ class FleetboxClient(Protocol):
         ``errorClass``, ``message``, ``count``, ``queues``, ``lastFailedAt``."""
         ...
 
+    async def schedules(self) -> list[Json]:
+        """Every cron schedule, by name (``GET /api/schedules``)."""
+        ...
+
+    async def schedule(self, name: str, *, next_runs: int) -> Json:
+        """One schedule with its next runs (DST flagged) and its latest runs."""
+        ...
+
+    async def set_schedule_enabled(self, name: str, enabled: bool) -> Json:
+        """Resume (True) or pause (False) a schedule; returns it."""
+        ...
+
+    async def run_schedule(self, name: str) -> int:
+        """Enqueue a schedule's job now; returns the job's id."""
+        ...
+
+    async def job_dependencies(self, job_id: int) -> Json | None:
+        """A job's parents and children (where each is now), its result and why it was cancelled;
+        None when the job is not there."""
+        ...
+
+    async def retry_variants(self, queue: str) -> Json:
+        """A queue's retry experiment: each variant's figures, the comparisons and the verdict."""
+        ...
+
     async def close(self) -> None:
         """Release the connection."""
 
@@ -457,6 +483,40 @@ class UnixSocketClient:
     async def dead_letter_groups(self, flt: DeadFilter) -> list[Json]:
         """``GET /api/queue/dead-letter/groups`` with the filter."""
         return list((await self._request("GET", "/api/queue/dead-letter/groups", params=flt.params()))["groups"])
+
+    async def schedules(self) -> list[Json]:
+        """``GET /api/schedules``."""
+        return list((await self._request("GET", "/api/schedules"))["schedules"])
+
+    async def schedule(self, name: str, *, next_runs: int) -> Json:
+        """``GET /api/schedules/{name}?next=N``."""
+        return cast(
+            Json, await self._request("GET", f"/api/schedules/{quote(name, safe='')}", params={"next": str(next_runs)})
+        )
+
+    async def set_schedule_enabled(self, name: str, enabled: bool) -> Json:
+        """``POST /api/schedules/{name}/resume`` or ``/pause``."""
+        return cast(
+            Json,
+            await self._request("POST", f"/api/schedules/{quote(name, safe='')}/{'resume' if enabled else 'pause'}"),
+        )
+
+    async def run_schedule(self, name: str) -> int:
+        """``POST /api/schedules/{name}/run``."""
+        return int((await self._request("POST", f"/api/schedules/{quote(name, safe='')}/run"))["jobId"])
+
+    async def job_dependencies(self, job_id: int) -> Json | None:
+        """``GET /api/queue/jobs/{id}/dependencies``; None when the job is not there."""
+        try:
+            return cast(Json, await self._request("GET", f"/api/queue/jobs/{job_id}/dependencies"))
+        except ClientError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def retry_variants(self, queue: str) -> Json:
+        """``GET /api/queue/{queue}/retry-variants``."""
+        return cast(Json, await self._request("GET", f"/api/queue/{quote(queue, safe='')}/retry-variants"))
 
     async def close(self) -> None:
         """Close the stream and the HTTP session."""

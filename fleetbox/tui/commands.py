@@ -32,6 +32,7 @@ class FleetboxCommands(Provider):
             ("queues", partial(app.switch_mode, "queues"), "The queue list"),
             ("dead letters", partial(app.switch_mode, "dead"), "The dead-letter list"),
             ("alerts", partial(app.switch_mode, "alerts"), "Open and recent alerts"),
+            ("schedules", partial(app.switch_mode, "schedules"), "Cron schedules"),
             ("help", fb.action_help, "The keys of this screen"),
             ("quit", app.exit, "Leave the TUI (the appliance keeps running)"),
         ]
@@ -40,6 +41,7 @@ class FleetboxCommands(Provider):
         ]
         for name, row in fb.state.rows.items():
             out.append((f"queue {name}", partial(fb.open_queue, name), f"Detail of {name}"))
+            out.append((f"variants {name}", partial(fb.open_retry_variants, name), f"Retry-variant report of {name}"))
             out.append(
                 (
                     f"dead {name}",
@@ -58,7 +60,7 @@ class FleetboxCommands(Provider):
     async def discover(self) -> Hits:
         """What the palette shows before anything is typed."""
         for text, callback, help_text in self.commands():
-            if not text.startswith(("pause ", "resume ", "clear ", "dead ")):
+            if not text.startswith(("pause ", "resume ", "clear ", "dead ", "variants ")):
                 yield DiscoveryHit(text, callback, help=help_text)
 
     async def search(self, query: str) -> AsyncIterator[Hit]:

@@ -27,6 +27,7 @@ from fleetbox.protocol import (
     TierName,
 )
 from fleetbox.tui.client import BulkResult, ClientError, DeadFilter, DeadPage, Disconnected, Json, StreamMessage
+from fleetbox.tui.fake_flows import FakeFlows
 
 _ERRORS = [
     ("RateLimitError", "Graph answered 429 Too Many Requests; retry after 30 s"),
@@ -180,7 +181,7 @@ def _matches(letter: Json, flt: DeadFilter) -> bool:
     )
 
 
-class FakeClient:
+class FakeClient(FakeFlows):
     """An appliance in memory (see the module docstring)."""
 
     def __init__(

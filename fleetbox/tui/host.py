@@ -44,6 +44,9 @@ class Host(Protocol):
     def open_queue(self, name: str) -> None:
         """The detail of a queue, over the queue list."""
 
+    def open_retry_variants(self, queue: str) -> None:
+        """A queue's retry-variant report."""
+
     async def open_dead_letters(self, flt: DeadFilter) -> None:
         """The dead-letter list with a filter."""
 

@@ -3,6 +3,9 @@
 // the app works under any path prefix a reverse proxy mounts it at. The session is an HttpOnly
 // cookie; the CSRF token lives in this module's memory only. Text reaches the page through
 // textContent only (never innerHTML): payloads and error messages are data, not markup.
+// Schedules, a job's dependency graph and the retry-variant report live in flows.js.
+
+import * as flows from "./flows.js";
 
 const API = new URL("../api/queue/", document.baseURI);
 const SESSION = new URL("session", document.baseURI);
@@ -77,10 +80,9 @@ async function call(method, path, body, query) {
   const url = new URL(path, API);
   for (const [k, v] of Object.entries(query || {})) if (v !== "" && v !== null && v !== undefined) url.searchParams.set(k, v);
   const headers = { Accept: "application/json" };
-  if (method !== "GET") {
-    headers["x-csrf-token"] = state.session ? state.session.csrfToken : "";
-    headers["x-admin-actor"] = `dashboard:${state.session ? state.session.name : "?"}`;
-  }
+  if (method !== "GET") headers["x-csrf-token"] = state.session ? state.session.csrfToken : "";
+  // who acts, for the audit log: every action, and a read that is audited (a payload revealed)
+  if (method !== "GET" || (query && query.reveal)) headers["x-admin-actor"] = `dashboard:${state.session ? state.session.name : "?"}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
   const data = res.headers.get("Content-Type")?.includes("json") ? await res.json() : null;
@@ -288,7 +290,11 @@ const views = {
   job: viewJob,
   dead: viewDead,
   alerts: viewAlerts,
+  schedules: (rest) => flows.viewSchedules(ui, rest),
+  variants: (rest, params) => flows.viewVariants(ui, rest, params, queueRows().map((q) => q.name)),
 };
+// What flows.js uses of this module.
+const ui = { h, get, post, act, confirmPlain, canAct, main, fmt, toast };
 
 function route() {
   if (!state.session) return;
@@ -532,7 +538,8 @@ async function viewJob(id) {
     ["Last error", job.lastError ? `${job.lastErrorClass || ""} ${job.lastError}` : "–"]];
   const body = [h("h1", {}, `Job ${job.id}`), h("div", { class: "panel" }, h("dl", { class: "facts", id: "job-facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])))];
   if (dl) body.push(deadLetterPanel(dl));
-  body.push(h("h2", {}, "Payload"), payloadBlock(job.data, `job-${job.id}.json`));
+  body.push(...payloadSection(job.data, `job-${job.id}.json`, `jobs/${encodeURIComponent(id)}`));
+  body.push(...flows.dagPanel(ui, job));
   const history = job.history || [];
   body.push(h("h2", {}, `Attempts (${history.length})`), h("div", { class: "scroll panel" }, h("table", { id: "attempts" },
     h("thead", {}, h("tr", {}, ["#", "Started", "Duration", "Outcome", "Worker", "Error class", "Error / Graph code"].map((c) => h("th", {}, c)))),
@@ -545,6 +552,24 @@ async function viewJob(id) {
     body.splice(2, 0, h("div", { class: "bar" }, h("button", { type: "button", class: "primary", id: "run-now", onclick: () => act("retrying now", () => post(`${encodeURIComponent(job.queue)}/retry/${job.id}`)).then(() => route()) }, "Retry now")));
   }
   main().replaceChildren(...body);
+}
+
+// The payload as the queue's redaction policy masks it ("***"); an admin may reveal it in full,
+// which the appliance writes to the audit log.
+function payloadSection(data, filename, path) {
+  const holder = h("div", { id: "payload-block" }, payloadBlock(data, filename));
+  const masked = data !== null && data !== undefined && JSON.stringify(data).includes('"***"');
+  const button = masked && canAct() ? h("button", { type: "button", id: "reveal", onclick: async () => {
+    if (!(await confirmPlain("Reveal the masked values?", "The payload is shown in full; your name is written to the audit log."))) return;
+    try {
+      const full = await get(path, { reveal: "true" });
+      holder.replaceChildren(payloadBlock(full.data, filename));
+      button.remove();
+      toast("payload revealed (audited)");
+    } catch (e) { toast(e.message, true); }
+  } }, "Reveal masked values…") : null;
+  const note = masked ? h("p", { class: "muted", id: "masked-note" }, "*** marks values masked by this queue's redaction policy.") : null;
+  return [h("h2", {}, "Payload"), note, button, holder].filter(Boolean);
 }
 
 function payloadBlock(data, filename) {
@@ -605,7 +630,8 @@ async function viewDeadLetter(jobId) {
     h("h1", {}, `Dead letter of job ${dl.jobId}`),
     h("p", {}, h("a", { href: `#/job/${dl.jobId}` }, "the job"), " · ", h("a", { href: `#/dead?queue=${encodeURIComponent(dl.queue)}` }, `dead letters of ${dl.queue}`)),
     deadLetterPanel(dl),
-    h("h2", {}, "Payload"), payloadBlock(dl.data, `dead-letter-${dl.id}.json`),
+    ...payloadSection(dl.data, `dead-letter-${dl.id}.json`, `dead-letter/${encodeURIComponent(jobId)}`),
+    ...flows.dagPanel(ui, { id: dl.jobId, state: "dead" }),
     h("h2", {}, `Attempts (${history.length})`),
     h("div", { class: "scroll panel" }, h("table", { id: "attempts" },
       h("thead", {}, h("tr", {}, ["#", "Started", "Duration", "Outcome", "Error class", "Error / Graph code"].map((c) => h("th", {}, c)))),
@@ -756,7 +782,7 @@ async function viewAlerts(_rest, params) {
 // -- keyboard ----------------------------------------------------------------------------------
 
 function rows() {
-  const id = { queues: "#queue-rows", dead: "#dead-letters tbody", jobs: "#jobs tbody" }[state.view];
+  const id = { queues: "#queue-rows", dead: "#dead-letters tbody", jobs: "#jobs tbody", schedules: "#schedule-rows", variants: "#variant-rows" }[state.view];
   const body = id && $(id);
   return body ? [...body.children] : [];
 }
@@ -772,8 +798,8 @@ function moveCursor(delta) {
 function current() { return rows()[state.selected]; }
 
 function help() {
-  const keys = [["1 2 3 4", "queues, jobs, dead letters, alerts"], ["j / k", "move"], ["enter", "open"], ["/", "search or filter"], ["p", "pause / resume the queue"],
-    ["C", "clear the queue…"], ["d", "dead letters of the queue"], ["space", "mark a dead letter"], ["a", "mark all loaded"], ["r", "retry marked or highlighted"],
+  const keys = [["1 2 3 4 5 6", "queues, jobs, dead letters, alerts, schedules, retry variants"], ["v", "retry variants of the queue"], ["j / k", "move"], ["enter", "open"], ["/", "search or filter"], ["p", "pause / resume the queue"],
+    ["C", "clear the queue…"], ["p / r (schedules)", "pause or resume, run now…"], ["d", "dead letters of the queue"], ["space", "mark a dead letter"], ["a", "mark all loaded"], ["r", "retry marked or highlighted"],
     ["m", "review with notes"], ["D", "discard…"], ["f", "freeze the live table"], ["t", "light / dark"], ["ctrl+r", "reload the view"], ["esc", "close / back"]];
   dialog("Keyboard", h("dl", { class: "facts" }, keys.map(([k, v]) => [h("dt", {}, h("span", { class: "kbd" }, k)), h("dd", {}, v)])), [{ label: "Close", value: () => null }]);
 }
@@ -786,7 +812,7 @@ document.addEventListener("keydown", async (ev) => {
   if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const tr = current();
   const k = ev.key;
-  const nav = { 1: "#/queues", 2: "#/jobs", 3: "#/dead", 4: "#/alerts" };
+  const nav = { 1: "#/queues", 2: "#/jobs", 3: "#/dead", 4: "#/alerts", 5: "#/schedules", 6: "#/variants" };
   if (nav[k]) { location.hash = nav[k]; return; }
   if (k === "?") return help();
   if (k === "t") return toggleTheme();
@@ -794,11 +820,13 @@ document.addEventListener("keydown", async (ev) => {
   if (k === "k" || k === "ArrowUp") { ev.preventDefault(); return moveCursor(-1); }
   if (k === "/") { ev.preventDefault(); $("main input:not([type=checkbox])")?.focus(); return; }
   if (k === "Enter" && tr) { tr.querySelector("a")?.click(); return; }
+  if (flows.onKey(ui, state.view, k, tr)) return;
   if (state.view === "queues" && tr) {
     const name = tr.dataset.queue;
     if (k === "p" && canAct()) return togglePause(name);
     if (k === "C" && canAct()) return clearQueue(name);
     if (k === "d") { location.hash = `#/dead?queue=${encodeURIComponent(name)}`; return; }
+    if (k === "v") { location.hash = `#/variants?queue=${encodeURIComponent(name)}`; return; }
   }
   if (state.view === "queues" && k === "f") { state.frozen = !state.frozen; renderStatus(); if (!state.frozen) renderQueueRows(); return; }
   if (state.view === "dead") {

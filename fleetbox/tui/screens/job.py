@@ -1,5 +1,6 @@
-"""Job detail of a dead letter: payload, every attempt's error, a timeline and the review; retry,
-review and discard it; ``[`` and ``]`` move through the list it was opened from."""
+"""Job detail of a dead letter: payload, every attempt's error, a timeline, the review and the
+job's parents and children (enter opens one); retry, review and discard it; ``[`` and ``]`` move
+through the list it was opened from."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from functools import partial
 
 from rich.json import JSON
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from fleetbox.tui.client import ClientError, Json
 from fleetbox.tui.screens.base import LiveScreen
+from fleetbox.tui.screens.graph import JobGraphScreen, RelationsTable, summary
 from fleetbox.tui.widgets.header import StatusBar
 from fleetbox.tui.widgets.modals import ConfirmModal, Review, ReviewModal
 from fleetbox.tui.widgets.text import ago, clock, epoch, field, ms, plain
@@ -152,7 +155,7 @@ class JobDetailScreen(LiveScreen):
         Binding("h", "tab(-1)", "Tab left", show=False, id="job.tab_left"),
         Binding("l", "tab(1)", "Tab right", show=False, id="job.tab_right"),
     ]
-    TABS = ("payload", "errors", "timeline", "review")
+    TABS = ("payload", "errors", "timeline", "review", "deps")
 
     def __init__(self, letters: list[Json], index: int, *, on_change: Callable[[], None] | None = None) -> None:
         super().__init__()
@@ -181,6 +184,9 @@ class JobDetailScreen(LiveScreen):
                 yield Static(id="job-timeline")
             with TabPane("Review", id="review"), VerticalScroll():
                 yield Static(id="job-review")
+            with TabPane("Dependencies", id="deps"):
+                yield Static(id="job-deps-summary", classes="graph-summary")
+                yield RelationsTable(id="job-deps")
 
     def on_mount(self) -> None:
         self.show_letter()
@@ -191,6 +197,27 @@ class JobDetailScreen(LiveScreen):
         self.query_one(StatusBar).crumbs = self.crumbs()
         self._fill()
         self.run_worker(self._load_job(self.letter["jobId"]), group="job-load", exclusive=True, exit_on_error=False)
+        self._load_deps(self.letter["jobId"])
+
+    # Started by the decorator only when it runs: stepping fast through the list cancels workers
+    # that never started, and no coroutine is left unawaited.
+    @work(group="job-deps", exclusive=True, exit_on_error=False)
+    async def _load_deps(self, job_id: int) -> None:
+        """The job's parents and children, for the Dependencies tab."""
+        try:
+            deps = await self.fb.client.job_dependencies(job_id)
+        except ClientError as exc:
+            self.notify(f"Dependencies of job {job_id}: {exc}", severity="warning")
+            return
+        if self.letter["jobId"] == job_id:
+            self.query_one("#job-deps-summary", Static).update(summary(deps))
+            self.query_one("#job-deps", RelationsTable).show(deps)
+
+    @on(DataTable.RowSelected, "#job-deps")
+    def _relation_selected(self) -> None:
+        other = self.query_one("#job-deps", RelationsTable).job_at_cursor()
+        if other is not None:
+            self.app.push_screen(JobGraphScreen(other))
 
     async def _load_job(self, job_id: int) -> None:
         try:

@@ -105,6 +105,7 @@ class QueueDetailScreen(LiveScreen):
         Binding("p", "pause", "Pause/resume", id="queue.pause", tooltip="Pause or resume this queue (asks first)"),
         Binding("C", "clear", "Clear…", id="queue.clear", tooltip="Remove this queue's waiting jobs (type its name)"),
         Binding("d", "dead", "Dead letters", id="queue.dead", tooltip="Dead letters of this queue"),
+        Binding("v", "variants", "Retry variants", id="queue.variants", tooltip="This queue's retry-variant report"),
     ]
 
     def __init__(self, queue: str) -> None:
@@ -198,6 +199,10 @@ class QueueDetailScreen(LiveScreen):
     async def action_dead(self) -> None:
         """Dead letters of this queue."""
         await self.fb.open_dead_letters(DeadFilter(queue=self.queue, reviewed=False))
+
+    def action_variants(self) -> None:
+        """This queue's retry-variant report."""
+        self.fb.open_retry_variants(self.queue)
 
     @on(DataTable.RowSelected, "#queue-errors")
     async def _error_selected(self, event: DataTable.RowSelected) -> None:
