@@ -329,7 +329,7 @@ class Appliance:
         self.worker.wake()
 
     async def queue_depth(self) -> list[QueueDepth]:
-        """Jobs per queue by state (ready, scheduled, retrying, running, dead)."""
+        """Jobs per queue by state (waiting, scheduled, retrying, running, dead)."""
         return await self.service.queues.depth()
 
     async def readiness(self) -> Readiness:

@@ -39,22 +39,22 @@ def _exit_code(exc: FleetboxError) -> int:
     return next((code for cls, code in codes if isinstance(exc, cls)), 1)
 
 
-#: The job states the CLI shows and filters on, and the spec's words accepted for them.
-STATES = ("waiting", "scheduled", "running", "retrying", "succeeded", "dead")
-STATE_ALIASES = {"pending": "waiting", "completed": "succeeded", "failed": "dead"}
-
-
 def _state(text: str) -> str:
-    state = STATE_ALIASES.get(text.lower(), text.lower())
-    if state not in STATES:
-        raise argparse.ArgumentTypeError(
-            f"must be one of {', '.join(STATES)} (or {', '.join(STATE_ALIASES)}), got {text[:40]!r}"
-        )
-    return state
+    """A job list's state filter: the words of fleetbox.models.JobState, ``pending`` and the
+    aliases, as the service and the HTTP API take them (the service's check, so one list)."""
+    from fleetbox.errors import InvalidInput
+    from fleetbox.service.jobs import status_filter
+
+    try:
+        return status_filter(text.lower()) or ""
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(f"{str(exc).removeprefix('status: ')}, got {text[:40]!r}") from None
 
 
 def _yes_no(text: str) -> bool:
-    value = {"true": True, "yes": True, "false": False, "no": False}.get(text.lower())
+    from fleetbox import rules
+
+    value = rules.YES_NO.get(text.lower())
     if value is None:
         raise argparse.ArgumentTypeError(f"must be true or false (yes or no), got {text[:40]!r}")
     return value
@@ -180,7 +180,8 @@ def _parser() -> argparse.ArgumentParser:
         "--state",
         type=_state,
         metavar="STATE",
-        help=f"one of {', '.join(STATES)} (the spec's {', '.join(STATE_ALIASES)} also work)",
+        help="a job state (waiting, scheduled, retrying, running, succeeded, dead, cleared), pending for "
+        "every job not yet started, or the spec's completed and failed (a wrong word lists them all)",
     )
     jobs.add_argument("--json", action="store_true", help="one JSON object per job")
 
@@ -549,7 +550,7 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
                             "queue": q.queue,
                             "tier": q.tier.name.lower(),
                             "paused": q.paused,
-                            "waiting": q.ready,
+                            "waiting": q.waiting,
                             "scheduled": q.scheduled,
                             "retrying": q.retrying,
                             "running": q.running,
@@ -567,7 +568,7 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
         for q in depth:
             state = "paused" if q.paused else "active"
             print(
-                f"{q.queue:<20} {q.tier.name.lower():<7} {state:<7} {q.ready:>8} {q.scheduled:>8} {q.retrying:>8} "
+                f"{q.queue:<20} {q.tier.name.lower():<7} {state:<7} {q.waiting:>8} {q.scheduled:>8} {q.retrying:>8} "
                 f"{q.running:>8} {q.dead:>6}"
             )
         return 0
@@ -585,7 +586,7 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
             graph["result"] = relations.result
         if relations.cancellation is not None:
             graph["cancellation"] = _jsonable(relations.cancellation)
-        print(json.dumps({**_jsonable(info), "state": _state_word(info.state), **graph}, indent=2, default=str))
+        print(json.dumps({**_jsonable(info), **graph}, indent=2, default=str))
         return 0
     if args.command == "jobs":
         return await _jobs(args, service)
@@ -630,28 +631,14 @@ def _cli_actor() -> str:
         return "cli"
 
 
-#: What the CLI calls each job state (a due job waiting for a worker is "waiting").
-_STATE_WORD = {"ready": "waiting"}
-
-
-def _state_word(state: object) -> str:
-    return _STATE_WORD.get(str(state), str(state))
-
-
-#: The job list's status for each CLI state ("waiting" is every job not yet started, as the spec's "pending").
-_SERVICE_STATUS = {"waiting": "pending"}
-
-
 async def _jobs(args: argparse.Namespace, service: Service) -> int:
-    status = None if args.state is None else _SERVICE_STATUS.get(args.state, args.state)
-    page = await service.jobs.page(args.queue, status, after=None, offset=0, limit=args.limit)
+    page = await service.jobs.page(args.queue, args.state, after=None, offset=0, limit=args.limit)
     for info in page.jobs:
-        state = _state_word(info.state)
         if args.json:
-            print(json.dumps({**_jsonable(info), "state": state}, default=str))
+            print(json.dumps(_jsonable(info), default=str))
         else:
             print(
-                f"{info.id:>10} {state:<10} p{info.priority:<3} attempts {info.attempts:<3} "
+                f"{info.id:>10} {info.state:<10} p{info.priority:<3} attempts {info.attempts:<3} "
                 f"run at {info.run_at:%Y-%m-%d %H:%M:%S}"
             )
     return 0

@@ -107,7 +107,7 @@ class Client:
         return await self.service.queues.all()
 
     async def queue_depth(self) -> list[QueueDepth]:
-        """Jobs per queue by state: ready, scheduled, retrying, running, and open dead letters."""
+        """Jobs per queue by state: waiting, scheduled, retrying, running, and open dead letters."""
         return await self.service.queues.depth()
 
     async def set_paused(self, queue: str, paused: bool, *, actor: str | None = None) -> QueueInfo:
@@ -141,7 +141,7 @@ class Client:
                 exists, its id is returned with ``created=False``.
             max_attempts: cap on all attempts, across error classes.
             depends_on: ids of jobs that must succeed first: the job stays ``blocked`` (never
-                claimed) until the last of them succeeds, then becomes ready in that parent's
+                claimed) until the last of them succeeds, then becomes waiting in that parent's
                 completion; its handler reads their results in ``job.parents``. Not with
                 ``singleton_key``.
             on_failure: what a parent's failure (dead letter) does to this job: ``cancel`` it
@@ -344,7 +344,7 @@ class ClientDeadLetters:
 
     async def skip(self, dead_letter_id: int, result: object = None, *, actor: str | None = None) -> int:
         """Treat the dead letter's job as succeeded with ``result`` in its place: its held
-        dependents resume and read that result. Returns how many became ready."""
+        dependents resume and read that result. Returns how many were released (now waiting)."""
         return await self._deps.skip(dead_letter_id, result, actor=actor or self.actor)
 
     async def cancel_dependents(self, dead_letter_id: int, *, actor: str | None = None) -> CancelResult:

@@ -47,17 +47,27 @@ class JobPriority(IntEnum):
 
 
 class JobState(StrEnum):
-    """Where a job is in its life."""
+    """Where a job is in its life: the one set of state words every face shows (CLI, HTTP API,
+    metrics labels, the live stream, the TUI, the dashboard)."""
 
     BLOCKED = "blocked"  #: waiting for its parents (depends_on); never claimed until released
     SCHEDULED = "scheduled"  #: waiting for its run_at
-    READY = "ready"  #: due, waiting for a worker
+    WAITING = "waiting"  #: due, waiting for a worker
     RUNNING = "running"  #: claimed by a worker holding a lease
     RETRYING = "retrying"  #: failed at least once, waiting for its next attempt
     SUCCEEDED = "succeeded"  #: finished
     DEAD = "dead"  #: moved to the dead-letter queue
     CLEARED = "cleared"  #: removed by an operator before it ran
     CANCELLED = "cancelled"  #: a dependent cancelled before it ran (a parent failed, or an operator)
+
+
+#: A filter word for every job not yet started (waiting, scheduled or retrying): the spec's "pending".
+PENDING = "pending"
+#: Other words a state filter accepts: the spec's ``completed`` and ``failed``, and ``ready``
+#: (what fleetbox called a waiting job before its words were made one set).
+STATE_ALIASES: Mapping[str, JobState] = MappingProxyType(
+    {"ready": JobState.WAITING, "completed": JobState.SUCCEEDED, "failed": JobState.DEAD}
+)
 
 
 class Outcome(StrEnum):
@@ -305,7 +315,7 @@ class QueueDepth:
     queue: str
     tier: Tier
     paused: bool
-    ready: int = 0
+    waiting: int = 0
     scheduled: int = 0
     retrying: int = 0
     running: int = 0
@@ -313,8 +323,8 @@ class QueueDepth:
 
     @property
     def backlog(self) -> int:
-        """Jobs waiting to run (ready, scheduled and retrying)."""
-        return self.ready + self.scheduled + self.retrying
+        """Jobs not yet started (waiting, scheduled and retrying)."""
+        return self.waiting + self.scheduled + self.retrying
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -336,7 +346,7 @@ class Thresholds:
     """Alert thresholds (the spec's defaults). A figure above its threshold opens an alert and
     makes health report ``healthy: false`` with the reason."""
 
-    #: waiting jobs (ready, scheduled and retrying) in one queue
+    #: jobs not yet started (waiting, scheduled and retrying) in one queue
     max_backlog: int = 1000
     #: percent of a queue's attempts in the window that failed
     max_failure_rate: float = 10.0

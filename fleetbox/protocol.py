@@ -121,7 +121,7 @@ class QueueRow(TypedDict):
     name: str
     tier: TierName
     paused: bool
-    ready: int
+    waiting: int
     scheduled: int
     running: int
     retrying: int

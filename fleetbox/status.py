@@ -69,13 +69,19 @@ def format_table(health: dict[str, object]) -> str:
     reasons = health.get("reasons")
     if isinstance(reasons, list):
         lines.extend(f"  ! {reason}" for reason in reasons)
-    lines.append(f"{'queue':<20} {'state':<8} {'backlog':>8} {'fail %':>7} {'avg ms':>9}")
+    # The job states' words (fleetbox.models.JobState) as the health document names its figures;
+    # a queue is active or paused, as `fleetbox queues` says ("running" is a job's state).
+    lines.append(
+        f"{'queue':<20} {'state':<8} {'backlog':>8} {'waiting':>8} {'sched':>8} {'retry':>8} {'running':>8} "
+        f"{'fail %':>7} {'avg ms':>9}"
+    )
     queues = health.get("queues", {})
     if isinstance(queues, dict):
         for name, q in queues.items():
-            running = "running" if q.get("isRunning") else "paused"
+            state = "active" if q.get("isRunning") else "paused"
             lines.append(
-                f"{name:<20} {running:<8} {q.get('backlog', 0):>8} {q.get('failureRate', 0):>7.1f} "
+                f"{name:<20} {state:<8} {q.get('backlog', 0):>8} {q.get('waiting', 0):>8} {q.get('scheduled', 0):>8} "
+                f"{q.get('retrying', 0):>8} {q.get('running', 0):>8} {q.get('failureRate', 0):>7.1f} "
                 f"{q.get('avgProcessingTime', 0):>9.0f}"
             )
     return "\n".join(lines)

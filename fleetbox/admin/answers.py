@@ -138,7 +138,7 @@ class QueueHealth(Answer):
     failure_rate: float
     avg_processing_time: float
     tier: TierName
-    ready: int
+    waiting: int
     scheduled: int
     retrying: int
     running: int
@@ -200,7 +200,7 @@ class QueueStats(QueueHealth):
 
 class StatsTotals(Answer):
     backlog: int
-    ready: int
+    waiting: int
     scheduled: int
     retrying: int
     running: int
@@ -418,7 +418,7 @@ class DependencyLink(Answer):
 
     job_id: int
     state: str | None = Field(
-        description="where the other job is now (null: deleted by retention): blocked, ready, scheduled, "
+        description="where the other job is now (null: deleted by retention): blocked, waiting, scheduled, "
         "retrying, running, succeeded, dead, cleared or cancelled"
     )
     edge: str | None = Field(description="null while the parent is unresolved; succeeded, skipped, ignored, failed")

@@ -223,8 +223,8 @@ class FailedQuery(PageQuery):
 class JobListQuery(PageQuery):
     status: Literal[JOB_STATUSES] | None = Field(  # type: ignore[valid-type]
         None,
-        description="only jobs in this state; the spec's words are aliases: "
-        + ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items()),
+        description="only jobs in this state; pending is every job not yet started (waiting, "
+        "scheduled or retrying), and " + ", ".join(f"{alias} = {name.value}" for alias, name in ALIASES.items()),
     )
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="jobs to skip")
     after: Id | None = Field(None, description="the last job id of the page before (keyset paging)")

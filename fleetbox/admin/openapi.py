@@ -186,8 +186,9 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "listJobs": {
             "summary": "A page of a queue's jobs",
-            "description": "Without status: every job still in the queue (waiting or running). pending = "
-            "ready + scheduled + retrying. Jobs in the queue come oldest first (id order); succeeded, dead "
+            "description": "Without status: every job still in the queue (not yet started, or running). pending = "
+            "waiting + scheduled + retrying (every job not yet started); ready is another word for waiting. "
+            "Jobs in the queue come oldest first (id order); succeeded, dead "
             "and cleared ones last finished first (while in jobs_done, before archiving). Page with "
             f"`after` (the previous page's nextAfter), or with `offset` up to {MAX_OFFSET}.",
             "responses": {"200": answers.ok(answers.JobList, "A page of jobs")},
@@ -243,7 +244,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "errors": [400, 404, 503],
         },
         "clearQueue": {
-            "summary": "Remove a queue's waiting jobs (ready, scheduled, retrying), never running ones",
+            "summary": "Remove a queue's jobs not yet started (waiting, scheduled, retrying), never running ones",
             "description": "They move to the finished jobs with state cleared.",
             "responses": {"200": answers.ok(answers.Cleared, "How many jobs were removed")},
             "errors": [400, 404, 503],

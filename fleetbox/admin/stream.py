@@ -487,7 +487,7 @@ class Stream:
                 name=name,
                 tier=TIER_NAMES[tier],
                 paused=q.paused,
-                ready=d.ready,
+                waiting=d.waiting,
                 scheduled=d.scheduled,
                 running=d.running,
                 retrying=d.retrying,

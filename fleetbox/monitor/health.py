@@ -2,7 +2,7 @@
 
 Where each figure comes from, and what it costs (none of them counts over a finished-job table):
 
-- **backlog, ready, scheduled, retrying, running**: counted in the hot ``jobs`` table, which holds
+- **backlog, waiting, scheduled, retrying, running**: counted in the hot ``jobs`` table, which holds
   only unfinished jobs (one scan of it, grouped by queue). Counted at most once per
   ``depth_cache_seconds`` per process; a health or stats request in between reuses the figures.
 - **failure rate, average and p95 processing time, throughput**: the attempts in ``job_attempts``
@@ -63,9 +63,10 @@ class QueueHealth:
     tier: Tier
     #: False while the queue is paused
     is_running: bool
-    #: waiting jobs: ready + scheduled + retrying
+    #: jobs not yet started: waiting + scheduled + retrying
     backlog: int
-    ready: int
+    #: due jobs waiting for a worker
+    waiting: int
     scheduled: int
     retrying: int
     running: int
@@ -94,7 +95,7 @@ class QueueHealth:
             "failureRate": round(self.failure_rate, 2),
             "avgProcessingTime": round(self.avg_processing_time, 1),
             "tier": self.tier.name.lower(),
-            "ready": self.ready,
+            "waiting": self.waiting,
             "scheduled": self.scheduled,
             "retrying": self.retrying,
             "running": self.running,
@@ -321,8 +322,8 @@ class Monitor:
                 name=q.name,
                 tier=q.tier,
                 is_running=not q.paused,
-                backlog=d.ready + d.scheduled + d.retrying,
-                ready=d.ready,
+                backlog=d.waiting + d.scheduled + d.retrying,
+                waiting=d.waiting,
                 scheduled=d.scheduled,
                 retrying=d.retrying,
                 running=d.running,
@@ -399,13 +400,13 @@ class Monitor:
         }
         queues: dict[str, Any] = {}
         totals = dict.fromkeys(
-            ("backlog", "ready", "scheduled", "retrying", "running", "deadLetters", "completed", "failed"), 0
+            ("backlog", "waiting", "scheduled", "retrying", "running", "deadLetters", "completed", "failed"), 0
         )
         weighted_ms = 0.0
         for name, q in figures.queues.items():
             last24 = day.get(name) or _totals(None)
             queues[name] = {**q.to_json(), "last24h": last24}
-            for key in ("backlog", "ready", "scheduled", "retrying", "running"):
+            for key in ("backlog", "waiting", "scheduled", "retrying", "running"):
                 totals[key] += getattr(q, key)
             totals["deadLetters"] += q.dead_letters
             totals["completed"] += q.completed

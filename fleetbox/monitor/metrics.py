@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from fleetbox.models import Outcome, QueueDepth
+from fleetbox.models import JobState, Outcome, QueueDepth
 
 
 class FinishedAttempt(Protocol):
@@ -210,10 +210,10 @@ class Metrics:
         """Refresh the per-queue gauges from a fresh count."""
         for d in depth:
             for state, value in (
-                ("ready", d.ready),
-                ("scheduled", d.scheduled),
-                ("retrying", d.retrying),
-                ("running", d.running),
+                (JobState.WAITING, d.waiting),
+                (JobState.SCHEDULED, d.scheduled),
+                (JobState.RETRYING, d.retrying),
+                (JobState.RUNNING, d.running),
             ):
                 self.jobs.labels(d.queue, state).set(value)
             self.dead.labels(d.queue).set(d.dead)

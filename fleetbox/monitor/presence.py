@@ -117,7 +117,7 @@ class Presence:
                         queue,
                         waited,
                         self.no_consumer_seconds,
-                        f"{queue}: {c.ready + c.retrying} jobs due and no appliance that can run them for "
+                        f"{queue}: {c.waiting + c.retrying} jobs due and no appliance that can run them for "
                         f"{waited:.0f} s (configure a handler for the queue, or start an appliance that has one)",
                     )
                 )

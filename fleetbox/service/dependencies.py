@@ -93,7 +93,7 @@ class CancelResult:
 
     #: the jobs cancelled (blocked ones, and waiting ones for a workflow)
     cancelled: list[int] = field(default_factory=list)
-    #: jobs outside it that became ready (their policy ignores a parent's failure)
+    #: jobs outside it that were released, now waiting (their policy ignores a parent's failure)
     released: int = 0
 
 
@@ -250,7 +250,7 @@ class Dependencies:
     async def skip(self, dead_letter_id: int, result: object, *, actor: str) -> int:
         """Treat a dead letter's job as succeeded with ``result`` (any JSON value) in its place:
         the dependents held on it resume, reading that result. The dead letter is discarded, on
-        record. Returns how many dependents became ready."""
+        record. Returns how many dependents were released (now waiting)."""
         actor = _actor(actor)
         dead_letter_id = rules.check_id(dead_letter_id)
         encoded = rules.encode_result(result)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from fleetbox import rules
 from fleetbox.errors import Conflict, InvalidInput, NotFound
-from fleetbox.models import Attempt, Clock, DeadLetter, JobInfo, JobState
+from fleetbox.models import PENDING, STATE_ALIASES, Attempt, Clock, DeadLetter, JobInfo, JobState
 from fleetbox.redaction import Redaction
 from fleetbox.service.audit import Audit
 from fleetbox.service.dead_letters import DeadLetters
@@ -18,12 +18,30 @@ from fleetbox.store.audit import AuditEntry
 from fleetbox.store.dead_letters import FIRST_PAGE
 from fleetbox.store.jobs import ErrorGroup
 
-#: ``status`` of a job list, with the spec's words: "pending" is every waiting job, "completed"
-#: the succeeded ones, "failed" the dead ones.
-LIVE_STATUSES = ("ready", "scheduled", "retrying", "running", "pending")
-DONE_STATUSES = ("succeeded", "dead", "cleared")
-ALIASES = {"waiting": "pending", "completed": "succeeded", "failed": "dead"}
-JOB_STATUSES = LIVE_STATUSES + DONE_STATUSES + tuple(ALIASES)
+#: ``status`` of a job list: a state of a job still in its queue, or ``pending`` (the spec's word:
+#: every job not yet started, so waiting, scheduled or retrying) ...
+LIVE_STATUSES: tuple[str, ...] = (
+    *(s.value for s in (JobState.WAITING, JobState.SCHEDULED, JobState.RETRYING, JobState.RUNNING)),
+    PENDING,
+)
+#: ... or of a finished one ...
+DONE_STATUSES: tuple[str, ...] = tuple(s.value for s in (JobState.SUCCEEDED, JobState.DEAD, JobState.CLEARED))
+#: ... or another word for a state (the one alias table, fleetbox.models.STATE_ALIASES: the spec's
+#: ``completed`` and ``failed``, and ``ready``, the old word for waiting).
+ALIASES = STATE_ALIASES
+JOB_STATUSES: tuple[str, ...] = LIVE_STATUSES + DONE_STATUSES + tuple(ALIASES)
+
+
+def status_filter(status: str | None) -> str | None:
+    """A job list's ``status`` as the store reads it (an alias becomes its state): one of
+    LIVE_STATUSES or DONE_STATUSES. An unknown word raises InvalidInput naming every word."""
+    if status is None:
+        return None
+    if status not in JOB_STATUSES:
+        raise InvalidInput(f"must be one of {', '.join(JOB_STATUSES)}", field="status")
+    return str(ALIASES.get(status, status))
+
+
 #: The most failed attempts an error summary reads (newest first).
 MAX_ERROR_ATTEMPTS = 100_000
 
@@ -141,24 +159,22 @@ class Jobs:
     async def page(self, queue: str, status: str | None, *, after: int | None, offset: int, limit: int) -> JobPage:
         """A page of a queue's jobs.
 
-        Jobs still in the queue (no status, or ready, scheduled, retrying, running, pending) come
+        Jobs still in the queue (no status, or waiting, scheduled, retrying, running, pending) come
         oldest first (id order); finished ones (succeeded, dead, cleared) last finished first.
         ``after`` is the last id of the page before.
         """
-        if status is not None and status not in JOB_STATUSES:
-            raise InvalidInput(f"must be one of {', '.join(JOB_STATUSES)}", field="status")
-        status = ALIASES.get(status, status) if status is not None else None
+        status = status_filter(status)
         now = self._clock.now()
         start = after or 0
         async with self._store.transaction() as tx:
             await tx.jobs.plan_for_parameters()
             if status is None:
                 jobs = await tx.jobs.page_live(queue, now, start, offset, limit + 1)
-            elif status in ("ready", "scheduled", "pending"):
+            elif status in (JobState.WAITING, JobState.SCHEDULED, PENDING):
                 jobs = await tx.jobs.page_waiting(queue, status, now, start, offset, limit + 1)
-            elif status == "retrying":
+            elif status == JobState.RETRYING:
                 jobs = await tx.jobs.page_retrying(queue, start, offset, limit + 1)
-            elif status == "running":
+            elif status == JobState.RUNNING:
                 jobs = await tx.jobs.page_running(queue, start, offset, limit + 1)
             else:
                 top = FIRST_PAGE
@@ -186,8 +202,7 @@ class Jobs:
         ``before`` is the previous page's ``next_before``. A search that scans too long is
         stopped by the database (a DatabaseError naming the statement timeout). ``status`` takes
         the job lists' words (and their aliases); ``since`` keeps jobs created at or after it."""
-        if status is not None and status not in JOB_STATUSES:
-            raise InvalidInput(f"must be one of {', '.join(JOB_STATUSES)}", field="status")
+        state = status_filter(status)
         if since is not None and since.tzinfo is None:
             raise InvalidInput("must have a time zone (2026-01-31T09:00:00+01:00 or …Z)", field="since")
         wanted = rules.check_payload_filter(contains) if contains is not None else None
@@ -209,7 +224,7 @@ class Jobs:
                 queue=queue,
                 contains=wanted,
                 error=text,
-                state=ALIASES.get(status, status) if status is not None else None,
+                state=state,
                 since=since,
                 limit=limit + 1,
                 now=self._clock.now(),

@@ -32,7 +32,7 @@ class Queues:
         return info
 
     async def depth(self) -> list[QueueDepth]:
-        """Jobs per queue by state: ready, scheduled, retrying, running, and open dead letters."""
+        """Jobs per queue by state: waiting, scheduled, retrying, running, and open dead letters."""
         infos = await self._store.queues.all()
         counts = await self._store.queues.counts(self._clock.now())
         dead = await self._store.queues.open_dead_letters()
@@ -44,7 +44,7 @@ class Queues:
                     queue=q.name,
                     tier=q.tier,
                     paused=q.paused,
-                    ready=c.ready if c else 0,
+                    waiting=c.waiting if c else 0,
                     scheduled=c.scheduled if c else 0,
                     retrying=c.retrying if c else 0,
                     running=c.running if c else 0,
@@ -67,7 +67,7 @@ class Queues:
         return updated
 
     async def clear(self, name: str, *, actor: str) -> int:
-        """Move a queue's waiting jobs (ready, scheduled, retrying) to jobs_done as cleared; never
+        """Move a queue's jobs not yet started (waiting, scheduled, retrying) to jobs_done as cleared; never
         running ones. Returns how many."""
         await self.get(name)
         async with self._store.transaction() as tx:

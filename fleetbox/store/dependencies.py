@@ -22,7 +22,7 @@ class Link:
     """One dependency seen from one side: the other job, where it is, and the edge's state."""
 
     job_id: int
-    #: where the other job is now: blocked, ready, scheduled, retrying, running, succeeded, dead,
+    #: where the other job is now: blocked, waiting, scheduled, retrying, running, succeeded, dead,
     #: cleared or cancelled (None: deleted by retention)
     state: str | None
     #: None while the parent is unresolved; succeeded, skipped, ignored or failed after
@@ -169,7 +169,7 @@ class DependencyStore:
         results: Sequence[JsonText] = (),
     ) -> int:
         """Settle the dependents of finished parents (``succeeded``, ``skipped`` or ``failed``);
-        how many became ready."""
+        how many were released (now waiting)."""
         return int(
             await self._run.fetchval("deps_settle", list(parents), outcome, list(result_ids), list(results), now)
         )

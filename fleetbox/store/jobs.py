@@ -217,7 +217,7 @@ class JobStore:
     ) -> tuple[int, int]:
         """Record successful attempts (times in epoch seconds) and the results some returned
         (``result_ids``, ``results``); settles their dependents. Returns how many still held their
-        job, and how many dependents became ready."""
+        job, and how many dependents were released (now waiting)."""
         row = await self._run.fetchrow(
             "complete_succeeded", ids, attempts, started, finished, worker_id, result_ids, results
         )
@@ -282,7 +282,8 @@ class JobStore:
     async def page_waiting(
         self, queue: str, which: str, now: dt.datetime, after: int, offset: int, limit: int
     ) -> list[JobInfo]:
-        """Waiting jobs of a queue in id order; ``which`` is ready, scheduled or pending (all)."""
+        """Jobs of a queue not yet started, in id order; ``which`` is waiting (due), scheduled or
+        pending (all of them)."""
         rows = await self._run.fetch("admin_jobs_waiting", queue, which, now, after, offset, limit)
         return [JobInfo.from_row(r) for r in rows]
 

@@ -14,7 +14,7 @@ from fleetbox.store.pool import Runner
 class QueueCounts:
     """Unfinished jobs of one queue by state (the hot table holds only those)."""
 
-    ready: int = 0
+    waiting: int = 0
     scheduled: int = 0
     retrying: int = 0
     running: int = 0
@@ -63,12 +63,12 @@ class QueueStore:
         if oldest:
             return {
                 r["queue"]: QueueCounts(
-                    int(r["ready"]), int(r["scheduled"]), int(r["retrying"]), int(r["running"]), r["oldest_due"]
+                    int(r["waiting"]), int(r["scheduled"]), int(r["retrying"]), int(r["running"]), r["oldest_due"]
                 )
                 for r in await self._run.fetch("stream_depth", now)
             }
         return {
-            r["queue"]: QueueCounts(int(r["ready"]), int(r["scheduled"]), int(r["retrying"]), int(r["running"]))
+            r["queue"]: QueueCounts(int(r["waiting"]), int(r["scheduled"]), int(r["retrying"]), int(r["running"]))
             for r in await self._run.fetch("queue_depth", now)
         }
 

@@ -309,7 +309,7 @@ class FleetboxTUI(App[None]):
             self.notify("Read-only: queues cannot be cleared from here.", severity="warning")
             return
         row = self.state.rows.get(queue)
-        waiting = "" if row is None else f" ({row['ready'] + row['scheduled'] + row['retrying']:,} waiting now)"
+        how_many = "" if row is None else f" ({row['waiting'] + row['scheduled'] + row['retrying']:,} now)"
 
         async def run() -> None:
             try:
@@ -317,11 +317,11 @@ class FleetboxTUI(App[None]):
             except ClientError as exc:
                 self.notify(str(exc), title=f"{queue} not cleared", severity="error")
                 return
-            self.notify(f"{cleared:,} waiting jobs of {queue} removed", title="Cleared")
+            self.notify(f"{cleared:,} jobs of {queue} not yet started removed", title="Cleared")
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.run_worker(run(), group="queue-action", exit_on_error=False)
 
-        question = f"Clear {queue}? Every waiting job{waiting} is removed; running jobs finish."
+        question = f"Clear {queue}? Every job not yet started{how_many} is removed; running jobs finish."
         self.push_screen(TypedConfirmModal(question, queue), answered)

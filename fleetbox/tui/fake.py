@@ -49,7 +49,7 @@ def queue_row(name: str, tier: TierName = "high", **figures: Any) -> QueueRow:
         "name": name,
         "tier": tier,
         "paused": False,
-        "ready": 0,
+        "waiting": 0,
         "scheduled": 0,
         "running": 0,
         "retrying": 0,
@@ -89,7 +89,7 @@ def busy_rows(count: int = len(SPEC_QUEUES)) -> list[QueueRow]:
             queue_row(
                 name,
                 tier,
-                ready=rng.randint(0, 3000),
+                waiting=rng.randint(0, 3000),
                 scheduled=rng.randint(0, 50),
                 running=busy,
                 retrying=rng.randint(0, 9),
@@ -339,7 +339,7 @@ class FakeClient(FakeFlows):
             if row["paused"]:
                 row["donePerMinute"] = 0.0
                 continue
-            row["ready"] = max(0, row["ready"] + rng.randint(-40, 40))
+            row["waiting"] = max(0, row["waiting"] + rng.randint(-40, 40))
             row["donePerMinute"] = max(0.0, row["donePerMinute"] + rng.randint(-60, 60))
             row["failureRate"] = round(min(100.0, max(0.0, row["failureRate"] + rng.uniform(-0.5, 0.5))), 1)
 
@@ -458,8 +458,8 @@ class FakeClient(FakeFlows):
         """Drop the waiting jobs."""
         self.calls.append(("clear", queue))
         row = self._row(queue)
-        cleared = row["ready"] + row["scheduled"] + row["retrying"]
-        row["ready"] = row["scheduled"] = row["retrying"] = 0
+        cleared = row["waiting"] + row["scheduled"] + row["retrying"]
+        row["waiting"] = row["scheduled"] = row["retrying"] = 0
         row["oldestWaitingSeconds"] = None
         self._event("queue_cleared", queue)
         return cleared

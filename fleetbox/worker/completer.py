@@ -77,7 +77,7 @@ class Completer:
         self.batches = 0
         #: outcomes the database refused because the attempt no longer held its job
         self.stale = 0
-        #: dependents made ready by the successes written (their last parent finished)
+        #: dependents released (now waiting) by the successes written (their last parent finished)
         self.released = 0
 
     def __repr__(self) -> str:

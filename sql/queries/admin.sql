@@ -11,18 +11,18 @@ SET LOCAL plan_cache_mode = force_custom_plan
 SELECT name, tier, paused, paused_at, paused_by FROM queues WHERE name = $1
 
 -- name: admin_jobs_waiting
--- Waiting jobs of a queue in id order (FIFO), by jobs_waiting_queue; $2 picks ready, scheduled or
--- every waiting job (pending), by the same rules as queue_depth.
--- params: $1 queue, $2 'ready'|'scheduled'|'pending', $3 now, $4 after id (0: from the start),
+-- Jobs of a queue not yet started in id order (FIFO), by jobs_waiting_queue; $2 picks waiting (due),
+-- scheduled or every one not yet started (pending), by the same rules as queue_depth.
+-- params: $1 queue, $2 'waiting'|'scheduled'|'pending', $3 now, $4 after id (0: from the start),
 --         $5 offset, $6 limit
 SELECT id, queue, priority,
-       CASE WHEN attempt > 0 THEN 'retrying' WHEN run_at > $3 THEN 'scheduled' ELSE 'ready' END AS state,
+       CASE WHEN attempt > 0 THEN 'retrying' WHEN run_at > $3 THEN 'scheduled' ELSE 'waiting' END AS state,
        data, singleton_key, attempt AS attempts, max_attempts, run_at, created_at,
        NULL::timestamptz AS finished_at, last_error_class, last_error, dead_letter_id
   FROM jobs
  WHERE queue = $1 AND state = 'waiting' AND id > $4
    AND ($2::text = 'pending'
-        OR ($2::text = 'ready' AND attempt = 0 AND run_at <= $3)
+        OR ($2::text = 'waiting' AND attempt = 0 AND run_at <= $3)
         OR ($2::text = 'scheduled' AND attempt = 0 AND run_at > $3))
  ORDER BY id
 OFFSET $5 LIMIT $6
@@ -56,7 +56,7 @@ OFFSET $3 LIMIT $4
 -- params: $1 queue, $2 now, $3 after id (0: from the start), $4 offset, $5 limit
 SELECT * FROM (
     (SELECT id, queue, priority,
-            CASE WHEN attempt > 0 THEN 'retrying' WHEN run_at > $2 THEN 'scheduled' ELSE 'ready' END AS state,
+            CASE WHEN attempt > 0 THEN 'retrying' WHEN run_at > $2 THEN 'scheduled' ELSE 'waiting' END AS state,
             data, singleton_key, attempt AS attempts, max_attempts, run_at, created_at,
             NULL::timestamptz AS finished_at, last_error_class, last_error, dead_letter_id
        FROM jobs
@@ -130,7 +130,7 @@ SELECT id, job_id, queue, priority, data, singleton_key, error_class, error, att
  LIMIT $2
 
 -- name: admin_queue_clear
--- Clears a queue: its waiting jobs (ready, scheduled, retrying) move to jobs_done as 'cleared'.
+-- Clears a queue: its jobs not yet started (waiting, scheduled, retrying) move to jobs_done as 'cleared'.
 -- A running job is never touched: a job being claimed at the same moment is either skipped by
 -- the claim (we hold its row lock) or, once claimed, no longer matches state = 'waiting' when
 -- the DELETE re-reads it.
@@ -214,11 +214,11 @@ SELECT * FROM (
             CASE WHEN state = 'running' THEN 'running'
                  WHEN attempt > 0 THEN 'retrying'
                  WHEN run_at > $6 THEN 'scheduled'
-                 ELSE 'ready' END AS state,
+                 ELSE 'waiting' END AS state,
             data, singleton_key, attempt AS attempts, max_attempts, run_at, created_at,
             NULL::timestamptz AS finished_at, last_error_class, last_error, dead_letter_id
        FROM jobs
-      WHERE ($7::text IS NULL OR $7::text IN ('ready', 'scheduled', 'retrying', 'running', 'pending'))
+      WHERE ($7::text IS NULL OR $7::text IN ('waiting', 'scheduled', 'retrying', 'running', 'pending'))
         AND id < $1
         AND ($2::text IS NULL OR queue = $2)
         AND ($3::jsonb IS NULL OR data @> $3::jsonb)
@@ -229,7 +229,7 @@ SELECT * FROM (
              OR ($7::text = 'running' AND state = 'running')
              OR ($7::text = 'retrying' AND state = 'waiting' AND attempt > 0)
              OR ($7::text = 'scheduled' AND state = 'waiting' AND attempt = 0 AND run_at > $6)
-             OR ($7::text = 'ready' AND state = 'waiting' AND attempt = 0 AND run_at <= $6))
+             OR ($7::text = 'waiting' AND state = 'waiting' AND attempt = 0 AND run_at <= $6))
       ORDER BY id DESC
       LIMIT $5)
     UNION ALL

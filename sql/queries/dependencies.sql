@@ -63,7 +63,7 @@ SELECT s.step, s.job_id,
        coalesce(
          (SELECT 'blocked' FROM jobs_blocked b WHERE b.id = s.job_id),
          (SELECT CASE WHEN j.state = 'running' THEN 'running' WHEN j.attempt > 0 THEN 'retrying'
-                      WHEN j.run_at > $2 THEN 'scheduled' ELSE 'ready' END FROM jobs j WHERE j.id = s.job_id),
+                      WHEN j.run_at > $2 THEN 'scheduled' ELSE 'waiting' END FROM jobs j WHERE j.id = s.job_id),
          (SELECT d.state FROM jobs_done d WHERE d.id = s.job_id),
          (SELECT a.state FROM jobs_archive a WHERE a.id = s.job_id)) AS state
   FROM workflow_steps s WHERE s.workflow_id = $1
@@ -93,7 +93,7 @@ SELECT id, has_dependents FROM moved ORDER BY id
 SELECT cancel_blocked($1::bigint[], $2, NULL, $3, $4)
 
 -- name: deps_settle
--- Settles the dependents of finished parents (see settle_parents); how many became ready.
+-- Settles the dependents of finished parents (see settle_parents); how many were released (now waiting).
 -- params: $1 parent id[], $2 outcome, $3 result job id[], $4 results, $5 now
 SELECT settle_parents($1::bigint[], $2, $3::bigint[], $4::jsonb[], $5)
 
@@ -116,7 +116,7 @@ SELECT d.parent_id AS job_id, d.state AS edge, s.step,
        coalesce(
          (SELECT 'blocked' FROM jobs_blocked b WHERE b.id = d.parent_id),
          (SELECT CASE WHEN j.state = 'running' THEN 'running' WHEN j.attempt > 0 THEN 'retrying'
-                      WHEN j.run_at > $2 THEN 'scheduled' ELSE 'ready' END FROM jobs j WHERE j.id = d.parent_id),
+                      WHEN j.run_at > $2 THEN 'scheduled' ELSE 'waiting' END FROM jobs j WHERE j.id = d.parent_id),
          (SELECT x.state FROM jobs_done x WHERE x.id = d.parent_id),
          (SELECT a.state FROM jobs_archive a WHERE a.id = d.parent_id)) AS state
   FROM job_dependencies d LEFT JOIN workflow_steps s ON s.job_id = d.parent_id
@@ -129,7 +129,7 @@ SELECT d.child_id AS job_id, d.state AS edge, s.step,
        coalesce(
          (SELECT 'blocked' FROM jobs_blocked b WHERE b.id = d.child_id),
          (SELECT CASE WHEN j.state = 'running' THEN 'running' WHEN j.attempt > 0 THEN 'retrying'
-                      WHEN j.run_at > $2 THEN 'scheduled' ELSE 'ready' END FROM jobs j WHERE j.id = d.child_id),
+                      WHEN j.run_at > $2 THEN 'scheduled' ELSE 'waiting' END FROM jobs j WHERE j.id = d.child_id),
          (SELECT x.state FROM jobs_done x WHERE x.id = d.child_id),
          (SELECT a.state FROM jobs_archive a WHERE a.id = d.child_id)) AS state
   FROM job_dependencies d LEFT JOIN workflow_steps s ON s.job_id = d.child_id

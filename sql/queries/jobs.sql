@@ -5,7 +5,7 @@ SELECT id, queue, priority,
        CASE WHEN state = 'running' THEN 'running'
             WHEN attempt > 0 THEN 'retrying'
             WHEN run_at > $2 THEN 'scheduled'
-            ELSE 'ready' END AS state,
+            ELSE 'waiting' END AS state,
        data, singleton_key, attempt AS attempts, max_attempts, run_at, created_at,
        NULL::timestamptz AS finished_at, last_error_class, last_error, dead_letter_id
   FROM jobs WHERE id = $1

@@ -66,10 +66,10 @@ SELECT max(at) FROM queue_statistics
 -- One row per queue covering ($1, $2]: attempts from job_attempts in that interval only (index
 -- range scans, as in monitor_window), depth from the hot table, open dead letters from their
 -- partial index.
--- params: $1 period start, $2 period end (at), $3 now (ready vs scheduled)
+-- params: $1 period start, $2 period end (at), $3 now (waiting vs scheduled)
 WITH depth AS (
     SELECT queue,
-           count(*) FILTER (WHERE state = 'waiting' AND run_at <= $3 AND attempt = 0) AS ready,
+           count(*) FILTER (WHERE state = 'waiting' AND run_at <= $3 AND attempt = 0) AS waiting,
            count(*) FILTER (WHERE state = 'waiting' AND run_at > $3 AND attempt = 0)  AS scheduled,
            count(*) FILTER (WHERE state = 'waiting' AND attempt > 0)                 AS retrying,
            count(*) FILTER (WHERE state = 'running')                                 AS running
@@ -80,7 +80,7 @@ WITH depth AS (
 INSERT INTO queue_statistics (queue, at, period_start, waiting, scheduled, retrying, running,
                               succeeded, failed, dead, attempts, avg_duration_ms, p95_duration_ms,
                               dead_letters)
-SELECT q.name, $2, $1, coalesce(d.ready, 0), coalesce(d.scheduled, 0), coalesce(d.retrying, 0),
+SELECT q.name, $2, $1, coalesce(d.waiting, 0), coalesce(d.scheduled, 0), coalesce(d.retrying, 0),
        coalesce(d.running, 0), w.succeeded, w.failed, w.dead, w.attempts, w.avg_ms, w.p95_ms,
        coalesce(dl.open, 0)
   FROM queues q

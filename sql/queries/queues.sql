@@ -21,7 +21,7 @@ RETURNING name, tier, paused, paused_at, paused_by
 -- Jobs in the hot table by queue and state (the table holds only unfinished jobs, so this is cheap).
 -- params: $1 now
 SELECT queue,
-       count(*) FILTER (WHERE state = 'waiting' AND run_at <= $1 AND attempt = 0) AS ready,
+       count(*) FILTER (WHERE state = 'waiting' AND run_at <= $1 AND attempt = 0) AS waiting,
        count(*) FILTER (WHERE state = 'waiting' AND run_at > $1 AND attempt = 0)  AS scheduled,
        count(*) FILTER (WHERE state = 'waiting' AND attempt > 0)                 AS retrying,
        count(*) FILTER (WHERE state = 'running')                                 AS running

@@ -8,7 +8,7 @@
 -- queue_depth plus the run_at of the oldest due waiting job, in the same scan.
 -- params: $1 now
 SELECT queue,
-       count(*) FILTER (WHERE state = 'waiting' AND run_at <= $1 AND attempt = 0) AS ready,
+       count(*) FILTER (WHERE state = 'waiting' AND run_at <= $1 AND attempt = 0) AS waiting,
        count(*) FILTER (WHERE state = 'waiting' AND run_at > $1 AND attempt = 0)  AS scheduled,
        count(*) FILTER (WHERE state = 'waiting' AND attempt > 0)                 AS retrying,
        count(*) FILTER (WHERE state = 'running')                                 AS running,

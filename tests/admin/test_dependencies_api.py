@@ -25,7 +25,7 @@ async def test_parents_and_children_where_each_is_now(api: Api) -> None:
     assert answer.status == 200, await answer.text()
     assert await answer.json() == {
         "jobId": mail,
-        "parents": [{"jobId": upload, "state": "ready", "edge": None, "step": None}],
+        "parents": [{"jobId": upload, "state": "waiting", "edge": None, "step": None}],
         "children": [{"jobId": report, "state": "blocked", "edge": None, "step": None}],
         "hasResult": False,
         "result": None,

@@ -218,14 +218,14 @@ async def test_hostile_stored_payloads_render_on_every_list_and_detail(rig: Rig,
         return await response.json()
 
     for include in ("", "include=payload"):
-        for status in ("", "status=ready", "status=pending", "status=dead"):
+        for status in ("", "status=waiting", "status=pending", "status=dead"):
             query = "&".join(p for p in (status, include, "limit=500") if p)
             await ok(f"/api/queue/{WORK}/jobs?{query}")
             await ok(f"/api/queue/other/jobs?{query}")
         await ok(f"/api/queue/other/failed?{include}")
         letters = (await ok(f"/api/queue/dead-letter?limit=500&{include}"))["deadLetters"]
         assert len(letters) == len(HOSTILE)
-    rows = {j["id"]: j for j in (await ok(f"/api/queue/{WORK}/jobs?status=ready&include=payload&limit=500"))["jobs"]}
+    rows = {j["id"]: j for j in (await ok(f"/api/queue/{WORK}/jobs?status=waiting&include=payload&limit=500"))["jobs"]}
     for name, job_id in zip(HOSTILE, jobs, strict=True):
         detail = await ok(f"/api/queue/jobs/{job_id}")
         shallow = name in ("nested-150",) or not name.startswith("nested")

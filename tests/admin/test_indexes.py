@@ -20,7 +20,7 @@ TOP = (dt.datetime.max.replace(tzinfo=dt.UTC), 2**63 - 1)
 
 #: (query, parameters, the indexes of which the plan must use one)
 CASES: list[tuple[str, tuple[Any, ...], set[str]]] = [
-    ("admin_jobs_waiting", ("sync", "ready", NOW, 0, 0, 51), {"jobs_waiting_queue"}),
+    ("admin_jobs_waiting", ("sync", "waiting", NOW, 0, 0, 51), {"jobs_waiting_queue"}),
     ("admin_jobs_waiting", ("sync", "scheduled", NOW, 0, 0, 51), {"jobs_waiting_queue"}),
     ("admin_jobs_waiting", ("sync", "pending", NOW, 100, 10, 51), {"jobs_waiting_queue"}),
     ("admin_jobs_retrying", ("sync", 0, 0, 51), {"jobs_retrying_queue"}),

@@ -35,7 +35,7 @@ async def test_enqueue_creates_a_job_and_a_singleton_hit_returns_the_live_one(ap
 
     detail = await (await api.get(f"/api/queue/jobs/{created['id']}", headers=READ)).json()
     assert detail["priority"] == 3 and detail["maxAttempts"] == 4 and detail["singletonKey"] == "chat-c1"
-    assert detail["data"] == {"chatId": "c1"} and detail["state"] == "ready" and detail["history"] == []
+    assert detail["data"] == {"chatId": "c1"} and detail["state"] == "waiting" and detail["history"] == []
     rows = await db.pool.fetch("SELECT actor, action, target, details FROM fleetbox.audit_log ORDER BY id")
     assert [(r["actor"], r["action"], r["target"], r["details"]["created"]) for r in rows] == [
         ("ivy", "job.enqueue", f"job:{created['id']}", True),
@@ -160,7 +160,7 @@ async def test_jobs_are_listed_by_status(rig: Rig) -> None:
 
     await wait_for(settled)
     await c.set_paused(WORK, True)  # nothing more is claimed from here on
-    ids["ready"] = await rig.enqueue("ok")
+    ids["waiting"] = await rig.enqueue("ok")
     ids["scheduled"] = await rig.enqueue("ok", delay=3_600_000)
     await c.set_paused(OTHER, True)
     to_clear = await rig.enqueue("ok", queue=OTHER)
@@ -174,20 +174,20 @@ async def test_jobs_are_listed_by_status(rig: Rig) -> None:
         assert body["queue"] == queue and body["status"] == status and body["nextAfter"] is None
         return [j["id"] for j in body["jobs"]]
 
-    for state in ("ready", "scheduled", "retrying", "running", "succeeded", "dead"):
+    for state in ("waiting", "scheduled", "retrying", "running", "succeeded", "dead"):
         assert await listed(WORK, state) == [ids[state]], state
     assert await listed(OTHER, "cleared") == [to_clear]
     assert await listed(WORK, "cleared") == []
-    assert await listed(WORK, "pending") == sorted([ids["ready"], ids["scheduled"], ids["retrying"]])
-    # the spec's words are aliases of the state names
-    assert await listed(WORK, "waiting") == await listed(WORK, "pending")
+    assert await listed(WORK, "pending") == sorted([ids["waiting"], ids["scheduled"], ids["retrying"]])
+    # the spec's words, and ready (the old word for waiting), are aliases of the state names
+    assert await listed(WORK, "ready") == [ids["waiting"]]
     assert await listed(WORK, "completed") == [ids["succeeded"]]
     assert await listed(WORK, "failed") == [ids["dead"]]
-    live = [ids[s] for s in ("ready", "scheduled", "retrying", "running")]
+    live = [ids[s] for s in ("waiting", "scheduled", "retrying", "running")]
     assert await listed(WORK, None) == sorted(live)
     body = await (await rig.api.get(f"/api/queue/{WORK}/jobs", headers=READ)).json()
     assert {j["id"]: j["state"] for j in body["jobs"]} == {
-        ids[s]: s for s in ("ready", "scheduled", "retrying", "running")
+        ids[s]: s for s in ("waiting", "scheduled", "retrying", "running")
     }
     rig.behaviour.release.set()
 
@@ -198,7 +198,7 @@ async def test_job_lists_page_with_after_and_offset(api: Api, client: Any) -> No
     after: int | None = None
     pages = 0
     while True:
-        query = "?status=ready&limit=3" + (f"&after={after}" if after else "")
+        query = "?status=waiting&limit=3" + (f"&after={after}" if after else "")
         body = await (await api.get(f"/api/queue/sync/jobs{query}", headers=READ)).json()
         seen += [j["id"] for j in body["jobs"]]
         pages += 1
@@ -400,5 +400,5 @@ async def test_retry_refuses_jobs_that_are_not_failed_or_not_of_the_queue(rig: R
     assert (await rig.api.post(f"/api/queue/{WORK}/retry/987654", headers=ADMIN)).status == 404
     assert (await rig.api.post(f"/api/queue/{WORK}/retry/x", headers=ADMIN)).status == 400
     assert (await rig.api.post(f"/api/queue/nope/retry/{ready}", headers=ADMIN)).status == 404
-    assert (await rig.app.client.get_job(ready)).state is JobState.READY
+    assert (await rig.app.client.get_job(ready)).state is JobState.WAITING
     rig.behaviour.release.set()

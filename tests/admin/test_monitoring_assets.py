@@ -11,7 +11,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetbox.client import Client
-from fleetbox.models import Thresholds
+from fleetbox.models import JobState, Thresholds
 from tests.admin.conftest import ApiFactory
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "monitoring"
@@ -78,3 +78,22 @@ async def test_the_alert_rules_name_exported_metrics_and_match_the_built_in_thre
     }
     for alert, threshold in expected.items():
         assert str(by_name[alert]["expr"]).rstrip().endswith(f"> {threshold:g}"), alert
+
+
+async def test_the_shipped_queries_name_only_the_job_states_metrics_export(
+    api_factory: ApiFactory, client: Client
+) -> None:
+    # A renamed state word (ready -> waiting) leaves a dashboard panel empty without an error.
+    await client.enqueue("sync", {"n": 1})
+    response = await (await api_factory()).get("/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+    states = {s.labels["state"] for s in families["fleetbox_queue_jobs"].samples}
+    assert states == {JobState.WAITING, JobState.SCHEDULED, JobState.RETRYING, JobState.RUNNING}
+    exprs = expressions_of_dashboard() + [str(r["expr"]) for r in rules()]
+    used = {
+        word
+        for expr in exprs
+        for match in re.findall(r'state=~?"([^"]+)"', expr.replace('\\"', '"'))
+        for word in match.split("|")
+    }
+    assert used and used <= states, f"not a state fleetbox exports: {sorted(used - states)}"

@@ -110,7 +110,7 @@ async def test_pause_stops_claiming_on_every_appliance_and_running_jobs_finish(
     assert set(markers) == {"a", "b"}
     await wait_for(lambda: blocked in finished)
     states = [(await a.client.get_job(j)).state for j in waiting]
-    assert states == [JobState.READY] * 4  # claimed by neither appliance
+    assert states == [JobState.WAITING] * 4  # claimed by neither appliance
     assert not any(j in finished for j in waiting)
 
     assert (await api.post(f"/api/queue/{WORK}/resume", headers=ADMIN)).status == 200
@@ -133,7 +133,7 @@ async def test_clear_removes_waiting_jobs_and_never_running_ones(rig: Rig, db: S
     assert missing.status == 400 and (await missing.json())["error"]["field"] == "confirm"
     wrong = await rig.api.delete(f"/api/queue/{WORK}/clear?confirm=true", headers=ADMIN)
     assert wrong.status == 400
-    assert [(await c.get_job(j)).state for j in ready] == [JobState.READY] * 3
+    assert [(await c.get_job(j)).state for j in ready] == [JobState.WAITING] * 3
 
     response = await rig.api.delete(f"/api/queue/{WORK}/clear?confirm=yes", headers={**ADMIN, "x-admin-actor": "bob"})
     assert response.status == 200
@@ -141,7 +141,7 @@ async def test_clear_removes_waiting_jobs_and_never_running_ones(rig: Rig, db: S
     for job in [*ready, scheduled]:
         assert (await c.get_job(job)).state is JobState.CLEARED
     assert [(await c.get_job(j)).state for j in running] == [JobState.RUNNING] * 2
-    assert (await c.get_job(other)).state is JobState.READY  # another queue is untouched
+    assert (await c.get_job(other)).state is JobState.WAITING  # another queue is untouched
     listed = await (await rig.api.get(f"/api/queue/{WORK}/jobs?status=cleared", headers=READ)).json()
     assert sorted(j["id"] for j in listed["jobs"]) == sorted([*ready, scheduled])
     rows = await audit(db)

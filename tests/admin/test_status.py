@@ -36,7 +36,8 @@ async def test_status_prints_each_queue_and_exits_zero_when_healthy(
     assert code == 0
     assert out.startswith("fleetbox: healthy")
     sync = next(line for line in out.splitlines() if line.startswith("sync "))
-    assert sync.split()[:3] == ["sync", "running", "1"]
+    # a queue is active or paused (as `fleetbox queues` says); then backlog, waiting, scheduled
+    assert sync.split()[:5] == ["sync", "active", "1", "0", "1"]
 
 
 async def test_status_json_is_the_health_document_and_unhealthy_exits_one(

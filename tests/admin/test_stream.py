@@ -200,17 +200,17 @@ async def test_ticks_follow_the_jobs(
     await app.client.set_paused(WORK, True)
     for _ in range(3):
         await app.client.enqueue(WORK, {"mode": "block"})
-    tick = await client.until(lambda f: f["type"] == "tick" and row(f, WORK)["ready"] == 3)
+    tick = await client.until(lambda f: f["type"] == "tick" and row(f, WORK)["waiting"] == 3)
     assert row(tick, WORK)["paused"] is True
     assert row(tick, WORK)["oldestWaitingSeconds"] is not None
     await app.client.set_paused(WORK, False)
     tick = await client.until(lambda f: f["type"] == "tick" and row(f, WORK)["running"] == 2)
     assert row(tick, WORK)["workers"] == {"busy": 2, "size": 2}
-    assert row(tick, WORK)["ready"] == 1
+    assert row(tick, WORK)["waiting"] == 1
     behaviour.release.set()
     tick = await client.until(lambda f: f["type"] == "tick" and row(f, WORK)["donePerMinute"] == 3)
     work = row(tick, WORK)
-    assert (work["ready"], work["running"], work["failureRate"]) == (0, 0, 0.0)
+    assert (work["waiting"], work["running"], work["failureRate"]) == (0, 0, 0.0)
     assert work["avgMs"] is not None and work["p95Ms"] is not None
     assert work["oldestWaitingSeconds"] is None
     # A new subscriber sees the same jobs in its history at once.

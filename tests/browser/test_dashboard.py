@@ -9,8 +9,8 @@ from selenium.webdriver.support.ui import Select
 from tests.browser.conftest import ADMIN_KEY, MAIL, READ_KEY, REPORTS, Browser, Dashboard, until
 
 
-def ready_cell(browser: Browser, queue: str) -> str:
-    """The READY cell of a queue's row, read in one step (the row's cells change with each tick)."""
+def waiting_cell(browser: Browser, queue: str) -> str:
+    """The Waiting cell of a queue's row, read in one step (the row's cells change with each tick)."""
     browser.find(f'#queue-rows tr[data-queue="{queue}"]')
     script = "return document.querySelector(`#queue-rows tr[data-queue='${arguments[0]}']`).cells[3].textContent"
     return str(browser.driver.execute_script(script, queue))
@@ -35,7 +35,7 @@ def test_admin_signs_in_sees_every_queue_and_a_count_change_live(dashboard: Dash
     queues = {r["name"] for r in dashboard.sql("SELECT name FROM queues WHERE tier <> 0")}
     shown = "return [...document.querySelectorAll('#queue-rows tr')].map((tr) => tr.dataset.queue)"
     browser.wait(lambda: set(browser.driver.execute_script(shown)) == queues, f"not every queue shown: {queues}")
-    assert ready_cell(browser, REPORTS) == "0"
+    assert waiting_cell(browser, REPORTS) == "0"
     assert "admin" in browser.text("#who")
     browser.screenshot("queues")
 
@@ -43,7 +43,7 @@ def test_admin_signs_in_sees_every_queue_and_a_count_change_live(dashboard: Dash
         status, body = dashboard.api("POST", f"/api/queue/{REPORTS}/jobs", {"data": {"n": 1}})
         assert status == 201, body
     # no reload: the stream's next tick changes the cell
-    browser.wait(lambda: ready_cell(browser, REPORTS) == "3", "the ready count of reports never became 3")
+    browser.wait(lambda: waiting_cell(browser, REPORTS) == "3", "the waiting count of reports never became 3")
     browser.screenshot("queues-after-enqueue")
 
 
@@ -289,16 +289,16 @@ def test_the_live_table_pauses_while_the_tab_is_hidden(dashboard: Dashboard, bro
     assert dashboard.api("POST", f"/api/queue/{REPORTS}/pause")[0] == 200
     browser.sign_in(dashboard.url, ADMIN_KEY)
     browser.wait_text("#status", "live")
-    browser.wait(lambda: ready_cell(browser, REPORTS) == "0", "reports not shown")
+    browser.wait(lambda: waiting_cell(browser, REPORTS) == "0", "reports not shown")
     browser.driver.execute_script(HIDE, True)
     browser.wait_text("#status", "paused")
     assert dashboard.api("POST", f"/api/queue/{REPORTS}/jobs", {"data": {"n": 1}})[0] == 201
     # the page closed its stream ("paused"): no tick reaches it, so the table stays as it was
     assert "live" not in browser.text("#status")
-    assert ready_cell(browser, REPORTS) == "0"
+    assert waiting_cell(browser, REPORTS) == "0"
     browser.driver.execute_script(HIDE, False)
     browser.wait_text("#status", "live")
-    browser.wait(lambda: ready_cell(browser, REPORTS) == "1", "the table did not catch up on return")
+    browser.wait(lambda: waiting_cell(browser, REPORTS) == "1", "the table did not catch up on return")
 
 
 def test_a_large_payload_is_cut_with_a_download_link(dashboard: Dashboard, browser: Browser) -> None:

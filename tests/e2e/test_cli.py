@@ -39,7 +39,7 @@ def job_id_of(result: subprocess.CompletedProcess[str]) -> int:
 async def test_enqueue_prints_the_job_id_and_honours_its_options(cli: Cli, client: Client) -> None:
     plain = job_id_of(cli("enqueue", "notifications", "--data", '{"a": 1}'))
     info = await client.get_job(plain)
-    assert (info.queue, info.data, info.priority, info.state) == ("notifications", {"a": 1}, 5, JobState.READY)
+    assert (info.queue, info.data, info.priority, info.state) == ("notifications", {"a": 1}, 5, JobState.WAITING)
 
     before = dt.datetime.now(dt.UTC)
     delayed = job_id_of(cli("enqueue", "sync", "--data", "{}", "--priority", "2", "--delay", "60000"))
@@ -422,7 +422,8 @@ async def test_jobs_filters_by_state_with_the_spec_words_as_aliases(cli: Cli, cl
         return [json.loads(line)["id"] for line in ok(cli("jobs", "sync", "--json", *args)).splitlines()]
 
     assert ids() == [waiting, later]
-    assert ids("--state", "waiting") == ids("--state", "pending") == [waiting, later]
+    assert ids("--state", "waiting") == ids("--state", "ready") == [waiting]
+    assert ids("--state", "pending") == [waiting, later]  # every job not yet started
     assert ids("--state", "scheduled") == [later]
     assert ids("--state", "succeeded") == ids("--state", "completed") == []
     assert ids("--state", "dead") == ids("--state", "FAILED") == []

@@ -51,7 +51,7 @@ async def test_a_signal_stops_claiming_and_lets_the_running_job_finish(
     assert [h.outcome for h in info.history] == [Outcome.SUCCEEDED]
 
     waiting = await client.get_job(late.id)
-    assert waiting.state is JobState.READY and waiting.attempts == 0 and waiting.history == ()
+    assert waiting.state is JobState.WAITING and waiting.attempts == 0 and waiting.history == ()
     assert log_entries(log_dir, "start", late.id) == []
     assert app.find_event("appliance_stopped") is not None
 

@@ -213,8 +213,8 @@ async def _all_waiting(client: Client, clock: ManualClock, ids: list[int]) -> dt
         for info in infos:
             assert info.state is not JobState.DEAD, [a.error for a in info.history]
         due[:] = [i.run_at for i in infos]
-        # (the state says "ready" once the database's own time passes run_at: the ManualClock decides)
-        waiting = (JobState.SCHEDULED, JobState.READY, JobState.RETRYING)
+        # (the state says "waiting" once the database's own time passes run_at: the ManualClock decides)
+        waiting = (JobState.SCHEDULED, JobState.WAITING, JobState.RETRYING)
         return all(i.state in waiting and i.run_at > clock.now() for i in infos)
 
     await wait_for(check, timeout=15)

@@ -18,7 +18,7 @@ async def claim_all(db: Store, clock: ManualClock, tier: Tier = Tier.LOW) -> lis
 
 
 async def succeed(db: Store, jobs: list[Job], clock: ManualClock, results: dict[int, str] | None = None) -> int:
-    """Complete ``jobs`` as the completer does (one batch statement); how many children became ready."""
+    """Complete ``jobs`` as the completer does (one batch statement); how many children were released (now waiting)."""
     results = results or {}
     t = clock.now().timestamp()
     ids = [j.id for j in jobs]

@@ -207,7 +207,7 @@ async def test_a_flood_of_low_tier_work_never_delays_the_high_tier(
     flood = await client.enqueue_many([NewJob(queue="sync", data={"i": i}) for i in range(300)])
     await wait_for(lambda: busy.now["low"] == 2)
     sync = await depth(client, "sync")
-    assert (sync.running, sync.ready) == (2, 298)
+    assert (sync.running, sync.waiting) == (2, 298)
 
     urgent = await client.enqueue("notifications", {"alert": "fire"})
     info = await wait_state(client, urgent.id, JobState.SUCCEEDED, within=5)
@@ -217,7 +217,7 @@ async def test_a_flood_of_low_tier_work_never_delays_the_high_tier(
     assert busy.now["low"] == 2
     assert not low_done
     sync = await depth(client, "sync")
-    assert (sync.running, sync.ready) == (2, 298)
+    assert (sync.running, sync.waiting) == (2, 298)
 
     release.set()
     await wait_for(lambda: len(low_done) == 300, timeout=60)
@@ -543,7 +543,7 @@ async def test_an_appliance_claims_only_the_queues_it_can_run(appliance_factory:
     sync = await client.enqueue("sync", {})
     await wait_state(client, sync.id, JobState.SUCCEEDED)
     untouched = await client.get_job(teams.id)
-    assert (untouched.state, untouched.attempts) == (JobState.READY, 0)
+    assert (untouched.state, untouched.attempts) == (JobState.WAITING, 0)
     assert await client.dead_letters.list() == []
     await appliance_factory(handlers={"teams-outbound": handle})
     await wait_state(client, teams.id, JobState.SUCCEEDED)
@@ -609,9 +609,9 @@ async def test_pause_stops_claiming_from_the_queue_and_resume_lets_it_run(
     await probe(app, "attachments", ran)
     assert not set(held) & set(ran)
     sync = await depth(client, "sync")
-    assert (sync.paused, sync.ready, sync.running) == (True, 3, 0)
+    assert (sync.paused, sync.waiting, sync.running) == (True, 3, 0)
     for job_id in held:
-        assert (await client.get_job(job_id)).state is JobState.READY
+        assert (await client.get_job(job_id)).state is JobState.WAITING
 
     await client.set_paused("sync", False)
     for job_id in held:
@@ -885,7 +885,7 @@ async def test_stop_hands_back_jobs_claimed_but_not_started(appliance_factory: A
     assert not ran
     for job_id in jobs:
         info = await client.get_job(job_id)
-        assert (info.state, info.attempts, info.history) == (JobState.READY, 0, ())
+        assert (info.state, info.attempts, info.history) == (JobState.WAITING, 0, ())
 
     await appliance_factory(handlers={"sync": handle})
     for job_id in jobs:
@@ -918,7 +918,7 @@ async def test_stop_hands_back_jobs_whose_claim_was_in_flight(
     assert not ran
     for job_id in jobs:
         info = await client.get_job(job_id)
-        assert (info.state, info.attempts, info.history) == (JobState.READY, 0, ())
+        assert (info.state, info.attempts, info.history) == (JobState.WAITING, 0, ())
 
 
 # -- several appliances ----------------------------------------------------------------------

@@ -248,7 +248,7 @@ async def test_retry_makes_one_new_job_and_a_second_retry_conflicts(
         dead.priority,
         dead.id,
     )
-    assert (info.state, info.attempts, info.run_at) == (JobState.READY, 0, clock.now())
+    assert (info.state, info.attempts, info.run_at) == (JobState.WAITING, 0, clock.now())
 
     with pytest.raises(Conflict, match=f"already retried as job {job_id}"):
         await ops.dead_letters.retry(dead.id)
@@ -258,7 +258,7 @@ async def test_retry_makes_one_new_job_and_a_second_retry_conflicts(
     after = await ops.dead_letters.get(dead.id)
     assert (after.status, after.retried_job_id, after.retried_at) == (DeadLetterStatus.RETRIED, job_id, clock.now())
     teams = next(q for q in await ops.queue_depth() if q.queue == "teams-outbound")
-    assert (teams.ready, teams.dead) == (1, 0)  # one new job, and the dead letter no longer open
+    assert (teams.waiting, teams.dead) == (1, 0)  # one new job, and the dead letter no longer open
     [audit] = await ops.dead_letters.audit_trail(dead.id)
     assert (audit.actor, audit.action, audit.details) == ("dave", "dead.retry", {"job_id": job_id})
 
@@ -282,7 +282,7 @@ async def test_retry_conflicts_when_a_live_job_holds_the_singleton_key(
     assert (after.status, after.retried_job_id, after.retried_at) == (DeadLetterStatus.OPEN, None, None)
     assert after == dead
     teams = next(q for q in await ops.queue_depth() if q.queue == "teams-outbound")
-    assert (teams.ready, teams.dead) == (1, 1)
+    assert (teams.waiting, teams.dead) == (1, 1)
     assert (await ops.get_job(live.id)).data == {"content": "***"}  # teams-outbound masks content
     assert await ops.dead_letters.audit_trail(dead.id) == []
 

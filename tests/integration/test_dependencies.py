@@ -1,5 +1,5 @@
 """Job dependencies: a job enqueued with ``depends_on`` stays blocked (never claimed) until every
-parent has succeeded, then becomes ready in the last parent's completion; it reads its parents'
+parent has succeeded, then becomes waiting in the last parent's completion; it reads its parents'
 results in ``job.parents``. Concurrent completions of two parents, in real concurrent
 transactions, never strand the child.
 """
@@ -38,9 +38,9 @@ async def test_child_blocked_until_every_parent_succeeds(db: Store, clock: Manua
     assert await state(client, child) is JobState.BLOCKED
     assert await claim_all(db, clock) == []
 
-    # The last parent's completion makes the child ready in the same statement.
+    # The last parent's completion makes the child waiting in the same statement.
     assert await succeed(db, [j for j in claimed if j.id == b], clock) == 1
-    assert await state(client, child) is JobState.READY
+    assert await state(client, child) is JobState.WAITING
     assert [j.id for j in await claim_all(db, clock)] == [child]
 
 
@@ -62,7 +62,7 @@ async def test_parent_already_succeeded_counts_as_done(db: Store, clock: ManualC
     a = (await client.enqueue("sync", {"step": "a"})).id
     await succeed(db, await claim_all(db, clock), clock, {a: "42"})
     child = (await client.enqueue("sync", {"step": "c"}, depends_on=[a])).id
-    assert await state(client, child) is JobState.READY
+    assert await state(client, child) is JobState.WAITING
     [job] = await claim_all(db, clock)
     assert dict(job.parents) == {str(a): 42}
 
@@ -97,7 +97,7 @@ async def test_sql_function_enqueue_after(db: Store, clock: ManualClock) -> None
     assert await state(client, child) is JobState.BLOCKED
     await succeed(db, await claim_all(db, clock), clock)
     # Released to the hot table (due by the database's clock, which runs ahead of the test's).
-    assert await state(client, child) in (JobState.READY, JobState.SCHEDULED)
+    assert await state(client, child) in (JobState.WAITING, JobState.SCHEDULED)
 
 
 @pytest.mark.parametrize("round_", range(4))
@@ -123,7 +123,7 @@ async def test_fan_in_race_never_strands_the_child(db: Store, clock: ManualClock
     gate.set()
     released = await asyncio.gather(*tasks)
     assert sum(released) == 1
-    assert await state(client, child) is JobState.READY
+    assert await state(client, child) is JobState.WAITING
     assert [j.id for j in await claim_all(db, clock)] == [child]
 
 
@@ -149,7 +149,7 @@ async def test_enqueue_racing_the_parents_completion(db: Store, clock: ManualClo
     tasks = [asyncio.create_task(complete()), asyncio.create_task(enqueue())]
     gate.set()
     _, child = await asyncio.gather(*tasks)
-    assert await state(client, child) is JobState.READY
+    assert await state(client, child) is JobState.WAITING
 
 
 async def waiting_on_lock(db: Store, pid: int) -> bool:
@@ -180,7 +180,7 @@ async def test_completion_waiting_on_a_parent_lock_sees_the_new_child(db: Store,
         await tx.commit()
         row = await completing
     assert tuple(row) == (1, 1)
-    assert await state(client, child) is JobState.READY
+    assert await state(client, child) is JobState.WAITING
 
 
 async def test_second_parent_waiting_on_the_child_lock_releases_it(db: Store, clock: ManualClock) -> None:
@@ -202,7 +202,7 @@ async def test_second_parent_waiting_on_the_child_lock_releases_it(db: Store, cl
         await wait_for(lambda: waiting_on_lock(db, second_pid))
         await tx.commit()
         assert tuple(await completing) == (1, 1)
-    assert await state(client, child) is JobState.READY
+    assert await state(client, child) is JobState.WAITING
 
 
 async def test_appliance_runs_a_chain_with_results(appliance_factory: AppFactory, db: Store) -> None:

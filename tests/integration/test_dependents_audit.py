@@ -46,7 +46,7 @@ async def test_cancel_policy_cancellations_are_audited_per_failed_parent(
     await _dead_letter(db, clock)
 
     assert [await state(ops, j) for j in (first, second, grandchild)] == [JobState.CANCELLED] * 3
-    assert await state(ops, ignoring) is JobState.READY
+    assert await state(ops, ignoring) is JobState.WAITING
     assert await state(ops, holding) is JobState.BLOCKED
     [row] = await db.audit.for_target(f"job:{parent}")
     assert (row.actor, row.action) == ("system", "job.cancel_dependents")

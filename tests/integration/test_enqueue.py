@@ -44,7 +44,7 @@ async def test_enqueue_defaults(client: Client) -> None:
     assert result.created is True
     job = await client.get_job(result.id)
     assert job.queue == "sync"
-    assert job.state is JobState.READY
+    assert job.state is JobState.WAITING
     assert job.priority == JobPriority.NORMAL
     assert job.data == {"resourceType": "messages"}
     assert job.singleton_key is None
@@ -99,9 +99,9 @@ async def test_delay_in_ms_or_timedelta(
     result = await mclient.enqueue("sync", {}, delay=delay)
     job = await mclient.get_job(result.id)
     assert job.run_at == clock.now() + expected
-    assert job.state is (JobState.SCHEDULED if expected else JobState.READY)
+    assert job.state is (JobState.SCHEDULED if expected else JobState.WAITING)
     clock.advance(expected.total_seconds())
-    assert (await mclient.get_job(result.id)).state is JobState.READY
+    assert (await mclient.get_job(result.id)).state is JobState.WAITING
 
 
 async def test_run_at_in_another_time_zone(mclient: Client) -> None:
@@ -296,7 +296,7 @@ async def test_spec_helpers_land_on_their_queues(client: Client) -> None:
     for job_id, (queue, priority) in expected.items():
         job = await mclient.get_job(job_id)
         assert (job.queue, job.priority) == (queue, priority)
-        assert job.state is JobState.READY
+        assert job.state is JobState.WAITING
     assert (await mclient.get_job(teams.id)).data["chatId"] == "chat-id"
     assert (await mclient.get_job(email.id)).data["to"] == ["user@example.com"]
     assert (await mclient.get_job(attachment.id)).data["fileSize"] == 1024000
@@ -605,7 +605,7 @@ async def test_queue_depth_counts_each_state(appliance_factory: Any, clock: Manu
     assert started.is_set()
     d = await depth()
     outlook = d["outlook-outbound"]
-    assert (outlook.paused, outlook.ready, outlook.scheduled, outlook.retrying, outlook.running) == (
+    assert (outlook.paused, outlook.waiting, outlook.scheduled, outlook.retrying, outlook.running) == (
         True,
         2,
         1,
@@ -613,17 +613,17 @@ async def test_queue_depth_counts_each_state(appliance_factory: Any, clock: Manu
         0,
     )
     assert outlook.backlog == 3
-    assert (d["teams-inbound"].scheduled, d["teams-inbound"].ready) == (1, 0)
-    assert (d["webhooks"].running, d["webhooks"].ready, d["webhooks"].backlog) == (1, 0, 0)
-    assert (d["sync"].retrying, d["sync"].ready, d["sync"].running) == (1, 0, 0)
+    assert (d["teams-inbound"].scheduled, d["teams-inbound"].waiting) == (1, 0)
+    assert (d["webhooks"].running, d["webhooks"].waiting, d["webhooks"].backlog) == (1, 0, 0)
+    assert (d["sync"].retrying, d["sync"].waiting, d["sync"].running) == (1, 0, 0)
     assert d["notifications"].dead == 1
     assert d["notifications"].backlog == 0
     assert d["dead-letter"].dead == 1
     assert set(d) >= set(SPEC_QUEUES)
-    # time passes: the scheduled jobs become ready
+    # time passes: the scheduled jobs become waiting
     clock.advance(61)
     d = await depth()
-    assert (d["outlook-outbound"].ready, d["outlook-outbound"].scheduled) == (3, 0)
+    assert (d["outlook-outbound"].waiting, d["outlook-outbound"].scheduled) == (3, 0)
     assert d["teams-inbound"].scheduled == 1
     release.set()
     await wait_for(lambda: depth_is(client, "webhooks", running=0))

@@ -120,7 +120,7 @@ async def test_health_of_an_idle_database_in_the_spec_shape(make_monitor: Callab
     assert teams["tier"] == "high"
 
 
-async def test_backlog_counts_ready_scheduled_and_retrying_and_crossing_it_is_unhealthy(
+async def test_backlog_counts_waiting_scheduled_and_retrying_and_crossing_it_is_unhealthy(
     make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock
 ) -> None:
     client = Client(db, clock=clock)
@@ -130,7 +130,7 @@ async def test_backlog_counts_ready_scheduled_and_retrying_and_crossing_it_is_un
     await db.pool.execute("UPDATE jobs SET attempt = 1 WHERE id = (SELECT min(id) FROM jobs)")  # one retrying
     report = await make_monitor(thresholds=Thresholds(max_backlog=3)).health()
     sync = report.queues["sync"]
-    assert (sync.ready, sync.scheduled, sync.retrying, sync.running, sync.backlog) == (2, 1, 1, 0, 4)
+    assert (sync.waiting, sync.scheduled, sync.retrying, sync.running, sync.backlog) == (2, 1, 1, 0, 4)
     assert report.healthy is False
     assert report.reasons == ("sync: backlog 4 exceeds maxBacklog 3",)
     assert report.to_json()["queues"]["sync"]["backlog"] == 4
@@ -518,7 +518,7 @@ async def test_stats_per_queue_and_totals(make_monitor: Callable[..., Monitor], 
     json.dumps(stats)
     assert stats["generatedAt"] == "2026-03-04T10:00:00.000Z"
     sync = stats["queues"]["sync"]
-    assert (sync["backlog"], sync["ready"], sync["completed"], sync["failed"]) == (2, 2, 3, 0)
+    assert (sync["backlog"], sync["waiting"], sync["completed"], sync["failed"]) == (2, 2, 3, 0)
     assert sync["last24h"]["completed"] == 3
     assert stats["queues"]["webhooks"]["deadLetters"] == 2
     totals = stats["totals"]

@@ -140,7 +140,7 @@ async def test_depending_on_a_failed_job(ops: Client, db: Store, clock: ManualCl
     held = (await ops.enqueue("sync", {"c": 2}, depends_on=[parent], on_failure="hold")).id
     assert await ops.dead_letters.held(dead_id) == [held]
     ignoring = (await ops.enqueue("sync", {"c": 3}, depends_on=[parent], on_failure="ignore")).id
-    assert await state(ops, ignoring) is JobState.READY
+    assert await state(ops, ignoring) is JobState.WAITING
     new_parent = await ops.dead_letters.retry(dead_id)
     with pytest.raises(InvalidInput, match=f"retried as job {new_parent}"):
         await ops.enqueue("sync", {"c": 4}, depends_on=[parent], on_failure="hold")
@@ -212,7 +212,7 @@ async def test_cancel_a_workflow_whole(ops: Client, db: Store, clock: ManualCloc
         "c": "cancelled",
         "d": "cancelled",
     }
-    assert await state(ops, outside) is JobState.READY
+    assert await state(ops, outside) is JobState.WAITING
     await succeed(db, [a], clock)  # the running step finishes; nothing after it runs
     assert [j.id for j in await claim_all(db, clock)] == [outside]
     with pytest.raises(Conflict):
@@ -236,7 +236,7 @@ async def test_clearing_a_parents_queue_applies_the_policy(ops: Client, db: Stor
     ignoring = (await ops.enqueue("sync", {"c": 2}, depends_on=[parent], on_failure="ignore")).id
     assert await ops.service.queues.clear("webhooks", actor="alice") == 1
     assert await state(ops, cancelled) is JobState.CANCELLED
-    assert await state(ops, ignoring) is JobState.READY
+    assert await state(ops, ignoring) is JobState.WAITING
 
 
 async def test_appliance_flow_held_on_a_dead_letter_resumes_after_retry(

@@ -43,13 +43,13 @@ async def test_queue_rows_update_in_place_and_the_cursor_stays(fake: FakeClient)
             # the appliance lists the queues in another order each time, with new figures
             fake.rows.reverse()
             for row in fake.rows:
-                row["ready"] += 100 * (step + 1)
+                row["waiting"] += 100 * (step + 1)
             fake.push_tick()
             await until(pilot, lambda s=step: app.state.tick is not None and app.state.tick["seq"] == 2 + s)
             assert screen.selected() == "outlook-inbound"
             assert table.cursor_row == 3
-        ready = next(r["ready"] for r in fake.rows if r["name"] == "outlook-inbound")
-        assert cell(table, "outlook-inbound", "ready") == f"{ready:,}"
+        ready = next(r["waiting"] for r in fake.rows if r["name"] == "outlook-inbound")
+        assert cell(table, "outlook-inbound", "waiting") == f"{ready:,}"
 
 
 async def test_the_appliance_can_say_read_only(fake: FakeClient) -> None:
@@ -176,14 +176,14 @@ async def test_no_repaint_under_a_dialog(fake: FakeClient) -> None:
         await connected(app, pilot, fake)
         screen = app.screen
         assert isinstance(screen, QueuesScreen)
-        before = cell(screen.table, "notifications", "ready")
+        before = cell(screen.table, "notifications", "waiting")
         await pilot.press("p")
-        fake.rows[2]["ready"] = 1
+        fake.rows[2]["waiting"] = 1
         fake.push_tick()
-        await until(pilot, lambda: app.state.rows["notifications"]["ready"] == 1)
-        assert cell(screen.table, "notifications", "ready") == before
+        await until(pilot, lambda: app.state.rows["notifications"]["waiting"] == 1)
+        assert cell(screen.table, "notifications", "waiting") == before
         await pilot.press("n")
-        await until(pilot, lambda: cell(screen.table, "notifications", "ready") == "1")
+        await until(pilot, lambda: cell(screen.table, "notifications", "waiting") == "1")
 
 
 async def test_interval_keys_subscribe(fake: FakeClient) -> None:

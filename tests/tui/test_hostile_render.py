@@ -72,7 +72,7 @@ QUEUE_ROW: dict[str, Any] = {
     "name": "reports",
     "tier": "low",
     "paused": False,
-    "ready": 3,
+    "waiting": 3,
     "scheduled": 1,
     "running": 2,
     "retrying": 1,

@@ -56,10 +56,10 @@ async def test_queues_update_as_jobs_flow(appliance_factory: StartAppliance, sho
         for _ in range(5):
             await appliance.client.enqueue(WORK, {"mode": "block"})
         # the low pool has 2 workers: two run, three wait
-        await until(pilot, lambda: shown(app, "running") == "2" and shown(app, "ready") == "3", deadline=20)
+        await until(pilot, lambda: shown(app, "running") == "2" and shown(app, "waiting") == "3", deadline=20)
         assert shown(app, "workers") == "2/2"
         behaviour.release.set()
-        await until(pilot, lambda: shown(app, "ready") == "0" and shown(app, "running") == "0", deadline=20)
+        await until(pilot, lambda: shown(app, "waiting") == "0" and shown(app, "running") == "0", deadline=20)
         await until(pilot, lambda: app.state.rows[WORK]["donePerMinute"] >= 5, deadline=20)
         assert shown(app, "done") == f"{app.state.rows[WORK]['donePerMinute']:,.0f}"
 
@@ -113,11 +113,11 @@ async def test_a_paused_queue_stops_claiming(appliance_factory: StartAppliance, 
         assert await appliance.store.pool.fetchval("SELECT paused FROM fleetbox.queues WHERE name = $1", WORK)
         for _ in range(3):
             await appliance.client.enqueue(WORK, {"mode": "ok"})
-        await until(pilot, lambda: shown(app, "ready") == "3", deadline=20)
+        await until(pilot, lambda: shown(app, "waiting") == "3", deadline=20)
         seq = app.state.tick["seq"] if app.state.tick else 0
         # three more samples of the appliance: nothing was claimed in between
         await until(pilot, lambda: app.state.tick is not None and app.state.tick["seq"] >= seq + 3, deadline=20)
-        assert shown(app, "ready") == "3" and shown(app, "running") == "0"
+        assert shown(app, "waiting") == "3" and shown(app, "running") == "0"
         assert behaviour.done == []
         await pilot.press("p", "y")
         await until(pilot, lambda: len(behaviour.done) == 3, deadline=20)
@@ -214,7 +214,10 @@ async def test_a_queue_with_jobs_and_no_consumer_is_flagged(appliance_factory: S
         await settle(app, pilot)
         status = str(detail.query_one("#queue-state", Static).content)
         assert "0 appliances can run it" in status
-        assert "no live appliance can run teams-outbound: 1 job waiting for an appliance that has its handler" in status
+        assert (
+            "no live appliance can run teams-outbound: 1 job not yet started, for an appliance that has its handler"
+            in status
+        )
 
 
 async def test_the_operators_way_through_the_screens(appliance_factory: StartAppliance, short_dir: Path) -> None:  # noqa: F811

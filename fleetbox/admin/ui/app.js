@@ -313,8 +313,8 @@ window.addEventListener("hashchange", route);
 const QUEUE_COLUMNS = [
   ["Queue", (q) => h("a", { href: `#/jobs?queue=${encodeURIComponent(q.name)}` }, q.name)],
   ["Tier", (q) => q.tier],
-  ["State", (q) => h("span", { class: q.paused ? "tag paused" : "tag" }, q.paused ? "paused" : "running")],
-  ["Ready", (q) => fmt.int(q.ready), "num"],
+  ["State", (q) => h("span", { class: q.paused ? "tag paused" : "tag" }, q.paused ? "paused" : "active")],
+  ["Waiting", (q) => fmt.int(q.waiting), "num"],
   ["Sched", (q) => fmt.int(q.scheduled), "num"],
   ["Run", (q) => fmt.int(q.running), "num"],
   ["Retry", (q) => fmt.int(q.retrying), "num"],
@@ -326,14 +326,17 @@ const QUEUE_COLUMNS = [
   ["Oldest", (q) => fmt.age(q.oldestWaitingSeconds), "num"],
   ["Workers", (q) => `${q.workers.busy}/${q.workers.size}`, "num"],
   ["Limiter", (q) => (q.limiter ? limitText(q.limiter) + (q.limiter.throttled ? ` · ${q.limiter.throttled} throttled` : "") : "–")],
-  ["Consumers", (q) => (q.consumers === undefined ? "–" : h("span", { class: q.consumers === 0 && waiting(q) > 0 ? "bad" : "" }, fmt.int(q.consumers))), "num"],
+  ["Consumers", (q) => (q.consumers === undefined ? "–" : h("span", { class: q.consumers === 0 && backlog(q) > 0 ? "bad" : "" }, fmt.int(q.consumers))), "num"],
 ];
 
 // the TUI's words for the same figures (fleetbox/tui/widgets/text.py, fleetbox/tui/screens/queues.py)
 const FAIL_WARN = 5.0;
+// the job list's state filter, as the API's status parameter takes it (without its aliases)
+const JOB_STATES = ["waiting", "scheduled", "retrying", "running", "pending", "succeeded", "dead", "cleared"];
 
-function waiting(q) {
-  return q.ready + q.scheduled + q.retrying;
+// jobs not yet started: waiting (due), scheduled and retrying
+function backlog(q) {
+  return q.waiting + q.scheduled + q.retrying;
 }
 
 function limitText(l) {
@@ -409,9 +412,9 @@ async function togglePause(name) {
 
 async function clearQueue(name) {
   const q = queueByName(name);
-  const count = q ? waiting(q) : 0;
-  if (!(await confirmTyped(`Clear ${name}?`, `This removes every waiting job of ${name} (about ${fmt.int(count)}); running jobs finish.`, name))) return;
-  await act((r) => `${name}: ${fmt.int(r.cleared)} waiting jobs removed`, () => call("DELETE", `${encodeURIComponent(name)}/clear`, undefined, { confirm: "yes" }));
+  const count = q ? backlog(q) : 0;
+  if (!(await confirmTyped(`Clear ${name}?`, `This removes every job of ${name} not yet started (about ${fmt.int(count)}); running jobs finish.`, name))) return;
+  await act((r) => `${name}: ${fmt.int(r.cleared)} jobs not yet started removed`, () => call("DELETE", `${encodeURIComponent(name)}/clear`, undefined, { confirm: "yes" }));
 }
 
 async function drawCharts(box, range) {
@@ -444,7 +447,8 @@ async function viewJobs(_rest, params) {
   const data = h("input", { name: "data", placeholder: '{"userId": "u1"}', size: 28, value: params.get("data") || "" });
   const error = h("input", { name: "error", placeholder: "error text", size: 18, value: params.get("error") || "" });
   const status = h("select", { name: "status" }, h("option", { value: "" }, "any state"),
-    ["ready", "scheduled", "retrying", "running", "pending", "succeeded", "dead", "cleared"].map((v) => h("option", { value: v, selected: params.get("status") === v }, v)));
+    // the job states' words (fleetbox.models.JobState; tests/browser check them against the API's list)
+    JOB_STATES.map((v) => h("option", { value: v, selected: params.get("status") === v }, v)));
   const since = h("input", { name: "since", type: "datetime-local", value: params.get("since") ? toLocalInput(params.get("since")) : "" });
   const form = h("form", { class: "bar", id: "job-search" },
     h("label", {}, "Id", id), h("label", {}, "Payload contains (JSON)", data), h("label", {}, "Error text", error), h("label", {}, "Queue", qSel),

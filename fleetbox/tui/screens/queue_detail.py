@@ -18,6 +18,7 @@ from fleetbox.tui.client import ClientError, DeadFilter, Json
 from fleetbox.tui.screens.base import LiveScreen
 from fleetbox.tui.widgets.text import (
     ago,
+    backlog,
     count,
     duration,
     field,
@@ -28,7 +29,6 @@ from fleetbox.tui.widgets.text import (
     ms,
     plain,
     unconsumed,
-    waiting,
 )
 
 #: the window of "recent errors"
@@ -69,12 +69,12 @@ def state_line(queue: str, row: QueueRow, now: float) -> Text:
         line.append(f" · {count(consumers)} appliance{'s' if consumers != 1 else ''} can run it")
     if unconsumed(row):
         line.append(
-            f"\n ⚠ no live appliance can run {plain(queue)}: {count(waiting(row))} "
-            f"job{'s' if waiting(row) != 1 else ''} waiting for an appliance that has its handler",
+            f"\n ⚠ no live appliance can run {plain(queue)}: {count(backlog(row))} "
+            f"job{'s' if backlog(row) != 1 else ''} not yet started, for an appliance that has its handler",
             style="bold yellow",
         )
     line.append(
-        f"\n ready {count(get('ready'))} · scheduled {count(get('scheduled'))} · running "
+        f"\n waiting {count(get('waiting'))} · scheduled {count(get('scheduled'))} · running "
         f"{count(get('running'))} · retrying {count(get('retrying'))} · dead unreviewed "
         f"{count(get('deadUnreviewed'))} · oldest waiting {duration(get('oldestWaitingSeconds'))}"
     )

@@ -218,11 +218,11 @@ def whole(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def waiting(row: QueueRow) -> int:
-    """Jobs of the queue not yet running: due, scheduled and awaiting a retry."""
-    return sum(whole(field(row, key)) for key in ("ready", "scheduled", "retrying"))
+def backlog(row: QueueRow) -> int:
+    """Jobs of the queue not yet started: waiting (due), scheduled and retrying."""
+    return sum(whole(field(row, key)) for key in ("waiting", "scheduled", "retrying"))
 
 
 def unconsumed(row: QueueRow) -> bool:
     """The queue has jobs but no live appliance can run it (none has its handler)."""
-    return field(row, "consumers") == 0 and waiting(row) > 0
+    return field(row, "consumers") == 0 and backlog(row) > 0
