@@ -8,6 +8,7 @@ cloned from it (``CREATE DATABASE ... TEMPLATE``), which takes a few millisecond
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 import uuid
@@ -39,6 +40,18 @@ TEMPLATE = f"fleetbox_test_template_{os.getpid()}"
 for _key in list(os.environ):
     if _key.startswith("FLEETBOX_") and _key != "FLEETBOX_TEST_DSN":
         os.environ.pop(_key)
+
+
+@pytest.fixture(autouse=True)
+def _fleetbox_logging_restored() -> Iterator[None]:
+    """A test that runs the CLI in-process lets it set up fleetbox's logging for a process of its
+    own (a handler on the test's captured stderr, no propagation); give it back afterwards, or
+    every later test in that worker loses its log records (caplog sees nothing) and writes to a
+    closed stream."""
+    logger = logging.getLogger("fleetbox")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
 
 
 def with_database(dsn: str, name: str) -> str:
