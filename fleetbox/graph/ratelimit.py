@@ -383,12 +383,19 @@ class Limiters:
         short = self._settings.defer_after_seconds
         hold = (job, resource, key)
         turn = self._holds.pop(hold, None)
+        limited = [st for st in (state, res) if st is not None]
         if turn is not None and turn <= now + short:
-            return  # the job is back at its turn: the rest of the wait is short
+            # The job is back at its turn: the rest of the wait is short, unless a 429 paused the
+            # resource while it was away. Then it goes away again for the pause (keeping its place)
+            # rather than waiting the pause out on a worker slot the tier's other jobs need.
+            paused = max(st.paused_until for st in limited) - now
+            if paused <= short:
+                return
+            self._holds[hold] = now + paused
+            raise Deferred(paused, f"Graph asked to wait {paused:.2f} s (Retry-After)")
         # Not the appliance-wide Graph bucket: its turns are microseconds apart, and a reservation
         # there would carry the chain of every slower limiter (a chat's turns a second apart) over
         # to every other resource.
-        limited = [st for st in (state, res) if st is not None]
         wait = max([st.paused_until - now for st in limited] + [0.0])
         for st in limited:
             if st.bucket is not None:

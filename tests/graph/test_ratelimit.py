@@ -8,6 +8,7 @@ import time
 import pytest
 
 from fleetbox.config import RateLimitSettings
+from fleetbox.errors import Deferred
 from fleetbox.graph.ratelimit import Limiters, RateEvent
 
 
@@ -242,3 +243,25 @@ async def test_a_failing_recorder_never_breaks_a_request() -> None:
     # the pause and the wait were reported to the recorder, which failed, and the request went ahead
     assert acquired
     assert [(e.resource, e.event) for e in asked] == [("teams", "throttled"), ("teams", "wait")]
+
+
+async def test_a_job_back_at_its_turn_goes_away_again_for_a_pause_that_began_meanwhile() -> None:
+    # A job deferred for its turn comes back; if Graph paused the resource (a 429) while it was
+    # away, it must not wait the pause out on its worker slot (which the tier's mail needs).
+    clock = FakeClock()
+    limiters = Limiters(limits(defer_after_seconds=2), clock=clock)
+    limiters.pause("teams", "chat-a", 10)
+    with limiters.job(7), pytest.raises(Deferred) as first:
+        async with limiters.acquire("teams", "chat-a"):
+            pass
+    assert first.value.seconds == pytest.approx(10)
+    clock.now += 10  # its turn: the first pause is over, and another 429 paused Teams for 30 s
+    limiters.pause("teams", "chat-b", 30)
+    with limiters.job(7), pytest.raises(Deferred) as again:
+        async with limiters.acquire("teams", "chat-a"):
+            pass
+    assert again.value.seconds == pytest.approx(30)
+    clock.now += 30  # back at its new turn, nothing paused: it goes at once
+    with limiters.job(7):
+        async with limiters.acquire("teams", "chat-a"):
+            pass
