@@ -277,7 +277,7 @@ function renderStatus() {
   if (t) {
     parts.push(` · db ${t.database.ok ? "ok" : "DOWN"}`,
       " · ", h("a", { href: "#/dead" }, `${fmt.int(t.deadUnreviewed)} dead unreviewed`),
-      " · ", h("a", { href: "#/alerts" }, `${fmt.int(t.alertsOpen)} alerts open`));
+      " · ", h("a", { href: "#/alerts" }, `${fmt.int(t.alertsOpen)} alert${t.alertsOpen === 1 ? "" : "s"} open`));
   }
   s.replaceChildren(...parts);
 }
