@@ -63,7 +63,14 @@ class InvalidInput(FleetboxError):
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         self.field = field
+        #: the message without the field's name
+        self.reason = message
         super().__init__(f"{field}: {message}" if field else message)
+
+    def within(self, prefix: str) -> InvalidInput:
+        """The same error about a field of an item (``jobs[3].`` and ``priority``): callers that
+        check many items name the item only when one is wrong, not for every item checked."""
+        return InvalidInput(self.reason, field=f"{prefix}{self.field}" if self.field else prefix.rstrip("."))
 
 
 class UnknownQueue(InvalidInput):
