@@ -58,13 +58,15 @@ async def test_one_chat_is_held_to_its_rate_and_other_chats_are_not() -> None:
     events: list[RateEvent] = []
     limiters = Limiters(limits(teams_per_chat_per_second=10), record=events.append)
     await take(limiters, "teams", "chat-a")
-    assert waits(events, "chat-a") == []
+    assert all(wait < 50 for wait in waits(events, "chat-a"))  # the first one is not held back
     started = time.monotonic()
     await take(limiters, "teams", "chat-a")  # evenly spaced: the next one a tenth of a second later
     assert time.monotonic() - started >= 0.09
-    assert len(waits(events, "chat-a")) == 1 and waits(events, "chat-a")[0] >= 90
+    assert len([wait for wait in waits(events, "chat-a") if wait >= 90]) == 1
     await take(limiters, "teams", "chat-b")
-    assert waits(events, "chat-b") == []
+    # chat-a's spacing (100 ms) does not hold chat-b back; a millisecond a loaded machine takes to
+    # hand over the token may be recorded as a wait, and is not the limit.
+    assert all(wait < 50 for wait in waits(events, "chat-b")), waits(events, "chat-b")
 
 
 async def test_requests_are_spaced_so_no_window_of_a_second_holds_more_than_the_rate() -> None:
