@@ -209,7 +209,8 @@ class Experiments:
             label = book.label(queue, job.id, job.created_at, key_of(settings, job.data)) or DEFAULT
             groups.setdefault(label, []).append(job)
         current = book.current(queue)
-        weights = current.weights if current is not None else {}
+        # No experiment in force: every new job follows the queue's own rules, the default variant.
+        weights = (current.weights if current is not None else {}) or {DEFAULT: 1.0}
         total = sum(weights.values()) or 1.0
         labels = sorted({*groups, *(label for e in epochs for label in e.weights)} - ({DEFAULT} - set(groups)))
         if not labels:

@@ -62,7 +62,7 @@ async def test_a_bad_schedule_is_a_400_naming_the_field_and_changes_nothing(api:
 async def test_a_queue_without_variants_reports_one_variant_and_promoting_an_unknown_one_is_404(api: Api) -> None:
     report = await (await api.get("/api/queue/sync/retry-variants", headers=READ)).json()
     assert report["queue"] == "sync" and report["mode"] == "none"
-    assert [v["label"] for v in report["variants"]] == ["default"]
+    assert [(v["label"], v["weight"]) for v in report["variants"]] == [("default", 1.0)]
     assert report["verdict"] == "no experiment: one variant"
     promoted = await api.post("/api/queue/sync/retry-variants/fast/promote", headers=ADMIN)
     assert promoted.status == 404

@@ -196,8 +196,7 @@ async def test_a_dead_letter_shows_its_held_children_and_opens_them(
         assert [cell(relations, f"child:{notify}", c) for c in ("state", "edge")] == ["blocked", "open"]
         assert "1 waiting on this job" in seen(detail.query_one("#job-deps-summary", Static))
 
-        # open the held child, then its parent (the dead job) from there, then back
-        relations.focus()
+        # open the held child (the tab gave its table the keys), then its parent from there, then back
         await pilot.press("down", "enter")
         await settle(app, pilot)
         child = app.screen

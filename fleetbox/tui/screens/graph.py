@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Label, Static
 
 from fleetbox.tui.client import ClientError, Json
 from fleetbox.tui.screens.base import LiveScreen
-from fleetbox.tui.widgets.text import DASH, ago, clock
+from fleetbox.tui.widgets.text import DASH, ago, clock, plain
 
 #: how a state or an edge is coloured (anything else plain)
 _STYLES = {
@@ -35,8 +35,9 @@ _STYLES = {
 MAX_RESULT_CHARS = 2000
 
 
-def _styled(word: str | None, missing: str = DASH) -> Text:
-    return Text(word or missing, style=_STYLES.get(word or "", "dim" if word is None else ""))
+def _styled(word: object, missing: str = DASH) -> Text:
+    shown = plain(word, missing)
+    return Text(shown, style=_STYLES.get(shown, "dim" if word is None else ""))
 
 
 class RelationsTable(DataTable[Text]):
@@ -165,18 +166,20 @@ class JobGraphScreen(LiveScreen):
         if job is None:
             title.append("  not found: archived by retention, or never existed", style="dim")
             return title
-        title.append(f"  {job.get('queue')} · ")
+        title.append(f"  {plain(job.get('queue'))} · ")
         title.append_text(_styled(job.get("state")))
         created = ago(job.get("createdAt"), self.fb.now())
-        title.append(f" · {job.get('attempts')}/{job.get('maxAttempts')} attempts · created {created}")
+        cap = job.get("maxAttempts")
+        attempts = plain(job.get("attempts")) + ("" if cap is None else f"/{plain(cap)}")
+        title.append(f" · {attempts} attempts · created {created}")
         if job.get("finishedAt"):
             title.append(f" · finished {clock(job['finishedAt'])}")
         if job.get("lastErrorClass"):
-            title.append(f"\n last error {job['lastErrorClass']}: ", style="bold red")
-            title.append(str(job.get("lastError") or ""))
+            title.append(f"\n last error {plain(job['lastErrorClass'])}: ", style="bold red")
+            title.append(plain(job.get("lastError"), ""))
         if job.get("deadLetterId"):
             title.append(
-                f"\n dead letter {job['deadLetterId']} (its review is on the Dead letters screen)", style="dim"
+                f"\n dead letter {plain(job['deadLetterId'])} (its review is on the Dead letters screen)", style="dim"
             )
         return title
 

@@ -267,6 +267,13 @@ class JobDetailScreen(LiveScreen):
         tabs = self.query_one(TabbedContent)
         current = self.TABS.index(tabs.active) if tabs.active in self.TABS else 0
         tabs.active = self.TABS[(current + step) % len(self.TABS)]
+        # On the dependencies tab the keys go to its table, so enter opens the job of a row as
+        # the tab says; elsewhere back to the tabs (a hidden table must not keep the focus).
+        relations = self.query_one("#job-deps", RelationsTable)
+        if tabs.active == "deps":
+            relations.focus()
+        elif relations.has_focus:
+            tabs.focus()
 
     def _replace(self, letter: Json) -> None:
         self.letters[self.index] = letter

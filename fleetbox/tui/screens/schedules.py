@@ -230,9 +230,10 @@ class SchedulesScreen(LiveScreen):
             table.update_cell(name, "last", cells["last"])
             table.update_cell(name, "next", cells["next"])
         paused = sum(1 for s in self.schedules.values() if not s.get("enabled"))
+        n = len(self.schedules)
         self.query_one("#schedules-summary", Static).update(
             Text(
-                f" {len(self.schedules)} schedules · {paused} paused — p pause/resume · r run now · ctrl+r reload",
+                f" {n} schedule{'' if n == 1 else 's'} · {paused} paused — p pause/resume · r run now · ctrl+r reload",
                 style="bold",
             )
         )
