@@ -427,7 +427,7 @@ class Limiters:
             state.in_use += 1
         per = _PER_KEY.get(resource, "appliance")
         try:
-            await self._wait_unpaused(res, state)
+            await self._rest_if_paused(res, state, None)
             # Slots before tokens: a request that waits for a slot must not let its token lapse.
             # The mailbox's slot first, then the app-wide one: the same order everywhere, and a
             # request for a busy mailbox does not hold an app-wide slot another mailbox could use.
@@ -528,6 +528,8 @@ class Limiters:
             res.last_used = self._clock()
 
     async def _rest_if_paused(self, res: _State, state: _State | None, job: int | None) -> None:
+        """Wait out a 429's pause; with ``job``, a pause longer than defer_after_seconds defers the
+        job instead. Pauses only ever grow, so sleeping to the current end and looking again is enough."""
         while True:
             until = max(res.paused_until, state.paused_until if state is not None else 0.0)
             remaining = until - self._clock()
@@ -535,15 +537,6 @@ class Limiters:
                 return
             if job is not None and remaining > self._settings.defer_after_seconds:
                 raise Deferred(remaining, f"Graph asked to wait {remaining:.2f} s (Retry-After)")
-            await asyncio.sleep(remaining)
-
-    async def _wait_unpaused(self, res: _State, state: _State | None) -> None:
-        while True:
-            until = max(res.paused_until, state.paused_until if state is not None else 0.0)
-            remaining = until - self._clock()
-            if remaining <= 0:
-                return
-            # Pauses only ever grow, so sleeping to the current end and looking again is enough.
             await asyncio.sleep(remaining)
 
     def _waited(self, resource: str, key: str | None, res: _State, state: _State | None, seconds: float) -> None:
