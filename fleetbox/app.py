@@ -257,6 +257,12 @@ class Appliance:
                 await self.stop()
                 raise
         self.started_at = time.monotonic()
+        # Everything alive now (modules, classes, settings, this wiring: some 100k objects) lives
+        # as long as the appliance, and the churn of claimed jobs sets off a full collection every
+        # few thousand jobs, each walking all of it: 12 of them took 0.43 s of a 2.8 s drain of
+        # 100k jobs (docs/performance.md, "Garbage collection"). Frozen, the collector skips
+        # them; stop() hands them back, so nothing that becomes garbage later is kept.
+        gc.freeze()
         pools = {t.name.lower(): p.size for t, p in self.worker.pools.items()}
         log.info("appliance started", extra={"event": "appliance_started", "worker_id": self.worker_id, "pools": pools})
         return self
@@ -281,6 +287,7 @@ class Appliance:
         await self.supervisor.stop_all()
         await self.store.close()
         self._draining = False
+        gc.unfreeze()
         log.info("appliance stopped", extra={"event": "appliance_stopped"})
 
     async def __aenter__(self) -> Appliance:
@@ -306,9 +313,6 @@ class Appliance:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal)
         await self.start()
-        # This process is the appliance: move what start-up allocated out of the collector's
-        # way, so the per-job garbage is scanned without it (a measurable share of drain CPU).
-        gc.freeze()
         try:
             await self._stop_requested.wait()
         finally:

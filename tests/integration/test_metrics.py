@@ -6,7 +6,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleetbox.client import Client
 from fleetbox.errors import ValidationError
-from fleetbox.models import Job, JobState
+from fleetbox.models import Job, JobState, Outcome, Tier
+from fleetbox.monitor.metrics import Metrics
+from fleetbox.worker.completer import Finished
 from tests.conftest import wait_for
 
 
@@ -42,3 +44,30 @@ async def test_metrics_count_attempts_and_report_depth(appliance_factory, client
     assert got[("fleetbox_queue_jobs", (("queue", "reports"), ("state", "scheduled")))] == 1
     assert got[("fleetbox_dead_letters_open", (("queue", "reports"),))] == 1
     assert got[("fleetbox_queue_paused", (("queue", "reports"),))] == 0
+
+
+def test_a_batch_counts_every_attempt_by_queue_and_outcome() -> None:
+    # One batch of outcomes from two queues, each with both outcomes: every attempt is counted
+    # once under its own labels and timed in its own queue's histogram.
+    metrics = Metrics()
+    batch = [
+        Finished(n, 1, queue, Tier.LOW, 100.0, 100.0 + n / 10, outcome)
+        for n, (queue, outcome) in enumerate(
+            [("a", Outcome.SUCCEEDED)] * 3
+            + [("a", Outcome.DEAD)]
+            + [("b", Outcome.SUCCEEDED)]
+            + [("b", Outcome.RETRY)] * 2
+        )
+    ]
+    metrics.observe(batch)
+    metrics.observe(batch[:1])
+    got = samples(metrics.render())
+
+    def attempts(queue: str, outcome: str) -> float:
+        return got[("fleetbox_attempts_total", (("outcome", outcome), ("queue", queue)))]
+
+    assert (attempts("a", "succeeded"), attempts("a", "dead")) == (4, 1)
+    assert (attempts("b", "succeeded"), attempts("b", "retry")) == (1, 2)
+    assert got[("fleetbox_attempt_duration_seconds_count", (("queue", "a"),))] == 5
+    assert got[("fleetbox_attempt_duration_seconds_count", (("queue", "b"),))] == 3
+    assert abs(got[("fleetbox_attempt_duration_seconds_sum", (("queue", "b"),))] - (0.4 + 0.5 + 0.6)) < 1e-9
