@@ -26,6 +26,8 @@ class Window:
     failed: int = 0
     avg_ms: float | None = None
     p95_ms: float | None = None
+    #: when the oldest attempt read finished (None: none)
+    oldest: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +95,18 @@ class MonitorStore:
     def __init__(self, runner: Runner) -> None:
         self._run = runner
 
-    async def window(self, since: dt.datetime) -> dict[str, Window]:
-        """Per queue, the attempts that finished after ``since``."""
+    async def window(self, since: dt.datetime, most: int) -> dict[str, Window]:
+        """Per queue, the latest attempts (at most ``most``) that finished after ``since``."""
         return {
             r["queue"]: Window(
-                int(r["attempts"]), int(r["succeeded"]), int(r["failed"]), _float(r["avg_ms"]), _float(r["p95_ms"])
+                int(r["attempts"]),
+                int(r["succeeded"]),
+                int(r["failed"]),
+                _float(r["avg_ms"]),
+                _float(r["p95_ms"]),
+                r["oldest"],
             )
-            for r in await self._run.fetch("monitor_window", since)
+            for r in await self._run.fetch("monitor_window", since, most)
         }
 
     async def totals(self, start: dt.datetime, end: dt.datetime) -> dict[str, Totals]:

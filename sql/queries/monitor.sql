@@ -5,19 +5,23 @@
 -- queue_statistics.
 
 -- name: monitor_window
--- Per queue, the attempts that finished after $1: one index range scan of
--- job_attempts_queue_finished per queue (the LATERAL keeps the queue the leading key).
--- params: $1 window start
-SELECT q.name AS queue, w.attempts, w.succeeded, w.failed, w.avg_ms, w.p95_ms
+-- Per queue, the latest attempts that finished after $1, at most $2 of them: one backward range
+-- scan of job_attempts_queue_finished per queue (the LATERAL keeps the queue the leading key).
+-- The cap keeps a health check's cost bounded at any throughput (monitor/health.py,
+-- WINDOW_SAMPLE); `oldest` is how far back the sample reached.
+-- params: $1 window start, $2 most attempts per queue
+SELECT q.name AS queue, w.attempts, w.succeeded, w.failed, w.avg_ms, w.p95_ms, w.oldest
   FROM queues q
  CROSS JOIN LATERAL (
         SELECT count(*) AS attempts,
                count(*) FILTER (WHERE a.outcome = 'succeeded') AS succeeded,
                count(*) FILTER (WHERE a.outcome <> 'succeeded') AS failed,
                avg(a.duration_ms) AS avg_ms,
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms
-          FROM job_attempts a
-         WHERE a.queue = q.name AND a.finished_at > $1
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms,
+               min(a.finished_at) AS oldest
+          FROM (SELECT outcome, duration_ms, finished_at FROM job_attempts
+                 WHERE queue = q.name AND finished_at > $1
+                 ORDER BY finished_at DESC LIMIT $2) a
        ) w
  WHERE q.tier > 0
 

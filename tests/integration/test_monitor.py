@@ -26,6 +26,7 @@ from fleetbox.client import Client
 from fleetbox.errors import InvalidInput
 from fleetbox.models import Job, JobState, ManualClock, Thresholds
 from fleetbox.monitor import Monitor
+from fleetbox.monitor.health import WINDOW_SAMPLE
 from fleetbox.rules import parse_thresholds
 from fleetbox.store import Store
 from fleetbox.store.sql import queries
@@ -160,6 +161,29 @@ async def test_failure_rate_over_the_window_only(
     later = await make_monitor(window_seconds=300).health()
     assert later.healthy is True
     assert later.queues["webhooks"].failure_rate == 0.0
+
+
+async def test_a_busy_queue_is_judged_by_its_latest_attempts(
+    make_monitor: Callable[..., Monitor], db: Store, clock: ManualClock
+) -> None:
+    # Ten attempts every ten seconds for the whole five-minute window (300), the latest ten of
+    # them failed; the monitor reads at most 100: the ten latest groups, 95 s back.
+    now = clock.now()
+    await add_attempts(db, "webhooks", now - dt.timedelta(seconds=5), 10, outcome="retry", duration_ms=900)
+    for age in range(15, 300, 10):
+        await add_attempts(db, "webhooks", now - dt.timedelta(seconds=age), 10, duration_ms=100)
+    report = await make_monitor(window_seconds=300, sample=100).health()
+    webhooks = report.queues["webhooks"]
+    assert webhooks.failure_rate == pytest.approx(10.0)  # 10 of the 100 read
+    assert webhooks.p95_processing_time == pytest.approx(900)
+    # the counts stand for the whole window: 90 and 10 over 95 s, scaled to 300 s
+    assert (webhooks.completed, webhooks.failed) == (round(90 * 300 / 95), round(10 * 300 / 95))
+    assert webhooks.throughput == pytest.approx(90 / (95 / 60))
+    assert report.healthy is True  # 10 % is at the default maxFailureRate (10 %), not over it
+    # read in full (no sample limit reached), the same window gives its exact figures
+    exact = (await make_monitor(window_seconds=300).health()).queues["webhooks"]
+    assert (exact.completed, exact.failed) == (290, 10)
+    assert exact.failure_rate == pytest.approx(10 / 300 * 100)
 
 
 async def test_processing_time_over_the_threshold(
@@ -629,6 +653,8 @@ def _literal(value: object) -> str:
         return f"'{value.isoformat()}'::timestamptz"
     if isinstance(value, dt.timedelta):
         return f"'{value.total_seconds()} seconds'::interval"
+    if isinstance(value, int):
+        return str(value)
     raise TypeError(value)
 
 
@@ -687,7 +713,7 @@ async def test_health_and_stats_stay_index_backed_with_many_finished_jobs(
 
     now = T0
     calls: list[tuple[str, tuple[Any, ...]]] = [
-        ("monitor_window", (now - dt.timedelta(seconds=300),)),
+        ("monitor_window", (now - dt.timedelta(seconds=300), WINDOW_SAMPLE)),
         ("dead_letter_depth", ()),
         ("monitor_totals", (now - dt.timedelta(hours=24), now)),
         ("monitor_series", (now - dt.timedelta(days=7), now, dt.timedelta(hours=6))),
