@@ -379,7 +379,8 @@ class Monitor:
                 figures = await self._figures()
         except (DatabaseError, TimeoutError, OSError) as exc:
             # The driver's message (host, port, stored values) goes to the log only.
-            log.warning("health: database unreachable", extra={"event": "health_database_error", "error": str(exc)})
+            error = str(exc) or type(exc).__name__  # a timeout's message is empty
+            log.warning("health: database unreachable", extra={"event": "health_database_error", "error": error})
             if isinstance(exc, TimeoutError):
                 reason = f"database unreachable: no answer within {self.timeout_seconds:g} s"
             else:
@@ -393,7 +394,7 @@ class Monitor:
                 database="unreachable",
                 thresholds=self.thresholds.configured,
                 window_seconds=self.window_seconds,
-                database_error=str(exc) or type(exc).__name__,
+                database_error=error,
             )
         reasons = tuple(c.message for c in _conditions(figures, thresholds))
         return HealthReport(

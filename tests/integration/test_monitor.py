@@ -289,6 +289,21 @@ async def test_unreachable_database_is_unhealthy_without_an_exception() -> None:
     assert report.database_error == "the database pool is not open"
 
 
+async def test_a_database_too_busy_to_answer_is_reported_with_the_timeout(
+    dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Store(dsn, schema=SCHEMA, min_size=1, max_size=1, acquire_timeout=30) as db:
+        monitor = monitor_for(db, clock=ManualClock(T0), thresholds=Thresholds(), timeout_seconds=0.2)
+        async with db.pool.acquire():  # the only connection is taken: nothing answers in time
+            with caplog.at_level(logging.WARNING, logger="fleetbox.monitor"):
+                report = await monitor.health()
+    assert report.reasons == ("database unreachable: no answer within 0.2 s",)
+    assert report.database_error == "TimeoutError"
+    # the log names what happened (a timeout's own message is empty)
+    logged = [r for r in caplog.records if getattr(r, "event", None) == "health_database_error"]
+    assert [getattr(r, "error", None) for r in logged] == ["TimeoutError"]
+
+
 # -- alerts ----------------------------------------------------------------------------------
 
 
