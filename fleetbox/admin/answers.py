@@ -42,6 +42,16 @@ PREVIEW_CHARS = 200
 #: A time: ISO 8601 text with an offset.
 Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Count = Annotated[int, Field(ge=0)]
+#: A job's or dead letter's payload as a row shows it (the job and the dead-letter answers).
+Payload = Annotated[
+    dict[str, Any] | None,
+    Field(
+        description="the payload; null in a list row unless include=payload; "
+        '{"undecodable": true, "reason", "size"} when it cannot be shown'
+    ),
+]
+PayloadPreview = Annotated[str, Field(description=f"the first {PREVIEW_CHARS} characters of its JSON text")]
+PayloadSize = Annotated[Count, Field(description="bytes of its JSON text")]
 TierName = Literal["high", "medium", "low"]
 #: What an alert is about (Condition.kind in fleetbox.monitor).
 AlertKind = Literal[
@@ -271,12 +281,9 @@ class Job(Answer):
     queue: str
     priority: Annotated[int, Field(ge=1, le=10)]
     state: JobState
-    data: dict[str, Any] | None = Field(
-        description="the payload; null in a list row unless include=payload; "
-        '{"undecodable": true, "reason", "size"} when it cannot be shown'
-    )
-    data_preview: str = Field(description=f"the first {PREVIEW_CHARS} characters of its JSON text")
-    data_size: Count = Field(description="bytes of its JSON text")
+    data: Payload
+    data_preview: PayloadPreview
+    data_size: PayloadSize
     singleton_key: str | None
     attempts: Count
     max_attempts: int | None
@@ -325,12 +332,9 @@ class DeadLetter(Answer):
     job_id: Id
     queue: str
     priority: int
-    data: dict[str, Any] | None = Field(
-        description="the payload; null in a list row unless include=payload; "
-        '{"undecodable": true, "reason", "size"} when it cannot be shown'
-    )
-    data_preview: str = Field(description=f"the first {PREVIEW_CHARS} characters of its JSON text")
-    data_size: Count = Field(description="bytes of its JSON text")
+    data: Payload
+    data_preview: PayloadPreview
+    data_size: PayloadSize
     singleton_key: str | None
     error_class: str
     error: str
