@@ -27,7 +27,7 @@ from fleetbox.tui.screens.dead import cells
 from fleetbox.tui.screens.job import detail_text, timeline
 from fleetbox.tui.screens.queue_detail import error_cells, state_line
 from fleetbox.tui.screens.queues import row_cells
-from fleetbox.tui.widgets.text import DASH, UNSAFE, ago, clock, count, duration, epoch, ms, plain, trend
+from fleetbox.tui.widgets.text import DASH, UNSAFE, ago, clock, count, counted, duration, epoch, ms, plain, trend
 
 NOW = 1_780_000_000.0
 MARKUP = ["[/bogus]", "[@click=app.quit]quit[/]", "[b]bold", "[link=http://x]x[/link]", "[", "\\[x]"]
@@ -257,9 +257,21 @@ def test_change_notices_name_the_actor_as_plain_text(event: dict[str, Any], oper
 @example(value=float("nan"), values=[float("inf"), 10**400], width=9)
 @example(value="2026-13-45T99:00:00", values=[], width=3)
 def test_number_and_time_formats_take_any_value(value: Any, values: list[Any], width: int) -> None:
-    for text in (count(value), ms(value), duration(value), clock(value), ago(value, NOW), plain(value)):
+    texts = (count(value), counted(value, "attempt"), ms(value), duration(value), clock(value), ago(value, NOW))
+    for text in (*texts, plain(value)):
         assert isinstance(text, str) and UNSAFE.search(text) is None
     assert epoch(value) is None or isinstance(value, str)
     assert len(trend(values, width)) == max(width, 0)
     if value is None:
         assert ms(value) == DASH and plain(value) == DASH
+
+
+def test_a_count_of_one_takes_the_singular() -> None:
+    assert [counted(n, "attempt") for n in (0, 1, 2, 1204)] == [
+        "0 attempts",
+        "1 attempt",
+        "2 attempts",
+        "1,204 attempts",
+    ]
+    assert counted(True, "attempt") == "true attempts"  # not a count: shown as it came, never "1 attempt"
+    assert counted(None, "attempt") == f"{DASH} attempts"

@@ -22,7 +22,7 @@ from fleetbox.tui.screens.base import LiveScreen
 from fleetbox.tui.screens.graph import JobGraphScreen, RelationsTable, summary
 from fleetbox.tui.widgets.header import StatusBar
 from fleetbox.tui.widgets.modals import ConfirmModal, Review, ReviewModal
-from fleetbox.tui.widgets.text import ago, clock, epoch, field, ms, plain
+from fleetbox.tui.widgets.text import ago, clock, counted, epoch, field, ms, plain
 
 #: how the Review tab names the audit log's dead-letter actions
 ACTION_NAMES = {"dead.review": "reviewed", "dead.retry": "retried", "dead.discard": "discarded"}
@@ -49,7 +49,7 @@ def timeline(letter: Json, job: Json | None) -> list[tuple[str, str]]:
                 (a["finishedAt"], f"attempt {attempt} {outcome} after {ms(a.get('durationMs'))}: {error_class}")
             )
     events.append(
-        (get("failedAt"), f"dead after {plain(get('attempts'))} attempts: {plain(get('errorClass'), 'None')}")
+        (get("failedAt"), f"dead after {counted(get('attempts'), 'attempt')}: {plain(get('errorClass'), 'None')}")
     )
     if get("reviewedAt"):
         events.append((get("reviewedAt"), f"reviewed by {plain(get('reviewedBy'), 'None')}"))
@@ -93,7 +93,7 @@ def detail_text(letter: Json, job: Json | None, payload: object, *, now: float, 
     title = Text()
     title.append(f" dead letter {plain(get('id'))} ", style="bold reverse")
     title.append(
-        f"  job {plain(get('jobId'))} · {plain(get('queue'))} · {plain(get('attempts'))} attempts · "
+        f"  job {plain(get('jobId'))} · {plain(get('queue'))} · {counted(get('attempts'), 'attempt')} · "
         f"dead {ago(get('failedAt'), now)} · {plain(get('status'))} · "
     )
     title.append(

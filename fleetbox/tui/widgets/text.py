@@ -97,6 +97,12 @@ def count(value: object) -> str:
     return f"{f:,.0f}" if f is not None else plain(value)
 
 
+def counted(value: object, noun: str) -> str:
+    """``1 attempt``, ``3 attempts``: :func:`count` with its noun, singular for exactly one."""
+    one = isinstance(value, int) and not isinstance(value, bool) and value == 1
+    return f"{count(value)} {noun}{'' if one else 's'}"
+
+
 def ms(value: object) -> str:
     """``180ms``, ``3.2s``; a dash without data."""
     f = finite(value)
