@@ -193,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     dl = dead_sub.add_parser("list", parents=[common, filters])
     dl.add_argument("--queue", help="only this queue's dead letters")
     dl.add_argument("--reviewed", type=_yes_no, metavar="true|false", help="reviewed ones only, or open ones only")
+    dl.add_argument("--json", action="store_true", help="one JSON object per dead letter")
     dr = dead_sub.add_parser("retry", parents=[common])
     dr.add_argument("dead_letter_id", type=_job_id)
     dr.add_argument("--by", default="cli")
@@ -602,12 +603,25 @@ async def _service_command(args: argparse.Namespace, service: Service) -> int:
     dead = service.dead_letters
     if args.dead_command == "list":
         page = await dead.list(check_filter(queue=args.queue, reviewed=args.reviewed), limit=args.limit)
+        if args.json:
+            for d in page.letters:
+                print(json.dumps(_jsonable(d), default=str))
+            return 0
+        if not page.letters:
+            # On stderr, so a script reading the rows gets none; a person learns the list is empty.
+            print("fleetbox: no dead letters match", file=sys.stderr)
+            return 0
+        print(f"{'id':>6} {'job':<12} {'queue':<18} {'status':<9} {'review':<8} {'failed at':<19} error")
         for d in page.letters:
             mark = "reviewed" if d.reviewed else "open"
             print(
                 f"{d.id:>6} job {d.job_id:<8} {d.queue:<18} {d.status:<9} {mark:<8} {d.failed_at:%Y-%m-%d %H:%M:%S} "
                 f"{d.error_class}: {d.error[:80]}"
             )
+        if page.next_before is not None:
+            shown = len(page.letters)
+            total = f"{page.total}{'+' if page.total_capped else ''}"
+            print(f"fleetbox: {shown} of {total} shown; --limit shows more", file=sys.stderr)
         return 0
     if args.dead_command == "retry":
         print(await dead.retry(args.dead_letter_id, actor=args.by))
@@ -633,14 +647,22 @@ def _cli_actor() -> str:
 
 async def _jobs(args: argparse.Namespace, service: Service) -> int:
     page = await service.jobs.page(args.queue, args.state, after=None, offset=0, limit=args.limit)
-    for info in page.jobs:
-        if args.json:
+    if args.json:
+        for info in page.jobs:
             print(json.dumps(_jsonable(info), default=str))
-        else:
-            print(
-                f"{info.id:>10} {info.state:<10} p{info.priority:<3} attempts {info.attempts:<3} "
-                f"run at {info.run_at:%Y-%m-%d %H:%M:%S}"
-            )
+        return 0
+    if not page.jobs:
+        # On stderr, so a script reading the rows gets none. Without --state only jobs still in
+        # the queue are listed: say where finished ones are, the first thing looked for.
+        which = f"{args.state} jobs" if args.state else "jobs waiting or running"
+        hint = "" if args.state else " (finished ones: --state succeeded, dead or cleared)"
+        print(f"fleetbox: no {which} in {args.queue}{hint}", file=sys.stderr)
+        return 0
+    print(f"{'id':>10} {'state':<10} {'prio':<4} {'attempts':>8}  run at")
+    for info in page.jobs:
+        print(f"{info.id:>10} {info.state:<10} p{info.priority:<3} {info.attempts:>8}  {info.run_at:%Y-%m-%d %H:%M:%S}")
+    if page.next_after is not None:
+        print(f"fleetbox: the first {len(page.jobs)} shown; --limit shows more", file=sys.stderr)
     return 0
 
 

@@ -178,8 +178,11 @@ async def test_an_invalid_config_value_exits_nonzero_naming_the_key(
 
 
 def _dead_rows(stdout: str) -> dict[int, str]:
-    """``fleetbox dead list`` output by dead-letter id."""
-    return {int(line.split()[0]): line for line in stdout.splitlines() if line.strip()}
+    """``fleetbox dead list`` output by dead-letter id (below its header row)."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if lines:
+        assert lines[0].split() == ["id", "job", "queue", "status", "review", "failed", "at", "error"]
+    return {int(line.split()[0]): line for line in lines[1:]}
 
 
 async def test_dead_letter_commands_work_on_jobs_dead_lettered_by_a_running_appliance(
@@ -213,6 +216,11 @@ async def test_dead_letter_commands_work_on_jobs_dead_lettered_by_a_running_appl
     first, second = by_job[jobs[0]], by_job[jobs[1]]
     assert set(_dead_rows(ok(cli("dead", "list", "--reviewed", "no", "--queue", queue)))) == {first, second}
     assert _dead_rows(ok(cli("dead", "list", "--reviewed", "yes"))) == {}
+    assert cli("dead", "list", "--reviewed", "yes").stderr.strip() == "fleetbox: no dead letters match"
+    one = cli("dead", "list", "--limit", "1")
+    assert len(_dead_rows(ok(one))) == 1 and "1 of 2 shown; --limit shows more" in one.stderr
+    as_json = [json.loads(line) for line in ok(cli("dead", "list", "--json")).splitlines()]
+    assert {d["id"]: d["job_id"] for d in as_json} == {first: jobs[0], second: jobs[1]}
 
     shown = json.loads(ok(cli("job", str(jobs[0]))))
     assert shown["state"] == "dead" and shown["queue"] == queue
@@ -436,6 +444,18 @@ async def test_jobs_filters_by_state_with_the_spec_words_as_aliases(cli: Cli, cl
     assert json.loads(ok(cli("job", str(waiting))))["state"] == "waiting"
     assert {d["queue"]: d for d in json.loads(ok(cli("queues", "--json")))}["sync"]["waiting"] == 1
     assert ok(cli("dead", "list", "--reviewed", "true")) == ok(cli("dead", "list", "--reviewed", "no")) == ""
+
+    # The table: a header row naming the columns, one row per job; an empty list says so on stderr.
+    table = ok(cli("jobs", "sync")).splitlines()
+    assert table[0].split() == ["id", "state", "prio", "attempts", "run", "at"]
+    assert [(int(row.split()[0]), row.split()[1]) for row in table[1:]] == [(waiting, "waiting"), (later, "scheduled")]
+    first_only = cli("jobs", "sync", "--limit", "1")
+    assert len(ok(first_only).splitlines()) == 2 and "the first 1 shown; --limit shows more" in first_only.stderr
+    none_dead = cli("jobs", "sync", "--state", "FAILED")
+    assert ok(none_dead) == "" and none_dead.stderr.strip() == "fleetbox: no dead jobs in sync"
+    empty = cli("jobs", "webhooks")
+    assert ok(empty) == "" and "no jobs waiting or running in webhooks" in empty.stderr
+    assert "finished ones: --state succeeded, dead or cleared" in empty.stderr
 
 
 async def test_one_shot_commands_log_only_warnings_unless_verbose(cli: Cli) -> None:
