@@ -658,9 +658,12 @@ async def _jobs(args: argparse.Namespace, service: Service) -> int:
         hint = "" if args.state else " (finished ones: --state succeeded, dead or cleared)"
         print(f"fleetbox: no {which} in {args.queue}{hint}", file=sys.stderr)
         return 0
-    print(f"{'id':>10} {'state':<10} {'prio':<4} {'attempts':>8}  run at")
+    # Finished jobs come last finished first: when each finished is what orders them.
+    finished = all(info.finished_at is not None for info in page.jobs)
+    print(f"{'id':>10} {'state':<10} {'prio':<4} {'attempts':>8}  {'finished at' if finished else 'run at'}")
     for info in page.jobs:
-        print(f"{info.id:>10} {info.state:<10} p{info.priority:<3} {info.attempts:>8}  {info.run_at:%Y-%m-%d %H:%M:%S}")
+        at = info.finished_at if finished and info.finished_at is not None else info.run_at
+        print(f"{info.id:>10} {info.state:<10} p{info.priority:<3} {info.attempts:>8}  {at:%Y-%m-%d %H:%M:%S}")
     if page.next_after is not None:
         print(f"fleetbox: the first {len(page.jobs)} shown; --limit shows more", file=sys.stderr)
     return 0

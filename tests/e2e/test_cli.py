@@ -219,6 +219,9 @@ async def test_dead_letter_commands_work_on_jobs_dead_lettered_by_a_running_appl
     assert cli("dead", "list", "--reviewed", "yes").stderr.strip() == "fleetbox: no dead letters match"
     one = cli("dead", "list", "--limit", "1")
     assert len(_dead_rows(ok(one))) == 1 and "1 of 2 shown; --limit shows more" in one.stderr
+    dead_jobs = ok(cli("jobs", queue, "--state", "dead")).splitlines()
+    assert dead_jobs[0].split() == ["id", "state", "prio", "attempts", "finished", "at"]  # what orders them
+    assert sorted(int(row.split()[0]) for row in dead_jobs[1:]) == sorted(jobs)
     as_json = [json.loads(line) for line in ok(cli("dead", "list", "--json")).splitlines()]
     assert {d["id"]: d["job_id"] for d in as_json} == {first: jobs[0], second: jobs[1]}
 
