@@ -373,6 +373,16 @@ def resolve_run_at(run_at: object, delay: object, now: dt.datetime, *, prefix: s
     return None
 
 
+def later(now: dt.datetime, seconds: float) -> dt.datetime:
+    """``now`` plus ``seconds``, put off no further than a delay may be (MAX_DELAY_SECONDS).
+
+    For the times the appliance picks itself (a retry after a handler's ``retry_after``, a
+    deferral): a handler that asks for 1e12 seconds gets ten years, not an OverflowError that
+    would leave its job's outcome unwritten.
+    """
+    return now + dt.timedelta(seconds=min(max(0.0, seconds), MAX_DELAY_SECONDS))
+
+
 # -- alert thresholds -----------------------------------------------------------------------------
 
 

@@ -12,7 +12,6 @@ until the time it names and the attempt does not count.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -94,14 +93,16 @@ class Executor:
                 )
             raise
         except Deferred as exc:
-            run_at = self.clock.now() + dt.timedelta(seconds=exc.seconds)
+            run_at = rules.later(self.clock.now(), exc.seconds)
             outcome = Finished(
                 job.id, job.attempt, job.queue, pool.tier, started_at, self._epoch(), Outcome.DEFERRED, run_at=run_at
             )
         except Exception as exc:
             error_class = classify(exc)
             retry_after = exc.retry_after if isinstance(exc, JobError) else None
-            failed = self._failed(job, pool.tier, started_at, error_class, f"{type(exc).__name__}: {exc}", retry_after)
+            if not isinstance(retry_after, int | float) or retry_after != retry_after:
+                retry_after = None  # a subclass's own attribute that is not a number of seconds
+            failed = self._failed(job, pool.tier, started_at, error_class, _describe(exc), retry_after)
             if (
                 error_class is ErrorClass.AUTHENTICATION
                 and failed.outcome is Outcome.RETRY
@@ -173,3 +174,13 @@ class Executor:
             error_class=error_class.value,
             error=message if not decision.dead else f"{message} ({decision.reason})",
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of a handler's exception. Its ``__str__`` is the handler's code and may
+    raise: that must not keep the attempt's outcome from being written."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "(the exception's message could not be read)"
+    return f"{type(exc).__name__}: {text}"

@@ -24,6 +24,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from fleetbox import rules
 from fleetbox.config import QueueSettings, RetryRule, RetrySettings, RetryVariantSettings
 from fleetbox.errors import ErrorClass
 from fleetbox.models import Job
@@ -102,8 +103,8 @@ class RetryPolicy:
         if cap is not None and attempt >= cap:
             return Decision(None, used, f"all {cap} attempts used")
         used[error_class.value] = n
-        delay = self.delay(error_class, n, retry_after)
-        return Decision(now + dt.timedelta(seconds=delay), used, f"{error_class.value} retry {n} in {delay:g}s")
+        delay = min(self.delay(error_class, n, retry_after), rules.MAX_DELAY_SECONDS)
+        return Decision(rules.later(now, delay), used, f"{error_class.value} retry {n} in {delay:g}s")
 
 
 class RetryPolicies:

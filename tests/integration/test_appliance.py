@@ -28,6 +28,7 @@ from fleetbox import (
     NewJob,
     RateLimitError,
     ValidationError,
+    rules,
 )
 from fleetbox.app import Appliance
 from fleetbox.models import DeadLetterStatus, Job, JobInfo, JobState, ManualClock, Outcome, Tier
@@ -353,6 +354,35 @@ async def test_rate_limit_waits_for_retry_after(appliance_factory: AppFactory, c
     info = await wait_state(app.client, job.id, JobState.SUCCEEDED)
     assert [a.outcome for a in info.history] == [Outcome.RETRY, Outcome.SUCCEEDED]
     assert info.history[1].started_at == info.history[0].finished_at + seconds(7)
+
+
+async def test_a_retry_after_past_any_delay_is_capped_and_its_error_kept(
+    appliance_factory: AppFactory, clock: ManualClock
+) -> None:
+    """A handler asking for 1e12 s (or whose exception cannot even say what it is) gets its attempt
+    recorded and its retry scheduled: found from outside, such a job's outcome was never written,
+    the lease reaper blamed a live appliance four times and dead-lettered it as poison."""
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no message")
+
+    async def far(job: Job) -> None:
+        if job.data["n"] == 1:
+            raise RateLimitError("429 too many", retry_after=1e12)
+        raise Unprintable
+
+    app = await appliance_factory(handlers={"sync": far}, clock=clock)
+    first = await app.client.enqueue("sync", {"n": 1}, run_at=clock.now())
+    second = await app.client.enqueue("sync", {"n": 2}, run_at=clock.now())
+    info = await wait_attempts(app.client, first.id, 1)
+    assert info.state is JobState.RETRYING
+    assert (info.history[0].outcome, info.history[0].error_class) == (Outcome.RETRY, "rate_limited")
+    assert info.history[0].error == "RateLimitError: 429 too many"
+    assert info.run_at - info.history[0].finished_at == seconds(rules.MAX_DELAY_SECONDS)
+    info = await wait_attempts(app.client, second.id, 1)
+    assert (info.state, info.history[0].error_class) == (JobState.RETRYING, "transient")
+    assert info.history[0].error == "Unprintable: (the exception's message could not be read)"
 
 
 async def test_rate_limit_without_retry_after_backs_off(appliance_factory: AppFactory, clock: ManualClock) -> None:

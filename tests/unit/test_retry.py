@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from fleetbox import rules
 from fleetbox.config import QueueSettings, RetrySettings, Settings
 from fleetbox.errors import ErrorClass
 from fleetbox.worker.retry import Decision, RetryPolicy
@@ -46,6 +47,12 @@ def delays(decisions: list[Decision]) -> list[float]:
 @pytest.fixture
 def policy() -> RetryPolicy:
     return RetryPolicy(RetrySettings())
+
+
+@pytest.mark.parametrize("retry_after", [1e12, float("inf")])
+def test_a_retry_after_is_capped_at_the_longest_delay(policy: RetryPolicy, retry_after: float) -> None:
+    [decision] = run(policy, [ErrorClass.RATE_LIMITED], retry_after=retry_after)
+    assert delays([decision]) == [rules.MAX_DELAY_SECONDS]
 
 
 def test_transient_backs_off_1_2_4_8_16_then_dead(policy: RetryPolicy) -> None:
