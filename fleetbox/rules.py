@@ -52,6 +52,11 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
 #: TUI, a browser) runs out of stack, which is what a "poison" payload aims at.
 DEFAULT_MAX_PAYLOAD_DEPTH = 64
 MAX_DELAY_SECONDS = 10 * 365 * 86400
+#: When a job may be due: a day inside Python's datetime range, so every reader (Python's datetime
+#: ends at year 9999) can hold it and show it in any time zone. The SQL functions check the same
+#: bounds (the limits table); PostgreSQL itself would take 'infinity' or the year 294276.
+RUN_AT_MIN = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+RUN_AT_MAX = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
 MAX_ACTOR = 200
 MAX_NOTES = 10_000
 MAX_TEXT_FILTER = 200
@@ -351,9 +356,14 @@ def resolve_run_at(run_at: object, delay: object, now: dt.datetime, *, prefix: s
         if run_at.tzinfo is None or run_at.utcoffset() is None:
             raise InvalidInput("must carry a time zone (for example UTC)", field=f"{prefix}run_at")
         try:
-            run_at.astimezone(dt.UTC)  # the database stores UTC: years 1 and 9999 can overflow
+            in_utc = run_at.astimezone(dt.UTC)  # the database stores UTC: years 1 and 9999 can overflow
         except OverflowError:
-            raise InvalidInput("is out of range", field=f"{prefix}run_at") from None
+            in_utc = None
+        if in_utc is None or not RUN_AT_MIN <= in_utc <= RUN_AT_MAX:
+            raise InvalidInput(
+                f"must be from {RUN_AT_MIN.date().isoformat()} to {RUN_AT_MAX.date().isoformat()} (UTC)",
+                field=f"{prefix}run_at",
+            )
         return run_at
     if delay is not None:
         if isinstance(delay, dt.timedelta):

@@ -3,7 +3,7 @@
 Safe to run twice (applied versions are skipped) and from two processes at once (the second
 waits on the lock, then finds nothing left to do). After the migrations, the limits of
 :mod:`fleetbox.rules` are written to the ``limits`` table, where the SQL function
-``enqueue`` reads them: one definition, enforced by both paths.
+``enqueue`` and ``enqueue_after`` read them: one definition, enforced by both paths.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ async def write_limits(store: Store, limits: rules.Limits) -> None:
         rules.SINGLETON_KEY_MAX,
         limits.max_payload_bytes,
         limits.max_payload_depth,
+        rules.RUN_AT_MIN,
+        rules.RUN_AT_MAX,
     )
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from fleetbox.app import Appliance
@@ -16,7 +18,7 @@ from fleetbox.errors import DatabaseError, SchemaNotReady
 from fleetbox.models import Job, JobState
 from fleetbox.store import Store
 from fleetbox.store.migrations import current_version, latest_version, migrate
-from fleetbox.store.sql import migrations
+from fleetbox.store.sql import migrations, queries
 from fleetbox.worker.registry import BUILTIN_QUEUES, build_registry, register_queues
 from tests.conftest import SCHEMA, _admin, wait_for, with_database
 
@@ -192,3 +194,34 @@ async def test_appliance_can_migrate_at_start_in_a_custom_schema(empty_dsn: str,
     again = Appliance(settings, handlers={"sync": handle})
     await again.start()
     await again.stop()
+
+
+async def test_migration_23_moves_due_times_no_reader_can_hold_into_range(empty_dsn: str) -> None:
+    """Before 0023 the SQL function took run_at 'infinity' or the year 294276, and every list of
+    that queue failed to read the job; upgrading brings such jobs back into range, readable."""
+    conn = await asyncpg.connect(empty_dsn, server_settings={"search_path": SCHEMA})
+    try:
+        await conn.execute(f'CREATE SCHEMA "{SCHEMA}"')
+        await conn.execute(queries()["migrate_create_version_table"])
+        for version, name, sql in migrations():
+            if version < 23:
+                await conn.execute(sql)
+                await conn.execute(queries()["migrate_record_version"], version, name)
+        await conn.execute("INSERT INTO queues (name, tier) VALUES ('sync', 3)")
+        ids = [
+            await conn.fetchval(
+                "INSERT INTO jobs (queue, tier, run_at, data) "
+                "VALUES ('sync', 3, $1::text::timestamptz, '{}') RETURNING id",
+                when,
+            )
+            for when in ("infinity", "294276-12-31", "-infinity")
+        ]
+    finally:
+        await conn.close()
+    async with Store(empty_dsn, schema=SCHEMA, min_size=1, max_size=2) as db:
+        assert await migrate(db) == [v for v, _, _ in migrations() if v >= 23]
+        client = Client(db)
+        due = [(await client.get_job(job_id)).run_at for job_id in ids]
+        assert [d.date().isoformat() for d in due] == ["9999-12-30", "9999-12-30", "0001-01-02"]
+        listed = await db.jobs.page_live("sync", dt.datetime.now(dt.UTC), 0, 0, 10)  # what the API's list reads
+        assert sorted(j.id for j in listed) == sorted(ids)
