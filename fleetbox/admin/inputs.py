@@ -90,14 +90,19 @@ def _header(request: web.Request, name: str) -> str | None:
     return value
 
 
-def actor(request: web.Request) -> str:
-    """Who acts, for the audit log: the ``X-Fleetbox-Operator`` header (the terminal UI sends the
-    operator's login name), else ``x-admin-actor``; without either, ``socket:<uid>`` of the connecting
-    process on the control socket and ``admin-api`` over TCP."""
+def named_actor(request: web.Request) -> str | None:
+    """The actor the caller named: the ``X-Fleetbox-Operator`` header (the terminal UI sends the
+    operator's login name), else ``x-admin-actor`` (the dashboard sends ``dashboard:<name>``)."""
     operator = _header(request, OPERATOR_HEADER)
     named = _header(request, ACTOR_HEADER)
     # Both sent: the operator's login name (what the terminal UI sends) wins.
-    given = operator or named
+    return operator or named
+
+
+def actor(request: web.Request) -> str:
+    """Who acts, for the audit log: the actor the caller named (:func:`named_actor`); without one,
+    ``socket:<uid>`` of the connecting process on the control socket and ``admin-api`` over TCP."""
+    given = named_actor(request)
     if given is not None:
         return given
     if via_control_socket(request):

@@ -551,7 +551,10 @@ async def review_dead_letter(request: web.Request, path: DeadRefPath, body: Revi
     state = _state(request)
     dead_id = await _dead_letter_id(state, path)
     letter = await state.service.dead_letters.review(
-        dead_id, reviewed_by=body.reviewed_by, resolution_notes=body.resolution_notes
+        dead_id,
+        reviewed_by=body.reviewed_by,
+        resolution_notes=body.resolution_notes,
+        actor=inputs.named_actor(request),
     )
     return reply(views.dead_letter(letter))
 
@@ -610,7 +613,11 @@ async def review_dead_letters(request: web.Request, body: BulkReviewBody) -> web
     state = _state(request)
     where = await _dead_filter_of_body(state, body)
     result = await state.service.dead_letters.review_matching(
-        where, expected=body.expected_count, reviewed_by=body.reviewed_by, resolution_notes=body.resolution_notes
+        where,
+        expected=body.expected_count,
+        reviewed_by=body.reviewed_by,
+        resolution_notes=body.resolution_notes,
+        actor=inputs.named_actor(request),
     )
     return reply(answers.BulkChanged(matched=result.matched, changed=result.changed, skipped=result.skipped))
 

@@ -190,15 +190,26 @@ class DeadLetters:
             await self._audit.record(tx, actor, "dead.retry", f"dead:{dead_letter_id}", {"job_id": job_id})
         return job_id
 
-    async def review(self, dead_letter_id: int, *, reviewed_by: str, resolution_notes: str | None = None) -> DeadLetter:
-        """Mark a dead letter reviewed: who, when, and resolution notes."""
+    async def review(
+        self,
+        dead_letter_id: int,
+        *,
+        reviewed_by: str,
+        resolution_notes: str | None = None,
+        actor: str | None = None,
+    ) -> DeadLetter:
+        """Mark a dead letter reviewed: who, when, and resolution notes. The audit log names
+        ``actor`` (who sent it, as for a retry or discard) when given, else the reviewer."""
         who = _actor(reviewed_by, "reviewed_by")
+        by = _actor(actor) if actor is not None else who
         notes = rules.check_text(resolution_notes, "resolution_notes", limit=rules.MAX_NOTES, required=False)
         dead_letter_id = rules.check_id(dead_letter_id)
         async with self._store.transaction() as tx:
             if not await tx.dead_letters.review(dead_letter_id, who, notes, self._clock.now()):
                 raise NotFound(f"no dead letter {dead_letter_id}")
-            await self._audit.record(tx, who, "dead.review", f"dead:{dead_letter_id}", {"notes": notes})
+            await self._audit.record(
+                tx, by, "dead.review", f"dead:{dead_letter_id}", {"notes": notes, "reviewed_by": who}
+            )
         return await self.get(dead_letter_id)
 
     async def discard(self, dead_letter_id: int, *, actor: str) -> DeadLetter:
@@ -250,20 +261,28 @@ class DeadLetters:
         return BulkResult(matched=len(ids), retried=retried, skipped=[i for i in ids if i not in got])
 
     async def review_matching(
-        self, where: DeadFilter, *, expected: int, reviewed_by: str, resolution_notes: str | None = None
+        self,
+        where: DeadFilter,
+        *,
+        expected: int,
+        reviewed_by: str,
+        resolution_notes: str | None = None,
+        actor: str | None = None,
     ) -> BulkResult:
-        """Mark every open dead letter matching ``where`` reviewed, if exactly ``expected`` match."""
+        """Mark every open dead letter matching ``where`` reviewed, if exactly ``expected`` match
+        (audited as :meth:`review` is)."""
         who = _actor(reviewed_by, "reviewed_by")
+        by = _actor(actor) if actor is not None else who
         notes = rules.check_text(resolution_notes, "resolution_notes", limit=rules.MAX_NOTES, required=False)
         async with self._store.transaction() as tx:
             ids = await self._lock_expected(tx, where, expected)
             changed = await tx.dead_letters.review_many(ids, who, notes, self._clock.now()) if ids else []
             await self._audit.record_many(
                 tx,
-                who,
+                by,
                 "dead.review",
                 [f"dead:{d}" for d in changed],
-                [{"notes": notes, "bulk": True} for _ in changed],
+                [{"notes": notes, "reviewed_by": who, "bulk": True} for _ in changed],
                 _summary(where),
             )
         return BulkResult(matched=len(ids), changed=changed, skipped=[i for i in ids if i not in set(changed)])

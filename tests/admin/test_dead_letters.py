@@ -106,6 +106,17 @@ async def test_review_by_job_id_or_by_dead_letter_id(rig: Rig, db: Store) -> Non
         ("admin@example.com", "dead.review", "Fixed upstream API issue"),
         ("dave", "dead.review", None),
     ]
+    # A caller that names itself (the dashboard's dashboard:<name>, the TUI's operator) is the
+    # audit log's actor, as for a retry or discard; the reviewer it typed is in the details.
+    # Found from outside: reviewedBy alone put any name on the audit entry.
+    named = await rig.api.post(
+        path, json={"reviewedBy": "carol@example.com"}, headers={**ADMIN, "x-admin-actor": "dashboard:alice"}
+    )
+    assert named.status == 200 and (await named.json())["reviewedBy"] == "carol@example.com"
+    last = await db.pool.fetchrow(
+        "SELECT actor, details FROM fleetbox.audit_log WHERE target = $1 ORDER BY id DESC LIMIT 1", f"dead:{dead_id}"
+    )
+    assert last["actor"] == "dashboard:alice" and last["details"]["reviewed_by"] == "carol@example.com"
 
 
 async def crossed(rig: Rig, db: Store) -> tuple[tuple[int, int], tuple[int, int]]:

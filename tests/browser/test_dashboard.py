@@ -93,6 +93,7 @@ def test_review_a_dead_letter_with_notes_then_retry_it(dashboard: Dashboard, bro
     browser.wait_text("#main h1", f"Dead letter of job {job_id}")
     assert '"userId": "u-dead"' in browser.text("#payload")
     assert "ValidationError" in browser.text("#attempts")
+    assert "null" not in browser.text("#main").split()  # no action yet: no section, and no stray text
     browser.screenshot("dead-letter")
 
     browser.find("#dl-review").click()
@@ -103,6 +104,11 @@ def test_review_a_dead_letter_with_notes_then_retry_it(dashboard: Dashboard, bro
     browser.find("#dl-retry").click()
     browser.find("#dialog button.primary").click()
     browser.wait_text("#dead-letter", "Retried as")
+    # The operator actions, as a list: found from outside, the page ended with
+    # "[object HTMLHeadingElement],[object HTMLDivElement]" (or "null") instead.
+    trail = browser.wait_text("#trail", "dead.retry")
+    assert "dashboard:alice · dead.review" in trail and "dashboard:alice · dead.retry" in trail
+    assert "[object" not in browser.text("#main")
     browser.screenshot("dead-letter-retried")
 
     (letter,) = dashboard.sql(

@@ -170,7 +170,7 @@ async def test_review_records_who_when_and_notes_with_an_audit_row(
 
     [audit] = await ops.dead_letters.audit_trail(dead.id)
     assert (audit.actor, audit.action, audit.target) == ("admin@example.com", "dead.review", f"dead:{dead.id}")
-    assert audit.details == {"notes": "Fixed upstream API issue"}
+    assert audit.details == {"notes": "Fixed upstream API issue", "reviewed_by": "admin@example.com"}
 
 
 async def test_review_needs_a_reviewer_and_writes_nothing_without_one(

@@ -637,9 +637,10 @@ async function viewDeadLetter(jobId) {
       h("thead", {}, h("tr", {}, ["#", "Started", "Duration", "Outcome", "Error class", "Error / Graph code"].map((c) => h("th", {}, c)))),
       h("tbody", {}, history.map((a) => h("tr", {}, h("td", {}, a.attempt ?? ""), h("td", {}, fmt.when(a.startedAt)), h("td", { class: "num" }, fmt.ms(a.durationMs)),
         h("td", { class: "bad" }, a.outcome || ""), h("td", {}, a.errorClass || ""), h("td", { class: "wrap" }, a.error || "")))))),
-    (dl.operatorActions || []).length
+    // Spread, not passed as one value: replaceChildren would write an array or null out as text.
+    ...((dl.operatorActions || []).length
       ? [h("h2", {}, "Operator actions"), h("div", { class: "panel" }, h("ul", { id: "trail" }, dl.operatorActions.map((e) => h("li", {}, `${fmt.when(e.at)} · ${e.actor} · ${e.action}`))))]
-      : null);
+      : []));
 }
 
 async function viewDead(id, params) {
