@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -104,7 +105,7 @@ class Worker:
             worker_id,
             batch=cfg.completion_batch,
             flush_ms=cfg.completion_flush_ms,
-            on_retry_due=self._retry_due,
+            on_retry_due=self._retries_written,
             now=clock.now,
             on_written=on_written,
         )
@@ -309,6 +310,10 @@ class Worker:
     def _retry_due(self, tiers: set[Tier]) -> None:
         if self._accepting:
             self.dispatcher.wake(tiers)
+
+    def _retries_written(self, due: Mapping[Tier, dt.datetime]) -> None:
+        if self._accepting:
+            self.dispatcher.wake_at(due)
 
     async def _listener_error(self, message: str) -> None:
         log.warning(

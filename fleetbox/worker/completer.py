@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from fleetbox.errors import DatabaseError
@@ -58,7 +58,7 @@ class Completer:
         *,
         batch: int,
         flush_ms: float,
-        on_retry_due: Callable[[set[Tier]], None],
+        on_retry_due: Callable[[Mapping[Tier, dt.datetime]], None],
         now: Callable[[], dt.datetime],
         on_written: Callable[[list[Finished]], None] | None = None,
     ) -> None:
@@ -170,8 +170,11 @@ class Completer:
             log.warning("stale completions ignored", extra={"event": "completion_stale", "count": len(items) - written})
         if self._on_written is not None:
             self._on_written(items)
-        now = self._now()
-        due = {i.tier for i in retry + deferred if i.run_at is not None and i.run_at <= now}
+        # When each tier's earliest retry or deferral comes due (now, or a timer's wake later).
+        due: dict[Tier, dt.datetime] = {}
+        for i in retry + deferred:
+            if i.run_at is not None and (i.tier not in due or i.run_at < due[i.tier]):
+                due[i.tier] = i.run_at
         if due:
             self._on_retry_due(due)
 

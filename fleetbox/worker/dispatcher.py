@@ -1,14 +1,16 @@
 """The dispatcher: claims due jobs in batches for tiers with free worker slots.
 
 It wakes on a NOTIFY from the job table's insert trigger, on a freed slot while the tier may have
-more due work, on a local retry falling due, and on its poll tick, which bounds the delay of a lost
-notification (or of a scheduled job coming due) to one poll interval.
+more due work, when a retry or deferral this appliance wrote comes due (a timer per tier, for the
+earliest), and on its poll tick, which bounds the delay of a lost notification (or of a scheduled
+job coming due) to one poll interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import heapq
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
@@ -18,6 +20,9 @@ from fleetbox.store import Store
 from fleetbox.worker.pools import TierPool
 
 log = logging.getLogger("fleetbox.dispatcher")
+
+#: retry times kept for a timed wake; beyond that many waiting at once, the poll tick finds them
+MAX_TIMED_WAKES = 10_000
 
 
 class Dispatcher:
@@ -51,6 +56,10 @@ class Dispatcher:
         #: bumped on every wake of a tier, so a wake during a claim is not forgotten
         self._generation: dict[Tier, int] = dict.fromkeys(pools, 0)
         self._stopping = False
+        #: (loop time, tier) of the retries and deferrals this appliance wrote that are not due
+        #: yet, and the timer set for the earliest
+        self._due: list[tuple[float, Tier]] = []
+        self._timer: asyncio.TimerHandle | None = None
         self.claims = 0
         self.claimed = 0
 
@@ -67,6 +76,41 @@ class Dispatcher:
                 self._generation[tier] += 1
         self._wake.set()
 
+    def wake_at(self, due: Mapping[Tier, dt.datetime]) -> None:
+        """Look for work in each tier when its time comes: a retry 1 s away runs after 1 s, not
+        at the first poll tick after it. The times wait in a heap behind one timer, the earliest."""
+        loop = asyncio.get_running_loop()
+        now = self._clock.now()
+        for tier, when in due.items():
+            if tier not in self._pools:
+                continue
+            if when <= now:
+                self.wake([tier])
+            elif len(self._due) < MAX_TIMED_WAKES:  # past that, the poll tick finds them
+                heapq.heappush(self._due, (loop.time() + (when - now).total_seconds(), tier))
+        self._arm(loop)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Set the one timer for the earliest time in the heap (if it is not set for it already)."""
+        if not self._due or self._stopping:
+            return
+        at = self._due[0][0]
+        if self._timer is not None:
+            if self._timer.when() <= at:
+                return
+            self._timer.cancel()
+        self._timer = loop.call_at(at, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        tiers = set()
+        while self._due and self._due[0][0] <= loop.time():
+            tiers.add(heapq.heappop(self._due)[1])
+        if tiers:
+            self.wake(tiers)
+        self._arm(loop)
+
     def on_notify(self, payload: str) -> None:
         tiers = set()
         for part in payload.split(","):
@@ -77,6 +121,10 @@ class Dispatcher:
     def stop(self) -> None:
         """Leave :meth:`run` once the claim in progress (if any) has handed its jobs to ``start``."""
         self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due.clear()
         self._wake.set()
 
     def slot_freed(self, tier: Tier) -> None:
