@@ -180,8 +180,8 @@ def _parser() -> argparse.ArgumentParser:
         "--state",
         type=_state,
         metavar="STATE",
-        help="a job state (waiting, scheduled, retrying, running, succeeded, dead, cleared), pending for "
-        "every job not yet started, or the spec's completed and failed (a wrong word lists them all)",
+        help="a job state (waiting, scheduled, retrying, running, blocked, succeeded, dead, cleared, cancelled), "
+        "pending for every job not yet started, or the spec's completed and failed (a wrong word lists them all)",
     )
     jobs.add_argument("--json", action="store_true", help="one JSON object per job")
 

@@ -21,11 +21,13 @@ from fleetbox.store.jobs import ErrorGroup
 #: ``status`` of a job list: a state of a job still in its queue, or ``pending`` (the spec's word:
 #: every job not yet started, so waiting, scheduled or retrying) ...
 LIVE_STATUSES: tuple[str, ...] = (
-    *(s.value for s in (JobState.WAITING, JobState.SCHEDULED, JobState.RETRYING, JobState.RUNNING)),
+    *(s.value for s in (JobState.WAITING, JobState.SCHEDULED, JobState.RETRYING, JobState.RUNNING, JobState.BLOCKED)),
     PENDING,
 )
 #: ... or of a finished one ...
-DONE_STATUSES: tuple[str, ...] = tuple(s.value for s in (JobState.SUCCEEDED, JobState.DEAD, JobState.CLEARED))
+DONE_STATUSES: tuple[str, ...] = tuple(
+    s.value for s in (JobState.SUCCEEDED, JobState.DEAD, JobState.CLEARED, JobState.CANCELLED)
+)
 #: ... or another word for a state (the one alias table, fleetbox.models.STATE_ALIASES: the spec's
 #: ``completed`` and ``failed``, and ``ready``, the old word for waiting).
 ALIASES = STATE_ALIASES
@@ -159,8 +161,9 @@ class Jobs:
     async def page(self, queue: str, status: str | None, *, after: int | None, offset: int, limit: int) -> JobPage:
         """A page of a queue's jobs.
 
-        Jobs still in the queue (no status, or waiting, scheduled, retrying, running, pending) come
-        oldest first (id order); finished ones (succeeded, dead, cleared) last finished first.
+        Jobs still in the queue (no status: waiting or running; or waiting, scheduled, retrying,
+        running, pending, blocked) come oldest first (id order); finished ones (succeeded, dead,
+        cleared, cancelled) last finished first.
         ``after`` is the last id of the page before.
         """
         status = status_filter(status)
@@ -176,6 +179,8 @@ class Jobs:
                 jobs = await tx.jobs.page_retrying(queue, start, offset, limit + 1)
             elif status == JobState.RUNNING:
                 jobs = await tx.jobs.page_running(queue, start, offset, limit + 1)
+            elif status == JobState.BLOCKED:
+                jobs = await tx.jobs.page_blocked(queue, start, offset, limit + 1)
             else:
                 top = FIRST_PAGE
                 if after is not None:

@@ -296,6 +296,10 @@ class JobStore:
     async def page_live(self, queue: str, now: dt.datetime, after: int, offset: int, limit: int) -> list[JobInfo]:
         return [JobInfo.from_row(r) for r in await self._run.fetch("admin_jobs_live", queue, now, after, offset, limit)]
 
+    async def page_blocked(self, queue: str, after: int, offset: int, limit: int) -> list[JobInfo]:
+        """Jobs of a queue waiting for their parents, in id order."""
+        return [JobInfo.from_row(r) for r in await self._run.fetch("admin_jobs_blocked", queue, after, offset, limit)]
+
     async def done_cursor(self, job_id: int, queue: str, state: str) -> dt.datetime | None:
         """Where a page of finished jobs continues: the finish time of the job it ended with."""
         value: dt.datetime | None = await self._run.fetchval("admin_job_done_cursor", job_id, queue, state)

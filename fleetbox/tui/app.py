@@ -304,7 +304,7 @@ class FleetboxTUI(App[None]):
         self.push_screen(ConfirmModal(question, yes=verb), answered)
 
     def ask_clear(self, queue: str) -> None:
-        """Remove a queue's waiting jobs, after its name is typed."""
+        """Remove a queue's jobs not yet started (waiting, scheduled, retrying), after its name is typed."""
         if self.read_only:
             self.notify("Read-only: queues cannot be cleared from here.", severity="warning")
             return

@@ -237,7 +237,7 @@ class FleetboxClient(Protocol):
         ...
 
     async def clear(self, queue: str) -> int:
-        """Remove a queue's waiting jobs; returns how many."""
+        """Remove a queue's jobs not yet started (waiting, scheduled, retrying); returns how many."""
         ...
 
     async def retry_dead(self, dead_id: int) -> int:

@@ -53,7 +53,11 @@ class FleetboxCommands(Provider):
                 verb = "resume" if row["paused"] else "pause"
                 out.append((f"{verb} {name}", partial(fb.ask_pause, name), f"{verb.capitalize()} {name} (asks first)"))
                 out.append(
-                    (f"clear {name}", partial(fb.ask_clear, name), f"Remove {name}'s waiting jobs (type its name)")
+                    (
+                        f"clear {name}",
+                        partial(fb.ask_clear, name),
+                        f"Remove {name}'s jobs not yet started (type its name)",
+                    )
                 )
         return out
 

@@ -39,7 +39,7 @@ class Host(Protocol):
         """Pause a running queue or resume a paused one, after a yes."""
 
     def ask_clear(self, queue: str) -> None:
-        """Remove a queue's waiting jobs, after its name is typed."""
+        """Remove a queue's jobs not yet started (waiting, scheduled, retrying), after its name is typed."""
 
     def open_queue(self, name: str) -> None:
         """The detail of a queue, over the queue list."""

@@ -38,6 +38,18 @@ SELECT id, queue, priority, 'retrying' AS state, data, singleton_key, attempt AS
  ORDER BY id
 OFFSET $3 LIMIT $4
 
+-- name: admin_jobs_blocked
+-- Jobs of a queue waiting for their parents (depends_on), in id order. The primary key walks
+-- jobs_blocked, which holds only blocked jobs (released ones move to jobs).
+-- params: $1 queue, $2 after id (0: from the start), $3 offset, $4 limit
+SELECT id, queue, priority, 'blocked' AS state, data, NULL::text AS singleton_key, 0 AS attempts,
+       max_attempts, run_at, created_at, NULL::timestamptz AS finished_at, NULL::text AS last_error_class,
+       NULL::text AS last_error, NULL::bigint AS dead_letter_id
+  FROM jobs_blocked
+ WHERE queue = $1 AND id > $2
+ ORDER BY id
+OFFSET $3 LIMIT $4
+
 -- name: admin_jobs_running
 -- Running jobs of a queue. Only a running job has a lease, so jobs_lease holds them all: the scan
 -- is bounded by the worker slots of every appliance, not by the backlog.

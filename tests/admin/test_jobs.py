@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from collections.abc import AsyncIterator
@@ -402,3 +403,22 @@ async def test_retry_refuses_jobs_that_are_not_failed_or_not_of_the_queue(rig: R
     assert (await rig.api.post(f"/api/queue/nope/retry/{ready}", headers=ADMIN)).status == 404
     assert (await rig.app.client.get_job(ready)).state is JobState.WAITING
     rig.behaviour.release.set()
+
+
+async def test_blocked_and_cancelled_jobs_are_listed_by_those_words(rig: Rig) -> None:
+    """The README lists blocked and cancelled among the words a state filter takes; found from
+    outside, both were refused (400), so a queue's blocked jobs could not be listed at all."""
+    parent = await rig.enqueue("block", run_at=rig.clock.now() + dt.timedelta(hours=1))  # stays waiting
+    children = [(await rig.app.client.enqueue(WORK, {"mode": "ok", "n": n}, depends_on=[parent])).id for n in range(3)]
+    body = await (await rig.api.get(f"/api/queue/{WORK}/jobs?status=blocked&limit=2", headers=READ)).json()
+    assert [(j["id"], j["state"]) for j in body["jobs"]] == [(children[0], "blocked"), (children[1], "blocked")]
+    rest = await (
+        await rig.api.get(f"/api/queue/{WORK}/jobs?status=blocked&after={body['nextAfter']}", headers=READ)
+    ).json()
+    assert [j["id"] for j in rest["jobs"]] == [children[2]]
+
+    await rig.app.client.cancel_blocked_job(children[0], actor="ops")
+    cancelled = await (await rig.api.get(f"/api/queue/{WORK}/jobs?status=cancelled", headers=READ)).json()
+    assert [(j["id"], j["state"]) for j in cancelled["jobs"]] == [(children[0], "cancelled")]
+    blocked = await (await rig.api.get(f"/api/queue/{WORK}/jobs?status=blocked", headers=READ)).json()
+    assert [j["id"] for j in blocked["jobs"]] == children[1:]

@@ -103,7 +103,9 @@ class QueueDetailScreen(LiveScreen):
 
     BINDINGS = [
         Binding("p", "pause", "Pause/resume", id="queue.pause", tooltip="Pause or resume this queue (asks first)"),
-        Binding("C", "clear", "Clear…", id="queue.clear", tooltip="Remove this queue's waiting jobs (type its name)"),
+        Binding(
+            "C", "clear", "Clear…", id="queue.clear", tooltip="Remove this queue's jobs not yet started (type its name)"
+        ),
         Binding("d", "dead", "Dead letters", id="queue.dead", tooltip="Dead letters of this queue"),
         Binding("v", "variants", "Retry variants", id="queue.variants", tooltip="This queue's retry-variant report"),
     ]

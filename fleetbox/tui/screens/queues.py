@@ -101,7 +101,9 @@ class QueuesScreen(LiveScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", id="queues.open", tooltip="Open the queue's detail"),
         Binding("p", "pause", "Pause/resume", id="queues.pause", tooltip="Pause or resume the queue (asks first)"),
-        Binding("C", "clear", "Clear…", id="queues.clear", tooltip="Remove the queue's waiting jobs (type its name)"),
+        Binding(
+            "C", "clear", "Clear…", id="queues.clear", tooltip="Remove the queue's jobs not yet started (type its name)"
+        ),
         Binding("d", "dead", "Dead letters", id="queues.dead", tooltip="Dead letters of this queue"),
         Binding("slash", "filter", "Filter", id="queues.filter", tooltip="Show only queues whose name contains…"),
         Binding("j", "cursor('down')", "Down", show=False),
