@@ -35,7 +35,7 @@ from pydantic import (
 
 from fleetbox import rules
 from fleetbox.admin import inputs
-from fleetbox.errors import InvalidInput
+from fleetbox.errors import ErrorClass, InvalidInput
 from fleetbox.service.dead_letters import MAX_BULK
 from fleetbox.service.jobs import ALIASES, JOB_STATUSES
 from fleetbox.worker.registry import DEAD_LETTER_QUEUE
@@ -312,9 +312,8 @@ class DeadFilterQuery(Input):
     queue: QueueName | None = Field(None, description="only dead letters from this queue")
     reviewed: YesNo | None = Field(None, description="only reviewed (true, yes) or unreviewed (false, no) ones")
     status: Literal["open", "retried", "discarded"] | None = Field(None, description="only this status")
-    error_class: text(rules.MAX_ERROR_CLASS) | None = Field(  # type: ignore[valid-type]
-        None, alias="errorClass", description="only this error class"
-    )
+    # The enum, so a word that is no class is refused (it would match nothing) and the schema lists them.
+    error_class: ErrorClass | None = Field(None, alias="errorClass", description="only this error class")
     q: text(rules.MAX_TEXT_FILTER) | None = Field(  # type: ignore[valid-type]
         None, description="only errors with this text (any case)"
     )
@@ -397,7 +396,8 @@ class BulkBody(Body):
     """Every open dead letter matching the filter, if exactly ``expectedCount`` match."""
 
     queue: QueueName | None = Field(None, description="only this original queue")
-    error_class: text(rules.MAX_ERROR_CLASS) | None = Field(None, alias="errorClass")  # type: ignore[valid-type]
+    # The enum, so a word that is no class is refused (it would match nothing) and the schema lists them.
+    error_class: ErrorClass | None = Field(None, alias="errorClass", description="only this error class")
     q: text(rules.MAX_TEXT_FILTER) | None = Field(  # type: ignore[valid-type]
         None, description="only those whose error message contains this text (any case)"
     )

@@ -12,7 +12,7 @@ import builtins
 from dataclasses import dataclass, field, replace
 
 from fleetbox import rules
-from fleetbox.errors import Conflict, InvalidInput, NotFound
+from fleetbox.errors import Conflict, ErrorClass, InvalidInput, NotFound
 from fleetbox.models import Clock, DeadLetter, DeadLetterStatus
 from fleetbox.redaction import Redaction
 from fleetbox.service.audit import Audit
@@ -74,11 +74,15 @@ def check_filter(
             checked_status = DeadLetterStatus(str(status))
         except ValueError:
             raise InvalidInput("must be open, retried or discarded", field="status") from None
+    checked_class = rules.check_text(error_class, "error_class", limit=rules.MAX_ERROR_CLASS, required=False)
+    if checked_class is not None and checked_class not in ErrorClass._value2member_map_:
+        # A word that is no class matches nothing: say so, rather than answer "0 matching".
+        raise InvalidInput(f"must be one of {', '.join(c.value for c in ErrorClass)}", field="error_class")
     return DeadFilter(
         queue=rules.check_text(queue, "queue", limit=63, required=False),
         reviewed=reviewed,
         status=checked_status,
-        error_class=rules.check_text(error_class, "error_class", limit=rules.MAX_ERROR_CLASS, required=False),
+        error_class=checked_class,
         text=rules.check_text(text, "text", limit=rules.MAX_TEXT_FILTER, required=False),
     )
 

@@ -72,6 +72,8 @@ async def test_dead_letters_are_listed_newest_first_with_filters_and_paging(rig:
         ("before=424242", 404, None),
         ("limit=501", 400, "limit"),
         ("errorClass=" + "e" * 101, 400, "errorClass"),
+        # found from outside: a class that does not exist answered "0 matching"
+        ("errorClass=validation", 400, "errorClass"),
         ("queue=no-such-queue", 404, "queue"),
     ],
 )

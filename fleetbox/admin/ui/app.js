@@ -332,7 +332,7 @@ const QUEUE_COLUMNS = [
 // the TUI's words for the same figures (fleetbox/tui/widgets/text.py, fleetbox/tui/screens/queues.py)
 const FAIL_WARN = 5.0;
 // the job list's state filter, as the API's status parameter takes it (without its aliases)
-const JOB_STATES = ["waiting", "scheduled", "retrying", "running", "pending", "succeeded", "dead", "cleared"];
+const JOB_STATES = ["waiting", "scheduled", "retrying", "running", "blocked", "pending", "succeeded", "dead", "cleared", "cancelled"];
 
 // jobs not yet started: waiting (due), scheduled and retrying
 function backlog(q) {
