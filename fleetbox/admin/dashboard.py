@@ -39,7 +39,7 @@ from typing import Any
 from aiohttp import web
 
 from fleetbox.admin.auth import HEADER, Access, KeyCheck, KeyThrottle
-from fleetbox.admin.errors import CsrfRefused, MissingKey, NoKeyConfigured, ReadOnlyKey, WrongKey
+from fleetbox.admin.errors import CsrfRefused, MissingKey, NoKeyConfigured, ReadOnlyKey, WrongKey, compact_json
 from fleetbox.config import AdminSettings
 from fleetbox.errors import InvalidInput
 from fleetbox.rules import storable
@@ -289,7 +289,7 @@ async def sign_in(request: web.Request) -> web.Response:
     except WrongKey:
         raise WrongKey("that key is neither the admin key nor the read key") from None
     session = sessions.issue(admin=admin, name=name.strip() or ("admin" if admin else "reader"))
-    response = web.json_response(_answer(request, session), headers=_headers(cache=False))
+    response = web.json_response(_answer(request, session), headers=_headers(cache=False), dumps=compact_json)
     response.set_cookie(
         COOKIE,
         session.token,
@@ -310,7 +310,7 @@ async def get_session(request: web.Request) -> web.Response:
     session = sessions.read(token) if token else None
     if session is None:
         raise MissingKey("not signed in")
-    return web.json_response(_answer(request, session), headers=_headers(cache=False))
+    return web.json_response(_answer(request, session), headers=_headers(cache=False), dumps=compact_json)
 
 
 async def sign_out(request: web.Request) -> web.Response:
@@ -320,7 +320,7 @@ async def sign_out(request: web.Request) -> web.Response:
     session = sessions.read(token) if token else None
     if session is not None:
         sessions.check(request, session, Access.READ)
-    response = web.json_response({"signedOut": True}, headers=_headers(cache=False))
+    response = web.json_response({"signedOut": True}, headers=_headers(cache=False), dumps=compact_json)
     response.del_cookie(COOKIE, path=sessions.prefix(request) + "/")
     return response
 

@@ -30,6 +30,7 @@ DatabaseError              503     database_unavailable
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -150,8 +151,13 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, o
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    """An error as a JSON response."""
-    return web.json_response(error_body(code, message, field), status=status)
+    """An error as a JSON response: compact, as every answer is (the README says so)."""
+    return web.json_response(error_body(code, message, field), status=status, dumps=compact_json)
+
+
+def compact_json(value: object) -> str:
+    """JSON text without spaces: how every answer of the admin API is written."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _from_http(exc: web.HTTPException, request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ from fleetbox import protocol
 from fleetbox.admin import answers, dashboard, inputs, views
 from fleetbox.admin.answers import Answer
 from fleetbox.admin.auth import HEADER, Access, KeyCheck
-from fleetbox.admin.errors import ReadOnlyKey, UpgradeRequired
+from fleetbox.admin.errors import ReadOnlyKey, UpgradeRequired, compact_json
 from fleetbox.admin.models import (
     DEAD_LETTER_REF,
     AlertQuery,
@@ -333,7 +333,7 @@ async def stream_socket(request: web.Request) -> web.StreamResponse:
 
 async def get_openapi(request: web.Request) -> web.Response:
     """This API's OpenAPI 3.1 document."""
-    return web.json_response(_state(request).openapi)
+    return web.json_response(_state(request).openapi, dumps=compact_json)
 
 
 # -- jobs ------------------------------------------------------------------------------------

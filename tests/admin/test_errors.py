@@ -73,6 +73,20 @@ async def test_unknown_paths_and_methods_get_the_json_error_body(api: Api) -> No
             assert (await response.json())["error"]["code"] == "method_not_allowed"
 
 
+async def test_error_bodies_are_compact_json_like_every_answer(api: Api) -> None:
+    """The README: answers are compact JSON. Found from outside: error bodies had spaces."""
+    for response in (
+        await api.get("/api/queue/stats"),  # no key
+        await api.get("/api/queue/no-such-queue/jobs", headers=READ),
+        await api.get("/api/queue/sync/jobs?status=gone", headers=READ),
+    ):
+        text = await response.text()
+        assert (
+            response.status >= 400 and text.startswith('{"error":{"code":"') and ", " not in text.split('"message"')[0]
+        )
+        assert '": ' not in text and '", "' not in text, text
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [
