@@ -304,11 +304,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.setup(_log_level(args, loaded.settings.appliance.log_level), loaded.settings.appliance.log_format)
         for note in config_file_notes(loaded):
             print(f"fleetbox: {note}", file=sys.stderr)
-        return asyncio.run(_dispatch(args, loaded, using))
+        code = asyncio.run(_dispatch(args, loaded, using))
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
     except FleetboxError as exc:
         return _fail(exc)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`fleetbox jobs q | head -3`) with what it wanted: no traceback, and
+        # no second error when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         for server in using:
             try:

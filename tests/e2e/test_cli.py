@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import signal
 import stat
@@ -568,3 +569,24 @@ async def test_what_an_appliance_creates_is_private_to_its_user(
             assert mode == (0o700 if path.is_dir() else 0o600), f"{path}: {mode:04o}"
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(dsn: str, tmp_path: Path, log_dir: Path) -> None:
+    """`fleetbox jobs q | head -3`: found from outside, it ended in a BrokenPipeError traceback."""
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the first row is written
+    try:
+        done = subprocess.run(
+            [fleetbox_script(), "queues", "--dsn", dsn],
+            cwd=tmp_path,
+            env=child_env(log_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert done.returncode == 0 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
