@@ -24,7 +24,7 @@ from rich.text import Text
 from fleetbox.tui.app import change_notice
 from fleetbox.tui.screens.alerts import alert_cells
 from fleetbox.tui.screens.dead import cells
-from fleetbox.tui.screens.job import detail_text, timeline
+from fleetbox.tui.screens.job import Preview, detail_text, timeline
 from fleetbox.tui.screens.queue_detail import error_cells, state_line
 from fleetbox.tui.screens.queues import row_cells
 from fleetbox.tui.widgets.text import DASH, UNSAFE, ago, clock, count, counted, duration, epoch, ms, plain, trend
@@ -228,6 +228,19 @@ def test_the_job_detail_shows_any_dead_letter_and_payload(
         assert plain(letter["error"]) in shown.errors.plain
     for when, what in timeline(letter, job):
         assert UNSAFE.search(what) is None and isinstance(when, str)
+
+
+@SETTINGS
+@given(text=st.text(max_size=300))
+@example(text='{"note":"bad 6","order":6}')
+@example(text="\x1b[2J[bold]x[/bold]")
+def test_a_payload_preview_is_shown_as_the_text_it_is_and_said_to_be_one(text: str) -> None:
+    """Found by hand: with the appliance away the Payload tab showed the row's preview as a quoted
+    JSON string ("{\"note\": ..."), as if it were the payload."""
+    shown = detail_text(LETTER, None, Preview(text), now=NOW, index=0, total=1).payload
+    assert_plain(shown)
+    assert shown.plain.startswith("(a preview, its first characters: the full payload loads with the job; ctrl+r)")
+    assert shown.plain.endswith(plain(text, ""))
 
 
 @SETTINGS

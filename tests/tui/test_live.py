@@ -263,6 +263,12 @@ async def test_the_operators_way_through_the_screens(appliance_factory: StartApp
         await until(pilot, lambda: '"mode": "permanent"' in seen(payload))  # in full, from the job's detail
         assert "the payload is wrong" in str(job.query_one("#job-errors", Static).content)
 
+        # reviewed elsewhere while it is open: ctrl+r shows it (found by hand: ctrl+r did nothing here)
+        await appliance.client.dead_letters.review(job.letter["id"], reviewed_by="bob", resolution_notes="seen")
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: "Reviewed by bob" in str(job.query_one("#job-review", Static).content))
+        assert "reviewed by bob" in str(job.query_one("#job-title", Static).content)
+
         # → review with notes
         await pilot.press("m")
         modal = app.screen

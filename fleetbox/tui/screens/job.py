@@ -61,9 +61,22 @@ def timeline(letter: Json, job: Json | None) -> list[tuple[str, str]]:
     return [(when if isinstance(when, str) else plain(when), what) for when, what in ordered]
 
 
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """Only the list row's preview of a payload (its first characters of JSON text): the job's
+    detail, which has all of it, has not loaded (the appliance is away, or it is on its way)."""
+
+    text: str
+
+
 def payload_view(payload: object) -> JSON | Text:
     """The payload as highlighted JSON; escaped to ASCII when its text holds characters a
-    terminal would act on; a note when it cannot be shown at all (too deep to encode)."""
+    terminal would act on; a note when it cannot be shown at all (too deep to encode). A
+    :class:`Preview` is shown as the text it is, under a note saying so."""
+    if isinstance(payload, Preview):
+        shown = Text("(a preview, its first characters: the full payload loads with the job; ctrl+r)\n\n", style="dim")
+        shown.append(plain(payload.text, ""))
+        return shown
     try:
         text = json.dumps(payload, ensure_ascii=False, default=str)
         view = JSON(text)
@@ -226,6 +239,11 @@ class JobDetailScreen(LiveScreen):
             self.notify(f"Job {job_id}: {exc}", severity="warning")
             return
         if self.letter["jobId"] == job_id:
+            # The job's detail carries its dead letter as it is now (reviewed, retried or
+            # discarded elsewhere since the list was read): show that.
+            now = field(self.job, "deadLetter")
+            if isinstance(now, dict) and now.get("id") == self.letter.get("id"):
+                self.letters[self.index] = {**self.letter, **{k: v for k, v in now.items() if k != "data"}}
             self._fill()
 
     def _payload(self) -> object:
@@ -234,7 +252,12 @@ class JobDetailScreen(LiveScreen):
             return self.letter["data"]
         if self.job is not None:
             return (self.job.get("deadLetter") or self.job).get("data")
-        return self.letter.get("dataPreview")
+        return Preview(plain(self.letter.get("dataPreview"), ""))
+
+    def action_reload(self) -> None:
+        """ctrl+r: the dead letter and its job again (changed elsewhere, or not loaded while the
+        appliance was away)."""
+        self.show_letter()
 
     def _fill(self) -> None:
         shown = detail_text(
