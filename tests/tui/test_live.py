@@ -138,7 +138,9 @@ async def test_the_tui_survives_an_appliance_restart(appliance_factory: StartApp
         assert banner.display
         await until(pilot, lambda: "retrying in" in str(banner.content), deadline=20)
         assert str(banner.content).startswith(" ✕ disconnected: ")
-        assert "✕ disconnected" in str(screen.query_one("#status-line", Static).content)
+        status = str(screen.query_one("#status-line", Static).content)
+        assert "✕ disconnected" in status and "db ?" in status  # nothing is known of now
+        assert " up " not in status and "db ok" not in status, status
         assert shown(app, "name") == WORK  # the last data stays, dimmed
         await start_with_socket(appliance_factory, path, behaviour)
         await until(pilot, lambda: app.state.connected and not screen.has_class("-stale"), deadline=30)

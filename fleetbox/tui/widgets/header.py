@@ -33,15 +33,23 @@ class StatusBar(Vertical):
         line.append(" fleetbox ", style="bold")
         line.append(f"▸ {self.crumbs}   ")
         info = state.appliance
+        link = state.link(now, interval_s)
+        age = state.age(now)
+        # Disconnected, nothing is known of now: no uptime counting on, no "db ok" from before
+        # (found by hand: "up 4m52s · db ok · ✕ disconnected" after the appliance had stopped).
+        away = link is Link.DISCONNECTED
         if info is not None:
-            line.append(f"{info['name']} · v{info['version']} · up {duration(now - info['startedAt'])} · ")
+            line.append(f"{info['name']} · v{info['version']} · ")
+            if not away:
+                line.append(f"up {duration(now - info['startedAt'])} · ")
         tick = state.tick
         if tick is not None:
             db = tick["database"]
-            line.append("db ok" if db["ok"] else "db DOWN", style="" if db["ok"] else "bold red")
+            if away:
+                line.append("db ?", style="dim")
+            else:
+                line.append("db ok" if db["ok"] else "db DOWN", style="" if db["ok"] else "bold red")
             line.append(" · ")
-        link = state.link(now, interval_s)
-        age = state.age(now)
         if link is Link.LIVE:
             line.append("● live", style="bold green")
             if tick is not None:
