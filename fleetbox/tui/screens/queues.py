@@ -227,7 +227,13 @@ class QueuesScreen(LiveScreen):
 
     @on(Input.Changed, "#queue-filter")
     def _filter_changed(self) -> None:
+        before = self.selected()
         self.paint()
+        # The highlighted queue if it still matches, else the first match (found by hand: the
+        # cursor kept its row number, so enter opened the third match).
+        table = self.table
+        if table.row_count:
+            table.move_cursor(row=table.get_row_index(before) if before is not None and before in self._shown else 0)
 
     @on(Input.Submitted, "#queue-filter")
     def _filter_done(self) -> None:
