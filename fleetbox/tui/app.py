@@ -213,6 +213,12 @@ class FleetboxTUI(App[None]):
             self.notify(notice, title="Changed elsewhere")
         if str(event["kind"]).startswith("dead_"):
             self._mark_dead_dirty()
+            if notice is not None:
+                # The list on screen still shows them as they were: say so there (found by hand:
+                # after discards in the dashboard the list and its count stayed as before).
+                count = event.get("count", 1)
+                self.state.changed_dead += count if isinstance(count, int) and count > 0 else 1
+                self.repaint()
         if event["kind"].startswith("schedule_") and isinstance(self.screen, SchedulesScreen):
             # someone paused, resumed, ran or changed a schedule: the list on screen follows
             self.screen.action_reload()

@@ -87,6 +87,8 @@ class LiveState:
     retry_at: float | None = None
     #: dead letters added since the operator last loaded the list
     new_dead: int = 0
+    #: dead letters reviewed, retried or discarded by someone else since the list was loaded
+    changed_dead: int = 0
 
     def apply_hello(self, hello: Hello, now: float, *, series: dict[str, QueueSeries] | None = None) -> None:
         """A (re)connection: the appliance, a full snapshot and the history (``series``: the

@@ -214,7 +214,7 @@ class DeadLettersScreen(LiveScreen):
             table.clear()
             self.letters.clear()
             self.total, self.total_capped = page.total, page.total_capped
-            self.fb.state.new_dead = 0
+            self.fb.state.new_dead = self.fb.state.changed_dead = 0
         for start in range(0, len(page.letters), ROW_SLICE):
             if start:
                 await asyncio.sleep(0)  # let the app draw and take keys between slices
@@ -253,9 +253,13 @@ class DeadLettersScreen(LiveScreen):
             line.append(" · loading…", style="italic")
         if self.marks:
             line.append(f" · {len(self.marks):,} marked", style="bold magenta")
-        new = self.fb.state.new_dead
+        new, changed = self.fb.state.new_dead, self.fb.state.changed_dead
         if new:
-            line.append(f"   ⚑ {new:,} new dead letter{'s' if new != 1 else ''}: ctrl+r loads", style="bold yellow")
+            line.append(f"   ⚑ {new:,} new dead letter{'s' if new != 1 else ''}", style="bold yellow")
+        if changed:
+            line.append(f"   ⚑ {changed:,} changed elsewhere", style="bold yellow")
+        if new or changed:
+            line.append(": ctrl+r loads", style="bold yellow")
         self.query_one("#dead-summary", Static).update(line, layout=False)  # one line, fixed height
 
     # -- moving and marking -----------------------------------------------------------------
