@@ -18,7 +18,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from fleetbox.config import Settings
 from fleetbox.errors import DatabaseError
@@ -311,7 +311,7 @@ class Worker:
         if self._accepting:
             self.dispatcher.wake(tiers)
 
-    def _retries_written(self, due: Mapping[Tier, dt.datetime]) -> None:
+    def _retries_written(self, due: Iterable[tuple[Tier, dt.datetime]]) -> None:
         if self._accepting:
             self.dispatcher.wake_at(due)
 

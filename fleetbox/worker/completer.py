@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from fleetbox.errors import DatabaseError
@@ -58,7 +58,7 @@ class Completer:
         *,
         batch: int,
         flush_ms: float,
-        on_retry_due: Callable[[Mapping[Tier, dt.datetime]], None],
+        on_retry_due: Callable[[Iterable[tuple[Tier, dt.datetime]]], None],
         now: Callable[[], dt.datetime],
         on_written: Callable[[list[Finished]], None] | None = None,
     ) -> None:
@@ -170,11 +170,8 @@ class Completer:
             log.warning("stale completions ignored", extra={"event": "completion_stale", "count": len(items) - written})
         if self._on_written is not None:
             self._on_written(items)
-        # When each tier's earliest retry or deferral comes due (now, or a timer's wake later).
-        due: dict[Tier, dt.datetime] = {}
-        for i in retry + deferred:
-            if i.run_at is not None and (i.tier not in due or i.run_at < due[i.tier]):
-                due[i.tier] = i.run_at
+        # When each retry or deferral comes due (now, or a timer's wake later), once per time.
+        due = {(i.tier, i.run_at) for i in retry + deferred if i.run_at is not None}
         if due:
             self._on_retry_due(due)
 

@@ -1,8 +1,8 @@
 """The dispatcher: claims due jobs in batches for tiers with free worker slots.
 
 It wakes on a NOTIFY from the job table's insert trigger, on a freed slot while the tier may have
-more due work, when a retry or deferral this appliance wrote comes due (a timer per tier, for the
-earliest), and on its poll tick, which bounds the delay of a lost notification (or of a scheduled
+more due work, when a retry or deferral this appliance wrote comes due (one timer, for the earliest
+of the times it keeps), and on its poll tick, which bounds the delay of a lost notification (or of a scheduled
 job coming due) to one poll interval.
 """
 
@@ -76,12 +76,12 @@ class Dispatcher:
                 self._generation[tier] += 1
         self._wake.set()
 
-    def wake_at(self, due: Mapping[Tier, dt.datetime]) -> None:
+    def wake_at(self, due: Iterable[tuple[Tier, dt.datetime]]) -> None:
         """Look for work in each tier when its time comes: a retry 1 s away runs after 1 s, not
         at the first poll tick after it. The times wait in a heap behind one timer, the earliest."""
         loop = asyncio.get_running_loop()
         now = self._clock.now()
-        for tier, when in due.items():
+        for tier, when in due:
             if tier not in self._pools:
                 continue
             if when <= now:
