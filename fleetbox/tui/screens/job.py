@@ -45,8 +45,10 @@ def timeline(letter: Json, job: Json | None) -> list[tuple[str, str]]:
         if a.get("finishedAt"):
             outcome = plain(a.get("outcome") or "finished")
             error_class = plain(a.get("errorClass"), "")
+            # "ran 3ms, then retry": the duration is the attempt's, not a delay before the retry
+            # (found by hand: "retry after 0ms" read as a retry with no wait)
             events.append(
-                (a["finishedAt"], f"attempt {attempt} {outcome} after {ms(a.get('durationMs'))}: {error_class}")
+                (a["finishedAt"], f"attempt {attempt} ran {ms(a.get('durationMs'))}, then {outcome}: {error_class}")
             )
     events.append(
         (get("failedAt"), f"dead after {counted(get('attempts'), 'attempt')}: {plain(get('errorClass'), 'None')}")
