@@ -421,6 +421,7 @@ class Appliance:
             pools=self.worker.pools,
             limiter=self.limiter_states,
             consumers=self.presence.consumers,
+            draining=lambda: self._draining,
         )
         app = build_app(
             service=self.service,

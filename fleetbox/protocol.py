@@ -152,6 +152,8 @@ class Tick(TypedDict):
     deadUnreviewed: int
     alertsOpen: int
     queues: list[QueueRow]
+    #: the appliance is stopping: it claims nothing new and finishes its jobs (absent: no)
+    draining: NotRequired[bool]
 
 
 class QueueHistory(TypedDict):

@@ -267,6 +267,7 @@ class Stream:
         pools: the appliance's tier pools (workers busy and pool sizes); empty when the admin
             application runs without an appliance.
         limiter: the rate limiter state per queue, or None where there is none.
+        draining: whether the appliance is stopping (finishing its jobs), for every tick.
         period: seconds between samples while anyone is subscribed (None: only :meth:`step`
             samples, which tests call themselves).
         monotonic: the time subscribers' intervals are measured in (tests pass their own).
@@ -281,6 +282,7 @@ class Stream:
         pools: Mapping[Tier, TierPool] | None = None,
         limiter: LimiterSource | None = None,
         consumers: Callable[[], Awaitable[Mapping[str, int]]] | None = None,
+        draining: Callable[[], bool] | None = None,
         period: float | None = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -290,6 +292,7 @@ class Stream:
         self.pools = pools or {}
         self.limiter = limiter
         self.consumers = consumers
+        self.draining = draining
         self._consumers: Mapping[str, int] | None = None
         self.period = period
         self.monotonic = monotonic
@@ -513,6 +516,7 @@ class Stream:
             deadUnreviewed=sum(self._dead.values()),
             alertsOpen=self._alerts,
             queues=queues,
+            draining=self.draining() if self.draining is not None else False,
         )
 
 

@@ -324,6 +324,24 @@ async def test_stopping_the_appliance_closes_the_streams(
     assert not path.exists()
 
 
+async def test_a_stopping_appliance_says_so_while_it_finishes_its_jobs(
+    live: tuple[Appliance, Path, Behaviour], connect: Callable[[], Awaitable[StreamClient]]
+) -> None:
+    """Found from outside: during the shutdown grace both UIs showed "live" and every queue running."""
+    app, _path, behaviour = live
+    client = await connect()
+    tick = await client.until(lambda f: f["type"] == "tick")
+    assert tick["draining"] is False
+    job = await app.client.enqueue(WORK, {"mode": "block"})
+    await client.until(lambda f: f["type"] == "tick" and row(f, WORK)["running"] == 1)
+    stopping = asyncio.create_task(app.stop())  # waits for the running job (its grace)
+    tick = await client.until(lambda f: f["type"] == "tick" and f["draining"] is True)
+    assert row(tick, WORK)["running"] == 1
+    behaviour.release.set()
+    await asyncio.wait_for(stopping, 15)
+    assert behaviour.done == [job.id]  # it finished its job before it stopped
+
+
 async def test_a_message_nested_too_deeply_closes_the_stream_with_1007(
     live: tuple[Appliance, Path, Behaviour],
     connect: Callable[[], Awaitable[StreamClient]],

@@ -62,6 +62,18 @@ async def test_the_appliance_can_say_read_only(fake: FakeClient) -> None:
         assert isinstance(app.screen, QueuesScreen)
 
 
+async def test_a_stopping_appliance_is_shown_as_stopping(fake: FakeClient) -> None:
+    app = make_app(fake)
+    async with app.run_test(size=(160, 36)) as pilot:
+        await connected(app, pilot, fake)
+        line = app.screen.query_one("#status-line", Static)
+        assert "stopping" not in str(line.content)
+        tick = fake.tick()
+        tick["draining"] = True
+        fake.push(tick)
+        await until(pilot, lambda: "◐ stopping: finishing its jobs" in str(line.content))
+
+
 async def test_discard_asks_first(fake: FakeClient) -> None:
     app = make_app(fake)
     async with app.run_test(size=(140, 36)) as pilot:

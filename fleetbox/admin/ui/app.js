@@ -274,6 +274,7 @@ function renderStatus() {
   const parts = [
     h("span", { class: live ? "live" : "off", id: "live" }, live ? (state.frozen ? "❚❚ frozen" : "● live") : document.hidden ? "paused" : "✕ disconnected"),
   ];
+  if (t && live && t.draining) parts.push(" · ", h("span", { class: "warn", id: "draining" }, "◐ stopping: finishing its jobs"));
   if (t) {
     parts.push(` · db ${t.database.ok ? "ok" : "DOWN"}`,
       " · ", h("a", { href: "#/dead" }, `${fmt.int(t.deadUnreviewed)} dead unreviewed`),

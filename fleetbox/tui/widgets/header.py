@@ -60,6 +60,8 @@ class StatusBar(Vertical):
             line.append("✕ disconnected", style="bold red")
         else:
             line.append("… connecting", style="yellow")
+        if tick is not None and tick.get("draining") and not away:
+            line.append(" · ◐ stopping: finishing its jobs", style="bold yellow")
         if read_only:
             line.append(" · READ-ONLY", style="bold")
         if tick is not None:
