@@ -386,9 +386,9 @@ def resolve_run_at(run_at: object, delay: object, now: dt.datetime, *, prefix: s
 def later(now: dt.datetime, seconds: float) -> dt.datetime:
     """``now`` plus ``seconds``, put off no further than a delay may be (MAX_DELAY_SECONDS).
 
-    For the times the appliance picks itself (a retry after a handler's ``retry_after``, a
-    deferral): a handler that asks for 1e12 seconds gets ten years, not an OverflowError that
-    would leave its job's outcome unwritten.
+    For a deferral (:class:`~fleetbox.errors.Deferred`, which a handler may raise too): 1e12
+    seconds gives ten years, not an OverflowError that would leave the job's outcome unwritten.
+    Retries are capped the same way by their policy (fleetbox.worker.retry).
     """
     return now + dt.timedelta(seconds=min(max(0.0, seconds), MAX_DELAY_SECONDS))
 

@@ -11,7 +11,6 @@ validated before they run), act through the service layer
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -169,7 +168,7 @@ def encode(answer: Answer) -> bytes:
         return answer.to_json()
     except PydanticSerializationError:
         plain = answer.model_dump(mode="python", by_alias=True)
-        return json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode()
+        return compact_json(plain).encode()
 
 
 def reply(answer: Answer, status: int = 200) -> web.Response:

@@ -36,7 +36,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from fleetbox.admin.errors import UPGRADED
+from fleetbox.admin.errors import UPGRADED, compact_json
 from fleetbox.errors import DatabaseError, FleetboxError
 from fleetbox.models import Clock, QueueInfo, Tier
 from fleetbox.protocol import (
@@ -115,10 +115,6 @@ KINDS = {
     "monitor.thresholds": "thresholds_changed",
     "config.reload": "config_reloaded",
 }
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def check_interval(value: object) -> int:
@@ -634,7 +630,7 @@ async def serve(request: web.Request, stream: Stream, sockets: Sockets, info: Ap
     writer: asyncio.Task[None] | None = None
     try:
         hello = await stream.hello()
-        await ws.send_str(_dumps({**hello, "appliance": info}))
+        await ws.send_str(compact_json({**hello, "appliance": info}))
         writer = asyncio.get_running_loop().create_task(_write(ws, sub, stream), name="fleetbox.admin.stream.writer")
         async for message in ws:
             if message.type is WSMsgType.TEXT:
@@ -672,4 +668,4 @@ async def _write(ws: web.WebSocketResponse, sub: Subscriber, stream: Stream) -> 
         if frames is None or ws.closed:
             return
         for frame in frames:
-            await ws.send_str(_dumps(frame))
+            await ws.send_str(compact_json(frame))

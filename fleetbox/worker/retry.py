@@ -78,8 +78,9 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retry`` (from 1) of this class."""
         rule = self._rules[error_class.value]
         if retry_after is not None and error_class in (ErrorClass.RATE_LIMITED, ErrorClass.TRANSIENT):
-            # The server said when to come back (429, or a 503/504 with Retry-After).
-            return max(0.0, retry_after)
+            # The server said when to come back (429, or a 503/504 with Retry-After); no further
+            # off than a delay may be (1e12 s would overflow the retry time).
+            return min(max(0.0, retry_after), rules.MAX_DELAY_SECONDS)
         return float(min(rule.max_seconds, rule.base_seconds * rule.factor ** (retry - 1)))
 
     def decide(
@@ -103,8 +104,8 @@ class RetryPolicy:
         if cap is not None and attempt >= cap:
             return Decision(None, used, f"all {cap} attempts used")
         used[error_class.value] = n
-        delay = min(self.delay(error_class, n, retry_after), rules.MAX_DELAY_SECONDS)
-        return Decision(rules.later(now, delay), used, f"{error_class.value} retry {n} in {delay:g}s")
+        delay = self.delay(error_class, n, retry_after)
+        return Decision(now + dt.timedelta(seconds=delay), used, f"{error_class.value} retry {n} in {delay:g}s")
 
 
 class RetryPolicies:

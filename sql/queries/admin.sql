@@ -213,9 +213,10 @@ SELECT $1, $2, t, d FROM unnest($3::text[], $4::jsonb[]) AS u(t, d)
 SET LOCAL statement_timeout = '3s'
 
 -- name: admin_jobs_search
--- Jobs of every state (waiting and running in jobs, finished in jobs_done), newest first, whose
--- payload contains $3 (jsonb @>) and whose error text holds $4 (case-insensitive): the latest
--- error of a job in the queue, or any failed attempt of a finished one; in state $7 (a state of
+-- Jobs of every state (waiting and running in jobs, finished in jobs_done, blocked in jobs_blocked),
+-- newest first, whose payload contains $3 (jsonb @>) and whose error text holds $4
+-- (case-insensitive): the latest error of a job in the queue, or any failed attempt of a finished
+-- one (a blocked job has none); in state $7 (a state of
 -- the job lists: the other table's branch is skipped by a one-time filter), created at or after $8.
 -- Keyset paging on id; each branch stops at $5 rows, so a common filter is cheap and a rare one
 -- is cut by the timeout above.
@@ -248,7 +249,7 @@ SELECT * FROM (
     (SELECT d.id, d.queue, d.priority, d.state, d.data, d.singleton_key, d.attempts, NULL::integer,
             d.run_at, d.created_at, d.finished_at, NULL::text, NULL::text, d.dead_letter_id
        FROM jobs_done d
-      WHERE ($7::text IS NULL OR $7::text IN ('succeeded', 'dead', 'cleared'))
+      WHERE ($7::text IS NULL OR $7::text IN ('succeeded', 'dead', 'cleared', 'cancelled'))
         AND d.id < $1
         AND ($2::text IS NULL OR d.queue = $2)
         AND ($3::jsonb IS NULL OR d.data @> $3::jsonb)
@@ -259,6 +260,19 @@ SELECT * FROM (
         AND ($8::timestamptz IS NULL OR d.created_at >= $8)
         AND ($7::text IS NULL OR d.state = $7)
       ORDER BY d.id DESC
+      LIMIT $5)
+    UNION ALL
+    -- jobs waiting for their parents: no error yet, so an error-text search skips them
+    (SELECT b.id, b.queue, b.priority, 'blocked', b.data, NULL::text, 0, b.max_attempts, b.run_at,
+            b.created_at, NULL::timestamptz, NULL::text, NULL::text, NULL::bigint
+       FROM jobs_blocked b
+      WHERE ($7::text IS NULL OR $7::text = 'blocked')
+        AND $4::text IS NULL
+        AND b.id < $1
+        AND ($2::text IS NULL OR b.queue = $2)
+        AND ($3::jsonb IS NULL OR b.data @> $3::jsonb)
+        AND ($8::timestamptz IS NULL OR b.created_at >= $8)
+      ORDER BY b.id DESC
       LIMIT $5)
 ) j
  ORDER BY id DESC

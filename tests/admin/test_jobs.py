@@ -422,3 +422,10 @@ async def test_blocked_and_cancelled_jobs_are_listed_by_those_words(rig: Rig) ->
     assert [(j["id"], j["state"]) for j in cancelled["jobs"]] == [(children[0], "cancelled")]
     blocked = await (await rig.api.get(f"/api/queue/{WORK}/jobs?status=blocked", headers=READ)).json()
     assert [j["id"] for j in blocked["jobs"]] == children[1:]
+    # the search across queues (the dashboard's Jobs page) takes both words too, and finds blocked
+    # jobs among every state
+    for status, want in (("blocked", children[:0:-1]), ("cancelled", [children[0]])):
+        found = await (await rig.api.get(f"/api/queue/jobs?queue={WORK}&status={status}", headers=READ)).json()
+        assert [(j["id"], j["state"]) for j in found["jobs"]] == [(i, status) for i in want]
+    every = await (await rig.api.get(f"/api/queue/jobs?queue={WORK}", headers=READ)).json()
+    assert {j["id"] for j in every["jobs"]} >= {parent, *children}
